@@ -1,0 +1,34 @@
+# `make run` starts the whole stack on embedded defaults; `make test` runs the test suite.
+# Both create .venv and install what they need on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint bench-engine bench-service clean
+
+$(STAMP): pyproject.toml client/pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e ".[worker,test]" -e ./client
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m devstack
+
+test: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+bench-engine: $(STAMP)
+	$(PY) bench/engine.py --json bench/results/engine.json
+
+bench-service: $(STAMP)
+	$(PY) bench/service.py --json bench/results/service.json
+
+clean:
+	rm -rf var test-output bench/results

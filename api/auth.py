@@ -1,0 +1,72 @@
+"""API keys: `Authorization: Bearer <key>` on every `/v1` route when keys are configured.
+
+Keys come from `SALIENCY_API_KEYS` and/or `SALIENCY_API_KEYS_FILE` (one entry per line, `#`
+comments), each entry `key:tenant[:admin]`. With no keys configured (the embedded default,
+bound to 127.0.0.1) every request is tenant `default` with the admin role.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import Flask, g, request
+
+from shared.errors import ForbiddenError, UnauthorizedError
+from shared.settings import Settings, SettingsError
+
+TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+DEFAULT_TENANT = "default"
+
+
+@dataclass(frozen=True)
+class Principal:
+    tenant: str
+    admin: bool
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def load_keys(settings: Settings) -> dict[str, Principal]:
+    """Map the SHA-256 of each key to its principal; malformed entries fail at start."""
+    entries = list(settings.api_keys)
+    if settings.api_keys_file:
+        for line in Path(settings.api_keys_file).read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                entries.append(line)
+    keys = {}
+    for entry in entries:
+        parts = entry.split(":")
+        if len(parts) not in (2, 3) or not parts[0] or (len(parts) == 3 and parts[2] != "admin"):
+            raise SettingsError("an API key entry must be key:tenant or key:tenant:admin")
+        if not TENANT_RE.match(parts[1]):
+            raise SettingsError(f"tenant {parts[1]!r} must match {TENANT_RE.pattern}")
+        keys[_digest(parts[0])] = Principal(parts[1], len(parts) == 3)
+    return keys
+
+
+def require_admin(what: str) -> None:
+    if not g.admin:
+        raise ForbiddenError(f"{what} needs an API key with the admin role")
+
+
+def init_app(app: Flask) -> None:
+    keys = load_keys(app.extensions["saliency"].settings)
+
+    @app.before_request
+    def authenticate() -> None:
+        if not keys:
+            g.tenant, g.admin = DEFAULT_TENANT, True
+            return
+        if not request.path.startswith("/v1/"):
+            return
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        principal = keys.get(_digest(token.strip())) if scheme.lower() == "bearer" else None
+        if principal is None:
+            raise UnauthorizedError("a valid API key is required: Authorization: Bearer <key>")
+        g.tenant, g.admin = principal.tenant, principal.admin

@@ -1,0 +1,39 @@
+"""Python SDK for the saliency attribution service (API v1). Needs no torch.
+
+    from saliency_client import Client
+    job = Client("http://127.0.0.1:8000").submit(["cat.png"], model="resnet18",
+                                                 methods=["gradient", "guided_backprop"])
+    job.wait().download("out/")
+"""
+
+from saliency_client.aio import AsyncClient, AsyncJob
+from saliency_client.client import Client, Job
+from saliency_client.errors import (
+    ApiError,
+    ConnectionFailed,
+    JobFailed,
+    SaliencyError,
+    WaitTimeout,
+)
+from saliency_client.transport import RetryPolicy
+from saliency_client.types import Item, JobState, JobStatus, Method, Model, Output, Progress
+
+__all__ = [
+    "ApiError",
+    "AsyncClient",
+    "AsyncJob",
+    "Client",
+    "ConnectionFailed",
+    "Item",
+    "Job",
+    "JobFailed",
+    "JobState",
+    "JobStatus",
+    "Method",
+    "Model",
+    "Output",
+    "Progress",
+    "RetryPolicy",
+    "SaliencyError",
+    "WaitTimeout",
+]

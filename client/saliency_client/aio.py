@@ -1,0 +1,167 @@
+"""The asyncio twin of the SDK, for services that follow many jobs at once.
+
+    async with AsyncClient() as client:
+        jobs = [await client.submit(batch, model="resnet18") for batch in batches]
+        await asyncio.gather(*(job.wait() for job in jobs))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from saliency_client import download as dl
+from saliency_client.progress import Waiter
+from saliency_client.spec import build_submit, job_spec
+from saliency_client.transport import AsyncTransport, RetryPolicy
+from saliency_client.types import (
+    Item,
+    JobState,
+    JobStatus,
+    Method,
+    Model,
+    parse_methods,
+    unwrap_list,
+)
+from saliency_client.uploads import model_registration
+
+
+class AsyncClient:
+    """Same methods as `Client`, as coroutines; one connection pool for every job."""
+
+    def __init__(self, base_url: str | None = None, api_key: str | None = None, *,
+                 timeout: float = 60.0, retry: RetryPolicy | None = None) -> None:
+        self.transport = AsyncTransport(base_url, api_key, timeout, retry)
+
+    @property
+    def base_url(self) -> str:
+        return self.transport.base_url
+
+    async def close(self) -> None:
+        await self.transport.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def submit(self, inputs: Any, *, model: str, methods: Any = None, target: Any = None,
+                     reduce: str | None = None, outputs: Any = None,
+                     idempotency_key: str | None = None) -> AsyncJob:
+        """See `Client.submit`; the Idempotency-Key is reused across retries."""
+        body, data, files = build_submit(inputs, job_spec(model, methods, target, reduce, outputs))
+        key = idempotency_key or str(uuid.uuid4())
+        answer = await self.transport.json("POST", "/v1/jobs", json=body, data=data, files=files,
+                                           headers={"Idempotency-Key": key}, idempotent=True)
+        return AsyncJob(self, answer["id"])
+
+    def job(self, job_id: str) -> AsyncJob:
+        return AsyncJob(self, job_id)
+
+    async def register_model(self, name: str, *, num_classes: int,
+                             weights: str | Path | None = None, program: str | Path | None = None,
+                             architecture: str | None = None, **preprocessing: Any) -> Model:
+        data, files = model_registration(name, num_classes, weights, program, architecture,
+                                         preprocessing)
+        return Model.from_json(await self.transport.json("POST", "/v1/models", data=data,
+                                                         files=files))
+
+    async def models(self) -> list[Model]:
+        body = await self.transport.json("GET", "/v1/models")
+        return [Model.from_json(m) for m in unwrap_list(body, "models")]
+
+    async def model(self, name: str) -> Model:
+        return Model.from_json(await self.transport.json("GET", f"/v1/models/{name}"))
+
+    async def methods(self) -> list[Method]:
+        return parse_methods(await self.transport.json("GET", "/v1/methods"))
+
+
+class AsyncJob:
+    """One job, followed from asyncio code."""
+
+    def __init__(self, client: AsyncClient, job_id: str) -> None:
+        self.client = client
+        self.id = job_id
+        self.state: JobState | None = None
+
+    def __repr__(self) -> str:
+        status = self.state.status.value if self.state else "?"
+        return f"<AsyncJob {self.id} {status}>"
+
+    @property
+    def status(self) -> JobStatus | None:
+        """The status at the last refresh (None before the first)."""
+        return self.state.status if self.state else None
+
+    async def refresh(self) -> AsyncJob:
+        body = await self.client.transport.json("GET", f"/v1/jobs/{self.id}")
+        self.state = JobState.from_json(body)
+        return self
+
+    async def wait(self, timeout: float | None = None, progress: bool = False,
+                   check: bool = False) -> AsyncJob:
+        """Poll until finished (no bar by default: many jobs are usually awaited together)."""
+        waiter = Waiter(self.id, timeout, progress)
+        try:
+            while not waiter.update((await self.refresh()).state):
+                await asyncio.sleep(waiter.next_sleep())
+        finally:
+            waiter.close()
+        if check:
+            self.state.raise_for_status()
+        return self
+
+    async def items(self, page_size: int = 100) -> AsyncIterator[Item]:
+        """Every item, page after page by `next_cursor`."""
+        cursor = None
+        while True:
+            params: dict[str, Any] = {"limit": page_size}
+            if cursor:
+                params["cursor"] = cursor
+            page = await self.client.transport.json("GET", f"/v1/jobs/{self.id}/items",
+                                                    params=params)
+            for raw in page.get("items", []):
+                yield Item.from_json(raw)
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+
+    async def download(self, directory: str | Path, concurrency: int = 8) -> Path:
+        """As `Job.download`: artifacts under predictable names, then `results.jsonl`."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        limit = asyncio.Semaphore(concurrency)
+
+        async def fetch(url: str, name: str) -> None:
+            async with limit:
+                response = await self.client.transport.request("GET", url)
+            (out / name).write_bytes(response.content)
+
+        tmp = out / (dl.RESULTS + ".part")
+        with tmp.open("w") as results:
+            chunk: list[tuple[Item, Any]] = []
+
+            async def flush() -> None:
+                await asyncio.gather(*(fetch(getattr(o, kind), name) for _, plan in chunk
+                                       for o, names in plan for kind, name in names.items()))
+                for item, plan in chunk:
+                    results.write(json.dumps(dl.result_line(item, plan)) + "\n")
+                chunk.clear()
+
+            async for item in self.items():
+                chunk.append((item, dl.output_files(item)))
+                if len(chunk) >= 4 * concurrency:
+                    await flush()
+            await flush()
+        tmp.replace(out / dl.RESULTS)
+        return out
+
+    async def cancel(self) -> AsyncJob:
+        await self.client.transport.request("DELETE", f"/v1/jobs/{self.id}")
+        return await self.refresh()

@@ -1,0 +1,237 @@
+"""`saliency`: the command line of the SDK.
+
+Exit codes (scripts may rely on them; the reason is one line on stderr):
+  0  success
+  2  usage: bad arguments, an unreadable input file, a malformed --target
+  3  the API answered with an error (its code and message are printed)
+  4  the API could not be reached (after retries)
+  5  the job ended failed or cancelled (with --wait, or `wait`)
+  6  --timeout passed before the job finished
+  130 interrupted
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from saliency_client.client import Client, Job
+from saliency_client.errors import ApiError, ConnectionFailed, JobFailed, WaitTimeout
+from saliency_client.spec import TARGET_HELP, parse_target
+from saliency_client.types import JobState
+
+EXIT_OK, EXIT_USAGE, EXIT_API, EXIT_CONNECTION, EXIT_JOB_FAILED, EXIT_TIMEOUT = 0, 2, 3, 4, 5, 6
+OUTPUT_KINDS = ("npy", "png", "overlay")
+REDUCTIONS = ("max_abs", "sum_abs", "l2", "positive")
+
+
+def _target(text: str) -> Any:
+    try:
+        return parse_target(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    print(json.dumps(data) if args.json else text)
+
+
+def _summary(state: JobState) -> str:
+    p = state.progress
+    line = f"{state.id}  {state.status.value}  {p.done}/{p.total} done"
+    if p.failed:
+        line += f", {p.failed} failed"
+    return line + (f"  error: {state.error}" if state.error else "")
+
+
+def _finish(args: argparse.Namespace, job: Job) -> int:
+    """Wait (with a bar on stderr), optionally download, and report the final state."""
+    job.wait(timeout=args.timeout, progress=not args.no_progress)
+    if getattr(args, "out", None) and job.state.status.value == "succeeded":
+        job.download(args.out)
+    job.state.raise_for_status()
+    if not args.json:
+        print(_summary(job.state), file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_submit(client: Client, args: argparse.Namespace) -> int:
+    job = client.submit(args.images, model=args.model, methods=args.method, target=args.target,
+                        reduce=args.reduce, outputs=args.output)
+    if args.wait or args.out:
+        code = _finish(args, job)
+        _emit(args, job.state.raw, job.id)
+        return code
+    _emit(args, {"id": job.id, "status": "queued"}, job.id)
+    return EXIT_OK
+
+
+def cmd_status(client: Client, args: argparse.Namespace) -> int:
+    state = client.job(args.id).refresh().state
+    _emit(args, state.raw, _summary(state))
+    return EXIT_OK
+
+
+def cmd_wait(client: Client, args: argparse.Namespace) -> int:
+    job = client.job(args.id)
+    code = _finish(args, job)
+    _emit(args, job.state.raw, _summary(job.state))
+    return code
+
+
+def cmd_items(client: Client, args: argparse.Namespace) -> int:
+    for item in client.job(args.id).items():
+        if args.json:
+            print(json.dumps(item.raw))
+            continue
+        pred = item.prediction
+        label = "-" if pred is None else f"{pred.class_name or pred.class_index} {pred.score:.3f}"
+        methods = ",".join(sorted({o.method for o in item.outputs}))
+        print(f"{item.index:5d}  {item.status:9s}  {label:24s}  {methods}"
+              + (f"  error: {item.error}" if item.error else ""))
+    return EXIT_OK
+
+
+def cmd_download(client: Client, args: argparse.Namespace) -> int:
+    out = client.job(args.id).download(args.out)
+    _emit(args, {"id": args.id, "dir": str(out)}, str(out))
+    return EXIT_OK
+
+
+def cmd_cancel(client: Client, args: argparse.Namespace) -> int:
+    state = client.job(args.id).cancel().state
+    _emit(args, state.raw, _summary(state))
+    return EXIT_OK
+
+
+def cmd_models(client: Client, args: argparse.Namespace) -> int:
+    models = client.models()
+    if args.json:
+        print(json.dumps([m.raw for m in models]))
+    for m in [] if args.json else models:
+        print(f"{m.name:24s}  {m.architecture or '(program)':20s}  {m.num_classes} classes")
+    return EXIT_OK
+
+
+def cmd_register(client: Client, args: argparse.Namespace) -> int:
+    extra: dict[str, Any] = {"input_size": args.input_size, "resize": args.resize,
+                             "mean": args.mean, "std": args.std}
+    if args.class_names:
+        with open(args.class_names, encoding="utf-8") as f:
+            extra["class_names"] = [line.strip() for line in f if line.strip()]
+    model = client.register_model(args.name, num_classes=args.num_classes, weights=args.weights,
+                                  program=args.program, architecture=args.architecture, **extra)
+    _emit(args, model.raw, model.name)
+    return EXIT_OK
+
+
+def cmd_methods(client: Client, args: argparse.Namespace) -> int:
+    methods = client.methods()
+    if args.json:
+        print(json.dumps([{"name": m.name, "description": m.description} for m in methods]))
+    for m in [] if args.json else methods:
+        print(f"{m.name:16s}  {m.description}")
+    return EXIT_OK
+
+
+def _common(suppress: bool) -> argparse.ArgumentParser:
+    # The same options before or after the subcommand; SUPPRESS keeps a value given before.
+    default = argparse.SUPPRESS if suppress else None
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--url", default=default, help="API base URL (default $SALIENCY_URL)")
+    p.add_argument("--api-key", default=default, help="API key (default $SALIENCY_API_KEY)")
+    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS if suppress else False,
+                   help="machine-readable JSON on stdout")
+    return p
+
+
+def _waiting(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--timeout", type=float, help="give up waiting after this many seconds")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common(suppress=True)
+    parser = argparse.ArgumentParser(
+        prog="saliency", parents=[_common(suppress=False)],
+        description="Submit attribution jobs and fetch their maps.",
+        epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Callable[..., int], help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=help, description=help)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("submit", cmd_submit, "submit images (files, or storage URIs) as one job")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG/JPEG/WebP/.npy file or URI")
+    p.add_argument("--model", required=True, help="a registered model's name")
+    p.add_argument("--method", action="append", help="gradient | guided_backprop | deconvnet "
+                   "(repeatable; default gradient)")
+    p.add_argument("--target", type=_target, help=TARGET_HELP + " (default predicted)")
+    p.add_argument("--reduce", choices=REDUCTIONS, help="channel reduction (default max_abs)")
+    p.add_argument("--output", action="append", choices=OUTPUT_KINDS,
+                   help="artifact kinds to make (repeatable; default all)")
+    p.add_argument("--wait", action="store_true", help="wait for the job, with a progress bar")
+    p.add_argument("--out", metavar="DIR", help="wait, then download the results into DIR")
+    _waiting(p)
+    add("status", cmd_status, "show a job's status and progress").add_argument("id")
+    p = add("wait", cmd_wait, "wait for a job to finish")
+    p.add_argument("id")
+    _waiting(p)
+    add("items", cmd_items, "list a job's items (--json: one JSON object per line)"
+        ).add_argument("id")
+    p = add("download", cmd_download, "download every artifact and results.jsonl")
+    p.add_argument("id")
+    p.add_argument("--out", required=True, metavar="DIR")
+    add("cancel", cmd_cancel, "cancel a job").add_argument("id")
+    add("methods", cmd_methods, "list the attribution methods")
+
+    models = add("models", cmd_models, "list registered models (or: models register ...)")
+    msub = models.add_subparsers(dest="models_command", metavar="{register}")
+    p = msub.add_parser("register", parents=[common], help="register a model")
+    p.set_defaults(func=cmd_register)
+    p.add_argument("--name", required=True)
+    p.add_argument("--num-classes", type=int, required=True)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--weights", metavar="FILE", help="safetensors weights (needs --architecture)")
+    src.add_argument("--program", metavar="FILE", help="a torch.export .pt2 program (admin key)")
+    p.add_argument("--architecture", help="torchvision model name, or timm:<name>")
+    p.add_argument("--input-size", type=int)
+    p.add_argument("--resize", type=int)
+    p.add_argument("--mean", type=float, nargs=3)
+    p.add_argument("--std", type=float, nargs=3)
+    p.add_argument("--class-names", metavar="FILE", help="text file, one class name per line")
+    return parser
+
+
+def _fail(code: int, message: str) -> int:
+    print(f"saliency: error: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        with Client(args.url, args.api_key) as client:
+            return args.func(client, args)
+    except ApiError as exc:
+        return _fail(EXIT_API, f"{exc.code} (HTTP {exc.status}): {exc.message}")
+    except ConnectionFailed as exc:
+        return _fail(EXIT_CONNECTION, str(exc))
+    except JobFailed as exc:
+        return _fail(EXIT_JOB_FAILED, str(exc))
+    except WaitTimeout as exc:
+        return _fail(EXIT_TIMEOUT, str(exc))
+    except (OSError, ValueError, TypeError) as exc:
+        return _fail(EXIT_USAGE, str(exc))
+    except KeyboardInterrupt:
+        return _fail(130, "interrupted")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""The bookkeeping of `wait()` shared by the sync and async jobs: poll interval, deadline, bar."""
+
+from __future__ import annotations
+
+import time
+
+from tqdm import tqdm
+
+from saliency_client.errors import WaitTimeout
+from saliency_client.types import JobState
+
+
+class Waiter:
+    """Polls at 0.2 s, backing off to `max_interval`; drives a tqdm bar of done/total."""
+
+    def __init__(self, job_id: str, timeout: float | None, progress: bool,
+                 max_interval: float = 2.0) -> None:
+        self.job_id = job_id
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.interval = 0.2
+        self.max_interval = max_interval
+        self.bar = tqdm(total=None, unit="img", desc=f"job {job_id[:8]}", disable=not progress,
+                        leave=True, dynamic_ncols=True)
+
+    def update(self, state: JobState) -> bool:
+        """Show `state`; True when the job has finished."""
+        p = state.progress
+        if self.bar.total != p.total:
+            self.bar.total = p.total
+        self.bar.n = p.done + p.failed
+        self.bar.set_postfix_str(state.status.value + (f", {p.failed} failed" if p.failed else ""),
+                                 refresh=True)
+        return state.status.finished
+
+    def next_sleep(self) -> float:
+        """Seconds to sleep before the next poll; raises WaitTimeout past the deadline."""
+        sleep = self.interval
+        self.interval = min(self.max_interval, self.interval * 1.5)
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise WaitTimeout(f"job {self.job_id} not finished after the timeout")
+            sleep = min(sleep, left)
+        return sleep
+
+    def close(self) -> None:
+        self.bar.close()

@@ -1,0 +1,131 @@
+"""All configuration, read once from the environment into one frozen object.
+
+`REDIS_URL`, `STORAGE_URL` and `S3_ENDPOINT_URL` keep their conventional names; everything
+else is prefixed `SALIENCY_`. Defaults are those of the embedded single-machine mode.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+SECRET_FIELDS = frozenset({"api_keys", "redis_url"})
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value of the wrong kind."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise SettingsError(f"{name}={value} must be >= {minimum}")
+    return value
+
+
+def _list(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name) or default
+    if value not in choices:
+        raise SettingsError(f"{name}={value!r} must be one of {list(choices)}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the service; see `from_env` for the variable behind each field."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    storage_url: str = "file://var/storage"
+    s3_endpoint_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str | None = None
+    api_keys: tuple[str, ...] = ()  # "key:tenant[:admin]" entries
+    api_keys_file: str | None = None
+    max_request_bytes: int = 64 * 1024 * 1024
+    max_model_bytes: int = 1024 * 1024 * 1024
+    max_images_per_job: int = 1000
+    max_uris_per_job: int = 100_000
+    max_image_pixels: int = 25_000_000
+    accepted_formats: tuple[str, ...] = ("png", "jpeg", "webp", "npy")
+    batch_size: int = 16
+    model_cache_size: int = 4
+    device: str = "auto"
+    precision: str = "float32"
+    render_threads: int = 1
+    task_time_limit_s: int = 1800
+    visibility_timeout_s: int = 3600
+    max_attempts: int = 3
+    presign_expires_s: int = 3600
+    log_format: str = "text"
+    builtin_models: bool = True
+    data_dir: str = "var"
+    idempotency_ttl_s: int = 24 * 3600
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the settings from `env` (default `os.environ`), failing on malformed values."""
+        env = os.environ if env is None else env
+        d = cls()
+        settings = cls(
+            redis_url=env.get("REDIS_URL") or d.redis_url,
+            storage_url=env.get("STORAGE_URL") or d.storage_url,
+            s3_endpoint_url=env.get("S3_ENDPOINT_URL") or None,
+            host=env.get("SALIENCY_HOST") or d.host,
+            port=_int(env, "SALIENCY_PORT", d.port, 1),
+            public_url=(env.get("SALIENCY_PUBLIC_URL") or "").rstrip("/") or None,
+            api_keys=_list(env, "SALIENCY_API_KEYS", d.api_keys),
+            api_keys_file=env.get("SALIENCY_API_KEYS_FILE") or None,
+            max_request_bytes=_int(env, "SALIENCY_MAX_REQUEST_BYTES", d.max_request_bytes, 1),
+            max_model_bytes=_int(env, "SALIENCY_MAX_MODEL_BYTES", d.max_model_bytes, 1),
+            max_images_per_job=_int(env, "SALIENCY_MAX_IMAGES_PER_JOB", d.max_images_per_job, 1),
+            max_uris_per_job=_int(env, "SALIENCY_MAX_URIS_PER_JOB", d.max_uris_per_job, 1),
+            max_image_pixels=_int(env, "SALIENCY_MAX_IMAGE_PIXELS", d.max_image_pixels, 1),
+            accepted_formats=_list(env, "SALIENCY_ACCEPTED_FORMATS", d.accepted_formats),
+            batch_size=_int(env, "SALIENCY_BATCH_SIZE", d.batch_size, 1),
+            model_cache_size=_int(env, "SALIENCY_MODEL_CACHE_SIZE", d.model_cache_size, 1),
+            device=_choice(env, "SALIENCY_DEVICE", d.device, ("auto", "cpu", "cuda")),
+            precision=_choice(
+                env, "SALIENCY_PRECISION", d.precision, ("float32", "float16", "bfloat16")
+            ),
+            render_threads=_int(env, "SALIENCY_RENDER_THREADS", d.render_threads, 1),
+            task_time_limit_s=_int(env, "SALIENCY_TASK_TIME_LIMIT_S", d.task_time_limit_s, 1),
+            visibility_timeout_s=_int(
+                env, "SALIENCY_VISIBILITY_TIMEOUT_S", d.visibility_timeout_s, 1
+            ),
+            max_attempts=_int(env, "SALIENCY_MAX_ATTEMPTS", d.max_attempts, 1),
+            presign_expires_s=_int(env, "SALIENCY_PRESIGN_EXPIRES_S", d.presign_expires_s, 1),
+            log_format=_choice(env, "SALIENCY_LOG_FORMAT", d.log_format, ("text", "json")),
+            builtin_models=(env.get("SALIENCY_BUILTIN_MODELS") or "1") not in ("0", "false"),
+            data_dir=env.get("SALIENCY_DATA_DIR") or d.data_dir,
+            idempotency_ttl_s=_int(env, "SALIENCY_IDEMPOTENCY_TTL_S", d.idempotency_ttl_s, 1),
+        )
+        if settings.task_time_limit_s >= settings.visibility_timeout_s:
+            raise SettingsError(
+                "SALIENCY_TASK_TIME_LIMIT_S must be below SALIENCY_VISIBILITY_TIMEOUT_S, or the "
+                "broker redelivers a task while its first copy still runs"
+            )
+        return settings
+
+    def __repr__(self) -> str:
+        parts = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in SECRET_FIELDS and value:
+                value = "***"
+            parts.append(f"{f.name}={value!r}")
+        return f"Settings({', '.join(parts)})"

@@ -1,0 +1,21 @@
+"""Vanilla gradient saliency."""
+
+from __future__ import annotations
+
+import torch
+
+from worker.methods.base import BackwardRule, forward_mask_backward
+
+
+class Gradient(BackwardRule):
+    """Simonyan, Vedaldi & Zisserman 2014, "Deep Inside Convolutional Networks".
+
+    The plain derivative of the target score with respect to the input pixels: a rectifier
+    passes the gradient where its input was in the linear range (0 < x, and x < 6 for ReLU6).
+    """
+
+    name = "gradient"
+    needs_every_rectifier = False
+
+    def rectify(self, grad: torch.Tensor, out: torch.Tensor, upper: float | None) -> torch.Tensor:
+        return forward_mask_backward(grad, out, upper)

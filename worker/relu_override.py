@@ -1,0 +1,207 @@
+"""Route every rectifier of a forward pass through one autograd function whose backward rule
+can be switched between backward passes, and count what was (and was not) routed.
+
+Module hooks (what Captum uses) only see `nn.ReLU` modules; functional calls such as
+`F.relu(x, inplace=True)` in GoogLeNet or Inception-v3 escape them and silently keep the
+plain gradient. Here a `TorchFunctionMode` sees every call — modules, `F.relu`, `torch.relu`,
+`Tensor.relu_`, ReLU6 as `hardtanh(0, 6)`, and the aten ops of exported programs — and an
+independent `TorchDispatchMode` counts rectifier kernels actually run, so anything that
+escaped shows up as `relu_calls > overridden`.
+
+Both modes are thread-local and the switch is per call, so threads sharing one model do not
+see each other's rules.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from worker.methods import BackwardRule
+
+aten = torch.ops.aten
+
+# Calls that are ReLU: (function, whether it works in place).
+_RELU: dict[Any, bool] = {
+    F.relu: False,  # in place when called with inplace=True
+    torch.relu: False,
+    torch.Tensor.relu: False,
+    F.relu_: True,
+    torch.relu_: True,
+    torch.Tensor.relu_: True,
+    aten.relu.default: False,
+    aten.relu_.default: True,
+}
+# Calls that are ReLU6: F.relu6 and nn.ReLU6 (which calls hardtanh(x, 0, 6)).
+_RELU6: dict[Any, bool] = {
+    F.relu6: False,
+    torch._C._nn.relu6: False,
+    torch._C._nn.relu6_: True,
+    aten.relu6.default: False,
+    aten.relu6_.default: True,
+}
+_HARDTANH: dict[Any, bool] = {
+    F.hardtanh: False,
+    F.hardtanh_: True,
+    torch._C._nn.hardtanh: False,
+    torch._C._nn.hardtanh_: True,
+    aten.hardtanh.default: False,
+    aten.hardtanh_.default: True,
+}
+# Element-wise non-linearities that have no guided-backprop or DeconvNet rule, by the name a
+# user knows them by.
+_NO_RULE: dict[Any, str] = {}
+for _name, _funcs in {
+    "SiLU": (F.silu, aten.silu.default, aten.silu_.default),
+    "GELU": (F.gelu, aten.gelu.default, aten.gelu_.default),
+    "ELU": (F.elu, F.elu_, aten.elu.default, aten.elu_.default),
+    "SELU": (F.selu, torch.selu, torch.selu_, aten.selu.default),
+    "CELU": (F.celu, torch.celu, aten.celu.default),
+    "LeakyReLU": (F.leaky_relu, F.leaky_relu_, aten.leaky_relu.default, aten.leaky_relu_.default),
+    "PReLU": (F.prelu, torch.prelu, aten.prelu.default, aten._prelu_kernel.default),
+    "RReLU": (F.rrelu, F.rrelu_, torch.rrelu, aten.rrelu.default),
+    "Hardswish": (F.hardswish, aten.hardswish.default, aten.hardswish_.default),
+    "Hardsigmoid": (F.hardsigmoid, aten.hardsigmoid.default, aten.hardsigmoid_.default),
+    "Mish": (F.mish, aten.mish.default, aten.mish_.default),
+    "Softplus": (F.softplus, aten.softplus.default),
+    "Sigmoid": (torch.sigmoid, torch.Tensor.sigmoid, torch.sigmoid_, torch.Tensor.sigmoid_,
+                F.sigmoid, aten.sigmoid.default, aten.sigmoid_.default),
+    "Tanh": (torch.tanh, torch.Tensor.tanh, torch.tanh_, torch.Tensor.tanh_, F.tanh,
+             aten.tanh.default, aten.tanh_.default),
+    "Softsign": (F.softsign,),
+    "LogSigmoid": (F.logsigmoid, aten.log_sigmoid_forward.default),
+    "GLU": (F.glu, aten.glu.default),
+}.items():
+    for _func in _funcs:
+        _NO_RULE[_func] = _name
+
+# Kernels that compute a rectifier, counted below autograd by the independent counter.
+_RECTIFIER_KERNELS = frozenset(
+    {aten.relu.default, aten.relu_.default, aten.hardtanh.default, aten.hardtanh_.default}
+)
+
+
+@dataclass
+class RuleSwitch:
+    """The backward rule in force for one attribution call, and what the passes counted."""
+
+    rule: BackwardRule | None = None
+    overridden: int = 0  # rectifier calls routed through `Rectify` in the forward pass
+    applied: Counter = field(default_factory=Counter)  # backward applications, per method
+    no_rule: Counter = field(default_factory=Counter)  # non-linearities without a rule, by name
+    other_hardtanh: int = 0  # hardtanh with bounds other than (0, 6): no rule either
+
+
+class Rectify(torch.autograd.Function):
+    """ReLU (upper=None) or ReLU6 (upper=6) whose backward asks the switch for its rule."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, upper: float | None, inplace: bool,
+                switch: RuleSwitch) -> torch.Tensor:
+        if upper is None:
+            out = torch.relu_(x) if inplace else torch.relu(x)
+        else:
+            out = F.hardtanh(x, 0.0, upper, inplace=inplace)
+        if inplace:
+            ctx.mark_dirty(x)
+        ctx.save_for_backward(out)
+        ctx.upper = upper
+        ctx.switch = switch
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None]:
+        (out,) = ctx.saved_tensors
+        rule = ctx.switch.rule
+        if rule is None:
+            raise RuntimeError("backward through an overridden rectifier with no rule set")
+        ctx.switch.applied[rule.name] += 1
+        return rule.rectify(grad, out, ctx.upper), None, None, None
+
+
+def _input_and_inplace(func: Any, args: tuple, kwargs: dict, table: dict[Any, bool]
+                       ) -> tuple[torch.Tensor, bool]:
+    x = args[0] if args else kwargs.get("input", kwargs.get("self"))
+    inplace = table[func] or bool(kwargs.get("inplace", False))
+    if func in (F.relu, F.relu6) and len(args) > 1:
+        inplace = bool(args[1])
+    if func in (F.hardtanh,) and len(args) > 3:
+        inplace = bool(args[3])
+    return x, inplace
+
+
+def _hardtanh_bounds(func: Any, args: tuple, kwargs: dict) -> tuple[float, float]:
+    lo = args[1] if len(args) > 1 else kwargs.get("min_val", -1.0)
+    hi = args[2] if len(args) > 2 else kwargs.get("max_val", 1.0)
+    return float(lo), float(hi)
+
+
+class _OverrideMode(TorchFunctionMode):
+    """Replaces each rectifier call by `Rectify`; notes non-linearities that have no rule."""
+
+    def __init__(self, switch: RuleSwitch) -> None:
+        super().__init__()
+        self.switch = switch
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: Any = None):
+        kwargs = kwargs or {}
+        upper: float | None
+        if func in _RELU:
+            upper, table = None, _RELU
+        elif func in _RELU6:
+            upper, table = 6.0, _RELU6
+        elif func in _HARDTANH and _hardtanh_bounds(func, args, kwargs) == (0.0, 6.0):
+            upper, table = 6.0, _HARDTANH
+        else:
+            if func in _HARDTANH:
+                self.switch.other_hardtanh += 1
+            elif func in _NO_RULE:
+                self.switch.no_rule[_NO_RULE[func]] += 1
+            return func(*args, **kwargs)
+        x, inplace = _input_and_inplace(func, args, kwargs, table)
+        self.switch.overridden += 1
+        return Rectify.apply(x, upper, inplace, self.switch)
+
+
+class _KernelCounter(TorchDispatchMode):
+    """Counts rectifier kernels below autograd, independently of what the override saw."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: Any = None):
+        kwargs = kwargs or {}
+        if func in _RECTIFIER_KERNELS:
+            if func in (aten.relu.default, aten.relu_.default):
+                self.count += 1
+            elif _hardtanh_bounds(func, args, kwargs) == (0.0, 6.0):
+                self.count += 1
+        return func(*args, **kwargs)
+
+
+@dataclass
+class ForwardCount:
+    """Filled in when the forward pass under `override_rectifiers` ends."""
+
+    relu_calls: int = 0
+
+
+@contextmanager
+def override_rectifiers(switch: RuleSwitch) -> Iterator[ForwardCount]:
+    """Within the block, rectifiers run through `Rectify` with `switch`'s rule in backward."""
+    count = ForwardCount()
+    counter = _KernelCounter()
+    with ExitStack() as stack:
+        stack.enter_context(counter)
+        stack.enter_context(_OverrideMode(switch))
+        yield count
+    count.relu_calls = counter.count

@@ -1,0 +1,158 @@
+"""What each map is the gradient of: a class score, or a feature map or neuron of a layer.
+
+`LayerTaps` records named modules' outputs during a forward pass; `seed_gradients` turns the
+per-image targets into the gradients fed to the backward passes, one pass per map rank.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import torch
+from torch import nn
+
+from shared.errors import TargetError
+from shared.specs import ClassTarget, LayerTarget, PredictedTarget, Target, TopKTarget
+
+_wanted: ContextVar[dict[str, torch.Tensor | None] | None] = ContextVar("_wanted", default=None)
+
+
+class LayerTaps:
+    """Forward hooks installed once on a private model copy, recording only on request.
+
+    The hooks do nothing unless the current call (a context variable, so per thread) asked
+    for that layer; installing them up front means no call ever mutates the shared model.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.names = [name for name, _ in model.named_modules() if name]
+        for name, module in model.named_modules():
+            if name:
+                module.register_forward_hook(partial(_record, name))
+
+    @contextmanager
+    def capture(self, names: Sequence[str]) -> Iterator[dict[str, torch.Tensor | None]]:
+        """Within the block, the outputs of the named modules are recorded in the dict."""
+        unknown = [n for n in names if n not in self.names]
+        if unknown:
+            hint = ", ".join(self.names[:12]) + (", ..." if len(self.names) > 12 else "")
+            raise TargetError(
+                f"target.layer: no module named {unknown[0]!r} in this model; "
+                f"names come from named_modules(), e.g. {hint}"
+            )
+        recorded: dict[str, torch.Tensor | None] = {name: None for name in names}
+        token = _wanted.set(recorded if names else None)
+        try:
+            yield recorded
+        finally:
+            _wanted.reset(token)
+
+
+def _record(name: str, module: nn.Module, args: Any, output: Any) -> None:
+    wanted = _wanted.get()
+    if wanted is not None and name in wanted:
+        if not isinstance(output, torch.Tensor):
+            raise TargetError(f"target.layer: module {name!r} does not output a single tensor")
+        # A copy, so that a later in-place op (ReLU(inplace=True)) cannot change what the
+        # target is the gradient of.
+        wanted[name] = output.clone()
+
+
+@dataclass(frozen=True)
+class Selection:
+    """One map of one image: a class score, or a layer's channel (or one neuron of it)."""
+
+    class_index: int | None = None
+    layer: str | None = None
+    channel: int | None = None
+    position: tuple[int, ...] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        if self.layer is None:
+            return {"class": self.class_index}
+        out: dict[str, Any] = {"layer": self.layer, "channel": self.channel}
+        if self.position is not None:
+            out["position"] = list(self.position)
+        return out
+
+
+def select(targets: Sequence[Target], logits: torch.Tensor) -> list[list[Selection]]:
+    """The maps asked of each image, in order, given the forward pass's logits."""
+    num_classes = logits.shape[1]
+    selections: list[list[Selection]] = []
+    for i, target in enumerate(targets):
+        if isinstance(target, PredictedTarget):
+            selections.append([Selection(int(logits[i].argmax()))])
+        elif isinstance(target, ClassTarget):
+            if target.index >= num_classes:
+                raise TargetError(
+                    f"target.class: {target.index} is out of range; the model has "
+                    f"{num_classes} classes (0..{num_classes - 1})"
+                )
+            selections.append([Selection(target.index)])
+        elif isinstance(target, TopKTarget):
+            k = min(target.k, num_classes)
+            top = logits[i].topk(k).indices.tolist()
+            selections.append([Selection(int(c)) for c in top])
+        elif isinstance(target, LayerTarget):
+            selections.append(
+                [Selection(layer=target.layer, channel=target.channel, position=target.position)]
+            )
+        else:
+            raise TypeError(f"not a target: {target!r}")
+    return selections
+
+
+def seed_gradients(
+    selections: list[list[Selection]],
+    rank: int,
+    logits: torch.Tensor,
+    activations: dict[str, torch.Tensor | None],
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Outputs and their seed gradients for the backward pass of map `rank` of every image.
+
+    Each image's seed picks its own selection; images are independent in eval mode, so one
+    backward pass yields every image's map at once.
+    """
+    outputs: dict[str, torch.Tensor] = {}
+    seeds: dict[str, torch.Tensor] = {}
+
+    def seed_for(key: str, tensor: torch.Tensor) -> torch.Tensor:
+        if key not in seeds:
+            outputs[key] = tensor
+            seeds[key] = torch.zeros_like(tensor)
+        return seeds[key]
+
+    for i, per_image in enumerate(selections):
+        if rank >= len(per_image):
+            continue
+        sel = per_image[rank]
+        if sel.layer is None:
+            seed_for("", logits)[i, sel.class_index] = 1
+            continue
+        act = activations.get(sel.layer)
+        if act is None:
+            raise TargetError(f"target.layer: module {sel.layer!r} did not run in the forward pass")
+        if sel.channel >= act.shape[1]:
+            raise TargetError(
+                f"target.channel: {sel.channel} is out of range; layer {sel.layer!r} has "
+                f"{act.shape[1]} channels"
+            )
+        index: tuple[Any, ...] = (i, sel.channel)
+        if sel.position is not None:
+            spatial = tuple(act.shape[2:])
+            if len(sel.position) != len(spatial) or any(
+                p >= s for p, s in zip(sel.position, spatial, strict=True)
+            ):
+                raise TargetError(
+                    f"target.position: {list(sel.position)} does not fit layer {sel.layer!r}'s "
+                    f"spatial shape {list(spatial)}"
+                )
+            index += sel.position
+        seed_for(sel.layer, act)[index] = 1
+    return list(outputs.values()), list(seeds.values())
