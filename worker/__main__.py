@@ -1,0 +1,37 @@
+"""`python -m worker [celery worker options]`: register built-in models, then consume jobs."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import sys
+
+from shared.registry import BUILTIN_MODELS
+from shared.settings import Settings
+from shared.taskqueue import QUEUE
+from worker.celery_app import make_celery
+
+
+def _register_builtins() -> None:
+    from worker.pipeline import register_builtins
+
+    register_builtins(Settings.from_env())
+
+
+def main(argv: list[str]) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = Settings.from_env()
+    if settings.builtin_models and BUILTIN_MODELS:
+        # In a spawned child: the Celery parent forks its pool and must not have imported torch.
+        proc = multiprocessing.get_context("spawn").Process(target=_register_builtins)
+        proc.start()
+        proc.join()
+        if proc.exitcode != 0:
+            sys.exit("registering the built-in models failed")
+    app = make_celery(settings)
+    app.worker_main(["worker", "--queues", QUEUE, "--concurrency", "1", "--loglevel", "INFO",
+                     *argv])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

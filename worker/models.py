@@ -1,0 +1,148 @@
+"""Building registered models from local files, their preprocessing, and the engine cache.
+
+Weights are data: safetensors, or a state dict read with `torch.load(weights_only=True)`;
+never an arbitrary pickle. An exported program (`.pt2`) is code and is loaded with
+`torch.export.load`. Nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from torchvision.transforms.v2 import functional as TF
+
+from shared.errors import InputError
+from shared.specs import ModelSpec, Preprocessing
+from worker.engine import Engine
+
+TIMM_PREFIX = "timm:"
+# torchvision builders that would otherwise warn about their default initialisation; the
+# initialisation is overwritten by the loaded weights anyway.
+_SKIP_INIT = {"googlenet", "inception_v3"}
+
+
+def build_architecture(architecture: str, num_classes: int) -> nn.Module:
+    """An untrained torchvision (`resnet18`) or timm (`timm:efficientnet_lite0`) classifier."""
+    if architecture.startswith(TIMM_PREFIX):
+        import timm
+
+        name = architecture[len(TIMM_PREFIX):]
+        if name not in timm.list_models():
+            raise InputError(f"architecture: timm has no model named {name!r}")
+        return timm.create_model(name, pretrained=False, num_classes=num_classes)
+    import torchvision
+
+    known = torchvision.models.list_models(module=torchvision.models)
+    if architecture not in known:
+        raise InputError(
+            f"architecture: {architecture!r} is not a torchvision classification model; "
+            f"known: {', '.join(sorted(known))}"
+        )
+    kwargs: dict[str, object] = {"weights": None, "num_classes": num_classes}
+    if architecture in _SKIP_INIT:
+        kwargs["init_weights"] = False
+    return torchvision.models.get_model(architecture, **kwargs)
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors from a `.safetensors` file, or from a state dict saved with `torch.save`."""
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except SafetensorError as exc:
+            raise InputError(f"weights: not a readable safetensors file ({exc})") from None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises a variety of errors for a bad or unsafe file
+        raise InputError(f"weights: not a plain tensor state dict ({exc})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputError("weights: the file holds no flat {name: tensor} state dict")
+    return state
+
+
+def load_weights(model: nn.Module, state: dict[str, torch.Tensor], architecture: str) -> None:
+    """Load `state` into `model` strictly, naming what does not fit."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(
+        f"{k} {list(state[k].shape)} (expected {list(expected[k].shape)})"
+        for k in set(state) & set(expected)
+        if state[k].shape != expected[k].shape
+    )
+    if missing or unexpected or wrong:
+        problems = []
+        for label, names in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+            if names:
+                problems.append(f"{label}: {', '.join(names[:5])}" + (" ..." if len(names) > 5 else ""))
+        raise InputError(f"weights do not fit architecture {architecture!r}: " + "; ".join(problems))
+    model.load_state_dict(state, strict=True)
+
+
+def build_model(spec: ModelSpec, artifact: Path) -> nn.Module:
+    """The model a spec describes, from its weights file or its exported program."""
+    if spec.architecture is None:
+        try:
+            return torch.export.load(str(artifact)).module()
+        except Exception as exc:  # torch.export raises many kinds of errors for a bad archive
+            raise InputError(f"program: not a loadable torch.export archive ({exc})") from None
+    model = build_architecture(spec.architecture, spec.num_classes)
+    load_weights(model, read_state_dict(artifact), spec.architecture)
+    return model
+
+
+def preprocess_image(image: Image.Image, prep: Preprocessing) -> torch.Tensor:
+    """Resize the shorter side, centre-crop and normalize: the model's float32 C×H×W input."""
+    tensor = TF.pil_to_tensor(image.convert("RGB"))
+    tensor = TF.resize(tensor, [prep.resize], antialias=True)
+    tensor = TF.center_crop(tensor, [prep.input_size, prep.input_size])
+    tensor = TF.to_dtype(tensor, torch.float32, scale=True)
+    return TF.normalize(tensor, list(prep.mean), list(prep.std))
+
+
+def display_image(x: torch.Tensor | np.ndarray, prep: Preprocessing) -> np.ndarray:
+    """Undo the normalization of a C×H×W input: a uint8 H×W×3 picture to overlay maps on."""
+    arr = np.asarray(x, dtype=np.float32)
+    mean = np.asarray(prep.mean, dtype=np.float32)[:, None, None]
+    std = np.asarray(prep.std, dtype=np.float32)[:, None, None]
+    rgb = np.clip(arr * std + mean, 0.0, 1.0)
+    if rgb.shape[0] == 1:
+        rgb = np.repeat(rgb, 3, axis=0)
+    return (rgb[:3].transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8)
+
+
+class ModelCache:
+    """A least-recently-used cache of engines, shared by the threads of one worker process."""
+
+    def __init__(self, capacity: int, device: str = "cpu", precision: str = "float32") -> None:
+        self.capacity = capacity
+        self.device = device
+        self.precision = precision
+        self._engines: OrderedDict[str, Engine] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str, load: Callable[[], nn.Module]) -> Engine:
+        """The engine for `key`, building it with `load()` on a miss."""
+        with self._lock:
+            engine = self._engines.get(key)
+            if engine is not None:
+                self._engines.move_to_end(key)
+                return engine
+            engine = Engine(load(), device=self.device, precision=self.precision)
+            self._engines[key] = engine
+            while len(self._engines) > self.capacity:
+                self._engines.popitem(last=False)
+            return engine
+
+    def __len__(self) -> int:
+        return len(self._engines)
