@@ -1,9 +1,53 @@
-"""Web pages (filled in by the pages issue)."""
+"""Web pages: `/` submits images, `/jobs/<id>` follows a job and shows its maps page by page.
+
+The pages are plain HTML plus a little JavaScript that speaks the v1 API from the browser,
+so the API stays the one source of truth: no job or model state is read here. When API keys
+are configured, the browser sends the key (kept in sessionStorage) as a Bearer token; with
+no keys (the embedded default) nothing is asked. Everything a page loads is served from here.
+"""
 
 from __future__ import annotations
 
-from flask import Flask
+from functools import lru_cache
+
+from flask import Blueprint, Flask, Response, render_template, request
+
+from shared.specs import DEFAULT_METHODS, METHODS, OUTPUTS, REDUCTIONS
+
+bp = Blueprint("pages", __name__, template_folder="templates", static_folder="static",
+               static_url_path="/assets")
+PAGE_SIZE, MAX_PAGE_SIZE = 24, 200
+
+
+@bp.get("/")
+def index():
+    return render_template("index.html", methods=METHODS, default_methods=DEFAULT_METHODS,
+                           reductions=REDUCTIONS, outputs=OUTPUTS)
+
+
+@bp.get("/jobs/<job_id>")
+def job(job_id: str):
+    size = request.args.get("limit", "")
+    page_size = min(int(size), MAX_PAGE_SIZE) if size.isdigit() and int(size) > 0 else PAGE_SIZE
+    return render_template("job.html", job_id=job_id, page_size=page_size)
+
+
+@lru_cache(maxsize=1)
+def _colorbar() -> bytes:
+    # The worker's own renderer draws the bar, so it matches the maps by construction;
+    # worker.render is numpy and Pillow only: no torch enters the API (a test checks).
+    from worker.render import colorbar_png
+
+    return colorbar_png()
+
+
+@bp.get("/colorbar.png")
+def colorbar():
+    response = Response(_colorbar(), mimetype="image/png")
+    response.cache_control.public = True
+    response.cache_control.max_age = 86400
+    return response
 
 
 def init_app(app: Flask) -> None:
-    """Register the pages blueprint; nothing yet."""
+    app.register_blueprint(bp)

@@ -49,7 +49,9 @@ def _open_image(data: bytes, max_pixels: int, what: str) -> Image.Image:
             # Our own limit is far below Pillow's bomb threshold; never let Pillow warn instead.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError as e:
+        raise TooLargeError(f"{what}: {e}") from None
+    except (OSError, ValueError) as e:
         raise UndecodableError(f"{what}: cannot read the image header ({e})") from None
     width, height = image.size
     if width * height > max_pixels:

@@ -192,7 +192,7 @@ class JobStore:
     # --- inputs and items -------------------------------------------------------------------
 
     def inputs(self, job_id: str) -> list[dict[str, Any]]:
-        return [json.loads(raw) for raw in self.redis.lrange(_sub(job_id, "inputs"), 0, -1)]
+        return self.input_range(job_id, 0, -1)
 
     def finished_indices(self, job_id: str) -> set[int]:
         pipe = self.redis.pipeline(transaction=False)
@@ -215,7 +215,9 @@ class JobStore:
         return [json.loads(r) if r else None for r in raw]
 
     def input_range(self, job_id: str, start: int, stop: int) -> list[dict[str, Any]]:
-        return [json.loads(r) for r in self.redis.lrange(_sub(job_id, "inputs"), start, stop - 1)]
+        """Input descriptors `start` to `stop` (exclusive; -1: to the end)."""
+        end = -1 if stop == -1 else stop - 1
+        return [json.loads(r) for r in self.redis.lrange(_sub(job_id, "inputs"), start, end)]
 
     def bump_attempts(self, job_id: str, indices: list[int]) -> list[int]:
         """Count one more attempt at each item; returns the new counts."""
@@ -223,6 +225,13 @@ class JobStore:
         for i in indices:
             pipe.hincrby(_sub(job_id, "attempts"), str(i), 1)
         return pipe.execute()
+
+    def begin_run(self, job_id: str) -> int:
+        """Count a task run that has not ended cleanly yet; returns how many there are."""
+        return int(self.redis.hincrby(job_key(job_id), "unfinished_runs", 1))
+
+    def end_run(self, job_id: str) -> None:
+        self.redis.hincrby(job_key(job_id), "unfinished_runs", -1)
 
     # --- idempotency ------------------------------------------------------------------------
 

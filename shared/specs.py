@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from shared.errors import SpecError
 
@@ -69,7 +69,7 @@ class LayerTarget:
         return out
 
 
-Target = Union[PredictedTarget, ClassTarget, TopKTarget, LayerTarget]
+Target = PredictedTarget | ClassTarget | TopKTarget | LayerTarget
 PREDICTED = PredictedTarget()
 
 
@@ -83,7 +83,7 @@ def _int(value: Any, field_name: str, minimum: int = 0, maximum: int | None = No
 
 
 def parse_target(raw: Any, field_name: str = "target") -> Target:
-    """Parse `"predicted"`, `{"class": k}`, `{"topk": k}` or `{"layer", "channel"[, "position"]}`."""
+    """Parse `"predicted"`, `{"class": k}`, `{"topk": k}` or `{"layer", "channel"[, ...]}`."""
     if raw is None or raw == "predicted":
         return PREDICTED
     if not isinstance(raw, dict):
@@ -193,7 +193,9 @@ def parse_model_spec(raw: Any, *, needs_architecture: bool = True) -> ModelSpec:
     architecture = raw.get("architecture")
     if needs_architecture:
         if not isinstance(architecture, str) or not architecture:
-            raise SpecError("architecture", "is required: a torchvision model name or 'timm:<name>'")
+            raise SpecError(
+                "architecture", "is required: a torchvision model name or 'timm:<name>'"
+            )
     elif architecture is not None:
         raise SpecError("architecture", "must be absent for an exported program (.pt2)")
     num_classes = _int(raw.get("num_classes"), "num_classes", 1, 100_000)

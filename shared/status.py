@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class JobStatus(str, Enum):
+class JobStatus(StrEnum):
     """Where a job is in its life; `succeeded`, `failed` and `cancelled` are final."""
 
     QUEUED = "queued"
@@ -22,7 +22,7 @@ class JobStatus(str, Enum):
 FINAL_JOB_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
 
 
-class ItemStatus(str, Enum):
+class ItemStatus(StrEnum):
     """One input of a job: `pending` until run, `cancelled` if its job was cancelled first."""
 
     PENDING = "pending"

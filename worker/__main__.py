@@ -6,9 +6,9 @@ import logging
 import multiprocessing
 import sys
 
-from shared.registry import BUILTIN_MODELS
 from shared.settings import Settings
 from shared.taskqueue import QUEUE
+from worker.builtin import BUILTIN_MODELS
 from worker.celery_app import make_celery
 
 
@@ -30,6 +30,7 @@ def main(argv: list[str]) -> None:
             sys.exit("registering the built-in models failed")
     app = make_celery(settings)
     app.worker_main(["worker", "--queues", QUEUE, "--concurrency", "1", "--loglevel", "INFO",
+                     "--without-gossip", "--without-mingle",
                      *argv])
 
 

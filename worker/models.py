@@ -81,11 +81,15 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], architecture:
         if state[k].shape != expected[k].shape
     )
     if missing or unexpected or wrong:
-        problems = []
-        for label, names in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
-            if names:
-                problems.append(f"{label}: {', '.join(names[:5])}" + (" ..." if len(names) > 5 else ""))
-        raise InputError(f"weights do not fit architecture {architecture!r}: " + "; ".join(problems))
+        problems = [
+            f"{label}: {', '.join(names[:5])}" + (" ..." if len(names) > 5 else "")
+            for label, names in (("missing", missing), ("unexpected", unexpected),
+                                 ("wrong shape", wrong))
+            if names
+        ]
+        raise InputError(
+            f"weights do not fit architecture {architecture!r}: " + "; ".join(problems)
+        )
     model.load_state_dict(state, strict=True)
 
 

@@ -80,7 +80,10 @@ def context(settings: Settings) -> WorkerContext:
 
 def register_builtins(settings: Settings) -> list[str]:
     """Register the built-in models (a worker start-up step)."""
-    return register_builtin_models(JobStore.from_url(settings.redis_url), make_storage(settings))
+    from worker.builtin import BUILTIN_MODELS
+
+    return register_builtin_models(JobStore.from_url(settings.redis_url), make_storage(settings),
+                                   BUILTIN_MODELS)
 
 
 def fail_job(ctx: WorkerContext, job_id: str, message: str) -> None:

@@ -8,7 +8,9 @@ from worker.methods.base import BackwardRule
 from worker.methods.gradient import Gradient
 from worker.methods.modified_relu import DeconvNet, GuidedBackprop
 
-RULES: dict[str, BackwardRule] = {rule.name: rule for rule in (Gradient(), GuidedBackprop(), DeconvNet())}
+RULES: dict[str, BackwardRule] = {
+    rule.name: rule for rule in (Gradient(), GuidedBackprop(), DeconvNet())
+}
 assert set(RULES) == set(METHODS), "every public method name needs exactly one rule"
 
 

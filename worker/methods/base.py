@@ -25,7 +25,9 @@ class BackwardRule:
         raise NotImplementedError
 
 
-def forward_mask_backward(grad: torch.Tensor, out: torch.Tensor, upper: float | None) -> torch.Tensor:
+def forward_mask_backward(
+    grad: torch.Tensor, out: torch.Tensor, upper: float | None
+) -> torch.Tensor:
     """`grad` where the rectifier was in its linear range (0 < x, and x < upper for ReLU6), else 0.
 
     Read from the output, which equals the input exactly where the mask is one.

@@ -1,0 +1,25 @@
+"""Methods: what the engine can compute, and the options a job spec takes."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Flask, jsonify
+
+from shared.specs import DEFAULT_METHODS, MAX_TOPK, METHODS, OUTPUTS, REDUCTIONS
+
+bp = Blueprint("methods", __name__, url_prefix="/v1/methods")
+
+
+@bp.get("")
+def index():
+    return jsonify({
+        "methods": [{"name": name, "description": text} for name, text in METHODS.items()],
+        "default_methods": list(DEFAULT_METHODS),
+        "targets": ["predicted", {"class": "k"}, {"topk": f"1..{MAX_TOPK}"},
+                    {"layer": "name", "channel": "c", "position": "[y, x] (optional)"}],
+        "reductions": list(REDUCTIONS),
+        "outputs": list(OUTPUTS),
+    })
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)

@@ -1,0 +1,150 @@
+// `/jobs/{id}`: progress while the job runs, then one page of results (cursor paging).
+"use strict";
+
+const section = document.getElementById("job");
+const jobId = section.dataset.jobId;
+const pageSize = parseInt(section.dataset.pageSize, 10);
+const params = new URLSearchParams(location.search);
+const cursor = params.get("cursor") || "";
+const FINAL = new Set(["succeeded", "failed", "cancelled"]);
+
+function targetLabel(t) {
+  if (t && typeof t === "object") {
+    if ("class" in t) return `class${t.class}`;
+    if ("layer" in t) return `${t.layer}-ch${t.channel}`.replace(/[^A-Za-z0-9_.-]/g, "_");
+    if ("topk" in t) return `top${t.topk}`;
+  }
+  return String(t || "predicted");
+}
+
+function inputLabel(input, index) {
+  if (typeof input === "string") return input;
+  if (input && typeof input === "object") return input.name || input.filename || input.uri || `#${index}`;
+  return `#${index}`;
+}
+
+async function classNames(job) {
+  const model = job.model || (job.spec && job.spec.model);
+  if (!model) return null;
+  try {
+    return (await api(`/v1/models/${encodeURIComponent(model)}`)).class_names || null;
+  } catch (error) {
+    return null;  // names are a nicety: the indices still show
+  }
+}
+
+function pageLink(c) {
+  const p = new URLSearchParams(params);
+  if (c) p.set("cursor", c); else p.delete("cursor");
+  return "?" + p.toString();
+}
+
+// The items API pages forward only; remember which cursor led to which, for "previous".
+function trail(next) {
+  const key = `trail:${jobId}`;
+  const map = JSON.parse(sessionStorage.getItem(key) || "{}");
+  if (next) map[next] = cursor;
+  sessionStorage.setItem(key, JSON.stringify(map));
+  return map;
+}
+
+function artifactLink(url, name, label) {
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = name;
+  a.textContent = label;
+  if (apiKey() && new URL(url, location.href).origin === location.origin) {
+    a.addEventListener("click", async (event) => {
+      event.preventDefault();
+      const r = await fetch(url, { headers: { Authorization: "Bearer " + apiKey() } });
+      const tmp = Object.assign(document.createElement("a"),
+        { href: URL.createObjectURL(await r.blob()), download: name });
+      tmp.click();
+    });
+  }
+  return a;
+}
+
+function renderItem(item, names) {
+  const card = document.getElementById("card").content.firstElementChild.cloneNode(true);
+  card.querySelector(".input").textContent = `${item.index}: ${inputLabel(item.input, item.index)}`;
+  const p = item.prediction;
+  if (p) {
+    const name = p.class_name || p.label || (names && names[p.class]);
+    card.querySelector(".pred").textContent =
+      `→ ${name ? `${name} (${p.class})` : `class ${p.class}`} · ${(p.score * 100).toFixed(1)}%`;
+  }
+  if (item.error) {
+    const e = card.querySelector(".item-error");
+    e.textContent = `${item.status}: ${item.error}`;
+    e.hidden = false;
+  }
+  for (const out of item.outputs || []) {
+    const fig = document.getElementById("output").content.firstElementChild.cloneNode(true);
+    const label = targetLabel(out.target);
+    fig.querySelector(".method").textContent = out.method;
+    const cls = out.target && out.target.class;
+    fig.querySelector(".target").textContent =
+      label + (names && cls !== undefined && names[cls] ? ` (${names[cls]})` : "");
+    const stem = `${String(item.index).padStart(5, "0")}_${out.method}_${label}`;
+    for (const [kind, cssClass] of [["png", ".heatmap"], ["overlay", ".overlay"]]) {
+      const img = fig.querySelector(cssClass);
+      if (out[kind]) showImage(img, out[kind]); else img.remove();
+    }
+    const links = fig.querySelector(".links");
+    for (const [kind, suffix] of [["npy", ".npy"], ["png", ".png"], ["overlay", "_overlay.png"]]) {
+      if (out[kind]) links.append(artifactLink(out[kind], stem + suffix, kind), " ");
+    }
+    card.querySelector(".outputs").append(fig);
+  }
+  return card;
+}
+
+async function showItems(job) {
+  const query = new URLSearchParams({ limit: pageSize });
+  if (cursor) query.set("cursor", cursor);
+  const [page, names] = await Promise.all([
+    api(`/v1/jobs/${encodeURIComponent(jobId)}/items?${query}`), classNames(job)]);
+  const grid = document.getElementById("grid");
+  grid.replaceChildren(...page.items.map((item) => renderItem(item, names)));
+  const map = trail(page.next_cursor);
+  const pager = document.getElementById("pager");
+  pager.hidden = !(cursor || page.next_cursor);
+  document.getElementById("first").href = pageLink("");
+  document.getElementById("prev").href = pageLink(map[cursor] || "");
+  document.getElementById("prev").hidden = !cursor;
+  document.getElementById("first").hidden = !cursor;
+  document.getElementById("next").href = pageLink(page.next_cursor);
+  document.getElementById("next").hidden = !page.next_cursor;
+  if (page.items.length) {
+    const first = page.items[0].index, last = page.items[page.items.length - 1].index;
+    document.getElementById("range").textContent = `items ${first}–${last} of ${job.progress.total}`;
+  }
+  document.body.dataset.ready = "1";  // for tests and scripts: the page has rendered
+}
+
+async function poll(delay = 300) {
+  const job = await api(`/v1/jobs/${encodeURIComponent(jobId)}`);
+  const { total, done, failed } = job.progress;
+  document.getElementById("status").textContent = job.status;
+  document.getElementById("status").className = `status ${job.status}`;
+  document.getElementById("counts").textContent =
+    `${done + failed} / ${total} items` + (failed ? ` (${failed} failed)` : "");
+  const bar = document.getElementById("progress");
+  bar.max = Math.max(total, 1);
+  bar.value = done + failed;
+  if (job.error) showError("job-error", new Error(job.error));
+  if (FINAL.has(job.status)) {
+    bar.hidden = job.status === "succeeded";
+    await showItems(job);
+  } else {
+    setTimeout(() => poll(Math.min(delay * 1.5, 2000)).catch(fail), delay);
+  }
+}
+
+function fail(error) {
+  showError("job-error", error);
+  document.body.dataset.ready = "error";
+}
+
+poll().catch(fail);

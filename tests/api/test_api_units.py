@@ -1,0 +1,57 @@
+"""Pieces of the API that need no server: key parsing, the metrics text, the error shape."""
+
+from __future__ import annotations
+
+import pytest
+
+from api import create_app
+from api.auth import load_keys
+from api.metrics import render_metrics
+from shared.settings import Settings, SettingsError
+
+
+def test_keys_from_the_environment_and_a_file(tmp_path):
+    keys_file = tmp_path / "keys"
+    keys_file.write_text("# team keys\nk3:carol:admin\n\n")
+    keys = load_keys(Settings(api_keys=("k1:alice", "k2:bob:admin"), api_keys_file=str(keys_file)))
+    assert sorted((p.tenant, p.admin) for p in keys.values()) == [
+        ("alice", False), ("bob", True), ("carol", True)]
+    assert "k1" not in keys  # only digests are kept
+
+
+@pytest.mark.parametrize("entry", ["k1", "k1:", "k1:alice:root", "k1:Alice", ":alice"])
+def test_malformed_key_entries_fail_at_start(entry):
+    with pytest.raises(SettingsError):
+        load_keys(Settings(api_keys=(entry,)))
+
+
+def test_metrics_text_format():
+    text = render_metrics({"jobs:queued": "2", "items_done": "7"},
+                          {"0.5": "1", "1": "2", "+Inf": "3", "sum": "4.5"}, depth=5)
+    lines = text.splitlines()
+    assert 'saliency_jobs{status="queued"} 2' in lines
+    assert 'saliency_jobs{status="failed"} 0' in lines
+    assert "saliency_items_done_total 7" in lines and "saliency_queue_depth 5" in lines
+    assert 'saliency_job_latency_seconds_bucket{le="+Inf"} 3' in lines
+    assert "saliency_job_latency_seconds_count 3" in lines
+    assert "saliency_job_latency_seconds_sum 4.5" in lines
+    for line in lines:
+        assert line.startswith("#") or len(line.rsplit(" ", 1)) == 2
+
+
+def test_unknown_routes_and_methods_answer_the_error_shape(tmp_path):
+    client = create_app(Settings(storage_url=tmp_path.as_uri())).test_client()
+    response = client.get("/v1/nothing")
+    assert response.status_code == 404
+    assert response.get_json()["error"]["code"] == "not_found"
+    response = client.put("/v1/methods")
+    assert response.status_code == 405 and "GET" in response.headers["Allow"]
+    assert set(response.get_json()["error"]) == {"code", "message"}
+
+
+def test_the_api_never_imports_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, api.wsgi; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, env={"STORAGE_URL": "file:///tmp"})

@@ -1,0 +1,117 @@
+"""A loopback TCP proxy that can drop a response after the server has handled the request."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from urllib.parse import urlsplit
+
+import pytest
+
+
+def _read_message(sock: socket.socket) -> bytes:
+    """One HTTP request (headers + Content-Length body) from `sock`; b"" on EOF."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return b""
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
+def _close_after(request: bytes) -> bytes:
+    """The request with `Connection: close`, so the upstream answer ends at EOF."""
+    head, _, body = request.partition(b"\r\n\r\n")
+    lines = [ln for ln in head.split(b"\r\n") if not ln.lower().startswith(b"connection:")]
+    return b"\r\n".join([*lines, b"Connection: close"]) + b"\r\n\r\n" + body
+
+
+class DroppingProxy:
+    """Forwards each request to `upstream`; the first `drop` requests whose request line
+    starts with `drop_prefix` reach the server, but their answers are swallowed and the
+    client's connection is closed, as when a network fails after the server got the request.
+    """
+
+    def __init__(self, upstream: str, drop_prefix: bytes, drop: int = 1) -> None:
+        parts = urlsplit(upstream)
+        self.upstream = (parts.hostname, parts.port)
+        self.drop_prefix, self.drop = drop_prefix, drop
+        self.forwarded: list[bytes] = []  # every request the server received
+        self.dropped: list[bytes] = []  # the answers the client never saw
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        self._lock = threading.Lock()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self._sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(client,), daemon=True).start()
+
+    def _handle(self, client: socket.socket) -> None:
+        with client:
+            request = _read_message(client)
+            if not request:
+                return
+            with socket.create_connection(self.upstream) as up:
+                up.sendall(_close_after(request))
+                answer = b""
+                while chunk := up.recv(65536):
+                    answer += chunk
+            with self._lock:
+                self.forwarded.append(request)
+                swallow = request.startswith(self.drop_prefix) and self.drop > 0
+                if swallow:
+                    self.drop -= 1
+                    self.dropped.append(answer)
+            if not swallow:
+                client.sendall(answer)
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+@pytest.fixture
+def dropping_proxy():
+    proxies: list[DroppingProxy] = []
+
+    def make(upstream: str, drop_prefix: bytes, drop: int = 1) -> DroppingProxy:
+        proxies.append(DroppingProxy(upstream, drop_prefix, drop))
+        return proxies[-1]
+
+    yield make
+    for proxy in proxies:
+        proxy.close()
+
+
+@pytest.fixture
+def images(tmp_path):
+    """Write `n` small seeded RGB PNGs and return their paths."""
+    import numpy as np
+    from PIL import Image
+
+    def make(n: int, size: int = 40) -> list:
+        rng = np.random.default_rng(n)
+        paths = []
+        for i in range(n):
+            path = tmp_path / f"img{i:03d}.png"
+            Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(path)
+            paths.append(path)
+        return paths
+
+    return make

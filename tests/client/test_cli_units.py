@@ -1,0 +1,49 @@
+"""The CLI without a server: argument handling and the exit codes of the failure families."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+from saliency_client import cli
+from saliency_client.client import Client
+from saliency_client.transport import RetryPolicy
+
+
+@pytest.fixture
+def fast_client(monkeypatch):
+    policy = RetryPolicy(attempts=2, base=0.001, cap=0.001)
+    monkeypatch.setattr(cli, "Client", functools.partial(Client, retry=policy))
+
+
+def test_options_go_before_or_after_the_subcommand():
+    parser = cli.build_parser()
+    a = parser.parse_args(["--json", "--url", "http://x", "status", "j"])
+    b = parser.parse_args(["status", "j", "--json", "--url", "http://x"])
+    assert (a.json, a.url, a.id) == (b.json, b.url, b.id) == (True, "http://x", "j")
+    c = parser.parse_args(["submit", "a.png", "--model", "m", "--method", "gradient",
+                           "--method", "deconvnet", "--target", "layer:layer4:3"])
+    assert c.method == ["gradient", "deconvnet"] and c.target == {"layer": "layer4",
+                                                                  "channel": 3}
+    assert c.json is False and c.url is None
+
+
+def test_usage_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["submit", "a.png", "--model", "m", "--target", "class:x"])
+    assert info.value.code == cli.EXIT_USAGE
+    assert "target must be" in capsys.readouterr().err
+
+
+def test_a_missing_input_file_exits_2_with_one_line(capsys, fast_client):
+    code = cli.main(["--url", "http://127.0.0.1:9", "submit", "/nonexistent.png", "--model", "m"])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_USAGE
+    assert err.count("\n") == 1 and "/nonexistent.png" in err
+
+
+def test_an_unreachable_api_exits_4(capsys, fast_client):
+    code = cli.main(["--url", "http://127.0.0.1:9", "methods"])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_CONNECTION
+    assert err.startswith("saliency: error: cannot reach http://127.0.0.1:9/v1/methods")

@@ -1,0 +1,199 @@
+"""Session fixtures: a real Redis, a real S3 server (moto), real API and worker processes.
+
+- `file_backend` / `s3_backend`: Redis database + storage + one Celery worker process.
+- `stack`: the API with API keys and small limits over HTTP, parametrized over both backends.
+- `api_url`: the API as the embedded default runs it (no keys, default limits), file storage.
+- `stack_model` / `tiny_model`: a seeded resnet18 (10 classes, 32×32) registered on either.
+Logs of every process land in test-output/logs/.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import redis
+import requests
+
+from devstack import (
+    ROOT,
+    create_bucket,
+    stack_env,
+    start_api,
+    start_moto,
+    start_redis,
+    start_worker,
+)
+from shared.settings import Settings
+from shared.storage import Storage, make_storage
+
+LOGS = ROOT / "test-output" / "logs"
+ADMIN_KEY, OTHER_KEY = "key-alice-admin", "key-bob"
+API_KEYS = f"{ADMIN_KEY}:alice:admin,{OTHER_KEY}:bob"
+LIMITS = {
+    "SALIENCY_MAX_IMAGES_PER_JOB": "8",
+    "SALIENCY_MAX_IMAGE_PIXELS": "100000",
+    "SALIENCY_MAX_REQUEST_BYTES": "2000000",
+    "SALIENCY_MAX_URIS_PER_JOB": "500",
+}
+WORKER_ENV = {
+    "SALIENCY_BATCH_SIZE": "4",
+    "SALIENCY_DEVICE": "cpu",
+    "SALIENCY_TASK_TIME_LIMIT_S": "120",
+    "SALIENCY_VISIBILITY_TIMEOUT_S": "300",
+    "SALIENCY_BUILTIN_MODELS": "0",
+}
+MODEL_SPEC = {"name": "tiny-resnet18", "architecture": "resnet18", "num_classes": 10,
+              "input_size": 32, "resize": 32}
+
+
+@dataclass
+class Backend:
+    """Redis database, storage and the worker consuming from them."""
+
+    name: str
+    env: dict[str, str]
+    redis_url: str
+    storage_url: str
+    s3_endpoint_url: str | None = None
+
+    def settings(self) -> Settings:
+        return Settings.from_env(self.env)
+
+    def storage(self) -> Storage:
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+            if name in self.env:
+                os.environ.setdefault(name, self.env[name])
+        return make_storage(self.settings())
+
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.redis_url, decode_responses=True)
+
+
+@dataclass
+class Stack:
+    """An API over HTTP on a backend; `session(key)` is an HTTP session with that API key."""
+
+    url: str
+    backend: Backend
+    api_keys: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def redis_url(self) -> str:
+        return self.backend.redis_url
+
+    @property
+    def storage_url(self) -> str:
+        return self.backend.storage_url
+
+    def session(self, key: str | None = ADMIN_KEY) -> requests.Session:
+        s = requests.Session()
+        if key:
+            s.headers["Authorization"] = f"Bearer {key}"
+        return s
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory) -> Iterator[str]:
+    service = start_redis(tmp_path_factory.mktemp("redis"))
+    yield service.url.rsplit("/", 1)[0]
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    service = start_moto(LOGS)
+    yield service.url
+    service.stop()
+
+
+def _backend(name: str, redis_url: str, storage_url: str, s3: str | None) -> Iterator[Backend]:
+    env = stack_env(redis_url, storage_url, s3, **WORKER_ENV)
+    env["SALIENCY_DATA_DIR"] = str(LOGS.parent / f"data-{name}")
+    worker = start_worker(env, LOGS, name=f"worker-{name}")
+    yield Backend(name, env, redis_url, storage_url, s3)
+    worker.stop()
+
+
+@pytest.fixture(scope="session")
+def file_backend(redis_server, tmp_path_factory) -> Iterator[Backend]:
+    root = tmp_path_factory.mktemp("storage")
+    yield from _backend("file", f"{redis_server}/1", root.as_uri(), None)
+
+
+@pytest.fixture(scope="session")
+def s3_backend(redis_server, s3_server) -> Iterator[Backend]:
+    create_bucket(s3_server, "saliency-test")
+    yield from _backend("s3", f"{redis_server}/2", "s3://saliency-test/svc", s3_server)
+
+
+@pytest.fixture(scope="session", params=["file", "s3"])
+def stack(request) -> Iterator[Stack]:
+    """The API with keys (alice: admin, bob) and small limits, on file or S3 storage."""
+    backend: Backend = request.getfixturevalue(f"{request.param}_backend")
+    env = {**backend.env, **LIMITS, "SALIENCY_API_KEYS": API_KEYS}
+    api = start_api(env, LOGS)
+    yield Stack(api.url, backend, {"alice": ADMIN_KEY, "bob": OTHER_KEY})
+    api.stop()
+
+
+@pytest.fixture(scope="session")
+def api_url(file_backend) -> Iterator[str]:
+    """The API as `make run` starts it: no keys, default limits, file storage."""
+    api = start_api(file_backend.env, LOGS)
+    yield api.url
+    api.stop()
+
+
+@dataclass(frozen=True)
+class TinyModel:
+    name: str
+    spec: dict
+    weights: Path
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    """Seeded random weights of a 10-class resnet18, as safetensors."""
+    import torch
+    import torchvision
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=10)
+    path = tmp_path_factory.mktemp("weights") / "tiny-resnet18.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return path
+
+
+def register(url: str, spec: dict, weights: Path, session: requests.Session | None = None):
+    session = session or requests.Session()
+    return session.post(
+        f"{url}/v1/models",
+        files={"spec": (None, json.dumps(spec), "application/json"),
+               "weights": ("w.safetensors", io.BytesIO(weights.read_bytes()))},
+        timeout=60,
+    )
+
+
+def _ensure_model(url: str, weights: Path, session: requests.Session) -> TinyModel:
+    response = register(url, MODEL_SPEC, weights, session)
+    assert response.status_code in (201, 409), response.text
+    return TinyModel(MODEL_SPEC["name"], MODEL_SPEC, weights)
+
+
+@pytest.fixture(scope="session")
+def stack_model(stack, tiny_weights) -> TinyModel:
+    """The tiny model registered by tenant alice on `stack`."""
+    return _ensure_model(stack.url, tiny_weights, stack.session())
+
+
+@pytest.fixture(scope="session")
+def tiny_model(api_url, tiny_weights) -> str:
+    """The tiny model's name, registered on `api_url`."""
+    return _ensure_model(api_url, tiny_weights, requests.Session()).name

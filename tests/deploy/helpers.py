@@ -1,0 +1,44 @@
+"""Small helpers the deployment tests share: look-ups in rendered manifests, compose syntax."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+
+def find(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    matches = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    assert len(matches) == 1, f"expected one {kind}/{name}, found {len(matches)}"
+    return matches[0]
+
+
+def pod_spec(obj: dict[str, Any]) -> dict[str, Any]:
+    return obj["spec"]["template"]["spec"]
+
+
+def container(obj: dict[str, Any], name: str) -> dict[str, Any]:
+    (found,) = [c for c in pod_spec(obj)["containers"] if c["name"] == name]
+    return found
+
+
+def interpolate(value: str, env: dict[str, str] | None = None) -> str:
+    """Compose's `${VAR}`, `${VAR:-default}` and `$$`, with `env` as the shell's environment."""
+    env = env or {}
+
+    def one(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        name, default = m.group(1), m.group(3)
+        return env.get(name) or (default if default is not None else "")
+
+    return re.sub(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}", one, value)
+
+
+def seconds(duration: str | int) -> float:
+    """Compose durations such as `960s`, `1m30s`, `40s`."""
+    if isinstance(duration, int):
+        return duration
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", duration)
+    assert parts and "".join(a + b for a, b in parts) == duration, duration
+    return sum(float(n) * units[u] for n, u in parts)

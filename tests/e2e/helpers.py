@@ -1,0 +1,73 @@
+"""Helpers of the end-to-end suite: inputs, submitting, polling, downloading, side effects."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+
+import numpy as np
+import requests
+from PIL import Image
+
+FINAL = {"succeeded", "failed", "cancelled"}
+
+
+def image_bytes(seed: int, fmt: str = "PNG", size: int = 40) -> bytes:
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+def submit(session, url, spec, files, headers=None):
+    """POST a multipart job: `files` is a list of (filename, bytes)."""
+    parts = [("spec", (None, json.dumps(spec), "application/json"))]
+    parts += [("images", (name, io.BytesIO(data))) for name, data in files]
+    return session.post(f"{url}/v1/jobs", files=parts, headers=headers or {}, timeout=60)
+
+
+def wait(session, url, job_id, timeout=90):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = session.get(f"{url}/v1/jobs/{job_id}", timeout=10).json()
+        if job["status"] in FINAL:
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} not finished after {timeout}s: {job}")
+
+
+def all_items(session, url, job_id, limit=3):
+    items, cursor = [], ""
+    while True:
+        page = session.get(f"{url}/v1/jobs/{job_id}/items",
+                           params={"cursor": cursor, "limit": limit}, timeout=10).json()
+        items += page["items"]
+        if page["next_cursor"] is None:
+            return items
+        cursor = page["next_cursor"]
+
+
+def download(session, stack, artifact_url: str) -> bytes:
+    # API routes need the key; presigned S3 URLs carry their own authorization and must not
+    # get a second one.
+    if artifact_url.startswith(stack.url):
+        response = session.get(artifact_url, timeout=30)
+    else:
+        response = requests.get(artifact_url, timeout=30)
+    assert response.status_code == 200, (artifact_url, response.text)
+    return response.content
+
+
+def side_effects(stack) -> tuple:
+    """What a request could have left behind: service keys in Redis, queued tasks, objects."""
+    r = stack.backend.redis()
+    keys = frozenset(k for k in r.scan_iter("saliency:*") if not k.startswith("saliency:stats"))
+    return keys, r.llen("saliency"), frozenset(stack.backend.storage().list())

@@ -1,0 +1,191 @@
+"""The whole path over HTTP — API, Redis, worker, storage — on file and S3 storage alike."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from e2e.helpers import all_items, download, image_bytes, npy_bytes, submit, wait
+
+METHODS = ["gradient", "guided_backprop"]
+
+
+def reference(model, inputs: list[bytes]):
+    """The in-process engine's result on the same inputs (what the worker must reproduce)."""
+    import torch
+
+    from shared.specs import parse_model_spec
+    from worker.engine import Engine
+    from worker.models import build_model, preprocess_image
+
+    spec = parse_model_spec(model.spec)
+    xs = [
+        torch.from_numpy(np.load(io.BytesIO(data))) if data.startswith(b"\x93NUMPY")
+        else preprocess_image(Image.open(io.BytesIO(data)).convert("RGB"), spec.preprocessing)
+        for data in inputs
+    ]
+    engine = Engine(build_model(spec, model.weights))
+    return engine.attribute(torch.stack(xs), METHODS)
+
+
+def check_items(stack, session, items, model, inputs: list[bytes]) -> None:
+    expected = reference(model, inputs)
+    assert [item["index"] for item in items] == list(range(len(inputs)))
+    for item, want in zip(items, expected.images, strict=True):
+        assert item["status"] == "succeeded" and item["error"] is None
+        assert item["prediction"]["class"] == want.predicted_class
+        assert item["prediction"]["score"] == pytest.approx(want.score, rel=1e-4)
+        assert [(o["method"], o["target"]) for o in item["outputs"]] == [
+            (m.method, m.target) for m in want.maps
+        ]
+        for out, amap in zip(item["outputs"], want.maps, strict=True):
+            got = np.load(io.BytesIO(download(session, stack, out["npy"])))
+            assert got.dtype == np.float32 and got.shape == amap.values.shape
+            scale = float(np.abs(amap.values).max())
+            np.testing.assert_allclose(got, amap.values, rtol=1e-4, atol=1e-5 * scale)
+            for kind in ("png", "overlay"):
+                png = download(session, stack, out[kind])
+                assert Image.open(io.BytesIO(png)).size == (32, 32)
+
+
+def test_uploads_of_each_format_match_the_engine(stack, stack_model, alice):
+    rng = np.random.default_rng(7)
+    inputs = [
+        ("a.png", image_bytes(1, "PNG")),
+        ("b.jpg", image_bytes(2, "JPEG")),
+        ("c.webp", image_bytes(3, "WEBP", size=48)),
+        ("d.npy", npy_bytes(rng.standard_normal((3, 32, 32)).astype(np.float32))),
+    ]
+    spec = {"model": stack_model.name, "methods": METHODS}
+    response = submit(alice, stack.url, spec, inputs)
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert body["status"] == "queued" and response.headers["Location"] == f"/v1/jobs/{body['id']}"
+
+    job = wait(alice, stack.url, body["id"])
+    assert job["status"] == "succeeded", job
+    assert job["progress"] == {"total": 4, "done": 4, "failed": 0}
+    assert job["created_at"] <= job["started_at"] <= job["finished_at"]
+    assert job["created_at"].endswith("Z") and job["error"] is None
+    items = all_items(alice, stack.url, body["id"], limit=3)  # two pages
+    assert [item["input"] for item in items] == [name for name, _ in inputs]
+    check_items(stack, alice, items, stack_model, [data for _, data in inputs])
+
+
+def test_json_job_with_storage_uris_matches_the_engine(stack, stack_model, alice):
+    storage = stack.backend.storage()
+    inputs = [image_bytes(10 + i) for i in range(3)]
+    for i, data in enumerate(inputs):
+        storage.put(f"incoming/{i}.png", data)
+    body = {"model": stack_model.name, "methods": METHODS,
+            "inputs": [{"uri": storage.uri(f"incoming/{i}.png")} for i in range(3)]}
+    response = alice.post(f"{stack.url}/v1/jobs", json=body, timeout=30)
+    assert response.status_code == 202, response.text
+    job = wait(alice, stack.url, response.json()["id"])
+    assert job["status"] == "succeeded" and job["progress"]["done"] == 3
+    items = all_items(alice, stack.url, job["id"])
+    check_items(stack, alice, items, stack_model, inputs)
+
+
+def test_a_bad_item_fails_alone(stack, stack_model, alice):
+    storage = stack.backend.storage()
+    storage.put("incoming/good.png", image_bytes(20))
+    storage.put("incoming/broken.png", image_bytes(21)[:60])
+    body = {"model": stack_model.name, "outputs": ["npy"], "inputs": [
+        {"uri": storage.uri("incoming/good.png")},
+        {"uri": storage.uri("incoming/broken.png")},
+        {"uri": storage.uri("incoming/missing.png")},
+    ]}
+    job_id = alice.post(f"{stack.url}/v1/jobs", json=body, timeout=30).json()["id"]
+    job = wait(alice, stack.url, job_id)
+    assert job["status"] == "succeeded" and job["progress"] == {"total": 3, "done": 1, "failed": 2}
+    good, broken, missing = all_items(alice, stack.url, job_id)
+    assert good["status"] == "succeeded" and good["outputs"][0]["png"] is None
+    assert broken["status"] == "failed" and "cannot be decoded" in broken["error"]
+    assert missing["status"] == "failed" and "no such object" in missing["error"]
+
+
+def test_cancel_stops_the_items_not_yet_run(stack, stack_model, alice):
+    storage = stack.backend.storage()
+    storage.put("incoming/many.png", image_bytes(30))
+    body = {"model": stack_model.name, "inputs": [{"uri": storage.uri("incoming/many.png")}] * 400}
+    job_id = alice.post(f"{stack.url}/v1/jobs", json=body, timeout=30).json()["id"]
+    response = alice.delete(f"{stack.url}/v1/jobs/{job_id}", timeout=10)
+    assert response.status_code == 200 and response.json()["status"] == "cancelled"
+    time.sleep(1.5)  # let the worker notice between batches
+    first = alice.get(f"{stack.url}/v1/jobs/{job_id}", timeout=10).json()
+    time.sleep(1.0)
+    job = alice.get(f"{stack.url}/v1/jobs/{job_id}", timeout=10).json()
+    assert job["status"] == "cancelled" and job["finished_at"] is not None
+    assert job["progress"] == first["progress"]  # nothing more runs
+    assert job["progress"]["done"] < 400
+    last = alice.get(f"{stack.url}/v1/jobs/{job_id}/items", params={"cursor": "399"},
+                     timeout=10).json()["items"]
+    assert last[0]["status"] == "cancelled" and last[0]["outputs"] == []
+
+
+def test_idempotency_key_returns_the_same_job_and_enqueues_nothing(stack, stack_model, alice):
+    r = stack.backend.redis()
+
+    def jobs() -> int:
+        return sum(1 for k in r.scan_iter("saliency:job:*") if k.count(":") == 2)
+
+    spec = {"model": stack_model.name}
+    headers = {"Idempotency-Key": f"retry-{stack.backend.name}"}
+    first = submit(alice, stack.url, spec, [("a.png", image_bytes(40))], headers)
+    assert first.status_code == 202
+    before = jobs()
+    again = submit(alice, stack.url, spec, [("a.png", image_bytes(40))], headers)
+    assert again.status_code == 202 and again.json()["id"] == first.json()["id"]
+    assert again.headers["Location"] == first.headers["Location"]
+    assert jobs() == before
+    assert wait(alice, stack.url, first.json()["id"])["progress"]["total"] == 1
+
+
+def test_tenants_see_only_their_own_jobs_and_models(stack, stack_model, alice, bob):
+    job_id = submit(alice, stack.url, {"model": stack_model.name},
+                    [("a.png", image_bytes(50))]).json()["id"]
+    wait(alice, stack.url, job_id)
+    name = alice.get(f"{stack.url}/v1/jobs/{job_id}/items", timeout=10).json()[
+        "items"][0]["outputs"][0]["png"].rsplit("/", 1)[-1]
+    for path in (f"/v1/jobs/{job_id}", f"/v1/jobs/{job_id}/items",
+                 f"/v1/jobs/{job_id}/files/0/{name}", f"/v1/models/{stack_model.name}"):
+        response = bob.get(stack.url + path, timeout=10)
+        assert response.status_code == 404, path
+        assert response.json()["error"]["code"] == "not_found"
+    assert bob.delete(f"{stack.url}/v1/jobs/{job_id}", timeout=10).status_code == 404
+    assert stack_model.name not in [m["name"] for m in bob.get(f"{stack.url}/v1/models").json()[
+        "models"]]
+    response = submit(bob, stack.url, {"model": stack_model.name}, [("a.png", image_bytes(51))])
+    assert response.status_code == 404 and "model" in response.json()["error"]["message"]
+    assert alice.get(f"{stack.url}/v1/jobs/{job_id}", timeout=10).status_code == 200
+
+
+def test_keys_are_required_and_programs_need_the_admin_role(stack, bob):
+    response = stack.session(None).get(f"{stack.url}/v1/models", timeout=10)
+    assert response.status_code == 401 and response.json()["error"]["code"] == "unauthorized"
+    wrong = stack.session("not-a-key").get(f"{stack.url}/v1/models", timeout=10)
+    assert wrong.status_code == 401
+    spec = '{"name": "prog", "num_classes": 10}'
+    response = bob.post(f"{stack.url}/v1/models", files={
+        "spec": (None, spec), "program": ("m.pt2", b"PK\x03\x04" + bytes(100))}, timeout=10)
+    assert response.status_code == 403 and response.json()["error"]["code"] == "forbidden"
+    for public in ("/healthz", "/readyz", "/metrics", "/openapi.json"):
+        assert stack.session(None).get(stack.url + public, timeout=10).status_code == 200
+
+
+def test_probes_metrics_and_models(stack, stack_model, alice):
+    assert alice.get(f"{stack.url}/healthz").json() == {"status": "ok"}
+    assert alice.get(f"{stack.url}/readyz").json() == {"status": "ready"}
+    metrics = alice.get(f"{stack.url}/metrics").text
+    assert 'saliency_jobs{status="succeeded"}' in metrics
+    assert "saliency_job_latency_seconds_bucket" in metrics and "saliency_queue_depth" in metrics
+    model = alice.get(f"{stack.url}/v1/models/{stack_model.name}").json()
+    assert model["architecture"] == "resnet18" and model["num_classes"] == 10
+    assert model["input_size"] == 32 and model["format"] == "safetensors"
+    methods = alice.get(f"{stack.url}/v1/methods").json()["methods"]
+    assert [m["name"] for m in methods] == ["gradient", "guided_backprop", "deconvnet"]

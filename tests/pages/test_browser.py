@@ -1,0 +1,141 @@
+"""The pages in a real headless Chromium: submit through `/`, follow `/jobs/{id}`, look."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.expected_conditions import staleness_of  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+
+OUTPUT = Path(__file__).resolve().parents[2] / "test-output" / "pages"
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver: "
+    "tests/pages/install-chromium.sh (make test runs it)")
+
+ALL_IMAGES_LOADED = """
+const imgs = [...document.images];
+return imgs.length > 0 && imgs.every((i) => i.complete && i.naturalWidth > 0)
+    ? imgs.length : imgs.filter((i) => !(i.complete && i.naturalWidth > 0)).map((i) => i.src);
+"""
+
+
+@pytest.fixture
+def browser(tmp_path):
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--window-size=1280,1000",
+                 f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_submit_through_the_page_and_see_every_map(browser, api_url, tiny_model, images):
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    wait = WebDriverWait(browser, 30)
+    browser.get(api_url + "/")
+    wait.until(lambda d: tiny_model in [o.get_attribute("value") for o in
+                                        d.find_elements(By.CSS_SELECTOR, "#model option")])
+    Select(browser.find_element(By.ID, "model")).select_by_value(tiny_model)
+    browser.find_element(By.CSS_SELECTOR, "input[value=guided_backprop]").click()
+    files = browser.find_element(By.ID, "files")
+    files.send_keys("\n".join(str(p) for p in images(3)))
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#file-list li")) == 3
+    browser.save_screenshot(str(OUTPUT / "submit.png"))
+    browser.find_element(By.ID, "submit").click()
+
+    wait.until(lambda d: "/jobs/" in d.current_url)
+    ready(browser)
+    assert browser.find_element(By.ID, "status").text.lower() == "succeeded"
+    cards = browser.find_elements(By.CSS_SELECTOR, "#grid .card")
+    assert len(cards) == 3
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#grid figure.output")) == 6
+    assert "%" in cards[0].find_element(By.CSS_SELECTOR, ".pred").text
+    loaded = WebDriverWait(browser, 20).until(
+        lambda d: (lambda r: r if isinstance(r, int) else False)(d.execute_script(
+            ALL_IMAGES_LOADED)), message="some images did not load")
+    assert loaded == 3 * 2 * 3  # per item and method: heatmap, overlay, colour bar
+    links = browser.find_elements(By.CSS_SELECTOR, "#grid .links a")
+    assert {a.text for a in links} == {"npy", "png", "overlay"}
+    assert all(a.get_attribute("download") for a in links)
+    browser.save_screenshot(str(OUTPUT / "job.png"))
+
+
+def test_drop_zone_takes_dropped_files(browser, api_url):
+    browser.get(api_url + "/")
+    browser.execute_script("""
+        const dt = new DataTransfer();
+        dt.items.add(new File([new Uint8Array([137, 80, 78, 71])], "dropped.png",
+                              {type: "image/png"}));
+        document.getElementById("drop").dispatchEvent(
+            new DragEvent("drop", {dataTransfer: dt, bubbles: true, cancelable: true}));
+    """)
+    assert browser.find_element(By.ID, "file-list").text.startswith("dropped.png")
+
+
+def test_paging_through_a_job(browser, api_url, tiny_model, images):
+    from saliency_client import Client
+
+    with Client(api_url) as client:
+        job = client.submit(images(1) * 5, model=tiny_model, outputs=["png"])
+        job.wait(timeout=60, progress=False)
+    browser.get(f"{api_url}/jobs/{job.id}?limit=2")
+    seen = []
+    for _ in range(3):
+        ready(browser)
+        seen += [c.text.split(":")[0] for c in browser.find_elements(By.CSS_SELECTOR,
+                                                                      "#grid .card .input")]
+        nxt = browser.find_element(By.ID, "next")
+        if not nxt.is_displayed():
+            break
+        follow(browser, nxt)
+    assert seen == ["0", "1", "2", "3", "4"]
+    follow(browser, browser.find_element(By.ID, "prev"))
+    ready(browser)
+    assert browser.find_element(By.CSS_SELECTOR, "#grid .card .input").text.startswith("2:")
+
+
+def test_with_api_keys_the_page_asks_for_a_key_once(browser, stack, stack_model, images):
+    """On file storage the maps come through the API with the key; on S3, presigned."""
+    browser.get(stack.url + "/")
+    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "auth").is_displayed())
+    browser.find_element(By.ID, "auth-key").send_keys(stack.api_keys["alice"])
+    follow(browser, browser.find_element(By.CSS_SELECTOR, "#auth button"))
+    WebDriverWait(browser, 30).until(lambda d: stack_model.name in [
+        o.get_attribute("value") for o in d.find_elements(By.CSS_SELECTOR, "#model option")])
+    assert not browser.find_element(By.ID, "auth").is_displayed()
+    browser.find_element(By.ID, "files").send_keys("\n".join(str(p) for p in images(2)))
+    browser.find_element(By.ID, "submit").click()
+    WebDriverWait(browser, 30).until(lambda d: "/jobs/" in d.current_url)
+    ready(browser)
+    loaded = WebDriverWait(browser, 20).until(
+        lambda d: (lambda r: r if isinstance(r, int) else False)(d.execute_script(
+            ALL_IMAGES_LOADED)), message="some images did not load")
+    assert loaded == 2 * 3
+    browser.save_screenshot(str(OUTPUT / f"job-with-key-{stack.backend.name}.png"))
+
+
+def ready(browser):
+    """Wait until the job page has rendered its grid; fail with the page's error if any."""
+    state = WebDriverWait(browser, 60).until(
+        lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"))
+    assert state == "1", browser.find_element(By.ID, "job-error").text
+
+
+def follow(browser, link):
+    """Click a link and wait until the next page has replaced this one."""
+    body = browser.find_element(By.TAG_NAME, "body")
+    link.click()
+    WebDriverWait(browser, 30).until(staleness_of(body))

@@ -1,0 +1,64 @@
+"""The pages blueprint on its own: what each page carries, and that it loads nothing external."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+from flask import Flask
+
+from api import pages
+from shared.specs import METHODS
+
+
+@pytest.fixture
+def client():
+    app = Flask("pages-test")
+    pages.init_app(app)
+    return app.test_client()
+
+
+def test_index_offers_every_method_and_loads_only_local_assets(client):
+    html = client.get("/").get_data(as_text=True)
+    for name in METHODS:
+        assert f'value="{name}"' in html
+    refs = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert refs and all(r.startswith("/") or r.startswith("?") for r in refs), refs
+    for ref in refs:
+        if ref.startswith("/assets/") or ref == "/colorbar.png":
+            with client.get(ref) as response:
+                assert response.status_code == 200, ref
+
+
+def test_job_page_embeds_the_id_escaped_and_a_page_size(client):
+    html = client.get("/jobs/abc%22def?limit=7").get_data(as_text=True)
+    assert 'data-job-id="abc&#34;def"' in html
+    assert 'data-page-size="7"' in html
+    assert 'data-page-size="24"' in client.get("/jobs/x?limit=-1").get_data(as_text=True)
+
+
+def test_scripts_reach_only_the_api_itself(client):
+    for name in ("app.js", "submit.js", "job.js"):
+        with client.get(f"/assets/{name}") as response:
+            js = response.get_data(as_text=True)
+        assert "http://" not in js and "https://" not in js, name
+
+
+def test_colorbar_is_a_png_ramp_and_keeps_torch_out_of_the_api():
+    pytest.importorskip("worker.render")
+    code = (
+        "import io, sys\n"
+        "from flask import Flask\n"
+        "from PIL import Image\n"
+        "from api import pages\n"
+        "app = Flask('t'); pages.init_app(app)\n"
+        "r = app.test_client().get('/colorbar.png')\n"
+        "assert r.status_code == 200 and r.mimetype == 'image/png'\n"
+        "img = Image.open(io.BytesIO(r.data)).convert('RGB')\n"
+        "assert img.size[0] >= 128, img.size\n"
+        "assert img.getpixel((0, 0)) != img.getpixel((img.size[0] - 1, 0))\n"
+        "assert 'torch' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
