@@ -18,6 +18,7 @@ run: $(STAMP)
 	$(PY) -m devstack
 
 test: $(STAMP)
+	tests/pages/install-chromium.sh
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 

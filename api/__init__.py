@@ -17,7 +17,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_request_bytes,
         MAX_FORM_PARTS=settings.max_images_per_job + 16,
-        JSON_SORT_KEYS=False,
     )
     app.extensions["saliency"] = Services.create(settings)
     for module in (errors, auth, health, metrics, openapi, jobs, models, methods):

@@ -108,7 +108,8 @@ def make_captum(
             method, kwargs = attributions[name]
             with setup.autocast(), warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
-                attribution = method.attribute(x.detach().clone(), target=target, **kwargs)
+                inputs = x.detach().clone().requires_grad_(True)
+                attribution = method.attribute(inputs, target=target, **kwargs)
             attribution.float().cpu()
 
     return run

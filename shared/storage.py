@@ -224,7 +224,10 @@ class S3Storage(Storage):
         )
 
     def check(self) -> None:
-        self._call("", lambda **kw: self.client.head_bucket(**kw))
+        try:
+            self._call("", lambda **kw: self.client.head_bucket(**kw))
+        except FileNotFoundError:
+            raise StorageError(f"bucket {self.bucket!r} does not exist") from None
 
 
 def make_storage(settings: Settings) -> Storage:

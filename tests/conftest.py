@@ -158,6 +158,12 @@ class TinyModel:
 
 
 @pytest.fixture(scope="session")
+def tiny_spec() -> dict:
+    """The registration spec of the tiny model (resnet18, 10 classes, 32×32)."""
+    return dict(MODEL_SPEC)
+
+
+@pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory) -> Path:
     """Seeded random weights of a 10-class resnet18, as safetensors."""
     import torch

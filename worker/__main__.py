@@ -12,18 +12,17 @@ from worker.builtin import BUILTIN_MODELS
 from worker.celery_app import make_celery
 
 
-def _register_builtins() -> None:
-    from worker.pipeline import register_builtins
-
-    register_builtins(Settings.from_env())
-
-
 def main(argv: list[str]) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings.from_env()
     if settings.builtin_models and BUILTIN_MODELS:
         # In a spawned child: the Celery parent forks its pool and must not have imported torch.
-        proc = multiprocessing.get_context("spawn").Process(target=_register_builtins)
+        # The target must live in an importable module: spawn cannot find functions of a
+        # package's __main__ (multiprocessing skips re-importing `worker.__main__`).
+        from worker.pipeline import register_builtins
+
+        proc = multiprocessing.get_context("spawn").Process(target=register_builtins,
+                                                            args=(settings,))
         proc.start()
         proc.join()
         if proc.exitcode != 0:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -101,7 +102,7 @@ def _engine(ctx: WorkerContext, tenant: str, record: dict[str, Any]):
             data = ctx.storage.get(record["artifact"])
         except FileNotFoundError:
             raise InputError(f"model {spec.name!r}: its artifact is missing from storage") from None
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # processes may share the dir
         tmp.write_bytes(data)
         tmp.replace(path)
     key = f"{tenant}/{spec.name}/{record['sha256']}"

@@ -84,8 +84,8 @@ function renderItem(item, names) {
     const label = targetLabel(out.target);
     fig.querySelector(".method").textContent = out.method;
     const cls = out.target && out.target.class;
-    fig.querySelector(".target").textContent =
-      label + (names && cls !== undefined && names[cls] ? ` (${names[cls]})` : "");
+    const clsName = (names && names[cls]) || (p && cls === p.class && (p.class_name || p.label));
+    fig.querySelector(".target").textContent = label + (clsName ? ` (${clsName})` : "");
     const stem = `${String(item.index).padStart(5, "0")}_${out.method}_${label}`;
     for (const [kind, cssClass] of [["png", ".heatmap"], ["overlay", ".overlay"]]) {
       const img = fig.querySelector(cssClass);

@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from saliency_client import download as dl
 from saliency_client.progress import Waiter
 from saliency_client.spec import build_submit, job_spec
@@ -34,8 +36,9 @@ class AsyncClient:
     """Same methods as `Client`, as coroutines; one connection pool for every job."""
 
     def __init__(self, base_url: str | None = None, api_key: str | None = None, *,
-                 timeout: float = 60.0, retry: RetryPolicy | None = None) -> None:
-        self.transport = AsyncTransport(base_url, api_key, timeout, retry)
+                 timeout: float = 60.0, retry: RetryPolicy | None = None,
+                 http: httpx.AsyncClient | None = None) -> None:
+        self.transport = AsyncTransport(base_url, api_key, timeout, retry, http)
 
     @property
     def base_url(self) -> str:

@@ -10,6 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from saliency_client import download as dl
 from saliency_client.progress import Waiter
 from saliency_client.spec import build_submit, job_spec
@@ -31,8 +33,9 @@ class Client:
     """A client of the v1 API; `base_url`/`api_key` default to SALIENCY_URL/SALIENCY_API_KEY."""
 
     def __init__(self, base_url: str | None = None, api_key: str | None = None, *,
-                 timeout: float = 60.0, retry: RetryPolicy | None = None) -> None:
-        self.transport = Transport(base_url, api_key, timeout, retry)
+                 timeout: float = 60.0, retry: RetryPolicy | None = None,
+                 http: httpx.Client | None = None) -> None:
+        self.transport = Transport(base_url, api_key, timeout, retry, http)
 
     @property
     def base_url(self) -> str:

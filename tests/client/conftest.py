@@ -1,4 +1,4 @@
-"""A loopback TCP proxy that can drop a response after the server has handled the request."""
+"""Fixtures of the client tests: a dropping proxy, seeded images, a mock API (no server)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import socket
 import threading
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 
 
@@ -115,3 +116,25 @@ def images(tmp_path):
         return paths
 
     return make
+
+
+def _fake_api(pages: int = 3, status: str = "running") -> httpx.MockTransport:
+    """A MockTransport API: one job that stays `status`, with `pages` one-item pages."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/jobs/j":
+            return httpx.Response(200, json={"id": "j", "status": status,
+                                             "progress": {"total": pages, "done": 0}})
+        cursor = int(request.url.params.get("cursor") or 0)
+        item = {"index": cursor, "input": f"{cursor}.png", "status": "pending", "error": None,
+                "prediction": None, "outputs": []}
+        return httpx.Response(200, json={"items": [item], "next_cursor": str(cursor + 1)
+                                         if cursor + 1 < pages else None})
+
+    return httpx.MockTransport(handler)
+
+
+@pytest.fixture
+def fake_api():
+    """A factory of MockTransports for an API with one job `j` (no server needed)."""
+    return _fake_api

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 
+import httpx
 import pytest
 from saliency_client import cli
 from saliency_client.client import Client
@@ -47,3 +48,10 @@ def test_an_unreachable_api_exits_4(capsys, fast_client):
     err = capsys.readouterr().err
     assert code == cli.EXIT_CONNECTION
     assert err.startswith("saliency: error: cannot reach http://127.0.0.1:9/v1/methods")
+
+
+def test_a_wait_that_times_out_exits_6(monkeypatch, capsys, fake_api):
+    http = httpx.Client(transport=fake_api(status="running"))
+    monkeypatch.setattr(cli, "Client", functools.partial(Client, http=http))
+    assert cli.main(["wait", "j", "--timeout", "0.2", "--no-progress"]) == cli.EXIT_TIMEOUT
+    assert "not finished" in capsys.readouterr().err

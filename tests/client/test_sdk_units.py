@@ -123,3 +123,32 @@ def test_job_state_and_methods_parse():
     assert state.progress.done == 1
     methods = parse_methods({"methods": [{"name": "gradient", "description": "d"}]})
     assert methods[0].name == "gradient"
+
+
+def test_items_follow_every_cursor_and_wait_times_out(fake_api):
+    from saliency_client import Client, WaitTimeout
+
+    with Client("http://api.test", http=httpx.Client(transport=fake_api())) as client:
+        job = client.job("j")
+        assert [i.index for i in job.items(page_size=1)] == [0, 1, 2]
+        with pytest.raises(WaitTimeout):
+            job.wait(timeout=0.3, progress=False)
+        assert job.status is JobStatus.RUNNING
+
+
+def test_async_items_and_wait(fake_api):
+    import asyncio
+
+    from saliency_client import AsyncClient, JobFailed
+
+    async def main():
+        http = httpx.AsyncClient(transport=fake_api(status="failed"))
+        async with AsyncClient("http://api.test", http=http) as client:
+            job = client.job("j")
+            indices = [i.index async for i in job.items()]
+            await job.wait()
+            with pytest.raises(JobFailed, match="job j failed"):
+                await job.wait(check=True)
+            return indices, job.status
+
+    assert asyncio.run(main()) == ([0, 1, 2], JobStatus.FAILED)

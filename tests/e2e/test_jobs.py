@@ -189,3 +189,20 @@ def test_probes_metrics_and_models(stack, stack_model, alice):
     assert model["input_size"] == 32 and model["format"] == "safetensors"
     methods = alice.get(f"{stack.url}/v1/methods").json()["methods"]
     assert [m["name"] for m in methods] == ["gradient", "guided_backprop", "deconvnet"]
+
+
+def test_responses_match_the_openapi_schemas(stack, stack_model, alice):
+    from jsonschema import Draft202012Validator
+
+    document = alice.get(f"{stack.url}/openapi.json", timeout=10).json()
+
+    def check(name: str, body) -> None:
+        schema = {"$ref": f"#/components/schemas/{name}", "components": document["components"]}
+        Draft202012Validator(schema).validate(body)
+
+    response = submit(alice, stack.url, {"model": stack_model.name}, [("a.png", image_bytes(60))])
+    check("Accepted", response.json())
+    check("Job", wait(alice, stack.url, response.json()["id"]))
+    check("ItemPage", alice.get(f"{stack.url}/v1/jobs/{response.json()['id']}/items").json())
+    check("Model", alice.get(f"{stack.url}/v1/models/{stack_model.name}").json())
+    check("Error", alice.get(f"{stack.url}/v1/models/nope").json())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -42,13 +43,13 @@ def browser(tmp_path):
         driver.quit()
 
 
-def test_submit_through_the_page_and_see_every_map(browser, api_url, tiny_model, images):
+def test_submit_through_the_page_and_see_every_map(browser, api_url, named_model, images):
     OUTPUT.mkdir(parents=True, exist_ok=True)
     wait = WebDriverWait(browser, 30)
     browser.get(api_url + "/")
-    wait.until(lambda d: tiny_model in [o.get_attribute("value") for o in
+    wait.until(lambda d: named_model in [o.get_attribute("value") for o in
                                         d.find_elements(By.CSS_SELECTOR, "#model option")])
-    Select(browser.find_element(By.ID, "model")).select_by_value(tiny_model)
+    Select(browser.find_element(By.ID, "model")).select_by_value(named_model)
     browser.find_element(By.CSS_SELECTOR, "input[value=guided_backprop]").click()
     files = browser.find_element(By.ID, "files")
     files.send_keys("\n".join(str(p) for p in images(3)))
@@ -62,7 +63,8 @@ def test_submit_through_the_page_and_see_every_map(browser, api_url, tiny_model,
     cards = browser.find_elements(By.CSS_SELECTOR, "#grid .card")
     assert len(cards) == 3
     assert len(browser.find_elements(By.CSS_SELECTOR, "#grid figure.output")) == 6
-    assert "%" in cards[0].find_element(By.CSS_SELECTOR, ".pred").text
+    prediction = cards[0].find_element(By.CSS_SELECTOR, ".pred").text
+    assert re.fullmatch(r"→ [a-z]+ \(\d\) · [\d.]+%", prediction), prediction
     loaded = WebDriverWait(browser, 20).until(
         lambda d: (lambda r: r if isinstance(r, int) else False)(d.execute_script(
             ALL_IMAGES_LOADED)), message="some images did not load")

@@ -65,7 +65,8 @@ def map_in_order(source: Mapping, target: Mapping) -> dict:
     """`target`'s names with `source`'s tensors, paired in order (counters excluded).
 
     Refuses, naming the first offending pair, unless both hold the same number of weight
-    tensors and every pair has the same shape. `target`'s counters are kept as they are.
+    tensors and every pair has the same shape and the same kind (`weight`, `bias`,
+    `running_mean`, `running_var`). `target`'s counters are kept as they are.
     """
     src = [(k, v) for k, v in source.items() if not _is_counter(k)]
     dst = [(k, v) for k, v in target.items() if not _is_counter(k)]
@@ -76,6 +77,11 @@ def map_in_order(source: Mapping, target: Mapping) -> dict:
         )
     mapped = dict(target)
     for i, ((src_name, tensor), (dst_name, expected)) in enumerate(zip(src, dst, strict=True)):
+        if src_name.rsplit(".", 1)[-1] != dst_name.rsplit(".", 1)[-1]:
+            # Same shapes, different roles (a running_var against a running_mean, say).
+            raise ConversionError(
+                f"tensor {i} of {len(src)}: {src_name} cannot be {dst_name}; refusing to convert"
+            )
         if tensor.shape != expected.shape:
             raise ConversionError(
                 f"tensor {i} of {len(src)}: {src_name} has shape {list(tensor.shape)} but "
@@ -108,11 +114,10 @@ def write_safetensors(source_path: Path, dest: Path) -> Path:
     state = convert(load_source(source_path))
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".tmp")
-    save_file(state, str(tmp), metadata={
-        "source": f"{PACKAGE} {WEIGHTS_FILE}",
-        "source_sha256": _sha256(source_path),
-        "architecture": ARCHITECTURE,
-    })
+    # One metadata entry: safetensors writes several in random (hash map) order, and the
+    # file's bytes must not change between conversions (its SHA-256 is its identity).
+    source = f"{PACKAGE} {WEIGHTS_FILE} sha256:{_sha256(source_path)} -> {ARCHITECTURE}"
+    save_file(state, str(tmp), metadata={"source": source})
     tmp.replace(dest)
     return dest
 

@@ -1,0 +1,81 @@
+"""The built-in efficientnet_lite0 through the whole service, as a fresh `make run` has it.
+
+The session's shared stack runs with built-in models off (for speed), so this module starts
+its own worker and API with nothing configured beyond Redis and storage: the worker converts
+the package's weights on its first start, registers the model, and a job on the example
+photo of a cat comes back with maps and the prediction with its class name.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+
+from devstack import ROOT, stack_env, start_api, start_worker
+from e2e.helpers import all_items, submit, wait
+from shared.examples import get_example
+
+LOGS = ROOT / "test-output" / "logs"
+METHODS = ["gradient", "guided_backprop", "deconvnet"]
+CATS = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}
+
+
+@pytest.fixture(scope="module")
+def builtin_api(redis_server, tmp_path_factory) -> Iterator[str]:
+    """A worker and an API on default settings (built-in models on), fresh data dir."""
+    root = tmp_path_factory.mktemp("builtin-stack")
+    # Database 3: the shared backends use 1 and 2 of the same Redis server.
+    env = stack_env(f"{redis_server}/3", (root / "storage").as_uri(), None,
+                    SALIENCY_DATA_DIR=str(root / "data"))
+    worker = start_worker(env, LOGS, name="worker-builtin")
+    try:
+        api = start_api(env, LOGS)
+        yield api.url
+        api.stop()
+    finally:
+        worker.stop()
+
+
+def test_the_builtin_model_is_listed_with_nothing_configured(builtin_api):
+    models = requests.get(f"{builtin_api}/v1/models", timeout=10).json()["models"]
+    (model,) = [m for m in models if m["name"] == "efficientnet_lite0"]
+    assert model["builtin"] is True and model["format"] == "safetensors"
+    assert model["architecture"] == "timm:efficientnet_lite0" and model["num_classes"] == 1000
+    assert (model["resize"], model["input_size"]) == (256, 224)
+    assert len(model["class_names"]) == 1000 and model["class_names"][285] == "Egyptian cat"
+
+
+def test_a_job_on_the_cat_returns_maps_and_a_named_prediction(builtin_api):
+    session = requests.Session()
+    example = get_example("chelsea")
+    spec = {"model": "efficientnet_lite0", "methods": METHODS}
+    response = submit(session, builtin_api, spec, [(example.filename, example.read_bytes())])
+    assert response.status_code == 202, response.text
+    job = wait(session, builtin_api, response.json()["id"], timeout=180)
+    assert job["status"] == "succeeded", job
+
+    (item,) = all_items(session, builtin_api, job["id"])
+    prediction = item["prediction"]
+    assert 281 <= prediction["class"] <= 285 and 0 < prediction["score"] <= 1
+    assert prediction["label"] in CATS
+    assert [o["method"] for o in item["outputs"]] == METHODS
+    arrays = {}
+    for output in item["outputs"]:
+        assert output["target"] == {"class": prediction["class"]}
+        raw = session.get(output["npy"], timeout=30)
+        assert raw.status_code == 200
+        arrays[output["method"]] = np.load(io.BytesIO(raw.content))
+        for kind in ("png", "overlay"):
+            png = session.get(output[kind], timeout=30)
+            assert png.status_code == 200
+            assert Image.open(io.BytesIO(png.content)).size == (224, 224)
+    for method, values in arrays.items():
+        assert values.shape == (3, 224, 224) and values.dtype == np.float32, method
+        assert np.isfinite(values).all() and np.abs(values).max() > 0, method
+    # DeconvNet passes only positive gradients through every ReLU6, the plain gradient does not.
+    assert not np.allclose(arrays["deconvnet"], arrays["gradient"])

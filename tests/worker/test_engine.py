@@ -1,0 +1,278 @@
+"""The engine against Captum, against known answers, and its refusals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from attribution_refs import captum_maps, cosine, reference_maps
+from engine_testing import METHODS, engine_maps, seeded_architecture
+from torch import nn
+
+from shared.errors import SpecError, UnsupportedModelError
+from shared.specs import ClassTarget
+from worker.engine import Engine
+
+# --- Captum 0.9 where Captum is right -----------------------------------------------------------
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("architecture", ["resnet18", "vgg11"])
+def test_agrees_with_captum_on_torchvision_models(architecture, method, request):
+    model = request.getfixturevalue("vgg11") if architecture == "vgg11" else (
+        seeded_architecture("resnet18"))
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    classes = [1, 3]
+    ours = engine_maps(model, x, method, [ClassTarget(c) for c in classes])
+    theirs = captum_maps(method, model, x, classes)
+    assert np.abs(ours).max() > 0
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-6)
+
+
+class FunctionalNet(nn.Module):
+    """ReLUs as Captum cannot see them: functional calls and one in-place module reused."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(c, 8, 3, padding=1) for c in (3, 8, 8, 8, 8))
+        self.pool = nn.MaxPool2d(2)
+        self.fc1 = nn.Linear(8 * 2 * 2, 16)
+        self.fc2 = nn.Linear(16, 5)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.convs
+        x = self.pool(F.relu(c[0](x)))
+        x = torch.relu(c[1](x))
+        x = c[2](x)
+        x.relu_()
+        x = self.pool(self.relu(c[3](x)))
+        x = self.pool(self.relu(c[4](x)))
+        return self.fc2(self.relu(self.fc1(x.flatten(1))))
+
+
+class DistinctNet(FunctionalNet):
+    """The same network with one distinct, non-in-place `nn.ReLU` per use (Captum's case)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.acts = nn.ModuleList(nn.ReLU() for _ in range(6))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c, a = self.convs, self.acts
+        x = self.pool(a[0](c[0](x)))
+        x = a[1](c[1](x))
+        x = a[2](c[2](x))
+        x = self.pool(a[3](c[3](x)))
+        x = self.pool(a[4](c[4](x)))
+        return self.fc2(a[5](self.fc1(x.flatten(1))))
+
+
+@pytest.mark.parametrize("method", ["guided_backprop", "deconvnet"])
+def test_functional_and_reused_relus_match_distinct_modules(method):
+    torch.manual_seed(0)
+    functional = FunctionalNet().eval()
+    distinct = DistinctNet().eval()
+    distinct.load_state_dict(functional.state_dict())
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    classes = [0, 4]
+    targets = [ClassTarget(c) for c in classes]
+
+    result = Engine(functional).attribute(x, methods=(method,), targets=targets)
+    assert result.coverage[method].relu_calls == result.coverage[method].overridden == 6
+    ours = np.stack([image.maps[0].values for image in result.images])
+    right = captum_maps(method, distinct, x, classes)
+    np.testing.assert_allclose(ours, right, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(engine_maps(distinct, x, method, targets), right,
+                               rtol=1e-4, atol=1e-6)
+    # Captum only hooks modules: on the functional network it silently differs.
+    wrong = captum_maps(method, functional, x, classes)
+    assert not np.allclose(wrong, right, rtol=1e-2, atol=1e-4)
+
+
+# --- Known answers -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", METHODS)
+def test_gradient_of_a_linear_model_is_the_weight_row(method):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 5, 6))
+    x = torch.randn(2, 3, 4, 5)
+    result = Engine(model).attribute(x, methods=(method,), targets=[ClassTarget(2),
+                                                                     ClassTarget(5)])
+    weight = model[1].weight.detach().numpy()
+    np.testing.assert_array_equal(result.images[0].maps[0].values, weight[2].reshape(3, 4, 5))
+    np.testing.assert_array_equal(result.images[1].maps[0].values, weight[5].reshape(3, 4, 5))
+    assert result.coverage[method].relu_calls == 0
+
+
+def test_deconvnet_through_max_pool_reaches_only_the_arg_max():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.MaxPool2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 3 * 3, 2))
+    x = torch.randn(1, 2, 6, 6, generator=torch.Generator().manual_seed(3))
+    values = engine_maps(model, x, "deconvnet", [ClassTarget(1)])[0]
+
+    # By hand: each 2×2 window passes max(w, 0) of its pooled unit to its arg-max, and nothing
+    # to the other three pixels, whatever the sign of the forward input.
+    windows = x[0].numpy().reshape(2, 3, 2, 3, 2).transpose(0, 1, 3, 2, 4).reshape(2, 3, 3, 4)
+    arg_max = windows.argmax(-1)
+    w = np.clip(model[3].weight.detach().numpy()[1].reshape(2, 3, 3), 0, None)
+    expected = np.zeros((2, 3, 3, 4), np.float32)
+    np.put_along_axis(expected, arg_max[..., None], w[..., None], axis=-1)
+    expected = expected.reshape(2, 3, 3, 2, 2).transpose(0, 1, 3, 2, 4).reshape(2, 6, 6)
+    np.testing.assert_array_equal(values, expected)
+    assert np.count_nonzero(values) <= 2 * 3 * 3  # at most one pixel per window
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_one_relu_by_hand(method):
+    """y = w2 · relu(W1 x): each rule written out with numpy."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 10), nn.ReLU(), nn.Linear(10, 3))
+    x = torch.randn(1, 3, 2, 2, generator=torch.Generator().manual_seed(4))
+    W1, b1 = model[1].weight.detach().numpy(), model[1].bias.detach().numpy()
+    w2 = model[3].weight.detach().numpy()[2]
+    h = W1 @ x.numpy().ravel() + b1
+    assert (h > 0).any() and (h <= 0).any() and (w2 > 0).any() and (w2 < 0).any()
+    g = {
+        "gradient": w2 * (h > 0),
+        "guided_backprop": np.clip(w2, 0, None) * (h > 0),
+        "deconvnet": np.clip(w2, 0, None),
+    }[method]
+    values = engine_maps(model, x, method, [ClassTarget(2)])[0]
+    np.testing.assert_allclose(values, (W1.T @ g).reshape(3, 2, 2), rtol=1e-5, atol=1e-7)
+
+
+def test_relu6_models_use_the_relu_rule_below_six():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU6(inplace=True), nn.Flatten(),
+                          nn.Linear(4 * 6 * 6, 3))
+    x = 4 * torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(5))
+    for method in METHODS:
+        expected, _ = reference_maps(method, model, x, [1, 1])
+        np.testing.assert_allclose(engine_maps(model, x, method, [ClassTarget(1)] * 2),
+                                   expected, rtol=1e-5, atol=1e-7)
+
+
+# --- Predictions, sharing, eval mode -------------------------------------------------------------
+
+def test_prediction_and_one_forward_for_all_methods(tiny_cnn, tiny_images):
+    forwards = []
+    tiny_cnn.register_forward_pre_hook(lambda module, args: forwards.append(1))
+    result = Engine(tiny_cnn).attribute(tiny_images, methods=METHODS)
+    assert len(forwards) == 1  # the hook is copied with the model; it fired once
+
+    probs = tiny_cnn(tiny_images).softmax(1).detach()
+    for i, image in enumerate(result.images):
+        assert image.predicted_class == int(probs[i].argmax())
+        assert image.score == pytest.approx(float(probs[i].max()), rel=1e-5)
+        assert [m.method for m in image.maps] == list(METHODS)
+        for m in image.maps:
+            assert m.target == {"class": image.predicted_class}
+            assert m.values.dtype == np.float32 and m.values.shape == (3, 32, 32)
+    for method in METHODS:
+        assert result.coverage[method].applied == result.coverage[method].relu_calls == 4
+
+
+def test_results_of_one_call_equal_separate_calls(tiny_cnn, tiny_images):
+    together = Engine(tiny_cnn).attribute(tiny_images, methods=METHODS)
+    for m, method in enumerate(METHODS):
+        alone = Engine(tiny_cnn).attribute(tiny_images, methods=(method,))
+        for a, b in zip(together.images, alone.images, strict=True):
+            np.testing.assert_array_equal(a.maps[m].values, b.maps[0].values)
+
+
+def test_batchnorm_runs_in_eval_mode_on_a_training_model():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(4 * 6 * 6, 2))
+    model[1].running_mean.uniform_(-1, 1)
+    model.train()
+    x = torch.randn(4, 3, 8, 8)
+    batch = engine_maps(model, x, "guided_backprop", [ClassTarget(0)] * 4)
+    single = engine_maps(model, x[1:2], "guided_backprop", [ClassTarget(0)])
+    np.testing.assert_allclose(batch[1], single[0], rtol=1e-5, atol=1e-7)
+    expected, _ = reference_maps("guided_backprop", model, x, [0] * 4)  # eval-mode reference
+    np.testing.assert_allclose(batch, expected, rtol=1e-5, atol=1e-7)
+    assert model.training
+
+
+# --- Reduced precision ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", METHODS)
+def test_bfloat16_autocast_maps_stay_close_to_float32(trained_cnn, method):
+    from toy_patterns import TEST_SEED, make_dataset
+
+    x, _ = make_dataset(4, TEST_SEED)
+    full = engine_maps(trained_cnn, x, method, [ClassTarget(0)] * 4)
+    low = engine_maps(trained_cnn, x, method, [ClassTarget(0)] * 4, precision="bfloat16")
+    assert low.dtype == np.float32
+    for a, b in zip(full, low, strict=True):
+        assert cosine(a, b) > 0.9
+
+
+# --- Refusals ------------------------------------------------------------------------------------
+
+class SiLUNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.act = nn.SiLU()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.fc(F.relu(self.act(self.conv(x))).mean((2, 3)))
+
+
+@pytest.mark.parametrize("method", ["guided_backprop", "deconvnet"])
+def test_silu_models_are_refused_by_name_for_modified_relu_methods(method, no_mode_left):
+    x = torch.randn(1, 3, 8, 8)
+    with pytest.raises(UnsupportedModelError, match="SiLU"):
+        Engine(SiLUNet()).attribute(x, methods=(method,))
+    with pytest.raises(UnsupportedModelError, match="SiLU"):
+        Engine(SiLUNet()).attribute(x, methods=("gradient", method))
+
+
+def test_silu_models_work_with_the_gradient(no_mode_left):
+    torch.manual_seed(0)
+    model = SiLUNet().eval()
+    x = torch.randn(2, 3, 8, 8)
+    result = Engine(model).attribute(x, methods=("gradient",), targets=[ClassTarget(1)] * 2)
+    expected, _ = reference_maps("gradient", model, x, [1, 1])
+    np.testing.assert_allclose(np.stack([i.maps[0].values for i in result.images]), expected,
+                               rtol=1e-5, atol=1e-7)
+
+
+class HiddenReLU(nn.Module):
+    """A ReLU computed with torch functions disabled: invisible to the override."""
+
+    def forward(self, x):
+        with torch._C.DisableTorchFunction():
+            return torch.relu(x)
+
+
+def test_an_escaped_relu_is_detected_and_refused(no_mode_left):
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), HiddenReLU(), nn.Flatten(), nn.Linear(4 * 36, 2))
+    x = torch.randn(1, 3, 8, 8)
+    result = Engine(model).attribute(x, methods=("gradient",))
+    assert result.coverage["gradient"].relu_calls == 1
+    assert result.coverage["gradient"].overridden == 0
+    with pytest.raises(UnsupportedModelError, match="escaped"):
+        Engine(model).attribute(x, methods=("guided_backprop",))
+
+
+def test_bad_arguments(tiny_cnn, tiny_images):
+    engine = Engine(tiny_cnn)
+    with pytest.raises(SpecError, match="unknown method"):
+        engine.attribute(tiny_images, methods=("smoothgrad",))
+    with pytest.raises(ValueError, match="at least one method"):
+        engine.attribute(tiny_images, methods=())
+    with pytest.raises(ValueError, match="targets for 3 images"):
+        engine.attribute(tiny_images, targets=[ClassTarget(0)] * 2)
+    with pytest.raises(ValueError, match="precision"):
+        Engine(tiny_cnn, precision="int8")
+
+
+def test_a_model_without_logits_is_refused(no_mode_left):
+    model = nn.Conv2d(3, 2, 3)
+    with pytest.raises(UnsupportedModelError, match="logits"):
+        Engine(model).attribute(torch.randn(1, 3, 8, 8))
