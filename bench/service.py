@@ -61,7 +61,7 @@ def make_weights(path: Path) -> None:
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
 
 
-def engine_run(spec_json: dict, weights: Path, images: list[bytes]):
+def engine_run(spec_json: dict, weights: Path, images: list[bytes], n_single: int):
     """Images per second of the in-process engine, and its time for each single image."""
     import torch
 
@@ -79,7 +79,7 @@ def engine_run(spec_json: dict, weights: Path, images: list[bytes]):
         engine.attribute(xs[i : i + BATCH])
     per_s = len(xs) / (time.perf_counter() - start)
     singles = []
-    for i in range(len(xs)):
+    for i in range(n_single):
         t = time.perf_counter()
         engine.attribute(xs[i : i + 1])
         singles.append(time.perf_counter() - t)
@@ -144,7 +144,8 @@ def main() -> int:
         weights = tmp_path / "resnet18.safetensors"
         make_weights(weights)
         images = make_images(args.images, 224)
-        engine_per_s, engine_singles = engine_run({**SPEC, "name": "bench"}, weights, images)
+        engine_per_s, engine_singles = engine_run({**SPEC, "name": "bench"}, weights, images,
+                                                  args.singles)
 
         services = []
         try:

@@ -132,8 +132,9 @@ def reference_maps(method: str, model: nn.Module, x: torch.Tensor, target: Seque
 
 
 def layer_gradient(model: nn.Module, x: torch.Tensor, layer: str, channel: int,
-                   position: tuple[int, ...] | None = None) -> np.ndarray:
-    """Gradient of the sum of one channel (or one neuron) of a named module's output.
+                   position: tuple[int, ...] | None = None, method: str = "gradient"
+                   ) -> np.ndarray:
+    """`method`'s map of the sum of one channel (or one neuron) of a named module's output.
 
     The pseudo-loss is taken inside a forward hook, before any later in-place op (ReLU with
     inplace=True) can change the module's output.
@@ -146,12 +147,13 @@ def layer_gradient(model: nn.Module, x: torch.Tensor, layer: str, channel: int,
         losses.append(picked[(slice(None), *position)].sum() if position else picked.sum())
 
     handle = dict(model.named_modules())[layer].register_forward_hook(hook)
-    try:
-        inputs = x.detach().clone().requires_grad_(True)
+    inputs = x.detach().clone().requires_grad_(True)
+    with ExitStack() as stack:
+        stack.callback(handle.remove)
+        if method != "gradient":
+            stack.enter_context(reference_rectifiers(method))
         model(inputs)
-    finally:
-        handle.remove()
-    (grad,) = torch.autograd.grad(losses[0], inputs)
+        (grad,) = torch.autograd.grad(losses[0], inputs)
     return grad.numpy()
 
 

@@ -16,17 +16,24 @@ from worker.engine import Engine
 
 # --- Captum 0.9 where Captum is right -----------------------------------------------------------
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.fixture(scope="module")
+def resnet18():
+    return seeded_architecture("resnet18")
+
+
 @pytest.mark.parametrize("architecture", ["resnet18", "vgg11"])
-def test_agrees_with_captum_on_torchvision_models(architecture, method, request):
-    model = request.getfixturevalue("vgg11") if architecture == "vgg11" else (
-        seeded_architecture("resnet18"))
+def test_agrees_with_captum_on_torchvision_models(architecture, request):
+    model = request.getfixturevalue(architecture)
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     classes = [1, 3]
-    ours = engine_maps(model, x, method, [ClassTarget(c) for c in classes])
-    theirs = captum_maps(method, model, x, classes)
-    assert np.abs(ours).max() > 0
-    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-6)
+    result = Engine(model).attribute(x, methods=METHODS,
+                                     targets=[ClassTarget(c) for c in classes])
+    for m, method in enumerate(METHODS):
+        ours = np.stack([image.maps[m].values for image in result.images])
+        theirs = captum_maps(method, model, x, classes)
+        assert np.abs(ours).max() > 0
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-6, err_msg=method)
+    assert result.coverage["guided_backprop"].complete
 
 
 class FunctionalNet(nn.Module):
