@@ -15,8 +15,11 @@ the noise of a shared machine spreads over all of them; images/s come from the m
 Peak memory is measured in a separate, untimed call per contender. CUDA: the growth of
 `torch.cuda.max_memory_allocated` over what was allocated before the call. CPU: the growth of
 the process's resident set size (/proc/self/statm sampled every millisecond by a thread)
-over its size before the call; it includes memory the allocator had already freed but not
-returned, so it is a rough, upper-bound figure.
+over its size before the call. So that freed tensors go back to the system (and RSS follows
+the live tensors), glibc's mmap threshold is pinned at 128 KiB (`mallopt`, for the memory
+calls only, after `malloc_trim`), which turns off its growing threshold; a peak shorter
+than a millisecond may be missed, and allocator overhead is included, so the CPU figure is
+approximate (Linux only; NaN elsewhere).
 
 For `--dtype float16|bfloat16` (autocast), the cosine similarity of our maps to float32's is
 reported (the minimum over images). `--fast` (CUDA only) means float16 autocast,
@@ -27,14 +30,15 @@ from __future__ import annotations
 
 import argparse
 import copy
+import ctypes
 import json
 import os
 import statistics
 import threading
 import time
 import warnings
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -118,6 +122,27 @@ def make_captum(
 def _rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@contextmanager
+def rss_follows_tensors() -> Iterator[None]:
+    """CPU: within the block, glibc returns freed large blocks, so RSS tracks live tensors.
+
+    Outside it glibc's usual growing mmap threshold applies (it keeps freed blocks for
+    reuse, which is faster, and which is how the timings are taken).
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        yield
+        return
+    m_mmap_threshold = -3
+    libc.mallopt(m_mmap_threshold, 128 * 1024)
+    libc.malloc_trim(0)
+    try:
+        yield
+    finally:
+        libc.mallopt(m_mmap_threshold, 32 * 2**20)  # glibc's own ceiling for its threshold
 
 
 def peak_memory_mb(run: Callable[[], None], setup: Setup) -> float:
@@ -209,7 +234,8 @@ def bench_one(model_name: str, batch: int, args: argparse.Namespace, setup: Setu
         contenders[f"ours:{label}"] = make_ours(engine, x, methods)
         contenders[f"captum:{label}"] = make_captum(frozen, x, target, setup, methods)
     times = time_interleaved(contenders, args.repeats, args.warmup, setup)
-    memory = {name: peak_memory_mb(run, setup) for name, run in contenders.items()}
+    with rss_follows_tensors() if setup.device.type == "cpu" else nullcontext():
+        memory = {name: peak_memory_mb(run, setup) for name, run in contenders.items()}
     cosines = (
         cosine_to_float32(built, x, engine, setup) if setup.dtype != "float32" else {}
     )
