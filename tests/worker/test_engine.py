@@ -217,6 +217,24 @@ def test_bfloat16_autocast_maps_stay_close_to_float32(trained_cnn, method):
         assert cosine(a, b) > 0.9
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_float16_autocast_runs_on_cpu_and_stays_close(trained_cnn, method):
+    from toy_patterns import TEST_SEED, make_dataset
+
+    x, _ = make_dataset(2, TEST_SEED)
+    full = engine_maps(trained_cnn, x, method, [ClassTarget(1)] * 2)
+    low = engine_maps(trained_cnn, x, method, [ClassTarget(1)] * 2, precision="float16")
+    for a, b in zip(full, low, strict=True):
+        assert cosine(a, b) > 0.99
+
+
+def test_channels_last_gives_the_same_maps(tiny_cnn, tiny_images):
+    for method in METHODS:
+        plain = engine_maps(tiny_cnn, tiny_images, method)
+        fast = engine_maps(tiny_cnn, tiny_images, method, channels_last=True)
+        np.testing.assert_allclose(fast, plain, rtol=1e-4, atol=1e-6)
+
+
 # --- Refusals ------------------------------------------------------------------------------------
 
 class SiLUNet(nn.Module):
