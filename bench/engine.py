@@ -13,13 +13,13 @@ Repetitions are interleaved (each repeat runs every contender once, in a rotatin
 the noise of a shared machine spreads over all of them; images/s come from the median time.
 
 Peak memory is measured in a separate, untimed call per contender. CUDA: the growth of
-`torch.cuda.max_memory_allocated` over what was allocated before the call. CPU: the growth of
-the process's resident set size (/proc/self/statm sampled every millisecond by a thread)
-over its size before the call. So that freed tensors go back to the system (and RSS follows
-the live tensors), glibc's mmap threshold is pinned at 128 KiB (`mallopt`, for the memory
-calls only, after `malloc_trim`), which turns off its growing threshold; a peak shorter
-than a millisecond may be missed, and allocator overhead is included, so the CPU figure is
-approximate (Linux only; NaN elsewhere).
+`torch.cuda.max_memory_allocated` over what was allocated before the call. CPU: the first
+call of the contender in a fresh process (so no memory cached by an earlier call hides its
+needs), as the growth of the resident set size (/proc/self/statm sampled every millisecond
+by a thread) over the size before the call; glibc's mmap threshold is pinned at 128 KiB
+(`mallopt`) and the heap trimmed first, so that RSS follows the live tensors. It includes
+oneDNN's first-call workspaces and allocator overhead, and may miss a peak shorter than a
+millisecond: an approximate figure (Linux only; NaN elsewhere).
 
 For `--dtype float16|bfloat16` (autocast), the cosine similarity of our maps to float32's is
 reported (the minimum over images). `--fast` (CUDA only) means float16 autocast,
@@ -34,6 +34,8 @@ import ctypes
 import json
 import os
 import statistics
+import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -52,6 +54,7 @@ METHODS = ("gradient", "guided_backprop", "deconvnet")
 # least this multiple of Captum's throughput.
 TARGET_TIME_RATIO = {"gradient": 1.05, "guided_backprop": 1.15, "deconvnet": 1.15, "all": 2.3}
 TARGET_VS_CAPTUM = {"gradient": None, "guided_backprop": 1.1, "deconvnet": 1.1, "all": None}
+GROUPS = {name: (name,) for name in METHODS} | {"all": METHODS}
 AUTOCAST = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -215,7 +218,8 @@ def cosine_to_float32(
     return out
 
 
-def bench_one(model_name: str, batch: int, args: argparse.Namespace, setup: Setup) -> list[dict]:
+def build(model_name: str, batch: int, args: argparse.Namespace, setup: Setup):
+    """The contenders for one model and batch, on one seeded input."""
     torch.manual_seed(0)
     built = torchvision.models.get_model(model_name, weights=None, num_classes=args.num_classes)
     frozen = copy.deepcopy(built).eval().requires_grad_(False).to(setup.device)
@@ -229,12 +233,32 @@ def bench_one(model_name: str, batch: int, args: argparse.Namespace, setup: Setu
         target = frozen(x).argmax(1).tolist()
 
     contenders: dict[str, Callable[[], None]] = {"floor": make_floor(frozen, x, setup)}
-    groups = {name: (name,) for name in METHODS} | {"all": METHODS}
-    for label, methods in groups.items():
+    for label, methods in GROUPS.items():
         contenders[f"ours:{label}"] = make_ours(engine, x, methods)
         contenders[f"captum:{label}"] = make_captum(frozen, x, target, setup, methods)
+    return contenders, built, x, engine
+
+
+def memory_in_fresh_process(name: str, model_name: str, batch: int,
+                            args: argparse.Namespace) -> float:
+    """CPU: one call of one contender in a new process, so no earlier call's memory is reused."""
+    command = [sys.executable, "-m", "bench.engine", "--memory-probe", name,
+               "--models", model_name, "--batches", str(batch), "--size", str(args.size),
+               "--num-classes", str(args.num_classes), "--dtype", args.dtype]
+    if args.threads:
+        command += ["--threads", str(args.threads)]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def bench_one(model_name: str, batch: int, args: argparse.Namespace, setup: Setup) -> list[dict]:
+    contenders, built, x, engine = build(model_name, batch, args, setup)
+    groups = GROUPS
     times = time_interleaved(contenders, args.repeats, args.warmup, setup)
-    with rss_follows_tensors() if setup.device.type == "cpu" else nullcontext():
+    if setup.device.type == "cpu":
+        memory = {name: memory_in_fresh_process(name, model_name, batch, args)
+                  for name in contenders}
+    else:
         memory = {name: peak_memory_mb(run, setup) for name, run in contenders.items()}
     cosines = (
         cosine_to_float32(built, x, engine, setup) if setup.dtype != "float32" else {}
@@ -312,6 +336,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="CUDA only: float16 autocast, channels-last, cuDNN autotuning")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--json", dest="json_path", default=None, help="write the rows here")
+    parser.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.fast and args.device != "cuda":
         parser.error("--fast is for --device cuda")
@@ -323,6 +348,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     setup = Setup(torch.device(args.device), args.dtype, channels_last=False)
+    if args.memory_probe:  # the child process of `memory_in_fresh_process`
+        with rss_follows_tensors():
+            contenders, *_ = build(args.models, int(args.batches), args, setup)
+            print(peak_memory_mb(contenders[args.memory_probe], setup))
+        return
     if args.fast:
         setup = Setup(torch.device("cuda"), "float16", channels_last=True)
         torch.backends.cudnn.benchmark = True

@@ -66,8 +66,22 @@ def download(session, stack, artifact_url: str) -> bytes:
     return response.content
 
 
+def _settle(r, timeout: float = 60.0) -> None:
+    """Wait until no job of the shared stack is queued or running, so that only the request
+    under test can change what `side_effects` sees."""
+    final = {"succeeded", "failed", "cancelled"}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        jobs = [k for k in r.scan_iter("saliency:job:*") if k.count(":") == 2]
+        if r.llen("saliency") == 0 and all(r.hget(k, "status") in final for k in jobs):
+            return
+        time.sleep(0.2)
+    raise AssertionError("the shared stack still has jobs in flight after 60 s")
+
+
 def side_effects(stack) -> tuple:
     """What a request could have left behind: service keys in Redis, queued tasks, objects."""
     r = stack.backend.redis()
+    _settle(r)
     keys = frozenset(k for k in r.scan_iter("saliency:*") if not k.startswith("saliency:stats"))
     return keys, r.llen("saliency"), frozenset(stack.backend.storage().list())
