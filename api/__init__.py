@@ -9,7 +9,18 @@ from shared.settings import Settings
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the Flask app; connections open lazily, on first use."""
-    from api import auth, errors, health, jobs, methods, metrics, models, openapi, pages
+    from api import (
+        auth,
+        errors,
+        examples,
+        health,
+        jobs,
+        methods,
+        metrics,
+        models,
+        openapi,
+        pages,
+    )
     from api.context import Services
 
     settings = settings or Settings.from_env()
@@ -19,7 +30,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         MAX_FORM_PARTS=settings.max_images_per_job + 16,
     )
     app.extensions["saliency"] = Services.create(settings)
-    for module in (errors, auth, health, metrics, openapi, jobs, models, methods):
+    for module in (errors, auth, health, metrics, openapi, jobs, models, methods, examples):
         module.init_app(app)
     pages.init_app(app)
     return app

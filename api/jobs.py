@@ -16,7 +16,7 @@ from shared.jobstore import Job
 from shared.registry import record_spec
 from shared.specs import parse_job_spec
 from shared.status import ItemStatus, JobStatus
-from shared.taskqueue import send_run_job
+from shared.taskqueue import send_chunks
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 JOB_ID_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -104,7 +104,7 @@ def submit():
             svc.store.release_idempotency(tenant(), idem)
         raise
     try:
-        send_run_job(svc.sender, job_id)
+        send_chunks(svc.sender, job_id, len(inputs), svc.settings.chunk_size)
     except BaseException:
         svc.store.transition(
             job_id, JobStatus.FAILED, (JobStatus.QUEUED,), "the job could not be enqueued"
@@ -152,17 +152,19 @@ def _item_json(job: Job, index: int, source: dict[str, Any], rec: dict[str, Any]
     if rec is None:
         pending = ItemStatus.CANCELLED if job.status == JobStatus.CANCELLED else ItemStatus.PENDING
         return {"index": index, "input": source["name"], "status": pending.value, "error": None,
-                "prediction": None, "outputs": []}
+                "prediction": None, "outputs": [], "worker": None}
     outputs = [
         {
             "method": out["method"],
             "target": out["target"],
             **{kind: _url(job, out.get(kind)) for kind in ("npy", "png", "overlay")},
+            "coverage": out.get("coverage"),
         }
         for out in rec["outputs"]
     ]
     return {"index": index, "input": source["name"], "status": rec["status"],
-            "error": rec["error"], "prediction": rec["prediction"], "outputs": outputs}
+            "error": rec["error"], "prediction": rec["prediction"], "outputs": outputs,
+            "worker": rec.get("worker")}
 
 
 @bp.get("/<job_id>/items")

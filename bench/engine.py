@@ -301,6 +301,10 @@ def bench_one(model_name: str, batch: int, args: argparse.Namespace, setup: Setu
             "repeats": args.repeats,
             "min_s": round(min(times[f"ours:{label}"]), 4),
             "median_s": round(statistics.median(times[f"ours:{label}"]), 4),
+            "captum_min_s": round(min(times[f"captum:{label}"]), 4),
+            "floor_min_s": round(min(times["floor"]), 4),
+            "time_ratio_to_floor_of_mins": round(
+                min(times[f"ours:{label}"]) / min(times["floor"]), 3),
         })
     return rows
 

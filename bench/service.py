@@ -11,6 +11,10 @@ random weights, then measures:
   POST to the job's `succeeded`;
 - single: 1-image jobs, from the start of the POST until the items (with their URLs) are
   available, minus the engine's time for that image; the median is reported.
+
+The in-process engine and the worker use the same number of torch intra-op threads
+(`--torch-threads`, passed to the worker as SALIENCY_TORCH_THREADS), so that the difference
+is the service's overhead and not a thread setting.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -61,10 +66,12 @@ def make_weights(path: Path) -> None:
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
 
 
-def engine_run(spec_json: dict, weights: Path, images: list[bytes], n_single: int):
+def engine_run(spec_json: dict, weights: Path, images: list[bytes], n_single: int,
+               threads: int):
     """Images per second of the in-process engine, and its time for each single image."""
     import torch
 
+    torch.set_num_threads(threads)
     from shared.specs import parse_model_spec
     from worker.engine import Engine
     from worker.models import build_model, preprocess_image
@@ -137,6 +144,9 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--singles", type=int, default=20, help="1-image jobs to time")
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--torch-threads", type=int, default=max(1, (os.cpu_count() or 2) - 1),
+                        help="intra-op threads of both engines (default: all cores but one, "
+                        "which the API, loader and renderer use)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-service-") as tmp:
@@ -145,7 +155,7 @@ def main() -> int:
         make_weights(weights)
         images = make_images(args.images, 224)
         engine_per_s, engine_singles = engine_run({**SPEC, "name": "bench"}, weights, images,
-                                                  args.singles)
+                                                  args.singles, args.torch_threads)
 
         services = []
         try:
@@ -154,14 +164,16 @@ def main() -> int:
                 redis = start_redis(tmp_path / "redis")
                 services.append(redis)
                 env = stack_env(redis.url, (tmp_path / "storage").as_uri(),
-                                SALIENCY_DATA_DIR=str(tmp_path), SALIENCY_BUILTIN_MODELS="0")
+                                SALIENCY_DATA_DIR=str(tmp_path), SALIENCY_BUILTIN_MODELS="0",
+                                SALIENCY_TORCH_THREADS=str(args.torch_threads))
                 services.append(start_api(env, tmp_path / "log", workers=2))
                 services.append(start_worker(env, tmp_path / "log"))
                 url = services[1].url
             service_per_s, latencies = service_run(url, args.api_key, weights, images,
                                                    args.singles)
             # Again after the service, so a change of background load shows (and averages out).
-            engine_after, _ = engine_run({**SPEC, "name": "bench"}, weights, images, 0)
+            engine_after, _ = engine_run({**SPEC, "name": "bench"}, weights, images, 0,
+                                         args.torch_threads)
         finally:
             for service in reversed(services):
                 service.stop()
@@ -171,6 +183,7 @@ def main() -> int:
     engine_per_s = (engine_before + engine_after) / 2
     figures = {
         "images": args.images,
+        "torch_threads": args.torch_threads,
         "engine_images_per_s": round(engine_per_s, 2),
         "engine_images_per_s_before_after": [round(engine_before, 2), round(engine_after, 2)],
         "service_images_per_s": round(service_per_s, 2),
@@ -189,7 +202,8 @@ def main() -> int:
         ("1-image overhead, median (target <= 100)", f"{figures['single_overhead_ms_p50']} ms"),
     ]
     width = max(len(label) for label, _ in rows)
-    print(f"resnet18, {args.images} images 224x224, gradient, outputs npy+png+overlay")
+    print(f"resnet18, {args.images} images 224x224, gradient, outputs npy+png+overlay, "
+          f"{args.torch_threads} torch thread(s)")
     for label, value in rows:
         print(f"  {label:<{width}}  {value}")
     if args.json:

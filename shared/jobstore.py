@@ -3,7 +3,10 @@
 Every key lives under `saliency:`. Progress is the size of two sets of item indices (done,
 failed), so recording an item twice — a redelivered task — never counts it twice. Status
 changes go through one Lua script that checks the current status, so a cancel and a finish
-cannot both win, and the jobs-by-status gauges move exactly once per change.
+cannot both win, and the jobs-by-status gauges move exactly once per change. A job runs as
+chunks on many workers at once; the one that records the last item finishes the job, through a
+script that counts the items and changes the status in one step, so two chunks finishing
+together finish the job exactly once and neither can miss it.
 """
 
 from __future__ import annotations
@@ -59,6 +62,27 @@ redis.call('HINCRBY', KEYS[2], 'jobs:' .. ARGV[1], 1)
 return 1
 """
 
+_FINISH = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return '' end
+local failed = redis.call('SCARD', KEYS[3])
+local total = tonumber(redis.call('HGET', KEYS[1], 'total'))
+if redis.call('SCARD', KEYS[2]) + failed < total then return '' end
+local to = 'succeeded'
+if total > 0 and failed == total then
+  to = 'failed'
+  local first, why = redis.call('HGET', KEYS[5], '0'), 'unknown'
+  if first then
+    local ok, item = pcall(cjson.decode, first)
+    if ok and type(item['error']) == 'string' then why = item['error'] end
+  end
+  redis.call('HSET', KEYS[1], 'error', ARGV[2] .. why)
+end
+redis.call('HSET', KEYS[1], 'status', to, 'finished_at', ARGV[1])
+redis.call('HINCRBY', KEYS[4], 'jobs:running', -1)
+redis.call('HINCRBY', KEYS[4], 'jobs:' .. to, 1)
+return to
+"""
+
 _RECORD_ITEM = """
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 local into, other, counter = KEYS[2], KEYS[3], 'items_done'
@@ -90,6 +114,9 @@ class Job:
         return {
             "id": self.id,
             "status": self.status.value,
+            "model": self.spec.get("model"),
+            "methods": self.spec.get("methods"),
+            "target": self.spec.get("target"),
             "progress": {"total": self.total, "done": self.done, "failed": self.failed},
             "created_at": self.created_at,
             "started_at": self.started_at,
@@ -105,6 +132,7 @@ class JobStore:
         self.redis = client
         self._transition = client.register_script(_TRANSITION)
         self._record_item = client.register_script(_RECORD_ITEM)
+        self._finish = client.register_script(_FINISH)
 
     @classmethod
     def from_url(cls, url: str) -> JobStore:
@@ -180,6 +208,21 @@ class JobStore:
                 self._observe_latency(time.time() - float(created))
         return bool(moved)
 
+    def finish_if_complete(self, job_id: str) -> JobStatus | None:
+        """Finish a running job whose every item is recorded: `succeeded`, or `failed` if every
+        item failed. Returns the new status if this call finished it, else None."""
+        to = self._finish(
+            keys=[job_key(job_id), _sub(job_id, "done"), _sub(job_id, "failed"), STATS,
+                  _sub(job_id, "items")],
+            args=[now_iso(), "every item failed; the first: "],
+        )
+        if not to:
+            return None
+        created = self.redis.hget(job_key(job_id), "created_ts")
+        if created:
+            self._observe_latency(time.time() - float(created))
+        return JobStatus(to)
+
     def _observe_latency(self, seconds: float) -> None:
         pipe = self.redis.pipeline(transaction=True)
         for le in LATENCY_BUCKETS_S:
@@ -201,6 +244,16 @@ class JobStore:
         done, failed = pipe.execute()
         return {int(i) for i in done | failed}
 
+    def unfinished(self, job_id: str, indices: list[int]) -> list[int]:
+        """Those of `indices` not recorded yet (one round trip, whatever the job's size)."""
+        if not indices:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.smismember(_sub(job_id, "done"), indices)
+        pipe.smismember(_sub(job_id, "failed"), indices)
+        done, failed = pipe.execute()
+        return [i for i, d, f in zip(indices, done, failed, strict=True) if not (d or f)]
+
     def record_item(self, job_id: str, index: int, item: dict[str, Any], ok: bool) -> None:
         """Write an item's result; writing it again overwrites and never counts it twice."""
         self._record_item(
@@ -216,6 +269,8 @@ class JobStore:
 
     def input_range(self, job_id: str, start: int, stop: int) -> list[dict[str, Any]]:
         """Input descriptors `start` to `stop` (exclusive; -1: to the end)."""
+        if stop != -1 and stop <= start:
+            return []
         end = -1 if stop == -1 else stop - 1
         return [json.loads(r) for r in self.redis.lrange(_sub(job_id, "inputs"), start, end)]
 
@@ -226,12 +281,13 @@ class JobStore:
             pipe.hincrby(_sub(job_id, "attempts"), str(i), 1)
         return pipe.execute()
 
-    def begin_run(self, job_id: str) -> int:
-        """Count a task run that has not ended cleanly yet; returns how many there are."""
-        return int(self.redis.hincrby(job_key(job_id), "unfinished_runs", 1))
+    def begin_run(self, job_id: str, start: int) -> int:
+        """Count a run of the chunk starting at `start` that has not ended cleanly yet; returns
+        how many there are. Counted per chunk: chunks running side by side are not lost runs."""
+        return int(self.redis.hincrby(_sub(job_id, "runs"), str(start), 1))
 
-    def end_run(self, job_id: str) -> None:
-        self.redis.hincrby(job_key(job_id), "unfinished_runs", -1)
+    def end_run(self, job_id: str, start: int) -> None:
+        self.redis.hincrby(_sub(job_id, "runs"), str(start), -1)
 
     # --- idempotency ------------------------------------------------------------------------
 

@@ -51,6 +51,7 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     storage_url: str = "file://var/storage"
     s3_endpoint_url: str | None = None
+    s3_public_endpoint_url: str | None = None  # presigned URLs are signed for this host
     host: str = "127.0.0.1"
     port: int = 8000
     public_url: str | None = None
@@ -63,10 +64,12 @@ class Settings:
     max_image_pixels: int = 25_000_000
     accepted_formats: tuple[str, ...] = ("png", "jpeg", "webp", "npy")
     batch_size: int = 16
+    chunk_size: int = 64  # items per task: a job is split into tasks of this many items
     model_cache_size: int = 4
     device: str = "auto"
     precision: str = "float32"
     render_threads: int = 1
+    torch_threads: int = 0  # intra-op threads of the engine on CPU; 0: torch's default
     task_time_limit_s: int = 1800
     visibility_timeout_s: int = 3600
     max_attempts: int = 3
@@ -85,6 +88,7 @@ class Settings:
             redis_url=env.get("REDIS_URL") or d.redis_url,
             storage_url=env.get("STORAGE_URL") or d.storage_url,
             s3_endpoint_url=env.get("S3_ENDPOINT_URL") or None,
+            s3_public_endpoint_url=env.get("SALIENCY_S3_PUBLIC_ENDPOINT_URL") or None,
             host=env.get("SALIENCY_HOST") or d.host,
             port=_int(env, "SALIENCY_PORT", d.port, 1),
             public_url=(env.get("SALIENCY_PUBLIC_URL") or "").rstrip("/") or None,
@@ -97,12 +101,14 @@ class Settings:
             max_image_pixels=_int(env, "SALIENCY_MAX_IMAGE_PIXELS", d.max_image_pixels, 1),
             accepted_formats=_list(env, "SALIENCY_ACCEPTED_FORMATS", d.accepted_formats),
             batch_size=_int(env, "SALIENCY_BATCH_SIZE", d.batch_size, 1),
+            chunk_size=_int(env, "SALIENCY_CHUNK_SIZE", d.chunk_size, 1),
             model_cache_size=_int(env, "SALIENCY_MODEL_CACHE_SIZE", d.model_cache_size, 1),
             device=_choice(env, "SALIENCY_DEVICE", d.device, ("auto", "cpu", "cuda")),
             precision=_choice(
                 env, "SALIENCY_PRECISION", d.precision, ("float32", "float16", "bfloat16")
             ),
             render_threads=_int(env, "SALIENCY_RENDER_THREADS", d.render_threads, 1),
+            torch_threads=_int(env, "SALIENCY_TORCH_THREADS", d.torch_threads, 0),
             task_time_limit_s=_int(env, "SALIENCY_TASK_TIME_LIMIT_S", d.task_time_limit_s, 1),
             visibility_timeout_s=_int(
                 env, "SALIENCY_VISIBILITY_TIMEOUT_S", d.visibility_timeout_s, 1

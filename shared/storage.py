@@ -140,14 +140,25 @@ class FileStorage(Storage):
 class S3Storage(Storage):
     """A bucket (and optional prefix) of any S3-compatible service, through boto3."""
 
-    def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None) -> None:
+    def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None,
+                 public_endpoint_url: str | None = None) -> None:
         import boto3
-        from botocore.config import Config
 
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         session = boto3.session.Session()
-        self.client = session.client(
+        self.client = self._client(session, endpoint_url)
+        # Presigned URLs name the host they are signed for: sign for the address clients use
+        # (`SALIENCY_S3_PUBLIC_ENDPOINT_URL`) when it differs from the one the service uses.
+        self.signer = (self._client(session, public_endpoint_url)
+                       if public_endpoint_url and public_endpoint_url != endpoint_url
+                       else self.client)
+
+    @staticmethod
+    def _client(session, endpoint_url: str | None):
+        from botocore.config import Config
+
+        return session.client(
             "s3",
             endpoint_url=endpoint_url,
             region_name=session.region_name or "us-east-1",
@@ -217,7 +228,7 @@ class S3Storage(Storage):
         return check_key(uri[len(root):])
 
     def presigned_url(self, key: str, expires_s: int) -> str | None:
-        return self.client.generate_presigned_url(
+        return self.signer.generate_presigned_url(
             "get_object",
             Params={"Bucket": self.bucket, "Key": self._full(key)},
             ExpiresIn=expires_s,
@@ -239,5 +250,6 @@ def make_storage(settings: Settings) -> Storage:
         bucket, _, prefix = url[len("s3://"):].partition("/")
         if not bucket:
             raise ValueError(f"STORAGE_URL={url!r} names no bucket")
-        return S3Storage(bucket, prefix, settings.s3_endpoint_url)
+        return S3Storage(bucket, prefix, settings.s3_endpoint_url,
+                         settings.s3_public_endpoint_url)
     raise ValueError(f"STORAGE_URL={url!r} must start with file:// or s3://")

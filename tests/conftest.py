@@ -43,6 +43,7 @@ LIMITS = {
 }
 WORKER_ENV = {
     "SALIENCY_BATCH_SIZE": "4",
+    "SALIENCY_CHUNK_SIZE": "4",  # a job of more than 4 items is several tasks
     "SALIENCY_DEVICE": "cpu",
     "SALIENCY_TASK_TIME_LIMIT_S": "120",
     "SALIENCY_VISIBILITY_TIMEOUT_S": "300",

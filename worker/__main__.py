@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 import multiprocessing
 import sys
 
+from shared.logs import configure_logging
 from shared.settings import Settings
 from shared.taskqueue import QUEUE
 from worker.builtin import BUILTIN_MODELS
@@ -13,8 +13,8 @@ from worker.celery_app import make_celery
 
 
 def main(argv: list[str]) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings.from_env()
+    configure_logging(settings)
     if settings.builtin_models and BUILTIN_MODELS:
         # In a spawned child: the Celery parent forks its pool and must not have imported torch.
         # The target must live in an importable module: spawn cannot find functions of a
@@ -28,9 +28,10 @@ def main(argv: list[str]) -> None:
         if proc.exitcode != 0:
             sys.exit("registering the built-in models failed")
     app = make_celery(settings)
-    app.worker_main(["worker", "--queues", QUEUE, "--concurrency", "1", "--loglevel", "INFO",
-                     "--without-gossip", "--without-mingle",
-                     *argv])
+    # In JSON mode every line is a log record: no start-up banner on stdout.
+    quiet = ["--quiet"] if settings.log_format == "json" else []
+    app.worker_main([*quiet, "worker", "--queues", QUEUE, "--concurrency", "1",
+                     "--loglevel", "INFO", "--without-gossip", "--without-mingle", *argv])
 
 
 if __name__ == "__main__":

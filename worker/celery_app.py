@@ -1,12 +1,26 @@
-"""The worker's Celery app: JSON only, late acks, one task at a time per process."""
+"""The worker's Celery app: JSON only, late acks, one task at a time per process.
+
+Two signal handlers: `setup_logging` hands logging to `shared.logs` (so Celery does not set up
+its own, and `SALIENCY_LOG_FORMAT=json` covers Celery's records too), and `worker_process_init`
+warms the pool child before its first task.
+"""
 
 from __future__ import annotations
 
-from celery import Celery
+import logging
+import time
 
+from celery import Celery, signals
+
+from shared.logs import configure_logging
 from shared.settings import Settings
 from shared.taskqueue import celery_config
 from worker.tasks import register_tasks
+
+log = logging.getLogger(__name__)
+# Importing torch and torch._dynamo in a fresh child takes seconds on a busy machine: far more
+# than Celery's default 4 s wait for a new pool process to report for work.
+PROCESS_START_TIMEOUT_S = 300
 
 
 def make_celery(settings: Settings | None = None) -> Celery:
@@ -20,6 +34,35 @@ def make_celery(settings: Settings | None = None) -> Celery:
         task_time_limit=settings.task_time_limit_s,
         worker_cancel_long_running_tasks_on_connection_loss=True,
         worker_hijack_root_logger=False,
+        worker_proc_alive_timeout=PROCESS_START_TIMEOUT_S,
     )
     register_tasks(app, settings)
+
+    def setup_logging(**_) -> None:
+        configure_logging(settings)
+
+    def warm_up(**_) -> None:
+        warm_process(settings)
+
+    # weak=False: the receivers are closures that would otherwise be collected at once.
+    signals.setup_logging.connect(setup_logging, weak=False)
+    signals.worker_process_init.connect(warm_up, weak=False)
     return app
+
+
+def warm_process(settings: Settings) -> None:
+    """Pay a pool child's one-time costs before its first task rather than during it.
+
+    The pipeline context opens the connections and imports torch. torch wraps the handlers of
+    its dispatch modes (which the engine uses) in `torch._disable_dynamo`, which imports
+    `torch._dynamo` on first use: about 4 s that the first job would otherwise wait for.
+    """
+    start = time.perf_counter()
+    from worker import pipeline
+
+    pipeline.context(settings)
+    import torch
+    import torch._dynamo  # noqa: F401
+
+    log.info("worker process warmed up in %.1f s (torch threads: %d intra-op, %d inter-op)",
+             time.perf_counter() - start, torch.get_num_threads(), torch.get_num_interop_threads())

@@ -19,7 +19,7 @@ from torch import nn
 from shared.errors import UnsupportedModelError
 from shared.specs import PREDICTED, LayerTarget, Target
 from worker.methods import BackwardRule, get_rule
-from worker.relu_override import RuleSwitch, override_rectifiers
+from worker.relu_override import RuleSwitch, count_rectifiers, override_rectifiers
 from worker.targets import LayerTaps, seed_gradients, select
 
 PRECISIONS: dict[str, torch.dtype | None] = {
@@ -33,8 +33,8 @@ PRECISIONS: dict[str, torch.dtype | None] = {
 class Coverage:
     """Rectifier applications in the forward pass, and how many the engine's rule covered."""
 
-    relu_calls: int  # counted independently, at the kernel level
-    overridden: int  # routed through the method's rule
+    relu_calls: int  # rectifiers in the autograd graph of the targets, overridden or not
+    overridden: int  # of those, routed through the method's rule
     applied: int  # backward applications of the rule, summed over this method's passes
 
     @property
@@ -132,10 +132,12 @@ class Engine:
         x.requires_grad_(True)
         layers = sorted({t.layer for t in per_image if isinstance(t, LayerTarget)})
         switch = RuleSwitch()
-        with self.taps.capture(layers) as activations, override_rectifiers(switch) as counted:
+        with self.taps.capture(layers) as activations, override_rectifiers(switch):
             with self._autocast():
                 logits = model_logits(self.model(x))
-        self._check_rules(rules, switch, counted.relu_calls)
+        captured = [a for a in activations.values() if a is not None]
+        overridden, escaped = count_rectifiers([logits, *captured])
+        self._check_rules(rules, switch, overridden, escaped)
 
         probs = logits.detach().float().softmax(dim=1)
         scores, predicted = probs.max(dim=1)
@@ -154,7 +156,7 @@ class Engine:
                         maps[i].append(AttributionMap(rule.name, chosen[rank].to_json(), values[i]))
 
         coverage = {
-            rule.name: Coverage(counted.relu_calls, switch.overridden, switch.applied[rule.name])
+            rule.name: Coverage(overridden + escaped, overridden, switch.applied[rule.name])
             for rule in rules
         }
         return BatchResult(
@@ -165,7 +167,9 @@ class Engine:
         )
 
     @staticmethod
-    def _check_rules(rules: list[BackwardRule], switch: RuleSwitch, relu_calls: int) -> None:
+    def _check_rules(
+        rules: list[BackwardRule], switch: RuleSwitch, overridden: int, escaped: int
+    ) -> None:
         """Refuse a method whose rule would silently not apply to part of the model."""
         strict = [rule.name for rule in rules if rule.needs_every_rectifier]
         if not strict:
@@ -179,9 +183,9 @@ class Engine:
                 f"{' and '.join(strict)} define a rule only for ReLU and ReLU6, and this model "
                 f"also uses {found}; use the 'gradient' method for this model"
             )
-        if relu_calls != switch.overridden:
+        if escaped:
             raise UnsupportedModelError(
-                f"{relu_calls - switch.overridden} of {relu_calls} rectifier applications "
+                f"{escaped} of {overridden + escaped} rectifier applications "
                 f"escaped the {' and '.join(strict)} rule (an unsupported way of calling ReLU); "
                 "refusing to return what would be a plain gradient"
             )

@@ -32,7 +32,6 @@ from shared.status import ItemStatus, JobStatus
 from shared.storage import Storage, make_storage
 
 log = logging.getLogger(__name__)
-RUNNING = (JobStatus.RUNNING,)
 
 
 @dataclass
@@ -49,12 +48,14 @@ class WorkerContext:
 
     @classmethod
     def create(cls, settings: Settings) -> WorkerContext:
+        import torch
+
         from worker.models import ModelCache
 
+        if settings.torch_threads:
+            torch.set_num_threads(settings.torch_threads)
         device = settings.device
         if device == "auto":
-            import torch
-
             device = "cuda" if torch.cuda.is_available() else "cpu"
         artifact_dir = Path(settings.data_dir, "cache", "models").absolute()
         artifact_dir.mkdir(parents=True, exist_ok=True)
@@ -80,8 +81,11 @@ def context(settings: Settings) -> WorkerContext:
 
 
 def register_builtins(settings: Settings) -> list[str]:
-    """Register the built-in models (a worker start-up step)."""
+    """Register the built-in models (a worker start-up step, in a process of its own)."""
+    from shared.logs import configure_logging
     from worker.builtin import BUILTIN_MODELS
+
+    configure_logging(settings)  # a spawned process starts with logging unconfigured
 
     return register_builtin_models(JobStore.from_url(settings.redis_url), make_storage(settings),
                                    BUILTIN_MODELS)
@@ -147,12 +151,13 @@ def _load(ctx, model, sources: list[tuple[int, dict]]) -> list[Loaded]:
     return [_load_one(ctx, model, i, s) for i, s in sources]
 
 
-def _failed_item(message: str) -> dict[str, Any]:
+def _failed_item(message: str, worker: str | None = None) -> dict[str, Any]:
     return {"status": ItemStatus.FAILED.value, "error": message, "prediction": None,
-            "outputs": []}
+            "outputs": [], "worker": worker}
 
 
-def _store_item(ctx, job: Job, spec: JobSpec, model: ModelSpec, item: Loaded, result) -> None:
+def _store_item(ctx, job: Job, spec: JobSpec, model: ModelSpec, item: Loaded, result,
+                coverage: dict[str, Any], worker: str | None) -> None:
     """Render and upload one image's maps, then record the item (keyed: a redo overwrites)."""
     from worker import render
     from worker.models import display_image
@@ -163,7 +168,8 @@ def _store_item(ctx, job: Job, spec: JobSpec, model: ModelSpec, item: Loaded, re
     for j, amap in enumerate(result.maps):
         base = f"{prefix}/{amap.method}-{j}"
         entry: dict[str, Any] = {"method": amap.method, "target": amap.target,
-                                 "npy": None, "png": None, "overlay": None}
+                                 "npy": None, "png": None, "overlay": None,
+                                 "coverage": coverage[amap.method]}
         if "npy" in spec.outputs:
             buf = io.BytesIO()
             np.save(buf, np.ascontiguousarray(amap.values, dtype=np.float32))
@@ -181,7 +187,7 @@ def _store_item(ctx, job: Job, spec: JobSpec, model: ModelSpec, item: Loaded, re
     prediction = {"class": result.predicted_class, "score": result.score,
                   "label": model.class_name(result.predicted_class)}
     record = {"status": ItemStatus.SUCCEEDED.value, "error": None, "prediction": prediction,
-              "outputs": outputs}
+              "outputs": outputs, "worker": worker}
     ctx.store.record_item(job.id, item.index, record, ok=True)
 
 
@@ -199,7 +205,8 @@ def _collect(pending: set[Future], keep: int) -> set[Future]:
     return pending
 
 
-def _within_attempts(ctx: WorkerContext, job_id: str, batch: list[int]) -> list[int]:
+def _within_attempts(ctx: WorkerContext, job_id: str, batch: list[int],
+                     worker: str | None) -> list[int]:
     """Count an attempt at each item; an item tried too often (it kills workers) fails alone."""
     limit = ctx.settings.max_attempts
     keep = []
@@ -208,20 +215,35 @@ def _within_attempts(ctx: WorkerContext, job_id: str, batch: list[int]) -> list[
             keep.append(index)
         else:
             message = f"gave up after {limit} attempts (the worker was lost each time)"
-            ctx.store.record_item(job_id, index, _failed_item(message), ok=False)
+            ctx.store.record_item(job_id, index, _failed_item(message, worker), ok=False)
     return keep
 
 
-def run_job(ctx: WorkerContext, job_id: str, budget_s: float = float("inf")) -> bool:
-    """Process a job's remaining items; False if the time budget ran out first (continue it)."""
+def fail_items(ctx: WorkerContext, job_id: str, start: int, stop: int, message: str,
+               worker: str | None = None) -> None:
+    """Fail the chunk's items not recorded yet (its runs were lost too often), then finish."""
+    for index in ctx.store.unfinished(job_id, list(range(start, stop))):
+        ctx.store.record_item(job_id, index, _failed_item(message, worker), ok=False)
+    ctx.store.finish_if_complete(job_id)
+
+
+def run_chunk(ctx: WorkerContext, job_id: str, start: int, stop: int,
+              budget_s: float = float("inf"), worker: str | None = None) -> bool:
+    """Process the items `start`..`stop` (exclusive) of a job that are not recorded yet.
+
+    Returns False if the time budget ran out first (the caller continues the chunk in a fresh
+    task). Whichever chunk records a job's last item finishes the job. `worker` (the Celery
+    hostname) is written into each item, so one can see which workers shared a job.
+    """
+    t_begin = time.perf_counter()
     store = ctx.store
     job = store.get_job(job_id)
     if job is None or job.status.is_final:
         return True
     if job.status == JobStatus.QUEUED and not store.transition(
         job_id, JobStatus.RUNNING, (JobStatus.QUEUED,)
-    ):
-        return True  # cancelled meanwhile
+    ) and store.status(job_id) != JobStatus.RUNNING:
+        return True  # cancelled meanwhile (else another chunk started the job first)
     spec = job_spec_from_json(job.spec)
     record = store.get_model(job.tenant, spec.model)
     if record is None:
@@ -234,22 +256,24 @@ def run_job(ctx: WorkerContext, job_id: str, budget_s: float = float("inf")) -> 
         fail_job(ctx, job_id, e.message)
         return True
 
+    t_model = time.perf_counter()
     deadline = time.monotonic() + budget_s
-    sources = store.inputs(job_id)
-    finished = store.finished_indices(job_id)
-    batches = list(_batches([i for i in range(len(sources)) if i not in finished],
-                            ctx.settings.batch_size))
+    stop = min(stop, job.total)
+    todo = store.unfinished(job_id, list(range(start, stop)))
+    sources = dict(zip(range(start, stop), store.input_range(job_id, start, stop), strict=True))
+    batches = list(_batches(todo, ctx.settings.batch_size))
     pending: set[Future] = set()
     next_load: Future | None = None
     complete = True
+    phases = {"model": t_model - t_begin, "load_wait": 0.0, "engine": 0.0, "store_wait": 0.0}
     try:
         for b, batch in enumerate(batches):
             if store.status(job_id) != JobStatus.RUNNING:
-                break  # cancelled: items not yet run stay unrun
+                break  # cancelled (or failed): items not yet run stay unrun
             if time.monotonic() > deadline:
                 complete = False
                 break
-            batch = _within_attempts(ctx, job_id, batch)
+            batch = _within_attempts(ctx, job_id, batch, worker)
             loading = next_load or ctx.loader.submit(
                 _load, ctx, model, [(i, sources[i]) for i in batch])
             next_load = None
@@ -257,47 +281,56 @@ def run_job(ctx: WorkerContext, job_id: str, budget_s: float = float("inf")) -> 
                 nxt = batches[b + 1]
                 next_load = ctx.loader.submit(_load, ctx, model, [(i, sources[i]) for i in nxt])
             wanted = set(batch)
+            t = time.perf_counter()
             loaded = [item for item in loading.result() if item.index in wanted]
+            phases["load_wait"] += time.perf_counter() - t
             good = []
             for item in loaded:
                 if item.error is None:
                     good.append(item)
                 else:
-                    store.record_item(job_id, item.index, _failed_item(item.error), ok=False)
+                    store.record_item(job_id, item.index, _failed_item(item.error, worker),
+                                      ok=False)
             if not good:
                 continue
             import torch
 
+            t = time.perf_counter()
             try:
                 result = engine.attribute(
                     torch.stack([item.x for item in good]), spec.methods, spec.target
                 )
             except InputError as e:
                 for item in good:
-                    store.record_item(job_id, item.index, _failed_item(e.message), ok=False)
+                    store.record_item(job_id, item.index, _failed_item(e.message, worker),
+                                      ok=False)
                 continue
+            phases["engine"] += time.perf_counter() - t
+            coverage = {method: c.to_json() for method, c in result.coverage.items()}
             for item, image_result in zip(good, result.images, strict=True):
                 pending.add(ctx.renderers.submit(
-                    _store_item, ctx, job, spec, model, item, image_result))
+                    _store_item, ctx, job, spec, model, item, image_result, coverage, worker))
+            t = time.perf_counter()
             pending = _collect(pending, 2 * ctx.settings.batch_size)
+            phases["store_wait"] += time.perf_counter() - t
+        t = time.perf_counter()
         _collect(pending, 0)
+        phases["store_wait"] += time.perf_counter() - t
     finally:
         if next_load is not None:
             next_load.cancel()
     if complete:
-        _finish(ctx, job_id)
+        store.finish_if_complete(job_id)  # after this chunk's last write: the last chunk sees all
+    phases["total"] = time.perf_counter() - t_begin
+    # Where a chunk's time went: `model` (job record + engine from the cache), the model
+    # thread waiting for inputs (`load_wait`) and for uploads (`store_wait`), the engine.
+    phases_ms = {k: round(v * 1000, 1) for k, v in phases.items()}
+    log.info("job %s [%d:%d]: %d items, %s ms", job_id, start, stop, len(todo),
+             " ".join(f"{k}={v}" for k, v in phases_ms.items()), extra={"phases_ms": phases_ms})
     return complete
 
 
-def _finish(ctx: WorkerContext, job_id: str) -> None:
+def run_job(ctx: WorkerContext, job_id: str, budget_s: float = float("inf")) -> bool:
+    """Process all of a job's remaining items in this process (one chunk covering the job)."""
     job = ctx.store.get_job(job_id)
-    if job is None or job.status != JobStatus.RUNNING:
-        return
-    if job.done + job.failed < job.total:
-        return  # cancelled meanwhile
-    if job.total and job.failed == job.total:
-        first = ctx.store.items(job_id, [0])[0]
-        error = f"every item failed; the first: {first['error'] if first else 'unknown'}"
-        ctx.store.transition(job_id, JobStatus.FAILED, RUNNING, error)
-    else:
-        ctx.store.transition(job_id, JobStatus.SUCCEEDED, RUNNING)
+    return run_chunk(ctx, job_id, 0, job.total if job else 0, budget_s)

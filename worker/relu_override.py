@@ -4,11 +4,13 @@ can be switched between backward passes, and count what was (and was not) routed
 Module hooks (what Captum uses) only see `nn.ReLU` modules; functional calls such as
 `F.relu(x, inplace=True)` in GoogLeNet or Inception-v3 escape them and silently keep the
 plain gradient. Here a `TorchFunctionMode` sees every call — modules, `F.relu`, `torch.relu`,
-`Tensor.relu_`, ReLU6 as `hardtanh(0, 6)`, and the aten ops of exported programs — and an
-independent `TorchDispatchMode` counts rectifier kernels actually run, so anything that
-escaped shows up as `relu_calls > overridden`.
+`Tensor.relu_`, ReLU6 as `hardtanh(0, 6)`, and the aten ops of exported programs. Then,
+independently of that mode, `count_rectifiers` walks the autograd graph the forward pass
+recorded: any rectifier node autograd made itself (`ReluBackward0`, `HardtanhBackward0` with
+bounds 0 and 6, `ThresholdBackward0` at 0) escaped the override, and shows up as
+`relu_calls > overridden`.
 
-Both modes are thread-local and the switch is per call, so threads sharing one model do not
+The mode is thread-local and the switch is per call, so threads sharing one model do not
 see each other's rules.
 """
 
@@ -16,14 +18,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from worker.methods import BackwardRule
 
@@ -83,10 +84,6 @@ for _name, _funcs in {
     for _func in _funcs:
         _NO_RULE[_func] = _name
 
-# Kernels that compute a rectifier, counted below autograd by the independent counter.
-_RECTIFIER_KERNELS = frozenset(
-    {aten.relu.default, aten.relu_.default, aten.hardtanh.default, aten.hardtanh_.default}
-)
 
 
 @dataclass
@@ -94,7 +91,6 @@ class RuleSwitch:
     """The backward rule in force for one attribution call, and what the passes counted."""
 
     rule: BackwardRule | None = None
-    overridden: int = 0  # rectifier calls routed through `Rectify` in the forward pass
     applied: Counter = field(default_factory=Counter)  # backward applications, per method
     no_rule: Counter = field(default_factory=Counter)  # non-linearities without a rule, by name
     other_hardtanh: int = 0  # hardtanh with bounds other than (0, 6): no rule either
@@ -167,41 +163,44 @@ class _OverrideMode(TorchFunctionMode):
                 self.switch.no_rule[_NO_RULE[func]] += 1
             return func(*args, **kwargs)
         x, inplace = _input_and_inplace(func, args, kwargs, table)
-        self.switch.overridden += 1
         return Rectify.apply(x, upper, inplace, self.switch)
 
 
-class _KernelCounter(TorchDispatchMode):
-    """Counts rectifier kernels below autograd, independently of what the override saw."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: Any = None):
-        kwargs = kwargs or {}
-        if func in _RECTIFIER_KERNELS:
-            if func in (aten.relu.default, aten.relu_.default):
-                self.count += 1
-            elif _hardtanh_bounds(func, args, kwargs) == (0.0, 6.0):
-                self.count += 1
-        return func(*args, **kwargs)
-
-
-@dataclass
-class ForwardCount:
-    """Filled in when the forward pass under `override_rectifiers` ends."""
-
-    relu_calls: int = 0
-
-
 @contextmanager
-def override_rectifiers(switch: RuleSwitch) -> Iterator[ForwardCount]:
+def override_rectifiers(switch: RuleSwitch) -> Iterator[None]:
     """Within the block, rectifiers run through `Rectify` with `switch`'s rule in backward."""
-    count = ForwardCount()
-    counter = _KernelCounter()
-    with ExitStack() as stack:
-        stack.enter_context(counter)
-        stack.enter_context(_OverrideMode(switch))
-        yield count
-    count.relu_calls = counter.count
+    with _OverrideMode(switch):
+        yield
+
+
+def _is_plain_rectifier(node: Any) -> bool:
+    """Whether an autograd node is a ReLU or ReLU6 that autograd recorded by itself."""
+    name = type(node).__name__
+    if name.startswith("ReluBackward"):
+        return True
+    if name.startswith("HardtanhBackward"):
+        return (float(node._saved_min_val), float(node._saved_max_val)) == (0.0, 6.0)
+    if name.startswith("ThresholdBackward"):
+        return float(node._saved_threshold) == 0.0
+    return False
+
+
+def count_rectifiers(outputs: list[torch.Tensor]) -> tuple[int, int]:
+    """(overridden, escaped): rectifier nodes in the autograd graph behind `outputs`.
+
+    Only rectifiers the outputs depend on are counted: exactly those that shape the maps.
+    """
+    overridden = escaped = 0
+    seen: set[Any] = set()
+    stack = [t.grad_fn for t in outputs if t.grad_fn is not None]
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        if type(node).__name__ == "RectifyBackward":
+            overridden += 1
+        elif _is_plain_rectifier(node):
+            escaped += 1
+        stack.extend(fn for fn, _ in node.next_functions if fn is not None and fn not in seen)
+    return overridden, escaped

@@ -89,13 +89,15 @@ def select(targets: Sequence[Target], logits: torch.Tensor) -> list[list[Selecti
         if isinstance(target, PredictedTarget):
             selections.append([Selection(int(logits[i].argmax()))])
         elif isinstance(target, ClassTarget):
-            if target.index >= num_classes:
+            if not 0 <= target.index < num_classes:
                 raise TargetError(
                     f"target.class: {target.index} is out of range; the model has "
                     f"{num_classes} classes (0..{num_classes - 1})"
                 )
             selections.append([Selection(target.index)])
         elif isinstance(target, TopKTarget):
+            if target.k < 1:
+                raise TargetError(f"target.topk: must be at least 1, got {target.k}")
             k = min(target.k, num_classes)
             top = logits[i].topk(k).indices.tolist()
             selections.append([Selection(int(c)) for c in top])
@@ -138,7 +140,7 @@ def seed_gradients(
         act = activations.get(sel.layer)
         if act is None:
             raise TargetError(f"target.layer: module {sel.layer!r} did not run in the forward pass")
-        if sel.channel >= act.shape[1]:
+        if not 0 <= sel.channel < act.shape[1]:
             raise TargetError(
                 f"target.channel: {sel.channel} is out of range; layer {sel.layer!r} has "
                 f"{act.shape[1]} channels"
@@ -147,7 +149,7 @@ def seed_gradients(
         if sel.position is not None:
             spatial = tuple(act.shape[2:])
             if len(sel.position) != len(spatial) or any(
-                p >= s for p, s in zip(sel.position, spatial, strict=True)
+                not 0 <= p < s for p, s in zip(sel.position, spatial, strict=True)
             ):
                 raise TargetError(
                     f"target.position: {list(sel.position)} does not fit layer {sel.layer!r}'s "

@@ -58,12 +58,11 @@ async function loadModels() {
   }
 }
 
-document.getElementById("submit-form").addEventListener("submit", async (event) => {
-  event.preventDefault();
+async function submitJob(files) {
   const button = document.getElementById("submit");
   const checked = (name) => [...document.querySelectorAll(`input[name=${name}]:checked`)].map((i) => i.value);
   document.getElementById("error").hidden = true;
-  if (!chosen.length) return showError("error", new Error("Choose at least one image."));
+  if (!files.length) return showError("error", new Error("Choose at least one image."));
   const spec = {
     model: document.getElementById("model").value,
     methods: checked("methods"),
@@ -73,9 +72,9 @@ document.getElementById("submit-form").addEventListener("submit", async (event) 
   };
   const form = new FormData();
   form.append("spec", JSON.stringify(spec));
-  for (const file of chosen) form.append("images", file, file.name);
+  for (const file of files) form.append("images", file, file.name);
   button.disabled = true;
-  document.getElementById("submit-state").textContent = `uploading ${chosen.length} image(s)…`;
+  document.getElementById("submit-state").textContent = `uploading ${files.length} image(s)…`;
   try {
     const job = await api("/v1/jobs", { method: "POST", body: form, headers: { "Idempotency-Key": uuid4() } });
     location.assign(`/jobs/${encodeURIComponent(job.id)}`);
@@ -84,6 +83,55 @@ document.getElementById("submit-form").addEventListener("submit", async (event) 
     button.disabled = false;
     document.getElementById("submit-state").textContent = "";
   }
+}
+
+document.getElementById("submit-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  submitJob(chosen);
 });
 
-loadModels().catch((error) => showError("error", error));
+// "Try an example": one of the bundled photos, sent like a chosen file, to the chosen model
+// (the built-in efficientnet_lite0 is picked when there is one).
+const BUILTIN_EXAMPLE_MODEL = "efficientnet_lite0";
+
+async function loadExamples() {
+  const select = document.getElementById("example");
+  const { examples } = await api("/v1/examples");
+  select.replaceChildren(...examples.map((e) => {
+    const option = new Option(e.title, e.name);
+    option.dataset.url = e.url;
+    option.dataset.filename = e.filename;
+    option.dataset.credit = `${e.credit}, ${e.licence}`;
+    return option;
+  }));
+  const credit = () => {
+    document.getElementById("example-credit").textContent =
+      select.selectedOptions[0] ? `photo: ${select.selectedOptions[0].dataset.credit}` : "";
+  };
+  select.addEventListener("change", credit);
+  credit();
+}
+
+document.getElementById("try-example").addEventListener("click", async () => {
+  const option = document.getElementById("example").selectedOptions[0];
+  if (!option || !option.value) return;
+  try {
+    const headers = apiKey() ? { Authorization: "Bearer " + apiKey() } : {};
+    const response = await fetch(new URL(option.dataset.url).pathname, { headers });
+    if (!response.ok) throw new Error(`example ${option.value}: HTTP ${response.status}`);
+    const blob = await response.blob();
+    await submitJob([new File([blob], option.dataset.filename, { type: blob.type })]);
+  } catch (error) {
+    showError("error", error);
+  }
+});
+
+loadModels()
+  .then(() => {
+    const select = document.getElementById("model");
+    if ([...select.options].some((o) => o.value === BUILTIN_EXAMPLE_MODEL)) {
+      select.value = BUILTIN_EXAMPLE_MODEL;
+    }
+  })
+  .catch((error) => showError("error", error));
+loadExamples().catch((error) => showError("error", error));

@@ -55,3 +55,28 @@ def test_the_api_never_imports_torch():
 
     code = "import sys, api.wsgi; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True, env={"STORAGE_URL": "file:///tmp"})
+
+
+def test_examples_are_listed_with_credits_and_served(tmp_path):
+    from shared.examples import EXAMPLES
+
+    client = create_app(Settings(storage_url=tmp_path.as_uri())).test_client()
+    listed = client.get("/v1/examples").get_json()["examples"]
+    assert [e["name"] for e in listed] == ["chelsea", "coffee", "rocket"]
+    chelsea = listed[0]
+    assert chelsea["licence"] == "CC0 1.0" and chelsea["credit"] == "Stefan van der Walt"
+    assert chelsea["url"] == "http://localhost/v1/examples/chelsea"
+    for example in listed:
+        response = client.get(example["url"])
+        assert response.status_code == 200 and response.mimetype == example["media_type"]
+        assert response.data == EXAMPLES[example["name"]].read_bytes()
+    missing = client.get("/v1/examples/dog")
+    assert missing.status_code == 404 and "chelsea" in missing.get_json()["error"]["message"]
+
+
+def test_examples_need_the_key_when_keys_are_on(tmp_path):
+    client = create_app(Settings(storage_url=tmp_path.as_uri(), api_keys=("k1:alice",))
+                        ).test_client()
+    assert client.get("/v1/examples").status_code == 401
+    ok = client.get("/v1/examples/coffee", headers={"Authorization": "Bearer k1"})
+    assert ok.status_code == 200 and ok.mimetype == "image/png"

@@ -3,12 +3,14 @@
 The session's shared stack runs with built-in models off (for speed), so this module starts
 its own worker and API with nothing configured beyond Redis and storage: the worker converts
 the package's weights on its first start, registers the model, and a job on the example
-photo of a cat comes back with maps and the prediction with its class name.
+photo of a cat comes back with maps and the prediction with its class name. That worker logs
+in JSON (`SALIENCY_LOG_FORMAT=json`, as in the containers), and its log is checked line by line.
 """
 
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterator
 
 import numpy as np
@@ -21,6 +23,7 @@ from e2e.helpers import all_items, submit, wait
 from shared.examples import get_example
 
 LOGS = ROOT / "test-output" / "logs"
+WORKER_LOG = LOGS / "worker-builtin.log"
 METHODS = ["gradient", "guided_backprop", "deconvnet"]
 CATS = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}
 
@@ -31,7 +34,8 @@ def builtin_api(redis_server, tmp_path_factory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("builtin-stack")
     # Database 3: the shared backends use 1 and 2 of the same Redis server.
     env = stack_env(f"{redis_server}/3", (root / "storage").as_uri(), None,
-                    SALIENCY_DATA_DIR=str(root / "data"))
+                    SALIENCY_DATA_DIR=str(root / "data"), SALIENCY_LOG_FORMAT="json")
+    WORKER_LOG.unlink(missing_ok=True)  # this run's lines only
     worker = start_worker(env, LOGS, name="worker-builtin")
     try:
         api = start_api(env, LOGS)
@@ -58,6 +62,8 @@ def test_a_job_on_the_cat_returns_maps_and_a_named_prediction(builtin_api):
     assert response.status_code == 202, response.text
     job = wait(session, builtin_api, response.json()["id"], timeout=180)
     assert job["status"] == "succeeded", job
+    assert (job["model"], job["methods"], job["target"]) == ("efficientnet_lite0", METHODS,
+                                                             "predicted")
 
     (item,) = all_items(session, builtin_api, job["id"])
     prediction = item["prediction"]
@@ -67,6 +73,10 @@ def test_a_job_on_the_cat_returns_maps_and_a_named_prediction(builtin_api):
     arrays = {}
     for output in item["outputs"]:
         assert output["target"] == {"class": prediction["class"]}
+        # Every ReLU6 application (33 of them) went through the method's rule.
+        coverage = output["coverage"]
+        assert coverage["relu_calls"] == coverage["overridden"] >= 33, output
+        assert coverage["applied"] > 0, output
         raw = session.get(output["npy"], timeout=30)
         assert raw.status_code == 200
         arrays[output["method"]] = np.load(io.BytesIO(raw.content))
@@ -79,3 +89,19 @@ def test_a_job_on_the_cat_returns_maps_and_a_named_prediction(builtin_api):
         assert np.isfinite(values).all() and np.abs(values).max() > 0, method
     # DeconvNet passes only positive gradients through every ReLU6, the plain gradient does not.
     assert not np.allclose(arrays["deconvnet"], arrays["gradient"])
+
+
+def test_the_worker_logs_one_json_object_a_line(builtin_api):
+    """Run after the job above: the registration process, Celery and the pool child all log
+    through shared.logs, so every line of the worker's output is one JSON object."""
+    records = []
+    for line in WORKER_LOG.read_text().splitlines():
+        if line.strip():
+            record = json.loads(line)  # fails on any line that is not JSON
+            assert {"time", "level", "logger", "message"} <= set(record), record
+            records.append(record)
+    messages = [r["message"] for r in records]
+    assert "registered built-in model efficientnet_lite0" in messages  # the spawned process
+    assert any(m.endswith(" ready.") for m in messages)  # Celery's own
+    assert any(m.startswith("worker process warmed up") for m in messages)  # the pool child
+    assert any("saliency.run_chunk" in m and "succeeded" in m for m in messages)

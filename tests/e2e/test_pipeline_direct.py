@@ -83,3 +83,33 @@ def test_a_job_cancelled_before_its_run_runs_nothing(ctx):
     assert run_job(ctx, job_id) is True
     job = ctx.store.get_job(job_id)
     assert job.status is JobStatus.CANCELLED and job.done == 0
+
+
+def test_chunks_run_apart_and_the_last_one_finishes_the_job(ctx):
+    from worker.pipeline import run_chunk
+
+    job_id = _job(ctx, 5)
+    assert run_chunk(ctx, job_id, 2, 5, worker="w2") is True
+    job = ctx.store.get_job(job_id)
+    assert job.status is JobStatus.RUNNING and (job.done, job.failed) == (3, 0)
+    assert [i["worker"] for i in ctx.store.items(job_id, [2, 3, 4])] == ["w2"] * 3
+    assert run_chunk(ctx, job_id, 0, 2, worker="w1") is True
+    job = ctx.store.get_job(job_id)
+    assert job.status is JobStatus.SUCCEEDED and (job.done, job.failed) == (5, 0)
+    item = ctx.store.items(job_id, [0])[0]
+    assert item["worker"] == "w1"
+    coverage = item["outputs"][0]["coverage"]
+    assert coverage["relu_calls"] == coverage["overridden"] > 0  # resnet18: 17 ReLU calls
+
+
+def test_a_chunk_lost_too_often_fails_its_items_alone(ctx):
+    from worker.pipeline import fail_items, run_chunk
+
+    job_id = _job(ctx, 4)
+    ctx.store.transition(job_id, JobStatus.RUNNING, (JobStatus.QUEUED,))
+    fail_items(ctx, job_id, 0, 2, "the worker was lost 2 times")
+    assert ctx.store.get_job(job_id).status is JobStatus.RUNNING
+    run_chunk(ctx, job_id, 2, 4)
+    job = ctx.store.get_job(job_id)
+    assert job.status is JobStatus.SUCCEEDED and (job.done, job.failed) == (2, 2)
+    assert ctx.store.items(job_id, [0])[0]["error"] == "the worker was lost 2 times"

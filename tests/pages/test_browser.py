@@ -75,6 +75,30 @@ def test_submit_through_the_page_and_see_every_map(browser, api_url, named_model
     browser.save_screenshot(str(OUTPUT / "job.png"))
 
 
+def test_try_an_example_without_a_file(browser, api_url, named_model):
+    """The "Try an example" control sends a bundled photo to the chosen model (on this stack
+    the built-in model is off, so the tiny one)."""
+    wait = WebDriverWait(browser, 30)
+    browser.get(api_url + "/")
+    wait.until(lambda d: named_model in [o.get_attribute("value") for o in
+                                        d.find_elements(By.CSS_SELECTOR, "#model option")])
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#example option")) == 3)
+    Select(browser.find_element(By.ID, "model")).select_by_value(named_model)
+    Select(browser.find_element(By.ID, "example")).select_by_value("coffee")
+    assert "Rachel Michetti" in browser.find_element(By.ID, "example-credit").text
+    browser.find_element(By.ID, "try-example").click()
+    wait.until(lambda d: "/jobs/" in d.current_url)
+    ready(browser)
+    assert browser.find_element(By.ID, "status").text.lower() == "succeeded"
+    assert browser.find_element(By.CSS_SELECTOR, "#grid .card .input").text.startswith(
+        "0: coffee.png")
+    loaded = WebDriverWait(browser, 20).until(
+        lambda d: (lambda r: r if isinstance(r, int) else False)(d.execute_script(
+            ALL_IMAGES_LOADED)), message="some images did not load")
+    assert loaded == 3  # heatmap, overlay, colour bar
+    browser.save_screenshot(str(OUTPUT / "example.png"))
+
+
 def test_drop_zone_takes_dropped_files(browser, api_url):
     browser.get(api_url + "/")
     browser.execute_script("""

@@ -70,3 +70,47 @@ def test_inputs_and_models(store):
     assert store.put_model("_builtin", "b", {"spec": 3}, replace=True)
     assert store.get_model("u", "b") == {"spec": 3}
     assert store.list_models("t") == [{"spec": 3}, {"spec": 1}]
+
+
+def test_the_last_of_many_chunks_finishes_the_job_exactly_once(store):
+    """Chunks finishing at once: each records its items, then tries to finish the job; the
+    check and the transition are one script, so exactly one of them finishes it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    job_id = _job(store, total=8)
+    store.transition(job_id, R, (Q,))
+
+    def chunk(index: int):
+        store.record_item(job_id, index, {"status": "succeeded"}, ok=True)
+        return store.finish_if_complete(job_id)
+
+    with ThreadPoolExecutor(8) as pool:
+        finished = [s for s in pool.map(chunk, range(8)) if s is not None]
+    assert finished == [S]
+    assert store.get_job(job_id).status is S and store.get_job(job_id).finished_at
+    assert store.finish_if_complete(job_id) is None  # a late chunk changes nothing
+    counters, latency = store.stats()
+    assert counters["jobs:running"] == "0" and counters["jobs:succeeded"] == "1"
+    assert latency["+Inf"] == "1"
+
+
+def test_a_job_whose_items_all_failed_fails_quoting_the_first(store):
+    job_id = _job(store, total=2)
+    store.transition(job_id, R, (Q,))
+    store.record_item(job_id, 1, {"status": "failed", "error": "second"}, ok=False)
+    assert store.finish_if_complete(job_id) is None  # item 0 not recorded yet
+    store.record_item(job_id, 0, {"status": "failed", "error": "x.png: cannot"}, ok=False)
+    assert store.finish_if_complete(job_id) is JobStatus.FAILED
+    assert store.get_job(job_id).error == "every item failed; the first: x.png: cannot"
+
+
+def test_unfinished_items_and_runs_are_counted_per_chunk(store):
+    job_id = _job(store, total=6)
+    store.record_item(job_id, 1, {"status": "succeeded"}, ok=True)
+    store.record_item(job_id, 4, {"status": "failed"}, ok=False)
+    assert store.unfinished(job_id, [0, 1, 2]) == [0, 2]
+    assert store.unfinished(job_id, [3, 4, 5]) == [3, 5]
+    # Two chunks running side by side are not two runs of one chunk.
+    assert store.begin_run(job_id, 0) == 1 and store.begin_run(job_id, 3) == 1
+    store.end_run(job_id, 0)
+    assert store.begin_run(job_id, 0) == 1 and store.begin_run(job_id, 0) == 2

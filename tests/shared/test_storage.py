@@ -7,7 +7,7 @@ import uuid
 import pytest
 import requests
 
-from devstack import create_bucket
+from devstack import S3_TEST_CREDENTIALS, create_bucket
 from shared.settings import Settings
 from shared.storage import S3Storage, StorageError, make_storage
 
@@ -72,3 +72,25 @@ def test_check_reports_an_unreachable_backend(storage):
     if isinstance(storage, S3Storage):
         with pytest.raises(StorageError):
             S3Storage("no-such-bucket-here", "", storage.client.meta.endpoint_url).check()
+
+
+def test_presigned_urls_are_signed_for_the_public_endpoint(s3_server, monkeypatch):
+    """The service reaches S3 at one address and clients at another (containers: minio:9000,
+    this machine: 127.0.0.1:9000). Here `localhost` and `127.0.0.1` name the same moto server;
+    a URL signed for the public name works there. (moto does not check signatures; the host is
+    part of what SigV4 signs, as `X-Amz-SignedHeaders=host` says.)"""
+    for name, value in S3_TEST_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    public = s3_server.replace("127.0.0.1", "localhost")
+    create_bucket(s3_server, "public-endpoint")
+    settings = Settings(storage_url="s3://public-endpoint/p", s3_endpoint_url=s3_server,
+                        s3_public_endpoint_url=public)
+    storage = make_storage(settings)
+    storage.put("a/b.png", b"pixels")
+    url = storage.presigned_url("a/b.png", 60)
+    assert url.startswith(f"{public}/public-endpoint/p/a/b.png?")
+    assert "X-Amz-SignedHeaders=host" in url
+    assert requests.get(url, timeout=10).content == b"pixels"
+    internal = make_storage(Settings(storage_url="s3://public-endpoint/p",
+                                     s3_endpoint_url=s3_server))
+    assert internal.presigned_url("a/b.png", 60).startswith(f"{s3_server}/public-endpoint/")

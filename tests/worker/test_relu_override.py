@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from worker.methods import get_rule
-from worker.relu_override import RuleSwitch, override_rectifiers
+from worker.relu_override import RuleSwitch, count_rectifiers, override_rectifiers
 
 aten = torch.ops.aten
 
@@ -49,8 +49,9 @@ def _run(call, rule_names):
     leaf = _input().requires_grad_(True)
     grad_out = torch.randn(64, generator=torch.Generator().manual_seed(1))
     switch = RuleSwitch()
-    with override_rectifiers(switch) as counted:
+    with override_rectifiers(switch):
         y = call(leaf * 1)  # a non-leaf, so in-place calls are allowed
+    counted = count_rectifiers([y])
     grads = []
     for k, name in enumerate(rule_names):
         switch.rule = get_rule(name)
@@ -78,12 +79,11 @@ def test_each_call_form_is_overridden_counted_and_switchable(call, upper):
     y, grads, switch, counted, grad_out = _run(call, names)
     x = _input()
     assert torch.equal(y, x.clamp(min=0) if upper is None else x.clamp(0, upper))
-    assert counted.relu_calls == switch.overridden == 1
+    assert counted == (1, 0)  # (overridden, escaped)
     assert dict(switch.applied) == dict.fromkeys(names, 1)
     for name, g in zip(names, grads, strict=True):
         assert torch.equal(g, _expected(name, x, grad_out, upper)), name
     assert torch._C._len_torch_function_stack() == 0
-    assert torch._C._len_torch_dispatch_stack() == 0
 
 
 @pytest.mark.parametrize(
@@ -93,26 +93,37 @@ def test_each_call_form_is_overridden_counted_and_switchable(call, upper):
 )
 def test_non_linearities_without_a_rule_are_named(call, label):
     switch = RuleSwitch()
-    with override_rectifiers(switch) as counted:
-        call(_input())
+    with override_rectifiers(switch):
+        y = call(_input().requires_grad_(True))
     assert switch.no_rule == {label: 1}
-    assert counted.relu_calls == switch.overridden == 0
+    assert count_rectifiers([y]) == (0, 0)
 
 
 def test_other_hardtanh_bounds_are_not_a_relu6():
     switch = RuleSwitch()
-    with override_rectifiers(switch) as counted:
-        y = F.hardtanh(_input())
-    assert torch.equal(y, _input().clamp(-1, 1))
-    assert switch.other_hardtanh == 1 and switch.overridden == 0 and counted.relu_calls == 0
+    with override_rectifiers(switch):
+        y = F.hardtanh(_input().requires_grad_(True))
+    assert torch.equal(y.detach(), _input().clamp(-1, 1))
+    assert switch.other_hardtanh == 1 and count_rectifiers([y]) == (0, 0)
 
 
-def test_a_relu_hidden_from_torch_function_is_counted_by_the_kernel_counter():
-    switch = RuleSwitch()
-    with override_rectifiers(switch) as counted:
+def test_a_relu_hidden_from_torch_function_is_found_in_the_autograd_graph():
+    with override_rectifiers(RuleSwitch()):
         with torch._C.DisableTorchFunction():
-            torch.relu(_input())
-    assert (counted.relu_calls, switch.overridden) == (1, 0)
+            y = torch.relu(_input().requires_grad_(True))
+    assert count_rectifiers([y]) == (0, 1)
+
+
+@pytest.mark.parametrize(
+    ("call", "escaped"),
+    [(lambda x: F.threshold(x, 0.0, 0.0), 1), (lambda x: F.threshold(x, 1.0, 0.0), 0),
+     (lambda x: F.hardtanh(x, 0.0, 6.0), 1), (lambda x: F.hardtanh(x), 0)],
+    ids=["threshold-0", "threshold-1", "hardtanh-0-6", "hardtanh-default"],
+)
+def test_the_graph_walk_counts_only_plain_rectifiers(call, escaped):
+    """Without the override, autograd's own rectifier nodes are the escapes."""
+    y = call(_input().requires_grad_(True))
+    assert count_rectifiers([y]) == (0, escaped)
 
 
 def test_backward_without_a_rule_fails_loudly():
@@ -126,7 +137,5 @@ def test_backward_without_a_rule_fails_loudly():
 def test_modes_are_popped_when_the_block_raises():
     with pytest.raises(ZeroDivisionError), override_rectifiers(RuleSwitch()):
         assert torch._C._len_torch_function_stack() == 1
-        assert torch._C._len_torch_dispatch_stack() == 1
         1 / 0  # noqa: B018
     assert torch._C._len_torch_function_stack() == 0
-    assert torch._C._len_torch_dispatch_stack() == 0

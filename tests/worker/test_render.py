@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from worker.colormap import INFERNO
 from worker.render import (
     colorbar_png,
     heatmap_png,
@@ -21,8 +22,9 @@ VALUES = np.random.default_rng(0).normal(size=(3, 5, 7)).astype(np.float32)
 
 
 def _decode(png: bytes) -> np.ndarray:
+    """RGB pixels of a PNG, whatever its mode (heatmaps are palette PNGs)."""
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
-    return np.asarray(Image.open(io.BytesIO(png)))
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
 
 
 @pytest.mark.parametrize(
@@ -82,6 +84,12 @@ def test_pngs_decode_to_the_map_size():
     assert _decode(overlay_png(rgb, map2d)).shape == (5, 7, 3)
     assert _decode(signed_rgb_png(VALUES)).shape == (5, 7, 3)
     assert _decode(colorbar_png(64, 4)).shape == (4, 64, 3)
+
+
+def test_heatmap_pixels_are_the_colour_map_of_the_normalized_map():
+    map2d = reduce_channels(VALUES)
+    expected = INFERNO[np.rint(normalize(map2d, 90) * 255).astype(np.uint8)]
+    np.testing.assert_array_equal(_decode(heatmap_png(map2d, 90)), expected)
 
 
 def test_overlay_keeps_the_picture_where_attribution_is_zero():

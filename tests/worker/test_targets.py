@@ -99,6 +99,12 @@ def test_predicted_is_the_default(tiny_cnn, tiny_images):
         (LayerTarget("conv9", 0), "no module named 'conv9'"),
         (LayerTarget("conv2", 0, (16, 0)), "target.position"),
         (LayerTarget("conv2", 0, (1,)), "target.position"),
+        # Negative indices must not wrap around to the last class / channel / row.
+        (ClassTarget(-1), "target.class: -1 is out of range"),
+        (LayerTarget("conv2", -1), "target.channel: -1 is out of range"),
+        (LayerTarget("conv2", 0, (-1, 0)), "target.position"),
+        (TopKTarget(0), "target.topk"),
+        (TopKTarget(-2), "target.topk"),
     ],
 )
 def test_bad_targets_raise_target_error(tiny_cnn, tiny_images, target, message, no_mode_left):

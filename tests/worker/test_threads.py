@@ -20,7 +20,9 @@ def _values(result):
 
 
 def _same(a, b) -> bool:
-    return all(np.array_equal(x, y) for xs, ys in zip(a, b, strict=True)
+    # A rule applied by the wrong thread changes maps completely; the tolerance only allows
+    # for the last bits of a kernel that splits its work differently under load.
+    return all(np.allclose(x, y, rtol=1e-5, atol=1e-8) for xs, ys in zip(a, b, strict=True)
                for x, y in zip(xs, ys, strict=True))
 
 
