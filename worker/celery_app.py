@@ -53,9 +53,11 @@ def make_celery(settings: Settings | None = None) -> Celery:
 def warm_process(settings: Settings) -> None:
     """Pay a pool child's one-time costs before its first task rather than during it.
 
-    The pipeline context opens the connections and imports torch. torch wraps the handlers of
-    its dispatch modes (which the engine uses) in `torch._disable_dynamo`, which imports
-    `torch._dynamo` on first use: about 4 s that the first job would otherwise wait for.
+    The pipeline context opens the connections and imports torch and the model code
+    (torchvision, timm). `torch._dynamo` is imported explicitly: anything decorated with
+    `torch._disable_dynamo` (dispatch-mode handlers among them) imports it on first use, and
+    it is about 4 s on this VM that the first job would otherwise wait for. The first task
+    then pays only for its model.
     """
     start = time.perf_counter()
     from worker import pipeline

@@ -47,8 +47,7 @@ def test_submit_through_the_page_and_see_every_map(browser, api_url, named_model
     OUTPUT.mkdir(parents=True, exist_ok=True)
     wait = WebDriverWait(browser, 30)
     browser.get(api_url + "/")
-    wait.until(lambda d: named_model in [o.get_attribute("value") for o in
-                                        d.find_elements(By.CSS_SELECTOR, "#model option")])
+    wait.until(lambda d: named_model in option_values(d, "model"))
     Select(browser.find_element(By.ID, "model")).select_by_value(named_model)
     browser.find_element(By.CSS_SELECTOR, "input[value=guided_backprop]").click()
     files = browser.find_element(By.ID, "files")
@@ -80,9 +79,8 @@ def test_try_an_example_without_a_file(browser, api_url, named_model):
     the built-in model is off, so the tiny one)."""
     wait = WebDriverWait(browser, 30)
     browser.get(api_url + "/")
-    wait.until(lambda d: named_model in [o.get_attribute("value") for o in
-                                        d.find_elements(By.CSS_SELECTOR, "#model option")])
-    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#example option")) == 3)
+    wait.until(lambda d: named_model in option_values(d, "model"))
+    wait.until(lambda d: option_values(d, "example") == ["chelsea", "coffee", "rocket"])
     Select(browser.find_element(By.ID, "model")).select_by_value(named_model)
     Select(browser.find_element(By.ID, "example")).select_by_value("coffee")
     assert "Rachel Michetti" in browser.find_element(By.ID, "example-credit").text
@@ -139,8 +137,7 @@ def test_with_api_keys_the_page_asks_for_a_key_once(browser, stack, stack_model,
     WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "auth").is_displayed())
     browser.find_element(By.ID, "auth-key").send_keys(stack.api_keys["alice"])
     follow(browser, browser.find_element(By.CSS_SELECTOR, "#auth button"))
-    WebDriverWait(browser, 30).until(lambda d: stack_model.name in [
-        o.get_attribute("value") for o in d.find_elements(By.CSS_SELECTOR, "#model option")])
+    WebDriverWait(browser, 30).until(lambda d: stack_model.name in option_values(d, "model"))
     assert not browser.find_element(By.ID, "auth").is_displayed()
     browser.find_element(By.ID, "files").send_keys("\n".join(str(p) for p in images(2)))
     browser.find_element(By.ID, "submit").click()
@@ -151,6 +148,14 @@ def test_with_api_keys_the_page_asks_for_a_key_once(browser, stack, stack_model,
             ALL_IMAGES_LOADED)), message="some images did not load")
     assert loaded == 2 * 3
     browser.save_screenshot(str(OUTPUT / f"job-with-key-{stack.backend.name}.png"))
+
+
+def option_values(browser, select_id: str) -> list[str]:
+    """The values of a <select>'s options, read in one script: the page replaces the options
+    once the API answers, and element handles taken before that would be stale."""
+    return browser.execute_script(
+        "return [...document.querySelectorAll(`#${arguments[0]} option`)].map((o) => o.value);",
+        select_id)
 
 
 def ready(browser):
