@@ -47,6 +47,7 @@ import numpy as np
 import torch
 import torchvision
 
+from worker.allocator import keep_freed_memory
 from worker.engine import Engine
 
 METHODS = ("gradient", "guided_backprop", "deconvnet")
@@ -339,6 +340,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--fast", action="store_true",
                         help="CUDA only: float16 autocast, channels-last, cuDNN autotuning")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--allocator", choices=("keep", "glibc"), default="keep",
+                        help="keep: freed memory stays in the process, as in the worker "
+                        "(worker/allocator.py), for every contender; glibc: its defaults")
     parser.add_argument("--json", dest="json_path", default=None, help="write the rows here")
     parser.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -360,9 +364,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.fast:
         setup = Setup(torch.device("cuda"), "float16", channels_last=True)
         torch.backends.cudnn.benchmark = True
+    kept = args.allocator == "keep" and keep_freed_memory()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, "
           f"dtype {setup.dtype}, channels_last {setup.channels_last}, repeats {args.repeats} "
-          "(median time)", flush=True)
+          f"(median time), allocator {'keep' if kept else 'glibc'}", flush=True)
     rows: list[dict] = []
     for model_name in args.models.split(","):
         for batch in (int(b) for b in args.batches.split(",")):

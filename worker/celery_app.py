@@ -53,14 +53,17 @@ def make_celery(settings: Settings | None = None) -> Celery:
 def warm_process(settings: Settings) -> None:
     """Pay a pool child's one-time costs before its first task rather than during it.
 
-    The pipeline context opens the connections and imports torch and the model code
-    (torchvision, timm). `torch._dynamo` is imported explicitly: anything decorated with
-    `torch._disable_dynamo` (dispatch-mode handlers among them) imports it on first use, and
-    it is about 4 s on this VM that the first job would otherwise wait for. The first task
-    then pays only for its model.
+    The allocator is told to keep freed memory (see `worker.allocator`); the pipeline
+    context opens the connections and imports torch and the model code (torchvision, timm).
+    `torch._dynamo` is imported explicitly: anything decorated with `torch._disable_dynamo`
+    imports it on first use, about 4 s on a 2-core VM that the first job would otherwise
+    wait for. The first task then pays only for its model.
     """
     start = time.perf_counter()
     from worker import pipeline
+    from worker.allocator import keep_freed_memory
+
+    keep_freed_memory()
 
     pipeline.context(settings)
     import torch

@@ -132,7 +132,13 @@ class Engine:
         x.requires_grad_(True)
         layers = sorted({t.layer for t in per_image if isinstance(t, LayerTarget)})
         switch = RuleSwitch()
-        with self.taps.capture(layers) as activations, override_rectifiers(switch):
+        # The gradient's rule is autograd's own: alone, it runs without the override.
+        override = (
+            override_rectifiers(switch)
+            if any(rule.needs_every_rectifier for rule in rules)
+            else nullcontext()
+        )
+        with self.taps.capture(layers) as activations, override:
             with self._autocast():
                 logits = model_logits(self.model(x))
         captured = [a for a in activations.values() if a is not None]

@@ -50,8 +50,10 @@ def test_threads_with_different_methods_get_the_sequential_results(tiny_cnn, tin
                 result = engine.attribute(tiny_images, methods, target)
                 if not _same(_values(result), expected[name]):
                     failures.append(f"{name}: maps differ from the sequential run")
-                if not result.coverage[methods[0]].complete:
-                    failures.append(f"{name}: {result.coverage[methods[0]]}")
+                coverage = result.coverage[methods[0]]
+                # The gradient alone runs on autograd's own rule: nothing is overridden.
+                if not (coverage.complete if name != "gradient" else coverage.overridden == 0):
+                    failures.append(f"{name}: {coverage}")
         except BaseException as exc:  # reported below, in the test's thread
             failures.append(f"{name}: {exc!r}")
             barrier.abort()
