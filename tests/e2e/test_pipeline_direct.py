@@ -99,7 +99,8 @@ def test_chunks_run_apart_and_the_last_one_finishes_the_job(ctx):
     item = ctx.store.items(job_id, [0])[0]
     assert item["worker"] == "w1"
     coverage = item["outputs"][0]["coverage"]
-    assert coverage["relu_calls"] == coverage["overridden"] > 0  # resnet18: 17 ReLU calls
+    # resnet18 applies ReLU 17 times; the gradient alone runs on autograd's own rule.
+    assert (coverage["relu_calls"], coverage["overridden"]) == (17, 0)
 
 
 def test_a_chunk_lost_too_often_fails_its_items_alone(ctx):
