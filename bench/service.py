@@ -73,8 +73,11 @@ def engine_run(spec_json: dict, weights: Path, images: list[bytes], n_single: in
 
     torch.set_num_threads(threads)
     from shared.specs import parse_model_spec
+    from worker.allocator import keep_freed_memory
     from worker.engine import Engine
     from worker.models import build_model, preprocess_image
+
+    keep_freed_memory()  # as the worker process does, so both engines allocate alike
 
     spec = parse_model_spec(spec_json)
     xs = torch.stack([preprocess_image(Image.open(io.BytesIO(b)), spec.preprocessing)
