@@ -31,7 +31,8 @@ def main() -> int:
     log_dir = data_dir / "log"
     services: list[Service] = []
     stop = []
-    signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+    for signum in (signal.SIGTERM, signal.SIGINT):  # SIGINT too: a background job ignores it
+        signal.signal(signum, lambda *_: stop.append(True))
     try:
         redis_url = os.environ.get("REDIS_URL")
         if not redis_url:
