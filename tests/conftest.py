@@ -204,3 +204,21 @@ def stack_model(stack, tiny_weights) -> TinyModel:
 def tiny_model(api_url, tiny_weights) -> str:
     """The tiny model's name, registered on `api_url`."""
     return _ensure_model(api_url, tiny_weights, requests.Session()).name
+
+
+@pytest.fixture
+def images(tmp_path):
+    """Write `n` small seeded RGB PNGs and return their paths."""
+    import numpy as np
+    from PIL import Image
+
+    def make(n: int, size: int = 48) -> list:
+        rng = np.random.default_rng(n)
+        paths = []
+        for i in range(n):
+            path = tmp_path / f"img{i:03d}.png"
+            Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(path)
+            paths.append(path)
+        return paths
+
+    return make

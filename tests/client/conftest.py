@@ -100,24 +100,6 @@ def dropping_proxy():
         proxy.close()
 
 
-@pytest.fixture
-def images(tmp_path):
-    """Write `n` small seeded RGB PNGs and return their paths."""
-    import numpy as np
-    from PIL import Image
-
-    def make(n: int, size: int = 40) -> list:
-        rng = np.random.default_rng(n)
-        paths = []
-        for i in range(n):
-            path = tmp_path / f"img{i:03d}.png"
-            Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(path)
-            paths.append(path)
-        return paths
-
-    return make
-
-
 def _fake_api(pages: int = 3, status: str = "running") -> httpx.MockTransport:
     """A MockTransport API: one job that stays `status`, with `pages` one-item pages."""
 
