@@ -51,8 +51,6 @@ def main() -> int:
             for service in services:
                 service.check_alive()
             time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
     except StartError as e:
         print(f"saliency: {e}", file=sys.stderr)
         return 1
