@@ -14,7 +14,7 @@ from shared.errors import NotFoundError, SpecError, UndecodableError
 from shared.images import EXTENSIONS, npy_shape
 from shared.jobstore import Job
 from shared.registry import record_spec
-from shared.specs import parse_job_spec
+from shared.specs import OUTPUTS, parse_job_spec
 from shared.status import ItemStatus, JobStatus
 from shared.taskqueue import send_chunks
 
@@ -157,7 +157,7 @@ def _item_json(job: Job, index: int, source: dict[str, Any], rec: dict[str, Any]
         {
             "method": out["method"],
             "target": out["target"],
-            **{kind: _url(job, out.get(kind)) for kind in ("npy", "png", "overlay")},
+            **{kind: _url(job, out.get(kind)) for kind in OUTPUTS},
             "coverage": out.get("coverage"),
         }
         for out in rec["outputs"]

@@ -12,7 +12,7 @@ from functools import lru_cache
 
 from flask import Blueprint, Flask, Response, render_template, request
 
-from shared.specs import DEFAULT_METHODS, METHODS, OUTPUTS, REDUCTIONS
+from shared.specs import DEFAULT_METHODS, DEFAULT_OUTPUTS, METHODS, OUTPUTS, REDUCTIONS
 
 bp = Blueprint("pages", __name__, template_folder="templates", static_folder="static",
                static_url_path="/assets")
@@ -22,7 +22,8 @@ PAGE_SIZE, MAX_PAGE_SIZE = 24, 200
 @bp.get("/")
 def index():
     return render_template("index.html", methods=METHODS, default_methods=DEFAULT_METHODS,
-                           reductions=REDUCTIONS, outputs=OUTPUTS)
+                           reductions=REDUCTIONS, outputs=OUTPUTS,
+                           default_outputs=DEFAULT_OUTPUTS)
 
 
 @bp.get("/jobs/<job_id>")

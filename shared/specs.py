@@ -20,7 +20,9 @@ METHODS: dict[str, str] = {
     "whatever the forward input; max-pool switches from the forward pass.",
 }
 REDUCTIONS: tuple[str, ...] = ("max_abs", "sum_abs", "l2", "positive")
-OUTPUTS: tuple[str, ...] = ("npy", "png", "overlay")
+OUTPUTS: tuple[str, ...] = ("npy", "png", "overlay", "signed")
+# `signed` (the papers' signed RGB picture, zero as grey) is asked for explicitly.
+DEFAULT_OUTPUTS: tuple[str, ...] = ("npy", "png", "overlay")
 DEFAULT_METHODS: tuple[str, ...] = ("gradient",)
 MAX_TOPK = 20
 MODEL_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
@@ -131,7 +133,7 @@ def parse_reduce(raw: Any, field_name: str = "reduce") -> str:
 
 def parse_outputs(raw: Any, field_name: str = "outputs") -> tuple[str, ...]:
     if raw is None:
-        return OUTPUTS
+        return DEFAULT_OUTPUTS
     if not isinstance(raw, list) or not raw or any(o not in OUTPUTS for o in raw):
         raise SpecError(field_name, f"must be a non-empty subset of {list(OUTPUTS)}")
     return tuple(dict.fromkeys(raw))
@@ -245,7 +247,7 @@ class JobSpec:
     methods: tuple[str, ...] = DEFAULT_METHODS
     target: Target = PREDICTED
     reduce: str = REDUCTIONS[0]
-    outputs: tuple[str, ...] = OUTPUTS
+    outputs: tuple[str, ...] = DEFAULT_OUTPUTS
 
     def to_json(self) -> dict[str, Any]:
         return {

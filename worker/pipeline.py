@@ -168,7 +168,7 @@ def _store_item(ctx, job: Job, spec: JobSpec, model: ModelSpec, item: Loaded, re
     for j, amap in enumerate(result.maps):
         base = f"{prefix}/{amap.method}-{j}"
         entry: dict[str, Any] = {"method": amap.method, "target": amap.target,
-                                 "npy": None, "png": None, "overlay": None,
+                                 "npy": None, "png": None, "overlay": None, "signed": None,
                                  "coverage": coverage[amap.method]}
         if "npy" in spec.outputs:
             buf = io.BytesIO()
@@ -183,6 +183,9 @@ def _store_item(ctx, job: Job, spec: JobSpec, model: ModelSpec, item: Loaded, re
             if "overlay" in spec.outputs:
                 entry["overlay"] = base + ".overlay.png"
                 ctx.storage.put(entry["overlay"], render.overlay_png(rgb, map2d), "image/png")
+        if "signed" in spec.outputs:
+            entry["signed"] = base + ".signed.png"
+            ctx.storage.put(entry["signed"], render.signed_rgb_png(amap.values), "image/png")
         outputs.append(entry)
     prediction = {"class": result.predicted_class, "score": result.score,
                   "label": model.class_name(result.predicted_class)}

@@ -92,7 +92,9 @@ function renderItem(item, names) {
       if (out[kind]) showImage(img, out[kind]); else img.remove();
     }
     const links = fig.querySelector(".links");
-    for (const [kind, suffix] of [["npy", ".npy"], ["png", ".png"], ["overlay", "_overlay.png"]]) {
+    const kinds = [["npy", ".npy"], ["png", ".png"], ["overlay", "_overlay.png"],
+                   ["signed", "_signed.png"]];
+    for (const [kind, suffix] of kinds) {
       if (out[kind]) links.append(artifactLink(out[kind], stem + suffix, kind), " ");
     }
     card.querySelector(".outputs").append(fig);

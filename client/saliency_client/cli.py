@@ -24,7 +24,7 @@ from saliency_client.spec import TARGET_HELP, parse_target
 from saliency_client.types import JobState
 
 EXIT_OK, EXIT_USAGE, EXIT_API, EXIT_CONNECTION, EXIT_JOB_FAILED, EXIT_TIMEOUT = 0, 2, 3, 4, 5, 6
-OUTPUT_KINDS = ("npy", "png", "overlay")
+OUTPUT_KINDS = ("npy", "png", "overlay", "signed")
 REDUCTIONS = ("max_abs", "sum_abs", "l2", "positive")
 
 

@@ -12,7 +12,9 @@ from typing import Any
 
 from saliency_client.types import Item, Output
 
-SUFFIXES = {"npy": ".npy", "png": ".png", "overlay": "_overlay.png"}
+SUFFIXES = {
+    "npy": ".npy", "png": ".png", "overlay": "_overlay.png", "signed": "_signed.png"
+}
 RESULTS = "results.jsonl"
 
 

@@ -70,6 +70,7 @@ class Output:
     npy: str | None = None
     png: str | None = None
     overlay: str | None = None
+    signed: str | None = None
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,8 @@ class Item:
             name = pred.get("class_name", pred.get("label"))
             prediction = Prediction(pred["class"], pred["score"], name)
         outputs = tuple(
-            Output(o["method"], o.get("target"), o.get("npy"), o.get("png"), o.get("overlay"))
+            Output(o["method"], o.get("target"), o.get("npy"), o.get("png"), o.get("overlay"),
+                   o.get("signed"))
             for o in raw.get("outputs") or ()
         )
         return cls(

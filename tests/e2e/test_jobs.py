@@ -206,3 +206,21 @@ def test_responses_match_the_openapi_schemas(stack, stack_model, alice):
     check("ItemPage", alice.get(f"{stack.url}/v1/jobs/{response.json()['id']}/items").json())
     check("Model", alice.get(f"{stack.url}/v1/models/{stack_model.name}").json())
     check("Error", alice.get(f"{stack.url}/v1/models/nope").json())
+
+
+def test_signed_output_is_the_map_around_grey(stack, stack_model, alice):
+    """`signed` (an extension) is the raw map as RGB: 128 + v / (2 · p99.5(|v|)) · 255."""
+    spec = {"model": stack_model.name, "methods": ["guided_backprop"],
+            "outputs": ["npy", "signed"]}
+    response = submit(alice, stack.url, spec, [("a.png", image_bytes(5, "PNG"))])
+    assert response.status_code == 202, response.text
+    assert wait(alice, stack.url, response.json()["id"])["status"] == "succeeded"
+    (item,) = all_items(alice, stack.url, response.json()["id"])
+    (out,) = item["outputs"]
+    assert out["png"] is None and out["overlay"] is None
+    values = np.load(io.BytesIO(download(alice, stack, out["npy"])))
+    picture = np.asarray(Image.open(io.BytesIO(download(alice, stack, out["signed"]))))
+    scale = np.percentile(np.abs(values), 99.5)
+    expected = np.rint(np.clip(0.5 + values / (2 * scale), 0, 1) * 255).transpose(1, 2, 0)
+    assert picture.shape == (32, 32, 3)
+    assert np.abs(picture.astype(int) - expected.astype(int)).max() <= 1
