@@ -93,6 +93,19 @@ class _Base:
             return idempotent or _is_unsent(exc)
         return response is not None and response.status_code in RETRY_STATUSES and idempotent
 
+    def _settle(self, url: str, attempt: int, idempotent: bool, exc: Exception | None,
+                response: httpx.Response | None) -> httpx.Response | None:
+        """The response to answer with, None to retry, or the error to raise (raised here)."""
+        if exc is None and response.status_code not in RETRY_STATUSES:
+            raise_for_error(response)
+            return response
+        if self._should_retry(attempt, idempotent, exc, response):
+            return None
+        if exc is not None:
+            raise ConnectionFailed(f"cannot reach {url}: {exc}") from exc
+        raise_for_error(response)
+        return response
+
 
 class Transport(_Base):
     """Blocking transport over one `httpx.Client` (connection pooling, keep-alive)."""
@@ -119,13 +132,9 @@ class Transport(_Base):
                                               **kwargs)
             except httpx.TransportError as exc:
                 error = exc
-            if error is None and response.status_code not in RETRY_STATUSES:
-                raise_for_error(response)
-                return response
-            if not self._should_retry(attempt, idempotent, error, response):
-                if error is not None:
-                    raise ConnectionFailed(f"cannot reach {url}: {error}") from error
-                raise_for_error(response)
+            settled = self._settle(url, attempt, idempotent, error, response)
+            if settled is not None:
+                return settled
             time.sleep(self.retry.delay(attempt, response))
             attempt += 1
 
@@ -158,13 +167,9 @@ class AsyncTransport(_Base):
                 )
             except httpx.TransportError as exc:
                 error = exc
-            if error is None and response.status_code not in RETRY_STATUSES:
-                raise_for_error(response)
-                return response
-            if not self._should_retry(attempt, idempotent, error, response):
-                if error is not None:
-                    raise ConnectionFailed(f"cannot reach {url}: {error}") from error
-                raise_for_error(response)
+            settled = self._settle(url, attempt, idempotent, error, response)
+            if settled is not None:
+                return settled
             await asyncio.sleep(self.retry.delay(attempt, response))
             attempt += 1
 
