@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, jsonify
 
-from shared.specs import DEFAULT_METHODS, MAX_TOPK, METHODS, OUTPUTS, REDUCTIONS
+from shared.methods import DEFAULT_METHODS, METHODS
+from shared.specs import MAX_TOPK, OUTPUTS, REDUCTIONS
 
 bp = Blueprint("methods", __name__, url_prefix="/v1/methods")
 
@@ -12,7 +13,7 @@ bp = Blueprint("methods", __name__, url_prefix="/v1/methods")
 @bp.get("")
 def index():
     return jsonify({
-        "methods": [{"name": name, "description": text} for name, text in METHODS.items()],
+        "methods": [info.to_json() for info in METHODS.values()],
         "default_methods": list(DEFAULT_METHODS),
         "targets": ["predicted", {"class": "k"}, {"topk": f"1..{MAX_TOPK}"},
                     {"layer": "name", "channel": "c", "position": "[y, x] (optional)"}],

@@ -12,7 +12,9 @@ from functools import lru_cache
 
 from flask import Blueprint, Flask, Response, render_template, request
 
-from shared.specs import DEFAULT_METHODS, DEFAULT_OUTPUTS, METHODS, OUTPUTS, REDUCTIONS
+from shared.methods import DEFAULT_METHODS, METHODS
+from shared.render import colorbar_png
+from shared.specs import DEFAULT_OUTPUTS, OUTPUTS, REDUCTIONS
 
 bp = Blueprint("pages", __name__, template_folder="templates", static_folder="static",
                static_url_path="/assets")
@@ -35,10 +37,7 @@ def job(job_id: str):
 
 @lru_cache(maxsize=1)
 def _colorbar() -> bytes:
-    # The worker's own renderer draws the bar, so it matches the maps by construction;
-    # worker.render is numpy and Pillow only: no torch enters the API (a test checks).
-    from worker.render import colorbar_png
-
+    # The renderer that draws the maps draws the bar, so they match by construction.
     return colorbar_png()
 
 

@@ -78,6 +78,9 @@ class Settings:
     builtin_models: bool = True
     data_dir: str = "var"
     idempotency_ttl_s: int = 24 * 3600
+    memory_budget_mb: int = 0  # 0: free GPU memory on CUDA, a share of RAM on CPU
+    max_visualize_steps: int = 2000
+    max_projections: int = 20_000  # channels × k × methods of a top_activations job
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -119,6 +122,11 @@ class Settings:
             builtin_models=(env.get("SALIENCY_BUILTIN_MODELS") or "1") not in ("0", "false"),
             data_dir=env.get("SALIENCY_DATA_DIR") or d.data_dir,
             idempotency_ttl_s=_int(env, "SALIENCY_IDEMPOTENCY_TTL_S", d.idempotency_ttl_s, 1),
+            memory_budget_mb=_int(env, "SALIENCY_MEMORY_BUDGET_MB", d.memory_budget_mb, 0),
+            max_visualize_steps=_int(
+                env, "SALIENCY_MAX_VISUALIZE_STEPS", d.max_visualize_steps, 1
+            ),
+            max_projections=_int(env, "SALIENCY_MAX_PROJECTIONS", d.max_projections, 1),
         )
         if settings.task_time_limit_s >= settings.visibility_timeout_s:
             raise SettingsError(

@@ -11,19 +11,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from shared.errors import SpecError
+from shared.methods import MethodSpec, parse_methods
 
-METHODS: dict[str, str] = {
-    "gradient": "Vanilla backprop saliency (Simonyan et al. 2014): d(target)/d(input).",
-    "guided_backprop": "Guided backpropagation (Springenberg et al. 2015): at each ReLU keep "
-    "gradients that are positive where the forward input was positive.",
-    "deconvnet": "DeconvNet (Zeiler & Fergus 2014): at each ReLU keep positive gradients, "
-    "whatever the forward input; max-pool switches from the forward pass.",
-}
 REDUCTIONS: tuple[str, ...] = ("max_abs", "sum_abs", "l2", "positive")
 OUTPUTS: tuple[str, ...] = ("npy", "png", "overlay", "signed")
 # `signed` (the papers' signed RGB picture, zero as grey) is asked for explicitly.
 DEFAULT_OUTPUTS: tuple[str, ...] = ("npy", "png", "overlay")
-DEFAULT_METHODS: tuple[str, ...] = ("gradient",)
 MAX_TOPK = 20
 MODEL_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 
@@ -109,18 +102,6 @@ def parse_target(raw: Any, field_name: str = "target") -> Target:
             position = tuple(_int(p, f"{field_name}.position") for p in position)
         return LayerTarget(layer, _int(raw["channel"], f"{field_name}.channel"), position)
     raise SpecError(field_name, f"has unknown keys {sorted(keys)}")
-
-
-def parse_methods(raw: Any, field_name: str = "methods") -> tuple[str, ...]:
-    """A non-empty list of known method names, duplicates removed, order kept."""
-    if raw is None:
-        return DEFAULT_METHODS
-    if not isinstance(raw, list) or not raw:
-        raise SpecError(field_name, f"must be a non-empty list of {sorted(METHODS)}")
-    for name in raw:
-        if name not in METHODS:
-            raise SpecError(field_name, f"unknown method {name!r}; known: {sorted(METHODS)}")
-    return tuple(dict.fromkeys(raw))
 
 
 def parse_reduce(raw: Any, field_name: str = "reduce") -> str:
@@ -244,7 +225,7 @@ class JobSpec:
     """What to compute for every input of a job."""
 
     model: str
-    methods: tuple[str, ...] = DEFAULT_METHODS
+    methods: tuple[MethodSpec, ...] = (MethodSpec("gradient"),)
     target: Target = PREDICTED
     reduce: str = REDUCTIONS[0]
     outputs: tuple[str, ...] = DEFAULT_OUTPUTS
@@ -252,7 +233,7 @@ class JobSpec:
     def to_json(self) -> dict[str, Any]:
         return {
             "model": self.model,
-            "methods": list(self.methods),
+            "methods": [m.to_json() for m in self.methods],
             "target": self.target.to_json(),
             "reduce": self.reduce,
             "outputs": list(self.outputs),

@@ -159,7 +159,7 @@ def _failed_item(message: str, worker: str | None = None) -> dict[str, Any]:
 def _store_item(ctx, job: Job, spec: JobSpec, model: ModelSpec, item: Loaded, result,
                 coverage: dict[str, Any], worker: str | None) -> None:
     """Render and upload one image's maps, then record the item (keyed: a redo overwrites)."""
-    from worker import render
+    from shared import render
     from worker.models import display_image
 
     prefix = f"t/{job.tenant}/jobs/{job.id}/outputs/{item.index}"
@@ -300,9 +300,8 @@ def run_chunk(ctx: WorkerContext, job_id: str, start: int, stop: int,
 
             t = time.perf_counter()
             try:
-                result = engine.attribute(
-                    torch.stack([item.x for item in good]), spec.methods, spec.target
-                )
+                result = engine.attribute(torch.stack([item.x for item in good]),
+                                          [m.name for m in spec.methods], spec.target)
             except InputError as e:
                 for item in good:
                     store.record_item(job_id, item.index, _failed_item(e.message, worker),

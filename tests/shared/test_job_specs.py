@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shared.errors import SpecError
+from shared.methods import MethodSpec
 from shared.specs import (
     PREDICTED,
     ClassTarget,
@@ -18,7 +19,8 @@ from shared.specs import (
 
 def test_defaults_and_round_trip():
     spec = parse_job_spec({"model": "m"})
-    assert spec == JobSpec("m", ("gradient",), PREDICTED, "max_abs", ("npy", "png", "overlay"))
+    assert spec == JobSpec("m", (MethodSpec("gradient"),), PREDICTED, "max_abs",
+                           ("npy", "png", "overlay"))
     full = parse_job_spec({"model": "m", "methods": ["deconvnet", "gradient"],
                            "target": {"class": 3}, "reduce": "l2", "outputs": ["png"]})
     assert job_spec_from_json(full.to_json()) == full
@@ -27,7 +29,10 @@ def test_defaults_and_round_trip():
 @pytest.mark.parametrize(("raw", "field"), [
     ({}, "model"),
     ({"model": "Bad Name"}, "model"),
-    ({"model": "m", "methods": ["lrp"]}, "methods"),
+    ({"model": "m", "methods": ["lrp"]}, "methods[0]"),
+    ({"model": "m", "methods": [["gradient"]]}, "methods[0]"),
+    ({"model": "m", "methods": [{"a": 1}]}, "methods[0]"),
+    ({"model": "m", "methods": [{"name": "gradient", "samples": 3}]}, "methods[0].samples"),
     ({"model": "m", "methods": []}, "methods"),
     ({"model": "m", "target": {"class": -1}}, "target.class"),
     ({"model": "m", "target": {"topk": 0}}, "target.topk"),
@@ -58,3 +63,10 @@ def test_input_uris(raw, field):
         parse_input_uris(raw)
     assert info.value.field == field
     assert parse_input_uris([{"uri": "s3://b/k"}]) == ("s3://b/k",)
+
+
+def test_methods_are_echoed_as_given():
+    spec = parse_job_spec({"model": "m", "methods": ["gradient", {"name": "deconvnet"},
+                                                     "gradient"]})
+    assert [m.name for m in spec.methods] == ["gradient", "deconvnet"]
+    assert spec.to_json()["methods"] == ["gradient", {"name": "deconvnet"}]

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from shared.errors import SpecError
-from shared.specs import METHODS
+from shared.methods import METHODS
 from worker.methods import RULES, get_rule
 
 

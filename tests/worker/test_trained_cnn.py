@@ -7,8 +7,8 @@ import pytest
 from engine_testing import METHODS
 from toy_patterns import BOX, TEST_SEED, accuracy, box_fraction, make_dataset
 
+from shared.render import reduce_channels
 from worker.engine import Engine
-from worker.render import reduce_channels
 
 
 def test_the_data_set_is_deterministic():

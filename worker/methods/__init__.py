@@ -1,9 +1,9 @@
-"""The registry of attribution methods, by the public names of `shared.specs.METHODS`."""
+"""The registry of attribution methods, by the public names of `shared.methods.METHODS`."""
 
 from __future__ import annotations
 
 from shared.errors import SpecError
-from shared.specs import METHODS
+from shared.methods import METHODS
 from worker.methods.base import BackwardRule
 from worker.methods.gradient import Gradient
 from worker.methods.modified_relu import DeconvNet, GuidedBackprop

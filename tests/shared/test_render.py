@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from worker.colormap import INFERNO
-from worker.render import (
+from shared.colormap import INFERNO
+from shared.render import (
     colorbar_png,
     heatmap_png,
     normalize,

@@ -1,9 +1,9 @@
 """Pure rendering: attribution arrays in, 2-D maps and PNG bytes out.
 
-No torch here: the functions take numpy arrays, so they run in a thread pool beside the
-model and in any process. Rendering can cost more than attribution, so PNGs are written
-directly: no row filter (Pillow tries all five on every row of an RGB image) and zlib level 1,
-which releases the GIL. Heatmaps are palette PNGs, one byte a pixel.
+numpy only (no torch, no Pillow): the worker renders in a thread pool beside the model, and
+the API renders maps cut from shards on demand. Rendering can cost more than attribution, so
+PNGs are written directly: no row filter (Pillow tries all five on every row of an RGB image)
+and zlib level 1, which releases the GIL. Heatmaps are palette PNGs, one byte a pixel.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import zlib
 
 import numpy as np
 
-from worker.colormap import INFERNO
+from shared.colormap import INFERNO
 
 PNG_COMPRESS_LEVEL = 1
 DEFAULT_CLIP_PERCENTILE = 99.5
@@ -97,7 +97,8 @@ def overlay_png(
     clip_percentile: float = DEFAULT_CLIP_PERCENTILE,
     alpha: float = 0.6,
 ) -> bytes:
-    """The heatmap blended over the input picture, opaque where attribution is high."""
+    """The heatmap blended over the input picture: the heatmap's weight is `alpha` times the
+    normalized attribution, so low attribution shows the picture and the highest is `alpha`."""
     unit = normalize(map2d, clip_percentile)
     weight = (alpha * unit)[..., None]
     blended = rgb.astype(np.float32) * (1 - weight) + colorize(unit).astype(np.float32) * weight

@@ -1,0 +1,190 @@
+"""The attribution methods a job may name, their parameters with defaults, and validation.
+
+Pure Python: the API validates `methods` with it, `/v1/methods` lists it, and the worker's
+registry (`worker.methods`) must implement exactly these names. A method is named either
+plainly (`"gradient"`) or as an object with parameters (`{"name": "smoothgrad", "samples":
+50}`); either way the job echoes it as given, with defaults filled in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.errors import SpecError
+from shared.inputs import InputRef, parse_input_ref
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a method: its type, default and bounds, documented for `/v1/methods`.
+
+    `kind` is `int`, `float`, `choice` (one of `choices`), `layer` (a module name, or null
+    for the method's own default) or `input_or_choice` (one of `choices`, or an input
+    reference `{"uri"}`, `{"upload"}` or `{"item"}`).
+    """
+
+    name: str
+    kind: str
+    default: Any
+    description: str
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
+
+    def parse(self, raw: Any, where: str) -> Any:
+        if self.kind == "int":
+            if isinstance(raw, bool) or not isinstance(raw, int):
+                raise SpecError(where, f"must be an integer, got {raw!r}")
+            return self._bounded(raw, where)
+        if self.kind == "float":
+            if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(
+                raw
+            ):
+                raise SpecError(where, f"must be a finite number, got {raw!r}")
+            return self._bounded(float(raw), where)
+        if self.kind == "choice":
+            if raw not in self.choices:
+                raise SpecError(where, f"must be one of {list(self.choices)}, got {raw!r}")
+            return raw
+        if self.kind == "layer":
+            if raw is not None and (not isinstance(raw, str) or not raw or len(raw) > 256):
+                raise SpecError(where, "must be a module name from named_modules(), or null")
+            return raw
+        if self.kind == "input_or_choice":
+            if isinstance(raw, str):
+                if raw not in self.choices:
+                    raise SpecError(
+                        where, f"must be one of {list(self.choices)} or an input reference"
+                    )
+                return raw
+            return parse_input_ref(raw, where)
+        raise AssertionError(f"unknown parameter kind {self.kind!r}")
+
+    def _bounded(self, value: float, where: str) -> Any:
+        if (self.minimum is not None and value < self.minimum) or (
+            self.maximum is not None and value > self.maximum
+        ):
+            raise SpecError(where, f"must be between {self.minimum} and {self.maximum}, "
+                                   f"got {value}")
+        return value
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "type": self.kind, "default": self.default,
+                               "description": self.description}
+        if self.minimum is not None:
+            out["minimum"] = self.minimum
+        if self.maximum is not None:
+            out["maximum"] = self.maximum
+        if self.choices:
+            out["choices"] = list(self.choices)
+        return out
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """A method's public name, its one-paragraph description (with the paper) and parameters."""
+
+    name: str
+    description: str
+    params: tuple[Param, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description,
+                "params": [p.to_json() for p in self.params]}
+
+
+METHODS: dict[str, MethodInfo] = {
+    m.name: m
+    for m in (
+        MethodInfo(
+            "gradient",
+            "Vanilla backprop saliency (Simonyan et al. 2014): d(target)/d(input).",
+        ),
+        MethodInfo(
+            "guided_backprop",
+            "Guided backpropagation (Springenberg et al. 2015): at each ReLU keep gradients "
+            "that are positive where the forward input was positive.",
+        ),
+        MethodInfo(
+            "deconvnet",
+            "DeconvNet (Zeiler & Fergus 2014): at each ReLU keep positive gradients, whatever "
+            "the forward input; max-pool switches from the forward pass.",
+        ),
+    )
+}
+DEFAULT_METHODS: tuple[str, ...] = ("gradient",)
+MAX_METHODS = 16
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One entry of a job's `methods`: a name and its parameters, defaults filled in.
+
+    `as_object` records whether it was given as an object, so the job echoes it the same way.
+    """
+
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    as_object: bool = False
+
+    def __getitem__(self, key: str) -> Any:
+        return self.params[key]
+
+    def with_params(self, **changes: Any) -> MethodSpec:
+        """A copy with some parameters replaced (e.g. a resolved baseline tensor)."""
+        return MethodSpec(self.name, {**self.params, **changes}, self.as_object)
+
+    def to_json(self) -> str | dict[str, Any]:
+        if not self.as_object and not self.params:
+            return self.name
+        params = {k: v.to_json() if isinstance(v, InputRef) else v
+                  for k, v in self.params.items()}
+        return {"name": self.name, **params}
+
+
+def method_spec(name: str, **params: Any) -> MethodSpec:
+    """A validated spec of method `name` with `params` (defaults filled in)."""
+    return parse_method({"name": name, **params} if params else name, "method")
+
+
+def parse_method(raw: Any, where: str) -> MethodSpec:
+    """A method given by name (`"gradient"`) or as an object (`{"name": ..., params}`)."""
+    if isinstance(raw, str):
+        name, given, as_object = raw, {}, False
+    elif isinstance(raw, dict) and isinstance(raw.get("name"), str):
+        name, as_object = raw["name"], True
+        given = {k: v for k, v in raw.items() if k != "name"}
+    else:
+        raise SpecError(where, 'must be a method name or an object {"name": ..., parameters}')
+    info = METHODS.get(name)
+    if info is None:
+        raise SpecError(where, f"unknown method {name!r}; known: {sorted(METHODS)}")
+    known = {p.name: p for p in info.params}
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        hint = f"its parameters are {sorted(known)}" if known else "it takes no parameters"
+        raise SpecError(f"{where}.{unknown[0]}", f"is not a parameter of {name!r}; {hint}")
+    params = {
+        p.name: p.parse(given[p.name], f"{where}.{p.name}") if p.name in given else p.default
+        for p in info.params
+    }
+    return MethodSpec(name, params, as_object)
+
+
+def parse_methods(raw: Any, field_name: str = "methods") -> tuple[MethodSpec, ...]:
+    """A non-empty list of methods; a plain name given twice is kept once, order kept."""
+    if raw is None:
+        return tuple(MethodSpec(name) for name in DEFAULT_METHODS)
+    if not isinstance(raw, list) or not raw:
+        raise SpecError(field_name, f"must be a non-empty list of {sorted(METHODS)}")
+    if len(raw) > MAX_METHODS:
+        raise SpecError(field_name, f"at most {MAX_METHODS} methods per job, got {len(raw)}")
+    specs: list[MethodSpec] = []
+    for i, entry in enumerate(raw):
+        spec = parse_method(entry, f"{field_name}[{i}]")
+        if spec not in specs:
+            specs.append(spec)
+    return tuple(specs)
