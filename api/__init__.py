@@ -2,9 +2,53 @@
 
 from __future__ import annotations
 
-from flask import Flask
+import logging
+import threading
+
+from flask import Flask, request
 
 from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+MAX_URL_CHARS = 4096
+MAX_HEADER_BYTES = 16 * 1024
+
+
+def _builtins_recorded(app: Flask):
+    """Before the first answer: every built-in model has a record (`validating` until a worker
+    has prepared it), so a first job on it is accepted and waits instead of meeting a 404."""
+    from shared.registry import ensure_builtin_records
+    from shared.taskqueue import VALIDATE_MODEL, send_control
+
+    svc = app.extensions["saliency"]
+    done = threading.Event()
+    lock = threading.Lock()
+
+    def ensure() -> None:
+        if done.is_set() or not svc.settings.builtin_models:
+            return
+        with lock:
+            if done.is_set():
+                return
+            for name in ensure_builtin_records(svc.models):
+                send_control(svc.sender, VALIDATE_MODEL, "_builtin", name)
+            done.set()
+
+    return ensure
+
+
+def _limits() -> None:
+    """An over-long URL or header block is answered in the API's error shape."""
+    from shared.errors import InputError
+
+    if len(request.url) > MAX_URL_CHARS:
+        error = InputError(f"the URL is longer than {MAX_URL_CHARS} characters")
+        error.status, error.code = 414, "uri_too_long"
+        raise error
+    if sum(len(k) + len(v) for k, v in request.headers.items()) > MAX_HEADER_BYTES:
+        error = InputError(f"the request's headers exceed {MAX_HEADER_BYTES} bytes")
+        error.status, error.code = 431, "headers_too_large"
+        raise error
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -13,6 +57,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         auth,
         errors,
         examples,
+        files,
         health,
         jobs,
         methods,
@@ -20,6 +65,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         models,
         openapi,
         pages,
+        ratelimit,
+        uploads,
+        webhooks,
     )
     from api.context import Services
 
@@ -30,7 +78,19 @@ def create_app(settings: Settings | None = None) -> Flask:
         MAX_FORM_PARTS=settings.max_images_per_job + 16,
     )
     app.extensions["saliency"] = Services.create(settings)
-    for module in (errors, auth, health, metrics, openapi, jobs, models, methods, examples):
+    errors.init_app(app)
+    app.before_request(_limits)
+    auth.init_app(app)
+    ratelimit.init_app(app)
+    ensure = _builtins_recorded(app)
+
+    @app.before_request
+    def builtins() -> None:
+        if request.path.startswith("/v1/"):
+            ensure()
+
+    for module in (health, metrics, openapi, jobs, files, models, methods, examples, uploads,
+                   webhooks):
         module.init_app(app)
     pages.init_app(app)
     return app

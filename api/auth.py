@@ -1,8 +1,11 @@
 """API keys: `Authorization: Bearer <key>` on every `/v1` route when keys are configured.
 
 Keys come from `SALIENCY_API_KEYS` and/or `SALIENCY_API_KEYS_FILE` (one entry per line, `#`
-comments), each entry `key:tenant[:admin]`. With no keys configured (the embedded default,
-bound to 127.0.0.1) every request is tenant `default` with the admin role.
+comments), each entry `key:tenant[:admin]`. With no keys configured every request is tenant
+`default` — with the admin role on loopback (the embedded mode), without it elsewhere — and
+the API refuses to start on a non-loopback address without keys unless
+`SALIENCY_ALLOW_ANONYMOUS=1` says that is meant. A file URL the API signed
+(`api.signing`) needs no key: its signature names the one object it opens.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from shared.settings import Settings, SettingsError
 
 TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 DEFAULT_TENANT = "default"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+# Routes whose URLs the API signs (`api.signing`); a valid signature stands in for a key.
+SIGNED_ROUTES = re.compile(r"^/v1/jobs/[0-9a-f]{32}/(files|maps|report/files)/")
 
 
 @dataclass(frozen=True)
@@ -50,20 +56,36 @@ def load_keys(settings: Settings) -> dict[str, Principal]:
     return keys
 
 
+def check_exposure(settings: Settings, keys: dict[str, Principal]) -> None:
+    """Refuse to serve anonymously beyond loopback unless that is explicitly allowed."""
+    if not keys and settings.host not in LOOPBACK and not settings.allow_anonymous:
+        raise SettingsError(
+            f"the API would serve {settings.host} with no API keys: set SALIENCY_API_KEYS (or "
+            "SALIENCY_API_KEYS_FILE), or SALIENCY_ALLOW_ANONYMOUS=1 if anonymous access is meant"
+        )
+
+
 def require_admin(what: str) -> None:
     if not g.admin:
         raise ForbiddenError(f"{what} needs an API key with the admin role")
 
 
 def init_app(app: Flask) -> None:
-    keys = load_keys(app.extensions["saliency"].settings)
+    svc = app.extensions["saliency"]
+    keys = load_keys(svc.settings)
+    check_exposure(svc.settings, keys)
 
     @app.before_request
     def authenticate() -> None:
-        if not keys:
-            g.tenant, g.admin = DEFAULT_TENANT, True
-            return
+        g.signed = False
         if not request.path.startswith("/v1/"):
+            return
+        if SIGNED_ROUTES.match(request.path) and svc.signer.valid(
+                request.path, request.args.get("expires"), request.args.get("sig")):
+            g.tenant, g.admin, g.signed = None, False, True
+            return
+        if not keys:
+            g.tenant, g.admin = DEFAULT_TENANT, svc.settings.host in LOOPBACK
             return
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         principal = keys.get(_digest(token.strip())) if scheme.lower() == "bearer" else None

@@ -1,13 +1,20 @@
-"""What the views share: settings, the job store, storage and the task sender."""
+"""What the views share: settings, the stores, storage, the task sender, the URL signer."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import redis
 from celery import Celery
-from flask import current_app, g, request
+from flask import current_app, g
 
-from shared.jobstore import JobStore
+from api.signing import Signer, signing_key
+from shared.chunks import Chunks
+from shared.fairqueue import FairQueue
+from shared.jobs import JobStore
+from shared.locations import Locator
+from shared.modelstore import ModelStore
+from shared.redisio import connect
 from shared.settings import Settings
 from shared.storage import Storage, make_storage
 from shared.taskqueue import make_sender
@@ -16,17 +23,31 @@ from shared.taskqueue import make_sender
 @dataclass(frozen=True)
 class Services:
     settings: Settings
-    store: JobStore
+    redis: redis.Redis
+    jobs: JobStore
+    chunks: Chunks
+    fair: FairQueue
+    models: ModelStore
     storage: Storage
+    locator: Locator
     sender: Celery
+    signer: Signer
 
     @classmethod
     def create(cls, settings: Settings) -> Services:
+        client = connect(settings.redis_url)
+        storage = make_storage(settings)
         return cls(
             settings=settings,
-            store=JobStore.from_url(settings.redis_url),
-            storage=make_storage(settings),
+            redis=client,
+            jobs=JobStore(client),
+            chunks=Chunks(client),
+            fair=FairQueue(client, settings.lease_s),
+            models=ModelStore(client),
+            storage=storage,
+            locator=Locator(settings, storage),
             sender=make_sender(settings),
+            signer=Signer(signing_key(settings), settings.presign_expires_s),
         )
 
 
@@ -40,5 +61,10 @@ def tenant() -> str:
 
 
 def base_url() -> str:
-    """Where clients reach this API: `SALIENCY_PUBLIC_URL`, else the request's host."""
-    return services().settings.public_url or request.host_url.rstrip("/")
+    """Where clients reach this API: `SALIENCY_PUBLIC_URL`, else the configured bind address
+    (never the request's `Host` header, which a client chooses)."""
+    settings = services().settings
+    if settings.public_url:
+        return settings.public_url
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    return f"http://{host}:{settings.port}"

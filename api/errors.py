@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 
-import redis
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from shared.errors import InputError
+from shared.errors import InputError, RateLimitedError
+from shared.redisio import TRANSIENT
 from shared.storage import StorageError
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,10 @@ def error_response(status: int, code: str, message: str):
 
 
 def _handle(error: Exception):
+    if isinstance(error, RateLimitedError):
+        response = error_response(error.status, error.code, error.message)
+        response[0].headers["Retry-After"] = str(int(error.retry_after))
+        return response
     if isinstance(error, InputError):
         return error_response(error.status, error.code, error.message)
     if isinstance(error, HTTPException):
@@ -36,12 +40,34 @@ def _handle(error: Exception):
         if error.code == 405 and hasattr(error, "valid_methods") and error.valid_methods:
             response[0].headers["Allow"] = ", ".join(error.valid_methods)
         return response
-    if isinstance(error, (StorageError, redis.ConnectionError, redis.TimeoutError)):
+    if isinstance(error, (StorageError, *TRANSIENT)):
         log.warning("backend unavailable: %s", error)
-        return error_response(503, "unavailable", f"a backend is unavailable: {error}")
+        response = error_response(503, "unavailable", f"a backend is unavailable: {error}")
+        response[0].headers["Retry-After"] = "5"
+        return response
     log.exception("unhandled error")
     return error_response(500, "internal_error", "internal error; see the server log")
 
 
 def init_app(app: Flask) -> None:
     app.register_error_handler(Exception, _handle)
+
+
+GUNICORN_CODES = {400: "bad_request", 403: "forbidden", 414: "uri_too_long",
+                  417: "expectation_failed", 431: "headers_too_large", 500: "internal_error",
+                  501: "not_implemented"}
+
+
+def write_server_error(sock, status_int: int, reason: str, mesg: str) -> None:
+    """Gunicorn's answer to a request it refuses before the app sees it (a request line or
+    headers over its limits, malformed HTTP), in the API's error shape instead of HTML.
+    Installed by `docker/gunicorn.conf.py` as `gunicorn.util.write_error`."""
+    import json
+
+    from gunicorn.util import write_nonblock
+
+    code = GUNICORN_CODES.get(status_int, "bad_request")
+    body = json.dumps({"error": {"code": code, "message": mesg or reason}})
+    head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+    write_nonblock(sock, (head + body).encode("latin1", "replace"))

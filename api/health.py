@@ -1,12 +1,13 @@
-"""Probes: alive (`/healthz`) and ready — Redis and storage reachable (`/readyz`)."""
+"""Probes: alive (`/healthz`, touches nothing) and ready (`/readyz`: Redis and storage answer
+within a few seconds, else `503` naming the backend)."""
 
 from __future__ import annotations
 
-import redis
 from flask import Blueprint, Flask, jsonify
 
 from api.context import services
 from api.errors import error_response
+from shared.redisio import TRANSIENT
 from shared.storage import StorageError
 
 bp = Blueprint("health", __name__)
@@ -21,8 +22,8 @@ def healthz():
 def readyz():
     svc = services()
     try:
-        svc.store.redis.ping()
-    except (redis.ConnectionError, redis.TimeoutError) as e:
+        svc.redis.ping()
+    except TRANSIENT as e:
         return error_response(503, "unavailable", f"redis: {e}")
     try:
         svc.storage.check()

@@ -1,198 +1,127 @@
-"""Jobs: submit (202 + Location), poll, page through items, cancel, and serve local artifacts."""
+"""Jobs: submit (202 + Location), poll, cancel, page through items, the report and results.
+
+Views are thin: `api.submission` accepts a job, `api.items` builds items, `api.files` serves
+files and maps.
+"""
 
 from __future__ import annotations
 
 import re
-import uuid
-from typing import Any
 
-from flask import Blueprint, Flask, Response, jsonify, request
+from flask import Blueprint, Flask, Response, g, jsonify, redirect, request, stream_with_context
 
-from api.context import base_url, services, tenant
-from api.uploads import read_job_request
-from shared.errors import NotFoundError, SpecError, UndecodableError
-from shared.images import EXTENSIONS, npy_shape
-from shared.jobstore import Job
-from shared.registry import record_spec
-from shared.specs import OUTPUTS, parse_job_spec
-from shared.status import ItemStatus, JobStatus
-from shared.taskqueue import send_chunks
+from api.context import services, tenant
+from api.items import page
+from api.requests import read_job_request
+from api.submission import submit as accept
+from shared.errors import ExpiredError, NotFoundError, NotReadyError, SpecError
+from shared.jobs import Job
+from shared.keys import RESULT_FORMATS, JobKeys
+from shared.results import MEDIA_TYPES, convert
+from shared.status import JobStatus
+from shared.taskqueue import NEXT_PHASE, send_control
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 JOB_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 MAX_PAGE = 1000
-CONTENT_TYPES = {".npy": "application/octet-stream", ".png": "image/png"}
 
 
-def job_prefix(tenant_name: str, job_id: str) -> str:
-    return f"t/{tenant_name}/jobs/{job_id}"
-
-
-def _own_job(job_id: str) -> Job:
-    job = services().store.get_job(job_id) if JOB_ID_RE.match(job_id) else None
-    if job is None or job.tenant != tenant():
-        raise NotFoundError(f"no job {job_id!r}")
-    return job
-
-
-def _accepted(job_id: str, status: str):
-    response = jsonify({"id": job_id, "status": status})
-    response.status_code = 202
-    response.headers["Location"] = f"/v1/jobs/{job_id}"
-    return response
-
-
-def _uri_inputs(uris: tuple[str, ...]) -> list[dict[str, Any]]:
-    storage, own = services().storage, f"t/{tenant()}/"
-    inputs = []
-    for i, uri in enumerate(uris):
-        try:
-            key = storage.key_for_uri(uri)
-        except ValueError as e:
-            raise SpecError(f"inputs[{i}].uri", str(e)) from None
-        if key.startswith("t/") and not key.startswith(own):
-            raise SpecError(f"inputs[{i}].uri", "names a private object of the service")
-        inputs.append({"name": uri, "key": key})
-    return inputs
-
-
-@bp.post("")
-def submit():
+def own_job(job_id: str) -> Job:
+    """The job if it is the caller's (or the caller holds a URL the API signed for it)."""
     svc = services()
-    req = read_job_request(svc.settings)
-    spec = parse_job_spec(req.spec)
-    record = svc.store.get_model(tenant(), spec.model)
-    if record is None:
-        raise NotFoundError(f"model: no model {spec.model!r}; see GET /v1/models")
-    model = record_spec(record)
-    spec.check_model(model)
-    size = model.preprocessing.input_size
-    for i, upload in enumerate(req.uploads):
-        if upload.format == "npy":
-            shape = npy_shape(upload.data, svc.settings.max_image_pixels)
-            if shape != (3, size, size):
-                raise UndecodableError(
-                    f"images[{i}] ({upload.name}): array of shape {shape} is not model "
-                    f"{model.name!r}'s input (3, {size}, {size})"
-                )
-    uri_inputs = _uri_inputs(req.uris)
-    idem = request.headers.get("Idempotency-Key")
-    if idem is not None and not 0 < len(idem) <= 255:
-        raise SpecError("Idempotency-Key", "must be 1 to 255 characters")
-
-    job_id = uuid.uuid4().hex
-    if idem is not None:
-        existing = svc.store.reserve_idempotency(
-            tenant(), idem, job_id, svc.settings.idempotency_ttl_s
-        )
-        if existing is not None:
-            job = svc.store.get_job(existing)
-            return _accepted(existing, job.status.value if job else JobStatus.QUEUED.value)
-    stored: list[str] = []
-    try:
-        inputs = list(uri_inputs)
-        for i, upload in enumerate(req.uploads):
-            key = f"{job_prefix(tenant(), job_id)}/inputs/{i:06d}.{EXTENSIONS[upload.format]}"
-            svc.storage.put(key, upload.data)
-            stored.append(key)
-            inputs.append({"name": upload.name, "key": key})
-        svc.store.create_job(job_id, tenant(), spec.to_json(), inputs)
-    except BaseException:
-        for key in stored:
-            svc.storage.delete(key)
-        if idem is not None:
-            svc.store.release_idempotency(tenant(), idem)
-        raise
-    try:
-        send_chunks(svc.sender, job_id, len(inputs), svc.settings.chunk_size)
-    except BaseException:
-        svc.store.transition(
-            job_id, JobStatus.FAILED, (JobStatus.QUEUED,), "the job could not be enqueued"
-        )
-        raise
-    return _accepted(job_id, JobStatus.QUEUED.value)
-
-
-@bp.get("/<job_id>")
-def get(job_id: str):
-    return jsonify(_own_job(job_id).to_json())
-
-
-@bp.delete("/<job_id>")
-def cancel(job_id: str):
-    job = _own_job(job_id)
-    services().store.transition(
-        job.id, JobStatus.CANCELLED, (JobStatus.QUEUED, JobStatus.RUNNING)
-    )
-    return jsonify(_own_job(job_id).to_json())
+    if not JOB_ID_RE.match(job_id):
+        raise NotFoundError(f"no job {job_id[:40]!r}")
+    job = svc.jobs.get(job_id)
+    if job is not None and (g.signed or job.tenant == tenant()):
+        return job
+    if job is None and svc.jobs.tombstone(job_id) == (tenant() or ""):
+        raise ExpiredError(f"job {job_id}'s results expired and were deleted")
+    raise NotFoundError(f"no job {job_id!r}")
 
 
 def _int_arg(name: str, default: int, minimum: int, maximum: int | None = None) -> int:
     raw = request.args.get(name, "")
     if raw == "":
         return default
-    if not raw.isdigit() or int(raw) < minimum or (maximum is not None and int(raw) > maximum):
+    if not (raw.isascii() and raw.isdecimal()) or len(raw) > 12 or int(raw) < minimum or (
+            maximum is not None and int(raw) > maximum):
         bound = f"{minimum}..{maximum}" if maximum is not None else f">= {minimum}"
-        raise SpecError(name, f"must be an integer {bound}, got {raw!r}")
+        raise SpecError(name, f"must be an integer {bound}, got {raw[:20]!r}")
     return int(raw)
 
 
-def _url(job: Job, key: str | None) -> str | None:
-    if key is None:
-        return None
+@bp.post("")
+def submit():
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 0 < len(key) <= 255:
+        raise SpecError("Idempotency-Key", "must be 1 to 255 characters")
+    accepted = accept(read_job_request(services().settings), key)
+    response = jsonify({"id": accepted.id, "status": accepted.status})
+    response.status_code = 202
+    response.headers["Location"] = f"/v1/jobs/{accepted.id}"
+    return response
+
+
+@bp.get("/<job_id>")
+def get(job_id: str):
+    return jsonify(own_job(job_id).to_json())
+
+
+@bp.delete("/<job_id>")
+def cancel(job_id: str):
+    job = own_job(job_id)
     svc = services()
-    url = svc.storage.presigned_url(key, svc.settings.presign_expires_s)
-    if url is not None:
-        return url
-    name = key[len(job_prefix(job.tenant, job.id)) + len("/outputs/") :]
-    return f"{base_url()}/v1/jobs/{job.id}/files/{name}"
-
-
-def _item_json(job: Job, index: int, source: dict[str, Any], rec: dict[str, Any] | None):
-    if rec is None:
-        pending = ItemStatus.CANCELLED if job.status == JobStatus.CANCELLED else ItemStatus.PENDING
-        return {"index": index, "input": source["name"], "status": pending.value, "error": None,
-                "prediction": None, "outputs": [], "worker": None}
-    outputs = [
-        {
-            "method": out["method"],
-            "target": out["target"],
-            **{kind: _url(job, out.get(kind)) for kind in OUTPUTS},
-            "coverage": out.get("coverage"),
-        }
-        for out in rec["outputs"]
-    ]
-    return {"index": index, "input": source["name"], "status": rec["status"],
-            "error": rec["error"], "prediction": rec["prediction"], "outputs": outputs,
-            "worker": rec.get("worker")}
+    if svc.jobs.request_final(job.id, JobStatus.CANCELLED, "cancelled by the client"):
+        send_control(svc.sender, NEXT_PHASE, job.id)
+    return jsonify(own_job(job_id).to_json())
 
 
 @bp.get("/<job_id>/items")
 def items(job_id: str):
-    job = _own_job(job_id)
+    job = own_job(job_id)
     cursor = _int_arg("cursor", 0, 0)
     limit = _int_arg("limit", 100, 1, MAX_PAGE)
     end = min(cursor + limit, job.total)
-    store = services().store
-    indices = list(range(cursor, end))
-    sources = store.input_range(job.id, cursor, end) if indices else []
-    records = store.items(job.id, indices)
-    return jsonify({
-        "items": [_item_json(job, i, s, r) for i, s, r in zip(indices, sources, records,
-                                                                strict=True)],
-        "next_cursor": str(end) if end < job.total else None,
-    })
+    return jsonify({"items": page(job, cursor, end),
+                    "next_cursor": str(end) if end < job.total else None})
 
 
-@bp.get("/<job_id>/files/<path:name>")
-def file(job_id: str, name: str):
-    job = _own_job(job_id)
-    try:
-        data = services().storage.get(f"{job_prefix(job.tenant, job.id)}/outputs/{name}")
-    except (FileNotFoundError, ValueError):
-        raise NotFoundError(f"no file {name!r} in job {job_id}") from None
-    suffix = name[name.rfind(".") :]
-    return Response(data, mimetype=CONTENT_TYPES.get(suffix, "application/octet-stream"))
+def _final(job: Job, what: str) -> None:
+    if not job.is_final:
+        raise NotReadyError(f"the job's {what} is written when the job ends (it is "
+                            f"{job.status.value}); poll the job until it is final")
+
+
+@bp.get("/<job_id>/report")
+def report(job_id: str):
+    job = own_job(job_id)
+    _final(job, "report")
+    data = services().storage.get(JobKeys(job.tenant, job.id).report)
+    return Response(data, mimetype="application/json")
+
+
+@bp.get("/<job_id>/results")
+def results(job_id: str):
+    job = own_job(job_id)
+    fmt = request.args.get("format", "parquet")
+    if fmt not in RESULT_FORMATS:
+        raise SpecError("format", f"must be one of {list(RESULT_FORMATS)}")
+    _final(job, "results file")
+    svc = services()
+    key = JobKeys(job.tenant, job.id).results("parquet")
+    filename = f"results-{job.id}.{fmt}"
+    if fmt == "parquet":
+        url = svc.storage.presigned_url(key, svc.settings.presign_expires_s)
+        if url is not None:
+            return redirect(url, code=302)
+        response = Response(svc.storage.get(key), mimetype=MEDIA_TYPES["parquet"])
+    else:
+        import io
+
+        data = io.BytesIO(svc.storage.get(key))
+        response = Response(stream_with_context(convert(data, fmt)), mimetype=MEDIA_TYPES[fmt])
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
 
 
 def init_app(app: Flask) -> None:

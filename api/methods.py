@@ -5,7 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, Flask, jsonify
 
 from shared.methods import DEFAULT_METHODS, METHODS
-from shared.specs import MAX_TOPK, OUTPUTS, REDUCTIONS
+from shared.specs import OUTPUTS, REDUCTIONS
+from shared.targets import MAX_TOPK
 
 bp = Blueprint("methods", __name__, url_prefix="/v1/methods")
 

@@ -1,51 +1,65 @@
-"""`/metrics` in the Prometheus text format, from the counters the job store keeps in Redis."""
+"""`/metrics` in the Prometheus text format (prometheus-client), from the counters kept in
+Redis, so every API replica reports the same figures. Workers export their own (images per
+second, batch latency, queue wait, retries, reconciler actions) on `SALIENCY_METRICS_PORT`."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, Response
+from collections.abc import Iterator
 
-from api.context import services
-from shared.jobstore import LATENCY_BUCKETS_S
+from flask import Blueprint, Flask, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+from api.context import Services, services
+from shared.jobs import LATENCY_BUCKETS_S
+from shared.redisio import LATENCY, STATS
 from shared.status import JobStatus
 from shared.taskqueue import queue_depth
 
 bp = Blueprint("metrics", __name__)
 
 
-def render_metrics(counters: dict[str, str], latency: dict[str, str], depth: int) -> str:
-    lines = [
-        "# HELP saliency_jobs Jobs by status.",
-        "# TYPE saliency_jobs gauge",
-        *(
-            f'saliency_jobs{{status="{s.value}"}} {int(counters.get("jobs:" + s.value, 0))}'
-            for s in JobStatus
-        ),
-        "# HELP saliency_items_done_total Items attributed successfully.",
-        "# TYPE saliency_items_done_total counter",
-        f"saliency_items_done_total {int(counters.get('items_done', 0))}",
-        "# HELP saliency_items_failed_total Items that failed.",
-        "# TYPE saliency_items_failed_total counter",
-        f"saliency_items_failed_total {int(counters.get('items_failed', 0))}",
-        "# HELP saliency_queue_depth Tasks waiting in the queue.",
-        "# TYPE saliency_queue_depth gauge",
-        f"saliency_queue_depth {depth}",
-        "# HELP saliency_job_latency_seconds Time from submission to a final status.",
-        "# TYPE saliency_job_latency_seconds histogram",
-    ]
-    for le in (*LATENCY_BUCKETS_S, "+Inf"):
-        count = int(latency.get(str(le), 0))
-        lines.append(f'saliency_job_latency_seconds_bucket{{le="{le}"}} {count}')
-    lines.append(f"saliency_job_latency_seconds_sum {float(latency.get('sum', 0.0))}")
-    lines.append(f"saliency_job_latency_seconds_count {int(latency.get('+Inf', 0))}")
-    return "\n".join(lines) + "\n"
+class StoreCollector:
+    """Reads the shared counters from Redis at each scrape."""
+
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+
+    def collect(self) -> Iterator:
+        pipe = self.svc.redis.pipeline(transaction=False)
+        pipe.hgetall(STATS)
+        pipe.hgetall(LATENCY)
+        counters, latency = pipe.execute()
+        jobs = GaugeMetricFamily("saliency_jobs", "Jobs by status.", labels=["status"])
+        for status in JobStatus:
+            jobs.add_metric([status.value], int(counters.get("jobs:" + status.value, 0)))
+        yield jobs
+        yield CounterMetricFamily("saliency_items_done", "Items attributed successfully.",
+                                  value=int(counters.get("items_done", 0)))
+        yield CounterMetricFamily("saliency_items_failed", "Items that failed.",
+                                  value=int(counters.get("items_failed", 0)))
+        yield GaugeMetricFamily("saliency_queue_depth", "Chunks and tasks waiting, in every "
+                                "queue (Celery's and the tenants' ready lists).",
+                                value=queue_depth(self.svc.redis, self.svc.fair))
+        buckets = [(str(le), int(latency.get(str(le), 0))) for le in LATENCY_BUCKETS_S]
+        buckets.append(("+Inf", int(latency.get("+Inf", 0))))
+        yield HistogramMetricFamily("saliency_job_latency_seconds",
+                                    "Time from submission to a final status.",
+                                    buckets=buckets, sum_value=float(latency.get("sum", 0.0)))
 
 
 @bp.get("/metrics")
 def metrics():
-    store = services().store
-    counters, latency = store.stats()
-    text = render_metrics(counters, latency, queue_depth(store.redis))
-    return Response(text, mimetype="text/plain", content_type="text/plain; version=0.0.4")
+    registry = CollectorRegistry()
+    registry.register(StoreCollector(services()))
+    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+
+@bp.get("/metrics/queue")
+def queue():
+    """The queue depth alone, as JSON: what KEDA's metrics-api scaler reads."""
+    svc = services()
+    return {"depth": queue_depth(svc.redis, svc.fair)}
 
 
 def init_app(app: Flask) -> None:

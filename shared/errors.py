@@ -56,6 +56,13 @@ class UndecodableError(InputError):
     code = "undecodable_input"
 
 
+class InvalidImageError(InputError):
+    """An image that decodes but cannot be used (empty, or too elongated)."""
+
+    status = 422
+    code = "invalid_image"
+
+
 class UnsupportedModelError(InputError):
     """The model cannot be attributed with the requested method (e.g. no rule for SiLU)."""
 
@@ -89,3 +96,43 @@ class ConflictError(InputError):
 
     status = 409
     code = "conflict"
+
+
+class InvalidModelError(InputError):
+    """The model failed validation (weights that do not fit its architecture, a broken
+    program); jobs on it are refused."""
+
+    status = 422
+    code = "invalid_model"
+
+
+class IdempotencyMismatchError(InputError):
+    """An `Idempotency-Key` reused with a different request."""
+
+    status = 422
+    code = "idempotency_mismatch"
+
+
+class ExpiredError(InputError):
+    """The job's results were deleted after its retention period."""
+
+    status = 410
+    code = "expired"
+
+
+class NotReadyError(InputError):
+    """Asked for a job's report or results before they exist."""
+
+    status = 409
+    code = "not_ready"
+
+
+class RateLimitedError(InputError):
+    """Too many requests, or too many queued items, for the tenant; `retry_after` seconds."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

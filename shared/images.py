@@ -7,12 +7,18 @@ the stored bytes (and inputs named by URI, which the API never saw) with the sam
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
-from shared.errors import TooLargeError, UndecodableError, UnsupportedMediaError
+from shared.errors import (
+    InvalidImageError,
+    TooLargeError,
+    UndecodableError,
+    UnsupportedMediaError,
+)
 
 # Magic numbers of the formats we accept; anything else is 415 before any parsing.
 _MAGIC = (
@@ -42,8 +48,9 @@ def check_format(data: bytes, accepted: tuple[str, ...], what: str) -> str:
     return fmt
 
 
-def _open_image(data: bytes, max_pixels: int, what: str) -> Image.Image:
-    """Open lazily and check the pixel count from the header, before any decoding."""
+def _open_image(data: bytes, max_pixels: int, what: str,
+                max_aspect: float | None = None) -> Image.Image:
+    """Open lazily and check the pixel count and shape from the header, before decoding."""
     try:
         with warnings.catch_warnings():
             # Our own limit is far below Pillow's bomb threshold; never let Pillow warn instead.
@@ -58,16 +65,46 @@ def _open_image(data: bytes, max_pixels: int, what: str) -> Image.Image:
         raise TooLargeError(
             f"{what}: {width}x{height} = {width * height} pixels exceeds the limit of {max_pixels}"
         )
+    if width < 1 or height < 1:
+        raise InvalidImageError(f"{what}: the image is empty ({width}x{height})")
+    if max_aspect is not None and max(width, height) > max_aspect * min(width, height):
+        raise InvalidImageError(
+            f"{what}: {width}x{height} is more elongated than the limit of {max_aspect:g}:1 "
+            "(SALIENCY_MAX_ASPECT_RATIO); crop it first"
+        )
     return image
 
 
-def decode_image(data: bytes, max_pixels: int, what: str = "image") -> Image.Image:
-    """A fully decoded RGB image; 413 if too many pixels, 422 if the bytes are broken."""
-    image = _open_image(data, max_pixels, what)
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """RGB for any mode: 16- and 32-bit grey scaled down (not clipped), CMYK, palettes with
+    alpha and the like converted by Pillow."""
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        pixels = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or pixels.max() > 255 else 255.0
+        grey = np.clip(np.rint(pixels / top * 255.0), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    if image.mode == "F":
+        pixels = np.nan_to_num(np.asarray(image, dtype=np.float64))
+        grey = np.clip(np.rint(pixels * (255.0 if pixels.max() <= 1.0 else 1.0)), 0, 255)
+        return Image.fromarray(grey.astype(np.uint8), "L").convert("RGB")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    return image.convert("RGB")
+
+
+def decode_image(data: bytes, max_pixels: int, what: str = "image",
+                 max_aspect: float | None = None) -> Image.Image:
+    """A fully decoded RGB image, EXIF orientation applied (an animation's first frame);
+    413 if too many pixels, 422 if the bytes are broken or the shape is unusable."""
+    image = _open_image(data, max_pixels, what, max_aspect)
     try:
-        image.load()
-        return image.convert("RGB")
-    except (OSError, ValueError, SyntaxError) as e:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow warns on odd but readable metadata
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            return _to_rgb(image)
+    except (OSError, ValueError, SyntaxError, TypeError, EOFError, struct.error,
+            Image.DecompressionBombError, MemoryError) as e:
         raise UndecodableError(f"{what}: the image cannot be decoded ({e})") from None
 
 
@@ -80,11 +117,11 @@ def npy_shape(data: bytes, max_pixels: int, what: str = "array") -> tuple[int, i
             shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
         else:
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, SyntaxError, TypeError, EOFError) as e:
         raise UndecodableError(f"{what}: not a valid .npy file ({e})") from None
-    if dtype != np.dtype("<f4") or len(shape) != 3 or fortran:
+    if dtype != np.dtype("<f4") or len(shape) != 3 or any(s < 1 for s in shape):
         raise UndecodableError(
-            f"{what}: must be a C-ordered float32 C×H×W array, got {dtype} {tuple(shape)}"
+            f"{what}: must be a float32 C×H×W array, got {dtype} {tuple(shape)}"
         )
     if shape[1] * shape[2] > max_pixels:
         raise TooLargeError(
@@ -94,7 +131,8 @@ def npy_shape(data: bytes, max_pixels: int, what: str = "array") -> tuple[int, i
 
 
 def decode_npy(data: bytes, max_pixels: int, what: str = "array") -> np.ndarray:
-    """The float32 C×H×W array of a `.npy` (never unpickling objects)."""
+    """The float32 C×H×W array of a `.npy` (never unpickling objects), C-ordered; an array
+    holding NaN or infinities is refused (422), since no map of it would mean anything."""
     shape = npy_shape(data, max_pixels, what)
     try:
         array = np.load(io.BytesIO(data), allow_pickle=False)
@@ -102,14 +140,32 @@ def decode_npy(data: bytes, max_pixels: int, what: str = "array") -> np.ndarray:
         raise UndecodableError(f"{what}: the array cannot be read ({e})") from None
     if array.shape != shape:
         raise UndecodableError(f"{what}: truncated array")
-    return array
+    if not np.isfinite(array).all():
+        raise UndecodableError(f"{what}: the array holds NaN or infinite values")
+    return np.ascontiguousarray(array)
 
 
-def validate(data: bytes, accepted: tuple[str, ...], max_pixels: int, what: str) -> str:
+def validate(data: bytes, accepted: tuple[str, ...], max_pixels: int, what: str,
+             max_aspect: float | None = None) -> str:
     """Check that `data` is an accepted, decodable input within limits; returns its format."""
     fmt = check_format(data, accepted, what)
     if fmt == "npy":
         decode_npy(data, max_pixels, what)
     else:
-        decode_image(data, max_pixels, what)
+        decode_image(data, max_pixels, what, max_aspect)
     return fmt
+
+
+def display_picture(data: bytes, input_size: int, resize: int, max_pixels: int,
+                    what: str = "input") -> np.ndarray:
+    """What the model saw, for overlays: the image resized (shorter side to `resize`) and
+    centre-cropped to `input_size`, as uint8 H×W×3, with Pillow alone (the API has no torch;
+    the worker's antialiased resize differs from this by a little, which does not matter for
+    a picture under a heatmap)."""
+    image = decode_image(data, max_pixels, what)
+    width, height = image.size
+    scale = resize / min(width, height)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
+    left, top = (size[0] - input_size) // 2, (size[1] - input_size) // 2
+    return np.asarray(image.crop((left, top, left + input_size, top + input_size)))

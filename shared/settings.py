@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
-SECRET_FIELDS = frozenset({"api_keys", "redis_url"})
+SECRET_FIELDS = frozenset({"api_keys", "redis_url", "webhook_master_key", "signing_key"})
 
 
 class SettingsError(ValueError):
@@ -35,6 +35,44 @@ def _list(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[
     if raw is None or raw.strip() == "":
         return default
     return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _ints(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    """A comma-separated list of non-negative integers (seconds)."""
+    raw = _list(env, name, ())
+    if not raw:
+        return default
+    try:
+        values = tuple(int(v) for v in raw)
+    except ValueError:
+        raise SettingsError(f"{name}={','.join(raw)!r} must be integers, e.g. 5,30,120") from None
+    if any(v < 0 for v in values):
+        raise SettingsError(f"{name} must not be negative")
+    return values
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}={raw!r} must be 1 or 0")
+
+
+def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if not value >= minimum or value == float("inf"):
+        raise SettingsError(f"{name}={value} must be a finite number >= {minimum}")
+    return value
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -79,6 +117,27 @@ class Settings:
     data_dir: str = "var"
     idempotency_ttl_s: int = 24 * 3600
     memory_budget_mb: int = 0  # 0: free GPU memory on CUDA, a share of RAM on CPU
+    allow_anonymous: bool = False  # serve beyond loopback with no API keys
+    lease_s: int = 60  # a chunk's lease; a heartbeat renews it every third of it
+    stall_s: int = 900  # a job with no progress for this long is examined
+    retry_budget_s: int = 300  # how long transient errors are retried
+    reconcile_every_s: int = 15
+    rate_submit: float = 20.0  # POSTs per second per tenant
+    rate_submit_burst: int = 100
+    rate_read: float = 1000.0  # GETs per second per tenant
+    max_queued_items: int = 10_000_000  # per tenant
+    result_ttl_s: int = 7 * 24 * 3600
+    tombstone_ttl_s: int = 30 * 24 * 3600
+    dataset_roots: tuple[str, ...] = ()  # "[tenant=]s3://bucket[/prefix]" or "file:///dir"
+    max_dataset_items: int = 10_000_000
+    dataset_chunk_size: int = 256  # items per chunk of a data-set job
+    max_aspect_ratio: float = 20.0  # of an input image, long side over short side
+    webhook_allowed_hosts: tuple[str, ...] = ()
+    webhook_master_key: str | None = None
+    webhook_retry_schedule: tuple[int, ...] = (5, 30, 120, 600, 1800, 3600, 7200, 14400,
+                                               28800, 28800)  # about 24 h in all
+    signing_key: str | None = None  # signs API-served file URLs; embedded: a key in data_dir
+    faults: tuple[str, ...] = ()  # test-only fault injection; see docs/operations.md
     max_visualize_steps: int = 2000
     max_projections: int = 20_000  # channels × k × methods of a top_activations job
 
@@ -127,6 +186,28 @@ class Settings:
                 env, "SALIENCY_MAX_VISUALIZE_STEPS", d.max_visualize_steps, 1
             ),
             max_projections=_int(env, "SALIENCY_MAX_PROJECTIONS", d.max_projections, 1),
+            allow_anonymous=_bool(env, "SALIENCY_ALLOW_ANONYMOUS", d.allow_anonymous),
+            lease_s=_int(env, "SALIENCY_LEASE_S", d.lease_s, 3),
+            stall_s=_int(env, "SALIENCY_STALL_S", d.stall_s, 10),
+            retry_budget_s=_int(env, "SALIENCY_RETRY_BUDGET_S", d.retry_budget_s, 0),
+            reconcile_every_s=_int(env, "SALIENCY_RECONCILE_EVERY_S", d.reconcile_every_s, 1),
+            rate_submit=_float(env, "SALIENCY_RATE_SUBMIT", d.rate_submit, 0.001),
+            rate_submit_burst=_int(env, "SALIENCY_RATE_SUBMIT_BURST", d.rate_submit_burst, 1),
+            rate_read=_float(env, "SALIENCY_RATE_READ", d.rate_read, 0.001),
+            max_queued_items=_int(env, "SALIENCY_MAX_QUEUED_ITEMS", d.max_queued_items, 1),
+            result_ttl_s=_int(env, "SALIENCY_RESULT_TTL_S", d.result_ttl_s, 1),
+            tombstone_ttl_s=_int(env, "SALIENCY_TOMBSTONE_TTL_S", d.tombstone_ttl_s, 1),
+            dataset_roots=_list(env, "SALIENCY_DATASET_ROOTS", d.dataset_roots),
+            max_dataset_items=_int(env, "SALIENCY_MAX_DATASET_ITEMS", d.max_dataset_items, 1),
+            dataset_chunk_size=_int(env, "SALIENCY_DATASET_CHUNK_SIZE", d.dataset_chunk_size, 1),
+            max_aspect_ratio=_float(env, "SALIENCY_MAX_ASPECT_RATIO", d.max_aspect_ratio, 1.0),
+            webhook_allowed_hosts=_list(env, "SALIENCY_WEBHOOK_ALLOWED_HOSTS",
+                                        d.webhook_allowed_hosts),
+            webhook_master_key=env.get("SALIENCY_WEBHOOK_MASTER_KEY") or None,
+            webhook_retry_schedule=_ints(env, "SALIENCY_WEBHOOK_RETRY_SCHEDULE",
+                                         d.webhook_retry_schedule),
+            signing_key=env.get("SALIENCY_SIGNING_KEY") or None,
+            faults=_list(env, "SALIENCY_FAULTS", d.faults),
         )
         if settings.task_time_limit_s >= settings.visibility_timeout_s:
             raise SettingsError(

@@ -1,107 +1,34 @@
-"""Job and model specs: the JSON both the API and the worker speak, and its validation.
+"""Job specs: the JSON both the API and the worker speak, and its validation.
 
-Pure Python (no torch, no Flask): the API validates with it before anything is stored,
-the worker parses the same JSON back into these objects.
+Pure Python (no torch, no Flask): the API validates with it before anything is stored, the
+worker parses the same JSON back. A job has a `kind` — `attribution` (the default),
+`top_activations` or `visualize` — fields every kind shares (the model, the seed, the
+retention, the completion webhook), and its kind's own fields.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from shared.errors import SpecError
+from shared.jsonio import integer
 from shared.methods import MethodSpec, parse_methods
+from shared.modelspec import MODEL_NAME_RE, ModelSpec
+from shared.targets import PREDICTED, ClassTarget, LayerTarget, Target, TopKTarget, parse_target
 
+KINDS: tuple[str, ...] = ("attribution", "top_activations", "visualize")
 REDUCTIONS: tuple[str, ...] = ("max_abs", "sum_abs", "l2", "positive")
 OUTPUTS: tuple[str, ...] = ("npy", "png", "overlay", "signed")
 # `signed` (the papers' signed RGB picture, zero as grey) is asked for explicitly.
 DEFAULT_OUTPUTS: tuple[str, ...] = ("npy", "png", "overlay")
-MAX_TOPK = 20
-MODEL_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
-
-
-@dataclass(frozen=True)
-class PredictedTarget:
-    """The class the model predicts for each image."""
-
-    def to_json(self) -> Any:
-        return "predicted"
-
-
-@dataclass(frozen=True)
-class ClassTarget:
-    """One given class index."""
-
-    index: int
-
-    def to_json(self) -> Any:
-        return {"class": self.index}
-
-
-@dataclass(frozen=True)
-class TopKTarget:
-    """The k highest-scoring classes of each image: one map per class."""
-
-    k: int
-
-    def to_json(self) -> Any:
-        return {"topk": self.k}
-
-
-@dataclass(frozen=True)
-class LayerTarget:
-    """A feature map (or one neuron of it) of a named module: the sum of its activations."""
-
-    layer: str
-    channel: int
-    position: tuple[int, ...] | None = None
-
-    def to_json(self) -> Any:
-        out: dict[str, Any] = {"layer": self.layer, "channel": self.channel}
-        if self.position is not None:
-            out["position"] = list(self.position)
-        return out
-
-
-Target = PredictedTarget | ClassTarget | TopKTarget | LayerTarget
-PREDICTED = PredictedTarget()
-
-
-def _int(value: Any, field_name: str, minimum: int = 0, maximum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise SpecError(field_name, f"must be an integer, got {value!r}")
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
-        raise SpecError(field_name, f"must be {bound}, got {value}")
-    return value
-
-
-def parse_target(raw: Any, field_name: str = "target") -> Target:
-    """Parse `"predicted"`, `{"class": k}`, `{"topk": k}` or `{"layer", "channel"[, ...]}`."""
-    if raw is None or raw == "predicted":
-        return PREDICTED
-    if not isinstance(raw, dict):
-        raise SpecError(
-            field_name,
-            'must be "predicted", {"class": k}, {"topk": k} or {"layer": name, "channel": c}',
-        )
-    keys = set(raw)
-    if keys == {"class"}:
-        return ClassTarget(_int(raw["class"], f"{field_name}.class"))
-    if keys == {"topk"}:
-        return TopKTarget(_int(raw["topk"], f"{field_name}.topk", 1, MAX_TOPK))
-    if keys in ({"layer", "channel"}, {"layer", "channel", "position"}):
-        layer = raw["layer"]
-        if not isinstance(layer, str) or not layer:
-            raise SpecError(f"{field_name}.layer", "must be a module name from named_modules()")
-        position = raw.get("position")
-        if position is not None:
-            if not isinstance(position, list) or not position:
-                raise SpecError(f"{field_name}.position", "must be a list of indices, e.g. [y, x]")
-            position = tuple(_int(p, f"{field_name}.position") for p in position)
-        return LayerTarget(layer, _int(raw["channel"], f"{field_name}.channel"), position)
-    raise SpecError(field_name, f"has unknown keys {sorted(keys)}")
+MAP_DTYPES: tuple[str, ...] = ("float16", "float32")
+MAX_SEED = 2**63 - 1
+MAX_RETENTION_S = 365 * 24 * 3600
+MAX_SANITY_SAMPLE = 256
+# Fields of every kind; `inputs`, `dataset` and uploaded `images` are read by the API.
+COMMON_FIELDS: tuple[str, ...] = ("kind", "model", "seed", "retention_s", "notify")
 
 
 def parse_reduce(raw: Any, field_name: str = "reduce") -> str:
@@ -115,180 +42,175 @@ def parse_reduce(raw: Any, field_name: str = "reduce") -> str:
 def parse_outputs(raw: Any, field_name: str = "outputs") -> tuple[str, ...]:
     if raw is None:
         return DEFAULT_OUTPUTS
-    if not isinstance(raw, list) or not raw or any(o not in OUTPUTS for o in raw):
+    if not isinstance(raw, list) or not raw or any(
+        not isinstance(o, str) or o not in OUTPUTS for o in raw
+    ):
         raise SpecError(field_name, f"must be a non-empty subset of {list(OUTPUTS)}")
     return tuple(dict.fromkeys(raw))
 
 
 @dataclass(frozen=True)
-class Preprocessing:
-    """How a decoded image becomes the model's input tensor."""
+class AttributionSpec:
+    """What to compute for every input of an attribution job."""
 
-    input_size: int = 224
-    resize: int = 256
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A registered model: architecture (or an exported program), classes, preprocessing."""
-
-    name: str
-    num_classes: int
-    preprocessing: Preprocessing = field(default_factory=Preprocessing)
-    architecture: str | None = None  # torchvision name, or "timm:<name>"; None for a .pt2 program
-    class_names: tuple[str, ...] | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        out.update(out.pop("preprocessing"))
-        return out
-
-    def class_name(self, index: int) -> str | None:
-        if self.class_names is None or not 0 <= index < len(self.class_names):
-            return None
-        return self.class_names[index]
-
-
-def _floats3(raw: Any, field_name: str) -> tuple[float, float, float]:
-    if (
-        not isinstance(raw, (list, tuple))
-        or len(raw) != 3
-        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw)
-    ):
-        raise SpecError(field_name, "must be a list of 3 numbers (one per RGB channel)")
-    return (float(raw[0]), float(raw[1]), float(raw[2]))
-
-
-def parse_model_spec(raw: Any, *, needs_architecture: bool = True) -> ModelSpec:
-    """Validate a model registration spec; `needs_architecture` is False for a `.pt2` program."""
-    if not isinstance(raw, dict):
-        raise SpecError("spec", "must be a JSON object")
-    allowed = {"name", "architecture", "num_classes", "input_size", "resize", "mean", "std",
-               "class_names"}
-    unknown = set(raw) - allowed
-    if unknown:
-        raise SpecError(sorted(unknown)[0], f"is not a model spec field; known: {sorted(allowed)}")
-    name = raw.get("name")
-    if not isinstance(name, str) or not MODEL_NAME_RE.match(name):
-        raise SpecError("name", "must match [a-z0-9][a-z0-9_.-]{0,63}")
-    architecture = raw.get("architecture")
-    if needs_architecture:
-        if not isinstance(architecture, str) or not architecture:
-            raise SpecError(
-                "architecture", "is required: a torchvision model name or 'timm:<name>'"
-            )
-    elif architecture is not None:
-        raise SpecError("architecture", "must be absent for an exported program (.pt2)")
-    num_classes = _int(raw.get("num_classes"), "num_classes", 1, 100_000)
-    defaults = Preprocessing()
-    input_size = _int(raw.get("input_size", defaults.input_size), "input_size", 8, 4096)
-    resize = _int(raw.get("resize", input_size), "resize", input_size, 8192)
-    mean = _floats3(raw.get("mean", list(defaults.mean)), "mean")
-    std = _floats3(raw.get("std", list(defaults.std)), "std")
-    if any(s <= 0 for s in std):
-        raise SpecError("std", "must be positive")
-    class_names = raw.get("class_names")
-    if class_names is not None:
-        if not isinstance(class_names, (list, tuple)) or not all(
-            isinstance(c, str) for c in class_names
-        ):
-            raise SpecError("class_names", "must be a list of strings")
-        if len(class_names) != num_classes:
-            raise SpecError(
-                "class_names", f"has {len(class_names)} names but num_classes is {num_classes}"
-            )
-        class_names = tuple(class_names)
-    return ModelSpec(
-        name=name,
-        num_classes=num_classes,
-        preprocessing=Preprocessing(input_size, resize, mean, std),
-        architecture=architecture,
-        class_names=class_names,
-    )
-
-
-def model_spec_from_json(raw: dict[str, Any]) -> ModelSpec:
-    """Read back a spec that `ModelSpec.to_json` wrote (already validated when registered)."""
-    return parse_model_spec(
-        {k: v for k, v in raw.items() if v is not None},
-        needs_architecture=raw.get("architecture") is not None,
-    )
-
-
-JOB_SPEC_FIELDS: tuple[str, ...] = ("model", "methods", "target", "reduce", "outputs")
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    """What to compute for every input of a job."""
-
-    model: str
     methods: tuple[MethodSpec, ...] = (MethodSpec("gradient"),)
     target: Target = PREDICTED
     reduce: str = REDUCTIONS[0]
     outputs: tuple[str, ...] = DEFAULT_OUTPUTS
+    map_dtype: str = "float16"  # of the maps of a data-set job's shards
+    write: tuple[str, ...] = ()  # per-item files a data-set job's worker writes
+    sanity_sample: int | None = None  # `"audit": {"sanity": {"sample": n}}`
+
+    FIELDS = ("methods", "target", "reduce", "outputs", "map_dtype", "write", "audit")
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
+        out: dict[str, Any] = {
             "methods": [m.to_json() for m in self.methods],
             "target": self.target.to_json(),
             "reduce": self.reduce,
             "outputs": list(self.outputs),
+            "map_dtype": self.map_dtype,
         }
+        if self.write:
+            out["write"] = list(self.write)
+        if self.sanity_sample is not None:
+            out["audit"] = {"sanity": {"sample": self.sanity_sample}}
+        return out
 
-    def check_model(self, model: ModelSpec) -> None:
-        """Reject targets the model cannot have (layer names are checked by the worker)."""
-        if isinstance(self.target, ClassTarget) and self.target.index >= model.num_classes:
+    def check_model(self, model: ModelSpec,
+                    layer_shapes: dict[str, tuple[int, int, int]] | None = None) -> None:
+        """Reject targets the model cannot have (layers, when their shapes are known)."""
+        target = self.target
+        if isinstance(target, ClassTarget) and target.index >= model.num_classes:
             raise SpecError(
                 "target.class",
                 f"must be below {model.num_classes}, the classes of model {model.name!r}",
             )
-        if isinstance(self.target, TopKTarget) and self.target.k > model.num_classes:
+        if isinstance(target, TopKTarget) and target.k > model.num_classes:
             raise SpecError(
                 "target.topk", f"must be at most {model.num_classes}, the classes of {model.name!r}"
             )
+        if isinstance(target, LayerTarget) and layer_shapes:
+            check_layer(target.layer, target.channel, layer_shapes, "target")
 
 
-def parse_job_spec(raw: Any, *, extra_fields: tuple[str, ...] = ()) -> JobSpec:
-    """Validate a job spec; `extra_fields` are keys the caller handles itself (e.g. `inputs`)."""
+def check_layer(layer: str, channel: int | None, shapes: dict[str, tuple[int, int, int]],
+                field_name: str) -> None:
+    """A layer of known output shape, and a channel within it; errors name the nearest layers."""
+    import difflib
+
+    if layer not in shapes:
+        near = difflib.get_close_matches(layer, list(shapes), n=5, cutoff=0.3)
+        hint = f"; nearest: {', '.join(near)}" if near else ""
+        raise SpecError(f"{field_name}.layer",
+                        f"no layer {layer[:80]!r} with an N×C×H×W output in this model{hint}")
+    if channel is not None and not 0 <= channel < shapes[layer][0]:
+        raise SpecError(f"{field_name}.channel",
+                        f"{channel} is out of range; layer {layer!r} has {shapes[layer][0]} "
+                        "channels")
+
+
+def _parse_audit(raw: Any) -> int | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or set(raw) - {"sanity"}:
+        raise SpecError("audit", 'must be {"sanity": {"sample": n}}')
+    sanity = raw.get("sanity")
+    if sanity is None:
+        return None
+    if not isinstance(sanity, dict) or set(sanity) - {"sample"}:
+        raise SpecError("audit.sanity", 'must be {"sample": n}')
+    return integer(sanity.get("sample", 16), "audit.sanity.sample", 1, MAX_SANITY_SAMPLE)
+
+
+def parse_attribution(raw: dict[str, Any]) -> AttributionSpec:
+    """The attribution fields of a job spec."""
+    map_dtype = raw.get("map_dtype", "float16")
+    if map_dtype not in MAP_DTYPES:
+        raise SpecError("map_dtype", f"must be one of {list(MAP_DTYPES)}")
+    return AttributionSpec(
+        methods=parse_methods(raw.get("methods")),
+        target=parse_target(raw.get("target")),
+        reduce=parse_reduce(raw.get("reduce")),
+        outputs=parse_outputs(raw.get("outputs")),
+        map_dtype=map_dtype,
+        write=parse_outputs(raw["write"], "write") if raw.get("write") else (),
+        sanity_sample=_parse_audit(raw.get("audit")),
+    )
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    """How one kind's fields are named and parsed."""
+
+    fields: tuple[str, ...]
+    parse: Callable[[dict[str, Any]], Any]
+
+
+KIND_SPECS: dict[str, KindSpec] = {
+    "attribution": KindSpec(AttributionSpec.FIELDS, parse_attribution),
+}
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A whole job spec: the common fields and the kind's own (`work`)."""
+
+    kind: str
+    model: str
+    work: Any  # AttributionSpec, or the spec of another kind
+    seed: int = 0
+    retention_s: int | None = None
+    notify: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "model": self.model, "seed": self.seed,
+                               **self.work.to_json()}
+        if self.retention_s is not None:
+            out["retention_s"] = self.retention_s
+        if self.notify is not None:
+            out["notify"] = self.notify
+        return out
+
+
+def parse_job_spec(raw: Any, *, extra_fields: tuple[str, ...] = (),
+                   parse_notify: Callable[[Any], dict[str, Any]] | None = None) -> JobSpec:
+    """Validate a job spec; `extra_fields` are keys the caller handles itself (e.g. `inputs`).
+
+    `parse_notify` validates a completion webhook (the API passes its SSRF-checking parser);
+    without one, `notify` is kept as stored.
+    """
     if not isinstance(raw, dict):
         raise SpecError("spec", "must be a JSON object")
-    unknown = set(raw) - set(JOB_SPEC_FIELDS) - set(extra_fields)
+    kind = raw.get("kind", "attribution")
+    if kind not in KIND_SPECS:
+        raise SpecError("kind", f"must be one of {list(KINDS)}, got {str(kind)[:40]!r}")
+    kind_spec = KIND_SPECS[kind]
+    allowed = set(COMMON_FIELDS) | set(kind_spec.fields) | set(extra_fields)
+    unknown = set(raw) - allowed
     if unknown:
-        known = sorted(JOB_SPEC_FIELDS + extra_fields)
-        raise SpecError(sorted(unknown)[0], f"is not a job spec field; known: {known}")
+        raise SpecError(sorted(map(str, unknown))[0][:80],
+                        f"is not a field of a {kind} job; known: {sorted(allowed)}")
     model = raw.get("model")
     if model is None:
         raise SpecError("model", "is required: the name of a registered model")
     if not isinstance(model, str) or not MODEL_NAME_RE.match(model):
         raise SpecError("model", "must be a registered model's name")
+    retention = raw.get("retention_s")
+    notify = raw.get("notify")
+    if notify is not None and parse_notify is not None:
+        notify = parse_notify(notify)
     return JobSpec(
+        kind=kind,
         model=model,
-        methods=parse_methods(raw.get("methods")),
-        target=parse_target(raw.get("target")),
-        reduce=parse_reduce(raw.get("reduce")),
-        outputs=parse_outputs(raw.get("outputs")),
+        work=kind_spec.parse(raw),
+        seed=integer(raw.get("seed", 0), "seed", 0, MAX_SEED),
+        retention_s=None if retention is None else integer(retention, "retention_s", 60,
+                                                           MAX_RETENTION_S),
+        notify=notify,
     )
 
 
 def job_spec_from_json(raw: dict[str, Any]) -> JobSpec:
     """Read back a spec that `JobSpec.to_json` wrote."""
     return parse_job_spec(raw)
-
-
-def parse_input_uris(raw: Any, field_name: str = "inputs") -> tuple[str, ...]:
-    """The `inputs` of a JSON job: a non-empty list of `{"uri": str}`; returns the URIs."""
-    if not isinstance(raw, list) or not raw:
-        raise SpecError(field_name, 'must be a non-empty list of {"uri": ...} objects')
-    uris = []
-    for i, entry in enumerate(raw):
-        if not isinstance(entry, dict) or set(entry) != {"uri"}:
-            raise SpecError(f"{field_name}[{i}]", 'must be an object {"uri": ...}')
-        uri = entry["uri"]
-        if not isinstance(uri, str) or not uri or len(uri) > 1024:
-            raise SpecError(f"{field_name}[{i}].uri", "must be a non-empty string (<= 1024 chars)")
-        uris.append(uri)
-    return tuple(uris)

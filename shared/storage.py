@@ -1,34 +1,51 @@
 """Object storage behind one small interface: local files (`file://`) or S3 (`s3://`).
 
-Keys are relative, `/`-separated paths such as `t/acme/jobs/<id>/inputs/000000.png`. A missing
-object is always `FileNotFoundError`; any other failure of the backend is `StorageError` (an
-`OSError`, treated as transient by the worker).
+Keys are relative, `/`-separated paths such as `t/acme/jobs/<id>/inputs/000000.png`. Two
+kinds of failure, as the worker and the API treat them:
+- `FileNotFoundError`: no such object (or a folder where an object was expected) — the
+  caller's problem: an item fails, a request is answered 404 or 400;
+- `StorageError` (an `OSError`): the backend is unreachable, refused a write, or is full —
+  transient: a task retries, a request is answered 503.
+Every S3 call has short connect and read timeouts and a bounded number of retries, so a
+stalled backend is an error within seconds, never a hang.
 """
 
 from __future__ import annotations
 
 import os
-import re
+import shutil
 import tempfile
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import urlparse
 
 from shared.settings import Settings
 
-_KEY_RE = re.compile(r"^[A-Za-z0-9_.=+-]+(/[A-Za-z0-9_.=+-]+)*$")
+MAX_KEY_CHARS = 1024
+S3_CONNECT_TIMEOUT_S = 3
+S3_READ_TIMEOUT_S = 10
+S3_MAX_ATTEMPTS = 2
 
 
 class StorageError(OSError):
-    """The storage backend is unreachable or refused an operation."""
+    """The storage backend is unreachable, refused an operation, or is full."""
 
 
 def check_key(key: str) -> str:
-    """A key must be a plain relative path: no `..`, no empty or absolute parts."""
-    if not _KEY_RE.match(key) or any(part in (".", "..") for part in key.split("/")):
-        raise ValueError(f"invalid storage key {key!r}")
+    """A key must be a plain relative path: no `..`, `.`, empty or absolute parts, no control
+    characters."""
+    if (
+        not key
+        or len(key) > MAX_KEY_CHARS
+        or key.startswith("/")
+        or "\\" in key
+        or any(ord(c) < 32 or c == "\x7f" for c in key)
+        or any(part in ("", ".", "..") for part in key.split("/"))
+    ):
+        raise ValueError(f"invalid storage key {key[:100]!r}")
     return key
 
 
@@ -40,11 +57,16 @@ class Storage(ABC):
         """Write (or overwrite) one object."""
 
     @abstractmethod
+    def put_stream(self, key: str, stream: BinaryIO, content_type: str | None = None) -> None:
+        """Write one object from a file object, without holding it in memory."""
+
+    @abstractmethod
     def get(self, key: str) -> bytes:
         """Read one object; `FileNotFoundError` if there is none."""
 
     @abstractmethod
-    def exists(self, key: str) -> bool: ...
+    def get_range(self, key: str, start: int, stop: int) -> bytes:
+        """Bytes `start` to `stop` (exclusive) of one object."""
 
     @abstractmethod
     def delete(self, key: str) -> None:
@@ -52,7 +74,7 @@ class Storage(ABC):
 
     @abstractmethod
     def list(self, prefix: str = "") -> Iterator[str]:
-        """Every key starting with `prefix`."""
+        """Every key starting with `prefix`, in key order."""
 
     @abstractmethod
     def uri(self, key: str) -> str:
@@ -70,6 +92,23 @@ class Storage(ABC):
     def check(self) -> None:
         """Raise `StorageError` unless the storage is reachable (readiness probe)."""
 
+    def exists(self, key: str) -> bool:
+        try:
+            self.get_range(key, 0, 1)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Remove every object under `prefix` (which must end with `/`); returns how many."""
+        if not prefix.endswith("/"):
+            raise ValueError("a prefix to delete must end with '/'")
+        n = 0
+        for key in list(self.list(prefix)):
+            self.delete(key)
+            n += 1
+        return n
+
 
 class FileStorage(Storage):
     """A directory on local disk; writes are atomic (temporary file, then rename)."""
@@ -78,39 +117,99 @@ class FileStorage(Storage):
         self.root = Path(root).absolute()
 
     def _path(self, key: str) -> Path:
-        return self.root / check_key(key)
+        path = self.root / check_key(key)
+        real, root = os.path.realpath(path), os.path.realpath(self.root)
+        if real != root and not real.startswith(root + os.sep):
+            raise FileNotFoundError(f"{key!r} leads out of {self.root} (a symbolic link)")
+        return path
 
-    def put(self, key: str, data: bytes, content_type: str | None = None) -> None:
+    def _write(self, key: str, write) -> None:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        except OSError as e:
+            raise StorageError(f"cannot write {key!r} under {self.root}: {e}") from e
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(data)
+                write(f)
             os.replace(tmp, path)
+        except OSError as e:
+            Path(tmp).unlink(missing_ok=True)
+            raise StorageError(f"cannot write {key!r} under {self.root}: {e}") from e
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
 
+    def put(self, key: str, data: bytes, content_type: str | None = None) -> None:
+        self._write(key, lambda f: f.write(data))
+
+    def put_stream(self, key: str, stream: BinaryIO, content_type: str | None = None) -> None:
+        self._write(key, lambda f: shutil.copyfileobj(stream, f, 1 << 20))
+
+    def _read(self, key: str, start: int = 0, stop: int | None = None) -> bytes:
+        path = self._path(key)
+        try:
+            with open(path, "rb") as f:
+                f.seek(start)
+                return f.read() if stop is None else f.read(max(0, stop - start))
+        except (IsADirectoryError, NotADirectoryError):
+            raise FileNotFoundError(f"{key!r} is a folder, not a file") from None
+        except PermissionError:
+            raise FileNotFoundError(f"{key!r} is not readable by the service") from None
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no object {key!r}") from None
+        except OSError as e:
+            raise StorageError(f"cannot read {key!r} under {self.root}: {e}") from e
+
     def get(self, key: str) -> bytes:
-        return self._path(key).read_bytes()
+        return self._read(key)
+
+    def get_range(self, key: str, start: int, stop: int) -> bytes:
+        return self._read(key, start, stop)
 
     def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
+        try:
+            return self._path(key).is_file()
+        except FileNotFoundError:
+            return False
 
     def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        try:
+            self._path(key).unlink(missing_ok=True)
+        except IsADirectoryError:
+            return
+        except OSError as e:
+            raise StorageError(f"cannot delete {key!r}: {e}") from e
+
+    def _walk(self, directory: Path, rel: str) -> Iterator[str]:
+        """Keys under `directory` in key order (a folder sorts as its name plus `/`)."""
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            return
+        named = sorted(((e.name + "/" if e.is_dir(follow_symlinks=False) else e.name), e)
+                       for e in entries if not e.name.startswith(".tmp-"))
+        for name, entry in named:
+            if name.endswith("/"):
+                yield from self._walk(Path(entry.path), rel + name)
+            elif entry.is_file():
+                yield rel + name
 
     def list(self, prefix: str = "") -> Iterator[str]:
-        if not self.root.is_dir():
-            return
-        for dirpath, _, filenames in os.walk(self.root):
-            for name in filenames:
-                if name.startswith(".tmp-"):
-                    continue
-                key = Path(dirpath, name).relative_to(self.root).as_posix()
-                if key.startswith(prefix):
-                    yield key
+        base = prefix.rpartition("/")[0]
+        start = self.root / base if base else self.root
+        for key in self._walk(start, base + "/" if base else ""):
+            if key.startswith(prefix):
+                yield key
+
+    def delete_prefix(self, prefix: str) -> int:
+        if not prefix.endswith("/"):
+            raise ValueError("a prefix to delete must end with '/'")
+        path = self._path(prefix.rstrip("/"))
+        n = sum(1 for _ in self.list(prefix))
+        shutil.rmtree(path, ignore_errors=True)
+        return n
 
     def uri(self, key: str) -> str:
         return self._path(key).as_uri()
@@ -118,7 +217,10 @@ class FileStorage(Storage):
     def key_for_uri(self, uri: str) -> str:
         if not uri.startswith("file://"):
             raise ValueError("must be a file:// URI inside the configured storage")
-        path = Path(urlparse(uri).path).absolute()
+        parsed = urlparse(uri)
+        if parsed.netloc not in ("", "localhost"):
+            raise ValueError("must be a file:///absolute/path URI")
+        path = Path(parsed.path).absolute()
         try:
             return check_key(path.relative_to(self.root).as_posix())
         except ValueError:
@@ -128,9 +230,9 @@ class FileStorage(Storage):
         return None
 
     def check(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
         probe = self.root / f".tmp-ready-{uuid.uuid4().hex}"
         try:
+            self.root.mkdir(parents=True, exist_ok=True)
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as e:
@@ -163,7 +265,9 @@ class S3Storage(Storage):
             endpoint_url=endpoint_url,
             region_name=session.region_name or "us-east-1",
             config=Config(
-                retries={"max_attempts": 3, "mode": "standard"},
+                connect_timeout=S3_CONNECT_TIMEOUT_S,
+                read_timeout=S3_READ_TIMEOUT_S,
+                retries={"max_attempts": S3_MAX_ATTEMPTS, "mode": "standard"},
                 signature_version="s3v4",
                 s3={"addressing_style": "path"} if endpoint_url else {},
             ),
@@ -182,6 +286,9 @@ class S3Storage(Storage):
             code = e.response.get("Error", {}).get("Code", "")
             if code in ("NoSuchKey", "404", "NotFound"):
                 raise FileNotFoundError(f"no object {key!r} in s3://{self.bucket}") from None
+            if code in ("AccessDenied", "403") and fn.__name__ in ("get_object", "head_object"):
+                raise FileNotFoundError(f"{key!r} in s3://{self.bucket} is not readable by the "
+                                        "service") from None
             raise StorageError(f"S3 {code or 'error'} on {key!r}: {e}") from e
         except BotoCoreError as e:
             raise StorageError(f"S3 unreachable ({key!r}): {e}") from e
@@ -190,8 +297,23 @@ class S3Storage(Storage):
         extra = {"ContentType": content_type} if content_type else {}
         self._call(key, self.client.put_object, Key=self._full(key), Body=data, **extra)
 
+    def put_stream(self, key: str, stream: BinaryIO, content_type: str | None = None) -> None:
+        extra = {"ExtraArgs": {"ContentType": content_type}} if content_type else {}
+
+        def upload(Bucket: str, **kw):  # noqa: N803 - boto3's own argument name
+            return self.client.upload_fileobj(stream, Bucket, **kw)
+
+        self._call(key, upload, Key=self._full(key), **extra)
+
     def get(self, key: str) -> bytes:
         response = self._call(key, self.client.get_object, Key=self._full(key))
+        return response["Body"].read()
+
+    def get_range(self, key: str, start: int, stop: int) -> bytes:
+        if stop <= start:
+            return b""
+        response = self._call(key, self.client.get_object, Key=self._full(key),
+                              Range=f"bytes={start}-{stop - 1}")
         return response["Body"].read()
 
     def exists(self, key: str) -> bool:
@@ -216,6 +338,21 @@ class S3Storage(Storage):
             if not page.get("IsTruncated"):
                 return
             token = page["NextContinuationToken"]
+
+    def delete_prefix(self, prefix: str) -> int:
+        if not prefix.endswith("/"):
+            raise ValueError("a prefix to delete must end with '/'")
+        keys, n = [], 0
+        for key in self.list(prefix):
+            keys.append({"Key": self._full(key)})
+            if len(keys) == 1000:
+                n += self._delete_batch(prefix, keys)
+                keys = []
+        return n + (self._delete_batch(prefix, keys) if keys else 0)
+
+    def _delete_batch(self, prefix: str, keys: list[dict[str, str]]) -> int:
+        self._call(prefix, self.client.delete_objects, Delete={"Objects": keys, "Quiet": True})
+        return len(keys)
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._full(key)}"
@@ -253,3 +390,19 @@ def make_storage(settings: Settings) -> Storage:
         return S3Storage(bucket, prefix, settings.s3_endpoint_url,
                          settings.s3_public_endpoint_url)
     raise ValueError(f"STORAGE_URL={url!r} must start with file:// or s3://")
+
+
+def iter_lines(storage: Storage, key: str, block: int = 8 << 20) -> Iterator[bytes]:
+    """The lines of an object, read in ranged blocks: a manifest of any size is streamed,
+    never held in memory whole."""
+    offset, rest = 0, b""
+    while True:
+        data = storage.get_range(key, offset, offset + block)
+        offset += len(data)
+        lines = (rest + data).split(b"\n")
+        rest = lines.pop()
+        yield from lines
+        if len(data) < block:
+            break
+    if rest:
+        yield rest

@@ -1,22 +1,36 @@
-"""Task names and the Celery configuration both sides share.
+"""Task names, queues and the Celery configuration both sides share, and sending chunks.
 
 The API sends tasks by name (`send_task`) with a Celery app that registers no tasks, so it
-never imports the worker (nor torch). Task arguments are small JSON: a job id and the range of
-item indices one task processes. A job is split into chunks of `SALIENCY_CHUNK_SIZE` items at
-submit time, so its chunks spread over every worker and KEDA sees the work in the queue.
+never imports the worker (nor torch). Task arguments are small JSON: ids and indices. Chunks
+go to the `saliency` queue a window at a time (`shared.fairqueue`); the job's control tasks
+(planning, finalizing, validating a model, webhooks) and the periodic ones go to
+`saliency.control`, which every worker also consumes.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import redis
 from celery import Celery
 
+from shared.fairqueue import FairQueue
 from shared.settings import Settings
 
 QUEUE = "saliency"
-RUN_CHUNK = "saliency.run_chunk"
-RUN_JOB = "saliency.run_job"  # before chunks: one task per job; still accepted, and split
+CONTROL_QUEUE = "saliency.control"
+QUEUES = (CONTROL_QUEUE, QUEUE)
+
+RUN_CHUNK = "saliency.run_chunk"  # (job_id, start)
+PLAN = "saliency.plan"  # (job_id): stream a data set into chunks
+NEXT_PHASE = "saliency.next_phase"  # (job_id): start the next phase, or finalize
+VALIDATE_MODEL = "saliency.validate_model"  # (tenant, name)
+DELIVER_WEBHOOK = "saliency.deliver_webhook"  # (job_id, event, attempt)
+RECONCILE = "saliency.reconcile"  # periodic
+SWEEP = "saliency.sweep"  # periodic: expired jobs
+PING = "saliency.ping"  # (worker name): proves a worker still consumes its queues
+
+CONTROL_TASKS = (PLAN, NEXT_PHASE, VALIDATE_MODEL, DELIVER_WEBHOOK, RECONCILE, SWEEP)
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -26,43 +40,53 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_connection_retry_on_startup": True,
         # Celery's Redis transport redelivers a task unacknowledged for this long; the task's
         # hard time limit is below it (checked by Settings), so the first copy is dead by then.
+        # Lost chunks are found far sooner by their leases (`worker.reconciler`).
         "broker_transport_options": {"visibility_timeout": settings.visibility_timeout_s},
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],
         "task_ignore_result": True,
         "task_default_queue": QUEUE,
-        "task_routes": {RUN_CHUNK: {"queue": QUEUE}, RUN_JOB: {"queue": QUEUE}},
+        "task_routes": {RUN_CHUNK: {"queue": QUEUE},
+                        **{name: {"queue": CONTROL_QUEUE} for name in CONTROL_TASKS}},
         "enable_utc": True,
     }
 
 
 def make_sender(settings: Settings) -> Celery:
     """A Celery app that only sends tasks by name."""
-    app = Celery("saliency-api", set_as_current=False)
+    app = Celery("saliency-sender", set_as_current=False)
     app.conf.update(celery_config(settings))
     return app
 
 
-def chunks(total: int, size: int) -> list[tuple[int, int]]:
-    """The `[start, stop)` ranges of `size` items that cover `total` items (one for 0 items)."""
-    return [(start, min(start + size, total)) for start in range(0, total, size)] or [(0, 0)]
+def chunk_ranges(total: int, size: int) -> list[tuple[int, int]]:
+    """The `[start, stop)` ranges of `size` items that cover `total` items."""
+    return [(start, min(start + size, total)) for start in range(0, total, size)]
 
 
-def send_chunks(sender: Celery, job_id: str, total: int, size: int) -> int:
-    """Enqueue one `run_chunk` task per chunk of the job, over one connection; returns how many.
+def pump(sender: Celery, fair: FairQueue) -> int:
+    """Send the next chunks, round-robin across tenants, up to the window; returns how many.
 
-    Each `send_task` is one LPUSH; sharing the producer saves the connection round trips, so a
-    100,000-item job (1,563 tasks of 64) is enqueued in a fraction of a second.
+    A chunk taken from the ready lists but not sent (the broker failed) stays `sent` in the
+    ledger; the reconciler sends it again.
     """
-    ranges = chunks(total, size)
-    with sender.producer_or_acquire() as producer:
-        for start, stop in ranges:
-            sender.send_task(RUN_CHUNK, args=[job_id, start, stop], queue=QUEUE,
-                             producer=producer)
-    return len(ranges)
+    refs = fair.pop()
+    if refs:
+        with sender.producer_or_acquire() as producer:
+            for job_id, start in refs:
+                sender.send_task(RUN_CHUNK, args=[job_id, start], queue=QUEUE,
+                                 producer=producer)
+    return len(refs)
 
 
-def queue_depth(redis_client: Any) -> int:
-    """Tasks waiting in the queue (Celery's Redis transport keeps them in a list per queue)."""
-    return int(redis_client.llen(QUEUE))
+def send_control(sender: Celery, name: str, *args: Any, countdown: float | None = None) -> None:
+    sender.send_task(name, args=list(args), queue=CONTROL_QUEUE, countdown=countdown)
+
+
+def queue_depth(client: redis.Redis, fair: FairQueue) -> int:
+    """Work waiting: tasks in Celery's queues plus chunks in the tenants' ready lists."""
+    pipe = client.pipeline(transaction=False)
+    for queue in QUEUES:
+        pipe.llen(queue)
+    return int(sum(pipe.execute())) + fair.depth()

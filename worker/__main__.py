@@ -1,36 +1,44 @@
-"""`python -m worker [celery worker options]`: register built-in models, then consume jobs."""
+"""`python -m worker [celery worker options]`: consume jobs; `python -m worker beat`: the one
+scheduler process (the reconciler, the retention sweep and webhook retries run on it)."""
 
 from __future__ import annotations
 
-import multiprocessing
+import os
+import socket
 import sys
 
 from shared.logs import configure_logging
 from shared.settings import Settings
-from shared.taskqueue import QUEUE
-from worker.builtin import BUILTIN_MODELS
-from worker.celery_app import make_celery
+from shared.taskqueue import QUEUES
+from worker.celery_app import make_celery, own_queue
+
+
+def _hostname(argv: list[str]) -> str:
+    """The worker's name as Celery will expand it (`--hostname`, `%h` for the host)."""
+    for i, arg in enumerate(argv):
+        if arg.startswith("--hostname="):
+            name = arg.split("=", 1)[1]
+        elif arg in ("--hostname", "-n") and i + 1 < len(argv):
+            name = argv[i + 1]
+        else:
+            continue
+        return name.replace("%h", socket.gethostname()).replace("%n", socket.gethostname())
+    return f"celery@{socket.gethostname()}"
 
 
 def main(argv: list[str]) -> None:
     settings = Settings.from_env()
     configure_logging(settings)
-    if settings.builtin_models and BUILTIN_MODELS:
-        # In a spawned child: the Celery parent forks its pool and must not have imported torch.
-        # The target must live in an importable module: spawn cannot find functions of a
-        # package's __main__ (multiprocessing skips re-importing `worker.__main__`).
-        from worker.pipeline import register_builtins
-
-        proc = multiprocessing.get_context("spawn").Process(target=register_builtins,
-                                                            args=(settings,))
-        proc.start()
-        proc.join()
-        if proc.exitcode != 0:
-            sys.exit("registering the built-in models failed")
     app = make_celery(settings)
     # In JSON mode every line is a log record: no start-up banner on stdout.
     quiet = ["--quiet"] if settings.log_format == "json" else []
-    app.worker_main([*quiet, "worker", "--queues", QUEUE, "--concurrency", "1",
+    if argv[:1] == ["beat"]:
+        app.start(["beat", "--loglevel", "INFO", *quiet, *argv[1:]])
+        return
+    if not any(a.startswith("--hostname") or a == "-n" for a in argv):
+        argv = [*argv, "--hostname", f"worker-{os.getpid()}@%h"]
+    queues = ",".join([*QUEUES, own_queue(_hostname(argv))])
+    app.worker_main([*quiet, "worker", "--queues", queues, "--concurrency", "1",
                      "--loglevel", "INFO", "--without-gossip", "--without-mingle", *argv])
 
 

@@ -1,26 +1,39 @@
-"""The worker's Celery app: JSON only, late acks, one task at a time per process.
+"""The worker's Celery app: JSON only, late acks, one task at a time per process, the periodic
+tasks (run by the one `beat` process), and a watchdog that restarts a worker that stopped
+consuming.
 
-Two signal handlers: `setup_logging` hands logging to `shared.logs` (so Celery does not set up
-its own, and `SALIENCY_LOG_FORMAT=json` covers Celery's records too), and `worker_process_init`
-warms the pool child before its first task.
+Signal handlers: `setup_logging` hands logging to `shared.logs`; `celeryd_init` learns the
+worker's name; `worker_process_init` warms the pool child and starts its liveness heartbeat;
+`worker_ready` starts the watchdog in the main process.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import threading
 import time
+from pathlib import Path
 
 from celery import Celery, signals
 
 from shared.logs import configure_logging
+from shared.redisio import WORKERS, connect, now_ms
 from shared.settings import Settings
-from shared.taskqueue import celery_config
-from worker.tasks import register_tasks
+from shared.taskqueue import PING, RECONCILE, SWEEP, celery_config
+from worker.tasks import PONG_KEY, register_tasks
 
 log = logging.getLogger(__name__)
 # Importing torch and torch._dynamo in a fresh child takes seconds on a busy machine: far more
 # than Celery's default 4 s wait for a new pool process to report for work.
 PROCESS_START_TIMEOUT_S = 300
+_worker_name = {"name": f"worker-{os.getpid()}"}
+
+
+def own_queue(worker: str) -> str:
+    """The queue only this worker consumes: its liveness pings go there."""
+    return f"saliency.w.{worker}"
 
 
 def make_celery(settings: Settings | None = None) -> Celery:
@@ -28,46 +41,103 @@ def make_celery(settings: Settings | None = None) -> Celery:
     app = Celery("saliency-worker", set_as_current=False)
     app.conf.update(celery_config(settings))
     app.conf.update(
+        saliency_settings=settings,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_time_limit=settings.task_time_limit_s,
+        task_soft_time_limit=max(1, settings.task_time_limit_s
+                                 - min(60, settings.task_time_limit_s // 10)),
         worker_cancel_long_running_tasks_on_connection_loss=True,
         worker_hijack_root_logger=False,
         worker_proc_alive_timeout=PROCESS_START_TIMEOUT_S,
+        beat_schedule={
+            "reconcile": {"task": RECONCILE, "schedule": float(settings.reconcile_every_s)},
+            "sweep": {"task": SWEEP, "schedule": float(settings.reconcile_every_s)},
+        },
+        beat_schedule_filename=str(Path(settings.data_dir, "celerybeat-schedule").absolute()),
     )
-    register_tasks(app, settings)
+    register_tasks(app)
 
     def setup_logging(**_) -> None:
         configure_logging(settings)
 
+    def named(sender=None, **_) -> None:
+        _worker_name["name"] = str(sender)
+
     def warm_up(**_) -> None:
-        warm_process(settings)
+        warm_process(settings, app)
+
+    def ready(sender=None, **_) -> None:
+        threading.Thread(target=watchdog, args=(app, settings, _worker_name["name"]),
+                         name="watchdog", daemon=True).start()
 
     # weak=False: the receivers are closures that would otherwise be collected at once.
     signals.setup_logging.connect(setup_logging, weak=False)
+    signals.celeryd_init.connect(named, weak=False)
     signals.worker_process_init.connect(warm_up, weak=False)
+    signals.worker_ready.connect(ready, weak=False)
     return app
 
 
-def warm_process(settings: Settings) -> None:
-    """Pay a pool child's one-time costs before its first task rather than during it.
+def warm_process(settings: Settings, app: Celery) -> None:
+    """Pay a pool child's one-time costs before its first task rather than during it, and
+    start its liveness heartbeat (the fair queue sends twice as many chunks as live workers).
 
-    The allocator is told to keep freed memory (see `worker.allocator`); the pipeline
-    context opens the connections and imports torch and the model code (torchvision, timm).
+    The allocator is told to keep freed memory (see `worker.allocator`); the context opens
+    the connections and imports torch and the model code (torchvision, timm).
     `torch._dynamo` is imported explicitly: anything decorated with `torch._disable_dynamo`
     imports it on first use, about 4 s on a 2-core VM that the first job would otherwise
     wait for. The first task then pays only for its model.
     """
     start = time.perf_counter()
-    from worker import pipeline
     from worker.allocator import keep_freed_memory
+    from worker.context import context
 
     keep_freed_memory()
-
-    pipeline.context(settings)
+    ctx = context(settings, app)
     import torch
     import torch._dynamo  # noqa: F401
 
+    name = _worker_name["name"]
+
+    def heartbeat() -> None:
+        while True:
+            try:
+                ctx.redis.zadd(WORKERS, {name: now_ms()})
+            except OSError as e:
+                log.warning("liveness heartbeat failed: %s", e)
+            time.sleep(max(1.0, settings.lease_s / 3))
+
+    threading.Thread(target=heartbeat, name="liveness", daemon=True).start()
     log.info("worker process warmed up in %.1f s (torch threads: %d intra-op, %d inter-op)",
              time.perf_counter() - start, torch.get_num_threads(), torch.get_num_interop_threads())
+
+
+def watchdog(app: Celery, settings: Settings, worker: str) -> None:
+    """In the main process: every lease, send a ping to this worker's own queue; if an idle
+    worker has not answered for three leases, it no longer consumes (a broker reconnect can
+    leave Celery so, celery#8091): stop it, so that its supervisor starts a fresh one."""
+    from celery.worker import state
+
+    client = connect(settings.redis_url)
+    period = float(settings.lease_s)
+    sent_at = time.time()
+    while True:
+        time.sleep(period)
+        try:
+            app.send_task(PING, args=[worker], queue=own_queue(worker))
+            pong = client.get(PONG_KEY + worker)
+        except OSError as e:
+            log.warning("watchdog: broker unreachable: %s", e)
+            continue
+        answered = pong is not None and int(pong) / 1000 >= sent_at
+        if answered:
+            sent_at = time.time()
+        elif not state.active_requests and time.time() - sent_at > 3 * period:
+            log.error("watchdog: no ping answered for %.0f s while idle; the worker stopped "
+                      "consuming: restarting it", time.time() - sent_at)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        elif state.active_requests:
+            sent_at = time.time()  # busy: pings wait behind the running task

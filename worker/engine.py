@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from shared.errors import UnsupportedModelError
-from shared.specs import PREDICTED, LayerTarget, Target
+from shared.targets import PREDICTED, LayerTarget, Target
 from worker.methods import BackwardRule, get_rule
 from worker.relu_override import RuleSwitch, count_rectifiers, override_rectifiers
 from worker.targets import LayerTaps, seed_gradients, select
@@ -62,6 +62,7 @@ class ImageResult:
     predicted_class: int
     score: float
     maps: list[AttributionMap]
+    probs: np.ndarray  # the softmax vector (float32), e.g. for the probability of a label
 
 
 @dataclass(frozen=True)
@@ -117,8 +118,12 @@ class Engine:
         images: torch.Tensor,
         methods: Sequence[str] = ("gradient",),
         targets: Target | Sequence[Target] = PREDICTED,
+        seeds: Sequence[int] | None = None,
     ) -> BatchResult:
-        """Maps of `images` (N×C×H×W, preprocessed) for each method and each image's target."""
+        """Maps of `images` (N×C×H×W, preprocessed) for each method and each image's target.
+
+        `seeds` are the images' item seeds, for methods that draw random numbers (none of
+        these three do)."""
         rules = [get_rule(name) for name in dict.fromkeys(methods)]
         if not rules:
             raise ValueError("at least one method is required")
@@ -146,6 +151,7 @@ class Engine:
         self._check_rules(rules, switch, overridden, escaped)
 
         probs = logits.detach().float().softmax(dim=1)
+        probs_np = probs.cpu().numpy()
         scores, predicted = probs.max(dim=1)
         selections = select(per_image, logits.detach())
         ranks = max(len(s) for s in selections)
@@ -153,9 +159,9 @@ class Engine:
         for m, rule in enumerate(rules):
             switch.rule = rule
             for rank in range(ranks):
-                outputs, seeds = seed_gradients(selections, rank, logits, activations)
+                outputs, seed_grads = seed_gradients(selections, rank, logits, activations)
                 last = m == len(rules) - 1 and rank == ranks - 1
-                (grad,) = torch.autograd.grad(outputs, x, seeds, retain_graph=not last)
+                (grad,) = torch.autograd.grad(outputs, x, seed_grads, retain_graph=not last)
                 values = grad.detach().float().cpu().numpy()
                 for i, chosen in enumerate(selections):
                     if rank < len(chosen):
@@ -167,7 +173,8 @@ class Engine:
         }
         return BatchResult(
             images=[
-                ImageResult(int(predicted[i]), float(scores[i]), maps[i]) for i in range(n)
+                ImageResult(int(predicted[i]), float(scores[i]), maps[i], probs_np[i])
+                for i in range(n)
             ],
             coverage=coverage,
         )

@@ -1,8 +1,9 @@
 """Building registered models from local files, their preprocessing, and the engine cache.
 
 Weights are data: safetensors, or a state dict read with `torch.load(weights_only=True)`;
-never an arbitrary pickle. An exported program (`.pt2`) is code and is loaded with
-`torch.export.load`. Nothing is ever downloaded.
+never an arbitrary pickle. An exported program (`.pt2`) is a graph of tensor operations,
+loaded with `torch.export.load` only after the archive is checked to need no unpickling
+(`load_program`). Nothing is ever downloaded.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from PIL import Image
 from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
+from shared.artifacts import check_pt2, sample_input_names
 from shared.errors import InputError
-from shared.specs import ModelSpec, Preprocessing
+from shared.modelspec import TIMM_PREFIX, ModelSpec, Preprocessing
 from worker.engine import Engine
 
-TIMM_PREFIX = "timm:"
 # torchvision builders that would otherwise warn about their default initialisation; the
 # initialisation is overwritten by the loaded weights anyway.
 _SKIP_INIT = {"googlenet", "inception_v3"}
@@ -93,13 +94,68 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], architecture:
     model.load_state_dict(state, strict=True)
 
 
+def load_program(artifact: Path) -> nn.Module:
+    """An exported program's module, refusing any archive that would unpickle something.
+
+    `check_pt2` refuses pickled payloads and custom objects; the sample inputs, which
+    `torch.export.load` reads with a fallback to `weights_only=False`, must load here with
+    `weights_only=True`, so that fallback can never be taken.
+    """
+    import io
+    import zipfile
+
+    with open(artifact, "rb") as f:
+        check_pt2(f)
+        f.seek(0)
+        members = sample_input_names(f)
+        f.seek(0)
+        with zipfile.ZipFile(f) as archive:
+            for name in members:
+                try:
+                    torch.load(io.BytesIO(archive.read(name)), weights_only=True)
+                except Exception as exc:  # torch raises several kinds for an unsafe pickle
+                    raise InputError(f"program: sample inputs {name} are not plain tensors "
+                                     f"({type(exc).__name__})") from None
+    try:
+        return torch.export.load(str(artifact)).module()
+    except Exception as exc:  # torch.export raises many kinds of errors for a bad archive
+        raise InputError(f"program: not a loadable torch.export archive ({exc})") from None
+
+
+def check_weight_shapes(spec: ModelSpec, artifact: Path) -> None:
+    """Compare the weights file's header with the architecture built on the meta device,
+    which allocates nothing: weights that do not fit are refused before any real tensor is
+    made (a 10-byte file cannot make the worker build a 1.7 GB classifier)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(artifact), framework="pt") as f:
+            shapes = {name: list(f.get_slice(name).get_shape()) for name in f.keys()}
+    except (SafetensorError, OSError) as exc:
+        raise InputError(f"weights: not a readable safetensors file ({exc})") from None
+    with torch.device("meta"):
+        expected = build_architecture(spec.architecture, spec.num_classes).state_dict()
+    missing = sorted(set(expected) - set(shapes))
+    unexpected = sorted(set(shapes) - set(expected))
+    wrong = sorted(f"{k} {shapes[k]} (expected {list(expected[k].shape)})"
+                   for k in set(shapes) & set(expected) if shapes[k] != list(expected[k].shape))
+    if missing or unexpected or wrong:
+        problems = [
+            f"{label}: {', '.join(names[:5])}" + (" ..." if len(names) > 5 else "")
+            for label, names in (("missing", missing), ("unexpected", unexpected),
+                                 ("wrong shape", wrong))
+            if names
+        ]
+        raise InputError(f"weights do not fit architecture {spec.architecture!r}: "
+                         + "; ".join(problems))
+
+
 def build_model(spec: ModelSpec, artifact: Path) -> nn.Module:
     """The model a spec describes, from its weights file or its exported program."""
     if spec.architecture is None:
-        try:
-            return torch.export.load(str(artifact)).module()
-        except Exception as exc:  # torch.export raises many kinds of errors for a bad archive
-            raise InputError(f"program: not a loadable torch.export archive ({exc})") from None
+        return load_program(artifact)
+    if artifact.suffix == ".safetensors":
+        check_weight_shapes(spec, artifact)
     model = build_architecture(spec.architecture, spec.num_classes)
     load_weights(model, read_state_dict(artifact), spec.architecture)
     return model

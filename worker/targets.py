@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from shared.errors import TargetError
-from shared.specs import ClassTarget, LayerTarget, PredictedTarget, Target, TopKTarget
+from shared.targets import ClassTarget, LayerTarget, PredictedTarget, Target, TopKTarget
 
 _wanted: ContextVar[dict[str, torch.Tensor | None] | None] = ContextVar("_wanted", default=None)
 

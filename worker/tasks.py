@@ -1,76 +1,100 @@
-"""The Celery tasks: thin, like views; `worker.pipeline` does the work.
+"""The Celery tasks: thin, like views; `worker.runner` and friends do the work.
 
-A job arrives as chunks, `run_chunk(job_id, start, stop)`, so its items spread over every
-worker. Reliability is declared here: acknowledged late (a lost worker's chunk is redelivered
-and resumes where the first copy stopped), a hard time limit below the broker's visibility
-timeout, retries with backoff for transient errors only, and a cap on attempts per chunk.
+Reliability is declared here and in `worker.celery_app`: chunk tasks are acknowledged late
+and rejected on a lost worker (the broker redelivers them), and every task body is guarded
+by a lease of its own (`shared.chunks`), so a redelivered or duplicated task does nothing
+while another copy holds the work, and the reconciler restarts what a lost worker held long
+before the broker's visibility timeout.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-import redis
 from celery import Celery, Task
-from celery.exceptions import SoftTimeLimitExceeded
 
-from shared.settings import Settings
-from shared.taskqueue import QUEUE, RUN_CHUNK, RUN_JOB, send_chunks
+from shared.redisio import now_ms
+from shared.taskqueue import (
+    DELIVER_WEBHOOK,
+    NEXT_PHASE,
+    PING,
+    PLAN,
+    RECONCILE,
+    RUN_CHUNK,
+    SWEEP,
+    VALIDATE_MODEL,
+)
+from worker.context import WorkerContext, context
 
 log = logging.getLogger(__name__)
-TRANSIENT = (OSError, redis.ConnectionError, redis.TimeoutError)
+PONG_KEY = "saliency:pong:"
 
 
-def register_tasks(app: Celery, settings: Settings) -> None:
-    soft_limit = max(1, settings.task_time_limit_s - min(60, settings.task_time_limit_s // 10))
+def _ctx(task: Task) -> WorkerContext:
+    return context(task.app.conf["saliency_settings"], task.app)
 
-    @app.task(
-        name=RUN_CHUNK,
-        bind=True,
-        acks_late=True,
-        reject_on_worker_lost=True,
-        time_limit=settings.task_time_limit_s,
-        soft_time_limit=soft_limit,
-        max_retries=settings.max_attempts - 1,
-        ignore_result=True,
-    )
-    def run_chunk(self: Task, job_id: str, start: int, stop: int) -> None:
-        from worker import pipeline
 
-        ctx = pipeline.context(settings)
-        worker = self.request.hostname
-        if ctx.store.begin_run(job_id, start) > settings.max_attempts:
-            # This chunk's runs died that often (a worker killed mid-chunk each time).
-            pipeline.fail_items(ctx, job_id, start, stop,
-                                f"the worker was lost {settings.max_attempts} times", worker)
-            ctx.store.end_run(job_id, start)
-            return
-        try:
-            # Half the time limit per run; a long chunk continues in a fresh task.
-            complete = pipeline.run_chunk(ctx, job_id, start, stop,
-                                          budget_s=settings.task_time_limit_s / 2, worker=worker)
-        except SoftTimeLimitExceeded:
-            pipeline.fail_job(ctx, job_id, "the job exceeded the task time limit")
-            complete = True
-        except TRANSIENT as e:
-            if isinstance(e, FileNotFoundError) or self.request.retries >= self.max_retries:
-                pipeline.fail_job(ctx, job_id, f"gave up: {type(e).__name__}: {e}")
-                return
-            log.warning("job %s [%d:%d]: transient error, retrying: %s", job_id, start, stop, e)
-            raise self.retry(exc=e, countdown=min(2**self.request.retries, 30)) from e
-        except Exception as e:
-            pipeline.fail_job(ctx, job_id, f"internal error: {type(e).__name__}: {e}")
-            raise
-        finally:
-            ctx.store.end_run(job_id, start)
-        if not complete:
-            app.send_task(RUN_CHUNK, args=[job_id, start, stop], queue=QUEUE)
+def run_chunk(self: Task, job_id: str, start: int) -> None:
+    from worker import runner
 
-    @app.task(name=RUN_JOB, acks_late=True, ignore_result=True)
-    def run_job(job_id: str) -> None:
-        """A whole-job task queued before jobs were chunked: split it into chunks now."""
-        from worker import pipeline
+    runner.run_chunk(_ctx(self), job_id, int(start), self.request.hostname or "worker")
 
-        job = pipeline.context(settings).store.get_job(job_id)
-        if job is not None and not job.status.is_final:
-            send_chunks(app, job_id, job.total, settings.chunk_size)
+
+def plan(self: Task, job_id: str) -> None:
+    from worker import runner
+
+    runner.plan(_ctx(self), job_id)
+
+
+def next_phase(self: Task, job_id: str) -> None:
+    from worker import runner
+
+    runner.advance(_ctx(self), job_id)
+
+
+def validate_model(self: Task, tenant: str, name: str) -> None:
+    from worker import runner
+
+    runner.validate(_ctx(self), tenant, name)
+
+
+def reconcile(self: Task) -> None:
+    from worker.reconciler import reconcile as run
+
+    run(_ctx(self))
+
+
+def sweep(self: Task) -> None:
+    from worker.retention import sweep as run
+
+    run(_ctx(self))
+
+
+def deliver_webhook(self: Task, job_id: str, event: str, attempt: int = 0) -> None:
+    from worker.webhooks import deliver
+
+    deliver(_ctx(self), job_id, event, int(attempt))
+
+
+def ping(self: Task, worker: str) -> None:
+    """Answer a worker's own liveness probe: it proves the worker still consumes."""
+    _ctx(self).redis.set(PONG_KEY + worker, now_ms(), ex=3600)
+
+
+TASKS: dict[str, tuple[Any, dict[str, Any]]] = {
+    RUN_CHUNK: (run_chunk, {"acks_late": True, "reject_on_worker_lost": True}),
+    PLAN: (plan, {"acks_late": True, "reject_on_worker_lost": True}),
+    NEXT_PHASE: (next_phase, {"acks_late": True, "reject_on_worker_lost": True}),
+    VALIDATE_MODEL: (validate_model, {"acks_late": True, "reject_on_worker_lost": True}),
+    DELIVER_WEBHOOK: (deliver_webhook, {"acks_late": True}),
+    RECONCILE: (reconcile, {"acks_late": False, "expires": 60}),
+    SWEEP: (sweep, {"acks_late": False, "expires": 600}),
+    PING: (ping, {"acks_late": False, "expires": 120}),
+}
+
+
+def register_tasks(app: Celery) -> None:
+    """Register every task on the worker's app, by its public name."""
+    for name, (fn, options) in TASKS.items():
+        app.task(name=name, bind=True, ignore_result=True, **options)(fn)

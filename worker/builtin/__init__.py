@@ -1,29 +1,20 @@
-"""The built-in models: registered for every tenant when the worker starts.
+"""The built-in models' artifacts: how a worker produces each one's file (may import torch).
 
-`python -m worker` passes `BUILTIN_MODELS` to `shared.registry.register_builtin_models` (in a
-spawned child, when `settings.builtin_models` is true). Importing this package is cheap and
-torch-free; an entry's `artifact()` builds its file and may import torch. Converted files are
-cached under `$SALIENCY_DATA_DIR/cache/builtin/`, so the conversion runs once per machine.
+The models themselves (their specs) are data in `shared.builtin_models`. Converted files are
+cached under `$SALIENCY_DATA_DIR/cache/builtin/`, so a conversion runs once per machine.
 """
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Callable
 from pathlib import Path
 
-from shared.registry import BuiltinModel
+from shared.builtin_models import BUILTIN_MODELS, EFFICIENTNET_LITE0_SPEC, imagenet_class_names
 from shared.settings import Settings
 from worker.builtin import efficientnet_lite0
 
-IMAGENET_MEAN = [0.485, 0.456, 0.406]
-IMAGENET_STD = [0.229, 0.224, 0.225]
-
-
-@functools.cache
-def imagenet_class_names() -> tuple[str, ...]:
-    """The 1,000 ImageNet-1k class names in index order (torchvision's list, kept as a file)."""
-    text = (Path(__file__).parent / "imagenet_classes.txt").read_text(encoding="utf-8")
-    return tuple(text.splitlines())
+__all__ = ["ARTIFACTS", "BUILTIN_MODELS", "EFFICIENTNET_LITE0_SPEC", "imagenet_class_names",
+           "cache_dir"]
 
 
 def cache_dir(settings: Settings | None = None) -> Path:
@@ -31,22 +22,12 @@ def cache_dir(settings: Settings | None = None) -> Path:
     return Path(settings.data_dir, "cache", "builtin").absolute()
 
 
-def efficientnet_lite0_artifact() -> Path:
+def efficientnet_lite0_artifact(settings: Settings | None = None) -> Path:
     """The converted EfficientNet-Lite0 safetensors file (converted on first use)."""
-    return efficientnet_lite0.artifact(cache_dir())
+    return efficientnet_lite0.artifact(cache_dir(settings))
 
 
-EFFICIENTNET_LITE0_SPEC = {
-    "name": "efficientnet_lite0",
-    "architecture": efficientnet_lite0.ARCHITECTURE,
-    "num_classes": 1000,
-    "input_size": 224,
-    "resize": 256,
-    "mean": IMAGENET_MEAN,
-    "std": IMAGENET_STD,
-    "class_names": list(imagenet_class_names()),
+ARTIFACTS: dict[str, Callable[[Settings | None], Path]] = {
+    "efficientnet_lite0": efficientnet_lite0_artifact,
 }
-
-BUILTIN_MODELS: tuple[BuiltinModel, ...] = (
-    BuiltinModel(EFFICIENTNET_LITE0_SPEC, "safetensors", efficientnet_lite0_artifact),
-)
+assert set(ARTIFACTS) == {m.name for m in BUILTIN_MODELS}, "every built-in needs its artifact"

@@ -1,0 +1,92 @@
+"""Files the API serves itself, at signed URLs: output files of local storage, and the maps of
+data-set jobs, cut from their shard with ranged reads and rendered on demand."""
+
+from __future__ import annotations
+
+import functools
+import io
+import re
+
+import numpy as np
+from flask import Blueprint, Flask, Response
+
+from api.context import services
+from api.items import find_record
+from api.jobs import own_job
+from shared import render
+from shared.errors import NotFoundError
+from shared.images import display_picture, sniff_format
+from shared.jobs import Job
+from shared.keys import JobKeys
+from shared.shards import read_header, read_map
+
+bp = Blueprint("files", __name__, url_prefix="/v1/jobs")
+CONTENT_TYPES = {".npy": "application/octet-stream", ".png": "image/png"}
+MAP_NAME = re.compile(r"^(\d{1,10})/(\d{1,3})(\.npy|\.png|\.overlay\.png|\.signed\.png)$")
+
+
+@bp.get("/<job_id>/files/<path:name>")
+def file(job_id: str, name: str):
+    job = own_job(job_id)
+    try:
+        data = services().storage.get(JobKeys(job.tenant, job.id).file_key(name))
+    except (FileNotFoundError, ValueError):
+        raise NotFoundError(f"no file {name[:100]!r} in job {job_id}") from None
+    suffix = name[name.rfind("."):]
+    response = Response(data, mimetype=CONTENT_TYPES.get(suffix, "application/octet-stream"))
+    response.cache_control.private = True
+    response.cache_control.max_age = 3600
+    return response
+
+
+@functools.lru_cache(maxsize=256)
+def _header(storage, key: str):
+    return read_header(storage, key)
+
+
+def _input_picture(job: Job, uri: str, side: int) -> np.ndarray:
+    """The item's picture as the model saw it (resized and cropped), for an overlay; grey
+    when the input is an array already in the model's input space."""
+    svc = services()
+    record = svc.models.get(job.tenant, job.spec["model"])
+    location = svc.locator.locate(uri, job.tenant, "input")
+    data = location.storage.get(location.key)
+    if record is None or sniff_format(data) == "npy":
+        return np.full((side, side, 3), 128, dtype=np.uint8)
+    prep = record.spec.preprocessing
+    return display_picture(data, prep.input_size, prep.resize, svc.settings.max_image_pixels)
+
+
+@bp.get("/<job_id>/maps/<path:name>")
+def map_file(job_id: str, name: str):
+    job = own_job(job_id)
+    match = MAP_NAME.match(name)
+    if match is None:
+        raise NotFoundError(f"no map {name[:100]!r}; maps are <index>/<position>.npy|.png|"
+                            ".overlay.png|.signed.png")
+    index, position, suffix = int(match[1]), int(match[2]), match[3]
+    record = find_record(job, index)
+    output = next((o for o in record.outputs if o.position == position), None) if record else None
+    if output is None or output.map is None:
+        raise NotFoundError(f"item {index} of job {job_id} has no map {position}")
+    storage = services().storage
+    values = read_map(storage, output.map.shard, position, output.map.row,
+                      _header(storage, output.map.shard))
+    if suffix == ".npy":
+        buf = io.BytesIO()
+        np.save(buf, values)
+        return Response(buf.getvalue(), mimetype="application/octet-stream")
+    if suffix == ".signed.png":
+        data = render.signed_rgb_png(values)
+    else:
+        map2d = render.reduce_channels(values, job.spec.get("reduce", "max_abs"))
+        data = render.heatmap_png(map2d) if suffix == ".png" else render.overlay_png(
+            _input_picture(job, record.input, values.shape[-1]), map2d)
+    response = Response(data, mimetype="image/png")
+    response.cache_control.private = True
+    response.cache_control.max_age = 3600
+    return response
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)

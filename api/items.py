@@ -1,0 +1,140 @@
+"""The items of a job in their v1 shape, from either layout.
+
+Upload and inline jobs keep their item records in Redis and their outputs as files. A
+data-set job's records live in one rows file per committed segment and its maps in shards;
+its `npy`, `png`, `overlay` and `signed` URLs point at the API (`/maps/…`), which cuts and
+renders the map on demand. Every URL is absolute: presigned for S3 files, signed by the API
+for what it serves itself.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+from api.context import base_url, services
+from shared.chunks import Segment
+from shared.jobs import Job
+from shared.keys import JobKeys
+from shared.records import OUTPUT_FILES, InputSource, ItemRecord, OutputRecord
+from shared.status import ItemStatus, JobStatus
+from shared.storage import Storage
+
+MAP_SUFFIXES = {"npy": ".npy", "png": ".png", "overlay": ".overlay.png", "signed": ".signed.png"}
+
+
+@functools.lru_cache(maxsize=64)
+def _rows(storage: Storage, key: str) -> dict[int, ItemRecord]:
+    """A segment's records by item index (rows files never change: their key has a token)."""
+    records = (ItemRecord.from_json(json.loads(line)) for line in
+               storage.get(key).splitlines())
+    return {r.index: r for r in records}
+
+
+def signed_url(path: str) -> str:
+    return base_url() + services().signer.sign(path)
+
+
+def file_url(job: Job, key: str) -> str:
+    """A presigned URL for an output file, or the API's signed `files/` URL."""
+    svc = services()
+    url = svc.storage.presigned_url(key, svc.settings.presign_expires_s)
+    if url is not None:
+        return url
+    return signed_url(f"/v1/jobs/{job.id}/files/{JobKeys(job.tenant, job.id).file_name(key)}")
+
+
+def _output_json(job: Job, index: int, out: OutputRecord, kinds: tuple[str, ...]) -> dict:
+    urls: dict[str, str | None] = {}
+    for kind in OUTPUT_FILES:
+        if kind in out.files:
+            urls[kind] = file_url(job, out.files[kind])
+        elif out.map is not None and kind in kinds:
+            urls[kind] = signed_url(
+                f"/v1/jobs/{job.id}/maps/{index}/{out.position}{MAP_SUFFIXES[kind]}")
+        else:
+            urls[kind] = None
+    entry: dict[str, Any] = {"method": out.method, "target": out.target, **urls,
+                             "coverage": out.coverage}
+    if out.metrics is not None:
+        entry["metrics"] = out.metrics
+    if out.warnings:
+        entry["warnings"] = list(out.warnings)
+    if out.params:
+        entry["params"] = out.params
+    if out.convergence_delta is not None:
+        entry["convergence_delta"] = out.convergence_delta
+    return entry
+
+
+def item_json(job: Job, index: int, source: InputSource | None,
+              record: ItemRecord | None) -> dict[str, Any]:
+    """One item as `/items` shows it."""
+    if record is None:
+        final = job.status in (JobStatus.CANCELLED, JobStatus.FAILED)
+        status = ItemStatus.CANCELLED if final else ItemStatus.PENDING
+        out = {"index": index, "input": source.name if source else None,
+               "status": status.value, "error": None, "prediction": None, "outputs": [],
+               "worker": None}
+        if source is not None and source.id is not None:
+            out["id"] = source.id
+        return out
+    kinds = tuple(job.spec.get("outputs", OUTPUT_FILES))
+    out = {
+        "index": index, "input": record.input, "status": record.status.value,
+        "error": record.error,
+        "prediction": record.prediction.to_json() if record.prediction else None,
+        "outputs": [_output_json(job, index, o, kinds) for o in record.outputs],
+        "worker": record.worker,
+    }
+    if record.id is not None:
+        out["id"] = record.id
+    if record.label is not None:
+        out.update(label=record.label, label_score=record.to_json()["label_score"],
+                   correct=record.correct)
+    return out
+
+
+def _segment_of(segments: list[Segment], index: int) -> Segment | None:
+    for segment in segments:
+        if segment.start <= index < segment.stop:
+            return segment
+    return None
+
+
+def page(job: Job, start: int, stop: int) -> list[dict[str, Any]]:
+    """Items `start`..`stop` of a job."""
+    svc = services()
+    indices = list(range(start, stop))
+    if not indices:
+        return []
+    if job.layout == "items":
+        sources = svc.jobs.input_range(job.id, start, stop)
+        records = svc.jobs.items(job.id, indices)
+        return [item_json(job, i, s, r) for i, s, r in zip(indices, sources, records,
+                                                            strict=True)]
+    segments = svc.chunks.segments(job.id)
+    out = []
+    plans: dict[int, list[InputSource]] = {}
+    for index in indices:
+        segment = _segment_of(segments, index)
+        record = _rows(svc.storage, segment.rows).get(index) if segment else None
+        source = None
+        if record is None:
+            first = index - index % job.plan_chunk
+            if first not in plans:
+                lines = svc.storage.get(JobKeys(job.tenant, job.id).plan(first)).splitlines()
+                plans[first] = [InputSource.from_json(json.loads(line)) for line in lines]
+            source = plans[first][index - first]
+        out.append(item_json(job, index, source, record))
+    return out
+
+
+def find_record(job: Job, index: int) -> ItemRecord | None:
+    """One item's record, from either layout."""
+    svc = services()
+    if job.layout == "items":
+        return svc.jobs.items(job.id, [index])[0]
+    segment = _segment_of(svc.chunks.segments(job.id), index)
+    return _rows(svc.storage, segment.rows).get(index) if segment else None

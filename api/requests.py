@@ -1,0 +1,140 @@
+"""Reading job and model requests: parts, sizes, formats — all checked before anything is stored.
+
+No torch here: images are checked with Pillow and numpy (`shared.images`), pixel counts from
+the header before decoding; model artifacts by their container format only, streamed from
+the request's spooled file, never read into memory whole. JSON is parsed strictly
+(`shared.jsonio`: no NaN, bounded nesting).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import IO, Any
+
+from flask import request
+
+from shared import images
+from shared.artifacts import MAX_SAFETENSORS_HEADER, check_pt2, safetensors_header
+from shared.datasets import DatasetSpec, parse_dataset, parse_inline_inputs
+from shared.errors import SpecError, TooLargeError, UnsupportedMediaError
+from shared.jsonio import loads
+from shared.records import InputSource
+from shared.settings import Settings
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One uploaded input: its part's file name, bytes and sniffed format."""
+
+    name: str
+    data: bytes
+    format: str
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """A job request as read: the spec fields, and its inputs of one of three kinds."""
+
+    spec: dict[str, Any]
+    uploads: tuple[Upload, ...] = ()
+    inline: tuple[InputSource, ...] = ()
+    dataset: DatasetSpec | None = None
+    fingerprint: str = ""  # sha256 of the canonical spec and every file part (idempotency)
+
+
+def _json_part(name: str) -> Any:
+    if name in request.form:
+        raw: str | bytes = request.form[name]
+    elif name in request.files:
+        raw = request.files[name].read(1 << 20)
+    else:
+        raise SpecError(name, f"is required: a form part {name!r} holding JSON")
+    return loads(raw, name)
+
+
+def _check_parts(allowed: set[str]) -> None:
+    for name in set(request.form) | set(request.files):
+        if name not in allowed:
+            raise SpecError(name[:80], f"is not an expected part; expected {sorted(allowed)}")
+
+
+def _fingerprint(spec: Any, files: list[tuple[str, bytes]]) -> str:
+    """The sha256 of the canonical spec JSON plus each file part's name and sha256."""
+    import json
+
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode())
+    for name, data in files:
+        digest.update(b"\0" + name.encode("utf-8", "replace") + b"\0")
+        digest.update(hashlib.sha256(data).digest())
+    return digest.hexdigest()
+
+
+def read_job_request(settings: Settings) -> JobRequest:
+    """Multipart (`spec` + `images`) or JSON (spec fields + `inputs` or `dataset`)."""
+    if request.mimetype == "application/json":
+        body = loads(request.get_data(cache=False), "body")
+        if not isinstance(body, dict):
+            raise SpecError("body", "must be a JSON object with the spec fields and inputs")
+        spec = {k: v for k, v in body.items() if k not in ("inputs", "dataset")}
+        if "inputs" in body and "dataset" in body:
+            raise SpecError("dataset", "give either inputs or a dataset, not both")
+        if "dataset" in body:
+            return JobRequest(spec, dataset=parse_dataset(body["dataset"]),
+                              fingerprint=_fingerprint(body, []))
+        inline = parse_inline_inputs(body.get("inputs"), settings.max_uris_per_job)
+        return JobRequest(spec, inline=inline, fingerprint=_fingerprint(body, []))
+    if request.mimetype != "multipart/form-data":
+        raise UnsupportedMediaError(
+            "POST /v1/jobs takes multipart/form-data (spec + images) or application/json "
+            f"(spec fields + inputs or dataset), not {request.mimetype or 'no content type'}"
+        )
+    _check_parts({"spec", "images"})
+    spec = _json_part("spec")
+    files = request.files.getlist("images")
+    if not files:
+        raise SpecError("images", "at least one file part 'images' is required")
+    if len(files) > settings.max_images_per_job:
+        raise TooLargeError(
+            f"images: {len(files)} images exceed the limit of {settings.max_images_per_job}"
+        )
+    uploads = []
+    for i, part in enumerate(files):
+        data = part.read()
+        name = (part.filename or f"image-{i}")[:255]
+        what = f"images[{i}] ({name})"
+        fmt = images.validate(data, settings.accepted_formats, settings.max_image_pixels, what,
+                              settings.max_aspect_ratio)
+        uploads.append(Upload(name, data, fmt))
+    fingerprint = _fingerprint(spec, [(u.name, u.data) for u in uploads])
+    return JobRequest(spec if isinstance(spec, dict) else {"_": spec}, tuple(uploads),
+                      fingerprint=fingerprint)
+
+
+def read_model_request() -> tuple[Any, str, IO[bytes]]:
+    """The `spec` JSON and exactly one artifact part: `weights` (safetensors) or `program`
+    (`.pt2`), checked by its container and returned as a stream."""
+    if request.mimetype != "multipart/form-data":
+        raise UnsupportedMediaError(
+            "POST /v1/models takes multipart/form-data: spec + weights (or program)"
+        )
+    _check_parts({"spec", "weights", "program"})
+    spec = _json_part("spec")
+    present = [name for name in ("weights", "program") if name in request.files]
+    if len(present) != 1:
+        raise SpecError("weights", "exactly one file part is required: weights or program")
+    stream = request.files[present[0]].stream
+    stream.seek(0, 2)
+    size = stream.tell()
+    stream.seek(0)
+    if present[0] == "weights":
+        head = stream.read(8)
+        if len(head) == 8 and int.from_bytes(head, "little") <= min(size - 8,
+                                                                    MAX_SAFETENSORS_HEADER):
+            head += stream.read(int.from_bytes(head, "little"))
+        safetensors_header(head, size)
+        stream.seek(0)
+        return spec, "safetensors", stream
+    check_pt2(stream)
+    stream.seek(0)
+    return spec, "pt2", stream

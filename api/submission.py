@@ -1,0 +1,174 @@
+"""Accepting a job: validate everything, store the inputs, write the job, start it.
+
+Validation comes first — the spec, the model (it must exist and not be invalid), every file,
+every URI's place, the quota — so a rejected request stores nothing and enqueues nothing.
+Then uploads are stored, the job and its chunks are written in one Redis transaction, and
+the chunks are sent (or, for a data set, the planner is); a failure on the way removes what
+was written.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+from kombu.exceptions import OperationalError
+
+from api.context import Services, services, tenant
+from api.ratelimit import check_queue_quota
+from api.requests import JobRequest
+from shared.errors import (
+    IdempotencyMismatchError,
+    InvalidModelError,
+    NotFoundError,
+    SpecError,
+    UndecodableError,
+)
+from shared.idempotency import IdempotencyKeys
+from shared.images import npy_shape
+from shared.jobs import NewJob
+from shared.keys import JobKeys
+from shared.modelstore import ModelRecord, ModelStatus
+from shared.records import InputSource
+from shared.redisio import TRANSIENT
+from shared.specs import JobSpec, parse_job_spec
+from shared.status import JobStatus
+from shared.targets import LabelTarget
+from shared.taskqueue import PLAN, chunk_ranges, pump, send_control
+from shared.webhooks import parse_notify
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """The answer to a submit: the job's id and status, and whether it is new."""
+
+    id: str
+    status: str
+
+
+def _model(svc: Services, spec: JobSpec) -> ModelRecord:
+    record = svc.models.get(tenant(), spec.model)
+    if record is None:
+        raise NotFoundError(f"model: no model {spec.model!r}; see GET /v1/models")
+    if record.status == ModelStatus.INVALID:
+        raise InvalidModelError(f"model {spec.model!r} is invalid: {record.error}")
+    return record
+
+
+def _inline_sources(svc: Services, inline: tuple[InputSource, ...]) -> list[InputSource]:
+    """Each inline input located (configured storage or a data-set root), or a 400."""
+    from dataclasses import replace
+
+    out = []
+    for i, source in enumerate(inline):
+        location = svc.locator.locate(source.uri, tenant(), f"inputs[{i}].uri")
+        if location.storage is svc.storage:
+            source = replace(source, key=location.key)
+        if source.mask is not None:
+            svc.locator.locate(source.mask, tenant(), f"inputs[{i}].mask")
+        out.append(source)
+    return out
+
+
+def _check_dataset(svc: Services, req: JobRequest) -> None:
+    """The manifest or prefix must be readable by the tenant and exist; nothing is read."""
+    dataset = req.dataset
+    if dataset.manifest:
+        location = svc.locator.locate(dataset.manifest, tenant(), "dataset.manifest",
+                                      own_area=True)
+        if not location.storage.exists(location.key):
+            raise SpecError("dataset.manifest", f"no object at {dataset.manifest!r}")
+    else:
+        location = svc.locator.prefix(dataset.prefix, tenant(), "dataset.prefix")
+        if next(iter(location.storage.list(location.key)), None) is None:
+            raise SpecError("dataset.prefix", f"nothing under {dataset.prefix!r}")
+
+
+def _check_inputs(spec: JobSpec, model: ModelRecord, req: JobRequest) -> None:
+    size = model.spec.preprocessing.input_size
+    for i, upload in enumerate(req.uploads):
+        if upload.format == "npy":
+            shape = npy_shape(upload.data, services().settings.max_image_pixels)
+            if shape != (3, size, size):
+                raise UndecodableError(
+                    f"images[{i}] ({upload.name}): array of shape {shape} is not model "
+                    f"{model.name!r}'s input (3, {size}, {size})")
+    if isinstance(getattr(spec.work, "target", None), LabelTarget) and not req.dataset:
+        for i, source in enumerate(req.inline):
+            if source.label is None:
+                raise SpecError(f"inputs[{i}].label", 'is required by "target": "label"')
+        if req.uploads:
+            raise SpecError("target", '"label" needs inputs with labels (inline or a data set)')
+
+
+def submit(req: JobRequest, idempotency_key: str | None) -> Accepted:
+    """Validate, store and start a job; see the module's docstring."""
+    svc = services()
+    spec = parse_job_spec(req.spec, parse_notify=lambda raw: parse_notify(raw, svc.settings))
+    record = _model(svc, spec)
+    spec.work.check_model(record.spec, record.layer_shapes)
+    _check_inputs(spec, record, req)
+    inline = _inline_sources(svc, req.inline)
+    if req.dataset:
+        _check_dataset(svc, req)
+    else:
+        check_queue_quota(tenant(), len(req.uploads) + len(inline))
+
+    job_id = uuid.uuid4().hex
+    idem = IdempotencyKeys(svc.redis)
+    if idempotency_key is not None:
+        held = idem.reserve(tenant(), idempotency_key, job_id, req.fingerprint,
+                            svc.settings.idempotency_ttl_s)
+        if held is not None:
+            if held[1] != req.fingerprint:
+                raise IdempotencyMismatchError(
+                    "Idempotency-Key: already used for a different request (another spec or "
+                    "other files); use a new key for a new job")
+            job = svc.jobs.get(held[0])
+            return Accepted(held[0], job.status.value if job else JobStatus.QUEUED.value)
+    keys = JobKeys(tenant(), job_id)
+    stored: list[str] = []
+    echo = spec.to_json()
+    try:
+        sources = list(inline)
+        for i, upload in enumerate(req.uploads):
+            key = keys.input(i, upload.format)
+            svc.storage.put(key, upload.data)
+            stored.append(key)
+            sources.append(InputSource(name=upload.name, key=key))
+        if req.dataset:
+            echo["dataset"] = req.dataset.to_json()
+        new = NewJob(id=job_id, tenant=tenant(), kind=spec.kind, spec=echo,
+                     layout="shards" if req.dataset else "items", inputs=tuple(sources),
+                     planning=bool(req.dataset), retention_s=spec.retention_s)
+        pipe = svc.redis.pipeline(transaction=True)
+        svc.jobs.create(new, pipe)
+        svc.chunks.add(pipe, job_id, chunk_ranges(len(sources), svc.settings.chunk_size),
+                       "planned")
+        pipe.execute()
+    except BaseException:
+        for key in stored:
+            svc.storage.delete(key)
+        if idempotency_key is not None:
+            idem.release(tenant(), idempotency_key)
+        raise
+    _start(svc, job_id, record, bool(req.dataset))
+    return Accepted(job_id, JobStatus.QUEUED.value)
+
+
+def _start(svc: Services, job_id: str, record: ModelRecord, planning: bool) -> None:
+    """Send the planner, or make the chunks ready and send them (once the model is ready; a
+    `validating` model's worker starts the job's chunks when it is done)."""
+    try:
+        if planning:
+            send_control(svc.sender, PLAN, job_id)
+        elif record.status == ModelStatus.READY:
+            svc.chunks.activate(job_id)
+            pump(svc.sender, svc.fair)
+    except (OSError, OperationalError, *TRANSIENT) as e:
+        # The job is stored: the reconciler sends its planner or chunks once the broker is
+        # back. Nothing is lost; the client still gets its job id.
+        log.warning("job %s stored but not yet sent (the reconciler will): %s", job_id, e)

@@ -1,0 +1,388 @@
+"""Jobs in Redis: their state, progress and item records, and the transitions between states.
+
+A job is a hash. Its status moves `queued` → `running` (when its first chunk is taken,
+`shared.chunks`) → final. A job becomes final only after its finalizer has run
+(`request_final` marks it `finalizing` with the status it will take; `finish` sets that
+status once the results file and the report are written), so a final job's files are
+always readable. Progress counters live in the job hash; an upload job's items are also
+recorded in two sets of indices, so recording an item twice (a redelivered task) never
+counts it twice, and only the holder of the chunk's lease may record (fencing).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from shared.records import InputSource, ItemRecord
+from shared.redisio import (
+    ACTIVE_JOBS,
+    LATENCY,
+    PREFIX,
+    STATS,
+    job_key,
+    job_sub,
+    lease_key,
+    now_iso,
+    now_ms,
+    tenant_key,
+)
+from shared.status import JobStatus
+
+LATENCY_BUCKETS_S = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+LAYOUTS = ("items", "shards")
+CONTROL = "ctl"
+EXPIRY = PREFIX + "expiry"  # job id -> when its results expire (unix s)
+# Every Redis key of a job besides its hash, by suffix (the ledger's are `shared.chunks`').
+SUBKEYS = ("inputs", "items", "done", "failed", "attempts", "cstop", "cstate", "cattempts",
+           "clost", "csent", "cworker", "cseg")
+
+
+def tombstone_key(job_id: str) -> str:
+    return f"{PREFIX}tomb:{job_id}"
+
+# KEYS: job, items, done set, failed set, lease; ARGV: index, record, ok (1/0), token,
+# error, now ms, prefix. -1: fenced; 1: recorded.
+_RECORD_ITEM = """
+if redis.call('GET', KEYS[5]) ~= ARGV[4] then return -1 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+local into, other, field, ofield = KEYS[3], KEYS[4], 'done', 'failed'
+if ARGV[3] ~= '1' then into, other, field, ofield = KEYS[4], KEYS[3], 'failed', 'done' end
+local P = ARGV[7]
+if redis.call('SREM', other, ARGV[1]) == 1 then
+  redis.call('HINCRBY', KEYS[1], ofield, -1)
+  redis.call('INCRBY', P .. 'tenant:' .. redis.call('HGET', KEYS[1], 'tenant') .. ':queued', 1)
+end
+if redis.call('SADD', into, ARGV[1]) == 1 then
+  redis.call('HINCRBY', KEYS[1], field, 1)
+  redis.call('HINCRBY', P .. 'stats', 'items_' .. field, 1)
+  redis.call('INCRBY', P .. 'tenant:' .. redis.call('HGET', KEYS[1], 'tenant') .. ':queued', -1)
+  redis.call('HSET', KEYS[1], 'progress_ms', ARGV[6])
+end
+if ARGV[3] ~= '1' and ARGV[5] ~= '' then redis.call('HSETNX', KEYS[1], 'first_error', ARGV[5]) end
+return 1
+"""
+
+# KEYS: job; ARGV: final status, error, allowed statuses... Mark a job as finalizing.
+_REQUEST_FINAL = """
+if redis.call('HGET', KEYS[1], 'finalizing') == '1' then return 0 end
+local cur = redis.call('HGET', KEYS[1], 'status')
+local allowed = false
+for i = 3, #ARGV do if ARGV[i] == cur then allowed = true end end
+if not allowed then return 0 end
+redis.call('HSET', KEYS[1], 'finalizing', '1', 'final_status', ARGV[1])
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[2]) end
+return 1
+"""
+
+# KEYS: job, stats, active; ARGV: status, now iso, expires at (unix s), prefix.
+_FINISH = """
+if redis.call('HGET', KEYS[1], 'finalizing') ~= '1' then return 0 end
+local cur = redis.call('HGET', KEYS[1], 'status')
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'finished_at', ARGV[2], 'finalizing', '0',
+           'expires_at', ARGV[3])
+redis.call('HINCRBY', KEYS[2], 'jobs:' .. cur, -1)
+redis.call('HINCRBY', KEYS[2], 'jobs:' .. ARGV[1], 1)
+redis.call('SREM', KEYS[3], string.sub(KEYS[1], #ARGV[4] + 5))
+redis.call('ZADD', ARGV[4] .. 'expiry', ARGV[3], string.sub(KEYS[1], #ARGV[4] + 5))
+local rest = tonumber(redis.call('HGET', KEYS[1], 'total') or '0')
+  - tonumber(redis.call('HGET', KEYS[1], 'done') or '0')
+  - tonumber(redis.call('HGET', KEYS[1], 'failed') or '0')
+if rest > 0 then
+  redis.call('INCRBY', ARGV[4] .. 'tenant:' .. redis.call('HGET', KEYS[1], 'tenant')
+             .. ':queued', -rest)
+end
+return 1
+"""
+
+# KEYS: lease; ARGV: token, lease ms.
+_TAKE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return 0
+"""
+
+
+def _flag(raw: dict[str, str], name: str) -> bool:
+    return raw.get(name) == "1"
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job as stored; `to_json` is the API's representation."""
+
+    id: str
+    tenant: str
+    kind: str
+    status: JobStatus
+    spec: dict[str, Any]
+    layout: str
+    total: int
+    done: int
+    failed: int
+    skipped: int
+    planning: bool
+    finalizing: bool
+    final_status: JobStatus | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    error: str | None
+    first_error: str | None
+    created_ts: float
+    progress_ms: int
+    expires_at: float | None
+    extra_progress: dict[str, int]
+    plan_chunk: int = 0  # items per planned chunk of a data-set job (its plan files)
+    notify_attempts: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def is_final(self) -> bool:
+        return self.status.is_final
+
+    def to_json(self) -> dict[str, Any]:
+        progress: dict[str, Any] = {"total": self.total, "done": self.done,
+                                    "failed": self.failed, "planning": self.planning,
+                                    "finalizing": self.finalizing}
+        if self.skipped:
+            progress["skipped"] = self.skipped
+        progress.update(self.extra_progress)
+        out = {
+            "id": self.id,
+            "kind": self.kind,
+            "status": self.status.value,
+            **{k: v for k, v in self.spec.items() if k not in ("kind", "notify")},
+            "progress": progress,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "error": self.error,
+        }
+        if self.spec.get("notify"):
+            out["notify"] = {**self.spec["notify"], "attempts": list(self.notify_attempts)}
+        return out
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """What the API knows of a job when it stores it."""
+
+    id: str
+    tenant: str
+    kind: str
+    spec: dict[str, Any]
+    layout: str = "items"
+    inputs: tuple[InputSource, ...] = ()
+    planning: bool = False
+    retention_s: int | None = None
+
+
+class JobStore:
+    """Jobs, their inputs and item records, and their status transitions."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+        self._record_item = client.register_script(_RECORD_ITEM)
+        self._request_final = client.register_script(_REQUEST_FINAL)
+        self._finish = client.register_script(_FINISH)
+        self._take = client.register_script(_TAKE)
+
+    # --- creating -----------------------------------------------------------------------------
+
+    def create(self, job: NewJob, pipe: Any) -> None:
+        """Store a queued job and its inputs in the caller's transaction (`pipe`)."""
+        total = len(job.inputs)
+        fields: dict[str, Any] = {
+            "tenant": job.tenant, "kind": job.kind, "status": JobStatus.QUEUED.value,
+            "spec": json.dumps(job.spec), "layout": job.layout, "total": total, "done": 0,
+            "failed": 0, "skipped": 0, "planning": int(job.planning), "finalizing": 0,
+            "open": 0, "fence": 0, "created_at": now_iso(), "created_ts": repr(time.time()),
+            "progress_ms": now_ms(),
+        }
+        if job.retention_s is not None:
+            fields["retention_s"] = job.retention_s
+        pipe.hset(job_key(job.id), mapping=fields)
+        for start in range(0, total, 1000):
+            batch = job.inputs[start:start + 1000]
+            pipe.rpush(job_sub(job.id, "inputs"), *(json.dumps(i.to_json()) for i in batch))
+        pipe.sadd(ACTIVE_JOBS, job.id)
+        pipe.hincrby(STATS, "jobs:" + JobStatus.QUEUED.value, 1)
+        pipe.incrby(tenant_key(job.tenant, "queued"), total)
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> Job | None:
+        raw = self.redis.hgetall(job_key(job_id))
+        if not raw or "status" not in raw:
+            return None
+        extra = {name: int(raw[name]) for name in ("projections_done", "projections_due")
+                 if name in raw}
+        return Job(
+            id=job_id,
+            tenant=raw["tenant"],
+            kind=raw.get("kind", "attribution"),
+            status=JobStatus(raw["status"]),
+            spec=json.loads(raw["spec"]),
+            layout=raw.get("layout", "items"),
+            total=int(raw["total"]),
+            done=int(raw.get("done", 0)),
+            failed=int(raw.get("failed", 0)),
+            skipped=int(raw.get("skipped", 0)),
+            planning=_flag(raw, "planning"),
+            finalizing=_flag(raw, "finalizing"),
+            final_status=JobStatus(raw["final_status"]) if raw.get("final_status") else None,
+            created_at=raw["created_at"],
+            started_at=raw.get("started_at"),
+            finished_at=raw.get("finished_at"),
+            error=raw.get("error"),
+            first_error=raw.get("first_error"),
+            created_ts=float(raw["created_ts"]),
+            progress_ms=int(raw.get("progress_ms", 0)),
+            expires_at=float(raw["expires_at"]) if raw.get("expires_at") else None,
+            extra_progress=extra,
+            plan_chunk=int(raw.get("plan_chunk", 0)),
+            notify_attempts=tuple(json.loads(raw["notify_attempts"]))
+            if raw.get("notify_attempts") else (),
+        )
+
+    def status(self, job_id: str) -> JobStatus | None:
+        raw = self.redis.hget(job_key(job_id), "status")
+        return JobStatus(raw) if raw else None
+
+    def stopping(self, job_id: str) -> bool:
+        """Whether a job is finalizing or final: its chunks stop taking batches."""
+        finalizing, status = self.redis.hmget(job_key(job_id), "finalizing", "status")
+        return finalizing == "1" or status is None or JobStatus(status).is_final
+
+    def open_chunks(self, job_id: str) -> int:
+        """Chunks of the job not done yet (0 once its phase is complete)."""
+        return int(self.redis.hget(job_key(job_id), "open") or 0)
+
+    def active(self) -> list[str]:
+        return sorted(self.redis.smembers(ACTIVE_JOBS))
+
+    # --- inputs and items (upload and inline jobs) --------------------------------------------
+
+    def input_range(self, job_id: str, start: int, stop: int) -> list[InputSource]:
+        """Inputs `start` to `stop` (exclusive) of an upload or inline job."""
+        if stop <= start:
+            return []
+        raw = self.redis.lrange(job_sub(job_id, "inputs"), start, stop - 1)
+        return [InputSource.from_json(json.loads(r)) for r in raw]
+
+    def record_item(self, job_id: str, record: ItemRecord, key: str, token: int) -> bool:
+        """Write an item's record under the lease `key`/`token`; False if fenced. Writing it
+        again overwrites and never counts it twice."""
+        return int(self._record_item(
+            keys=[job_key(job_id), job_sub(job_id, "items"), job_sub(job_id, "done"),
+                  job_sub(job_id, "failed"), key],
+            args=[record.index, json.dumps(record.to_json()), int(record.ok), token,
+                  record.error or "", now_ms(), PREFIX],
+        )) == 1
+
+    def items(self, job_id: str, indices: list[int]) -> list[ItemRecord | None]:
+        if not indices:
+            return []
+        raw = self.redis.hmget(job_sub(job_id, "items"), [str(i) for i in indices])
+        return [ItemRecord.from_json(json.loads(r)) if r else None for r in raw]
+
+    def unfinished(self, job_id: str, indices: list[int]) -> list[int]:
+        """Those of `indices` not recorded yet (one round trip, whatever the job's size)."""
+        if not indices:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.smismember(job_sub(job_id, "done"), indices)
+        pipe.smismember(job_sub(job_id, "failed"), indices)
+        done, failed = pipe.execute()
+        return [i for i, d, f in zip(indices, done, failed, strict=True) if not (d or f)]
+
+    def bump_attempts(self, job_id: str, indices: Iterable[int]) -> list[int]:
+        """Count one more attempt at each item; returns the new counts."""
+        pipe = self.redis.pipeline(transaction=True)
+        for i in indices:
+            pipe.hincrby(job_sub(job_id, "attempts"), str(i), 1)
+        return pipe.execute()
+
+    # --- progress of other phases -------------------------------------------------------------
+
+    def set_fields(self, job_id: str, **fields: Any) -> None:
+        self.redis.hset(job_key(job_id), mapping=fields)
+
+    def add_progress(self, job_id: str, name: str, n: int) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hincrby(job_key(job_id), name, n)
+        pipe.hset(job_key(job_id), "progress_ms", now_ms())
+        pipe.execute()
+
+    # --- ending -------------------------------------------------------------------------------
+
+    def request_final(self, job_id: str, status: JobStatus, error: str | None = None,
+                      allowed_from: tuple[JobStatus, ...] = (JobStatus.QUEUED,
+                                                             JobStatus.RUNNING)) -> bool:
+        """Mark a job `finalizing` towards `status`; True if this call did (first one wins)."""
+        return bool(self._request_final(keys=[job_key(job_id)], args=[
+            status.value, error or "", *(s.value for s in allowed_from)]))
+
+    def finish(self, job_id: str, status: JobStatus, retention_s: int) -> bool:
+        """Set the final status once the finalizer has written everything."""
+        finished = bool(self._finish(
+            keys=[job_key(job_id), STATS, ACTIVE_JOBS],
+            args=[status.value, now_iso(), time.time() + retention_s, PREFIX],
+        ))
+        if finished:
+            created = self.redis.hget(job_key(job_id), "created_ts")
+            if created:
+                self._observe_latency(time.time() - float(created))
+        return finished
+
+    def _observe_latency(self, seconds: float) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        for le in LATENCY_BUCKETS_S:
+            if seconds <= le:
+                pipe.hincrby(LATENCY, str(le), 1)
+        pipe.hincrby(LATENCY, "+Inf", 1)
+        pipe.hincrbyfloat(LATENCY, "sum", seconds)
+        pipe.execute()
+
+    def compact(self, job_id: str) -> None:
+        """Drop what a final job no longer needs: its ledger and attempt counts."""
+        pipe = self.redis.pipeline(transaction=False)
+        for what in ("attempts", "cstop", "cstate", "cattempts", "clost", "csent", "cworker"):
+            pipe.delete(job_sub(job_id, what))
+        pipe.execute()
+
+    def expired(self, now: float, limit: int = 100) -> list[str]:
+        return self.redis.zrangebyscore(EXPIRY, 0, now, start=0, num=limit)
+
+    def delete(self, job_id: str, tenant: str, tombstone_ttl_s: int) -> None:
+        """Forget an expired job, leaving a tombstone (`410 expired`) for a while."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(tombstone_key(job_id), tenant, ex=tombstone_ttl_s)
+        pipe.delete(job_key(job_id), *(job_sub(job_id, what) for what in SUBKEYS))
+        pipe.zrem(EXPIRY, job_id)
+        pipe.srem(ACTIVE_JOBS, job_id)
+        pipe.execute()
+
+    def tombstone(self, job_id: str) -> str | None:
+        """The tenant of an expired job whose tombstone is still kept, else None."""
+        return self.redis.get(tombstone_key(job_id))
+
+    # --- the job's control lease (planner, next phase, finalizer) -----------------------------
+
+    def take_control(self, job_id: str, lease_s: int) -> int | None:
+        """The job-level lease for its planner or finalizer: a token, or None if held."""
+        token = int(self.redis.hincrby(job_key(job_id), "fence", 1))
+        taken = self._take(keys=[lease_key(job_id, CONTROL)], args=[token, lease_s * 1000])
+        return token if taken else None
+
+    def release_control(self, job_id: str, token: int) -> None:
+        key = lease_key(job_id, CONTROL)
+        if self.redis.get(key) == str(token):
+            self.redis.delete(key)
+
+    def control_held(self, job_id: str) -> bool:
+        return bool(self.redis.exists(lease_key(job_id, CONTROL)))

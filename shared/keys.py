@@ -1,0 +1,106 @@
+"""The storage key layout, defined once: every object the service writes has its key made here.
+
+Everything of a tenant lives under `t/<tenant>/`: its model artifacts, its uploads and its
+jobs. A job's objects live under `t/<tenant>/jobs/<id>/`, so deleting a job is deleting one
+prefix. Keys that a fenced (superseded) worker could still write carry the lease token, so a
+stray write never replaces a committed object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.storage import check_key
+
+INPUT_EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp", "npy": "npy"}
+MODEL_EXTENSIONS = {"safetensors": ".safetensors", "pt2": ".pt2"}
+RESULT_FORMATS = ("parquet", "csv", "jsonl")
+
+
+def tenant_prefix(tenant: str) -> str:
+    return f"t/{tenant}"
+
+
+def model_artifact(tenant: str, name: str, sha256: str, kind: str) -> str:
+    return f"{tenant_prefix(tenant)}/models/{name}/{sha256}{MODEL_EXTENSIONS[kind]}"
+
+
+def upload_prefix(tenant: str) -> str:
+    """Where `POST /v1/uploads` stores a tenant's files (readable by its data-set jobs)."""
+    return f"{tenant_prefix(tenant)}/uploads"
+
+
+@dataclass(frozen=True)
+class JobKeys:
+    """The keys of one job's objects."""
+
+    tenant: str
+    job_id: str
+
+    @property
+    def prefix(self) -> str:
+        return f"{tenant_prefix(self.tenant)}/jobs/{self.job_id}"
+
+    def input(self, index: int, fmt: str) -> str:
+        """An uploaded input, by its position in the request."""
+        return f"{self.prefix}/inputs/{index:06d}.{INPUT_EXTENSIONS[fmt]}"
+
+    # --- per-item outputs (upload and inline jobs, and PNGs asked of data-set jobs) ---------
+
+    @property
+    def outputs(self) -> str:
+        return f"{self.prefix}/outputs"
+
+    def output(self, index: int, position: int, method: str, kind: str) -> str:
+        """One output file of one item: `kind` is `npy`, `png`, `overlay` or `signed`."""
+        suffix = {"npy": ".npy", "png": ".png", "overlay": ".overlay.png",
+                  "signed": ".signed.png"}[kind]
+        return f"{self.outputs}/{index}/{method}-{position}{suffix}"
+
+    def file_name(self, key: str) -> str:
+        """The name under which `GET /v1/jobs/{id}/files/{name}` serves an output key."""
+        head = self.outputs + "/"
+        if not key.startswith(head):
+            raise ValueError(f"{key!r} is not an output of job {self.job_id}")
+        return key[len(head):]
+
+    def file_key(self, name: str) -> str:
+        """The output key a `files/{name}` route names (`ValueError` if it is not a key)."""
+        return check_key(f"{self.outputs}/{name}")
+
+    # --- data-set jobs: planned inputs, shards of maps, rows of item records -----------------
+
+    def plan(self, start: int) -> str:
+        """The planned inputs of the chunk that starts at item `start` (JSON lines)."""
+        return f"{self.prefix}/plan/{start:010d}.jsonl"
+
+    def shard(self, start: int, token: int) -> str:
+        """The maps of a committed segment (safetensors), under the writer's lease token."""
+        return f"{self.prefix}/shards/{start:010d}-{token}.safetensors"
+
+    def rows(self, start: int, token: int) -> str:
+        """The item records of a committed segment (JSON lines), under the lease token."""
+        return f"{self.prefix}/rows/{start:010d}-{token}.jsonl"
+
+    def partial(self, phase: str, start: int, token: int) -> str:
+        """A small per-chunk partial result of a multi-phase job (e.g. a top-k scan)."""
+        return f"{self.prefix}/partials/{phase}/{start:010d}-{token}.bin"
+
+    # --- what the finalizer writes ----------------------------------------------------------
+
+    def results(self, fmt: str = "parquet") -> str:
+        if fmt not in RESULT_FORMATS:
+            raise ValueError(f"results format must be one of {RESULT_FORMATS}")
+        return f"{self.prefix}/results.{fmt}"
+
+    @property
+    def report(self) -> str:
+        return f"{self.prefix}/report.json"
+
+    def artifact(self, name: str) -> str:
+        """A named picture or file of the job's report (cluster maps, grids, curves)."""
+        return check_key(f"{self.prefix}/report/{name}")
+
+    def checkpoint(self, item: int) -> str:
+        """The optimization state of a visualization item, for a continuation task."""
+        return f"{self.prefix}/checkpoints/{item:06d}.bin"

@@ -1,0 +1,110 @@
+"""The results file: one row per item × output, as Parquet, and its CSV and JSON-lines forms.
+
+The finalizer writes `results.parquet` (pyarrow, streamed in row groups); the API serves it,
+and converts it to CSV or JSON lines on the fly, one row group at a time. A failed (or
+cancelled) item has one row, with `method` null and its `error`. Maps are pointed to, not
+copied: `shard` and `row` (data-set jobs, `shared.shards`) or `npy` (other jobs).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable, Iterator
+from typing import IO, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from shared.records import ItemRecord
+
+METRICS = ("energy_in_box", "pointing_hit", "border_energy", "concentration")
+SCHEMA = pa.schema([
+    ("index", pa.int64()),
+    ("id", pa.string()),
+    ("uri", pa.string()),
+    ("label", pa.int32()),
+    ("label_name", pa.string()),
+    ("predicted", pa.int32()),
+    ("predicted_name", pa.string()),
+    ("score", pa.float32()),
+    ("label_score", pa.float32()),
+    ("correct", pa.bool_()),
+    ("method", pa.string()),
+    ("position", pa.int32()),
+    ("target", pa.string()),
+    ("status", pa.string()),
+    ("error", pa.string()),
+    ("shard", pa.string()),
+    ("row", pa.int32()),
+    ("npy", pa.string()),
+    ("energy_in_box", pa.float32()),
+    ("pointing_hit", pa.bool_()),
+    ("border_energy", pa.float32()),
+    ("concentration", pa.float32()),
+    ("convergence_delta", pa.float32()),
+])
+ROW_GROUP = 8192
+MEDIA_TYPES = {"parquet": "application/vnd.apache.parquet", "csv": "text/csv",
+               "jsonl": "application/x-ndjson"}
+
+
+def rows_of(record: ItemRecord, class_name) -> Iterator[dict[str, Any]]:
+    """The rows of one item: one per output, or one with `method` null."""
+    pred = record.prediction
+    base = {
+        "index": record.index, "id": record.id if record.id is not None else record.input,
+        "uri": record.input, "label": record.label,
+        "label_name": class_name(record.label) if record.label is not None else None,
+        "predicted": pred.cls if pred else None,
+        "predicted_name": pred.label if pred else None,
+        "score": pred.score if pred else None, "label_score": record.label_score,
+        "correct": record.correct, "status": record.status.value, "error": record.error,
+    }
+    if not record.outputs:
+        yield {**base, "method": None, "position": None, "target": None}
+        return
+    for out in record.outputs:
+        metrics = out.metrics or {}
+        yield {
+            **base, "method": out.method, "position": out.position,
+            "target": json.dumps(out.target, separators=(",", ":")),
+            "shard": out.map.shard if out.map else None,
+            "row": out.map.row if out.map else None,
+            "npy": out.files.get("npy"),
+            **{m: metrics.get(m) for m in METRICS},
+            "convergence_delta": out.convergence_delta,
+        }
+
+
+def write_parquet(records: Iterable[ItemRecord], out: IO[bytes], class_name) -> int:
+    """Stream records into a Parquet file; returns the number of rows."""
+    n = 0
+    with pq.ParquetWriter(out, SCHEMA) as writer:
+        batch: list[dict[str, Any]] = []
+        for record in records:
+            batch.extend(rows_of(record, class_name))
+            if len(batch) >= ROW_GROUP:
+                writer.write_table(pa.Table.from_pylist(batch, SCHEMA))
+                n += len(batch)
+                batch = []
+        if batch or n == 0:
+            writer.write_table(pa.Table.from_pylist(batch, SCHEMA))
+            n += len(batch)
+    return n
+
+
+def convert(parquet: IO[bytes], fmt: str) -> Iterator[bytes]:
+    """The rows of a Parquet results file as CSV or JSON lines, one row group at a time."""
+    import pyarrow.csv as pacsv
+
+    reader = pq.ParquetFile(parquet)
+    for group in range(reader.num_row_groups):
+        table = reader.read_row_group(group)
+        if fmt == "csv":
+            buf = io.BytesIO()
+            pacsv.write_csv(table, buf, pacsv.WriteOptions(include_header=group == 0))
+            yield buf.getvalue()
+        else:
+            yield b"".join(json.dumps(row, separators=(",", ":")).encode() + b"\n"
+                           for row in table.to_pylist())

@@ -1,0 +1,99 @@
+"""Signed completion webhooks (Standard Webhooks): the `notify` spec, its SSRF rules, each
+tenant's secret, the payload and its signature.
+
+A job may name `"notify": {"url": ..., "events": ["succeeded", "failed", "cancelled"]}`.
+The URL must be `http(s)://` and its host must resolve only to public addresses — private,
+loopback, link-local, multicast and reserved ones are refused — unless the host is in
+`SALIENCY_WEBHOOK_ALLOWED_HOSTS`; the rule is applied at submission and again, on the address
+actually connected to, at each delivery. Each tenant's signing secret is derived from
+`SALIENCY_WEBHOOK_MASTER_KEY` (`GET /v1/webhooks/secret` tells a tenant its own).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import ipaddress
+import json
+import socket
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlparse
+
+from shared.errors import SpecError
+from shared.inputs import parse_uri
+from shared.settings import Settings
+
+EVENTS = ("succeeded", "failed", "cancelled")
+SECRET_PREFIX = "whsec_"
+
+
+def tenant_secret(master_key: str, tenant: str) -> str:
+    """The tenant's signing secret, `whsec_<base64>` as Standard Webhooks writes it."""
+    raw = hmac.new(master_key.encode(), f"webhooks:{tenant}".encode(), hashlib.sha256).digest()
+    return SECRET_PREFIX + base64.b64encode(raw).decode()
+
+
+def _public(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    return not (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast
+                or ip.is_reserved or ip.is_unspecified)
+
+
+def resolve_allowed(url: str, allowed_hosts: tuple[str, ...], field: str = "notify.url",
+                    resolve=socket.getaddrinfo) -> tuple[str, int, str]:
+    """(host, port, address to connect to) for a webhook URL, or a `SpecError` (SSRF rules)."""
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise SpecError(field, "must be an http:// or https:// URL")
+    if parsed.username or parsed.password:
+        raise SpecError(field, "must not carry credentials")
+    host = parsed.hostname
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        infos = resolve(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as e:
+        raise SpecError(field, f"host {host!r} does not resolve ({e})") from None
+    addresses = [info[4][0] for info in infos]
+    if not addresses:
+        raise SpecError(field, f"host {host!r} does not resolve")
+    if host not in allowed_hosts and not all(_public(a) for a in addresses):
+        raise SpecError(field, f"host {host!r} is a private, loopback or link-local address; "
+                               "only public hosts (or SALIENCY_WEBHOOK_ALLOWED_HOSTS) are allowed")
+    return host, port, addresses[0]
+
+
+def parse_notify(raw: Any, settings: Settings) -> dict[str, Any]:
+    """Validate a job's `notify`; the URL passes the SSRF rules now."""
+    if not isinstance(raw, dict) or set(raw) - {"url", "events"} or "url" not in raw:
+        raise SpecError("notify", 'must be {"url": ..., "events": [...]}')
+    if not settings.webhook_master_key:
+        raise SpecError("notify", "webhooks are not enabled on this deployment "
+                                  "(SALIENCY_WEBHOOK_MASTER_KEY is unset)")
+    url = parse_uri(raw["url"], "notify.url")
+    resolve_allowed(url, settings.webhook_allowed_hosts)
+    events = raw.get("events", list(EVENTS))
+    if not isinstance(events, list) or not events or any(e not in EVENTS for e in events):
+        raise SpecError("notify.events", f"must be a non-empty subset of {list(EVENTS)}")
+    return {"url": url, "events": list(dict.fromkeys(events))}
+
+
+def payload(event: str, job: dict[str, Any], when: datetime | None = None) -> str:
+    """The delivery body: `{"type": "job.<event>", "timestamp", "data": <the job>}`."""
+    when = when or datetime.now(UTC)
+    return json.dumps({"type": f"job.{event}",
+                       "timestamp": when.isoformat(timespec="seconds").replace("+00:00", "Z"),
+                       "data": job}, separators=(",", ":"))
+
+
+def signed_headers(secret: str, message_id: str, body: str, when: datetime) -> dict[str, str]:
+    """The Standard Webhooks headers of one delivery (the same id on every retry)."""
+    from standardwebhooks import Webhook
+
+    return {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(int(when.timestamp())),
+        "webhook-signature": Webhook(secret).sign(message_id, when, body),
+        "content-type": "application/json",
+    }

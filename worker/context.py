@@ -1,0 +1,85 @@
+"""What a worker process keeps between tasks: settings, connections, caches and thread pools.
+
+Created on first use in each pool process (after the fork, so the Celery parent never
+imports torch), or explicitly by tests that call the worker's functions without Celery.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+from celery import Celery
+
+from shared.chunks import Chunks
+from shared.fairqueue import FairQueue
+from shared.jobs import JobStore
+from shared.locations import Locator
+from shared.modelstore import ModelStore
+from shared.redisio import connect
+from shared.settings import Settings
+from shared.storage import Storage, make_storage
+from shared.taskqueue import make_sender
+
+
+@dataclass
+class WorkerContext:
+    """Connections, the engine cache and the thread pools of one worker process."""
+
+    settings: Settings
+    redis: redis.Redis
+    jobs: JobStore
+    chunks: Chunks
+    fair: FairQueue
+    models: ModelStore
+    storage: Storage
+    locator: Locator
+    sender: Celery
+    cache: Any  # worker.models.ModelCache (imported lazily: torch stays out of the parent)
+    artifact_dir: Path
+    renderers: ThreadPoolExecutor
+    loader: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "load"))
+
+    @classmethod
+    def create(cls, settings: Settings, sender: Celery | None = None) -> WorkerContext:
+        import torch
+
+        from worker.models import ModelCache
+
+        if settings.torch_threads:
+            torch.set_num_threads(settings.torch_threads)
+        device = settings.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        artifact_dir = Path(settings.data_dir, "cache", "models").absolute()
+        artifact_dir.mkdir(parents=True, exist_ok=True)
+        client = connect(settings.redis_url)
+        storage = make_storage(settings)
+        return cls(
+            settings=settings,
+            redis=client,
+            jobs=JobStore(client),
+            chunks=Chunks(client),
+            fair=FairQueue(client, settings.lease_s),
+            models=ModelStore(client),
+            storage=storage,
+            locator=Locator(settings, storage),
+            sender=sender or make_sender(settings),
+            cache=ModelCache(settings.model_cache_size, device, settings.precision),
+            artifact_dir=artifact_dir,
+            renderers=ThreadPoolExecutor(settings.render_threads, "render"),
+        )
+
+
+_context: WorkerContext | None = None
+
+
+def context(settings: Settings, sender: Celery | None = None) -> WorkerContext:
+    """The process's context, created on first use (in the worker child, after the fork)."""
+    global _context
+    if _context is None:
+        _context = WorkerContext.create(settings, sender)
+    return _context

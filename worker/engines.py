@@ -1,0 +1,124 @@
+"""Models on a worker: fetching artifacts, validating registrations, and the engine cache.
+
+`validate_model` is what makes a registration `ready` or `invalid`: the weights' shapes are
+compared with the architecture without building it, the model is built and run once on a
+blank input, and the output shape of every module whose output is one N×C×H×W tensor is
+recorded (the API checks layer targets against them). Built-in models get their artifact
+produced and uploaded first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+from shared.errors import InputError, InvalidModelError
+from shared.keys import model_artifact
+from shared.modelstore import BUILTIN_TENANT, ModelRecord, ModelStatus
+from worker.context import WorkerContext
+
+log = logging.getLogger(__name__)
+
+
+def fetch_artifact(ctx: WorkerContext, record: ModelRecord) -> Path:
+    """The model's artifact in the local cache, fetched from storage on first use."""
+    path = ctx.artifact_dir / Path(record.artifact).name
+    if not path.exists():
+        try:
+            data = ctx.storage.get(record.artifact)
+        except FileNotFoundError:
+            raise InvalidModelError(
+                f"model {record.name!r}: its artifact is missing from storage") from None
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # processes may share the dir
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    return path
+
+
+def engine_for(ctx: WorkerContext, tenant: str, record: ModelRecord):
+    """The cached engine of a registered model (`worker.engine.Engine`)."""
+    from worker.models import build_model
+
+    if record.status != ModelStatus.READY:
+        reason = f": {record.error}" if record.error else ""
+        raise InvalidModelError(f"model {record.name!r} is {record.status.value}{reason}")
+    path = fetch_artifact(ctx, record)
+    key = f"{tenant}/{record.name}/{record.sha256}"
+    try:
+        return ctx.cache.get(key, lambda: build_model(record.spec, path))
+    except InputError as e:
+        raise InvalidModelError(e.message) from None
+
+
+def layer_shapes(model, input_size: int) -> tuple[dict[str, tuple[int, int, int]], object]:
+    """Output shape (C, H, W) of each module whose output is one N×C×H×W tensor, from one
+    forward pass of a blank image (the model is eval-mode and frozen by the caller), and the
+    model's output."""
+    import torch
+
+    shapes: dict[str, tuple[int, int, int]] = {}
+    handles = []
+    for name, module in model.named_modules():
+        if not name:
+            continue
+
+        def hook(_m, _args, out, name=name):
+            if isinstance(out, torch.Tensor) and out.dim() == 4:
+                shapes[name] = tuple(int(d) for d in out.shape[1:])
+
+        handles.append(module.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            logits = model(torch.zeros(1, 3, input_size, input_size))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return shapes, logits
+
+
+def _builtin_artifact(ctx: WorkerContext, record: ModelRecord) -> ModelRecord:
+    """Produce a built-in model's artifact, upload it, and fill in the record."""
+    from dataclasses import replace
+
+    from worker.builtin import ARTIFACTS
+
+    path = ARTIFACTS[record.name](ctx.settings)
+    data = path.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    key = model_artifact(BUILTIN_TENANT, record.name, sha, record.format)
+    ctx.storage.put(key, data, "application/octet-stream")
+    return replace(record, artifact=key, sha256=sha, size=len(data))
+
+
+def validate_model(ctx: WorkerContext, tenant: str, name: str) -> ModelStatus | None:
+    """Validate a `validating` model and store the verdict; returns it (None: nothing to do)."""
+    from worker.engine import model_logits
+    from worker.models import build_model
+
+    owner = ctx.models.owner(tenant, name)
+    record = ctx.models.get(tenant, name) if owner else None
+    if record is None or record.status != ModelStatus.VALIDATING:
+        return None
+    if record.builtin and not record.artifact:
+        record = _builtin_artifact(ctx, record)
+    try:
+        model = build_model(record.spec, fetch_artifact(ctx, record)).eval().requires_grad_(False)
+        shapes, output = layer_shapes(model, record.spec.preprocessing.input_size)
+        logits = model_logits(output)
+        if logits.shape[1] != record.spec.num_classes:
+            raise InputError(f"the model outputs {logits.shape[1]} classes, its spec says "
+                             f"num_classes={record.spec.num_classes}")
+    except InputError as e:
+        verdict = record.with_status(ModelStatus.INVALID, e.message)
+    except (RuntimeError, ValueError) as e:  # e.g. an input too small for the architecture
+        side = record.spec.preprocessing.input_size
+        verdict = record.with_status(
+            ModelStatus.INVALID, f"the model cannot run on a {side} px input: {str(e)[:500]}")
+    else:
+        verdict = record.with_status(ModelStatus.READY, None, shapes)
+    ctx.models.put(owner, verdict, replace=True)
+    log.info("model %s/%s is %s%s", owner, name, verdict.status.value,
+             f": {verdict.error}" if verdict.error else "")
+    return verdict.status

@@ -1,0 +1,133 @@
+"""Planning a data-set job: the manifest or the listing streamed into plan files and chunks.
+
+The API only checks that the manifest or prefix exists; this task reads it, one line or one
+key at a time, and writes the inputs of each chunk of `SALIENCY_DATASET_CHUNK_SIZE` items as
+one plan file (JSON lines), adding the chunk to the ledger as `planned`. Memory is one
+chunk's inputs, whatever the size of the data set. When planning ends the job's total is
+set and its chunks become ready (once its model is). A planner that dies is started again by
+the reconciler, from scratch (plan files are overwritten, the ledger reset).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import posixpath
+from collections.abc import Iterator
+
+from shared.datasets import (
+    DatasetSpec,
+    folder_label,
+    is_image_key,
+    parse_dataset,
+    parse_manifest_line,
+)
+from shared.errors import InputError, SpecError
+from shared.jobs import Job
+from shared.keys import JobKeys
+from shared.records import InputSource
+from shared.redisio import job_key, tenant_key
+from shared.status import JobStatus
+from shared.storage import iter_lines
+from worker.context import WorkerContext
+
+log = logging.getLogger(__name__)
+
+
+def planned_inputs(ctx: WorkerContext, job: Job, start: int, stop: int) -> list[InputSource]:
+    """The inputs `start`..`stop` of a planned data-set job (from one plan file)."""
+    size = job.plan_chunk
+    first = start - start % size
+    lines = ctx.storage.get(JobKeys(job.tenant, job.id).plan(first)).splitlines()
+    return [InputSource.from_json(json.loads(line)) for line in lines[start - first:stop - first]]
+
+
+def _manifest(ctx: WorkerContext, job: Job, spec: DatasetSpec) -> Iterator[InputSource]:
+    location = ctx.locator.locate(spec.manifest, job.tenant, "dataset.manifest", own_area=True)
+    base = posixpath.dirname(spec.manifest)
+    number = 0
+    for raw in iter_lines(location.storage, location.key):
+        line = raw.decode("utf-8", "replace").strip()
+        if not line:
+            continue
+        yield parse_manifest_line(line, number, base)
+        number += 1
+
+
+def _listing(ctx: WorkerContext, job: Job, spec: DatasetSpec,
+             skipped: list[int]) -> Iterator[InputSource]:
+    location = ctx.locator.prefix(spec.prefix, job.tenant, "dataset.prefix")
+    classes: dict[str, int] = {}
+    root = spec.prefix.rstrip("/") + "/"
+    for key in location.storage.list(location.key):
+        if not is_image_key(key):
+            skipped[0] += 1
+            continue
+        rel = key[len(location.key):]
+        label: int | str | None = None
+        if spec.labels == "folder":
+            name = folder_label(key, location.key)
+            if name is not None:
+                label = spec.label_map.get(name, name) if spec.label_map else name
+                if isinstance(label, str) and label.isdecimal() and label.isascii():
+                    label = int(label)
+        elif spec.labels == "folder-sorted" and "/" in rel:
+            # torchvision's ImageFolder: the class folders directly under the root, numbered
+            # in sorted order; a key-ordered listing meets them in that order.
+            label = classes.setdefault(rel.split("/", 1)[0], len(classes))
+        uri = root + rel
+        yield InputSource(name=uri, uri=uri, id=uri, label=label)
+
+
+def plan_job(ctx: WorkerContext, job_id: str) -> None:
+    """Stream a planning job's data set into plan files and planned chunks."""
+    job = ctx.jobs.get(job_id)
+    if job is None or not job.planning or job.finalizing or job.is_final:
+        return
+    spec = parse_dataset(job.spec["dataset"])
+    keys = JobKeys(job.tenant, job.id)
+    size = ctx.settings.dataset_chunk_size
+    limit = ctx.settings.max_dataset_items
+    ctx.chunks.reset(job_id)
+    ctx.jobs.set_fields(job_id, plan_chunk=size)
+    skipped = [0]
+    sources = _manifest(ctx, job, spec) if spec.manifest else _listing(ctx, job, spec, skipped)
+    total, batch = 0, []
+
+    def flush() -> None:
+        start = total - len(batch)
+        ctx.storage.put(keys.plan(start),
+                        b"".join(json.dumps(s.to_json()).encode() + b"\n" for s in batch),
+                        "application/x-ndjson")
+        pipe = ctx.redis.pipeline(transaction=True)
+        ctx.chunks.add(pipe, job_id, [(start, total)], "planned")
+        pipe.execute()
+        batch.clear()
+
+    try:
+        for source in sources:
+            if ctx.jobs.stopping(job_id):
+                return
+            if total >= limit:
+                raise InputError(f"{spec.field}: the data set has more than {limit} items "
+                                 "(SALIENCY_MAX_DATASET_ITEMS)")
+            batch.append(source)
+            total += 1
+            if len(batch) == size:
+                flush()
+        if batch:
+            flush()
+    except FileNotFoundError as e:
+        raise InputError(f"{spec.field}: {e}") from None
+    except SpecError as e:
+        raise InputError(e.message) from None
+    pipe = ctx.redis.pipeline(transaction=True)
+    pipe.hset(job_key(job_id), mapping={"total": total, "skipped": skipped[0], "planning": 0})
+    pipe.incrby(tenant_key(job.tenant, "queued"), total)
+    pipe.execute()
+    log.info("job %s planned: %d items in chunks of %d, %d keys skipped", job_id, total, size,
+             skipped[0])
+
+
+def planning_failed(ctx: WorkerContext, job_id: str, message: str) -> bool:
+    return ctx.jobs.request_final(job_id, JobStatus.FAILED, message)

@@ -1,0 +1,97 @@
+"""Delivering a job's completion webhook: at least once, with the same `webhook-id` on every
+retry, on the schedule `SALIENCY_WEBHOOK_RETRY_SCHEDULE` (seconds after each failure; the
+default spans about 24 hours). A retry that is due waits in a Redis sorted set, and the
+reconciler (on Celery beat) sends it; every attempt is recorded on the job
+(`notify.attempts`).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import ssl
+import time
+from datetime import UTC, datetime
+
+from shared.errors import SpecError
+from shared.redisio import PREFIX, job_key
+from shared.taskqueue import DELIVER_WEBHOOK, send_control
+from shared.webhooks import payload, resolve_allowed, signed_headers, tenant_secret
+from worker.context import WorkerContext
+
+log = logging.getLogger(__name__)
+DUE = PREFIX + "webhooks:due"  # "job:event:attempt" -> when it is due (unix s)
+TIMEOUT_S = 10
+MAX_RECORDED = 50
+
+
+def _post(url: str, body: str, headers: dict[str, str], allowed: tuple[str, ...]) -> int:
+    """POST to the address the SSRF rules allowed (checked again now: no DNS rebinding)."""
+    from urllib.parse import urlparse
+
+    host, port, address = resolve_allowed(url, allowed)
+    parsed = urlparse(url)
+    path = (parsed.path or "/") + (f"?{parsed.query}" if parsed.query else "")
+    if parsed.scheme == "https":
+        context = ssl.create_default_context()
+        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+            address, port, timeout=TIMEOUT_S, context=context)
+        conn.server_hostname = host  # type: ignore[attr-defined]
+    else:
+        conn = http.client.HTTPConnection(address, port, timeout=TIMEOUT_S)
+    try:
+        conn.request("POST", path, body=body.encode(), headers={**headers, "Host": host})
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def _record(ctx: WorkerContext, job_id: str, attempt: dict) -> None:
+    raw = ctx.redis.hget(job_key(job_id), "notify_attempts")
+    attempts = json.loads(raw) if raw else []
+    attempts = [*attempts, attempt][-MAX_RECORDED:]
+    ctx.redis.hset(job_key(job_id), "notify_attempts", json.dumps(attempts))
+
+
+def deliver(ctx: WorkerContext, job_id: str, event: str, attempt: int) -> None:
+    """One delivery attempt; on failure, the next one is scheduled."""
+    settings = ctx.settings
+    job = ctx.jobs.get(job_id)
+    notify = job.spec.get("notify") if job else None
+    if job is None or not notify or event not in notify["events"] or not (
+            settings.webhook_master_key):
+        return
+    message_id = f"msg_{job_id}_{event}"
+    when = datetime.now(UTC)
+    body = payload(event, job.to_json(), when)
+    headers = signed_headers(tenant_secret(settings.webhook_master_key, job.tenant),
+                             message_id, body, when)
+    started = time.time()
+    try:
+        status = _post(notify["url"], body, headers, settings.webhook_allowed_hosts)
+        outcome = {"status": status}
+    except (OSError, http.client.HTTPException, SpecError) as e:
+        status, outcome = 0, {"error": f"{type(e).__name__}: {e}"[:300]}
+    _record(ctx, job_id, {"attempt": attempt + 1, "at": when.isoformat(timespec="seconds"),
+                          "duration_ms": round((time.time() - started) * 1000), **outcome})
+    if 200 <= status < 300:
+        return
+    schedule = settings.webhook_retry_schedule
+    if attempt >= len(schedule):
+        log.warning("webhook of job %s (%s): giving up after %d attempts", job_id, event,
+                    attempt + 1)
+        return
+    ctx.redis.zadd(DUE, {f"{job_id}:{event}:{attempt + 1}": time.time() + schedule[attempt]})
+
+
+def send_due(ctx: WorkerContext) -> int:
+    """Send the deliveries whose retry is due (called by the reconciler); returns how many."""
+    due = ctx.redis.zrangebyscore(DUE, 0, time.time())
+    sent = 0
+    for entry in due:
+        if ctx.redis.zrem(DUE, entry):  # one reconciler wins each entry
+            job_id, event, attempt = entry.rsplit(":", 2)
+            send_control(ctx.sender, DELIVER_WEBHOOK, job_id, event, int(attempt))
+            sent += 1
+    return sent
