@@ -190,7 +190,7 @@ def parse_job_spec(raw: Any, *, extra_fields: tuple[str, ...] = (),
     unknown = set(raw) - allowed
     if unknown:
         raise SpecError(sorted(map(str, unknown))[0][:80],
-                        f"is not a field of a {kind} job; known: {sorted(allowed)}")
+                        f"is not a field of {kind} jobs; known: {sorted(allowed)}")
     model = raw.get("model")
     if model is None:
         raise SpecError("model", "is required: the name of a registered model")
@@ -212,5 +212,5 @@ def parse_job_spec(raw: Any, *, extra_fields: tuple[str, ...] = (),
 
 
 def job_spec_from_json(raw: dict[str, Any]) -> JobSpec:
-    """Read back a spec that `JobSpec.to_json` wrote."""
-    return parse_job_spec(raw)
+    """Read back a job's stored spec (`JobSpec.to_json`, and the `dataset` it named)."""
+    return parse_job_spec(raw, extra_fields=("dataset",))

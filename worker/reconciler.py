@@ -79,13 +79,14 @@ def _send_once(ctx: WorkerContext, name: str, *args: str) -> bool:
 def reconcile(ctx: WorkerContext) -> Actions:
     """One pass over every unfinished job; see the module's docstring."""
     settings, actions = ctx.settings, Actions()
-    for name in ensure_builtin_records(ctx.models):
-        send_control(ctx.sender, VALIDATE_MODEL, BUILTIN_TENANT, name)
-        actions.models.append(name)
-    for record in ctx.models.list(BUILTIN_TENANT):
-        if record.status == ModelStatus.VALIDATING and _send_once(
-                ctx, VALIDATE_MODEL, BUILTIN_TENANT, record.name):
-            actions.models.append(record.name)
+    if settings.builtin_models:
+        for name in ensure_builtin_records(ctx.models):
+            send_control(ctx.sender, VALIDATE_MODEL, BUILTIN_TENANT, name)
+            actions.models.append(name)
+        for record in ctx.models.list(BUILTIN_TENANT):
+            if record.status == ModelStatus.VALIDATING and _send_once(
+                    ctx, VALIDATE_MODEL, BUILTIN_TENANT, record.name):
+                actions.models.append(record.name)
     now = now_ms()
     grace_ms = 2 * settings.lease_s * 1000
     in_celery: set[str] | None = None
