@@ -17,6 +17,10 @@ MAX_HEADER_BYTES = 16 * 1024
 def _builtins_recorded(app: Flask):
     """Before the first answer: every built-in model has a record (`validating` until a worker
     has prepared it), so a first job on it is accepted and waits instead of meeting a 404."""
+    from kombu.exceptions import OperationalError
+
+    from shared.modelstore import BUILTIN_TENANT
+    from shared.redisio import TRANSIENT
     from shared.registry import ensure_builtin_records
     from shared.taskqueue import VALIDATE_MODEL, send_control
 
@@ -30,8 +34,12 @@ def _builtins_recorded(app: Flask):
         with lock:
             if done.is_set():
                 return
-            for name in ensure_builtin_records(svc.models):
-                send_control(svc.sender, VALIDATE_MODEL, "_builtin", name)
+            try:
+                for name in ensure_builtin_records(svc.models):
+                    send_control(svc.sender, VALIDATE_MODEL, BUILTIN_TENANT, name)
+            except (*TRANSIENT, OSError, OperationalError) as e:
+                log.warning("built-in models not recorded yet (Redis unavailable): %s", e)
+                return
             done.set()
 
     return ensure
@@ -66,6 +74,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         openapi,
         pages,
         ratelimit,
+        roots,
         uploads,
         webhooks,
     )
@@ -90,7 +99,7 @@ def create_app(settings: Settings | None = None) -> Flask:
             ensure()
 
     for module in (health, metrics, openapi, jobs, files, models, methods, examples, uploads,
-                   webhooks):
+                   roots, webhooks):
         module.init_app(app)
     pages.init_app(app)
     return app

@@ -14,7 +14,7 @@ from flask import Flask, g, request
 
 from api.context import services
 from shared.errors import RateLimitedError
-from shared.redisio import now_ms, tenant_key
+from shared.redisio import TRANSIENT, now_ms, tenant_key
 
 # KEYS: bucket; ARGV: rate per s, burst, now ms, cost. Returns {allowed, wait ms}.
 _TAKE = """
@@ -59,8 +59,12 @@ def init_app(app: Flask) -> None:
             kind, rate, burst = "read", settings.rate_read, max(1.0, settings.rate_read)
         else:
             kind, rate, burst = "submit", settings.rate_submit, settings.rate_submit_burst
-        allowed, wait_ms = take(keys=[tenant_key(g.tenant, f"rate:{kind}")],
-                                args=[rate, burst, now_ms(), 1])
+        try:
+            allowed, wait_ms = take(keys=[tenant_key(g.tenant, f"rate:{kind}")],
+                                    args=[rate, burst, now_ms(), 1])
+        except TRANSIENT:
+            return  # Redis is down: the view answers 503 if it needs Redis; probes do not
+
         if not allowed:
             retry = max(1, math.ceil(int(wait_ms) / 1000))
             raise RateLimitedError(

@@ -56,7 +56,8 @@ if status == 'queued' then
   redis.call('HINCRBY', P .. 'stats', 'jobs:queued', -1)
   redis.call('HINCRBY', P .. 'stats', 'jobs:running', 1)
 end
-return {token, redis.call('HGET', jkey .. ':cstop', start), attempts}
+return {token, redis.call('HGET', jkey .. ':cstop', start), attempts,
+        redis.call('HGET', jkey .. ':csent', start) or '0'}
 """
 
 # KEYS: lease; ARGV: token, lease ms. Extend the lease if the caller still holds it.
@@ -154,6 +155,7 @@ class Lease:
     stop: int
     token: int
     attempts: int
+    sent_ms: int = 0  # when the chunk's task was sent (0: not through the fair queue)
 
     @property
     def key(self) -> str:
@@ -235,7 +237,7 @@ class Chunks:
                                   now_iso()])
         if int(out[0]) == 0:
             return str(out[1])
-        return Lease(job_id, start, int(out[1]), int(out[0]), int(out[2]))
+        return Lease(job_id, start, int(out[1]), int(out[0]), int(out[2]), int(out[3]))
 
     def renew(self, key: str, token: int, lease_s: int) -> bool:
         """Extend a lease the caller still holds; False if it was taken over."""

@@ -138,6 +138,7 @@ class Settings:
                                                28800, 28800)  # about 24 h in all
     signing_key: str | None = None  # signs API-served file URLs; embedded: a key in data_dir
     faults: tuple[str, ...] = ()  # test-only fault injection; see docs/operations.md
+    metrics_port: int = 0  # a worker's Prometheus metrics port; 0: not exported
     max_visualize_steps: int = 2000
     max_projections: int = 20_000  # channels × k × methods of a top_activations job
 
@@ -208,6 +209,7 @@ class Settings:
                                          d.webhook_retry_schedule),
             signing_key=env.get("SALIENCY_SIGNING_KEY") or None,
             faults=_list(env, "SALIENCY_FAULTS", d.faults),
+            metrics_port=_int(env, "SALIENCY_METRICS_PORT", d.metrics_port, 0),
         )
         if settings.task_time_limit_s >= settings.visibility_timeout_s:
             raise SettingsError(

@@ -93,9 +93,11 @@ def warm_process(settings: Settings, app: Celery) -> None:
     start = time.perf_counter()
     from worker.allocator import keep_freed_memory
     from worker.context import context
+    from worker.metrics import export
 
     keep_freed_memory()
     ctx = context(settings, app)
+    export(settings.metrics_port)
     import torch
     import torch._dynamo  # noqa: F401
 

@@ -25,6 +25,7 @@ from shared.redisio import ACTIVE_JOBS, PREFIX, job_key, lease_key, now_ms
 from shared.registry import ensure_builtin_records
 from shared.taskqueue import NEXT_PHASE, PLAN, QUEUE, RUN_CHUNK, VALIDATE_MODEL, pump, send_control
 from worker.context import WorkerContext
+from worker.metrics import RECONCILER
 from worker.runner import fail_job, release_waiting
 from worker.webhooks import send_due
 
@@ -129,6 +130,9 @@ def reconcile(ctx: WorkerContext) -> Actions:
     pump(ctx.sender, ctx.fair)
     if actions.any():
         log.info("reconciler: %s", actions)
+        for action in ("requeued_lost", "requeued_vanished", "control_sent", "stalled",
+                       "webhooks"):
+            RECONCILER.labels(action).inc(getattr(actions, action))
     return actions
 
 

@@ -33,6 +33,9 @@ def retrying(fn: Callable[[], T], budget_s: float, what: str,
         try:
             return fn()
         except TRANSIENT as e:
+            from worker.metrics import RETRIES
+
+            RETRIES.labels(what.split(" ", 1)[0]).inc()
             left = deadline - time.monotonic()
             if left <= 0 or should_stop():
                 raise BudgetSpent(f"{what}: {type(e).__name__}: {e}") from e

@@ -22,6 +22,7 @@ from worker.attribution.sinks import Fenced
 from worker.context import WorkerContext
 from worker.kinds import KINDS
 from worker.leases import LeaseKeeper
+from worker.metrics import QUEUE_WAIT
 from worker.retry import BudgetSpent
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,8 @@ def run_chunk(ctx: WorkerContext, job_id: str, start: int, worker: str) -> None:
         return
     job = ctx.jobs.get(job_id)
     t0 = time.perf_counter()
+    if lease.sent_ms:
+        QUEUE_WAIT.observe(max(0.0, (now_ms() - lease.sent_ms) / 1000))
     keeper = LeaseKeeper(lambda: ctx.chunks.renew(lease.key, lease.token, lease_s), lease_s,
                          on_beat=lambda: beat(ctx, worker))
     with keeper:

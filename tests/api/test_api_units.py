@@ -6,7 +6,6 @@ import pytest
 
 from api import create_app
 from api.auth import load_keys
-from api.metrics import render_metrics
 from shared.settings import Settings, SettingsError
 
 
@@ -25,18 +24,28 @@ def test_malformed_key_entries_fail_at_start(entry):
         load_keys(Settings(api_keys=(entry,)))
 
 
-def test_metrics_text_format():
-    text = render_metrics({"jobs:queued": "2", "items_done": "7"},
-                          {"0.5": "1", "1": "2", "+Inf": "3", "sum": "4.5"}, depth=5)
-    lines = text.splitlines()
-    assert 'saliency_jobs{status="queued"} 2' in lines
-    assert 'saliency_jobs{status="failed"} 0' in lines
-    assert "saliency_items_done_total 7" in lines and "saliency_queue_depth 5" in lines
-    assert 'saliency_job_latency_seconds_bucket{le="+Inf"} 3' in lines
-    assert "saliency_job_latency_seconds_count 3" in lines
+def test_metrics_read_the_shared_counters(redis_server, tmp_path):
+    import redis
+
+    url = f"{redis_server}/9"
+    client = redis.Redis.from_url(url, decode_responses=True)
+    client.flushdb()
+    client.hset("saliency:stats", mapping={"jobs:queued": 2, "items_done": 7})
+    client.hset("saliency:stats:job_latency",
+                mapping={"0.5": 1, "1": 2, "+Inf": 3, "sum": 4.5})
+    client.rpush("saliency", "a", "b")
+    client.rpush("saliency:dispatch:ready:acme", "j:0", "j:4", "j:8")
+    client.zadd("saliency:dispatch:tenants", {"acme": 1})
+    app = create_app(Settings(storage_url=tmp_path.as_uri(), redis_url=url))
+    lines = app.test_client().get("/metrics").get_data(as_text=True).splitlines()
+    client.flushdb()
+    assert 'saliency_jobs{status="queued"} 2.0' in lines
+    assert 'saliency_jobs{status="failed"} 0.0' in lines
+    assert "saliency_items_done_total 7.0" in lines
+    assert "saliency_queue_depth 5.0" in lines  # Celery's queue and the tenants' ready lists
+    assert 'saliency_job_latency_seconds_bucket{le="+Inf"} 3.0' in lines
+    assert "saliency_job_latency_seconds_count 3.0" in lines
     assert "saliency_job_latency_seconds_sum 4.5" in lines
-    for line in lines:
-        assert line.startswith("#") or len(line.rsplit(" ", 1)) == 2
 
 
 def test_unknown_routes_and_methods_answer_the_error_shape(tmp_path):
@@ -65,9 +74,10 @@ def test_examples_are_listed_with_credits_and_served(tmp_path):
     assert [e["name"] for e in listed] == ["chelsea", "coffee", "rocket"]
     chelsea = listed[0]
     assert chelsea["licence"] == "CC0 1.0" and chelsea["credit"] == "Stefan van der Walt"
-    assert chelsea["url"] == "http://localhost/v1/examples/chelsea"
+    # Never from the request's Host header: from SALIENCY_PUBLIC_URL, else the bind address.
+    assert chelsea["url"] == "http://127.0.0.1:8000/v1/examples/chelsea"
     for example in listed:
-        response = client.get(example["url"])
+        response = client.get(example["url"].replace("http://127.0.0.1:8000", ""))
         assert response.status_code == 200 and response.mimetype == example["media_type"]
         assert response.data == EXAMPLES[example["name"]].read_bytes()
     missing = client.get("/v1/examples/dog")

@@ -4,23 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from shared.errors import SpecError
+from shared.datasets import parse_dataset, parse_inline_inputs, parse_manifest_line
+from shared.errors import SpecError, TooLargeError
 from shared.methods import MethodSpec
-from shared.specs import (
-    PREDICTED,
-    ClassTarget,
-    JobSpec,
-    ModelSpec,
-    job_spec_from_json,
-    parse_input_uris,
-    parse_job_spec,
-)
+from shared.modelspec import ModelSpec, parse_model_spec
+from shared.specs import AttributionSpec, job_spec_from_json, parse_job_spec
+from shared.targets import LABEL, PREDICTED, ClassTarget
 
 
 def test_defaults_and_round_trip():
     spec = parse_job_spec({"model": "m"})
-    assert spec == JobSpec("m", (MethodSpec("gradient"),), PREDICTED, "max_abs",
-                           ("npy", "png", "overlay"))
+    assert (spec.kind, spec.model, spec.seed) == ("attribution", "m", 0)
+    assert spec.work == AttributionSpec((MethodSpec("gradient"),), PREDICTED, "max_abs",
+                                        ("npy", "png", "overlay"))
     full = parse_job_spec({"model": "m", "methods": ["deconvnet", "gradient"],
                            "target": {"class": 3}, "reduce": "l2", "outputs": ["png"]})
     assert job_spec_from_json(full.to_json()) == full
@@ -39,6 +35,12 @@ def test_defaults_and_round_trip():
     ({"model": "m", "reduce": "mean"}, "reduce"),
     ({"model": "m", "outputs": ["jpg"]}, "outputs"),
     ({"model": "m", "colour": "red"}, "colour"),
+    ({"model": "m", "kind": "nonsense"}, "kind"),
+    ({"model": "m", "seed": -1}, "seed"),
+    ({"model": "m", "seed": 1.5}, "seed"),
+    ({"model": "m", "map_dtype": "int8"}, "map_dtype"),
+    ({"model": "m", "audit": {"sanity": {"sample": 0}}}, "audit.sanity.sample"),
+    ({"model": "m", "retention_s": 5}, "retention_s"),
     ([], "spec"),
 ])
 def test_errors_name_the_field(raw, field):
@@ -47,26 +49,99 @@ def test_errors_name_the_field(raw, field):
     assert info.value.field == field
 
 
-def test_targets_are_checked_against_the_model():
+def test_targets_are_checked_against_the_model_and_its_layers():
     model = ModelSpec("m", num_classes=10)
-    JobSpec("m", target=ClassTarget(9)).check_model(model)
+    AttributionSpec(target=ClassTarget(9)).check_model(model)
     with pytest.raises(SpecError, match="target.class"):
-        JobSpec("m", target=ClassTarget(10)).check_model(model)
+        AttributionSpec(target=ClassTarget(10)).check_model(model)
+    layered = parse_job_spec({"model": "m", "target": {"layer": "layer4", "channel": 3}}).work
+    layered.check_model(model, {"layer4": (512, 1, 1)})
+    with pytest.raises(SpecError, match="nearest: layer4") as info:
+        parse_job_spec({"model": "m", "target": {"layer": "layer5", "channel": 0}}).work \
+            .check_model(model, {"layer4": (512, 1, 1)})
+    assert info.value.field == "target.layer"
+    with pytest.raises(SpecError) as info:
+        parse_job_spec({"model": "m", "target": {"layer": "layer4", "channel": 512}}).work \
+            .check_model(model, {"layer4": (512, 1, 1)})
+    assert info.value.field == "target.channel"
+
+
+def test_the_label_target_and_inline_inputs_with_labels_and_boxes():
+    assert parse_job_spec({"model": "m", "target": "label"}).work.target == LABEL
+    (source,) = parse_inline_inputs([{"uri": "s3://b/x.png", "id": "x", "label": "tabby",
+                                      "box": [1, 2, 30, 40]}], limit=10)
+    assert (source.uri, source.id, source.label, source.box) == ("s3://b/x.png", "x", "tabby",
+                                                                 (1, 2, 30, 40))
 
 
 @pytest.mark.parametrize(("raw", "field"), [
     (None, "inputs"), ([], "inputs"), (["s3://b/k"], "inputs[0]"),
     ([{"uri": "s3://b/k"}, {"uri": 3}], "inputs[1].uri"),
+    ([{"uri": "s3://b/k", "box": [5, 5, 5, 9]}], "inputs[0].box"),
+    ([{"uri": "s3://b/../k"}], "inputs[0].uri"),
+    ([{"uri": "relative/k.png"}], "inputs[0].uri"),
+    ([{"uri": "s3://b/k", "colour": 1}], "inputs[0].colour"),
 ])
-def test_input_uris(raw, field):
+def test_inline_inputs_errors_name_the_field(raw, field):
     with pytest.raises(SpecError) as info:
-        parse_input_uris(raw)
+        parse_inline_inputs(raw, limit=10)
     assert info.value.field == field
-    assert parse_input_uris([{"uri": "s3://b/k"}]) == ("s3://b/k",)
+
+
+def test_too_many_inline_inputs_is_413():
+    with pytest.raises(TooLargeError):
+        parse_inline_inputs([{"uri": f"s3://b/{i}"} for i in range(3)], limit=2)
+
+
+@pytest.mark.parametrize(("raw", "field"), [
+    ({}, "dataset"), ({"manifest": "s3://b/m.jsonl", "labels": "folder"}, "dataset"),
+    ({"prefix": "s3://b"}, "dataset.prefix"), ({"prefix": "s3://b/"}, "dataset.prefix"),
+    ({"prefix": "s3://b/p", "labels": "colour"}, "dataset.labels"),
+    ({"prefix": "s3://b/p", "label_map": {"a": 1}}, "dataset.label_map"),
+])
+def test_dataset_errors_name_the_field(raw, field):
+    with pytest.raises(SpecError) as info:
+        parse_dataset(raw)
+    assert info.value.field == field
+
+
+def test_manifest_lines_resolve_relative_uris_and_bad_lines_fail_their_item():
+    good = parse_manifest_line('{"uri": "a/1.png", "label": 3}', 0, "s3://b/data")
+    assert good.uri == "s3://b/data/a/1.png" and good.label == 3 and good.error is None
+    bad = parse_manifest_line("{not json", 4, "s3://b/data")
+    assert bad.error.startswith("manifest line 5:")
+    escape = parse_manifest_line('{"uri": "../secret.png"}', 0, "s3://b/data")
+    assert "'..'" in escape.error
+
+
+@pytest.mark.parametrize(("raw", "field"), [
+    ({"name": "m", "architecture": "resnet18", "num_classes": 10, "std": [float("nan"), 1, 1]},
+     "std"),
+    ({"name": "m", "architecture": "resnet18", "num_classes": 10, "mean": [1, 2, float("inf")]},
+     "mean"),
+    ({"name": "m", "architecture": "no-such-net", "num_classes": 10}, "architecture"),
+    ({"name": "m", "architecture": "resnet18", "num_classes": 10, "input_size": 4096},
+     "input_size"),
+])
+def test_model_specs_refuse_non_finite_numbers_unknown_architectures_and_huge_inputs(raw, field):
+    with pytest.raises(SpecError) as info:
+        parse_model_spec(raw)
+    assert info.value.field == field
+
+
+def test_the_architecture_list_matches_the_installed_libraries():
+    import timm
+    import torchvision
+
+    from shared.modelspec import known_architectures
+
+    expected = set(torchvision.models.list_models(module=torchvision.models))
+    expected |= {f"timm:{name}" for name in timm.list_models()}
+    assert known_architectures() == expected
 
 
 def test_methods_are_echoed_as_given():
     spec = parse_job_spec({"model": "m", "methods": ["gradient", {"name": "deconvnet"},
                                                      "gradient"]})
-    assert [m.name for m in spec.methods] == ["gradient", "deconvnet"]
+    assert [m.name for m in spec.work.methods] == ["gradient", "deconvnet"]
     assert spec.to_json()["methods"] == ["gradient", {"name": "deconvnet"}]

@@ -28,6 +28,7 @@ from worker.context import WorkerContext
 from worker.engines import engine_for
 from worker.inputs import Loaded, load_input
 from worker.leases import LeaseKeeper
+from worker.metrics import BATCH_SECONDS, observe_gpu
 from worker.plans import planned_inputs
 from worker.retry import retrying
 
@@ -144,6 +145,7 @@ def run_attribution(ctx: WorkerContext, job: Job, lease: Lease, keeper: LeaseKee
             good, targets = _targets(work, good, sink)
             if not good:
                 continue
+            started = time.perf_counter()
             try:
                 result = attribute(engine, torch.stack([item.x for item in good]), spec,
                                    targets, [item.index for item in good])
@@ -151,6 +153,8 @@ def run_attribution(ctx: WorkerContext, job: Job, lease: Lease, keeper: LeaseKee
                 for item in good:
                     sink.fail(item, e.message)
                 continue
+            BATCH_SECONDS.observe(time.perf_counter() - started)
+            observe_gpu()
             coverage = {method: c.to_json() for method, c in result.coverage.items()}
             for item, image in zip(good, result.images, strict=True):
                 label_score = None if item.label is None else float(image.probs[item.label])

@@ -26,6 +26,7 @@ from shared.specs import AttributionSpec
 from worker.attribution import outputs
 from worker.context import WorkerContext
 from worker.inputs import Loaded
+from worker.metrics import IMAGES
 from worker.retry import retrying
 
 
@@ -62,6 +63,7 @@ class ItemSink:
 
     def fail(self, item: Loaded, message: str) -> None:
         self._record(outputs.failed(item, message, self.worker))
+        IMAGES.labels("failed").inc()
 
     def add(self, item: Loaded, result: Any, coverage: dict[str, Any],
             label_score: float | None) -> None:
@@ -82,6 +84,7 @@ class ItemSink:
                                                  files, None, None))
         self._record(outputs.succeeded(item, self.model, result, records, self.worker,
                                        label_score))
+        IMAGES.labels("succeeded").inc()
 
     def _collect(self, keep: int) -> None:
         while len(self.pending) > keep:
@@ -118,6 +121,7 @@ class ShardSink:
     def fail(self, item: Loaded, message: str) -> None:
         self._row(outputs.failed(item, message, self.worker))
         self.failed += 1
+        IMAGES.labels("failed").inc()
 
     def add(self, item: Loaded, result: Any, coverage: dict[str, Any],
             label_score: float | None) -> None:
@@ -135,6 +139,7 @@ class ShardSink:
         self._row(outputs.succeeded(item, self.model, result, records, self.worker,
                                     label_score))
         self.done += 1
+        IMAGES.labels("succeeded").inc()
 
     def finish(self, upto: int) -> RunResult:
         if upto <= self.lease.start:
