@@ -11,7 +11,7 @@ from flask import Blueprint, Flask, jsonify, request
 
 from api.auth import require_admin
 from api.context import services, tenant
-from api.requests import read_model_request
+from api.requests import check_artifact, read_model_request
 from shared.errors import NotFoundError
 from shared.modelspec import MODEL_NAME_RE, known_architectures, parse_model_spec
 from shared.modelstore import ModelRecord
@@ -34,6 +34,7 @@ def register():
     if kind == "pt2":
         require_admin("registering a .pt2 program")
     spec = parse_model_spec(raw_spec, needs_architecture=kind == "safetensors")
+    check_artifact(kind, stream)
     svc = services()
     record = register_model(svc.models, svc.storage, tenant(), spec, kind, stream)
     send_control(svc.sender, VALIDATE_MODEL, tenant(), spec.name)

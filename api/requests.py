@@ -113,7 +113,7 @@ def read_job_request(settings: Settings) -> JobRequest:
 
 def read_model_request() -> tuple[Any, str, IO[bytes]]:
     """The `spec` JSON and exactly one artifact part: `weights` (safetensors) or `program`
-    (`.pt2`), checked by its container and returned as a stream."""
+    (`.pt2`), as a stream; `check_artifact` checks its container."""
     if request.mimetype != "multipart/form-data":
         raise UnsupportedMediaError(
             "POST /v1/models takes multipart/form-data: spec + weights (or program)"
@@ -123,18 +123,21 @@ def read_model_request() -> tuple[Any, str, IO[bytes]]:
     present = [name for name in ("weights", "program") if name in request.files]
     if len(present) != 1:
         raise SpecError("weights", "exactly one file part is required: weights or program")
-    stream = request.files[present[0]].stream
+    kind = "safetensors" if present[0] == "weights" else "pt2"
+    return spec, kind, request.files[present[0]].stream
+
+
+def check_artifact(kind: str, stream: IO[bytes]) -> None:
+    """A safetensors header, or a `.pt2` archive that loads without unpickling anything."""
     stream.seek(0, 2)
     size = stream.tell()
     stream.seek(0)
-    if present[0] == "weights":
+    if kind == "safetensors":
         head = stream.read(8)
         if len(head) == 8 and int.from_bytes(head, "little") <= min(size - 8,
                                                                     MAX_SAFETENSORS_HEADER):
             head += stream.read(int.from_bytes(head, "little"))
         safetensors_header(head, size)
-        stream.seek(0)
-        return spec, "safetensors", stream
-    check_pt2(stream)
+    else:
+        check_pt2(stream)
     stream.seek(0)
-    return spec, "pt2", stream

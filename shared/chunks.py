@@ -23,23 +23,29 @@ from typing import Any
 
 import redis
 
-from shared.fairqueue import PUSH_READY_LUA
+from shared.fairqueue import INFLIGHT, PUSH_READY_LUA, chunk_ref
 from shared.redisio import PREFIX, job_key, job_sub, lease_key, now_iso, now_ms
 
 # ARGV: prefix, job, start, lease ms, now ms, worker, now iso
 _ACQUIRE = """
 local P, job, start = ARGV[1], ARGV[2], ARGV[3]
 local jkey = P .. 'job:' .. job
+local ref = job .. ':' .. start
 local state = redis.call('HGET', jkey .. ':cstate', start)
-if not state or state == 'done' or state == 'planned' then return {0, state or 'missing'} end
+if not state or state == 'done' or state == 'planned' then
+  redis.call('ZREM', P .. 'dispatch:inflight', ref)
+  return {0, state or 'missing'}
+end
 local lease = P .. 'lease:' .. job .. ':' .. start
 if redis.call('EXISTS', lease) == 1 then return {0, 'leased'} end
 local status = redis.call('HGET', jkey, 'status')
 if redis.call('HGET', jkey, 'finalizing') == '1' or (status ~= 'queued' and status ~= 'running')
-then return {0, 'final'} end
+then
+  redis.call('ZREM', P .. 'dispatch:inflight', ref)
+  return {0, 'final'}
+end
 local token = redis.call('HINCRBY', jkey, 'fence', 1)
 redis.call('SET', lease, token, 'PX', ARGV[4])
-local ref = job .. ':' .. start
 local tenant = redis.call('HGET', jkey, 'tenant')
 if state == 'ready' then
   local list = P .. 'dispatch:ready:' .. tenant
@@ -104,6 +110,14 @@ if upto < stop then
 end
 local open = redis.call('HINCRBY', jkey, 'open', -1)
 if open <= 0 and redis.call('HGET', jkey, 'planning') ~= '1' then return 2 end
+return 1
+"""
+
+# KEYS: lease, inflight; ARGV: token, ref. A run that stops without committing (its job is
+# being finalized) gives back its lease and its place in the window.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+redis.call('ZREM', KEYS[2], ARGV[2])
 return 1
 """
 
@@ -205,6 +219,7 @@ class Chunks:
         self._renew = client.register_script(_RENEW)
         self._commit = client.register_script(_COMMIT)
         self._requeue = client.register_script(_REQUEUE)
+        self._release = client.register_script(_RELEASE)
         self._activate = client.register_script(_ACTIVATE)
 
     # --- creating ----------------------------------------------------------------------------
@@ -259,15 +274,24 @@ class Chunks:
             segment.to_json() if segment else "", done, failed, now_ms(), int(to_back),
         ]))
 
+    def release(self, lease: Lease) -> None:
+        """Give back a lease without committing (the job is being finalized)."""
+        self._release(keys=[lease.key, INFLIGHT], args=[lease.token,
+                                                        chunk_ref(lease.job_id, lease.start)])
+
     def requeue(self, job_id: str, start: int, state: str, sent_before_ms: int = 0) -> bool:
         """Make a chunk ready again if it is `running` without a lease, or `sent` long ago."""
         return bool(self._requeue(args=[PREFIX, job_id, start, state, sent_before_ms]))
 
     def fence_all(self, job_id: str) -> None:
-        """Revoke every chunk lease of a job, so no running chunk can publish any more."""
+        """Revoke every chunk lease of a job, so no running chunk can publish any more, and
+        free the job's places in the window."""
         starts = self.redis.hkeys(job_sub(job_id, "cstate"))
         if starts:
-            self.redis.delete(*(lease_key(job_id, s) for s in starts))
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.delete(*(lease_key(job_id, s) for s in starts))
+            pipe.zrem(INFLIGHT, *(chunk_ref(job_id, int(s)) for s in starts))
+            pipe.execute()
 
     # --- reading ------------------------------------------------------------------------------
 

@@ -158,7 +158,7 @@ class FileStorage(Storage):
         except PermissionError:
             raise FileNotFoundError(f"{key!r} is not readable by the service") from None
         except FileNotFoundError:
-            raise FileNotFoundError(f"no object {key!r}") from None
+            raise FileNotFoundError(f"no such object {key!r}") from None
         except OSError as e:
             raise StorageError(f"cannot read {key!r} under {self.root}: {e}") from e
 
@@ -285,7 +285,7 @@ class S3Storage(Storage):
         except ClientError as e:
             code = e.response.get("Error", {}).get("Code", "")
             if code in ("NoSuchKey", "404", "NotFound"):
-                raise FileNotFoundError(f"no object {key!r} in s3://{self.bucket}") from None
+                raise FileNotFoundError(f"no such object {key!r} in s3://{self.bucket}") from None
             if code in ("AccessDenied", "403") and fn.__name__ in ("get_object", "head_object"):
                 raise FileNotFoundError(f"{key!r} in s3://{self.bucket} is not readable by the "
                                         "service") from None

@@ -1,6 +1,7 @@
-"""Session fixtures: a real Redis, a real S3 server (moto), real API and worker processes.
+"""Session fixtures: a real Redis, a real S3 server (moto), real API, worker and beat processes.
 
-- `file_backend` / `s3_backend`: Redis database + storage + one Celery worker process.
+- `file_backend` / `s3_backend`: Redis database + storage + one Celery worker process + the
+  scheduler (Celery beat, running the reconciler every 2 s).
 - `stack`: the API with API keys and small limits over HTTP, parametrized over both backends.
 - `api_url`: the API as the embedded default runs it (no keys, default limits), file storage.
 - `stack_model` / `tiny_model`: a seeded resnet18 (10 classes, 32×32) registered on either.
@@ -25,6 +26,7 @@ from devstack import (
     create_bucket,
     stack_env,
     start_api,
+    start_beat,
     start_moto,
     start_redis,
     start_worker,
@@ -48,6 +50,9 @@ WORKER_ENV = {
     "SALIENCY_TASK_TIME_LIMIT_S": "120",
     "SALIENCY_VISIBILITY_TIMEOUT_S": "300",
     "SALIENCY_BUILTIN_MODELS": "0",
+    "SALIENCY_LEASE_S": "10",
+    "SALIENCY_RECONCILE_EVERY_S": "2",
+    "SALIENCY_RETRY_BUDGET_S": "20",
 }
 MODEL_SPEC = {"name": "tiny-resnet18", "architecture": "resnet18", "num_classes": 10,
               "input_size": 32, "resize": 32}
@@ -117,7 +122,9 @@ def _backend(name: str, redis_url: str, storage_url: str, s3: str | None) -> Ite
     env = stack_env(redis_url, storage_url, s3, **WORKER_ENV)
     env["SALIENCY_DATA_DIR"] = str(LOGS.parent / f"data-{name}")
     worker = start_worker(env, LOGS, name=f"worker-{name}")
+    beat = start_beat(env, LOGS, name=f"beat-{name}")
     yield Backend(name, env, redis_url, storage_url, s3)
+    beat.stop()
     worker.stop()
 
 

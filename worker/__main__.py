@@ -33,7 +33,7 @@ def main(argv: list[str]) -> None:
     # In JSON mode every line is a log record: no start-up banner on stdout.
     quiet = ["--quiet"] if settings.log_format == "json" else []
     if argv[:1] == ["beat"]:
-        app.start(["beat", "--loglevel", "INFO", *quiet, *argv[1:]])
+        app.start([*quiet, "beat", "--loglevel", "INFO", *argv[1:]])
         return
     if not any(a.startswith("--hostname") or a == "-n" for a in argv):
         argv = [*argv, "--hostname", f"worker-{os.getpid()}@%h"]

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from shared.fairqueue import chunk_ref
 from shared.modelstore import BUILTIN_TENANT, ModelStatus
-from shared.redisio import ACTIVE_JOBS, PREFIX, job_key, lease_key, now_ms
+from shared.redisio import ACTIVE_JOBS, PREFIX, job_key, job_sub, lease_key, now_ms
 from shared.registry import ensure_builtin_records
 from shared.taskqueue import NEXT_PHASE, PLAN, QUEUE, RUN_CHUNK, VALIDATE_MODEL, pump, send_control
 from worker.context import WorkerContext
@@ -126,6 +126,7 @@ def reconcile(ctx: WorkerContext) -> Actions:
                 c.state == "running" for c in states):
             _stalled(ctx, job_id, states)
             actions.stalled += 1
+    _collect_inflight(ctx)
     actions.webhooks = send_due(ctx)
     pump(ctx.sender, ctx.fair)
     if actions.any():
@@ -134,6 +135,16 @@ def reconcile(ctx: WorkerContext) -> Actions:
                        "webhooks"):
             RECONCILER.labels(action).inc(getattr(actions, action))
     return actions
+
+
+def _collect_inflight(ctx: WorkerContext) -> None:
+    """Drop window places held by chunks that are neither sent nor running any more."""
+    from shared.fairqueue import INFLIGHT, parse_ref
+
+    for ref in ctx.fair.inflight():
+        job_id, start = parse_ref(ref)
+        if ctx.redis.hget(job_sub(job_id, "cstate"), str(start)) not in ("sent", "running"):
+            ctx.redis.zrem(INFLIGHT, ref)
 
 
 def _stalled(ctx: WorkerContext, job_id: str, states) -> None:

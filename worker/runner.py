@@ -68,7 +68,7 @@ def run_chunk(ctx: WorkerContext, job_id: str, start: int, worker: str) -> None:
             ctx.chunks.commit(lease, lease.start)
             return
     if result is None:  # the job is being finalized: nothing more of this chunk is wanted
-        ctx.redis.delete(lease.key)
+        ctx.chunks.release(lease)
         return
     outcome = ctx.chunks.commit(lease, result.upto, segment=result.segment, done=result.done,
                                 failed=result.failed, to_back=to_back)
@@ -162,9 +162,9 @@ def finalize(ctx: WorkerContext, job_id: str) -> None:
     KINDS[job.kind].finalize(ctx, job, record.spec if record else None)
     retention = job.spec.get("retention_s") or ctx.settings.result_ttl_s
     status = job.final_status or JobStatus.SUCCEEDED
+    ctx.jobs.compact(job_id)
     if not ctx.jobs.finish(job_id, status, retention):
         return
-    ctx.jobs.compact(job_id)
     log.info("job %s is %s", job_id, status.value)
     notify = job.spec.get("notify")
     if notify and status.value in notify["events"]:

@@ -44,6 +44,11 @@ def wait(session, url, job_id, timeout=90):
     raise AssertionError(f"job {job_id} not finished after {timeout}s: {job}")
 
 
+def counts(job: dict) -> dict:
+    """The item counts of a job's progress (it also says `planning` and `finalizing`)."""
+    return {k: job["progress"][k] for k in ("total", "done", "failed")}
+
+
 def all_items(session, url, job_id, limit=3):
     items, cursor = [], ""
     while True:
@@ -79,9 +84,17 @@ def _settle(r, timeout: float = 60.0) -> None:
     raise AssertionError("the shared stack still has jobs in flight after 60 s")
 
 
+# Keys that change without any request: counters, rate-limit buckets, liveness heartbeats.
+VOLATILE = ("saliency:stats", "saliency:workers", "saliency:pong:", "saliency:reconcile:")
+
+
+def _volatile(key: str) -> bool:
+    return key.startswith(VOLATILE) or (key.startswith("saliency:tenant:") and ":rate:" in key)
+
+
 def side_effects(stack) -> tuple:
     """What a request could have left behind: service keys in Redis, queued tasks, objects."""
     r = stack.backend.redis()
     _settle(r)
-    keys = frozenset(k for k in r.scan_iter("saliency:*") if not k.startswith("saliency:stats"))
+    keys = frozenset(k for k in r.scan_iter("saliency:*") if not _volatile(k))
     return keys, r.llen("saliency"), frozenset(stack.backend.storage().list())

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from e2e.helpers import all_items, download, image_bytes, npy_bytes, submit, wait
+from e2e.helpers import all_items, counts, download, image_bytes, npy_bytes, submit, wait
 
 METHODS = ["gradient", "guided_backprop"]
 
@@ -18,7 +18,7 @@ def reference(model, inputs: list[bytes]):
     """The in-process engine's result on the same inputs (what the worker must reproduce)."""
     import torch
 
-    from shared.specs import parse_model_spec
+    from shared.modelspec import parse_model_spec
     from worker.engine import Engine
     from worker.models import build_model, preprocess_image
 
@@ -68,7 +68,8 @@ def test_uploads_of_each_format_match_the_engine(stack, stack_model, alice):
 
     job = wait(alice, stack.url, body["id"])
     assert job["status"] == "succeeded", job
-    assert job["progress"] == {"total": 4, "done": 4, "failed": 0}
+    assert counts(job) == {"total": 4, "done": 4, "failed": 0}
+    assert not job["progress"]["planning"] and not job["progress"]["finalizing"]
     assert job["created_at"] <= job["started_at"] <= job["finished_at"]
     assert job["created_at"].endswith("Z") and job["error"] is None
     items = all_items(alice, stack.url, body["id"], limit=3)  # two pages
@@ -102,7 +103,7 @@ def test_a_bad_item_fails_alone(stack, stack_model, alice):
     ]}
     job_id = alice.post(f"{stack.url}/v1/jobs", json=body, timeout=30).json()["id"]
     job = wait(alice, stack.url, job_id)
-    assert job["status"] == "succeeded" and job["progress"] == {"total": 3, "done": 1, "failed": 2}
+    assert job["status"] == "succeeded" and counts(job) == {"total": 3, "done": 1, "failed": 2}
     good, broken, missing = all_items(alice, stack.url, job_id)
     assert good["status"] == "succeeded" and good["outputs"][0]["png"] is None
     assert broken["status"] == "failed" and "cannot be decoded" in broken["error"]
@@ -115,12 +116,14 @@ def test_cancel_stops_the_items_not_yet_run(stack, stack_model, alice):
     body = {"model": stack_model.name, "inputs": [{"uri": storage.uri("incoming/many.png")}] * 400}
     job_id = alice.post(f"{stack.url}/v1/jobs", json=body, timeout=30).json()["id"]
     response = alice.delete(f"{stack.url}/v1/jobs/{job_id}", timeout=10)
-    assert response.status_code == 200 and response.json()["status"] == "cancelled"
-    time.sleep(1.5)  # let the worker notice between batches
-    first = alice.get(f"{stack.url}/v1/jobs/{job_id}", timeout=10).json()
+    # Final only once its finalizer has written the results file and the report.
+    assert response.status_code == 200 and response.json()["progress"]["finalizing"]
+    assert response.json()["status"] in ("queued", "running", "cancelled")
+    first = wait(alice, stack.url, job_id)
     time.sleep(1.0)
     job = alice.get(f"{stack.url}/v1/jobs/{job_id}", timeout=10).json()
     assert job["status"] == "cancelled" and job["finished_at"] is not None
+    assert job["error"] == "cancelled by the client"
     assert job["progress"] == first["progress"]  # nothing more runs
     assert job["progress"]["done"] < 400
     last = alice.get(f"{stack.url}/v1/jobs/{job_id}/items", params={"cursor": "399"},
@@ -151,7 +154,7 @@ def test_tenants_see_only_their_own_jobs_and_models(stack, stack_model, alice, b
                     [("a.png", image_bytes(50))]).json()["id"]
     wait(alice, stack.url, job_id)
     name = alice.get(f"{stack.url}/v1/jobs/{job_id}/items", timeout=10).json()[
-        "items"][0]["outputs"][0]["png"].rsplit("/", 1)[-1]
+        "items"][0]["outputs"][0]["png"].split("?")[0].rsplit("/", 1)[-1]
     for path in (f"/v1/jobs/{job_id}", f"/v1/jobs/{job_id}/items",
                  f"/v1/jobs/{job_id}/files/0/{name}", f"/v1/models/{stack_model.name}"):
         response = bob.get(stack.url + path, timeout=10)

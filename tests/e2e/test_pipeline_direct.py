@@ -6,12 +6,12 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from shared.jobstore import JobStore, job_key
 
 from e2e.helpers import image_bytes
-from shared.jobstore import JobStore, job_key
+from shared.modelspec import parse_model_spec
 from shared.registry import register_model
 from shared.settings import Settings
-from shared.specs import parse_model_spec
 from shared.status import JobStatus
 
 pytest.importorskip("torch")

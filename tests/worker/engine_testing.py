@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from shared.specs import ClassTarget
+from shared.targets import ClassTarget
 from worker.engine import Engine
 from worker.models import build_architecture
 

@@ -16,7 +16,7 @@ from PIL import Image
 from torch import nn
 
 from shared.examples import EXAMPLES, get_example
-from shared.specs import parse_model_spec
+from shared.modelspec import parse_model_spec
 from worker.builtin import BUILTIN_MODELS, EFFICIENTNET_LITE0_SPEC, imagenet_class_names
 from worker.builtin import efficientnet_lite0 as lite0
 from worker.engine import Engine

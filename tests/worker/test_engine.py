@@ -11,7 +11,7 @@ from engine_testing import METHODS, engine_maps, seeded_architecture
 from torch import nn
 
 from shared.errors import SpecError, UnsupportedModelError
-from shared.specs import ClassTarget
+from shared.targets import ClassTarget
 from worker.engine import Engine
 
 # --- Captum 0.9 where Captum is right -----------------------------------------------------------

@@ -14,7 +14,8 @@ from safetensors.torch import save_file
 from toy_patterns import TinyCNN
 
 from shared.errors import InputError
-from shared.specs import ClassTarget, ModelSpec, Preprocessing
+from shared.modelspec import ModelSpec, Preprocessing
+from shared.targets import ClassTarget
 from worker.engine import Engine
 from worker.models import ModelCache, build_model, display_image, preprocess_image, read_state_dict
 

@@ -10,7 +10,7 @@ from engine_testing import METHODS, seeded_architecture
 from torch import nn
 
 from shared.errors import TargetError
-from shared.specs import PREDICTED, ClassTarget, LayerTarget, TopKTarget
+from shared.targets import PREDICTED, ClassTarget, LayerTarget, TopKTarget
 from worker.engine import Engine
 
 TOL = {"rtol": 1e-4, "atol": 1e-6}

@@ -11,7 +11,7 @@ from engine_testing import METHODS
 from toy_patterns import TinyCNN
 
 from shared.errors import TargetError, UnsupportedModelError
-from shared.specs import PREDICTED, LayerTarget, TopKTarget
+from shared.targets import PREDICTED, LayerTarget, TopKTarget
 from worker.engine import Engine
 
 

@@ -20,7 +20,7 @@ import torch
 from attribution_refs import cosine, reference_maps
 from engine_testing import METHODS, ZOO_CLASSES, seeded_architecture
 
-from shared.specs import ClassTarget
+from shared.targets import ClassTarget
 from worker.engine import Engine
 
 ZOO = {  # architecture: input side (Inception-v3 needs at least 75 pixels)
