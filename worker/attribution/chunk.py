@@ -125,7 +125,7 @@ def run_attribution(ctx: WorkerContext, job: Job, lease: Lease, keeper: LeaseKee
             if ctx.jobs.stopping(job.id):
                 stop = Stop(None)
                 break
-            if time.monotonic() > deadline:
+            if b > 0 and time.monotonic() > deadline:  # a run always does one batch
                 stop = Stop(batch[0])
                 break
             if b > 0 and ctx.fair.others_waiting(job.tenant):
