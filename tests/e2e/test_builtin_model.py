@@ -1,9 +1,10 @@
 """The built-in efficientnet_lite0 through the whole service, as a fresh `make run` has it.
 
 The session's shared stack runs with built-in models off (for speed), so this module starts
-its own worker and API with nothing configured beyond Redis and storage: the worker converts
-the package's weights on its first start, registers the model, and a job on the example
-photo of a cat comes back with maps and the prediction with its class name. That worker logs
+its own worker and API with nothing configured beyond Redis and storage: the API records the
+built-in model (`validating`) before it answers, a worker converts the package's weights and
+validates it, and a job on the example photo of a cat — sent at once, without waiting for
+the model — comes back with maps and the prediction with its class name. That worker logs
 in JSON (`SALIENCY_LOG_FORMAT=json`, as in the containers), and its log is checked line by line.
 """
 
@@ -49,6 +50,7 @@ def test_the_builtin_model_is_listed_with_nothing_configured(builtin_api):
     models = requests.get(f"{builtin_api}/v1/models", timeout=10).json()["models"]
     (model,) = [m for m in models if m["name"] == "efficientnet_lite0"]
     assert model["builtin"] is True and model["format"] == "safetensors"
+    assert model["status"] in ("validating", "ready")
     assert model["architecture"] == "timm:efficientnet_lite0" and model["num_classes"] == 1000
     assert (model["resize"], model["input_size"]) == (256, 224)
     assert len(model["class_names"]) == 1000 and model["class_names"][285] == "Egyptian cat"
@@ -92,8 +94,8 @@ def test_a_job_on_the_cat_returns_maps_and_a_named_prediction(builtin_api):
 
 
 def test_the_worker_logs_one_json_object_a_line(builtin_api):
-    """Run after the job above: the registration process, Celery and the pool child all log
-    through shared.logs, so every line of the worker's output is one JSON object."""
+    """Run after the job above: Celery and the pool child both log through shared.logs, so
+    every line of the worker's output is one JSON object."""
     records = []
     for line in WORKER_LOG.read_text().splitlines():
         if line.strip():
@@ -101,7 +103,7 @@ def test_the_worker_logs_one_json_object_a_line(builtin_api):
             assert {"time", "level", "logger", "message"} <= set(record), record
             records.append(record)
     messages = [r["message"] for r in records]
-    assert "registered built-in model efficientnet_lite0" in messages  # the spawned process
+    assert "model _builtin/efficientnet_lite0 is ready" in messages  # its validation
     assert any(m.endswith(" ready.") for m in messages)  # Celery's own
     assert any(m.startswith("worker process warmed up") for m in messages)  # the pool child
     assert any("saliency.run_chunk" in m and "succeeded" in m for m in messages)

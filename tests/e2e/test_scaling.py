@@ -1,11 +1,15 @@
-"""One job spread over two worker processes: its chunks run on both, and counts stay exact."""
+"""Scaling out and sharing: one job spread over two worker processes, and two tenants'
+jobs sharing one worker fairly."""
 
 from __future__ import annotations
+
+import time
 
 import requests
 
 from devstack import ROOT, start_worker
-from e2e.helpers import all_items, image_bytes, submit, wait
+from conftest import register
+from e2e.helpers import all_items, counts, image_bytes, submit, wait
 
 LOGS = ROOT / "test-output" / "logs"
 
@@ -22,7 +26,7 @@ def test_two_workers_share_one_job(file_backend, api_url, tiny_model):
     finally:
         second.stop()
     assert job["status"] == "succeeded"
-    assert job["progress"] == {"total": 16, "done": 16, "failed": 0}
+    assert counts(job) == {"total": 16, "done": 16, "failed": 0}
     assert [item["index"] for item in items] == list(range(16))
     assert all(item["status"] == "succeeded" for item in items)
     workers = {item["worker"] for item in items}
@@ -33,22 +37,32 @@ def test_two_workers_share_one_job(file_backend, api_url, tiny_model):
         assert len({item["worker"] for item in items[start : start + 4]}) == 1
 
 
-def test_a_whole_job_task_from_before_chunks_still_runs(file_backend, api_url, tiny_model):
-    """A `saliency.run_job(id)` left in the queue by an older API is split into chunks."""
-    import uuid
+def _ready(session, url: str, name: str) -> None:
+    deadline = time.monotonic() + 60
+    while session.get(f"{url}/v1/models/{name}", timeout=10).json()["status"] != "ready":
+        assert time.monotonic() < deadline, "the model was not validated within 60 s"
+        time.sleep(0.2)
 
-    from shared.jobstore import JobStore
-    from shared.taskqueue import QUEUE, RUN_JOB, make_sender
 
-    settings = file_backend.settings()
-    store, storage = JobStore.from_url(settings.redis_url), file_backend.storage()
-    job_id = uuid.uuid4().hex
-    inputs = []
-    for i in range(6):
-        key = f"t/default/jobs/{job_id}/inputs/{i:06d}.png"
-        storage.put(key, image_bytes(300 + i))
-        inputs.append({"name": f"{i}.png", "key": key})
-    store.create_job(job_id, "default", {"model": tiny_model, "outputs": ["npy"]}, inputs)
-    make_sender(settings).send_task(RUN_JOB, args=[job_id], queue=QUEUE)
-    job = wait(requests.Session(), api_url, job_id)
-    assert job["status"] == "succeeded" and job["progress"]["done"] == 6, job
+def test_a_small_job_is_not_starved_by_another_tenants_big_job(stack, stack_model, alice, bob):
+    """Fair share: bob's 1-image job, sent while alice's 200-image job (50 chunks) runs,
+    finishes long before it: chunks are sent round-robin across tenants, a few at a time."""
+    register(stack.url, {**stack_model.spec}, stack_model.weights, bob)
+    _ready(bob, stack.url, stack_model.name)
+    stack.backend.storage().put("incoming/fair.png", image_bytes(450))
+    body = {"model": stack_model.name, "outputs": ["npy"],
+            "inputs": [{"uri": stack.backend.storage().uri("incoming/fair.png")}] * 200}
+    large = alice.post(f"{stack.url}/v1/jobs", json=body, timeout=30)
+    assert large.status_code == 202, large.text
+    while alice.get(f"{stack.url}/v1/jobs/{large.json()['id']}", timeout=10).json()[
+            "progress"]["done"] == 0:
+        time.sleep(0.1)
+    small = submit(bob, stack.url, {"model": stack_model.name, "outputs": ["npy"]},
+                   [("one.png", image_bytes(460))])
+    assert small.status_code == 202, small.text
+    small_job = wait(bob, stack.url, small.json()["id"], timeout=120)
+    large_now = alice.get(f"{stack.url}/v1/jobs/{large.json()['id']}", timeout=10).json()
+    assert small_job["status"] == "succeeded"
+    assert large_now["progress"]["done"] < 100, large_now  # bob did not wait behind it
+    assert alice.delete(f"{stack.url}/v1/jobs/{large.json()['id']}", timeout=10).ok
+    wait(alice, stack.url, large.json()["id"], timeout=120)
