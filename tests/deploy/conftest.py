@@ -1,6 +1,6 @@
 """Fixtures for the deployment checks: the repository, the rendered overlays, what the code reads.
 
-Nothing here needs Docker or a cluster: overlays are rendered by `tests/deploy/kustomize.py`.
+Nothing here needs Docker or a cluster: overlays are rendered offline by `kubectl kustomize`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from .envscan import variables_read
-from .kustomize import build
+from .helpers import kustomize
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = ("cpu", "gpu")
@@ -26,8 +26,8 @@ def root() -> Path:
 
 @pytest.fixture(scope="session")
 def rendered() -> dict[str, list[dict[str, Any]]]:
-    """Each overlay's objects, as `kustomize build k8s/overlays/<name>` would print them."""
-    return {name: build(ROOT / "k8s" / "overlays" / name) for name in OVERLAYS}
+    """Each overlay's objects, as `kubectl kustomize k8s/overlays/<name>` prints them."""
+    return {name: kustomize(ROOT / "k8s" / "overlays" / name) for name in OVERLAYS}
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +44,14 @@ def compose() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def secret_keys() -> set[str]:
-    """The keys of the Secret `saliency-secrets`, as its committed example lists them."""
+def secret_example() -> dict[str, str]:
+    """The Secret `saliency-secrets` as its committed example has it: key -> value."""
     lines = (ROOT / "k8s" / "secrets.env.example").read_text().splitlines()
-    return {m.group(1) for line in lines if (m := re.match(r"^([A-Z][A-Z0-9_]*)=", line))}
+    return {m.group(1): m.group(2) for line in lines
+            if (m := re.match(r"^([A-Z][A-Z0-9_]*)=(.*)$", line))}
+
+
+@pytest.fixture(scope="session")
+def secret_keys(secret_example) -> set[str]:
+    """The keys of the Secret `saliency-secrets`."""
+    return set(secret_example)

@@ -13,7 +13,7 @@ import tomllib
 
 import pytest
 
-from .helpers import container, find
+from .helpers import configmap, container, find
 
 DOCKER = "docker"
 
@@ -155,3 +155,9 @@ def test_dockerignore_keeps_secrets_and_state_out_but_the_package_in(root):
     needed = {"pyproject.toml", "README.md", "api", "worker", "shared", "docker",
               "docker/gunicorn.conf.py"}
     assert not needed & patterns
+
+
+def test_worker_image_exposes_the_metrics_port_the_deployments_set(worker, rendered, compose):
+    port = int(configmap(rendered["gpu"])["SALIENCY_METRICS_PORT"])
+    assert the(worker, "EXPOSE").split() == [str(port)]
+    assert compose["services"]["worker"]["environment"]["SALIENCY_METRICS_PORT"] == str(port)

@@ -49,12 +49,17 @@ def test_validators_reject_what_they_should(rendered):
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(typo, VERSIONS[-1], strict=True)
     scaled = next(o for o in rendered["gpu"] if custom(o))
-    trigger = {**scaled["spec"]["triggers"][0]}
-    trigger["metadata"] = {**trigger["metadata"], "listLength": 4}
-    bad = {**scaled, "spec": {**scaled["spec"], "triggers": [trigger]}}
-    with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(bad, KEDA_SCHEMA, cls=jsonschema.Draft202012Validator)
-    no_list = {**trigger, "metadata": {"address": "redis:6379"}}
-    with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate({**scaled, "spec": {**scaled["spec"], "triggers": [no_list]}},
-                            KEDA_SCHEMA, cls=jsonschema.Draft202012Validator)
+    (trigger,) = scaled["spec"]["triggers"]
+
+    def with_metadata(metadata):
+        spec = {**scaled["spec"], "triggers": [{**trigger, "metadata": metadata}]}
+        return {**scaled, "spec": spec}
+
+    jsonschema.validate(with_metadata(trigger["metadata"]), KEDA_SCHEMA,
+                        cls=jsonschema.Draft202012Validator)
+    for bad in ({**trigger["metadata"], "targetValue": 4},  # CRD: metadata values are strings
+                {k: v for k, v in trigger["metadata"].items() if k != "valueLocation"},
+                {**trigger["metadata"], "valueLocaton": "depth"}):  # a typo KEDA would ignore
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(with_metadata(bad), KEDA_SCHEMA,
+                                cls=jsonschema.Draft202012Validator)

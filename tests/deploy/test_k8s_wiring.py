@@ -1,26 +1,25 @@
-"""The manifests fit together and with the code: selectors, ports, probes, scaling, secrets."""
+"""The manifests fit together and with the code: selectors, ports, probes, scaling, the one
+scheduler, metrics, secrets."""
 
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 import pytest
 
-from shared.settings import Settings
-from shared.taskqueue import QUEUE
+from api.auth import check_exposure, load_keys
+from api.signing import signing_key
+from shared.settings import Settings, SettingsError
 
 from .conftest import OVERLAYS
-from .helpers import container, find, pod_spec
+from .helpers import configmap, container, find, pod_spec
 
 WORKLOADS = ("Deployment", "StatefulSet")
 
 
 def workloads(objects):
     return [o for o in objects if o["kind"] in WORKLOADS]
-
-
-def configmap(objects):
-    return find(objects, "ConfigMap", "saliency-config")["data"]
 
 
 def selects(selector, obj):
@@ -45,6 +44,14 @@ def test_selectors_services_ingress_and_scalers_find_their_targets(rendered, ove
             backend = path["backend"]["service"]
             service = find(objects, "Service", backend["name"])
             assert backend["port"]["name"] in {p["name"] for p in service["spec"]["ports"]}
+    policy = find(objects, "NetworkPolicy", "redis")["spec"]
+    (redis,) = [w for w in workloads(objects) if selects(policy["podSelector"]["matchLabels"], w)]
+    assert redis["metadata"]["name"] == "redis"
+    (rule,) = policy["ingress"]
+    (source,) = rule["from"]
+    allowed = {w["metadata"]["name"] for w in workloads(objects)
+               if selects(source["podSelector"]["matchLabels"], w)}
+    assert {"saliency-api", "saliency-worker", "saliency-beat"} <= allowed
     settings = Settings.from_env(configmap(objects))
     body = ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"]
     assert int(body.removesuffix("m")) * 2**20 >= max(settings.max_request_bytes,
@@ -103,21 +110,88 @@ def test_worker_finishes_its_task_before_the_grace_period_ends(rendered, overlay
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_keda_scales_the_worker_on_the_celery_queue(rendered, overlay):
+def test_keda_scales_the_worker_on_the_queue_depth_the_api_reports(rendered, overlay):
     objects = rendered[overlay]
     spec = find(objects, "ScaledObject", "saliency-worker")["spec"]
     (trigger,) = spec["triggers"]
-    assert trigger["type"] == "redis"
-    assert trigger["metadata"]["listName"] == QUEUE
+    assert trigger["type"] == "metrics-api" and trigger["metricType"] == "AverageValue"
+    meta = trigger["metadata"]
+    assert meta["valueLocation"] == "depth" and meta["format"] == "json"
+    assert float(meta["targetValue"]) >= 1
     assert 1 <= spec["minReplicaCount"] < spec["maxReplicaCount"]
     assert spec["cooldownPeriod"] > 0
-    # The address KEDA polls is the Redis the workers use (redis://HOST:PORT/DB).
-    redis_url = configmap(objects)["REDIS_URL"]
-    m = re.fullmatch(r"redis://([^:/]+):(\d+)/(\d+)", redis_url)
-    host, port, db = m.groups()
-    namespace = find(objects, "Service", host)["metadata"]["namespace"]
-    assert trigger["metadata"]["address"] == f"{host}.{namespace}.svc.cluster.local:{port}"
-    assert trigger["metadata"]["databaseIndex"] == db
+    # KEDA's operator runs in its own namespace: the URL names the API's Service in full, on
+    # one of its ports, and the route the API answers the depth on.
+    url = urlsplit(meta["url"])
+    service, namespace, rest = url.hostname.split(".", 2)
+    api = find(objects, "Service", service)
+    assert service == "saliency-api" and rest == "svc.cluster.local"
+    assert namespace == api["metadata"]["namespace"]
+    assert url.scheme == "http" and (url.port or 80) in {p["port"] for p in api["spec"]["ports"]}
+    assert url.path == "/metrics/queue" and not url.query
+
+
+def test_the_route_keda_reads_answers_the_depth_without_an_api_key(
+        rendered, secret_example, tmp_path, monkeypatch):
+    """The API, configured as the gpu overlay configures it, answers `{"depth": N}` on the
+    trigger's path to a caller without a key (KEDA has none), while /v1 wants one."""
+    import api.metrics
+    from api import create_app
+
+    objects = rendered["gpu"]
+    env = {**configmap(objects), **secret_example, "SALIENCY_API_KEYS": "k:team",
+           "SALIENCY_SIGNING_KEY": "s", "STORAGE_URL": (tmp_path / "storage").as_uri(),
+           "SALIENCY_DATA_DIR": str(tmp_path), "REDIS_URL": "redis://127.0.0.1:1/0"}
+    monkeypatch.setattr(api.metrics, "queue_depth", lambda client, fair: 7)
+    client = create_app(Settings.from_env(env)).test_client()
+    (trigger,) = find(objects, "ScaledObject", "saliency-worker")["spec"]["triggers"]
+    answer = client.get(urlsplit(trigger["metadata"]["url"]).path)
+    assert answer.status_code == 200 and answer.get_json() == {"depth": 7}
+    assert client.get("/v1/jobs").status_code == 401
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_exactly_one_scheduler_replaced_by_recreate(rendered, overlay):
+    objects = rendered[overlay]
+    beat = find(objects, "Deployment", "saliency-beat")
+    assert beat["spec"]["replicas"] == 1
+    assert beat["spec"]["strategy"] == {"type": "Recreate"}
+    assert container(beat, "beat")["args"] == ["python", "-m", "worker", "beat"]
+    # No autoscaler may touch it, and no other container runs a scheduler.
+    targets = {o["spec"]["scaleTargetRef"]["name"] for o in objects
+               if o["kind"] in ("ScaledObject", "HorizontalPodAutoscaler")}
+    assert "saliency-beat" not in targets
+    schedulers = [c["name"] for o in workloads(objects) for c in pod_spec(o)["containers"]
+                  if "beat" in c.get("args", []) + c.get("command", [])]
+    assert schedulers == ["beat"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_scheduler_liveness_watches_its_schedule_file_in_the_data_dir(rendered, overlay):
+    objects = rendered[overlay]
+    beat = find(objects, "Deployment", "saliency-beat")
+    c = container(beat, "beat")
+    command = c["livenessProbe"]["exec"]["command"]
+    assert command[:2] == ["python", "-c"]
+    compile(command[2], "<probe>", "exec")  # a syntax error would restart beat forever
+    data_dir = configmap(objects)["SALIENCY_DATA_DIR"]
+    assert f"'{data_dir}/celerybeat-schedule*'" in command[2]
+    mount = next(m for m in c["volumeMounts"] if m["mountPath"] == data_dir)
+    volumes = {v["name"]: v for v in pod_spec(beat)["volumes"]}
+    assert "emptyDir" in volumes[mount["name"]]  # writable under a read-only root
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_workers_expose_metrics_with_scrape_annotations(rendered, overlay):
+    objects = rendered[overlay]
+    worker = find(objects, "Deployment", "saliency-worker")
+    port = Settings.from_env(configmap(objects)).metrics_port
+    assert port > 0
+    assert {"name": "metrics", "containerPort": port} in container(worker, "worker")["ports"]
+    annotations = worker["spec"]["template"]["metadata"]["annotations"]
+    assert annotations == {"prometheus.io/scrape": "true", "prometheus.io/port": str(port),
+                           "prometheus.io/path": "/metrics"}
 
 
 def test_gpu_overlay_requests_one_gpu_per_worker_and_cpu_overlay_none(rendered):
@@ -136,6 +210,7 @@ def test_redis_persists_to_a_volume_claim(rendered, overlay):
     redis = find(rendered[overlay], "StatefulSet", "redis")
     args = container(redis, "redis")["args"]
     assert args[args.index("--appendonly") + 1] == "yes"
+    assert args[args.index("--appendfsync") + 1] == "everysec"
     assert args[args.index("--maxmemory-policy") + 1] == "noeviction"
     (claim,) = redis["spec"]["volumeClaimTemplates"]
     mounts = container(redis, "redis")["volumeMounts"]
@@ -155,7 +230,7 @@ def test_every_pod_runs_as_non_root_with_pinned_images(rendered, overlay):
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_no_secret_value_is_committed(rendered, overlay, root, secret_keys):
+def test_no_secret_value_is_committed(rendered, overlay, root, secret_example):
     objects = rendered[overlay]
     assert not [o for o in objects if o["kind"] == "Secret"]
     refs = set()
@@ -165,10 +240,36 @@ def test_no_secret_value_is_committed(rendered, overlay, root, secret_keys):
             refs |= {e["valueFrom"]["secretKeyRef"]["name"] for e in c.get("env", [])
                      if "secretKeyRef" in e.get("valueFrom", {})}
     assert refs == {"saliency-secrets"}
-    assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "SALIENCY_API_KEYS"} <= secret_keys
-    example = (root / "k8s" / "secrets.env.example").read_text().splitlines()
-    assert all(line.endswith("=") for line in example if re.match(r"^[A-Z_]+=", line))
+    secret_keys = set(secret_example)
+    assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "SALIENCY_API_KEYS",
+            "SALIENCY_SIGNING_KEY", "SALIENCY_WEBHOOK_MASTER_KEY"} <= secret_keys
+    # Every value is empty but the API keys' placeholder, which is no key at all (below).
+    assert {k for k, v in secret_example.items() if v} == {"SALIENCY_API_KEYS"}
     assert "secrets.env" in (root / "k8s" / ".gitignore").read_text().split()
     data = configmap(objects)
     assert not set(data) & secret_keys
-    assert not [k for k in data if re.search(r"(SECRET|PASSWORD|ACCESS_KEY|API_KEYS)$", k)]
+    assert not [k for k in data
+                if re.search(r"(SECRET|PASSWORD|ACCESS_KEY|API_KEYS|_KEY)$", k)]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_api_will_not_start_without_keys_as_the_secret_example_ships(
+        rendered, overlay, secret_example):
+    env = {**configmap(rendered[overlay]), **secret_example}
+    settings = Settings.from_env(env)
+    assert settings.host == "0.0.0.0" and settings.allow_anonymous is False
+    # The placeholder is not a valid key entry: the API stops at start until it is replaced.
+    with pytest.raises(SettingsError, match="key:tenant"):
+        load_keys(settings)
+    # Emptied instead of filled in, the API still refuses: the base requires keys.
+    empty = Settings.from_env({**env, "SALIENCY_API_KEYS": ""})
+    with pytest.raises(SettingsError, match="no API keys"):
+        check_exposure(empty, load_keys(empty))
+    filled = Settings.from_env({**env, "SALIENCY_API_KEYS": "0123abcd:team-a"})
+    check_exposure(filled, load_keys(filled))
+    assert filled.api_keys == ("0123abcd:team-a",)
+    # The signing key, empty in the example, must be filled in too.
+    with pytest.raises(SettingsError, match="SALIENCY_SIGNING_KEY"):
+        signing_key(filled)
+    signed = Settings.from_env({**env, "SALIENCY_SIGNING_KEY": "f00d"})
+    assert signing_key(signed) == b"f00d"
