@@ -16,6 +16,7 @@ from shared import images
 from shared.errors import InputError, SpecError
 from shared.modelspec import ModelSpec
 from shared.records import InputSource
+from worker import faults
 from worker.context import WorkerContext
 
 
@@ -73,6 +74,8 @@ def load_input(ctx: WorkerContext, tenant: str, model: ModelSpec, index: int,
 
     if source.error is not None:
         return Loaded(index, source, error=source.error)
+    if ctx.settings.faults:
+        faults.before_input(ctx.settings, source)
     what, settings = source.name, ctx.settings
     size = model.preprocessing.input_size
     try:
