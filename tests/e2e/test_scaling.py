@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 
 import requests
+from conftest import register
 
 from devstack import ROOT, start_worker
-from conftest import register
 from e2e.helpers import all_items, counts, image_bytes, submit, wait
 
 LOGS = ROOT / "test-output" / "logs"
