@@ -205,7 +205,7 @@ def parse_job_spec(raw: Any, *, extra_fields: tuple[str, ...] = (),
         model=model,
         work=kind_spec.parse(raw),
         seed=integer(raw.get("seed", 0), "seed", 0, MAX_SEED),
-        retention_s=None if retention is None else integer(retention, "retention_s", 60,
+        retention_s=None if retention is None else integer(retention, "retention_s", 1,
                                                            MAX_RETENTION_S),
         notify=notify,
     )

@@ -5,6 +5,8 @@
 - `stack`: the API with API keys and small limits over HTTP, parametrized over both backends.
 - `api_url`: the API as the embedded default runs it (no keys, default limits), file storage.
 - `stack_model` / `tiny_model`: a seeded resnet18 (10 classes, 32×32) registered on either.
+- Data-set roots (`SALIENCY_DATASET_ROOTS`): every backend reads the local folder
+  `Backend.dataset_dir` (`file://`); the S3 backend also the bucket `saliency-datasets`.
 Logs of every process land in test-output/logs/.
 """
 
@@ -67,6 +69,8 @@ class Backend:
     redis_url: str
     storage_url: str
     s3_endpoint_url: str | None = None
+    dataset_dir: Path | None = None  # a local data-set root
+    dataset_bucket: str | None = None  # an S3 data-set root
 
     def settings(self) -> Settings:
         return Settings.from_env(self.env)
@@ -118,12 +122,15 @@ def s3_server() -> Iterator[str]:
     service.stop()
 
 
-def _backend(name: str, redis_url: str, storage_url: str, s3: str | None) -> Iterator[Backend]:
-    env = stack_env(redis_url, storage_url, s3, **WORKER_ENV)
+def _backend(name: str, redis_url: str, storage_url: str, s3: str | None,
+             dataset_dir: Path, dataset_bucket: str | None = None) -> Iterator[Backend]:
+    roots = [dataset_dir.as_uri()] + ([f"s3://{dataset_bucket}"] if dataset_bucket else [])
+    env = stack_env(redis_url, storage_url, s3, **WORKER_ENV,
+                    SALIENCY_DATASET_ROOTS=",".join(roots))
     env["SALIENCY_DATA_DIR"] = str(LOGS.parent / f"data-{name}")
     worker = start_worker(env, LOGS, name=f"worker-{name}")
     beat = start_beat(env, LOGS, name=f"beat-{name}")
-    yield Backend(name, env, redis_url, storage_url, s3)
+    yield Backend(name, env, redis_url, storage_url, s3, dataset_dir, dataset_bucket)
     beat.stop()
     worker.stop()
 
@@ -131,13 +138,16 @@ def _backend(name: str, redis_url: str, storage_url: str, s3: str | None) -> Ite
 @pytest.fixture(scope="session")
 def file_backend(redis_server, tmp_path_factory) -> Iterator[Backend]:
     root = tmp_path_factory.mktemp("storage")
-    yield from _backend("file", f"{redis_server}/1", root.as_uri(), None)
+    yield from _backend("file", f"{redis_server}/1", root.as_uri(), None,
+                        tmp_path_factory.mktemp("datasets-file"))
 
 
 @pytest.fixture(scope="session")
-def s3_backend(redis_server, s3_server) -> Iterator[Backend]:
+def s3_backend(redis_server, s3_server, tmp_path_factory) -> Iterator[Backend]:
     create_bucket(s3_server, "saliency-test")
-    yield from _backend("s3", f"{redis_server}/2", "s3://saliency-test/svc", s3_server)
+    create_bucket(s3_server, "saliency-datasets")
+    yield from _backend("s3", f"{redis_server}/2", "s3://saliency-test/svc", s3_server,
+                        tmp_path_factory.mktemp("datasets-s3"), "saliency-datasets")
 
 
 @pytest.fixture(scope="session", params=["file", "s3"])

@@ -40,7 +40,7 @@ def test_defaults_and_round_trip():
     ({"model": "m", "seed": 1.5}, "seed"),
     ({"model": "m", "map_dtype": "int8"}, "map_dtype"),
     ({"model": "m", "audit": {"sanity": {"sample": 0}}}, "audit.sanity.sample"),
-    ({"model": "m", "retention_s": 5}, "retention_s"),
+    ({"model": "m", "retention_s": 0}, "retention_s"),
     ([], "spec"),
 ])
 def test_errors_name_the_field(raw, field):

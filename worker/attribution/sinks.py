@@ -9,7 +9,6 @@ Every write is fenced by the chunk's lease token.
 
 from __future__ import annotations
 
-import io
 import json
 import tempfile
 from concurrent.futures import FIRST_COMPLETED, Future, wait
@@ -112,11 +111,11 @@ class ShardSink:
         self.shard_key = self.keys.shard(lease.start, lease.token)
         self.rows_key = self.keys.rows(lease.start, lease.token)
         self.writer = ShardWriter(spec.map_dtype)
-        self.rows = io.BytesIO()
+        self.rows: dict[int, bytes] = {}
         self.done = self.failed = 0
 
     def _row(self, record: ItemRecord) -> None:
-        self.rows.write(json.dumps(record.to_json()).encode() + b"\n")
+        self.rows[record.index] = json.dumps(record.to_json()).encode() + b"\n"
 
     def fail(self, item: Loaded, message: str) -> None:
         self._row(outputs.failed(item, message, self.worker))
@@ -156,7 +155,7 @@ class ShardSink:
                     self.ctx.storage.put_stream(shard_key, shard, "application/octet-stream")
 
                 retrying(upload, budget, "writing a shard")
-        rows = self.rows.getvalue()
+        rows = b"".join(self.rows[i] for i in sorted(self.rows))
         retrying(lambda: self.ctx.storage.put(self.rows_key, rows, "application/x-ndjson"),
                  budget, "writing a rows file")
         self.abandon()
@@ -165,4 +164,4 @@ class ShardSink:
 
     def abandon(self) -> None:
         self.writer.close()
-        self.rows.close()
+        self.rows.clear()

@@ -1,0 +1,198 @@
+"""Data sets as job inputs on the real stack (local and S3 storage): manifests and prefixes,
+labels, boxes and bad lines, maps cut from shards against the in-process engine, the results
+file row by row, places outside the roots refused, and expiry."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from e2e.helpers import all_items, counts, download, image_bytes, side_effects, wait
+
+CLASSES = ("cat", "dog")
+
+
+def _uri(stack, rel: str) -> str:
+    """The URI of `rel` in the backend's data-set root (the S3 bucket, or the local folder)."""
+    backend = stack.backend
+    if backend.dataset_bucket:
+        return f"s3://{backend.dataset_bucket}/{rel}"
+    return (backend.dataset_dir / rel).as_uri()
+
+
+def _put(stack, rel: str, data: bytes) -> str:
+    """Write a file into the backend's data-set root; its URI."""
+    backend = stack.backend
+    if backend.dataset_bucket:
+        import boto3
+
+        s3 = boto3.client("s3", endpoint_url=backend.s3_endpoint_url, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+        s3.put_object(Bucket=backend.dataset_bucket, Key=rel, Body=data)
+    else:
+        path = backend.dataset_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return _uri(stack, rel)
+
+
+def _norm_error(got: np.ndarray, want: np.ndarray) -> float:
+    return float(np.linalg.norm(got - want) / max(np.linalg.norm(want), 1e-30))
+
+
+def _reference(model, images: list[bytes], targets: list[int | None]):
+    import torch
+
+    from shared.modelspec import parse_model_spec
+    from shared.targets import PREDICTED, ClassTarget
+    from worker.engine import Engine
+    from worker.models import build_model, preprocess_image
+
+    spec = parse_model_spec(model.spec)
+    xs = [preprocess_image(Image.open(io.BytesIO(d)).convert("RGB"), spec.preprocessing)
+          for d in images]
+    per_image = [PREDICTED if t is None else ClassTarget(t) for t in targets]
+    return Engine(build_model(spec, model.weights)).attribute(torch.stack(xs), ["gradient"],
+                                                               per_image)
+
+
+@pytest.mark.parametrize("dtype,tolerance", [("float16", 1e-3), ("float32", 1e-6)])
+def test_a_manifest_job_with_labels_boxes_and_a_bad_line(stack, stack_model, alice, dtype,
+                                                         tolerance):
+    run = f"manifest-{dtype}-{time.monotonic_ns()}"
+    images = [image_bytes(700 + i, size=40) for i in range(3)]
+    lines = []
+    for i, data in enumerate(images):
+        _put(stack, f"{run}/img/{i}.png", data)
+        lines.append(json.dumps({"uri": f"img/{i}.png", "id": f"item-{i}", "label": i + 1,
+                                 "box": [2, 2, 30, 30]}))
+    lines.insert(1, "{this line is broken")
+    manifest = _put(stack, f"{run}/manifest.jsonl", ("\n".join(lines) + "\n\n").encode())
+    body = {"model": stack_model.name, "dataset": {"manifest": manifest}, "target": "label",
+            "map_dtype": dtype}
+    response = alice.post(f"{stack.url}/v1/jobs", json=body, timeout=30)
+    assert response.status_code == 202, response.text
+    job = wait(alice, stack.url, response.json()["id"], timeout=120)
+    assert job["status"] == "succeeded", job
+    assert counts(job) == {"total": 4, "done": 3, "failed": 1}
+    assert job["dataset"] == {"manifest": manifest}
+
+    items = all_items(alice, stack.url, job["id"])
+    assert [i["status"] for i in items] == ["succeeded", "failed", "succeeded", "succeeded"]
+    assert items[1]["error"].startswith("manifest line 2:")
+    good = [items[0], items[2], items[3]]
+    assert [i["id"] for i in good] == ["item-0", "item-1", "item-2"]
+    assert [i["label"] for i in good] == [1, 2, 3]
+    expected = _reference(stack_model, images, [1, 2, 3])
+    for item, want in zip(good, expected.images, strict=True):
+        (out,) = item["outputs"]
+        assert out["target"] == {"class": item["label"]}
+        assert item["label_score"] == pytest.approx(float(want.probs[item["label"]]), rel=1e-4)
+        got = np.load(io.BytesIO(download(alice, stack, out["npy"])))
+        assert got.dtype == np.float32 and got.shape == want.maps[0].values.shape
+        assert _norm_error(got, want.maps[0].values) <= tolerance
+        for kind in ("png", "overlay"):
+            assert Image.open(io.BytesIO(download(alice, stack, out[kind]))).size == (32, 32)
+
+    raw = alice.get(f"{stack.url}/v1/jobs/{job['id']}/results", timeout=30)
+    assert raw.status_code == 200
+    rows = pq.read_table(io.BytesIO(raw.content)).to_pylist()
+    assert [(r["index"], r["method"], r["status"]) for r in rows] == [
+        (0, "gradient", "succeeded"), (1, None, "failed"), (2, "gradient", "succeeded"),
+        (3, "gradient", "succeeded")]
+    for row, item in zip([rows[0], rows[2], rows[3]], good, strict=True):
+        assert (row["id"], row["label"], row["predicted"]) == (
+            item["id"], item["label"], item["prediction"]["class"])
+        assert row["correct"] == (item["label"] == item["prediction"]["class"])
+        assert row["shard"] and row["row"] is not None and row["npy"] is None
+    assert rows[1]["error"] == items[1]["error"]
+    jsonl = alice.get(f"{stack.url}/v1/jobs/{job['id']}/results", params={"format": "jsonl"},
+                      timeout=30).text.splitlines()
+    assert [json.loads(line)["index"] for line in jsonl] == [0, 1, 2, 3]
+    csv = alice.get(f"{stack.url}/v1/jobs/{job['id']}/results", params={"format": "csv"},
+                    timeout=30).text.splitlines()
+    assert csv[0].startswith('"index","id","uri"') and len(csv) == 5
+
+
+def test_a_prefix_job_with_folder_labels(stack, stack_model, alice):
+    run = f"folders-{time.monotonic_ns()}"
+    for c, name in enumerate(CLASSES):
+        for i in range(3):
+            _put(stack, f"{run}/train/{name}/{i}.png", image_bytes(800 + 10 * c + i))
+    _put(stack, f"{run}/train/notes.txt", b"not an image")
+    prefix = _uri(stack, f"{run}/train")
+    for labels, extra, expected in (
+        ("folder-sorted", {}, [0, 0, 0, 1, 1, 1]),
+        ("folder", {"label_map": {"cat": 7, "dog": 4}}, [7, 7, 7, 4, 4, 4]),
+    ):
+        body = {"model": stack_model.name, "target": "label",
+                "dataset": {"prefix": prefix, "labels": labels, **extra}}
+        response = alice.post(f"{stack.url}/v1/jobs", json=body, timeout=30)
+        assert response.status_code == 202, response.text
+        job = wait(alice, stack.url, response.json()["id"], timeout=120)
+        assert job["status"] == "succeeded", job
+        assert counts(job) == {"total": 6, "done": 6, "failed": 0}
+        assert job["progress"]["skipped"] == 1
+        items = all_items(alice, stack.url, job["id"])
+        assert [i["label"] for i in items] == expected, labels
+        assert all(i["outputs"][0]["target"] == {"class": i["label"]} for i in items)
+        assert items[0]["input"].endswith(f"/{CLASSES[0]}/0.png")
+
+
+def test_items_keep_the_v1_shape(stack, stack_model, alice):
+    from jsonschema import Draft202012Validator
+
+    run = f"shape-{time.monotonic_ns()}"
+    uri = _put(stack, f"{run}/a.png", image_bytes(900))
+    manifest = _put(stack, f"{run}/m.jsonl", json.dumps({"uri": uri}).encode())
+    response = alice.post(f"{stack.url}/v1/jobs", json={
+        "model": stack_model.name, "dataset": {"manifest": manifest}}, timeout=30)
+    job = wait(alice, stack.url, response.json()["id"], timeout=120)
+    document = alice.get(f"{stack.url}/openapi.json", timeout=10).json()
+    page = alice.get(f"{stack.url}/v1/jobs/{job['id']}/items", timeout=10).json()
+    for name, body in (("ItemPage", page), ("Job", job)):
+        Draft202012Validator({"$ref": f"#/components/schemas/{name}",
+                              "components": document["components"]}).validate(body)
+    report = alice.get(f"{stack.url}/v1/jobs/{job['id']}/report", timeout=10).json()
+    assert report["kind"] == "attribution"
+
+
+@pytest.mark.parametrize("where", ["http://example.com/m.jsonl", "file:///etc/passwd",
+                                   "s3://another-bucket/m.jsonl",
+                                   "file:///tmp/../etc/m.jsonl"])
+def test_a_data_set_outside_the_roots_is_refused_and_nothing_is_stored(stack, stack_model,
+                                                                       alice, where):
+    before = side_effects(stack)
+    response = alice.post(f"{stack.url}/v1/jobs", json={
+        "model": stack_model.name, "dataset": {"manifest": where}}, timeout=30)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_spec" and error["message"].startswith("dataset.manifest")
+    assert side_effects(stack) == before
+
+
+def test_an_expired_job_answers_410_on_every_route(stack, stack_model, alice):
+    run = f"expiry-{time.monotonic_ns()}"
+    manifest = _put(stack, f"{run}/m.jsonl",
+                    json.dumps({"uri": _put(stack, f"{run}/a.png", image_bytes(950))}).encode())
+    response = alice.post(f"{stack.url}/v1/jobs", json={
+        "model": stack_model.name, "dataset": {"manifest": manifest}, "retention_s": 1},
+        timeout=30)
+    job_id = response.json()["id"]
+    assert wait(alice, stack.url, job_id, timeout=120)["status"] == "succeeded"
+    deadline = time.monotonic() + 60
+    while alice.get(f"{stack.url}/v1/jobs/{job_id}", timeout=10).status_code != 410:
+        assert time.monotonic() < deadline, "the job did not expire within 60 s"
+        time.sleep(0.5)
+    for path in ("", "/items", "/report", "/results", "/files/0/x.npy", "/maps/0/0.npy"):
+        response = alice.get(f"{stack.url}/v1/jobs/{job_id}{path}", timeout=10)
+        assert response.status_code == 410, path
+        assert response.json()["error"]["code"] == "expired"
+    prefix = f"t/alice/jobs/{job_id}/"
+    assert not [k for k in stack.backend.storage().list(prefix)]
