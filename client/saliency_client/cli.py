@@ -23,7 +23,7 @@ from saliency_client import results as res
 from saliency_client.client import Client, Job
 from saliency_client.datasets import LABEL_MODES
 from saliency_client.errors import ApiError, ConnectionFailed, JobFailed, WaitTimeout
-from saliency_client.progress import describe
+from saliency_client.progress import phase
 from saliency_client.spec import TARGET_HELP, parse_method, parse_target
 from saliency_client.types import JobState
 
@@ -52,8 +52,7 @@ def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
 
 def _summary(state: JobState) -> str:
     p = state.progress
-    status = describe(state).split(",")[0]
-    line = f"{state.id}  {status}  {p.done}/{p.total} done"
+    line = f"{state.id}  {phase(state)}  {p.done}/{p.total} done"
     if p.failed:
         line += f", {p.failed} failed"
     return line + (f"  error: {state.error}" if state.error else "")

@@ -10,14 +10,18 @@ from saliency_client.errors import WaitTimeout
 from saliency_client.types import JobState
 
 
-def describe(state: JobState) -> str:
-    """`running`, `queued (planning)`, `running (finalizing), 2 failed`, ..."""
+def phase(state: JobState) -> str:
+    """`running`, `queued (planning)`, `running (finalizing)`: the status and its phase."""
     p = state.progress
-    text = state.status.value
-    phase = "planning" if p.planning else "finalizing" if p.finalizing else ""
-    if phase and not state.status.finished:
-        text += f" ({phase})"
-    return text + (f", {p.failed} failed" if p.failed else "")
+    step = "planning" if p.planning else "finalizing" if p.finalizing else ""
+    return f"{state.status.value} ({step})" if step and not state.status.finished else (
+        state.status.value)
+
+
+def describe(state: JobState) -> str:
+    """The phase, and the failures if any: `running (finalizing), 2 failed`."""
+    failed = state.progress.failed
+    return phase(state) + (f", {failed} failed" if failed else "")
 
 
 class Waiter:

@@ -189,9 +189,13 @@ class Transport(_Base):
         response = self._http.send(request, stream=True)
         try:
             if sink is not None and response.is_success:
-                with _part(sink).open("wb") as f:
-                    for chunk in response.iter_bytes():
-                        f.write(chunk)
+                try:
+                    with _part(sink).open("wb") as f:
+                        for chunk in response.iter_bytes():
+                            f.write(chunk)
+                except BaseException:
+                    _part(sink).unlink(missing_ok=True)  # no half file left behind
+                    raise
             else:
                 response.read()
         finally:
@@ -248,9 +252,13 @@ class AsyncTransport(_Base):
         response = await self._http.send(request, stream=True)
         try:
             if sink is not None and response.is_success:
-                with _part(sink).open("wb") as f:
-                    async for chunk in response.aiter_bytes():
-                        f.write(chunk)
+                try:
+                    with _part(sink).open("wb") as f:
+                        async for chunk in response.aiter_bytes():
+                            f.write(chunk)
+                except BaseException:
+                    _part(sink).unlink(missing_ok=True)
+                    raise
             else:
                 await response.aread()
         finally:

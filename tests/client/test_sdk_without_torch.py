@@ -31,6 +31,7 @@ async def many():
         await asyncio.gather(*(job.wait(timeout=60, check=True) for job in jobs))
         await jobs[0].download(out + "/async")
         indices = [[item.index async for item in job.items()] for job in jobs]
+        assert len(await jobs[0].results()) == 1
         return [job.status.value for job in jobs], indices
 
 statuses, indices = asyncio.run(many())

@@ -200,3 +200,20 @@ def test_async_transport_honours_429_and_follows_redirects(slept, tmp_path):
     assert 1 <= slept[0] <= 1.1
     assert [c.headers.get("Authorization") for c in calls] == ["Bearer secret"] * 2 + [None]
     assert (tmp_path / "report.json").read_text() == '{"kind":"attribution"}'
+
+
+class _BrokenBody(httpx.SyncByteStream):
+    """A body whose connection drops after its first chunk."""
+
+    def __iter__(self):
+        yield b"half of "
+        raise httpx.ReadError("connection reset mid-body")
+
+
+def test_a_body_cut_off_mid_stream_is_fetched_again_whole(tmp_path):
+    handler, calls = scripted(httpx.Response(200, stream=_BrokenBody()),
+                              httpx.Response(200, content=b"the whole file"))
+    transport(handler).request("GET", "/v1/jobs/j/results", sink=tmp_path / "rows.jsonl")
+    assert len(calls) == 2
+    assert (tmp_path / "rows.jsonl").read_bytes() == b"the whole file"
+    assert [p.name for p in tmp_path.iterdir()] == ["rows.jsonl"]
