@@ -94,9 +94,10 @@ class Client:
 
         `files` is a folder (its images, named by their path relative to it, so that class
         folders survive) or a list of paths (named relative to `root`, else by file name).
-        Sending a file again overwrites it, so an interrupted upload is resumed by running it
-        again; `on_batch(names, prefix)` is called once each batch is stored. A batch the API
-        finds too large is split in two.
+        `prefix` names the data set's folder in the tenant's area (the API's default is
+        `default`, shared by every upload without one). Sending a file again overwrites it,
+        so an interrupted upload is resumed by running it again; `on_batch(names, prefix)` is
+        called once each batch is stored. A batch the API finds too large is split in two.
         """
         named = named_files(files, root)
         if not named:
