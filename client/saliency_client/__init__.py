@@ -6,17 +6,31 @@
     job.wait().download("out/")
 """
 
+from saliency_client import webhooks
 from saliency_client.aio import AsyncClient, AsyncJob
 from saliency_client.client import Client, Job
+from saliency_client.datasets import Dataset, Uploaded
 from saliency_client.errors import (
     ApiError,
     ConnectionFailed,
     JobFailed,
+    MissingDependency,
     SaliencyError,
     WaitTimeout,
+    WebhookVerificationError,
 )
 from saliency_client.transport import RetryPolicy
-from saliency_client.types import Item, JobState, JobStatus, Method, Model, Output, Progress
+from saliency_client.types import (
+    Item,
+    JobState,
+    JobStatus,
+    Method,
+    Model,
+    Output,
+    Param,
+    Progress,
+    Roots,
+)
 
 __all__ = [
     "ApiError",
@@ -24,16 +38,23 @@ __all__ = [
     "AsyncJob",
     "Client",
     "ConnectionFailed",
+    "Dataset",
     "Item",
     "Job",
     "JobFailed",
     "JobState",
     "JobStatus",
     "Method",
+    "MissingDependency",
     "Model",
     "Output",
+    "Param",
     "Progress",
     "RetryPolicy",
+    "Roots",
     "SaliencyError",
+    "Uploaded",
     "WaitTimeout",
+    "WebhookVerificationError",
+    "webhooks",
 ]

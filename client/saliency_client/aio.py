@@ -10,14 +10,25 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from saliency_client import download as dl
-from saliency_client.progress import Waiter
+from saliency_client import results as res
+from saliency_client.datasets import (
+    MAX_BATCH_BYTES,
+    TOO_LARGE,
+    Dataset,
+    Uploaded,
+    batches,
+    named_files,
+    upload_parts,
+)
+from saliency_client.errors import ApiError
+from saliency_client.progress import Waiter, upload_bar
 from saliency_client.spec import build_submit, job_spec
 from saliency_client.transport import AsyncTransport, RetryPolicy
 from saliency_client.types import (
@@ -26,10 +37,13 @@ from saliency_client.types import (
     JobStatus,
     Method,
     Model,
+    Roots,
     parse_methods,
     unwrap_list,
 )
 from saliency_client.uploads import model_registration
+
+Batch = list[tuple[str, Path]]
 
 
 class AsyncClient:
@@ -53,15 +67,64 @@ class AsyncClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def submit(self, inputs: Any, *, model: str, methods: Any = None, target: Any = None,
-                     reduce: str | None = None, outputs: Any = None,
-                     idempotency_key: str | None = None) -> AsyncJob:
+    async def submit(self, inputs: Any = None, *, model: str, methods: Any = None,
+                     target: Any = None, reduce: str | None = None, outputs: Any = None,
+                     dataset: Dataset | dict[str, Any] | None = None, seed: int | None = None,
+                     kind: str | None = None, idempotency_key: str | None = None,
+                     **fields: Any) -> AsyncJob:
         """See `Client.submit`; the Idempotency-Key is reused across retries."""
-        body, data, files = build_submit(inputs, job_spec(model, methods, target, reduce, outputs))
+        spec = job_spec(model, methods, target, reduce, outputs, seed=seed, kind=kind, **fields)
+        body, data, files = build_submit(inputs, spec, dataset)
         key = idempotency_key or str(uuid.uuid4())
         answer = await self.transport.json("POST", "/v1/jobs", json=body, data=data, files=files,
                                            headers={"Idempotency-Key": key}, idempotent=True)
         return AsyncJob(self, answer["id"])
+
+    async def upload(self, files: Any, *, prefix: str | None = None,
+                     root: str | Path | None = None, batch_size: int = 32,
+                     max_batch_bytes: int = MAX_BATCH_BYTES, progress: bool = False,
+                     on_batch: Callable[[list[str], str], None] | None = None) -> Uploaded:
+        """See `Client.upload`: batches are sent one after another."""
+        named = named_files(files, root)
+        if not named:
+            raise ValueError(f"no image files to upload in {files!r}")
+        result = Uploaded(prefix="")
+        with upload_bar(len(named), progress) as bar:
+
+            def stored(batch: Batch, answer: dict[str, Any]) -> None:
+                result.uris.extend(answer["uris"])
+                result.prefix = answer["prefix"]
+                bar.update(len(batch))
+                if on_batch is not None:
+                    on_batch([name for name, _ in batch], answer["prefix"])
+
+            for batch in batches(named, batch_size, max_batch_bytes):
+                await self._store(batch, prefix, stored)
+        return result
+
+    async def _store(self, batch: Batch, prefix: str | None,
+                     stored: Callable[[Batch, dict[str, Any]], None]) -> None:
+        data, parts = upload_parts(batch, prefix)
+        try:
+            answer = await self.transport.json("POST", "/v1/uploads", data=data, files=parts,
+                                               idempotent=True)
+        except ApiError as exc:
+            if exc.status != TOO_LARGE or len(batch) == 1:
+                raise
+            half = len(batch) // 2
+            await self._store(batch[:half], prefix, stored)
+            await self._store(batch[half:], prefix, stored)
+            return
+        stored(batch, answer)
+
+    async def roots(self) -> Roots:
+        return Roots.from_json(await self.transport.json("GET", "/v1/roots"))
+
+    async def webhook_secret(self) -> str:
+        return (await self.transport.json("GET", "/v1/webhooks/secret"))["secret"]
+
+    def page_url(self, job_id: str) -> str:
+        return f"{self.base_url}/jobs/{job_id}"
 
     def job(self, job_id: str) -> AsyncJob:
         return AsyncJob(self, job_id)
@@ -135,16 +198,44 @@ class AsyncJob:
             if not cursor:
                 return
 
+    async def results(self) -> list[dict[str, Any]]:
+        """See `Job.results`."""
+        response = await self.client.transport.request(
+            "GET", f"/v1/jobs/{self.id}/results", params={"format": "jsonl"})
+        return res.parse_rows(response.content)
+
+    async def results_frame(self) -> Any:
+        """See `Job.results_frame`."""
+        pd = res.pandas()
+        response = await self.client.transport.request(
+            "GET", f"/v1/jobs/{self.id}/results", params={"format": "parquet"})
+        return res.frame(pd, response.content)
+
+    async def save_results(self, path: str | Path, format: str | None = None) -> Path:
+        path = Path(path)
+        fmt = res.format_of(path, format)
+        await self.client.transport.request("GET", f"/v1/jobs/{self.id}/results",
+                                            params={"format": fmt}, sink=path)
+        return path
+
+    async def report(self) -> dict[str, Any]:
+        return await self.client.transport.json("GET", f"/v1/jobs/{self.id}/report")
+
+    async def save_report(self, path: str | Path) -> Path:
+        path = Path(path)
+        await self.client.transport.request("GET", f"/v1/jobs/{self.id}/report", sink=path)
+        return path
+
     async def download(self, directory: str | Path, concurrency: int = 8) -> Path:
-        """As `Job.download`: artifacts under predictable names, then `results.jsonl`."""
+        """As `Job.download`: artifacts under predictable names, a finished job's results
+        file and report, then `results.jsonl`."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         limit = asyncio.Semaphore(concurrency)
 
         async def fetch(url: str, name: str) -> None:
             async with limit:
-                response = await self.client.transport.request("GET", url)
-            (out / name).write_bytes(response.content)
+                await self.client.transport.request("GET", url, sink=out / name)
 
         tmp = out / (dl.RESULTS + ".part")
         with tmp.open("w") as results:
@@ -162,9 +253,14 @@ class AsyncJob:
                 if len(chunk) >= 4 * concurrency:
                     await flush()
             await flush()
+        if (await self.refresh()).state.status.finished:
+            await self.save_results(out / res.RESULTS_FILE)
+            await self.save_report(out / res.REPORT_FILE)
         tmp.replace(out / dl.RESULTS)
         return out
 
     async def cancel(self) -> AsyncJob:
-        await self.client.transport.request("DELETE", f"/v1/jobs/{self.id}")
-        return await self.refresh()
+        """See `Job.cancel`."""
+        body = await self.client.transport.json("DELETE", f"/v1/jobs/{self.id}")
+        self.state = JobState.from_json(body)
+        return self

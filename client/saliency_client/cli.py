@@ -2,10 +2,10 @@
 
 Exit codes (scripts may rely on them; the reason is one line on stderr):
   0  success
-  2  usage: bad arguments, an unreadable input file, a malformed --target
+  2  usage: bad arguments, an unreadable input file or folder, a malformed --target/--method
   3  the API answered with an error (its code and message are printed)
   4  the API could not be reached (after retries)
-  5  the job ended failed or cancelled (with --wait, or `wait`)
+  5  the job ended failed or cancelled (with --wait, `wait` or `audit`)
   6  --timeout passed before the job finished
   130 interrupted
 """
@@ -18,9 +18,13 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from saliency_client import audit
+from saliency_client import results as res
 from saliency_client.client import Client, Job
+from saliency_client.datasets import LABEL_MODES
 from saliency_client.errors import ApiError, ConnectionFailed, JobFailed, WaitTimeout
-from saliency_client.spec import TARGET_HELP, parse_target
+from saliency_client.progress import phase
+from saliency_client.spec import TARGET_HELP, parse_method, parse_target
 from saliency_client.types import JobState
 
 EXIT_OK, EXIT_USAGE, EXIT_API, EXIT_CONNECTION, EXIT_JOB_FAILED, EXIT_TIMEOUT = 0, 2, 3, 4, 5, 6
@@ -35,13 +39,20 @@ def _target(text: str) -> Any:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _method(text: str) -> Any:
+    try:
+        return parse_method(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
     print(json.dumps(data) if args.json else text)
 
 
 def _summary(state: JobState) -> str:
     p = state.progress
-    line = f"{state.id}  {state.status.value}  {p.done}/{p.total} done"
+    line = f"{state.id}  {phase(state)}  {p.done}/{p.total} done"
     if p.failed:
         line += f", {p.failed} failed"
     return line + (f"  error: {state.error}" if state.error else "")
@@ -60,7 +71,7 @@ def _finish(args: argparse.Namespace, job: Job) -> int:
 
 def cmd_submit(client: Client, args: argparse.Namespace) -> int:
     job = client.submit(args.images, model=args.model, methods=args.method, target=args.target,
-                        reduce=args.reduce, outputs=args.output)
+                        reduce=args.reduce, outputs=args.output, seed=args.seed)
     if args.wait or args.out:
         code = _finish(args, job)
         _emit(args, job.state.raw, job.id)
@@ -101,6 +112,55 @@ def cmd_download(client: Client, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_results(client: Client, args: argparse.Namespace) -> int:
+    job = client.job(args.id)
+    if args.out:
+        path = job.save_results(args.out, args.format)
+        _emit(args, {"id": args.id, "file": str(path)}, str(path))
+        return EXIT_OK
+    fmt = args.format or "jsonl"
+    if fmt == "parquet":
+        raise ValueError("parquet is binary: give --out FILE.parquet (or --format csv|jsonl)")
+    response = client.transport.request("GET", f"/v1/jobs/{args.id}/results",
+                                        params={"format": fmt})
+    sys.stdout.write(response.text)
+    return EXIT_OK
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    for line in res.headline(report):
+        print(line)
+
+
+def cmd_report(client: Client, args: argparse.Namespace) -> int:
+    report = client.job(args.id).report()
+    if args.json:
+        print(json.dumps(report))
+    else:
+        _print_report(report)
+    return EXIT_OK
+
+
+def cmd_audit(client: Client, args: argparse.Namespace) -> int:
+    outcome = audit.run(client, args.folder, args.out, model=args.model, methods=args.method,
+                        labels=args.labels, target=args.target, seed=args.seed,
+                        batch_size=args.batch_size, timeout=args.timeout,
+                        progress=not args.no_progress, force_upload=args.upload)
+    job = outcome.job
+    report = json.loads(outcome.report.read_text())
+    page = client.page_url(job.id)
+    if args.json:
+        print(json.dumps({"id": job.id, "status": job.state.status.value, "page": page,
+                          "results": str(outcome.results), "report": report,
+                          "uploaded": outcome.uploaded, "in_place": outcome.in_place}))
+    else:
+        print(_summary(job.state))
+        _print_report(report)
+        print(f"results: {outcome.results}\nreport: {outcome.report}\npage: {page}")
+    job.state.raise_for_status()
+    return EXIT_OK
+
+
 def cmd_cancel(client: Client, args: argparse.Namespace) -> int:
     state = client.job(args.id).cancel().state
     _emit(args, state.raw, _summary(state))
@@ -131,9 +191,13 @@ def cmd_register(client: Client, args: argparse.Namespace) -> int:
 def cmd_methods(client: Client, args: argparse.Namespace) -> int:
     methods = client.methods()
     if args.json:
-        print(json.dumps([{"name": m.name, "description": m.description} for m in methods]))
+        print(json.dumps([{"name": m.name, "description": m.description, "params":
+                           [vars(p) | {"choices": list(p.choices)} for p in m.params]}
+                          for m in methods]))
     for m in [] if args.json else methods:
         print(f"{m.name:16s}  {m.description}")
+        for p in m.params:
+            print(f"{'':18s}{p.name}={p.default}  ({p.type}) {p.description}")
     return EXIT_OK
 
 
@@ -153,6 +217,15 @@ def _waiting(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
+def _job_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="a registered model's name")
+    p.add_argument("--method", action="append", type=_method, metavar="NAME[:K=V,...]",
+                   help="a method, with parameters if any: gradient, smoothgrad:samples=50,"
+                   "noise=0.2 (repeatable; default gradient; see `saliency methods`)")
+    p.add_argument("--target", type=_target, help=TARGET_HELP + " (default predicted)")
+    p.add_argument("--seed", type=int, help="seed of the job's randomness (default 0)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _common(suppress=True)
     parser = argparse.ArgumentParser(
@@ -169,10 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("submit", cmd_submit, "submit images (files, or storage URIs) as one job")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG/JPEG/WebP/.npy file or URI")
-    p.add_argument("--model", required=True, help="a registered model's name")
-    p.add_argument("--method", action="append", help="gradient | guided_backprop | deconvnet "
-                   "(repeatable; default gradient)")
-    p.add_argument("--target", type=_target, help=TARGET_HELP + " (default predicted)")
+    _job_options(p)
     p.add_argument("--reduce", choices=REDUCTIONS, help="channel reduction (default max_abs)")
     p.add_argument("--output", action="append", choices=OUTPUT_KINDS,
                    help="artifact kinds to make (repeatable; default all)")
@@ -188,7 +258,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("download", cmd_download, "download every artifact and results.jsonl")
     p.add_argument("id")
     p.add_argument("--out", required=True, metavar="DIR")
-    add("cancel", cmd_cancel, "cancel a job").add_argument("id")
+    p = add("results", cmd_results, "a finished job's results file: one row per item x "
+            "output (to --out, or csv/jsonl on stdout)")
+    p.add_argument("id")
+    p.add_argument("--out", metavar="FILE", help="write here; the format is --format, else the "
+                   "extension (.parquet, .csv, .jsonl)")
+    p.add_argument("--format", choices=res.FORMATS, help="default: from --out, else jsonl")
+    add("report", cmd_report, "a finished job's report: headline figures (--json: all of it)"
+        ).add_argument("id")
+    p = add("audit", cmd_audit, "audit a local ImageFolder tree: one data-set job, read in place "
+            "when the service can, else uploaded (resumable); results into --out")
+    p.add_argument("folder", metavar="FOLDER", help="a folder of class folders of images")
+    _job_options(p)
+    p.add_argument("--labels", choices=LABEL_MODES, help="label each image by its folder: its "
+                   "name matched to the model's class names (folder), or the sorted folders "
+                   "numbered as torchvision's ImageFolder does (folder-sorted)")
+    p.add_argument("--out", required=True, metavar="DIR", help="where results.parquet, "
+                   "report.json and the audit's resume state go")
+    p.add_argument("--batch-size", type=int, default=32, help="images per upload request")
+    p.add_argument("--upload", action="store_true", help="upload even when the service could "
+                   "read the folder in place")
+    _waiting(p)
+    add("cancel", cmd_cancel, "cancel a job (it is final once its results are written)"
+        ).add_argument("id")
     add("methods", cmd_methods, "list the attribution methods")
 
     models = add("models", cmd_models, "list registered models (or: models register ...)")

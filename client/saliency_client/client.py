@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,18 @@ from typing import Any
 import httpx
 
 from saliency_client import download as dl
-from saliency_client.progress import Waiter
+from saliency_client import results as res
+from saliency_client.datasets import (
+    MAX_BATCH_BYTES,
+    TOO_LARGE,
+    Dataset,
+    Uploaded,
+    batches,
+    named_files,
+    upload_parts,
+)
+from saliency_client.errors import ApiError
+from saliency_client.progress import Waiter, upload_bar
 from saliency_client.spec import build_submit, job_spec
 from saliency_client.transport import RetryPolicy, Transport
 from saliency_client.types import (
@@ -23,10 +34,13 @@ from saliency_client.types import (
     Method,
     Model,
     Progress,
+    Roots,
     parse_methods,
     unwrap_list,
 )
 from saliency_client.uploads import model_registration
+
+Batch = list[tuple[str, Path]]
 
 
 class Client:
@@ -50,19 +64,84 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def submit(self, inputs: Any, *, model: str, methods: Any = None, target: Any = None,
+    def submit(self, inputs: Any = None, *, model: str, methods: Any = None, target: Any = None,
                reduce: str | None = None, outputs: Any = None,
-               idempotency_key: str | None = None) -> Job:
-        """Submit image paths, image bytes, C×H×W arrays, or storage URIs as one job.
+               dataset: Dataset | dict[str, Any] | None = None, seed: int | None = None,
+               kind: str | None = None, idempotency_key: str | None = None,
+               **fields: Any) -> Job:
+        """Submit one job: `inputs` (image paths, image bytes, PIL images, C×H×W arrays, or
+        storage URIs, plain or as `{"uri", "id", "label", "box", "mask"}`) or a `dataset`.
 
-        The `Idempotency-Key` (a fresh uuid4 unless given) is reused by every retry, so a
-        submit retried after a dropped connection never makes a second job.
+        `methods` are names, `"name:k=v,…"` strings or `{"name": …, **params}` objects;
+        `fields` (`retention_s`, `notify`, `map_dtype`, `write`, `audit`, and the fields of
+        other kinds) are passed through. The `Idempotency-Key` (a fresh uuid4 unless given)
+        is reused by every retry, so a submit retried after a dropped connection never makes
+        a second job.
         """
-        body, data, files = build_submit(inputs, job_spec(model, methods, target, reduce, outputs))
+        spec = job_spec(model, methods, target, reduce, outputs, seed=seed, kind=kind, **fields)
+        body, data, files = build_submit(inputs, spec, dataset)
         key = idempotency_key or str(uuid.uuid4())
         answer = self.transport.json("POST", "/v1/jobs", json=body, data=data, files=files,
                                      headers={"Idempotency-Key": key}, idempotent=True)
         return Job(self, answer["id"])
+
+    def upload(self, files: Any, *, prefix: str | None = None, root: str | Path | None = None,
+               batch_size: int = 32, max_batch_bytes: int = MAX_BATCH_BYTES,
+               progress: bool = False,
+               on_batch: Callable[[list[str], str], None] | None = None) -> Uploaded:
+        """Store files in the tenant's area for data-set jobs (`POST /v1/uploads`), in
+        batches; answers the prefix to submit (`.dataset(labels=...)`) and every URI.
+
+        `files` is a folder (its images, named by their path relative to it, so that class
+        folders survive) or a list of paths (named relative to `root`, else by file name).
+        `prefix` names the data set's folder in the tenant's area (the API's default is
+        `default`, shared by every upload without one). Sending a file again overwrites it,
+        so an interrupted upload is resumed by running it again; `on_batch(names, prefix)` is
+        called once each batch is stored. A batch the API finds too large is split in two.
+        """
+        named = named_files(files, root)
+        if not named:
+            raise ValueError(f"no image files to upload in {files!r}")
+        result = Uploaded(prefix="")
+        with upload_bar(len(named), progress) as bar:
+
+            def stored(batch: Batch, answer: dict[str, Any]) -> None:
+                result.uris.extend(answer["uris"])
+                result.prefix = answer["prefix"]
+                bar.update(len(batch))
+                if on_batch is not None:
+                    on_batch([name for name, _ in batch], answer["prefix"])
+
+            for batch in batches(named, batch_size, max_batch_bytes):
+                self._store(batch, prefix, stored)
+        return result
+
+    def _store(self, batch: Batch, prefix: str | None,
+               stored: Callable[[Batch, dict[str, Any]], None]) -> None:
+        data, parts = upload_parts(batch, prefix)
+        try:
+            answer = self.transport.json("POST", "/v1/uploads", data=data, files=parts,
+                                         idempotent=True)  # the same names overwrite
+        except ApiError as exc:
+            if exc.status != TOO_LARGE or len(batch) == 1:
+                raise
+            half = len(batch) // 2
+            self._store(batch[:half], prefix, stored)
+            self._store(batch[half:], prefix, stored)
+            return
+        stored(batch, answer)
+
+    def roots(self) -> Roots:
+        """Where this tenant's data-set jobs may read (its own area and data-set roots)."""
+        return Roots.from_json(self.transport.json("GET", "/v1/roots"))
+
+    def webhook_secret(self) -> str:
+        """The tenant's webhook signing secret (`whsec_…`), for `webhooks.verify`."""
+        return self.transport.json("GET", "/v1/webhooks/secret")["secret"]
+
+    def page_url(self, job_id: str) -> str:
+        """The job's page in the browser."""
+        return f"{self.base_url}/jobs/{job_id}"
 
     def job(self, job_id: str) -> Job:
         """A handle on an existing job (nothing is fetched until asked)."""
@@ -89,7 +168,7 @@ class Client:
 
 
 class Job:
-    """One job: `refresh`, `wait`, `items`, `download`, `cancel`."""
+    """One job: `refresh`, `wait`, `items`, `results`, `report`, `download`, `cancel`."""
 
     def __init__(self, client: Client, job_id: str) -> None:
         self.client = client
@@ -142,15 +221,47 @@ class Job:
             if not cursor:
                 return
 
+    def results(self) -> list[dict[str, Any]]:
+        """The results file as rows (one per item × output; a failed item has one row with
+        `method` None); the job must be final (else ApiError `not_ready`, 409)."""
+        response = self.client.transport.request("GET", f"/v1/jobs/{self.id}/results",
+                                                 params={"format": "jsonl"})
+        return res.parse_rows(response.content)
+
+    def results_frame(self) -> Any:
+        """The results file as a pandas DataFrame (needs pandas and pyarrow)."""
+        pd = res.pandas()
+        response = self.client.transport.request("GET", f"/v1/jobs/{self.id}/results",
+                                                 params={"format": "parquet"})
+        return res.frame(pd, response.content)
+
+    def save_results(self, path: str | Path, format: str | None = None) -> Path:
+        """Stream the results file into `path`; the format is `format`, else the extension."""
+        path = Path(path)
+        fmt = res.format_of(path, format)
+        self.client.transport.request("GET", f"/v1/jobs/{self.id}/results",
+                                      params={"format": fmt}, sink=path)
+        return path
+
+    def report(self) -> dict[str, Any]:
+        """The job's report (`{"kind": ..., ...}`; an attribution job's audit figures)."""
+        return self.client.transport.json("GET", f"/v1/jobs/{self.id}/report")
+
+    def save_report(self, path: str | Path) -> Path:
+        path = Path(path)
+        self.client.transport.request("GET", f"/v1/jobs/{self.id}/report", sink=path)
+        return path
+
     def download(self, directory: str | Path, workers: int = 8) -> Path:
-        """Write every artifact under its predictable name and `results.jsonl`; the
-        jsonl is written last, so its presence means the download is complete."""
+        """Write every artifact under its predictable name, and a finished job's
+        `results.parquet` and `report.json`, then `results.jsonl`: written last, its
+        presence means the download is complete."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         transport = self.client.transport
 
         def fetch(url: str, name: str) -> None:
-            (out / name).write_bytes(transport.request("GET", url).content)
+            transport.request("GET", url, sink=out / name)
 
         tmp = out / (dl.RESULTS + ".part")
         with ThreadPoolExecutor(workers) as pool, tmp.open("w") as results:
@@ -171,9 +282,15 @@ class Job:
                 if len(pending) >= 4 * workers:
                     flush()
             flush()
+        if self.refresh().state.status.finished:
+            self.save_results(out / res.RESULTS_FILE)
+            self.save_report(out / res.REPORT_FILE)
         tmp.replace(out / dl.RESULTS)
         return out
 
     def cancel(self) -> Job:
-        self.client.transport.request("DELETE", f"/v1/jobs/{self.id}")
-        return self.refresh()
+        """Ask the job to stop: it answers `running` with `progress.finalizing` while its
+        results file and report are written, then turns `cancelled` (`wait()` for it)."""
+        self.state = JobState.from_json(
+            self.client.transport.json("DELETE", f"/v1/jobs/{self.id}"))
+        return self

@@ -1,8 +1,10 @@
 """Where `Job.download` puts each artifact: predictable names, one `results.jsonl`.
 
 `{index:05d}_{method}_{target}.npy`, `… .png` and `…_overlay.png`, where target is
-`class281`, or `layer4-ch3` for a feature-map target; `results.jsonl` holds one item per
-line with a `files` map from artifact kind to file name.
+`class281`, or `layer4-ch3` for a feature-map target; when a job names one method twice (two
+configurations), the second one's files are `{method}-2`, in the order of the job's methods.
+`results.jsonl` holds one item per line with a `files` map from artifact kind to file name.
+A finished job's `results.parquet` and `report.json` are saved beside them.
 """
 
 from __future__ import annotations
@@ -36,8 +38,12 @@ def target_label(target: Any) -> str:
 def output_files(item: Item) -> list[tuple[Output, dict[str, str]]]:
     """Each output of an item with its file name per artifact kind it has a URL for."""
     plan = []
+    seen: dict[str, int] = {}
     for out in item.outputs:
         stem = f"{item.index:05d}_{out.method}_{target_label(out.target)}"
+        seen[stem] = seen.get(stem, 0) + 1
+        if seen[stem] > 1:
+            stem = f"{item.index:05d}_{out.method}-{seen[stem]}_{target_label(out.target)}"
         names = {kind: stem + suffix for kind, suffix in SUFFIXES.items() if getattr(out, kind)}
         plan.append((out, names))
     return plan

@@ -33,3 +33,11 @@ class JobFailed(SaliencyError):
 
 class WaitTimeout(SaliencyError, TimeoutError):
     """`Job.wait(timeout=...)` ran out of time before the job finished."""
+
+
+class MissingDependency(SaliencyError, ImportError):
+    """An optional package (pandas, pyarrow) is needed for this call; the message says how."""
+
+
+class WebhookVerificationError(SaliencyError):
+    """A webhook delivery's signature or timestamp did not verify: do not trust its body."""

@@ -10,6 +10,20 @@ from saliency_client.errors import WaitTimeout
 from saliency_client.types import JobState
 
 
+def phase(state: JobState) -> str:
+    """`running`, `queued (planning)`, `running (finalizing)`: the status and its phase."""
+    p = state.progress
+    step = "planning" if p.planning else "finalizing" if p.finalizing else ""
+    return f"{state.status.value} ({step})" if step and not state.status.finished else (
+        state.status.value)
+
+
+def describe(state: JobState) -> str:
+    """The phase, and the failures if any: `running (finalizing), 2 failed`."""
+    failed = state.progress.failed
+    return phase(state) + (f", {failed} failed" if failed else "")
+
+
 class Waiter:
     """Polls at 0.2 s, backing off to `max_interval`; drives a tqdm bar of done/total."""
 
@@ -28,8 +42,7 @@ class Waiter:
         if self.bar.total != p.total:
             self.bar.total = p.total
         self.bar.n = p.done + p.failed
-        self.bar.set_postfix_str(state.status.value + (f", {p.failed} failed" if p.failed else ""),
-                                 refresh=True)
+        self.bar.set_postfix_str(describe(state), refresh=True)
         return state.status.finished
 
     def next_sleep(self) -> float:
@@ -45,3 +58,9 @@ class Waiter:
 
     def close(self) -> None:
         self.bar.close()
+
+
+def upload_bar(total: int, progress: bool) -> tqdm:
+    """A bar of files uploaded, on stderr (a context manager)."""
+    return tqdm(total=total, unit="file", desc="upload", disable=not progress, leave=True,
+                dynamic_ncols=True)

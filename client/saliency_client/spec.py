@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 URI_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
-TARGET_HELP = "predicted | class:K | topk:K | layer:NAME:CHANNEL"
+TARGET_HELP = "predicted | label | class:K | topk:K | layer:NAME:CHANNEL"
 _MAGIC = {
     b"\x89PNG": ("png", "image/png"),
     b"\xff\xd8\xff": ("jpg", "image/jpeg"),
@@ -26,8 +26,8 @@ FilePart = tuple[str, tuple[str, bytes, str]]
 
 
 def parse_target(target: Any) -> Any:
-    """The spec's `target` from `"predicted"`, `"class:K"`, `"topk:K"`, `"layer:NAME:C"`,
-    an int (a class index) or a dict passed through as is."""
+    """The spec's `target` from `"predicted"`, `"label"` (each item's own label), `"class:K"`,
+    `"topk:K"`, `"layer:NAME:C"`, an int (a class index) or a dict passed through as is."""
     if target is None or isinstance(target, dict):
         return target
     if isinstance(target, bool):
@@ -35,8 +35,8 @@ def parse_target(target: Any) -> Any:
     if isinstance(target, int):
         return {"class": target}
     text = str(target).strip()
-    if text == "predicted":
-        return "predicted"
+    if text in ("predicted", "label"):
+        return text
     kind, _, rest = text.partition(":")
     try:
         if kind == "class":
@@ -52,23 +52,63 @@ def parse_target(target: Any) -> Any:
     raise ValueError(f"target must be {TARGET_HELP}, got {target!r}")
 
 
+def _value(text: str) -> Any:
+    """A method parameter's value from text: an int, else a float, else the text itself."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_method(method: Any) -> str | dict[str, Any]:
+    """A `methods` entry from a name (`"gradient"`), a name with parameters
+    (`"smoothgrad:samples=50,noise=0.2"`) or an object (`{"name": "smoothgrad", ...}`)."""
+    if isinstance(method, dict):
+        if not isinstance(method.get("name"), str):
+            raise ValueError(f'a method object needs a "name", got {method!r}')
+        return dict(method)
+    if not isinstance(method, str) or not method.strip():
+        raise ValueError(f"a method is a name or an object, got {method!r}")
+    name, sep, rest = method.strip().partition(":")
+    if not sep:
+        return name
+    params: dict[str, Any] = {"name": name}
+    for pair in filter(None, (p.strip() for p in rest.split(","))):
+        key, eq, value = pair.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"method {method!r}: parameters are key=value pairs separated by "
+                             f"commas, got {pair!r}")
+        params[key.strip()] = _value(value.strip())
+    return params
+
+
 def job_spec(
     model: str,
-    methods: Iterable[str] | str | None = None,
+    methods: Iterable[Any] | str | dict[str, Any] | None = None,
     target: Any = None,
     reduce: str | None = None,
     outputs: Iterable[str] | str | None = None,
+    **fields: Any,
 ) -> dict[str, Any]:
-    """The JSON spec of `POST /v1/jobs`; fields left as None take the service's defaults."""
+    """The JSON spec of `POST /v1/jobs`; fields left as None take the service's defaults.
+
+    `fields` are passed through as they are: `kind`, `seed`, `retention_s`, `notify`,
+    `map_dtype`, `write`, `audit`, and the fields of other job kinds.
+    """
     spec: dict[str, Any] = {"model": model}
     if methods is not None:
-        spec["methods"] = [methods] if isinstance(methods, str) else list(methods)
+        if isinstance(methods, (str, dict)):
+            methods = [methods]
+        spec["methods"] = [parse_method(m) for m in methods]
     if target is not None:
         spec["target"] = parse_target(target)
     if reduce is not None:
         spec["reduce"] = reduce
     if outputs is not None:
         spec["outputs"] = [outputs] if isinstance(outputs, str) else list(outputs)
+    spec.update({k: v for k, v in fields.items() if v is not None})
     return spec
 
 
@@ -114,21 +154,40 @@ def is_uri(value: Any) -> bool:
     return isinstance(value, str) and bool(URI_RE.match(value))
 
 
+def _entry(value: Any) -> Any:
+    """An inline input: a storage URI, or an object `{"uri", "id", "label", "box", "mask"}`."""
+    if isinstance(value, dict):
+        if not is_uri(value.get("uri")):
+            raise ValueError(f'an inline input needs a storage "uri" (s3://… or file:///…), '
+                             f"got {value!r}")
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in value.items()
+                if v is not None}
+    return {"uri": value}
+
+
 def build_submit(
-    inputs: Any, spec: dict[str, Any]
+    inputs: Any, spec: dict[str, Any], dataset: Any = None
 ) -> tuple[dict[str, Any] | None, dict[str, str] | None, list[FilePart] | None]:
-    """`(json, data, files)` for httpx: a JSON body for storage URIs, else multipart."""
-    if isinstance(inputs, (str, Path, bytes, bytearray)) or not isinstance(inputs, Iterable) or (
-        hasattr(inputs, "__array__") and getattr(inputs, "ndim", 0) == 3
-    ):
+    """`(json, data, files)` for httpx: a JSON body for a data set or storage URIs (plain or
+    as objects with `id`, `label`, `box`, `mask`), else multipart file parts."""
+    if dataset is not None:
+        if inputs is not None:
+            raise ValueError("submit takes either inputs or a dataset, not both")
+        raw = dataset.to_json() if hasattr(dataset, "to_json") else dict(dataset)
+        return ({**spec, "dataset": raw}, None, None)
+    if inputs is None:
+        raise ValueError("submit needs inputs or a dataset")
+    if isinstance(inputs, (str, Path, bytes, bytearray, dict)) or not isinstance(
+        inputs, Iterable
+    ) or (hasattr(inputs, "__array__") and getattr(inputs, "ndim", 0) == 3):
         inputs = [inputs]  # one input given on its own
     inputs = list(inputs)
     if not inputs:
         raise ValueError("submit needs at least one input")
-    uris = [is_uri(v) for v in inputs]
-    if all(uris):
-        return ({**spec, "inputs": [{"uri": v} for v in inputs]}, None, None)
-    if any(uris):
+    inline = [is_uri(v) or isinstance(v, dict) for v in inputs]
+    if all(inline):
+        return ({**spec, "inputs": [_entry(v) for v in inputs]}, None, None)
+    if any(inline):
         raise ValueError("submit takes either storage URIs or files/arrays, not both in one job")
     files = [("images", _file_part(i, v)) for i, v in enumerate(inputs)]
     return (None, {"spec": json.dumps(spec)}, files)

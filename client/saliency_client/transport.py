@@ -1,8 +1,16 @@
 """HTTP transport: base URL, auth, retries with backoff, and the API's error shape.
 
-Retries cover connection trouble and 5xx answers only. A request that may already have
-reached the server (the connection dropped after it was sent) is retried only when it is
-idempotent: GET and DELETE, and POSTs that carry an `Idempotency-Key`.
+What is retried:
+- `429` (rate limited) and `503` with `Retry-After`: after the time the API asks for, within
+  a bounded total wait (`RetryPolicy.max_wait`). A 429 is refused before any work, so every
+  method is retried; a 503 like the other 5xx below.
+- Connection trouble and 5xx answers, with exponential backoff (`RetryPolicy.attempts`). A
+  request that may already have reached the server (the connection dropped after it was
+  sent, or a 5xx) is retried only when it is idempotent: GET and DELETE, and POSTs that
+  carry an `Idempotency-Key` (or that overwrite, as uploads do).
+
+The API key goes to the API only: never to another host, and never to a signed or presigned
+URL (those carry their own authorization in the query).
 """
 
 from __future__ import annotations
@@ -12,8 +20,10 @@ import os
 import random
 import time
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
 
@@ -21,20 +31,38 @@ from saliency_client.errors import ApiError, ConnectionFailed
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
+RATE_LIMITED = 429
+SIGNATURE_PARAMS = frozenset({"sig", "X-Amz-Signature", "Signature"})
+MAX_REDIRECTS = 5
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """`attempts` tries in all; waits `base * 2**n` seconds (capped, with jitter) between."""
+    """`attempts` tries in all for connection trouble and 5xx, waiting `base * 2**n` seconds
+    (capped at `cap`, with jitter) between; answers with `Retry-After` (429, 503) are retried
+    after the time asked for, as long as the total wait stays within `max_wait` seconds."""
 
     attempts: int = 5
     base: float = 0.2
     cap: float = 5.0
+    max_wait: float = 120.0
 
-    def delay(self, attempt: int, response: httpx.Response | None = None) -> float:
-        if response is not None and response.headers.get("Retry-After", "").isdigit():
-            return min(float(response.headers["Retry-After"]), self.cap)
+    def backoff(self, attempt: int) -> float:
         return min(self.cap, self.base * 2**attempt) * (0.5 + random.random() / 2)
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """Seconds from a `Retry-After` header (delta-seconds or an HTTP date), or None."""
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    if value.isascii() and value.isdecimal():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 def settings(base_url: str | None, api_key: str | None) -> tuple[str, str | None]:
@@ -43,10 +71,8 @@ def settings(base_url: str | None, api_key: str | None) -> tuple[str, str | None
     return url.rstrip("/"), api_key or os.environ.get("SALIENCY_API_KEY") or None
 
 
-def raise_for_error(response: httpx.Response) -> None:
-    """Turn a non-2xx answer into `ApiError` with the API's code and message."""
-    if response.is_success:
-        return
+def api_error(response: httpx.Response) -> ApiError:
+    """The `ApiError` of a non-2xx answer, with the API's code and message."""
     code, message = f"http_{response.status_code}", response.reason_phrase or "error"
     try:
         err = response.json().get("error") or {}
@@ -55,12 +81,57 @@ def raise_for_error(response: httpx.Response) -> None:
         text = response.text.strip()
         if text:
             message = text.splitlines()[0][:200]
-    raise ApiError(response.status_code, code, message)
+    return ApiError(response.status_code, code, message)
+
+
+def raise_for_error(response: httpx.Response) -> None:
+    if not response.is_success:
+        raise api_error(response)
+
+
+def is_signed(url: str) -> bool:
+    """True for a presigned storage URL or one the API signed: it needs no API key."""
+    return bool(SIGNATURE_PARAMS & set(parse_qs(urlsplit(url).query)))
 
 
 def _is_unsent(exc: httpx.TransportError) -> bool:
     """True when the request never reached the server, so any method may be retried."""
     return isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+
+
+class _Attempts:
+    """The retry bookkeeping of one request: backoff attempts and the Retry-After budget."""
+
+    def __init__(self, policy: RetryPolicy, url: str, idempotent: bool) -> None:
+        self.policy, self.url, self.idempotent = policy, url, idempotent
+        self.attempt = 0
+        self.waited = 0.0
+
+    def settle(self, exc: Exception | None, response: httpx.Response | None) -> float | None:
+        """None when `response` is the answer; else the seconds to wait before retrying.
+        Raises ApiError or ConnectionFailed when it may not be retried (any more)."""
+        if exc is None and response.status_code not in RETRY_STATUSES | {RATE_LIMITED}:
+            if not response.is_redirect:
+                raise_for_error(response)
+            return None
+        status = None if exc is not None else response.status_code
+        if status == RATE_LIMITED:
+            may_repeat = True  # refused before any work was done
+        else:
+            may_repeat = self.idempotent or (exc is not None and _is_unsent(exc))
+        asked = None if response is None else retry_after(response)
+        if may_repeat and asked is not None:
+            delay = asked * (1 + random.random() / 10)  # jitter: clients do not come back as one
+            if self.waited + delay <= self.policy.max_wait:
+                self.waited += delay
+                return delay
+        elif may_repeat and self.attempt + 1 < self.policy.attempts:
+            delay = self.policy.backoff(self.attempt)
+            self.attempt += 1
+            return delay
+        if exc is not None:
+            raise ConnectionFailed(f"cannot reach {self.url}: {exc}") from exc
+        raise api_error(response)
 
 
 class _Base:
@@ -79,32 +150,24 @@ class _Base:
         return urljoin(self.base_url + "/", path_or_url.lstrip("/"))
 
     def headers(self, url: str, extra: dict[str, str] | None) -> dict[str, str]:
-        # The key goes to the API only, never to a presigned storage URL on another host.
         out = dict(extra or {})
-        if self.api_key and urlsplit(url)[:2] == self._origin:
+        if self.api_key and urlsplit(url)[:2] == self._origin and not is_signed(url):
             out["Authorization"] = f"Bearer {self.api_key}"
         return out
 
-    def _should_retry(self, attempt: int, idempotent: bool, exc: Exception | None,
-                      response: httpx.Response | None) -> bool:
-        if attempt + 1 >= self.retry.attempts:
-            return False
-        if exc is not None:
-            return idempotent or _is_unsent(exc)
-        return response is not None and response.status_code in RETRY_STATUSES and idempotent
+    @staticmethod
+    def _idempotent(method: str, idempotent: bool | None) -> bool:
+        return method in ("GET", "HEAD", "DELETE") if idempotent is None else idempotent
 
-    def _settle(self, url: str, attempt: int, idempotent: bool, exc: Exception | None,
-                response: httpx.Response | None) -> httpx.Response | None:
-        """The response to answer with, None to retry, or the error to raise (raised here)."""
-        if exc is None and response.status_code not in RETRY_STATUSES:
-            raise_for_error(response)
-            return response
-        if self._should_retry(attempt, idempotent, exc, response):
-            return None
-        if exc is not None:
-            raise ConnectionFailed(f"cannot reach {url}: {exc}") from exc
-        raise_for_error(response)
-        return response
+    @staticmethod
+    def _redirect(url: str, response: httpx.Response, hops: int) -> str:
+        if hops >= MAX_REDIRECTS:
+            raise ApiError(response.status_code, "too_many_redirects", f"{url} redirects on")
+        return urljoin(url, response.headers["Location"])
+
+
+def _part(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".part")
 
 
 class Transport(_Base):
@@ -119,24 +182,52 @@ class Transport(_Base):
     def close(self) -> None:
         self._http.close()
 
+    def _send(self, method: str, url: str, headers: dict[str, str] | None, sink: Path | None,
+              kwargs: dict[str, Any]) -> httpx.Response:
+        request = self._http.build_request(method, url, headers=self.headers(url, headers),
+                                           **kwargs)
+        response = self._http.send(request, stream=True)
+        try:
+            if sink is not None and response.is_success:
+                try:
+                    with _part(sink).open("wb") as f:
+                        for chunk in response.iter_bytes():
+                            f.write(chunk)
+                except BaseException:
+                    _part(sink).unlink(missing_ok=True)  # no half file left behind
+                    raise
+            else:
+                response.read()
+        finally:
+            response.close()
+        return response
+
     def request(self, method: str, path: str, *, idempotent: bool | None = None,
-                headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
-        """Send with retries; answer the 2xx response or raise ApiError/ConnectionFailed."""
+                headers: dict[str, str] | None = None, sink: Path | None = None,
+                **kwargs: Any) -> httpx.Response:
+        """Send with retries, following redirects; answer the 2xx response or raise
+        ApiError/ConnectionFailed. With `sink`, the body is streamed into that file."""
         url = self.url(path)
-        idempotent = method in ("GET", "HEAD", "DELETE") if idempotent is None else idempotent
-        attempt = 0
+        idempotent = self._idempotent(method, idempotent)
+        hops = 0
         while True:
-            response, error = None, None
-            try:
-                response = self._http.request(method, url, headers=self.headers(url, headers),
-                                              **kwargs)
-            except httpx.TransportError as exc:
-                error = exc
-            settled = self._settle(url, attempt, idempotent, error, response)
-            if settled is not None:
-                return settled
-            time.sleep(self.retry.delay(attempt, response))
-            attempt += 1
+            attempts = _Attempts(self.retry, url, idempotent)
+            while True:
+                response, error = None, None
+                try:
+                    response = self._send(method, url, headers, sink, kwargs)
+                except httpx.TransportError as exc:
+                    error = exc
+                delay = attempts.settle(error, response)
+                if delay is None:
+                    break
+                time.sleep(delay)
+            if not response.is_redirect:
+                if sink is not None:
+                    _part(sink).replace(sink)
+                return response
+            url, hops = self._redirect(url, response, hops), hops + 1
+            method, kwargs = "GET", {}  # the Location carries its own query
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         return self.request(method, path, **kwargs).json()
@@ -154,24 +245,51 @@ class AsyncTransport(_Base):
     async def close(self) -> None:
         await self._http.aclose()
 
+    async def _send(self, method: str, url: str, headers: dict[str, str] | None,
+                    sink: Path | None, kwargs: dict[str, Any]) -> httpx.Response:
+        request = self._http.build_request(method, url, headers=self.headers(url, headers),
+                                           **kwargs)
+        response = await self._http.send(request, stream=True)
+        try:
+            if sink is not None and response.is_success:
+                try:
+                    with _part(sink).open("wb") as f:
+                        async for chunk in response.aiter_bytes():
+                            f.write(chunk)
+                except BaseException:
+                    _part(sink).unlink(missing_ok=True)
+                    raise
+            else:
+                await response.aread()
+        finally:
+            await response.aclose()
+        return response
+
     async def request(self, method: str, path: str, *, idempotent: bool | None = None,
-                      headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
+                      headers: dict[str, str] | None = None, sink: Path | None = None,
+                      **kwargs: Any) -> httpx.Response:
+        """See `Transport.request`."""
         url = self.url(path)
-        idempotent = method in ("GET", "HEAD", "DELETE") if idempotent is None else idempotent
-        attempt = 0
+        idempotent = self._idempotent(method, idempotent)
+        hops = 0
         while True:
-            response, error = None, None
-            try:
-                response = await self._http.request(
-                    method, url, headers=self.headers(url, headers), **kwargs
-                )
-            except httpx.TransportError as exc:
-                error = exc
-            settled = self._settle(url, attempt, idempotent, error, response)
-            if settled is not None:
-                return settled
-            await asyncio.sleep(self.retry.delay(attempt, response))
-            attempt += 1
+            attempts = _Attempts(self.retry, url, idempotent)
+            while True:
+                response, error = None, None
+                try:
+                    response = await self._send(method, url, headers, sink, kwargs)
+                except httpx.TransportError as exc:
+                    error = exc
+                delay = attempts.settle(error, response)
+                if delay is None:
+                    break
+                await asyncio.sleep(delay)
+            if not response.is_redirect:
+                if sink is not None:
+                    _part(sink).replace(sink)
+                return response
+            url, hops = self._redirect(url, response, hops), hops + 1
+            method, kwargs = "GET", {}
 
     async def json(self, method: str, path: str, **kwargs: Any) -> Any:
         return (await self.request(method, path, **kwargs)).json()

@@ -23,9 +23,21 @@ class JobStatus(StrEnum):
 
 @dataclass(frozen=True)
 class Progress:
+    """Items done and failed of `total`; a data-set job is `planning` (total 0) until its
+    items are listed, and `finalizing` while its results file and report are written."""
+
     total: int = 0
     done: int = 0
     failed: int = 0
+    planning: bool = False
+    finalizing: bool = False
+    skipped: int = 0
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Progress:
+        return cls(raw.get("total", 0), raw.get("done", 0), raw.get("failed", 0),
+                   bool(raw.get("planning")), bool(raw.get("finalizing")),
+                   raw.get("skipped", 0))
 
 
 @dataclass(frozen=True)
@@ -35,6 +47,7 @@ class JobState:
     id: str
     status: JobStatus
     progress: Progress
+    kind: str = "attribution"
     created_at: str | None = None
     started_at: str | None = None
     finished_at: str | None = None
@@ -43,11 +56,11 @@ class JobState:
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> JobState:
-        p = raw.get("progress") or {}
         return cls(
             id=raw["id"],
             status=JobStatus(raw["status"]),
-            progress=Progress(p.get("total", 0), p.get("done", 0), p.get("failed", 0)),
+            progress=Progress.from_json(raw.get("progress") or {}),
+            kind=raw.get("kind", "attribution"),
             created_at=raw.get("created_at"),
             started_at=raw.get("started_at"),
             finished_at=raw.get("finished_at"),
@@ -71,6 +84,15 @@ class Output:
     png: str | None = None
     overlay: str | None = None
     signed: str | None = None
+    params: dict[str, Any] | None = None
+    metrics: dict[str, Any] | None = None
+    warnings: tuple[str, ...] = ()
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Output:
+        return cls(raw["method"], raw.get("target"), raw.get("npy"), raw.get("png"),
+                   raw.get("overlay"), raw.get("signed"), raw.get("params"), raw.get("metrics"),
+                   tuple(raw.get("warnings") or ()))
 
 
 @dataclass(frozen=True)
@@ -82,7 +104,7 @@ class Prediction:
 
 @dataclass(frozen=True)
 class Item:
-    """One input of a job and its results."""
+    """One input of a job and its results; `id` and `label` when the input had them."""
 
     index: int
     input: Any
@@ -90,6 +112,8 @@ class Item:
     error: str | None
     prediction: Prediction | None
     outputs: tuple[Output, ...]
+    id: str | None = None
+    label: int | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -99,18 +123,15 @@ class Item:
         if pred:
             name = pred.get("class_name", pred.get("label"))
             prediction = Prediction(pred["class"], pred["score"], name)
-        outputs = tuple(
-            Output(o["method"], o.get("target"), o.get("npy"), o.get("png"), o.get("overlay"),
-                   o.get("signed"))
-            for o in raw.get("outputs") or ()
-        )
         return cls(
             index=raw["index"],
             input=raw.get("input"),
             status=raw.get("status", ""),
             error=raw.get("error"),
             prediction=prediction,
-            outputs=outputs,
+            outputs=tuple(Output.from_json(o) for o in raw.get("outputs") or ()),
+            id=raw.get("id"),
+            label=raw.get("label"),
             raw=raw,
         )
 
@@ -138,11 +159,57 @@ class Model:
 
 
 @dataclass(frozen=True)
+class Param:
+    """A method's parameter: its type (`int`, `float`, `choice`, …), default and bounds."""
+
+    name: str
+    type: str
+    default: Any = None
+    description: str = ""
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Param:
+        return cls(raw["name"], raw.get("type", ""), raw.get("default"),
+                   raw.get("description", ""), raw.get("minimum"), raw.get("maximum"),
+                   tuple(raw.get("choices") or ()))
+
+
+@dataclass(frozen=True)
 class Method:
-    """An attribution method the service offers (`GET /v1/methods`)."""
+    """An attribution method the service offers (`GET /v1/methods`), with its parameters."""
 
     name: str
     description: str = ""
+    params: tuple[Param, ...] = ()
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        return {p.name: p.default for p in self.params}
+
+
+@dataclass(frozen=True)
+class Roots:
+    """Where the tenant's data-set jobs may read (`GET /v1/roots`): its own area of the
+    service's storage, and the data-set roots open to it."""
+
+    storage: str
+    roots: tuple[str, ...] = ()
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Roots:
+        return cls(raw["storage"], tuple(raw.get("roots") or ()))
+
+    def covering(self, uri: str) -> str | None:
+        """The root (or the own area) that holds `uri`, or None when the service cannot
+        read it in place."""
+        folder = uri.rstrip("/") + "/"
+        for root in (*self.roots, self.storage):
+            if folder.startswith(root.rstrip("/") + "/"):
+                return root
+        return None
 
 
 def unwrap_list(body: Any, key: str) -> list[Any]:
@@ -159,6 +226,8 @@ def parse_methods(body: Any) -> list[Method]:
     if isinstance(body, dict):
         return [Method(name, str(doc)) for name, doc in body.items()]
     return [
-        Method(m) if isinstance(m, str) else Method(m["name"], m.get("description", ""))
+        Method(m) if isinstance(m, str) else Method(
+            m["name"], m.get("description", ""),
+            tuple(Param.from_json(p) for p in m.get("params") or ()))
         for m in body
     ]

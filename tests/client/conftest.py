@@ -1,13 +1,28 @@
-"""Fixtures of the client tests: a dropping proxy, seeded images, a mock API (no server)."""
+"""Fixtures of the client tests: a dropping proxy, an API with a tiny read rate, image
+folders, a mock API (no server)."""
 
 from __future__ import annotations
 
 import socket
 import threading
+from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
+
+from devstack import ROOT, start_api
+
+
+@dataclass(frozen=True)
+class LimitedApi:
+    """An API allowing tenant `tenant` (key `key`) one read per second, with webhooks on."""
+
+    url: str
+    key: str = "key-carol"
+    tenant: str = "carol"
+    webhook_master_key: str = "client-tests-webhook-master"
 
 
 def _read_message(sock: socket.socket) -> bytes:
@@ -120,3 +135,35 @@ def _fake_api(pages: int = 3, status: str = "running") -> httpx.MockTransport:
 def fake_api():
     """A factory of MockTransports for an API with one job `j` (no server needed)."""
     return _fake_api
+
+
+@pytest.fixture(scope="session")
+def limited_api(file_backend) -> LimitedApi:
+    """A second API on the file backend: one read per second for its one tenant, and
+    webhooks on. The buckets of other tenants (and of `api_url`'s) are untouched."""
+    spec = LimitedApi("")
+    env = {**file_backend.env, "SALIENCY_RATE_READ": "1",
+           "SALIENCY_API_KEYS": f"{spec.key}:{spec.tenant}",
+           "SALIENCY_WEBHOOK_MASTER_KEY": spec.webhook_master_key}
+    api = start_api(env, ROOT / "test-output" / "logs")
+    yield LimitedApi(api.url)
+    api.stop()
+
+
+@pytest.fixture
+def image_folder():
+    """Write an ImageFolder tree: `classes` maps a class folder to its number of seeded
+    32×32 PNGs; answers the tree's root."""
+    import numpy as np
+    from PIL import Image
+
+    def make(root: Path, classes: dict[str, int]) -> Path:
+        rng = np.random.default_rng(len(classes))
+        for name, count in classes.items():
+            (root / name).mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(root / name / f"{i:03d}.png")
+        return root
+
+    return make

@@ -69,7 +69,8 @@ def test_waiting_on_a_cancelled_job_exits_5(run, tiny_model, images):
     _, out, _ = run("submit", *[str(images(1)[0])] * 100, "--model", tiny_model)
     job_id = out.strip()
     code, out, _ = run("cancel", job_id, "--json")
-    assert code == 0 and json.loads(out)["status"] == "cancelled"
+    state = json.loads(out)
+    assert code == 0 and state["status"] == "running" and state["progress"]["finalizing"]
     code, _, err = run("wait", job_id, "--no-progress")
     assert code == cli.EXIT_JOB_FAILED and f"job {job_id} cancelled" in err
 

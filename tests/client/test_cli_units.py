@@ -27,6 +27,11 @@ def test_options_go_before_or_after_the_subcommand():
     assert c.method == ["gradient", "deconvnet"] and c.target == {"layer": "layer4",
                                                                   "channel": 3}
     assert c.json is False and c.url is None
+    d = parser.parse_args(["audit", "data", "--model", "m", "--out", "o", "--method",
+                           "smoothgrad:samples=50,noise=0.2", "--labels", "folder-sorted",
+                           "--target", "label", "--seed", "7"])
+    assert d.method == [{"name": "smoothgrad", "samples": 50, "noise": 0.2}]
+    assert (d.labels, d.target, d.seed, d.batch_size) == ("folder-sorted", "label", 7, 32)
 
 
 def test_usage_errors_exit_2(capsys):
@@ -34,6 +39,24 @@ def test_usage_errors_exit_2(capsys):
         cli.main(["submit", "a.png", "--model", "m", "--target", "class:x"])
     assert info.value.code == cli.EXIT_USAGE
     assert "target must be" in capsys.readouterr().err
+
+
+def test_a_malformed_method_exits_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["submit", "a.png", "--model", "m", "--method", "smoothgrad:samples"])
+    assert info.value.code == cli.EXIT_USAGE
+    assert "key=value" in capsys.readouterr().err
+
+
+def test_parquet_results_need_a_file_and_audit_a_folder(capsys, fast_client, tmp_path):
+    code = cli.main(["--url", "http://127.0.0.1:9", "results", "j", "--format", "parquet"])
+    assert code == cli.EXIT_USAGE and "--out" in capsys.readouterr().err
+    code = cli.main(["--url", "http://127.0.0.1:9", "audit", str(tmp_path / "none"), "--model",
+                     "m", "--out", str(tmp_path / "o")])
+    assert code == cli.EXIT_USAGE and "not a folder" in capsys.readouterr().err
+    code = cli.main(["--url", "http://127.0.0.1:9", "audit", str(tmp_path), "--model", "m",
+                     "--out", str(tmp_path / "o")])
+    assert code == cli.EXIT_USAGE and "no images" in capsys.readouterr().err
 
 
 def test_a_missing_input_file_exits_2_with_one_line(capsys, fast_client):

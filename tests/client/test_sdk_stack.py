@@ -44,7 +44,8 @@ def test_submit_wait_page_and_download(client, tiny_model, images, tmp_path):
 
 def test_cancel_stops_the_items_not_yet_run(client, tiny_model, images):
     job = client.submit(images(1) * 200, model=tiny_model, methods=METHODS)
-    assert job.cancel().status is JobStatus.CANCELLED
+    state = job.cancel().state  # final once its results file and report are written
+    assert state.status is JobStatus.RUNNING and state.progress.finalizing
     job.wait(timeout=30, progress=False)
     assert job.status is JobStatus.CANCELLED
     statuses = {item.status for item in job.items(page_size=100)}
@@ -85,12 +86,16 @@ def test_models_and_methods(client, tiny_model):
 
 
 def test_keys_tenants_and_presigned_downloads(stack, stack_model, images, tmp_path):
-    """With keys on (file and S3 storage): the key reaches the API, never the storage."""
+    """With keys on (file and S3 storage): the key reaches the API, never the storage nor a
+    signed URL."""
     with Client(stack.url, api_key=stack.api_keys["alice"], retry=FAST) as alice:
         job = alice.submit(images(2), model=stack_model.name, outputs=["npy", "png"])
         job.wait(timeout=60, progress=False, check=True)
         out = job.download(tmp_path / stack.backend.name)
+        rows = job.results()
     assert len(list(out.glob("*.npy"))) == len(list(out.glob("*.png"))) == 2
+    # On S3 the results file is a redirect to a presigned URL, fetched without the key.
+    assert (out / "results.parquet").read_bytes()[:4] == b"PAR1" and len(rows) == 2
     with Client(stack.url, api_key=stack.api_keys["bob"], retry=FAST) as bob:
         with pytest.raises(ApiError) as info:
             bob.job(job.id).refresh()

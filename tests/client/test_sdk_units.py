@@ -1,4 +1,5 @@
-"""The SDK's pure parts: target parsing, request building, file names, error decoding."""
+"""The SDK's pure parts: target and method parsing, request building, file names, data-set
+helpers, results and report helpers, error decoding."""
 
 from __future__ import annotations
 
@@ -6,11 +7,15 @@ import json
 
 import httpx
 import pytest
+from saliency_client import Dataset, MissingDependency
 from saliency_client import download as dl
+from saliency_client import results as res
+from saliency_client.datasets import batches, image_files, named_files
 from saliency_client.errors import ApiError
-from saliency_client.spec import build_submit, job_spec, parse_target
+from saliency_client.progress import describe
+from saliency_client.spec import build_submit, job_spec, parse_method, parse_target
 from saliency_client.transport import raise_for_error, settings
-from saliency_client.types import Item, JobState, JobStatus, parse_methods
+from saliency_client.types import Item, JobState, JobStatus, Roots, parse_methods
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 16
 
@@ -19,6 +24,7 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 16
     ("text", "expected"),
     [
         ("predicted", "predicted"),
+        ("label", "label"),
         ("class:281", {"class": 281}),
         ("topk:3", {"topk": 3}),
         ("layer:layer4.1.conv2:7", {"layer": "layer4.1.conv2", "channel": 7}),
@@ -42,6 +48,83 @@ def test_job_spec_leaves_defaults_to_the_service():
         "model": "m", "methods": ["gradient"], "target": {"class": 1}, "reduce": "l2",
         "outputs": ["png"],
     }
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("gradient", "gradient"),
+        ("smoothgrad:samples=50,noise=0.2", {"name": "smoothgrad", "samples": 50, "noise": 0.2}),
+        ("smoothgrad: base = guided_backprop ,", {"name": "smoothgrad",
+                                                  "base": "guided_backprop"}),
+        ("gradcam:layer=layer4.1", {"name": "gradcam", "layer": "layer4.1"}),
+        ({"name": "occlusion", "patch": 8}, {"name": "occlusion", "patch": 8}),
+    ],
+)
+def test_parse_method_names_pairs_and_objects(given, expected):
+    assert parse_method(given) == expected
+
+
+@pytest.mark.parametrize("bad", ["smoothgrad:samples", "smoothgrad:=3", "", {"samples": 3}, 7])
+def test_parse_method_rejects(bad):
+    with pytest.raises(ValueError, match="method"):
+        parse_method(bad)
+
+
+def test_job_spec_passes_seed_kind_and_fields_through():
+    spec = job_spec("m", ["gradient", "smoothgrad:samples=5"], "label", seed=3, kind="attribution",
+                    retention_s=600, map_dtype="float32", notify=None)
+    assert spec == {"model": "m", "methods": ["gradient", {"name": "smoothgrad", "samples": 5}],
+                    "target": "label", "seed": 3, "kind": "attribution", "retention_s": 600,
+                    "map_dtype": "float32"}
+    assert job_spec("m", {"name": "smoothgrad"})["methods"] == [{"name": "smoothgrad"}]
+
+
+def test_build_submit_inline_inputs_with_labels_and_boxes():
+    body, data, files = build_submit(
+        [{"uri": "s3://b/a.png", "id": "a", "label": 2, "box": (1, 2, 8, 9)}, "s3://b/b.png"],
+        {"model": "m"})
+    assert body == {"model": "m", "inputs": [
+        {"uri": "s3://b/a.png", "id": "a", "label": 2, "box": [1, 2, 8, 9]},
+        {"uri": "s3://b/b.png"}]}
+    assert data is None and files is None
+    with pytest.raises(ValueError, match="storage"):
+        build_submit([{"uri": "cat.png"}], {"model": "m"})
+
+
+def test_build_submit_a_dataset():
+    prefix = Dataset(prefix="s3://b/pets/", labels="folder-sorted")
+    assert build_submit(None, {"model": "m"}, prefix)[0] == {
+        "model": "m", "dataset": {"prefix": "s3://b/pets/", "labels": "folder-sorted"}}
+    assert build_submit(None, {"model": "m"}, {"manifest": "s3://b/m.jsonl"})[0] == {
+        "model": "m", "dataset": {"manifest": "s3://b/m.jsonl"}}
+    with pytest.raises(ValueError, match="not both"):
+        build_submit(["s3://b/a.png"], {"model": "m"}, prefix)
+    with pytest.raises(ValueError, match="inputs or a dataset"):
+        build_submit(None, {"model": "m"})
+    with pytest.raises(ValueError, match="one of them"):
+        Dataset(prefix="s3://b/p/", manifest="s3://b/m.jsonl")
+    with pytest.raises(ValueError, match="labels"):
+        Dataset(prefix="s3://b/p/", labels="by-folder")
+
+
+def test_image_files_named_by_relative_path_without_hidden_ones(tmp_path):
+    for name in ["b/2.PNG", "a/1.jpg", "a/notes.txt", ".hidden/3.png", "a/.4.png", "5.webp"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(PNG)
+    assert [n for n, _ in image_files(tmp_path)] == ["5.webp", "a/1.jpg", "b/2.PNG"]
+    assert [n for n, _ in named_files([tmp_path / "a/1.jpg"], root=tmp_path)] == ["a/1.jpg"]
+    with pytest.raises(ValueError, match="same name"):
+        named_files([tmp_path / "a/1.jpg", tmp_path / "a/1.jpg"])
+
+
+def test_batches_bound_files_and_bytes(tmp_path):
+    files = []
+    for i, size in enumerate([10, 10, 10, 30, 5]):
+        (tmp_path / f"{i}.png").write_bytes(b"x" * size)
+        files.append((f"{i}.png", tmp_path / f"{i}.png"))
+    sizes = [[n for n, _ in b] for b in batches(files, batch_size=2, max_bytes=25)]
+    assert sizes == [["0.png", "1.png"], ["2.png"], ["3.png"], ["4.png"]]
 
 
 def test_build_submit_files_bytes_and_uris(tmp_path):
@@ -99,6 +182,15 @@ def test_file_names_are_predictable():
     assert line["index"] == 7 and line["files"][1]["npy"] == "00007_deconvnet_layer4.0-ch2.npy"
 
 
+def test_two_configurations_of_one_method_get_distinct_files():
+    outputs = [{"method": "smoothgrad", "target": {"class": 1}, "npy": f"u{i}", "png": None,
+                "overlay": None, "params": {"samples": s}} for i, s in enumerate([5, 50])]
+    item = Item.from_json({"index": 0, "status": "succeeded", "outputs": outputs})
+    names = [n["npy"] for _, n in dl.output_files(item)]
+    assert names == ["00000_smoothgrad_class1.npy", "00000_smoothgrad-2_class1.npy"]
+    assert item.outputs[1].params == {"samples": 50}
+
+
 def test_api_error_carries_code_message_and_status():
     response = httpx.Response(404, json={"error": {"code": "not_found", "message": "no job 'x'"}})
     with pytest.raises(ApiError) as info:
@@ -120,9 +212,57 @@ def test_job_state_and_methods_parse():
     state = JobState.from_json({"id": "j", "status": "running",
                                 "progress": {"total": 4, "done": 1, "failed": 1}})
     assert state.status is JobStatus.RUNNING and not state.status.finished
-    assert state.progress.done == 1
-    methods = parse_methods({"methods": [{"name": "gradient", "description": "d"}]})
-    assert methods[0].name == "gradient"
+    assert state.progress.done == 1 and state.kind == "attribution"
+    methods = parse_methods({"methods": [
+        {"name": "gradient", "description": "d"},
+        {"name": "smoothgrad", "description": "s", "params": [
+            {"name": "samples", "type": "int", "default": 25, "description": "n", "minimum": 1},
+            {"name": "variant", "type": "choice", "default": "mean", "description": "v",
+             "choices": ["mean", "squared"]}]}]})
+    assert methods[0].name == "gradient" and methods[0].params == ()
+    assert methods[1].defaults == {"samples": 25, "variant": "mean"}
+    assert methods[1].params[1].choices == ("mean", "squared")
+
+
+def test_progress_shows_planning_and_finalizing():
+    planning = JobState.from_json({"id": "j", "status": "queued", "kind": "attribution",
+                                   "progress": {"total": 0, "done": 0, "failed": 0,
+                                                "planning": True}})
+    assert planning.progress.planning and describe(planning) == "queued (planning)"
+    closing = JobState.from_json({"id": "j", "status": "running", "progress": {
+        "total": 9, "done": 3, "failed": 1, "finalizing": True, "skipped": 2}})
+    assert closing.progress.skipped == 2
+    assert describe(closing) == "running (finalizing), 1 failed"
+
+
+def test_roots_cover_the_folders_under_them():
+    roots = Roots.from_json({"storage": "file:///srv/data/t/default/",
+                             "roots": ["file:///mnt/sets/", "s3://bucket/pets"]})
+    assert roots.covering("file:///mnt/sets/cats") == "file:///mnt/sets/"
+    assert roots.covering("file:///srv/data/t/default/mine/") == "file:///srv/data/t/default/"
+    assert roots.covering("s3://bucket/pets/train") == "s3://bucket/pets"
+    assert roots.covering("file:///mnt/sets-other/x") is None
+    assert roots.covering("file:///home/me/pets") is None
+
+
+def test_results_format_and_report_headline():
+    assert res.format_of("r.parquet") == "parquet" and res.format_of("r.CSV") == "csv"
+    assert res.format_of("rows.txt", "jsonl") == "jsonl"
+    with pytest.raises(ValueError, match="results format"):
+        res.format_of("rows.txt")
+    report = {"kind": "attribution", "counts": {"total": 4, "done": 3, "failed": 1},
+              "accuracy": 0.123456, "clusters": [{"size": 2}]}
+    assert res.headline(report) == ["kind: attribution", "counts.total: 4", "counts.done: 3",
+                                    "counts.failed: 1", "accuracy: 0.1235"]
+
+
+def test_results_frame_without_pandas_names_the_install(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pandas", None)  # as if it were not installed
+    with pytest.raises(MissingDependency, match="pip install pandas pyarrow") as info:
+        res.pandas()
+    assert isinstance(info.value, ImportError)
 
 
 def test_items_follow_every_cursor_and_wait_times_out(fake_api):

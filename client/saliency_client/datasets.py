@@ -1,0 +1,137 @@
+"""Data sets as job inputs: the `dataset` spec, and the files of a local folder to upload.
+
+    Dataset(prefix="s3://bucket/pets/", labels="folder-sorted")    # an ImageFolder tree
+    Dataset(manifest="s3://bucket/pets/manifest.jsonl")             # one {"uri", ...} a line
+
+Pure functions shared by the sync and async clients and the `saliency audit` command.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".npy")  # what a prefix job reads
+LABEL_MODES = ("folder", "folder-sorted")
+MAX_BATCH_BYTES = 16 * 1024 * 1024  # per upload request; a batch the API finds too large is split
+TOO_LARGE = 413
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A data set a job reads in place: a JSONL `manifest`, or every image under a `prefix`
+    (with `labels` from the parent folder's name, optionally through `label_map`)."""
+
+    manifest: str | None = None
+    prefix: str | None = None
+    labels: str | None = None
+    label_map: dict[str, int] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.manifest is None) == (self.prefix is None):
+            raise ValueError("a data set is a manifest or a prefix (one of them)")
+        if self.labels is not None and self.labels not in LABEL_MODES:
+            raise ValueError(f"labels must be one of {list(LABEL_MODES)}, got {self.labels!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        if self.manifest is not None:
+            return {"manifest": self.manifest}
+        out: dict[str, Any] = {"prefix": self.prefix}
+        if self.labels is not None:
+            out["labels"] = self.labels
+        if self.label_map is not None:
+            out["label_map"] = dict(self.label_map)
+        return out
+
+
+@dataclass
+class Uploaded:
+    """What `upload` stored: the prefix to name in a data-set job, and each file's URI."""
+
+    prefix: str
+    uris: list[str] = field(default_factory=list)
+
+    def dataset(self, labels: str | None = None,
+                label_map: dict[str, int] | None = None) -> Dataset:
+        """The uploaded folder as a prefix data set."""
+        return Dataset(prefix=self.prefix, labels=labels, label_map=label_map)
+
+
+def is_image(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def image_files(folder: str | Path) -> list[tuple[str, Path]]:
+    """Every image under `folder` as (path relative to it, with `/`; the file), sorted by
+    name. Hidden files and folders (`.git`, `.ipynb_checkpoints`) are left out."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise NotADirectoryError(f"{folder}: not a folder")
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            if not name.startswith(".") and is_image(name):
+                path = Path(dirpath, name)
+                found.append((path.relative_to(root).as_posix(), path))
+    return sorted(found)
+
+
+def named_files(files: Any, root: str | Path | None = None) -> list[tuple[str, Path]]:
+    """`upload`'s files as (name, path): a folder's images named relative to it, or the
+    paths given, named relative to `root` (default: their file names)."""
+    if isinstance(files, (str, Path)) and Path(files).is_dir():
+        return image_files(files)
+    if isinstance(files, (str, Path)):
+        files = [files]
+    out = []
+    for value in files:
+        path = Path(value)
+        name = path.relative_to(root).as_posix() if root is not None else path.name
+        out.append((name, path))
+    names = [n for n, _ in out]
+    if len(set(names)) != len(names):
+        raise ValueError("two files would have the same name; pass root= to name them by "
+                         "their path relative to a folder")
+    return out
+
+
+def listing_digest(files: Iterable[tuple[str, Path]]) -> str:
+    """A digest of the names, sizes and modification times: equal when nothing changed."""
+    digest = hashlib.sha256()
+    for name, path in files:
+        st = path.stat()
+        digest.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def batches(files: list[tuple[str, Path]], batch_size: int,
+            max_bytes: int) -> Iterator[list[tuple[str, Path]]]:
+    """Consecutive batches of at most `batch_size` files and (beyond one file) `max_bytes`."""
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    batch: list[tuple[str, Path]] = []
+    size = 0
+    for name, path in files:
+        length = path.stat().st_size
+        if batch and (len(batch) >= batch_size or size + length > max_bytes):
+            yield batch
+            batch, size = [], 0
+        batch.append((name, path))
+        size += length
+    if batch:
+        yield batch
+
+
+def upload_parts(batch: list[tuple[str, Path]],
+                 prefix: str | None) -> tuple[dict[str, str], list[Any]]:
+    """`(data, files)` of one `POST /v1/uploads`: `files` parts named by relative path."""
+    files = [("files", (name, path.read_bytes(),
+                        mimetypes.guess_type(name)[0] or "application/octet-stream"))
+             for name, path in batch]
+    return ({"prefix": prefix} if prefix else {}), files

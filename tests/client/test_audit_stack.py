@@ -1,0 +1,94 @@
+"""`saliency audit` end to end on the real stack — a folder uploaded in batches and resumed,
+and a folder the service reads in place — and `saliency results` / `saliency report`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from saliency_client import Client, cli
+
+
+@pytest.fixture
+def run(api_url, capsys):
+    """Run the CLI in-process; answer (exit code, stdout, stderr)."""
+
+    def call(*argv: str) -> tuple[int, str, str]:
+        code = cli.main(["--url", api_url, *argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return call
+
+
+def _job_id(stdout: str) -> str:
+    return stdout.split()[0]
+
+
+def test_audit_uploads_a_folder_in_batches_and_resumes(run, api_url, tiny_model, image_folder,
+                                                       tmp_path):
+    folder = image_folder(tmp_path / "shelter", {"cats": 1, "dogs": 2})
+    out = tmp_path / "report"
+    audit = ("audit", str(folder), "--model", tiny_model, "--labels", "folder-sorted",
+             "--target", "label", "--out", str(out), "--batch-size", "2", "--no-progress")
+    code, stdout, err = run(*audit)
+    assert code == 0, err
+    assert "uploading 3 of 3 images" in err
+    job_id = _job_id(stdout)
+    assert f"{job_id}  succeeded  3/3 done" in stdout and "counts.done: 3" in stdout
+    page = f"{api_url}/jobs/{job_id}"
+    assert f"page: {page}" in stdout and httpx.get(page).status_code == 200
+    assert (out / "results.parquet").read_bytes()[:4] == b"PAR1"
+    assert json.loads((out / "report.json").read_text())["kind"] == "attribution"
+    with Client(api_url) as client:
+        rows = client.job(job_id).results()
+    assert [(r["label"], r["target"]) for r in rows] == [
+        (0, '{"class":0}'), (1, '{"class":1}'), (1, '{"class":1}')]
+    assert all("/uploads/shelter-" in r["uri"] for r in rows)
+
+    code, stdout, err = run(*audit)  # again: nothing to upload, the same job followed
+    assert code == 0, err
+    assert "uploading 0 of 3 images (3 already uploaded)" in err
+    assert f"following job {job_id}" in err and _job_id(stdout) == job_id
+
+    # As if interrupted after the first batch, and after the submit was sent but before its
+    # answer came back: one batch is left to send, and the saved key finds the same job.
+    uploaded = out / ".audit-uploaded"
+    uploaded.write_text(uploaded.read_text().splitlines()[0] + "\n")
+    state = json.loads((out / ".audit-state.json").read_text())
+    (out / ".audit-state.json").write_text(json.dumps({**state, "job": None}))
+    code, stdout, err = run(*audit, "--json")
+    assert code == 0, err
+    assert "uploading 2 of 3 images (1 already uploaded)" in err
+    answer = json.loads(stdout)
+    assert answer["id"] == job_id and answer["uploaded"] == 2 and not answer["in_place"]
+
+
+def test_audit_reads_a_folder_the_service_can_reach_in_place(run, api_url, tiny_model,
+                                                             image_folder, tmp_path):
+    with Client(api_url) as client:
+        own_area = Path(urlsplit(client.roots().storage).path)
+    folder = image_folder(own_area / "in-place-pets", {"a": 1, "b": 1})
+    code, stdout, err = run("audit", str(folder), "--model", tiny_model, "--labels",
+                            "folder-sorted", "--out", str(tmp_path / "out"), "--no-progress",
+                            "--json")
+    assert code == 0, err
+    assert "nothing to upload" in err and "uploading" not in err
+    answer = json.loads(stdout)
+    assert answer["in_place"] and answer["uploaded"] == 0 and answer["status"] == "succeeded"
+    job_id = answer["id"]
+    code, stdout, _ = run("status", job_id, "--json")
+    assert json.loads(stdout)["dataset"]["prefix"] == folder.as_uri() + "/"
+
+    code, _, err = run("results", job_id, "--out", str(tmp_path / "rows.csv"))
+    assert code == 0, err
+    lines = (tmp_path / "rows.csv").read_text().splitlines()
+    assert lines[0].startswith('"index","id","uri","label"') and len(lines) == 3
+    assert folder.as_uri() + "/a/000.png" in lines[1]
+    code, stdout, _ = run("results", job_id)  # JSON lines on stdout
+    assert [json.loads(line)["label"] for line in stdout.splitlines()] == [0, 1]
+    code, stdout, _ = run("report", job_id)
+    assert code == 0 and "kind: attribution" in stdout and "counts.total: 2" in stdout
