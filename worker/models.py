@@ -128,13 +128,13 @@ def check_weight_shapes(spec: ModelSpec, artifact: Path) -> None:
     made (a 10-byte file cannot make the worker build a 1.7 GB classifier)."""
     from safetensors import SafetensorError, safe_open
 
+    with torch.device("meta"):
+        expected = build_architecture(spec.architecture, spec.num_classes).state_dict()
     try:
         with safe_open(str(artifact), framework="pt") as f:
             shapes = {name: list(f.get_slice(name).get_shape()) for name in f.keys()}
     except (SafetensorError, OSError) as exc:
         raise InputError(f"weights: not a readable safetensors file ({exc})") from None
-    with torch.device("meta"):
-        expected = build_architecture(spec.architecture, spec.num_classes).state_dict()
     missing = sorted(set(expected) - set(shapes))
     unexpected = sorted(set(shapes) - set(expected))
     wrong = sorted(f"{k} {shapes[k]} (expected {list(expected[k].shape)})"
