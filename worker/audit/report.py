@@ -24,7 +24,13 @@ from worker.audit.metrics import METRICS
 from worker.audit.pictures import mean_map_png
 from worker.audit.sanity import SanityResult
 from worker.audit.spray import Clustering
-from worker.audit.suspects import cluster_atypicality, reasons, suspect_scores, suspect_terms
+from worker.audit.suspects import (
+    border_excess,
+    cluster_atypicality,
+    off_object,
+    reasons,
+    suspect_scores,
+)
 
 SUSPECTS = 50
 CONFUSIONS = 20
@@ -186,21 +192,21 @@ class ReportBuilder:
         have no picture.
         """
         rows, metrics = self._arrays()
-        keys = rows["index"].astype(np.int64) * MAX_METHODS + rows["position"]
+        terms = self._terms(rows, metrics)
         pictures: dict[str, bytes] = {}
-        joined = _ClusterJoin(keys, len(keys))
-        groups = [self._cluster_group(position, cls, clustering, joined, metrics, pictures)
+        join = _ClusterJoin(rows["index"].astype(np.int64) * MAX_METHODS + rows["position"])
+        groups = [self._cluster_group(position, cls, clustering, join, metrics, terms, pictures)
                   for (position, cls), clustering in sorted((clusters or {}).items())]
         data = {
             "kind": "attribution",
             "counts": {"items": self.items, "succeeded": self.items - self.failed,
                        "failed": self.failed, "labelled": self.labelled,
-                       "outputs": int(len(keys))},
+                       "outputs": int(len(rows["index"]))},
             "accuracy": self._accuracy(),
             "confusions": self._confusion_list(),
             "methods": [self._method(p, rows["position"] == p, metrics)
                         for p in sorted(self.methods)],
-            "suspects": self._suspects(rows, metrics, joined, overlay, pictures),
+            "suspects": self._suspects(rows, metrics, terms, join, overlay, pictures),
             "clusters": groups,
             "input_dependence": [
                 {"method": self.methods.get(p), "position": p, **result.to_json()}
@@ -210,6 +216,21 @@ class ReportBuilder:
         if sanity is not None:
             data["sanity"] = sanity.to_json()
         return Report(data, pictures)
+
+    def _terms(self, rows: dict[str, np.ndarray], metrics: dict[str, np.ndarray]
+               ) -> dict[str, np.ndarray]:
+        """The suspect score's per-row terms; `atypical` is filled in by the clusters."""
+        border = np.zeros(len(rows["index"]))
+        self._typical_border: dict[int, float] = {}
+        for position in self.methods:
+            selected = rows["position"] == position
+            values = metrics["border_energy"][selected]
+            defined = values[~np.isnan(values)]
+            typical = float(np.median(defined)) if defined.size else 0.0
+            self._typical_border[position] = typical
+            border[selected] = border_excess(values, typical)
+        return {"off_object": off_object(metrics["energy_in_box"], metrics["pointing_hit"]),
+                "border": border, "atypical": np.zeros(len(rows["index"]))}
 
     def _accuracy(self) -> dict[str, Any]:
         per_class = [
@@ -249,22 +270,29 @@ class ReportBuilder:
         }
 
     def _cluster_group(self, position: int, cls: int, clustering: Clustering,
-                       joined: _ClusterJoin, metrics: dict[str, np.ndarray],
-                       pictures: dict[str, bytes]) -> dict[str, Any]:
-        """One class's clusters as JSON; records each member row's cluster in `joined`."""
-        scores = cluster_atypicality(clustering)
+                       join: _ClusterJoin, metrics: dict[str, np.ndarray],
+                       terms: dict[str, np.ndarray], pictures: dict[str, bytes]
+                       ) -> dict[str, Any]:
+        """One class's clusters as JSON; sets its members' `atypical` term and cluster facts."""
+        members = [np.asarray(c.members, dtype=np.int64) for c in clustering.clusters]
+        rows = [join.rows(m, position) for m in members]
+        everyone = np.concatenate(rows)
+        labels = np.concatenate([np.full(len(r), c) for c, r in enumerate(rows)])
+        value = terms["off_object"][everyone] + terms["border"][everyone]
+        atypicality = cluster_atypicality(value, labels)
         entries = []
         for c, cluster in enumerate(clustering.clusters):
-            members = np.asarray(cluster.members, dtype=np.int64)
-            rows = joined.record(members, position, cls, cluster.share, scores[c])
+            found = rows[c]
+            terms["atypical"][found] = atypicality[c]
+            join.size[found], join.share[found], join.cls[found] = cluster.size, cluster.share, cls
             name = f"clusters/{position}-{cls}-{c}.png"
             pictures[name] = mean_map_png(cluster.mean_map)
             entries.append({
                 "size": cluster.size, "share": _number(cluster.share), "mean_map": name,
-                "atypicality": _number(scores[c]),
-                "metrics": {**{m: summary(metrics[m][rows])["mean"] for m in SUMMARISED},
-                            "pointing_accuracy": rate(metrics["pointing_hit"][rows])},
-                "members": members.tolist(),
+                "atypicality": _number(atypicality[c]),
+                "metrics": {**{m: summary(metrics[m][found])["mean"] for m in SUMMARISED},
+                            "pointing_accuracy": rate(metrics["pointing_hit"][found])},
+                "members": members[c].tolist(),
             })
         return {"class": cls, "class_name": self.class_name(cls),
                 "method": self.methods.get(position), "position": position,
@@ -273,12 +301,10 @@ class ReportBuilder:
                 "clusters": entries}
 
     def _suspects(self, rows: dict[str, np.ndarray], metrics: dict[str, np.ndarray],
-                  joined: _ClusterJoin, overlay: Overlay | None,
+                  terms: dict[str, np.ndarray], join: _ClusterJoin, overlay: Overlay | None,
                   pictures: dict[str, bytes]) -> list[dict[str, Any]]:
         if not len(rows["index"]):
             return []
-        terms = suspect_terms(metrics["energy_in_box"], metrics["border_energy"],
-                              joined.atypicality, self.input_size)
         scores = suspect_scores(terms, rows["correct"])
         # Each item once, by its highest-scoring output; ties in index order.
         by_score = np.lexsort((rows["position"], rows["index"], -scores))
@@ -306,9 +332,9 @@ class ReportBuilder:
                 "reasons": reasons(
                     row_terms, energy_in_box=float(metrics["energy_in_box"][r]),
                     border_energy=float(metrics["border_energy"][r]),
-                    cluster_share=float(joined.share[r]),
-                    class_name=self.class_name(int(joined.cls[r])),
-                    side=self.input_size, correct=correct,
+                    typical_border=self._typical_border[position],
+                    cluster_size=int(join.size[r]), cluster_share=float(join.share[r]),
+                    class_name=self.class_name(int(join.cls[r])), correct=correct,
                 ),
                 "predicted": int(rows["predicted"][r]) if rows["predicted"][r] >= 0 else None,
                 "correct": None if correct < 0 else bool(correct),
@@ -329,25 +355,19 @@ def rate(hits: np.ndarray) -> float | None:
 
 
 class _ClusterJoin:
-    """Finds clustered items' rows by (index, position) and keeps each row's cluster facts."""
+    """Finds clustered items' rows by (index, position), and keeps each row's cluster."""
 
-    def __init__(self, keys: np.ndarray, rows: int) -> None:
+    def __init__(self, keys: np.ndarray) -> None:
         self._order = np.argsort(keys, kind="stable")
         self._sorted = keys[self._order]
-        self.atypicality = np.zeros(rows)
-        self.share = np.zeros(rows)
-        self.cls = np.full(rows, -1, dtype=np.int64)
+        self.size = np.zeros(len(keys), dtype=np.int64)
+        self.share = np.zeros(len(keys))
+        self.cls = np.full(len(keys), -1, dtype=np.int64)
 
-    def record(self, members: np.ndarray, position: int, cls: int, share: float,
-               atypicality: float) -> np.ndarray:
-        """The rows of `members` at `position` (members without a row are skipped)."""
+    def rows(self, members: np.ndarray, position: int) -> np.ndarray:
+        """The rows of item indices `members` at `position` (members without a row are left out)."""
         wanted = members * MAX_METHODS + position
         at = np.searchsorted(self._sorted, wanted)
-        inside = at < len(self._sorted)
-        found = inside.copy()
-        found[inside] = self._sorted[at[inside]] == wanted[inside]
-        rows = self._order[at[found]]
-        self.atypicality[rows] = atypicality
-        self.share[rows] = share
-        self.cls[rows] = cls
-        return rows
+        found = at < len(self._sorted)
+        found[found] = self._sorted[at[found]] == wanted[found]
+        return self._order[at[found]]

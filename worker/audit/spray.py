@@ -136,6 +136,7 @@ def spray_clusters(
         raise ValueError(f"clustering needs at least 3 maps, got {n}")
     if not 1 <= max_clusters < n:
         raise ValueError(f"max_clusters must be between 1 and {n - 1}, got {max_clusters}")
+    seed = int(seed) % 2**32  # scikit-learn takes 32-bit seeds; derived seeds have 63 bits
     maps = unit_mean(thumbs)
     # Classes are clustered in parallel across workers; within one, the products are small
     # enough that BLAS threads cost more (and vary more) than they give.
