@@ -12,9 +12,11 @@ an n×n matrix; neighbours across a cell boundary are found when the adjacent ce
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 from sklearn.cluster import KMeans
+from sklearn.exceptions import ConvergenceWarning
 
 EXACT_LIMIT = 4_000
 CELL_SIZE = 1_000
@@ -65,7 +67,10 @@ def knn_indices(points: np.ndarray, k: int, *, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     cells = math.ceil(n / CELL_SIZE)
     sample = rng.choice(n, size=min(n, 20 * CELL_SIZE + 50 * cells), replace=False)
-    kmeans = KMeans(cells, n_init=1, max_iter=50, random_state=seed).fit(points[sample])
+    with warnings.catch_warnings():
+        # Many identical maps leave some cells empty; an empty cell simply has no queries.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        kmeans = KMeans(cells, n_init=1, max_iter=50, random_state=seed).fit(points[sample])
     labels = kmeans.predict(points)
     centres = kmeans.cluster_centers_
     centre_dist = ((centres[:, None, :] - centres[None, :, :]) ** 2).sum(-1)

@@ -2,14 +2,16 @@
 
 Lapuschkin et al. 2019, "Unmasking Clever Hans predictors and assessing what machines really
 learn" (Nature Communications 10, 1096), as the CoRelAy toolbox builds it: normalised maps,
-a symmetric k-nearest-neighbour affinity graph, its normalised spectrum, the eigengap for the
-number of clusters, and k-means on the spectral embedding. Maps are first reduced by PCA and
+a symmetric k-nearest-neighbour affinity graph (here with locally scaled weights), its
+normalised spectrum, the eigengap for the number of clusters, and k-means on the spectral
+embedding. Maps are first reduced by PCA and
 the neighbours found by `worker.audit.neighbours`, so no n×n matrix is ever formed and time
 grows about linearly with the class size.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,6 +21,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.sparse.linalg import eigsh
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
+from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
 from worker.audit.neighbours import knn_indices
@@ -27,6 +30,8 @@ MIN_CLASS_ITEMS = 20  # classes with fewer predicted items are not clustered
 MAX_CLUSTERS = 8
 PCA_DIMS = 32
 NEIGHBOURS = 10
+SCALE_NEIGHBOUR = 7  # the local scale of the affinity: the distance to this neighbour
+GAP_FLOOR = 1e-3  # Laplacian eigenvalues below this count as "zero" for the eigengap
 DENSE_SPECTRUM_LIMIT = 200  # below this many maps, a dense eigendecomposition is cheaper
 
 
@@ -70,11 +75,21 @@ def reduce(maps: np.ndarray, seed: int) -> np.ndarray:
     return PCA(dims, svd_solver="randomized", random_state=seed).fit_transform(maps)
 
 
-def affinity(neighbours: np.ndarray) -> sparse.csr_matrix:
-    """The symmetric k-NN graph: 1 for each neighbour, averaged with its transpose (CoRelAy)."""
+def affinity(points: np.ndarray, neighbours: np.ndarray) -> sparse.csr_matrix:
+    """The symmetric k-NN graph, each edge weighted with a locally scaled Gaussian.
+
+    w_ij = exp(-d_ij² / (σ_i σ_j)), σ_i the distance from i to its `SCALE_NEIGHBOUR`-th
+    neighbour (Zelnik-Manor & Perona 2004, "Self-tuning spectral clustering"): a neighbour
+    that a small group had to take from another group, because it has fewer than k members,
+    weighs little. The graph is averaged with its transpose, as CoRelAy does.
+    """
     n, k = neighbours.shape
+    distance = np.sqrt(((points[:, None, :] - points[neighbours]) ** 2).sum(-1))
+    sigma = distance[:, min(SCALE_NEIGHBOUR, k) - 1]
+    floor = max(float(np.median(sigma)) * 1e-6, np.finfo(np.float64).tiny)
+    weights = np.exp(-distance**2 / np.maximum(sigma[:, None] * sigma[neighbours], floor))
     rows = np.repeat(np.arange(n), k)
-    graph = sparse.csr_matrix((np.ones(n * k), (rows, neighbours.ravel())), shape=(n, n))
+    graph = sparse.csr_matrix((weights.ravel(), (rows, neighbours.ravel())), shape=(n, n))
     return ((graph + graph.T) / 2).tocsr()
 
 
@@ -117,9 +132,30 @@ def spectrum(graph: sparse.csr_matrix, count: int, seed: int) -> tuple[np.ndarra
 
 
 def eigengap(eigenvalues: np.ndarray, max_clusters: int) -> int:
-    """The number of clusters k ≤ max_clusters after which the spectrum drops the most."""
-    gaps = -np.diff(eigenvalues[: max_clusters + 1])
-    return int(np.argmax(gaps)) + 1 if len(gaps) else 1
+    """The number of clusters k ≤ max_clusters after which the spectrum drops the most.
+
+    Measured on the normalised Laplacian's eigenvalues μ = 1 - λ on a log scale, as the
+    ratio (μ_k+1 + ε) / (μ_k + ε) with ε = `GAP_FLOOR`: a drop from 0.001 to 0.1 (groups
+    that barely touch) outweighs one from 0.1 to 0.2 (the spread within a group), which the
+    plain difference of eigenvalues does not see.
+    """
+    mu = np.clip(1.0 - np.asarray(eigenvalues[: max_clusters + 1], dtype=np.float64), 0, None)
+    if len(mu) < 2:
+        return 1
+    ratios = np.log(mu[1:] + GAP_FLOOR) - np.log(mu[:-1] + GAP_FLOOR)
+    return int(np.argmax(ratios)) + 1
+
+
+def embed_and_split(vectors: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """k-means on the rows of the top-k eigenvectors, each scaled to unit length (Ng et al.
+    2001). Rows that are zero (maps of a component beyond the k-th) stay zero."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    embedding = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+    with warnings.catch_warnings():
+        # Identical maps give identical rows; k-means then finds fewer distinct clusters
+        # than asked for, which is the right answer, not a failure.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return KMeans(k, n_init=4, random_state=seed).fit_predict(embedding)
 
 
 def spray_clusters(
@@ -141,15 +177,14 @@ def spray_clusters(
     # Classes are clustered in parallel across workers; within one, the products are small
     # enough that BLAS threads cost more (and vary more) than they give.
     with threadpool_limits(limits=1, user_api="blas"):
-        neighbours = knn_indices(reduce(maps, seed), NEIGHBOURS, seed=seed)
-        eigenvalues, vectors = spectrum(affinity(neighbours), max_clusters + 1, seed)
+        points = reduce(maps, seed)
+        neighbours = knn_indices(points, NEIGHBOURS, seed=seed)
+        eigenvalues, vectors = spectrum(affinity(points, neighbours), max_clusters + 1, seed)
         k = eigengap(eigenvalues, max_clusters)
         if k == 1:
             labels = np.zeros(n, dtype=np.int64)
         else:
-            embedding = vectors[:, :k]
-            embedding = embedding / np.linalg.norm(embedding, axis=1, keepdims=True)
-            labels = KMeans(k, n_init=4, random_state=seed).fit_predict(embedding)
+            labels = embed_and_split(vectors[:, :k], k, seed)
     # Largest cluster first; equal sizes in order of their first map.
     found = np.unique(labels)
     sizes = np.array([(labels == c).sum() for c in found])
