@@ -7,6 +7,7 @@ number of torch threads from a fixed seed, so the same seed gives the same weigh
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -79,8 +80,9 @@ def train(samples: Sequence[Sample], seed: int, epochs: int = EPOCHS) -> nn.Modu
 
 
 def predict(model: nn.Module, samples: Sequence[Sample]) -> np.ndarray:
+    """The predicted classes, from an eval-mode copy (the caller's model keeps its mode)."""
     with torch.no_grad():
-        return model(inputs(samples)).argmax(1).numpy()
+        return copy.deepcopy(model).eval()(inputs(samples)).argmax(1).numpy()
 
 
 def save(model: nn.Module, directory: Path, size: int = SIZE) -> tuple[Path, Path]:
