@@ -11,7 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from worker.audit.metrics import item_metrics
+from worker.audit.metrics import (
+    REGION_METRICS,
+    item_metrics,
+    pointing_hit,
+    pointing_tolerance,
+    region_mask,
+)
 from worker.audit.regions import Region
 
 SIGMA_FRACTION = 0.25  # σ = side / 4
@@ -29,6 +35,29 @@ def centre_gaussian(side: int) -> np.ndarray:
     return g
 
 
+@functools.lru_cache(maxsize=16)
+def _without_region(side: int) -> dict[str, Any]:
+    """The baseline's metrics that do not depend on the item: its border share and Gini."""
+    return item_metrics(centre_gaussian(side), None, side)
+
+
 def baseline_metrics(region: Region | np.ndarray | None, input_size: int) -> dict[str, Any]:
-    """The metrics the centre-Gaussian map gets for this item's region (`item_metrics`' shape)."""
-    return item_metrics(centre_gaussian(input_size), region, input_size)
+    """The metrics the centre-Gaussian map gets for this item's region (`item_metrics`' shape).
+
+    Equal to `item_metrics(centre_gaussian(input_size), region, input_size)`; only the two
+    region metrics are computed per item.
+    """
+    constant = _without_region(input_size)
+    mask, reason = region_mask(region, input_size)
+    if mask is None:
+        return {**constant, "reasons": dict.fromkeys(REGION_METRICS, reason)}
+    g = centre_gaussian(input_size)[0]
+    out = {key: value for key, value in constant.items() if key != "reasons"}
+    out["energy_in_box"] = float(g[mask].sum(dtype=np.float64) / _total(input_size))
+    out["pointing_hit"] = pointing_hit(g, mask, pointing_tolerance(input_size))
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def _total(side: int) -> float:
+    return float(centre_gaussian(side).sum(dtype=np.float64))

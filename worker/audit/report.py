@@ -192,7 +192,7 @@ class ReportBuilder:
         have no picture.
         """
         rows, metrics = self._arrays()
-        terms = self._terms(rows, metrics)
+        terms, typical_border = self._terms(rows, metrics)
         pictures: dict[str, bytes] = {}
         join = _ClusterJoin(rows["index"].astype(np.int64) * MAX_METHODS + rows["position"])
         groups = [self._cluster_group(position, cls, clustering, join, metrics, terms, pictures)
@@ -206,7 +206,8 @@ class ReportBuilder:
             "confusions": self._confusion_list(),
             "methods": [self._method(p, rows["position"] == p, metrics)
                         for p in sorted(self.methods)],
-            "suspects": self._suspects(rows, metrics, terms, join, overlay, pictures),
+            "suspects": self._suspects(rows, metrics, terms, typical_border, join, overlay,
+                                       pictures),
             "clusters": groups,
             "input_dependence": [
                 {"method": self.methods.get(p), "position": p, **result.to_json()}
@@ -218,19 +219,20 @@ class ReportBuilder:
         return Report(data, pictures)
 
     def _terms(self, rows: dict[str, np.ndarray], metrics: dict[str, np.ndarray]
-               ) -> dict[str, np.ndarray]:
-        """The suspect score's per-row terms; `atypical` is filled in by the clusters."""
+               ) -> tuple[dict[str, np.ndarray], dict[int, float]]:
+        """The suspect score's per-row terms (`atypical` is filled in by the clusters), and
+        each method's median border_energy."""
         border = np.zeros(len(rows["index"]))
-        self._typical_border: dict[int, float] = {}
+        typical: dict[int, float] = {}
         for position in self.methods:
             selected = rows["position"] == position
             values = metrics["border_energy"][selected]
             defined = values[~np.isnan(values)]
-            typical = float(np.median(defined)) if defined.size else 0.0
-            self._typical_border[position] = typical
-            border[selected] = border_excess(values, typical)
-        return {"off_object": off_object(metrics["energy_in_box"], metrics["pointing_hit"]),
-                "border": border, "atypical": np.zeros(len(rows["index"]))}
+            typical[position] = float(np.median(defined)) if defined.size else 0.0
+            border[selected] = border_excess(values, typical[position])
+        terms = {"off_object": off_object(metrics["energy_in_box"], metrics["pointing_hit"]),
+                 "border": border, "atypical": np.zeros(len(rows["index"]))}
+        return terms, typical
 
     def _accuracy(self) -> dict[str, Any]:
         per_class = [
@@ -301,8 +303,10 @@ class ReportBuilder:
                 "clusters": entries}
 
     def _suspects(self, rows: dict[str, np.ndarray], metrics: dict[str, np.ndarray],
-                  terms: dict[str, np.ndarray], join: _ClusterJoin, overlay: Overlay | None,
-                  pictures: dict[str, bytes]) -> list[dict[str, Any]]:
+                  terms: dict[str, np.ndarray], typical_border: dict[int, float],
+                  join: _ClusterJoin, overlay: Overlay | None, pictures: dict[str, bytes]
+                  ) -> list[dict[str, Any]]:
+        """The top `SUSPECTS` items by the suspect score, each by its best output."""
         if not len(rows["index"]):
             return []
         scores = suspect_scores(terms, rows["correct"])
@@ -332,7 +336,7 @@ class ReportBuilder:
                 "reasons": reasons(
                     row_terms, energy_in_box=float(metrics["energy_in_box"][r]),
                     border_energy=float(metrics["border_energy"][r]),
-                    typical_border=self._typical_border[position],
+                    typical_border=typical_border[position],
                     cluster_size=int(join.size[r]), cluster_share=float(join.share[r]),
                     class_name=self.class_name(int(join.cls[r])), correct=correct,
                 ),

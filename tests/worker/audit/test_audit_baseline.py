@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from worker.audit.baseline import baseline_metrics, centre_gaussian
+from worker.audit.metrics import item_metrics
 
 
 @pytest.mark.parametrize("side", [32, 63, 224])
@@ -39,6 +40,20 @@ def test_energy_in_box_by_hand():
     box[4:20, 10:30] = True
     g = centre_gaussian(side)[0].astype(np.float64)
     assert baseline_metrics(box, side)["energy_in_box"] == pytest.approx(g[box].sum() / g.sum())
+
+
+@pytest.mark.parametrize("side", [31, 64])
+def test_baseline_metrics_are_item_metrics_of_the_gaussian(side):
+    rng = np.random.default_rng(side)
+    for _ in range(5):
+        mask = np.zeros((side, side), bool)
+        x0, y0 = rng.integers(0, side - 3, 2)
+        mask[y0:y0 + rng.integers(1, side - y0), x0:x0 + rng.integers(1, side - x0)] = True
+        ours = baseline_metrics(mask, side)
+        theirs = item_metrics(centre_gaussian(side), mask, side)
+        assert ours["pointing_hit"] is theirs["pointing_hit"]
+        for name in ("energy_in_box", "border_energy", "concentration"):
+            assert ours[name] == pytest.approx(theirs[name], rel=1e-9)
 
 
 def test_without_a_region_only_border_and_concentration_remain():

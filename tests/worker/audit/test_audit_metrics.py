@@ -101,6 +101,21 @@ def test_a_peak_within_the_tolerance_hits_and_one_beyond_misses(side):
     assert item_metrics(far, mask, side)["pointing_hit"] is False
 
 
+def test_many_tied_maxima_take_the_distance_transform_with_the_same_answer():
+    side = 64
+    mask = box_mask(side, 40, 40, 50, 50)
+    values = np.zeros((1, side, side), np.float32)
+    values[0, :, :30] = 1.0  # 1,920 tied maxima, the nearest 10 px left of the box
+    assert item_metrics(values, mask, side)["pointing_hit"] is False
+    values[0, :, 30:37] = 1.0  # now the nearest is 4 px away (tolerance 4.29)
+    assert item_metrics(values, mask, side)["pointing_hit"] is True
+    for seed in range(3):  # and on random maps with many ties, against the reference
+        rng = np.random.default_rng(seed)
+        tied = rng.integers(0, 2, (3, side, side)).astype(np.float32)
+        assert item_metrics(tied, mask, side)["pointing_hit"] is \
+            reference(tied, mask, side)["pointing_hit"]
+
+
 def test_a_single_pixel_has_concentration_one_and_a_uniform_map_zero():
     side = 16
     assert item_metrics(one_pixel(side, 3, 4), None, side)["concentration"] == pytest.approx(1.0)

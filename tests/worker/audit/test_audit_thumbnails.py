@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from worker.audit.thumbnails import area_resize, area_weights, thumbnail
+from worker.audit.thumbnails import area_resize, thumbnail
 
 
 def relevance(values: np.ndarray) -> np.ndarray:
@@ -35,12 +35,22 @@ def test_a_side_of_16_repeats_each_pixel_over_two_cells():
     np.testing.assert_allclose(area_resize(r), r.repeat(2, 0).repeat(2, 1), rtol=1e-6)
 
 
-@pytest.mark.parametrize(("source", "target"), [(224, 32), (299, 32), (17, 32), (50, 7)])
-def test_area_weights_average_and_preserve_the_mean(source, target):
-    weights = area_weights(source, target)
-    np.testing.assert_allclose(weights.sum(axis=1), 1.0)
-    # Each source pixel contributes its full length overall: columns sum to target/source.
-    np.testing.assert_allclose(weights.sum(axis=0), target / source)
+def overlap_weights(source: int, target: int) -> np.ndarray:
+    """target×source: the length of each pixel's overlap with each cell, over the cell's."""
+    w = np.zeros((target, source))
+    cell = source / target
+    for i in range(target):
+        for j in range(source):
+            w[i, j] = max(0.0, min((i + 1) * cell, j + 1) - max(i * cell, j)) / cell
+    return w
+
+
+@pytest.mark.parametrize(("height", "width"), [(224, 224), (299, 57), (17, 40), (50, 7)])
+def test_any_size_matches_the_overlap_weighted_average(height, width):
+    r = np.random.default_rng(height).random((height, width))
+    expected = overlap_weights(height, 32) @ r @ overlap_weights(width, 32).T
+    np.testing.assert_allclose(area_resize(r), expected, rtol=1e-5)
+    assert area_resize(r).mean() == pytest.approx(r.mean(), rel=1e-5)
 
 
 def test_non_square_maps_are_resized_on_each_axis():
