@@ -114,7 +114,9 @@ def spectrum(graph: sparse.csr_matrix, count: int, seed: int) -> tuple[np.ndarra
     only once however many components share it.
     """
     n = graph.shape[0]
-    scale = 1 / np.sqrt(np.asarray(graph.sum(axis=1)).ravel())
+    degree = np.asarray(graph.sum(axis=1)).ravel()
+    # A map whose every edge weighs (numerically) nothing stands alone, with eigenvalue 0.
+    scale = np.divide(1.0, np.sqrt(degree), out=np.zeros_like(degree), where=degree > 0)
     normalised = (sparse.diags(scale) @ graph @ sparse.diags(scale)).tocsr()
     _, component = connected_components(normalised, directed=False)
     found: list[tuple[float, np.ndarray, np.ndarray]] = []

@@ -163,6 +163,17 @@ def test_identical_maps_in_one_huge_cell_still_get_neighbours(monkeypatch):
     assert not (ours == np.arange(400)[:, None]).any()
 
 
+def test_identical_and_all_zero_maps_cluster_without_numerical_trouble():
+    thumbs, _ = planted((30, 20), seed=7)
+    thumbs[:25] = thumbs[0]  # 25 identical maps
+    thumbs[30:40] = 0.0  # 10 all-zero maps (no relevance at all)
+    result = spray_clusters(thumbs, np.arange(50), seed=0)
+    assert sum(c.size for c in result.clusters) == 50
+    assert all(np.isfinite(c.mean_map).all() for c in result.clusters)
+    same = result.labels[:25]
+    assert (same == same[0]).all()
+
+
 @pytest.mark.parametrize(("thumbs", "ids", "match"), [
     (np.zeros((2, 32, 32)), [0, 1], "at least 3"),
     (np.zeros((5, 32, 32)), [0, 1], "n ids"),
