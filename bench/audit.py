@@ -7,7 +7,7 @@ attribution, the sanity check, input dependence on the example photos, and the r
 Sections (`--sections`, comma-separated; all by default):
   clustering   `spray_clusters` on synthetic 32×32 relevance maps of planted strategies, one
                class of 1,000 / 10,000 / 100,000 maps: seconds, the ratio to the next smaller
-               size (the issue's bound: 100,000 maps at most 30× the time of 10,000), peak RSS,
+               size (the bound: 100,000 maps at most 30× the time of 10,000), peak RSS growth,
                and the adjusted Rand index against the planted strategies.
   per_item     on the same images, the engine's attribution per image (one method) against
                what the audit adds per output: `item_metrics`, `baseline_metrics` (once per

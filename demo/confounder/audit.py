@@ -43,7 +43,7 @@ DEPENDENCE_SAMPLE = 32
 
 @dataclass(frozen=True)
 class Figures:
-    """The three figures of the demo, as the issue states them."""
+    """The three figures the demo must reach, and the baseline to read the third against."""
 
     precision_at_20: float  # marked pictures among the 20 top suspects
     purity: float  # marked share of the class-0 cluster holding most marked pictures
