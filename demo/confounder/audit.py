@@ -1,0 +1,142 @@
+"""The demo's audit, in-process: the manifest through the engine and the audit library.
+
+It does what the service does for a data-set job (metrics per output, thumbnails, SpRAy per
+predicted class, input dependence, the report) without the service around it, and measures
+the three figures the demo must reach: marked pictures among the top suspects, in a cluster
+of their own, and clean pictures' relevance on their object.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from demo.confounder.data import MARKED_CLASS, read_split
+from shared.seeds import derive_seed
+from shared.specs import ModelSpec
+from worker.audit import (
+    MIN_CLASS_ITEMS,
+    Report,
+    ReportBuilder,
+    baseline_metrics,
+    box_to_input,
+    input_dependence,
+    item_metrics,
+    spray_clusters,
+    suspect_overlay_png,
+    thumbnail,
+)
+from worker.engine import Engine
+from worker.models import display_image, preprocess_image
+
+METHODS = ("gradient", "guided_backprop")
+BATCH = 64
+TOP = 20
+DEPENDENCE_SAMPLE = 32
+
+
+@dataclass(frozen=True)
+class Figures:
+    """The three figures the demo must reach, and the baseline to read the third against."""
+
+    precision_at_20: float  # marked pictures among the 20 top suspects
+    purity: float  # marked share of the class-0 cluster holding most marked pictures
+    marked_in_that_cluster: float  # the share of class-0 marked pictures that cluster holds
+    clean_energy_in_box: float  # mean energy_in_box of clean pictures (the first method)
+    baseline_energy_in_box: float  # the centre-Gaussian map's, on the same pictures
+
+
+@dataclass(frozen=True)
+class DemoAudit:
+    report: Report
+    marked: np.ndarray  # per item index
+    figures: Figures
+
+
+def audit(manifest: Path, model: nn.Module, spec: ModelSpec, *,
+          methods: Sequence[str] = METHODS, seed: int = 0) -> DemoAudit:
+    """Audit the pictures of `manifest` (ids ending in `marked` carry the watermark)."""
+    items = read_split(manifest)
+    prep = spec.preprocessing
+    side = prep.input_size
+    x = torch.stack([preprocess_image(item["image"], prep) for item in items])
+    regions = [box_to_input(item["box"], item["image"].size, prep) for item in items]
+    marked = np.array([item["id"].endswith("marked") for item in items])
+    engine = Engine(model)
+    builder = ReportBuilder(input_size=side, class_names=spec.class_names)
+    thumbs: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = defaultdict(list)
+    signed: dict[int, list[tuple[int, np.ndarray]]] = defaultdict(list)
+    maps: dict[tuple[int, int], np.ndarray] = {}
+    energy = np.full(len(items), np.nan)
+    baseline = np.full(len(items), np.nan)
+    for start in range(0, len(items), BATCH):
+        result = engine.attribute(x[start:start + BATCH], methods=methods)
+        for offset, image in enumerate(result.images):
+            index = start + offset
+            item, region = items[index], regions[index]
+            base = baseline_metrics(region, side)
+            baseline[index] = np.nan if base["energy_in_box"] is None else base["energy_in_box"]
+            for position, output in enumerate(image.maps):
+                metrics = item_metrics(output.values, region, side)
+                builder.add({
+                    "index": index, "id": item["id"], "uri": item["uri"],
+                    "label": item["label"], "predicted": image.predicted_class,
+                    "method": output.method, "position": position,
+                    **{k: v for k, v in metrics.items() if k != "reasons"},
+                    "baseline_energy_in_box": base["energy_in_box"],
+                    "baseline_pointing_hit": base["pointing_hit"],
+                })
+                thumbs[(position, image.predicted_class)].append(
+                    (index, thumbnail(output.values)))
+                maps[(index, position)] = output.values
+                if position == 0 and metrics["energy_in_box"] is not None:
+                    energy[index] = metrics["energy_in_box"]
+                if len(signed[position]) < DEPENDENCE_SAMPLE:
+                    signed[position].append((image.predicted_class, output.values))
+
+    clusters = {
+        (position, cls): spray_clusters(np.stack([t for _, t in entries]),
+                                        [i for i, _ in entries],
+                                        seed=derive_seed(seed, position, cls))
+        for (position, cls), entries in sorted(thumbs.items())
+        if len(entries) >= MIN_CLASS_ITEMS
+    }
+    dependence = {
+        position: input_dependence([m for _, m in sample], [c for c, _ in sample],
+                                   methods[position])
+        for position, sample in signed.items()
+    }
+
+    def overlay(index: int, position: int) -> bytes:
+        return suspect_overlay_png(display_image(x[index], prep), maps[(index, position)],
+                                   regions[index])
+
+    report = builder.build(clusters=clusters, input_dependence=dependence, overlay=overlay)
+    return DemoAudit(report, marked, figures(report.data, marked, energy, baseline))
+
+
+def figures(data: dict, marked: np.ndarray, energy: np.ndarray,
+            baseline: np.ndarray) -> Figures:
+    """The demo's figures from a report, which items carry the mark, and the first method's
+    (and the baseline's) energy_in_box per item."""
+    top = data["suspects"][:TOP]
+    precision = float(np.mean([marked[s["index"]] for s in top])) if top else 0.0
+    purity = held = 0.0
+    first = data["methods"][0]["position"]
+    for group in data["clusters"]:
+        if group["class"] != MARKED_CLASS or group["position"] != first:
+            continue
+        members = [np.asarray(c["members"], dtype=int) for c in group["clusters"]]
+        counts = [int(marked[m].sum()) for m in members]
+        best = int(np.argmax(counts))
+        purity = counts[best] / len(members[best])
+        held = counts[best] / sum(counts) if sum(counts) else 0.0
+    clean = ~marked
+    return Figures(precision, purity, held, float(np.nanmean(energy[clean])),
+                   float(np.nanmean(baseline[clean])))
