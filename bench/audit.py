@@ -43,7 +43,7 @@ import torch
 from PIL import Image
 
 from shared.examples import EXAMPLES
-from shared.specs import ModelSpec, Preprocessing, parse_model_spec
+from shared.modelspec import ModelSpec, Preprocessing, parse_model_spec
 from worker.audit import (
     ReportBuilder,
     baseline_metrics,

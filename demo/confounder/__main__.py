@@ -41,7 +41,7 @@ def make(directory: Path, seed: int, size: int, per_class: int, epochs: int) -> 
 def audit(directory: Path, methods: list[str], seed: int) -> None:
     """Audit `directory/test.jsonl` in-process; write `report.json` and its pictures."""
     from demo.confounder.audit import audit as run_audit
-    from shared.specs import parse_model_spec
+    from shared.modelspec import parse_model_spec
     from worker.models import build_model
 
     spec = parse_model_spec(json.loads((directory / "model.json").read_text(encoding="utf-8")))

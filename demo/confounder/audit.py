@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from demo.confounder.data import MARKED_CLASS, read_split
+from shared.modelspec import ModelSpec
 from shared.seeds import derive_seed
-from shared.specs import ModelSpec
 from worker.audit import (
     MIN_CLASS_ITEMS,
     Report,

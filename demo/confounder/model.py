@@ -20,7 +20,7 @@ from PIL import Image
 from torch import nn
 
 from demo.confounder.data import CLASSES, SIZE, Sample
-from shared.specs import ModelSpec, parse_model_spec
+from shared.modelspec import ModelSpec, parse_model_spec
 from worker.models import build_architecture, preprocess_image
 
 MODEL_NAME = "confounder-resnet18"

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from shared.specs import ClassTarget
+from shared.targets import ClassTarget
 from worker.engine import Engine
 
 MIN_SAME_CLASS_PAIRS = 10

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from shared.errors import InputError
-from shared.specs import Preprocessing
+from shared.modelspec import Preprocessing
 
 # A mask resized with antialiasing has soft edges: an input pixel belongs to the object when
 # at least half of it does.

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from shared.seeds import derive_seed
-from shared.specs import ClassTarget
+from shared.targets import ClassTarget
 from worker.audit.metrics import relevance
 from worker.audit.similarity import spearman, ssim
 from worker.engine import BatchResult, Engine

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from shared.specs import ClassTarget
+from shared.targets import ClassTarget
 from worker.audit.dependence import MIN_SAME_CLASS_PAIRS, input_dependence, probe_structure
 from worker.engine import Engine
 

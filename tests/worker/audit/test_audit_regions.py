@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 from torchvision.transforms.v2 import functional as TF
 
 from shared.errors import InputError
-from shared.specs import Preprocessing
+from shared.modelspec import Preprocessing
 from worker.audit.regions import Region, box_to_input, mask_to_input, resized_size
 from worker.models import preprocess_image
 

@@ -10,7 +10,7 @@ from PIL import Image
 from torch import nn
 
 from shared.examples import EXAMPLES
-from shared.specs import Preprocessing
+from shared.modelspec import Preprocessing
 from worker.audit.sanity import (
     FAILS_AT,
     WEAK_AT,
