@@ -25,5 +25,5 @@ def engine_maps(model, x, method, targets=None, **engine_kwargs) -> np.ndarray:
         targets = [ClassTarget(0)] * len(x)
     result = Engine(model, **engine_kwargs).attribute(x, methods=(method,), targets=targets)
     if method != "gradient":
-        assert result.coverage[method].complete
+        assert result.coverage[0].complete
     return np.stack([image.maps[0].values for image in result.images])

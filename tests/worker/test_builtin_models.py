@@ -207,8 +207,8 @@ def test_examples_are_scikit_images_files():
 def test_every_relu6_application_is_overridden_for_every_method(model, result):
     assert sum(isinstance(m, nn.ReLU6) for m in model.modules()) == RELU6_PER_IMAGE
     assert not any(isinstance(m, nn.ReLU) for m in model.modules())
-    for method in METHODS:
-        coverage = result.coverage[method]
+    for position, method in enumerate(METHODS):
+        coverage = result.coverage[position]
         assert coverage.relu_calls == coverage.overridden == RELU6_PER_IMAGE, method
         assert coverage.applied == RELU6_PER_IMAGE, method
     assert result.images[0].predicted_class in CATS
