@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from attribution_refs import captum_maps, cosine, reference_maps
-from engine_testing import METHODS, engine_maps, seeded_architecture
+from engine_testing import METHODS, engine_maps
 from torch import nn
 
 from shared.errors import SpecError, UnsupportedModelError
@@ -15,11 +15,6 @@ from shared.specs import ClassTarget
 from worker.engine import Engine
 
 # --- Captum 0.9 where Captum is right -----------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def resnet18():
-    return seeded_architecture("resnet18")
-
 
 @pytest.mark.parametrize("architecture", ["resnet18", "vgg11"])
 def test_agrees_with_captum_on_torchvision_models(architecture, request):

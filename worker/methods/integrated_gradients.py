@@ -11,7 +11,7 @@ from shared.errors import InputError, SpecError
 from shared.inputs import InputRef
 from shared.seeds import method_seed
 from worker import baselines
-from worker.methods.base import BackwardRule, Computed, Maps, Method, Params
+from worker.methods.base import BackwardRule, Computed, Maps, Method, Params, add_rows
 from worker.methods.gradient import Gradient
 
 if TYPE_CHECKING:
@@ -100,7 +100,7 @@ class IntegratedGradients(Method):
             is_end = k >= per_image - 2
             for rank, grad in enumerate(grads):
                 if grad is not None:
-                    total[rank].index_add_(0, images, grad * weight_of[k].view(-1, 1, 1, 1))
+                    add_rows(total[rank], grad * weight_of[k].view(-1, 1, 1, 1), images)
                     ends[rank, images[is_end], k[is_end] - (per_image - 2)] = scores[rank][is_end]
 
         call.in_micro_batches(len(x) * per_image, build, compute, grad=True)

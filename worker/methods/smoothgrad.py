@@ -8,7 +8,7 @@ import torch
 
 from shared.seeds import method_seed
 from worker.baselines import value_range
-from worker.methods.base import BackwardRule, Computed, Maps, Method, Params
+from worker.methods.base import BackwardRule, Computed, Maps, Method, Params, add_rows
 from worker.methods.gradient import Gradient
 from worker.methods.modified_relu import GuidedBackprop
 
@@ -58,8 +58,8 @@ class SmoothGrad(Method):
             grads = [done.input_grads(rule, rank) for rank in range(ranks)]
             for rank, grad in enumerate(grads):
                 if grad is not None:
-                    sums[rank].index_add_(0, images, grad)
-                    squares[rank].index_add_(0, images, grad * grad)
+                    add_rows(sums[rank], grad, images)
+                    add_rows(squares[rank], grad * grad, images)
             call.count(position, done, rule)
 
         call.in_micro_batches(len(x) * samples, build, compute, grad=True)
