@@ -82,7 +82,8 @@ def captum_guided_gradcam(model: nn.Module, layer: nn.Module, x: torch.Tensor,
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=CAPTUM_HOOK_WARNING, category=UserWarning)
-        out = GuidedGradCam(model, layer).attribute(x, target=list(target),
+        inputs = x.detach().clone().requires_grad_(True)
+        out = GuidedGradCam(model, layer).attribute(inputs, target=list(target),
                                                     interpolate_mode="bilinear")
     return out.detach().numpy()
 
@@ -95,7 +96,8 @@ def captum_occlusion(model: nn.Module, x: torch.Tensor, target: Sequence[int], p
     channels = x.shape[1]
     out = Occlusion(model).attribute(x, target=list(target), baselines=baselines,
                                      sliding_window_shapes=(channels, patch, patch),
-                                     strides=(channels, stride, stride))
+                                     strides=(channels, stride, stride),
+                                     perturbations_per_eval=64)
     return out.detach().numpy()
 
 

@@ -21,7 +21,13 @@ GRADIENT = Gradient()
 
 
 def quadrature(rule: str, steps: int) -> tuple[list[float], list[float]]:
-    """Path points α in [0, 1] and their weights, as Captum's `approximation_parameters`."""
+    """Path points α in [0, 1] and their weights.
+
+    Gauss–Legendre is Captum's. The trapezoid rule's points are Captum's (n evenly spaced,
+    both ends included) with the trapezoid rule's weights, 1/(n − 1) halved at the ends;
+    Captum weighs them 1/n, which sums to (n − 1)/n, so its maps are ours × (n − 1)/n and
+    its completeness error carries a bias of (f(x) − f(x'))/n.
+    """
     if rule == "gausslegendre":
         nodes, weights = np.polynomial.legendre.leggauss(steps)
         return list(0.5 * (nodes + 1)), list(0.5 * weights)
@@ -35,7 +41,8 @@ class IntegratedGradients(Method):
     """Sundararajan, Taly & Yan 2017, "Axiomatic Attribution for Deep Networks".
 
     IG(x) = (x − x') ⊙ Σ_k w_k ∇f(x' + α_k (x − x')), with the points α_k and weights w_k of
-    `rule` (Gauss–Legendre or the trapezoid rule, as Captum's `IntegratedGradients`). Each
+    `rule`: Gauss–Legendre, as Captum's `IntegratedGradients`, or the trapezoid rule (whose
+    weights Captum scales by (n − 1)/n, see `quadrature`). Each
     map reports `convergence_delta` = Σ IG(x) − (f(x) − f(x')), f the target's logit; the
     two end points are computed as two more rows of the same passes. The baseline x' is
     `black`, `blurred`, `uniform` (seeded by `method_seed(item seed, position)`) or a C×H×W
