@@ -9,9 +9,11 @@ import torch.nn.functional as F
 from attribution_refs import captum_maps, cosine, reference_maps
 from engine_testing import METHODS, engine_maps
 from torch import nn
+from toy_patterns import TinyCNN
 
 from shared.errors import SpecError, UnsupportedModelError
-from shared.specs import ClassTarget
+from shared.methods import MethodSpec, method_spec
+from shared.specs import ClassTarget, LayerTarget, TopKTarget
 from worker.engine import Engine
 
 # --- Captum 0.9 where Captum is right -----------------------------------------------------------
@@ -299,3 +301,82 @@ def test_a_model_without_logits_is_refused(no_mode_left):
     model = nn.Conv2d(3, 2, 3)
     with pytest.raises(UnsupportedModelError, match="logits"):
         Engine(model).attribute(torch.randn(1, 3, 8, 8))
+
+
+# --- The call's interface: positions, probabilities, extras, seeds ---------------------------
+
+ALL_METHODS = ["gradient", "guided_backprop", "deconvnet", "gradcam", "guided_gradcam",
+               method_spec("smoothgrad", samples=2), method_spec("integrated_gradients", steps=4),
+               method_spec("occlusion", patch=16, stride=16)]
+
+
+def test_every_method_in_one_call(tiny_cnn, tiny_images, no_mode_left):
+    result = Engine(tiny_cnn).attribute(tiny_images, ALL_METHODS, TopKTarget(2))
+    names = [m if isinstance(m, str) else m.name for m in ALL_METHODS]
+    probs = tiny_cnn(tiny_images).softmax(1).detach().numpy()
+    for i, image in enumerate(result.images):
+        assert image.probs.dtype == np.float32
+        np.testing.assert_allclose(image.probs, probs[i], rtol=1e-5, atol=1e-7)
+        assert [(m.method, m.position) for m in image.maps] == [
+            (name, p) for p, name in enumerate(names) for _ in range(2)]
+        top = list(np.argsort(-probs[i])[:2])
+        for m in image.maps:
+            assert m.target == {"class": top[image.maps.index(m) % 2]}
+            assert m.values.dtype == np.float32
+            assert m.values.shape == ((1, 32, 32) if m.method == "gradcam" else (3, 32, 32))
+            assert set(m.extras) == ({"convergence_delta"} if m.method == "integrated_gradients"
+                                     else set())
+            assert m.warnings == []
+    no_rule = {"gradcam", "integrated_gradients", "occlusion"}
+    for p, name in enumerate(names):
+        assert (result.coverage[p] is None) == (name in no_rule), name
+        if name in ("guided_backprop", "deconvnet", "guided_gradcam"):
+            assert result.coverage[p].complete, name
+        elif name not in no_rule:  # the plain gradient's rule is autograd's own
+            assert result.coverage[p].relu_calls == 4, name
+
+
+def test_method_specs_get_their_defaults_and_unknown_parameters_are_refused(tiny_cnn,
+                                                                          tiny_images):
+    engine = Engine(tiny_cnn)
+    bare = MethodSpec("occlusion", {"patch": 16})  # stride and fill from the defaults
+    full = method_spec("occlusion", patch=16, stride=8, fill="mean")
+    a = engine.attribute(tiny_images, [bare]).images[0].maps[0].values
+    b = engine.attribute(tiny_images, [full]).images[0].maps[0].values
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(SpecError, match="'samples' .*not a parameter|methods.samples"):
+        engine.attribute(tiny_images, [MethodSpec("occlusion", {"samples": 3})])
+
+
+def test_seeds_are_one_per_image(tiny_cnn, tiny_images):
+    with pytest.raises(ValueError, match="2 seeds for 3 images"):
+        Engine(tiny_cnn).attribute(tiny_images, ["gradient"], seeds=[1, 2])
+
+
+def test_sampling_and_path_methods_take_layer_targets(tiny_cnn, tiny_images):
+    from attribution_refs import layer_gradient
+
+    target = LayerTarget("conv3", 5)
+    spec = method_spec("integrated_gradients", steps=64)
+    result = Engine(tiny_cnn).attribute(tiny_images, [spec, method_spec("smoothgrad",
+                                                                        noise=0.0, samples=2)],
+                                        target)
+    expected = layer_gradient(tiny_cnn, tiny_images, "conv3", 5)
+    for i, image in enumerate(result.images):
+        ig, smooth = image.maps
+        assert ig.target == smooth.target == {"layer": "conv3", "channel": 5}
+        total = float(np.abs(ig.values).sum())
+        assert total > 0 and abs(ig.extras["convergence_delta"]) < 0.02 * total
+        np.testing.assert_allclose(smooth.values, expected[i], rtol=1e-5, atol=1e-7)
+
+
+def test_new_methods_leave_the_callers_model_untouched(tiny_images, no_mode_left):
+    from test_threads import _hooks
+
+    torch.manual_seed(0)
+    model = TinyCNN(num_classes=4).train()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    Engine(model).attribute(tiny_images, ALL_METHODS, LayerTarget("conv3", 1))
+    assert _hooks(model) == 0 and model.training
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters())
