@@ -3,12 +3,12 @@ conventions' pixel definitions written out."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
-from scipy import ndimage
+from engine_testing import IMAGENET_MEAN as MEAN
+from engine_testing import IMAGENET_STD as STD
+from engine_testing import scipy_blur
 
 from shared.errors import InputError
 from worker.baselines import (
@@ -19,15 +19,6 @@ from worker.baselines import (
     uniform,
     value_range,
 )
-
-MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-
-def scipy_blur(x: np.ndarray, sigma: float) -> np.ndarray:
-    """scipy's Gaussian filter over H and W, mirrored borders (torch's `reflect`)."""
-    radius = min(math.ceil(3 * sigma), x.shape[-1] - 1, x.shape[-2] - 1)
-    return ndimage.gaussian_filter(x.astype(np.float64), sigma=(0, 0, sigma, sigma),
-                                   mode="mirror", truncate=radius / sigma)
 
 
 @pytest.mark.parametrize(("side", "sigma"), [(32, 1.6), (20, 3.0), (6, 2.0)])

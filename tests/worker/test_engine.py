@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from attribution_refs import captum_maps, cosine, reference_maps
-from engine_testing import METHODS, engine_maps
+from engine_testing import METHODS, engine_maps, hook_count
 from torch import nn
 from toy_patterns import TinyCNN
 
@@ -371,12 +371,10 @@ def test_sampling_and_path_methods_take_layer_targets(tiny_cnn, tiny_images):
 
 
 def test_new_methods_leave_the_callers_model_untouched(tiny_images, no_mode_left):
-    from test_threads import _hooks
-
     torch.manual_seed(0)
     model = TinyCNN(num_classes=4).train()
     state = {k: v.clone() for k, v in model.state_dict().items()}
     Engine(model).attribute(tiny_images, ALL_METHODS, LayerTarget("conv3", 1))
-    assert _hooks(model) == 0 and model.training
+    assert hook_count(model) == 0 and model.training
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
     assert all(p.grad is None for p in model.parameters())

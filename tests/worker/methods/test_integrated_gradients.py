@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 from captum_refs import captum_integrated_gradients, relative_error
-from test_baselines import MEAN, STD, scipy_blur
+from engine_testing import IMAGENET_MEAN as MEAN
+from engine_testing import IMAGENET_STD as STD
+from engine_testing import scipy_blur
 
 from shared.errors import InputError, SpecError
 from shared.inputs import InputRef

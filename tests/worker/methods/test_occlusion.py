@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import torch
 from captum_refs import captum_occlusion, relative_error
-from test_baselines import MEAN, STD, scipy_blur
+from engine_testing import IMAGENET_MEAN as MEAN
+from engine_testing import IMAGENET_STD as STD
+from engine_testing import scipy_blur
 from torch import nn
 
 from shared.errors import SpecError
