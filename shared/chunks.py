@@ -178,22 +178,25 @@ class Lease:
 
 @dataclass(frozen=True)
 class Segment:
-    """What a committed run of a data-set chunk wrote: its items and where their results are."""
+    """What a committed run of a chunk wrote besides its item records: a data-set job's shard
+    of maps and rows file, and every job's thumbnails of its maps (for clustering)."""
 
     start: int
     stop: int
     token: int
     shard: str | None
     rows: str | None
+    thumbs: str | None = None
 
     def to_json(self) -> str:
         return json.dumps({"start": self.start, "stop": self.stop, "token": self.token,
-                           "shard": self.shard, "rows": self.rows})
+                           "shard": self.shard, "rows": self.rows, "thumbs": self.thumbs})
 
     @classmethod
     def from_json(cls, raw: str) -> Segment:
         d = json.loads(raw)
-        return cls(d["start"], d["stop"], d["token"], d.get("shard"), d.get("rows"))
+        return cls(d["start"], d["stop"], d["token"], d.get("shard"), d.get("rows"),
+                   d.get("thumbs"))
 
 
 @dataclass(frozen=True)
@@ -315,8 +318,3 @@ class Chunks:
         """The committed segments of a data-set job, in item order."""
         raw = self.redis.hvals(job_sub(job_id, "cseg"))
         return sorted((Segment.from_json(r) for r in raw), key=lambda s: s.start)
-
-    def delete(self, pipe: Any, job_id: str) -> None:
-        """Drop a finished job's ledger (in the caller's pipeline)."""
-        for what in ("cstop", "cstate", "cattempts", "clost", "csent", "cworker"):
-            pipe.delete(job_sub(job_id, what))

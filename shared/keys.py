@@ -45,6 +45,10 @@ class JobKeys:
         """An uploaded input, by its position in the request."""
         return f"{self.prefix}/inputs/{index:06d}.{INPUT_EXTENSIONS[fmt]}"
 
+    def ref(self, name: str) -> str:
+        """A file part a spec names as an input (`{"upload": name}`), e.g. a baseline."""
+        return check_key(f"{self.prefix}/refs/{name}")
+
     # --- per-item outputs (upload and inline jobs, and PNGs asked of data-set jobs) ---------
 
     @property
@@ -81,6 +85,10 @@ class JobKeys:
     def rows(self, start: int, token: int) -> str:
         """The item records of a committed segment (JSON lines), under the lease token."""
         return f"{self.prefix}/rows/{start:010d}-{token}.jsonl"
+
+    def thumbs(self, start: int, token: int) -> str:
+        """The 32×32 relevance thumbnails of a committed segment's maps (for clustering)."""
+        return f"{self.prefix}/thumbs/{start:010d}-{token}.safetensors"
 
     def partial(self, phase: str, start: int, token: int) -> str:
         """A small per-chunk partial result of a multi-phase job (e.g. a top-k scan)."""

@@ -113,6 +113,69 @@ METHODS: dict[str, MethodInfo] = {
             "DeconvNet (Zeiler & Fergus 2014): at each ReLU keep positive gradients, whatever "
             "the forward input; max-pool switches from the forward pass.",
         ),
+        MethodInfo(
+            "smoothgrad",
+            "SmoothGrad (Smilkov et al. 2017): the base method's map averaged over noisy copies "
+            "of the image (Gaussian noise, seeded per item).",
+            (
+                Param("samples", "int", 25, "noisy copies of each image", 1, 1000),
+                Param("noise", "float", 0.15,
+                      "noise standard deviation as a fraction of the image's (max - min)", 0.0,
+                      10.0),
+                Param("base", "choice", "gradient", "the method applied to each noisy copy",
+                      choices=("gradient", "guided_backprop")),
+                Param("variant", "choice", "mean",
+                      "mean of the maps (SmoothGrad), mean of their squares (SmoothGrad-Squared) "
+                      "or their variance (VarGrad)", choices=("mean", "squared", "vargrad")),
+            ),
+        ),
+        MethodInfo(
+            "integrated_gradients",
+            "Integrated Gradients (Sundararajan et al. 2017): (x - baseline) times the gradient "
+            "integrated along the straight path from the baseline to the image; each map "
+            "reports its completeness error as `convergence_delta`.",
+            (
+                Param("baseline", "input_or_choice", "black",
+                      "black (pixel 0), blurred (the image blurred), uniform (seeded uniform "
+                      "pixels) or an input reference", choices=("black", "blurred", "uniform")),
+                Param("steps", "int", 50, "points of the path integral", 2, 1000),
+                Param("rule", "choice", "gausslegendre", "quadrature rule of the path integral",
+                      choices=("gausslegendre", "riemann_trapezoid")),
+            ),
+        ),
+        MethodInfo(
+            "gradcam",
+            "Grad-CAM (Selvaraju et al. 2017): a layer's activations weighted by their "
+            "spatially averaged gradients, summed over channels, rectified and upsampled "
+            "bilinearly to the input (one channel).",
+            (
+                Param("layer", "layer", None,
+                      "module name; null: the last convolutional block before global pooling"),
+            ),
+        ),
+        MethodInfo(
+            "guided_gradcam",
+            "Guided Grad-CAM (Selvaraju et al. 2017): guided backpropagation times the "
+            "upsampled Grad-CAM map.",
+            (
+                Param("layer", "layer", None,
+                      "module name; null: the last convolutional block before global pooling"),
+            ),
+        ),
+        MethodInfo(
+            "occlusion",
+            "Occlusion (Zeiler & Fergus 2014): slide a patch over the image; each pixel gets "
+            "the mean drop of the target score over the patch positions that cover it.",
+            (
+                Param("patch", "int", 16, "side of the square patch, in input pixels", 1, 4096),
+                Param("stride", "int", 8, "step between patch positions (at most the patch)", 1,
+                      4096),
+                Param("fill", "choice", "mean",
+                      "what the patch shows: zero (pixel 0, black), mean (normalized 0, the "
+                      "normalization's mean colour) or blur (the image blurred)",
+                      choices=("zero", "mean", "blur")),
+            ),
+        ),
     )
 }
 DEFAULT_METHODS: tuple[str, ...] = ("gradient",)

@@ -116,6 +116,7 @@ class ItemRecord:
     label: int | None = None  # the item's own label, when the data set gives one
     label_score: float | None = None  # softmax probability of `label`
     box: tuple[int, int, int, int] | None = None
+    baseline: dict[str, Any] | None = None  # the centre-Gaussian map's metrics, same object
 
     @property
     def ok(self) -> bool:
@@ -144,6 +145,8 @@ class ItemRecord:
             out["label_score"] = finite_or_none(self.label_score)
         if self.box is not None:
             out["box"] = list(self.box)
+        if self.baseline is not None:
+            out["baseline"] = self.baseline
         return out
 
     @classmethod
@@ -160,6 +163,7 @@ class ItemRecord:
             label=raw.get("label"),
             label_score=raw.get("label_score"),
             box=tuple(raw["box"]) if raw.get("box") else None,
+            baseline=raw.get("baseline"),
         )
 
 

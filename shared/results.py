@@ -43,6 +43,8 @@ SCHEMA = pa.schema([
     ("border_energy", pa.float32()),
     ("concentration", pa.float32()),
     ("convergence_delta", pa.float32()),
+    ("baseline_energy_in_box", pa.float32()),
+    ("baseline_pointing_hit", pa.bool_()),
 ])
 ROW_GROUP = 8192
 MEDIA_TYPES = {"parquet": "application/vnd.apache.parquet", "csv": "text/csv",
@@ -60,6 +62,8 @@ def rows_of(record: ItemRecord, class_name) -> Iterator[dict[str, Any]]:
         "predicted_name": pred.label if pred else None,
         "score": pred.score if pred else None, "label_score": record.label_score,
         "correct": record.correct, "status": record.status.value, "error": record.error,
+        "baseline_energy_in_box": (record.baseline or {}).get("energy_in_box"),
+        "baseline_pointing_hit": (record.baseline or {}).get("pointing_hit"),
     }
     if not record.outputs:
         yield {**base, "method": None, "position": None, "target": None}

@@ -68,7 +68,8 @@ class WorkerContext:
             storage=storage,
             locator=Locator(settings, storage),
             sender=sender or make_sender(settings),
-            cache=ModelCache(settings.model_cache_size, device, settings.precision),
+            cache=ModelCache(settings.model_cache_size, device, settings.precision,
+                             settings.memory_budget_mb or None),
             artifact_dir=artifact_dir,
             renderers=ThreadPoolExecutor(settings.render_threads, "render"),
         )

@@ -1,4 +1,5 @@
-"""The attribution engine: one forward pass, one backward pass per method and map rank.
+"""The attribution engine: one forward pass shared by the methods that can share it, passes of
+their own (micro-batched to fit memory) for the methods that sample, integrate or occlude.
 
 `Engine` owns a private, frozen, eval-mode copy of the model it is given, so the caller's
 model is never changed and several threads may share one engine.
@@ -16,11 +17,25 @@ import numpy as np
 import torch
 from torch import nn
 
-from shared.errors import UnsupportedModelError
-from shared.targets import PREDICTED, LayerTarget, Target
-from worker.methods import BackwardRule, get_rule
-from worker.relu_override import RuleSwitch, count_rectifiers, override_rectifiers
-from worker.targets import LayerTaps, seed_gradients, select
+from shared.methods import MethodSpec
+from shared.seeds import item_seed
+from shared.targets import PREDICTED, LayerTarget, Target, TopKTarget
+from worker.baselines import Normalization
+from worker.call import Call, CoverageCount
+from worker.layers import last_conv_block
+from worker.membudget import (
+    Footprint,
+    budget_bytes,
+    in_micro_batches,
+    measure_footprint,
+    rows_that_fit,
+)
+from worker.methods import Method, Params, get_method, resolve_method
+from worker.methods.base import Computed
+from worker.passes import Pass, model_logits
+from worker.targets import LayerTaps, select
+
+__all__ = ["AttributionMap", "BatchResult", "Coverage", "Engine", "ImageResult", "model_logits"]
 
 PRECISIONS: dict[str, torch.dtype | None] = {
     "float32": None,
@@ -31,7 +46,7 @@ PRECISIONS: dict[str, torch.dtype | None] = {
 
 @dataclass(frozen=True)
 class Coverage:
-    """Rectifier applications in the forward pass, and how many the engine's rule covered."""
+    """Rectifier applications in the forward pass, and how many the method's rule covered."""
 
     relu_calls: int  # rectifiers in the autograd graph of the targets, overridden or not
     overridden: int  # of those, routed through the method's rule
@@ -48,11 +63,17 @@ class Coverage:
 
 @dataclass(frozen=True)
 class AttributionMap:
-    """One map: the method, what it is the gradient of, and the raw float32 C×H×W values."""
+    """One map: its method and position in `methods`, target, float32 values, extras, warnings.
+
+    Values are C×H×W, or 1×H×W for Grad-CAM; `extras` holds e.g. `convergence_delta`.
+    """
 
     method: str
+    position: int
     target: dict[str, Any]
     values: np.ndarray
+    extras: dict[str, Any]
+    warnings: list[str]
 
 
 @dataclass(frozen=True)
@@ -61,32 +82,24 @@ class ImageResult:
 
     predicted_class: int
     score: float
+    probs: np.ndarray  # float32 softmax over the classes
     maps: list[AttributionMap]
-    probs: np.ndarray  # the softmax vector (float32), e.g. for the probability of a label
 
 
 @dataclass(frozen=True)
 class BatchResult:
     images: list[ImageResult]
-    coverage: dict[str, Coverage]
-
-
-def model_logits(output: Any) -> torch.Tensor:
-    """The N×classes logits from a model's output (a tensor, `.logits`, or a tuple's first)."""
-    if hasattr(output, "logits"):
-        output = output.logits
-    elif isinstance(output, (tuple, list)) and output:
-        output = output[0]
-    if not isinstance(output, torch.Tensor) or output.dim() != 2:
-        shape = list(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
-        raise UnsupportedModelError(
-            f"the model's output is {shape}; expected logits of shape [batch, classes]"
-        )
-    return output
+    coverage: dict[int, Coverage | None]  # by method position; None: the method has no rule
 
 
 class Engine:
-    """Computes attribution maps for batches of preprocessed images."""
+    """Computes attribution maps for batches of preprocessed images.
+
+    `mean` and `std` are the normalization that made the images (`Preprocessing.mean/std`):
+    the `black` and `uniform` baselines and the `zero` occlusion fill are pixels, normalized
+    with them. Without them the inputs are taken as pixels. `memory_budget_mb` bounds the
+    memory one call may use (see `worker.membudget`; default: a share of what is free).
+    """
 
     def __init__(
         self,
@@ -95,17 +108,24 @@ class Engine:
         device: str | torch.device = "cpu",
         precision: str = "float32",
         channels_last: bool = False,
+        memory_budget_mb: int | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
         self.device = torch.device(device)
         self.precision = precision
         self.channels_last = channels_last
+        self.memory_budget_mb = memory_budget_mb
+        self.norm = Normalization.of(mean, std)
         model = copy.deepcopy(model).eval().requires_grad_(False).to(self.device)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
         self.taps = LayerTaps(model)
+        self._footprints: dict[tuple[int, ...], Footprint] = {}
+        self._default_layer: str | None = None
 
     def _autocast(self):
         dtype = PRECISIONS[self.precision]
@@ -113,92 +133,139 @@ class Engine:
             return nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
+    def forward(self, x: torch.Tensor, layers: Sequence[str], *, grad: bool,
+                override: bool) -> Pass:
+        """One forward pass of rows `x` on this engine's model (see `worker.passes.Pass`)."""
+        memory_format = torch.channels_last if self.channels_last else torch.preserve_format
+        x = x.to(self.device, torch.float32, memory_format=memory_format)
+        return Pass(self.model, self.taps, x, layers, grad=grad, override=override,
+                    autocast=self._autocast)
+
+    def default_layer(self, x1: torch.Tensor) -> str:
+        """The model's default Grad-CAM layer (`worker.layers`), found once per engine."""
+        if self._default_layer is None:
+            with torch.no_grad(), self.taps.order() as finished, self._autocast():
+                self.model(x1.to(self.device))
+            self._default_layer = last_conv_block(finished)
+        return self._default_layer
+
+    def footprint(self, x1: torch.Tensor) -> Footprint:
+        """Bytes a row of this input shape needs in a pass, measured once per shape."""
+        shape = tuple(x1.shape[1:])
+        if shape not in self._footprints:
+            self._footprints[shape] = measure_footprint(self.model, x1, self._autocast)
+        return self._footprints[shape]
+
     def attribute(
         self,
         images: torch.Tensor,
-        methods: Sequence[str] = ("gradient",),
+        methods: Sequence[str | MethodSpec] = ("gradient",),
         targets: Target | Sequence[Target] = PREDICTED,
         seeds: Sequence[int] | None = None,
     ) -> BatchResult:
         """Maps of `images` (N×C×H×W, preprocessed) for each method and each image's target.
 
-        `seeds` are the images' item seeds, for methods that draw random numbers (none of
-        these three do)."""
-        rules = [get_rule(name) for name in dict.fromkeys(methods)]
-        if not rules:
+        Maps are in `methods` order (a method given twice, with different parameters, is two
+        positions), then by target rank. `seeds` are the images' item seeds
+        (`shared.seeds.item_seed`), default `item_seed(0, i)`; a method's randomness on image
+        i comes from `method_seed(seeds[i], position)` alone.
+        """
+        specs = [resolve_method(m) for m in methods]
+        if not specs:
             raise ValueError("at least one method is required")
+        impls = [get_method(spec.name) for spec in specs]
         n = images.shape[0]
         per_image = list(targets) if isinstance(targets, Sequence) else [targets] * n
         if len(per_image) != n:
             raise ValueError(f"{len(per_image)} targets for {n} images; give one or one per image")
+        seeds = [item_seed(0, i) for i in range(n)] if seeds is None else [int(s) for s in seeds]
+        if len(seeds) != n:
+            raise ValueError(f"{len(seeds)} seeds for {n} images; give one per image")
+        x = images.detach().to(self.device, torch.float32)
+        target_layers = tuple(sorted({t.layer for t in per_image if isinstance(t, LayerTarget)}))
+        self.taps.check(target_layers)
 
-        memory_format = torch.channels_last if self.channels_last else torch.preserve_format
-        x = images.detach().to(self.device, torch.float32, memory_format=memory_format)
-        x.requires_grad_(True)
-        layers = sorted({t.layer for t in per_image if isinstance(t, LayerTarget)})
-        switch = RuleSwitch()
-        # The gradient's rule is autograd's own: alone, it runs without the override.
-        override = (
-            override_rectifiers(switch)
-            if any(rule.needs_every_rectifier for rule in rules)
-            else nullcontext()
-        )
-        with self.taps.capture(layers) as activations, override:
-            with self._autocast():
-                logits = model_logits(self.model(x))
-        captured = [a for a in activations.values() if a is not None]
-        overridden, escaped = count_rectifiers([logits, *captured])
-        self._check_rules(rules, switch, overridden, escaped)
+        whole = Call(self, x, [], seeds, 0, 0, target_layers)
+        for position, (impl, spec) in enumerate(zip(impls, specs, strict=True)):
+            impl.check(spec.params, whole, position)
+        shared = [p for p, impl in enumerate(impls) if impl.shares_forward]
+        layers = tuple(dict.fromkeys(
+            layer for p in shared for layer in impls[p].layers(specs[p].params, whole)))
+        rows_with_grad, rows_without_grad = self._plan(
+            x, per_image, len(specs), backward=any(impl.backward for impl in impls))
+        chunk_rows = rows_with_grad if shared else rows_without_grad
 
-        probs = logits.detach().float().softmax(dim=1)
-        probs_np = probs.cpu().numpy()
-        scores, predicted = probs.max(dim=1)
-        selections = select(per_image, logits.detach())
-        ranks = max(len(s) for s in selections)
-        maps: list[list[AttributionMap]] = [[] for _ in range(n)]
-        for m, rule in enumerate(rules):
-            switch.rule = rule
-            for rank in range(ranks):
-                outputs, seed_grads = seed_gradients(selections, rank, logits, activations)
-                last = m == len(rules) - 1 and rank == ranks - 1
-                (grad,) = torch.autograd.grad(outputs, x, seed_grads, retain_graph=not last)
-                values = grad.detach().float().cpu().numpy()
-                for i, chosen in enumerate(selections):
-                    if rank < len(chosen):
-                        maps[i].append(AttributionMap(rule.name, chosen[rank].to_json(), values[i]))
+        done: dict[int, tuple[Any, list[dict[int, Computed]], list]] = {}
+        coverage: dict[int, CoverageCount] = {}
 
-        coverage = {
-            rule.name: Coverage(overridden + escaped, overridden, switch.applied[rule.name])
-            for rule in rules
-        }
+        def compute(chunk: torch.Tensor, start: int, stop: int) -> None:
+            call = Call(self, chunk, [], seeds[start:stop], rows_with_grad, rows_without_grad,
+                        target_layers)
+            strict = [impls[p].rule(specs[p].params) for p in shared]
+            first = self.forward(chunk, (*target_layers, *layers), grad=bool(shared),
+                                 override=any(r is not None and r.needs_every_rectifier
+                                              for r in strict))
+            call.selections = first.selections = select(per_image[start:stop],
+                                                        first.logits.detach())
+            probs = first.logits.detach().float().softmax(dim=1).cpu()
+            for rule in strict:
+                if rule is not None:
+                    first.check_rule(rule)
+            call.shared = first
+            outputs: dict[int, list[dict[int, Computed]]] = {}
+            for p in shared:
+                outputs[p] = impls[p].compute(call, specs[p].params, p)
+                call.count(p, first, impls[p].rule(specs[p].params))
+            call.shared = first = None  # free the shared graph before the methods' own passes
+            for p, (impl, spec) in enumerate(zip(impls, specs, strict=True)):
+                if p not in outputs:
+                    outputs[p] = impl.compute(call, spec.params, p)
+            for p, count in call.coverage.items():
+                coverage.setdefault(p, CoverageCount()).merge(count)
+            for j in range(stop - start):
+                done[start + j] = (probs[j], [outputs[p][j] for p in range(len(specs))],
+                                   call.selections[j])
+
+        in_micro_batches(n, chunk_rows, lambda a, b: x[a:b], compute, self.device)
         return BatchResult(
-            images=[
-                ImageResult(int(predicted[i]), float(scores[i]), maps[i], probs_np[i])
-                for i in range(n)
-            ],
-            coverage=coverage,
+            images=[self._image_result(specs, *done[i]) for i in range(n)],
+            coverage={p: self._coverage(impl, spec.params, coverage.get(p))
+                      for p, (impl, spec) in enumerate(zip(impls, specs, strict=True))},
         )
+
+    def _plan(self, x: torch.Tensor, per_image: list[Target], methods: int, *, backward: bool
+              ) -> tuple[int, int]:
+        """Rows a pass may hold with and without a backward pass, from the memory budget.
+
+        The maps the call returns, and the methods' accumulators beside them, come first.
+        Passes with a backward are only sized (and refused) when a method takes them.
+        """
+        footprint = self.footprint(x[:1])
+        ranks = max((t.k if isinstance(t, TopKTarget) else 1) for t in per_image)
+        results = 3 * len(x) * methods * ranks * footprint.input
+        budget = budget_bytes(self.device, self.memory_budget_mb) - results
+        without_grad = rows_that_fit(footprint.per_row(grad=False), budget, "the forward pass")
+        with_grad = (rows_that_fit(footprint.per_row(grad=True), budget, "a backward pass")
+                     if backward else 1)
+        return with_grad, without_grad
 
     @staticmethod
-    def _check_rules(
-        rules: list[BackwardRule], switch: RuleSwitch, overridden: int, escaped: int
-    ) -> None:
-        """Refuse a method whose rule would silently not apply to part of the model."""
-        strict = [rule.name for rule in rules if rule.needs_every_rectifier]
-        if not strict:
-            return
-        missing = dict(switch.no_rule)
-        if switch.other_hardtanh:
-            missing["Hardtanh (bounds other than 0, 6)"] = switch.other_hardtanh
-        if missing:
-            found = ", ".join(f"{name} ({count} calls)" for name, count in sorted(missing.items()))
-            raise UnsupportedModelError(
-                f"{' and '.join(strict)} define a rule only for ReLU and ReLU6, and this model "
-                f"also uses {found}; use the 'gradient' method for this model"
-            )
-        if escaped:
-            raise UnsupportedModelError(
-                f"{escaped} of {overridden + escaped} rectifier applications "
-                f"escaped the {' and '.join(strict)} rule (an unsupported way of calling ReLU); "
-                "refusing to return what would be a plain gradient"
-            )
+    def _image_result(specs: list[MethodSpec], probs: torch.Tensor,
+                      outputs: list[dict[int, Computed]], selections: list) -> ImageResult:
+        maps = [
+            AttributionMap(specs[p].name, p, selections[rank].to_json(),
+                           computed.values.detach().float().contiguous().cpu().numpy(),
+                           computed.extras, computed.warnings)
+            for p, per_rank in enumerate(outputs)
+            for rank, computed in sorted(per_rank.items())
+        ]
+        predicted = int(probs.argmax())
+        return ImageResult(predicted, float(probs[predicted]), probs.numpy(), maps)
+
+    @staticmethod
+    def _coverage(impl: Method, params: Params, count: CoverageCount | None
+                  ) -> Coverage | None:
+        if impl.rule(params) is None:
+            return None
+        count = count or CoverageCount()
+        return Coverage(count.relu_calls, count.overridden or 0, count.applied)

@@ -47,7 +47,8 @@ def engine_for(ctx: WorkerContext, tenant: str, record: ModelRecord):
     path = fetch_artifact(ctx, record)
     key = f"{tenant}/{record.name}/{record.sha256}"
     try:
-        return ctx.cache.get(key, lambda: build_model(record.spec, path))
+        return ctx.cache.get(key, lambda: build_model(record.spec, path),
+                             record.spec.preprocessing)
     except InputError as e:
         raise InvalidModelError(e.message) from None
 

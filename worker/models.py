@@ -184,21 +184,27 @@ def display_image(x: torch.Tensor | np.ndarray, prep: Preprocessing) -> np.ndarr
 class ModelCache:
     """A least-recently-used cache of engines, shared by the threads of one worker process."""
 
-    def __init__(self, capacity: int, device: str = "cpu", precision: str = "float32") -> None:
+    def __init__(self, capacity: int, device: str = "cpu", precision: str = "float32",
+                 memory_budget_mb: int | None = None) -> None:
         self.capacity = capacity
         self.device = device
         self.precision = precision
+        self.memory_budget_mb = memory_budget_mb
         self._engines: OrderedDict[str, Engine] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: str, load: Callable[[], nn.Module]) -> Engine:
-        """The engine for `key`, building it with `load()` on a miss."""
+    def get(self, key: str, load: Callable[[], nn.Module],
+            preprocessing: Preprocessing | None = None) -> Engine:
+        """The engine for `key`, building it with `load()` on a miss; `preprocessing` gives
+        it the normalization of its inputs (for pixel-space baselines and fills)."""
         with self._lock:
             engine = self._engines.get(key)
             if engine is not None:
                 self._engines.move_to_end(key)
                 return engine
-            engine = Engine(load(), device=self.device, precision=self.precision)
+            norm = {"mean": preprocessing.mean, "std": preprocessing.std} if preprocessing else {}
+            engine = Engine(load(), device=self.device, precision=self.precision,
+                            memory_budget_mb=self.memory_budget_mb, **norm)
             self._engines[key] = engine
             while len(self._engines) > self.capacity:
                 self._engines.popitem(last=False)

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from worker.methods import BackwardRule
+from worker.methods.base import BackwardRule
 
 aten = torch.ops.aten
 

@@ -1,7 +1,8 @@
 """What each map is the gradient of: a class score, or a feature map or neuron of a layer.
 
 `LayerTaps` records named modules' outputs during a forward pass; `seed_gradients` turns the
-per-image targets into the gradients fed to the backward passes, one pass per map rank.
+per-image targets into the gradients fed to the backward passes, one pass per map rank, and
+`target_scores` into the scores themselves (for completeness checks and occlusion).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from shared.errors import TargetError
 from shared.targets import ClassTarget, LayerTarget, PredictedTarget, Target, TopKTarget
 
 _wanted: ContextVar[dict[str, torch.Tensor | None] | None] = ContextVar("_wanted", default=None)
+_order: ContextVar[list[tuple[str, nn.Module, Any]] | None] = ContextVar("_order", default=None)
 
 
 class LayerTaps:
@@ -35,16 +37,25 @@ class LayerTaps:
             if name:
                 module.register_forward_hook(partial(_record, name))
 
-    @contextmanager
-    def capture(self, names: Sequence[str]) -> Iterator[dict[str, torch.Tensor | None]]:
-        """Within the block, the outputs of the named modules are recorded in the dict."""
+    def check(self, names: Sequence[str], field: str = "target.layer") -> None:
+        """A TargetError naming `field` if a module name is not in the model."""
         unknown = [n for n in names if n not in self.names]
         if unknown:
             hint = ", ".join(self.names[:12]) + (", ..." if len(self.names) > 12 else "")
             raise TargetError(
-                f"target.layer: no module named {unknown[0]!r} in this model; "
+                f"{field}: no module named {unknown[0]!r} in this model; "
                 f"names come from named_modules(), e.g. {hint}"
             )
+
+    @contextmanager
+    def capture(self, names: Sequence[str]) -> Iterator[dict[str, torch.Tensor | None]]:
+        """Within the block, the outputs of the named modules are recorded in the dict.
+
+        The model goes on with a copy of each recorded output, so a later in-place op
+        (ReLU(inplace=True)) changes the copy, never what was recorded: the gradient with
+        respect to a recorded tensor is the gradient with respect to the module's output.
+        """
+        self.check(names)
         recorded: dict[str, torch.Tensor | None] = {name: None for name in names}
         token = _wanted.set(recorded if names else None)
         try:
@@ -52,15 +63,28 @@ class LayerTaps:
         finally:
             _wanted.reset(token)
 
+    @contextmanager
+    def order(self) -> Iterator[list[tuple[str, nn.Module, Any]]]:
+        """Within the block, (name, module, output) of every module, in the order they finish."""
+        finished: list[tuple[str, nn.Module, Any]] = []
+        token = _order.set(finished)
+        try:
+            yield finished
+        finally:
+            _order.reset(token)
 
-def _record(name: str, module: nn.Module, args: Any, output: Any) -> None:
+
+def _record(name: str, module: nn.Module, args: Any, output: Any) -> Any:
+    finished = _order.get()
+    if finished is not None:
+        finished.append((name, module, output))
     wanted = _wanted.get()
     if wanted is not None and name in wanted:
         if not isinstance(output, torch.Tensor):
             raise TargetError(f"target.layer: module {name!r} does not output a single tensor")
-        # A copy, so that a later in-place op (ReLU(inplace=True)) cannot change what the
-        # target is the gradient of.
-        wanted[name] = output.clone()
+        wanted[name] = output
+        return output.clone()
+    return None
 
 
 @dataclass(frozen=True)
@@ -158,3 +182,21 @@ def seed_gradients(
             index += sel.position
         seed_for(sel.layer, act)[index] = 1
     return list(outputs.values()), list(seeds.values())
+
+
+def target_scores(
+    selections: list[list[Selection]],
+    rank: int,
+    logits: torch.Tensor,
+    activations: dict[str, torch.Tensor | None],
+) -> torch.Tensor:
+    """Each row's score for map `rank`: its logit, or its layer channel's (or neuron's) sum.
+
+    The inner product of each output with its seed gradient, so that it is exactly what the
+    backward pass of `seed_gradients` differentiates; 0 for rows without a map of this rank.
+    """
+    outputs, seeds = seed_gradients(selections, rank, logits, activations)
+    total = torch.zeros(len(selections), dtype=torch.float32, device=logits.device)
+    for output, seed in zip(outputs, seeds, strict=True):
+        total = total + (output.detach().float() * seed.float()).flatten(1).sum(1)
+    return total

@@ -18,6 +18,11 @@ def vgg11():
     return seeded_architecture("vgg11")
 
 
+@pytest.fixture(scope="session")
+def resnet18():
+    return seeded_architecture("resnet18")
+
+
 @pytest.fixture
 def tiny_cnn() -> TinyCNN:
     torch.manual_seed(0)

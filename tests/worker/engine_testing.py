@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
+from scipy import ndimage
 
 from shared.targets import ClassTarget
 from worker.engine import Engine
@@ -25,5 +28,24 @@ def engine_maps(model, x, method, targets=None, **engine_kwargs) -> np.ndarray:
         targets = [ClassTarget(0)] * len(x)
     result = Engine(model, **engine_kwargs).attribute(x, methods=(method,), targets=targets)
     if method != "gradient":
-        assert result.coverage[method].complete
+        assert result.coverage[0].complete
     return np.stack([image.maps[0].values for image in result.images])
+
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def scipy_blur(x: np.ndarray, sigma: float) -> np.ndarray:
+    """scipy's Gaussian filter over H and W, mirrored borders (torch's `reflect`)."""
+    radius = min(math.ceil(3 * sigma), x.shape[-1] - 1, x.shape[-2] - 1)
+    return ndimage.gaussian_filter(x.astype(np.float64), sigma=(0, 0, sigma, sigma),
+                                   mode="mirror", truncate=radius / sigma)
+
+
+def hook_count(model: torch.nn.Module) -> int:
+    """Forward, forward-pre, backward and backward-pre hooks on every module of `model`."""
+    return sum(
+        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+        + len(m._backward_pre_hooks)
+        for m in model.modules()
+    )

@@ -1,6 +1,6 @@
 """The built-in EfficientNet-Lite0: conversion from the PyPI package, ImageNet predictions on
-the example photos, and the three methods through its 33 ReLU6 applications, checked against
-an independent reference and against Captum (whose GuidedBackprop misses ReLU6 silently)."""
+the example photos, and the methods through its 33 ReLU6 applications, checked against an
+independent reference and against Captum (whose GuidedBackprop misses ReLU6 silently)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,12 @@ from PIL import Image
 from torch import nn
 
 from shared.examples import EXAMPLES, get_example
+from shared.methods import method_spec
 from shared.modelspec import parse_model_spec
 from worker.builtin import BUILTIN_MODELS, EFFICIENTNET_LITE0_SPEC, imagenet_class_names
 from worker.builtin import efficientnet_lite0 as lite0
 from worker.engine import Engine
+from worker.input_dependence import NO_INPUT_DEPENDENCE
 from worker.models import build_model, preprocess_image
 
 METHODS = ("gradient", "guided_backprop", "deconvnet")
@@ -207,8 +209,8 @@ def test_examples_are_scikit_images_files():
 def test_every_relu6_application_is_overridden_for_every_method(model, result):
     assert sum(isinstance(m, nn.ReLU6) for m in model.modules()) == RELU6_PER_IMAGE
     assert not any(isinstance(m, nn.ReLU) for m in model.modules())
-    for method in METHODS:
-        coverage = result.coverage[method]
+    for position, method in enumerate(METHODS):
+        coverage = result.coverage[position]
         assert coverage.relu_calls == coverage.overridden == RELU6_PER_IMAGE, method
         assert coverage.applied == RELU6_PER_IMAGE, method
     assert result.images[0].predicted_class in CATS
@@ -243,3 +245,57 @@ def test_captums_guided_backprop_silently_returns_the_plain_gradient(model, chel
     captum = GuidedBackprop(copy.deepcopy(model)).attribute(x, target=target)[0].detach().numpy()
     assert_relative(captum, maps["gradient"])  # hooks only nn.ReLU: no rule was applied
     assert relative_difference(captum, maps["guided_backprop"]) > 0.5
+
+
+# --- Grad-CAM, Guided Grad-CAM, and DeconvNet's warning ---------------------------------------
+
+
+def reference_gradcam(model: nn.Module, x: torch.Tensor, target: int, layer: str) -> np.ndarray:
+    """Grad-CAM written out with a forward hook and plain autograd, upsampled bilinearly."""
+    ref = copy.deepcopy(model).eval()
+    outputs = []
+    module = dict(ref.named_modules())[layer]
+    handle = module.register_forward_hook(lambda m, args, out: outputs.append(out))
+    try:
+        logits = ref(x)
+    finally:
+        handle.remove()
+    (grad,) = torch.autograd.grad(logits[0, target], outputs[0])
+    cam = torch.relu((grad.mean((2, 3), keepdim=True) * outputs[0]).sum(1, keepdim=True))
+    up = torch.nn.functional.interpolate(cam, size=x.shape[-2:], mode="bilinear",
+                                         align_corners=False)
+    return up[0].detach().numpy()
+
+
+def test_guided_gradcam_matches_an_independent_reference(model, chelsea):
+    engine = Engine(model)
+    result = engine.attribute(chelsea, ["gradcam", "guided_gradcam"])
+    target = result.images[0].predicted_class
+    assert engine.default_layer(chelsea) == "bn2"
+    cam = reference_gradcam(model, chelsea, target, "bn2")
+    assert_relative(result.images[0].maps[0].values, cam)
+    guided = reference_map(model, chelsea, target, guided=True)
+    assert_relative(result.images[0].maps[1].values, guided * cam)
+    assert result.coverage[1].relu_calls == result.coverage[1].overridden == RELU6_PER_IMAGE
+
+
+def test_deconvnet_maps_carry_the_input_independence_warning(result):
+    # EfficientNet-Lite0 has no max-pooling and no gating: DeconvNet's map depends only on
+    # the target class.
+    for amap in result.images[0].maps:
+        expected = [NO_INPUT_DEPENDENCE] if amap.method == "deconvnet" else []
+        assert amap.warnings == expected, amap.method
+
+
+def test_guided_smoothgrad_matches_an_independent_reference(model, chelsea):
+    from captum_refs import smoothgrad_noise
+
+    spec = method_spec("smoothgrad", samples=2, base="guided_backprop")
+    result = Engine(model).attribute(chelsea, [spec])
+    target = result.images[0].predicted_class
+    sigma = 0.15 * float(chelsea.max() - chelsea.min())
+    noisy = chelsea + sigma * smoothgrad_noise(chelsea, 2, position=0, item=0)
+    expected = np.mean([reference_map(model, noisy[s:s + 1], target, guided=True)
+                        for s in range(2)], axis=0)
+    assert_relative(result.images[0].maps[0].values, expected)
+    assert result.coverage[0].relu_calls == result.coverage[0].overridden == RELU6_PER_IMAGE

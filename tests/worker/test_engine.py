@@ -7,19 +7,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 from attribution_refs import captum_maps, cosine, reference_maps
-from engine_testing import METHODS, engine_maps, seeded_architecture
+from engine_testing import METHODS, engine_maps, hook_count
 from torch import nn
+from toy_patterns import TinyCNN
 
 from shared.errors import SpecError, UnsupportedModelError
-from shared.targets import ClassTarget
+from shared.methods import MethodSpec, method_spec
+from shared.targets import ClassTarget, LayerTarget, TopKTarget
 from worker.engine import Engine
 
 # --- Captum 0.9 where Captum is right -----------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def resnet18():
-    return seeded_architecture("resnet18")
-
 
 @pytest.mark.parametrize("architecture", ["resnet18", "vgg11"])
 def test_agrees_with_captum_on_torchvision_models(architecture, request):
@@ -33,7 +30,7 @@ def test_agrees_with_captum_on_torchvision_models(architecture, request):
         theirs = captum_maps(method, model, x, classes)
         assert np.abs(ours).max() > 0
         np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-6, err_msg=method)
-    assert result.coverage["guided_backprop"].complete
+    assert result.coverage[METHODS.index("guided_backprop")].complete
 
 
 class FunctionalNet(nn.Module):
@@ -86,7 +83,7 @@ def test_functional_and_reused_relus_match_distinct_modules(method):
     targets = [ClassTarget(c) for c in classes]
 
     result = Engine(functional).attribute(x, methods=(method,), targets=targets)
-    assert result.coverage[method].relu_calls == result.coverage[method].overridden == 6
+    assert result.coverage[0].relu_calls == result.coverage[0].overridden == 6
     ours = np.stack([image.maps[0].values for image in result.images])
     right = captum_maps(method, distinct, x, classes)
     np.testing.assert_allclose(ours, right, rtol=1e-4, atol=1e-6)
@@ -109,7 +106,7 @@ def test_gradient_of_a_linear_model_is_the_weight_row(method):
     weight = model[1].weight.detach().numpy()
     np.testing.assert_array_equal(result.images[0].maps[0].values, weight[2].reshape(3, 4, 5))
     np.testing.assert_array_equal(result.images[1].maps[0].values, weight[5].reshape(3, 4, 5))
-    assert result.coverage[method].relu_calls == 0
+    assert result.coverage[0].relu_calls == 0
 
 
 def test_deconvnet_through_max_pool_reaches_only_the_arg_max():
@@ -165,7 +162,10 @@ def test_relu6_models_use_the_relu_rule_below_six():
 def test_prediction_and_one_forward_for_all_methods(tiny_cnn, tiny_images):
     forwards = []
     tiny_cnn.register_forward_pre_hook(lambda module, args: forwards.append(1))
-    result = Engine(tiny_cnn).attribute(tiny_images, methods=METHODS)
+    engine = Engine(tiny_cnn)
+    engine.attribute(tiny_images, methods=METHODS)  # measures the memory per row, once
+    forwards.clear()
+    result = engine.attribute(tiny_images, methods=METHODS)
     assert len(forwards) == 1  # the hook is copied with the model; it fired once
 
     probs = tiny_cnn(tiny_images).softmax(1).detach()
@@ -176,8 +176,8 @@ def test_prediction_and_one_forward_for_all_methods(tiny_cnn, tiny_images):
         for m in image.maps:
             assert m.target == {"class": image.predicted_class}
             assert m.values.dtype == np.float32 and m.values.shape == (3, 32, 32)
-    for method in METHODS:
-        assert result.coverage[method].applied == result.coverage[method].relu_calls == 4
+    for position in range(len(METHODS)):
+        assert result.coverage[position].applied == result.coverage[position].relu_calls == 4
 
 
 def test_results_of_one_call_equal_separate_calls(tiny_cnn, tiny_images):
@@ -279,8 +279,8 @@ def test_an_escaped_relu_is_detected_and_refused(no_mode_left):
     model = nn.Sequential(nn.Conv2d(3, 4, 3), HiddenReLU(), nn.Flatten(), nn.Linear(4 * 36, 2))
     x = torch.randn(1, 3, 8, 8)
     result = Engine(model).attribute(x, methods=("gradient",))
-    assert result.coverage["gradient"].relu_calls == 1
-    assert result.coverage["gradient"].overridden == 0
+    assert result.coverage[0].relu_calls == 1
+    assert result.coverage[0].overridden == 0
     with pytest.raises(UnsupportedModelError, match="escaped"):
         Engine(model).attribute(x, methods=("guided_backprop",))
 
@@ -288,7 +288,7 @@ def test_an_escaped_relu_is_detected_and_refused(no_mode_left):
 def test_bad_arguments(tiny_cnn, tiny_images):
     engine = Engine(tiny_cnn)
     with pytest.raises(SpecError, match="unknown method"):
-        engine.attribute(tiny_images, methods=("smoothgrad",))
+        engine.attribute(tiny_images, methods=("lrp",))
     with pytest.raises(ValueError, match="at least one method"):
         engine.attribute(tiny_images, methods=())
     with pytest.raises(ValueError, match="targets for 3 images"):
@@ -301,3 +301,80 @@ def test_a_model_without_logits_is_refused(no_mode_left):
     model = nn.Conv2d(3, 2, 3)
     with pytest.raises(UnsupportedModelError, match="logits"):
         Engine(model).attribute(torch.randn(1, 3, 8, 8))
+
+
+# --- The call's interface: positions, probabilities, extras, seeds ---------------------------
+
+ALL_METHODS = ["gradient", "guided_backprop", "deconvnet", "gradcam", "guided_gradcam",
+               method_spec("smoothgrad", samples=2), method_spec("integrated_gradients", steps=4),
+               method_spec("occlusion", patch=16, stride=16)]
+
+
+def test_every_method_in_one_call(tiny_cnn, tiny_images, no_mode_left):
+    result = Engine(tiny_cnn).attribute(tiny_images, ALL_METHODS, TopKTarget(2))
+    names = [m if isinstance(m, str) else m.name for m in ALL_METHODS]
+    probs = tiny_cnn(tiny_images).softmax(1).detach().numpy()
+    for i, image in enumerate(result.images):
+        assert image.probs.dtype == np.float32
+        np.testing.assert_allclose(image.probs, probs[i], rtol=1e-5, atol=1e-7)
+        assert [(m.method, m.position) for m in image.maps] == [
+            (name, p) for p, name in enumerate(names) for _ in range(2)]
+        top = list(np.argsort(-probs[i])[:2])
+        for m in image.maps:
+            assert m.target == {"class": top[image.maps.index(m) % 2]}
+            assert m.values.dtype == np.float32
+            assert m.values.shape == ((1, 32, 32) if m.method == "gradcam" else (3, 32, 32))
+            assert set(m.extras) == ({"convergence_delta"} if m.method == "integrated_gradients"
+                                     else set())
+            assert m.warnings == []
+    no_rule = {"gradcam", "integrated_gradients", "occlusion"}
+    for p, name in enumerate(names):
+        assert (result.coverage[p] is None) == (name in no_rule), name
+        if name in ("guided_backprop", "deconvnet", "guided_gradcam"):
+            assert result.coverage[p].complete, name
+        elif name not in no_rule:  # the plain gradient's rule is autograd's own
+            assert result.coverage[p].relu_calls == 4, name
+
+
+def test_method_specs_get_their_defaults_and_unknown_parameters_are_refused(tiny_cnn,
+                                                                          tiny_images):
+    engine = Engine(tiny_cnn)
+    bare = MethodSpec("occlusion", {"patch": 16})  # stride and fill from the defaults
+    full = method_spec("occlusion", patch=16, stride=8, fill="mean")
+    a = engine.attribute(tiny_images, [bare]).images[0].maps[0].values
+    b = engine.attribute(tiny_images, [full]).images[0].maps[0].values
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(SpecError, match="'samples' .*not a parameter|methods.samples"):
+        engine.attribute(tiny_images, [MethodSpec("occlusion", {"samples": 3})])
+
+
+def test_seeds_are_one_per_image(tiny_cnn, tiny_images):
+    with pytest.raises(ValueError, match="2 seeds for 3 images"):
+        Engine(tiny_cnn).attribute(tiny_images, ["gradient"], seeds=[1, 2])
+
+
+def test_sampling_and_path_methods_take_layer_targets(tiny_cnn, tiny_images):
+    from attribution_refs import layer_gradient
+
+    target = LayerTarget("conv3", 5)
+    spec = method_spec("integrated_gradients", steps=64)
+    result = Engine(tiny_cnn).attribute(tiny_images, [spec, method_spec("smoothgrad",
+                                                                        noise=0.0, samples=2)],
+                                        target)
+    expected = layer_gradient(tiny_cnn, tiny_images, "conv3", 5)
+    for i, image in enumerate(result.images):
+        ig, smooth = image.maps
+        assert ig.target == smooth.target == {"layer": "conv3", "channel": 5}
+        total = float(np.abs(ig.values).sum())
+        assert total > 0 and abs(ig.extras["convergence_delta"]) < 0.02 * total
+        np.testing.assert_allclose(smooth.values, expected[i], rtol=1e-5, atol=1e-7)
+
+
+def test_new_methods_leave_the_callers_model_untouched(tiny_images, no_mode_left):
+    torch.manual_seed(0)
+    model = TinyCNN(num_classes=4).train()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    Engine(model).attribute(tiny_images, ALL_METHODS, LayerTarget("conv3", 1))
+    assert hook_count(model) == 0 and model.training
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters())

@@ -101,13 +101,15 @@ def test_exported_program_loads_and_attributes_with_full_coverage(tmp_path):
     model = TinyCNN(num_classes=3).eval()
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(4))
     path = tmp_path / "tiny.pt2"
-    torch.export.save(torch.export.export(model, (x,)), str(path))
+    # A dynamic batch dimension: the engine runs passes of any number of rows.
+    batch = {"x": {0: torch.export.Dim("batch")}}
+    torch.export.save(torch.export.export(model, (x,), dynamic_shapes=batch), str(path))
     program = build_model(ModelSpec(name="tiny", num_classes=3), path)
 
     methods = ("gradient", "guided_backprop", "deconvnet")
     result = Engine(program).attribute(x, methods=methods, targets=ClassTarget(1))
     for m, method in enumerate(methods):
-        assert result.coverage[method].relu_calls == result.coverage[method].overridden == 4
+        assert result.coverage[m].relu_calls == result.coverage[m].overridden == 4
         expected, _ = reference_maps(method, model, x, [1, 1])  # the eager model, patched
         got = np.stack([image.maps[m].values for image in result.images])
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)

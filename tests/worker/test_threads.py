@@ -7,10 +7,11 @@ import threading
 import numpy as np
 import pytest
 import torch
-from engine_testing import METHODS
+from engine_testing import METHODS, hook_count
 from toy_patterns import TinyCNN
 
 from shared.errors import TargetError, UnsupportedModelError
+from shared.methods import method_spec
 from shared.targets import PREDICTED, LayerTarget, TopKTarget
 from worker.engine import Engine
 
@@ -36,6 +37,8 @@ def test_threads_with_different_methods_get_the_sequential_results(tiny_cnn, tin
         "guided_backprop": (("guided_backprop",), PREDICTED),
         "deconvnet": (("deconvnet",), TopKTarget(2)),
         "gradient": (("gradient",), LayerTarget("conv2", 3)),
+        "guided_gradcam": (("guided_gradcam", method_spec("smoothgrad", samples=3)),
+                           TopKTarget(2)),
     }
     expected = {name: _values(engine.attribute(tiny_images, methods, target))
                 for name, (methods, target) in jobs.items()}
@@ -50,7 +53,7 @@ def test_threads_with_different_methods_get_the_sequential_results(tiny_cnn, tin
                 result = engine.attribute(tiny_images, methods, target)
                 if not _same(_values(result), expected[name]):
                     failures.append(f"{name}: maps differ from the sequential run")
-                coverage = result.coverage[methods[0]]
+                coverage = result.coverage[0]
                 # The gradient alone runs on autograd's own rule: nothing is overridden.
                 if not (coverage.complete if name != "gradient" else coverage.overridden == 0):
                     failures.append(f"{name}: {coverage}")
@@ -68,14 +71,6 @@ def test_threads_with_different_methods_get_the_sequential_results(tiny_cnn, tin
     assert _modes() == (0, 0)
 
 
-def _hooks(model: torch.nn.Module) -> int:
-    return sum(
-        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
-        + len(m._backward_pre_hooks)
-        for m in model.modules()
-    )
-
-
 def test_the_callers_model_is_never_mutated(tiny_images):
     torch.manual_seed(0)
     model = TinyCNN(num_classes=4).train()  # a caller who left it in training mode
@@ -88,7 +83,7 @@ def test_the_callers_model_is_never_mutated(tiny_images):
     engine.attribute(tiny_images, methods=METHODS, targets=LayerTarget("conv3", 0))
     engine.attribute(tiny_images, methods=METHODS)
 
-    assert _hooks(model) == 0
+    assert hook_count(model) == 0
     assert {n: p.requires_grad for n, p in model.named_parameters()} == flags
     assert {n: m.training for n, m in model.named_modules()} == modes
     assert all(p.grad is None for p in model.parameters())
@@ -123,5 +118,5 @@ def test_no_mode_or_capture_stays_active_after_a_failed_call(model, kwargs, erro
     # The engine still works afterwards, in this thread.
     working = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.ReLU(), torch.nn.Linear(12, 2))
     result = Engine(working).attribute(x, methods=("guided_backprop",))
-    assert result.coverage["guided_backprop"].complete
+    assert result.coverage[0].complete
     assert _modes() == (0, 0)

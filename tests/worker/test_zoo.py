@@ -45,10 +45,10 @@ def test_zoo_model_has_full_coverage_and_matches_the_reference(architecture, req
 
     result = Engine(model).attribute(x, methods=METHODS, targets=ClassTarget(target))
     maps = {m.method: m.values for m in result.images[0].maps}
-    relu_calls = result.coverage["gradient"].relu_calls
+    relu_calls = result.coverage[0].relu_calls
     assert relu_calls > 0
-    for method in METHODS:
-        coverage = result.coverage[method]
+    for position, method in enumerate(METHODS):
+        coverage = result.coverage[position]
         assert coverage.relu_calls == coverage.overridden == relu_calls, method
         assert coverage.applied == relu_calls, method
 

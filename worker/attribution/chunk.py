@@ -21,7 +21,7 @@ from shared.errors import InputError
 from shared.jobs import Job
 from shared.records import InputSource
 from shared.seeds import item_seed
-from shared.specs import AttributionSpec, JobSpec, job_spec_from_json
+from shared.specs import AttributionSpec, job_spec_from_json
 from shared.targets import LabelTarget
 from worker.attribution.sinks import Fenced, ItemSink, RunResult, ShardSink
 from worker.context import WorkerContext
@@ -30,6 +30,7 @@ from worker.inputs import Loaded, load_input
 from worker.leases import LeaseKeeper
 from worker.metrics import BATCH_SECONDS, observe_gpu
 from worker.plans import planned_inputs
+from worker.refs import resolve_methods
 from worker.retry import retrying
 
 log = logging.getLogger(__name__)
@@ -99,14 +100,15 @@ def run_attribution(ctx: WorkerContext, job: Job, lease: Lease, keeper: LeaseKee
         raise InputError(f"model {spec.model!r} is no longer registered")
     engine = engine_for(ctx, job.tenant, record)
     model = record.spec
+    methods = resolve_methods(ctx, job, model, work.methods)
     sources = _sources(ctx, job, lease)
     indices = list(range(lease.start, lease.stop))
     if job.layout == "items":
         todo = ctx.jobs.unfinished(job.id, indices)
-        sink = ItemSink(ctx, job, lease, work, model, worker)
+        sink = ItemSink(ctx, job, lease, work, methods, model, worker)
     else:
         todo = indices
-        sink = ShardSink(ctx, job, lease, work, model, worker)
+        sink = ShardSink(ctx, job, lease, work, methods, model, worker)
     budget = ctx.settings.retry_budget_s
     deadline = time.monotonic() + ctx.settings.task_time_limit_s / 2
     stop = Stop(lease.stop)
@@ -146,19 +148,18 @@ def run_attribution(ctx: WorkerContext, job: Job, lease: Lease, keeper: LeaseKee
             if not good:
                 continue
             started = time.perf_counter()
+            seeds = [item_seed(spec.seed, item.index) for item in good]
             try:
-                result = attribute(engine, torch.stack([item.x for item in good]), spec,
-                                   targets, [item.index for item in good])
+                result = engine.attribute(torch.stack([item.x for item in good]), methods,
+                                          targets, seeds=seeds)
             except InputError as e:
                 for item in good:
                     sink.fail(item, e.message)
                 continue
             BATCH_SECONDS.observe(time.perf_counter() - started)
             observe_gpu()
-            coverage = {method: c.to_json() for method, c in result.coverage.items()}
             for item, image in zip(good, result.images, strict=True):
-                label_score = None if item.label is None else float(image.probs[item.label])
-                sink.add(item, image, coverage, label_score)
+                sink.add(item, image, result.coverage)
     except BaseException:
         if next_load is not None:
             next_load.cancel()
@@ -168,12 +169,6 @@ def run_attribution(ctx: WorkerContext, job: Job, lease: Lease, keeper: LeaseKee
         sink.abandon()
         return None, False
     return sink.finish(stop.upto), stop.to_back
-
-
-def attribute(engine, x, spec: JobSpec, targets: list, indices: list[int]):
-    """The engine on one batch: the job's methods, each item's target and seed."""
-    seeds = [item_seed(spec.seed, index) for index in indices]
-    return engine.attribute(x, [m.name for m in spec.work.methods], targets, seeds=seeds)
 
 
 def raise_fenced(job: Job, lease: Lease) -> None:

@@ -1,8 +1,10 @@
-"""What an attributed item leaves behind: its output files, and its record.
+"""What an attributed item leaves behind: its output files, its metrics, and its record.
 
 Upload and inline jobs write every requested output as a file per item (v1); data-set jobs
 put the raw maps into the segment's shard (`shared.shards`) and write per-item files only
-for the kinds the job's `write` names. Rendering is `shared.render`, numpy only.
+for the kinds the job's `write` names. Every output gets the audit metrics of its map
+(`worker.audit`), computed on float32 before anything is stored. Rendering is
+`shared.render`, numpy only.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ import numpy as np
 
 from shared import render
 from shared.keys import JobKeys
+from shared.methods import MethodSpec
 from shared.modelspec import ModelSpec
-from shared.records import ItemRecord, MapRef, OutputRecord, Prediction
+from shared.records import ItemRecord, MapRef, OutputRecord, Prediction, finite_or_none
 from shared.specs import AttributionSpec
 from shared.status import ItemStatus
 from shared.storage import Storage
+from worker.audit import Region, baseline_metrics, box_to_input, item_metrics, mask_to_input
 from worker.inputs import Loaded
 
 CONTENT_TYPES = {"npy": "application/octet-stream", "png": "image/png", "overlay": "image/png",
@@ -50,17 +54,57 @@ def write_files(storage: Storage, keys: JobKeys, spec: AttributionSpec, model: M
     return files
 
 
+def region(item: Loaded, model: ModelSpec) -> Region | None:
+    """The item's object (box or mask) in the model's input space, if the input gives one."""
+    prep = model.preprocessing
+    if item.mask is not None:
+        return mask_to_input(item.mask, prep)
+    if item.source.box is not None and item.size is not None:
+        return box_to_input(item.source.box, item.size, prep)
+    return None
+
+
+def _clean(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: (finite_or_none(v) if isinstance(v, float) else v) for k, v in metrics.items()}
+
+
+def baseline(item_region: Region | None, model: ModelSpec) -> dict[str, Any] | None:
+    """The centre-Gaussian baseline's figures for the item's object (None: no object)."""
+    if item_region is None:
+        return None
+    return _clean(baseline_metrics(item_region, model.preprocessing.input_size))
+
+
+def output_record(amap: Any, spec: MethodSpec, coverage: Any, item_region: Region | None,
+                  side: int, files: dict[str, str], map_ref: MapRef | None) -> OutputRecord:
+    """One map's record: where it is, what it is of, its metrics and warnings."""
+    metrics = None
+    if amap.values.ndim == 3 and amap.values.shape[1:] == (side, side):
+        metrics = _clean(item_metrics(amap.values, item_region, side))
+    params = spec.to_json() if isinstance(spec.to_json(), dict) else None
+    if params is not None:
+        params = {k: v for k, v in params.items() if k != "name"}
+    return OutputRecord(
+        method=amap.method, position=amap.position, target=amap.target, files=files,
+        map=map_ref, params=params, coverage=coverage.to_json() if coverage else None,
+        metrics=metrics, warnings=tuple(amap.warnings),
+        convergence_delta=finite_or_none(amap.extras.get("convergence_delta")),
+    )
+
+
 def prediction(model: ModelSpec, result: Any) -> Prediction:
     return Prediction(result.predicted_class, float(result.score),
                       model.class_name(result.predicted_class))
 
 
 def succeeded(item: Loaded, model: ModelSpec, result: Any, outputs: list[OutputRecord],
-              worker: str | None, label_score: float | None) -> ItemRecord:
+              worker: str | None, base: dict[str, Any] | None) -> ItemRecord:
+    label_score = None if item.label is None else finite_or_none(float(result.probs[item.label]))
     return ItemRecord(
         index=item.index, status=ItemStatus.SUCCEEDED, input=item.source.name,
         id=item.source.id, prediction=prediction(model, result), outputs=tuple(outputs),
         worker=worker, label=item.label, label_score=label_score, box=item.source.box,
+        baseline=base,
     )
 
 
@@ -68,10 +112,3 @@ def failed(item: Loaded, message: str, worker: str | None) -> ItemRecord:
     return ItemRecord(index=item.index, status=ItemStatus.FAILED, input=item.source.name,
                       id=item.source.id, error=message, worker=worker, label=item.label,
                       box=item.source.box)
-
-
-def output_record(amap: Any, position: int, coverage: dict[str, int] | None,
-                  files: dict[str, str], map_ref: MapRef | None,
-                  params: dict[str, Any] | None) -> OutputRecord:
-    return OutputRecord(method=amap.method, position=position, target=amap.target,
-                        files=files, map=map_ref, params=params, coverage=coverage)

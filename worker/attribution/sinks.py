@@ -3,8 +3,9 @@
 `ItemSink` (upload and inline jobs) records each item as it is finished, in Redis, and
 writes its files from the render pool beside the model: a result is visible at once.
 `ShardSink` (data-set jobs) gathers the segment's maps into one shard and its records into
-one rows file, written when the run ends: two objects per segment, whatever its size.
-Every write is fenced by the chunk's lease token.
+one rows file, written when the run ends: two objects per segment, whatever its size. Both
+keep a 32×32 thumbnail of every map, written as one file per run, which is all the audit's
+clustering reads. Every write is fenced by the chunk's lease token.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from typing import Any
 from shared.chunks import Lease, Segment
 from shared.jobs import Job
 from shared.keys import JobKeys
+from shared.methods import MethodSpec
 from shared.modelspec import ModelSpec
-from shared.records import ItemRecord, MapRef
+from shared.records import ItemRecord, MapRef, OutputRecord
 from shared.shards import ShardWriter
 from shared.specs import AttributionSpec
 from worker.attribution import outputs
+from worker.audit import thumbnail
 from worker.context import WorkerContext
 from worker.inputs import Loaded
 from worker.metrics import IMAGES
@@ -43,20 +46,61 @@ class RunResult:
     failed: int = 0
 
 
-class ItemSink:
-    """Records each finished item at once (v1 layout: files per item, records in Redis)."""
+class _Sink:
+    """What both sinks share: the job, the lease, the thumbnails, the retried writes."""
 
     def __init__(self, ctx: WorkerContext, job: Job, lease: Lease, spec: AttributionSpec,
-                 model: ModelSpec, worker: str | None) -> None:
-        self.ctx, self.job, self.lease, self.spec, self.model = ctx, job, lease, spec, model
-        self.worker = worker
+                 methods: list[MethodSpec], model: ModelSpec, worker: str | None) -> None:
+        self.ctx, self.job, self.lease, self.spec = ctx, job, lease, spec
+        self.methods, self.model, self.worker = methods, model, worker
         self.keys = JobKeys(job.tenant, job.id)
+        self.side = model.preprocessing.input_size
+        self.thumbs = ShardWriter("float16")
+
+    def _retry(self, fn, what: str):
+        return retrying(fn, self.ctx.settings.retry_budget_s, what)
+
+    def _outputs(self, item: Loaded, result: Any, coverage: dict[int, Any], kinds, map_ref):
+        """The item's output records, writing the files of `kinds` (and the thumbnails)."""
+        item_region = outputs.region(item, self.model)
+        records = []
+        for amap in result.maps:
+            self.thumbs.add(amap.position, item.index, thumbnail(amap.values))
+            files = self._retry(lambda amap=amap: outputs.write_files(
+                self.ctx.storage, self.keys, self.spec, self.model, item, amap.position,
+                amap.method, amap.values, kinds), f"writing item {item.index}'s files"
+            ) if kinds else {}
+            records.append(outputs.output_record(
+                amap, self.methods[amap.position], coverage.get(amap.position), item_region,
+                self.side, files, map_ref(amap) if map_ref else None))
+        return records, outputs.baseline(item_region, self.model)
+
+    def _write_thumbs(self) -> str | None:
+        if not len(self.thumbs):
+            return None
+        key = self.keys.thumbs(self.lease.start, self.lease.token)
+        with tempfile.TemporaryFile() as out:
+            self.thumbs.write(out)
+
+            def upload() -> None:
+                out.seek(0)
+                self.ctx.storage.put_stream(key, out, "application/octet-stream")
+
+            self._retry(upload, "writing thumbnails")
+        return key
+
+
+class ItemSink(_Sink):
+    """Records each finished item at once (v1 layout: files per item, records in Redis)."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
         self.pending: set[Future] = set()
 
     def _record(self, record: ItemRecord) -> None:
-        ok = retrying(lambda: self.ctx.jobs.record_item(self.job.id, record, self.lease.key,
-                                                        self.lease.token),
-                      self.ctx.settings.retry_budget_s, f"recording item {record.index}")
+        ok = self._retry(lambda: self.ctx.jobs.record_item(
+            self.job.id, record, self.lease.key, self.lease.token),
+            f"recording item {record.index}")
         if not ok:
             raise Fenced(f"job {self.job.id} chunk {self.lease.start}: lease taken over")
 
@@ -64,25 +108,13 @@ class ItemSink:
         self._record(outputs.failed(item, message, self.worker))
         IMAGES.labels("failed").inc()
 
-    def add(self, item: Loaded, result: Any, coverage: dict[str, Any],
-            label_score: float | None) -> None:
-        self.pending.add(self.ctx.renderers.submit(self._store, item, result, coverage,
-                                                   label_score))
+    def add(self, item: Loaded, result: Any, coverage: dict[int, Any]) -> None:
+        self.pending.add(self.ctx.renderers.submit(self._store, item, result, coverage))
         self._collect(2 * self.ctx.settings.batch_size)
 
-    def _store(self, item: Loaded, result: Any, coverage: dict[str, Any],
-               label_score: float | None) -> None:
-        records = []
-        for position, amap in enumerate(result.maps):
-            files = retrying(
-                lambda amap=amap, position=position: outputs.write_files(
-                    self.ctx.storage, self.keys, self.spec, self.model, item, position,
-                    amap.method, amap.values, self.spec.outputs),
-                self.ctx.settings.retry_budget_s, f"writing item {item.index}'s outputs")
-            records.append(outputs.output_record(amap, position, coverage.get(amap.method),
-                                                 files, None, None))
-        self._record(outputs.succeeded(item, self.model, result, records, self.worker,
-                                       label_score))
+    def _store(self, item: Loaded, result: Any, coverage: dict[int, Any]) -> None:
+        records, base = self._outputs(item, result, coverage, self.spec.outputs, None)
+        self._record(outputs.succeeded(item, self.model, result, records, self.worker, base))
         IMAGES.labels("succeeded").inc()
 
     def _collect(self, keep: int) -> None:
@@ -93,24 +125,24 @@ class ItemSink:
 
     def finish(self, upto: int) -> RunResult:
         self._collect(0)
-        return RunResult(upto)
+        thumbs = self._write_thumbs()
+        segment = Segment(self.lease.start, upto, self.lease.token, None, None, thumbs) if (
+            thumbs) else None
+        return RunResult(upto, segment)
 
     def abandon(self) -> None:
         for fut in self.pending:
             fut.cancel()
 
 
-class ShardSink:
+class ShardSink(_Sink):
     """Gathers a segment's maps and records, and writes them as one shard and one rows file."""
 
-    def __init__(self, ctx: WorkerContext, job: Job, lease: Lease, spec: AttributionSpec,
-                 model: ModelSpec, worker: str | None) -> None:
-        self.ctx, self.job, self.lease, self.spec, self.model = ctx, job, lease, spec, model
-        self.worker = worker
-        self.keys = JobKeys(job.tenant, job.id)
-        self.shard_key = self.keys.shard(lease.start, lease.token)
-        self.rows_key = self.keys.rows(lease.start, lease.token)
-        self.writer = ShardWriter(spec.map_dtype)
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.shard_key = self.keys.shard(self.lease.start, self.lease.token)
+        self.rows_key = self.keys.rows(self.lease.start, self.lease.token)
+        self.writer = ShardWriter(self.spec.map_dtype)
         self.rows: dict[int, bytes] = {}
         self.done = self.failed = 0
 
@@ -122,21 +154,14 @@ class ShardSink:
         self.failed += 1
         IMAGES.labels("failed").inc()
 
-    def add(self, item: Loaded, result: Any, coverage: dict[str, Any],
-            label_score: float | None) -> None:
-        records = []
-        for position, amap in enumerate(result.maps):
-            row = self.writer.add(position, item.index, amap.values)
-            files = retrying(
-                lambda amap=amap, position=position: outputs.write_files(
-                    self.ctx.storage, self.keys, self.spec, self.model, item, position,
-                    amap.method, amap.values, self.spec.write),
-                self.ctx.settings.retry_budget_s, f"writing item {item.index}'s files",
-            ) if self.spec.write else {}
-            records.append(outputs.output_record(amap, position, coverage.get(amap.method),
-                                                 files, MapRef(self.shard_key, row), None))
-        self._row(outputs.succeeded(item, self.model, result, records, self.worker,
-                                    label_score))
+    def add(self, item: Loaded, result: Any, coverage: dict[int, Any]) -> None:
+        def map_ref(amap) -> MapRef:
+            return MapRef(self.shard_key, self.writer.add(amap.position, item.index,
+                                                          amap.values))
+
+        records: list[OutputRecord]
+        records, base = self._outputs(item, result, coverage, self.spec.write, map_ref)
+        self._row(outputs.succeeded(item, self.model, result, records, self.worker, base))
         self.done += 1
         IMAGES.labels("succeeded").inc()
 
@@ -144,7 +169,6 @@ class ShardSink:
         if upto <= self.lease.start:
             self.abandon()
             return RunResult(upto)
-        budget = self.ctx.settings.retry_budget_s
         shard_key = self.shard_key if len(self.writer) else None
         if shard_key is not None:
             with tempfile.TemporaryFile() as shard:
@@ -154,14 +178,17 @@ class ShardSink:
                     shard.seek(0)
                     self.ctx.storage.put_stream(shard_key, shard, "application/octet-stream")
 
-                retrying(upload, budget, "writing a shard")
+                self._retry(upload, "writing a shard")
         rows = b"".join(self.rows[i] for i in sorted(self.rows))
-        retrying(lambda: self.ctx.storage.put(self.rows_key, rows, "application/x-ndjson"),
-                 budget, "writing a rows file")
+        self._retry(lambda: self.ctx.storage.put(self.rows_key, rows, "application/x-ndjson"),
+                    "writing a rows file")
+        thumbs = self._write_thumbs()
         self.abandon()
-        segment = Segment(self.lease.start, upto, self.lease.token, shard_key, self.rows_key)
+        segment = Segment(self.lease.start, upto, self.lease.token, shard_key, self.rows_key,
+                          thumbs)
         return RunResult(upto, segment, self.done, self.failed)
 
     def abandon(self) -> None:
         self.writer.close()
+        self.thumbs.close()
         self.rows.clear()

@@ -3,23 +3,58 @@
 from __future__ import annotations
 
 from shared.errors import SpecError
-from shared.methods import METHODS
-from worker.methods.base import BackwardRule
+from shared.methods import METHODS, MethodSpec, method_spec
+from worker.methods.base import BackwardRule, Method, Params
+from worker.methods.gradcam import GradCam, GuidedGradCam
 from worker.methods.gradient import Gradient
+from worker.methods.integrated_gradients import IntegratedGradients
 from worker.methods.modified_relu import DeconvNet, GuidedBackprop
+from worker.methods.occlusion import Occlusion
+from worker.methods.smoothgrad import SmoothGrad
 
-RULES: dict[str, BackwardRule] = {
-    rule.name: rule for rule in (Gradient(), GuidedBackprop(), DeconvNet())
+REGISTRY: dict[str, Method] = {
+    method.name: method
+    for method in (Gradient(), GuidedBackprop(), DeconvNet(), SmoothGrad(),
+                   IntegratedGradients(), GradCam(), GuidedGradCam(), Occlusion())
 }
-assert set(RULES) == set(METHODS), "every public method name needs exactly one rule"
+assert set(REGISTRY) == set(METHODS), "every public method name needs exactly one method"
+#: The methods that are one backward rule at the rectifiers of the shared forward pass.
+RULES: dict[str, BackwardRule] = {
+    name: method for name, method in REGISTRY.items() if isinstance(method, BackwardRule)
+}
+
+
+def get_method(name: str) -> Method:
+    """The method registered under `name`, or a SpecError listing the known ones."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise SpecError("methods", f"unknown method {name!r}; known: {sorted(REGISTRY)}") from None
 
 
 def get_rule(name: str) -> BackwardRule:
-    """The rule registered under `name`, or a SpecError listing the known ones."""
+    """The backward rule registered under `name`, or a SpecError listing the known ones."""
     try:
         return RULES[name]
     except KeyError:
         raise SpecError("methods", f"unknown method {name!r}; known: {sorted(RULES)}") from None
 
 
-__all__ = ["RULES", "BackwardRule", "get_rule"]
+def resolve_method(method: str | MethodSpec) -> MethodSpec:
+    """A method name or spec as a spec with every parameter (defaults filled in)."""
+    if isinstance(method, str):
+        return method_spec(method)
+    info = METHODS.get(method.name)
+    if info is None:
+        raise SpecError("methods", f"unknown method {method.name!r}; known: {sorted(METHODS)}")
+    known = {p.name: p for p in info.params}
+    unknown = sorted(set(method.params) - set(known))
+    if unknown:
+        raise SpecError(f"methods.{unknown[0]}", f"is not a parameter of {method.name!r}; "
+                        f"its parameters are {sorted(known)}")
+    return MethodSpec(method.name, {name: method.params.get(name, p.default)
+                                    for name, p in known.items()}, method.as_object)
+
+
+__all__ = ["REGISTRY", "RULES", "BackwardRule", "Method", "Params", "get_method", "get_rule",
+           "resolve_method"]

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
-from worker.methods.base import BackwardRule, forward_mask_backward
+from worker.input_dependence import NO_INPUT_DEPENDENCE
+from worker.methods.base import BackwardRule, Maps, Params, forward_mask_backward
+
+if TYPE_CHECKING:
+    from worker.call import Call
 
 
 class ModifiedReluRule(BackwardRule):
@@ -35,8 +41,18 @@ class DeconvNet(ModifiedReluRule):
 
     g_in = max(g_out, 0) whatever the forward input (for ReLU and ReLU6 alike); max-pooling
     routes the signal through the switches recorded in the forward pass and convolutions by
-    their transposes, which is the ordinary backward of both.
+    their transposes, which is the ordinary backward of both. Where nothing else on the
+    backward path reads the forward pass, every image gets the same map for the same target,
+    and each map says so (`worker.input_dependence`).
     """
 
     name = "deconvnet"
     uses_forward_mask = False
+
+    def compute(self, call: Call, params: Params, position: int) -> Maps:
+        maps = super().compute(call, params, position)
+        if not call.shared_depends_on_input():
+            for per_image in maps:
+                for computed in per_image.values():
+                    computed.warnings.append(NO_INPUT_DEPENDENCE)
+        return maps

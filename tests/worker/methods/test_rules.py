@@ -8,7 +8,7 @@ import torch
 
 from shared.errors import SpecError
 from shared.methods import METHODS
-from worker.methods import RULES, get_rule
+from worker.methods import REGISTRY, RULES, get_method, get_rule
 
 
 def _numpy_rule(name: str, x: np.ndarray, g: np.ndarray, upper: float | None) -> np.ndarray:
@@ -22,7 +22,7 @@ def _numpy_rule(name: str, x: np.ndarray, g: np.ndarray, upper: float | None) ->
 
 
 @pytest.mark.parametrize("upper", [None, 6.0], ids=["relu", "relu6"])
-@pytest.mark.parametrize("name", sorted(METHODS))
+@pytest.mark.parametrize("name", sorted(RULES))
 def test_rule_matches_numpy(name, upper):
     rng = np.random.default_rng(0)
     x = (rng.normal(size=(2, 3, 5, 5)) * 5).astype(np.float32)
@@ -35,7 +35,7 @@ def test_rule_matches_numpy(name, upper):
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("name", sorted(METHODS))
+@pytest.mark.parametrize("name", sorted(RULES))
 def test_rule_keeps_the_gradient_dtype(name, dtype):
     g = torch.randn(8).to(dtype)
     out = torch.randn(8).clamp(min=0).to(dtype)
@@ -43,16 +43,20 @@ def test_rule_keeps_the_gradient_dtype(name, dtype):
 
 
 def test_registry_holds_exactly_the_public_methods():
-    assert set(RULES) == set(METHODS)
-    assert all(RULES[name].name == name for name in RULES)
+    assert set(REGISTRY) == set(METHODS)
+    assert all(REGISTRY[name].name == name for name in REGISTRY)
+    assert set(RULES) == {"gradient", "guided_backprop", "deconvnet"}
     assert not RULES["gradient"].needs_every_rectifier
     assert RULES["guided_backprop"].needs_every_rectifier
     assert RULES["deconvnet"].needs_every_rectifier
     with pytest.raises(SpecError, match="unknown method 'lrp'"):
         get_rule("lrp")
+    with pytest.raises(SpecError, match="unknown method 'smoothgrad'"):
+        get_rule("smoothgrad")  # a method, but not a backward rule
+    assert get_method("smoothgrad") is REGISTRY["smoothgrad"]
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
-def test_each_rule_cites_its_paper(name):
-    doc = type(RULES[name]).__doc__
-    assert any(year in doc for year in ("2014", "2015"))
+def test_each_method_cites_its_paper(name):
+    doc = type(REGISTRY[name]).__doc__
+    assert any(year in doc for year in ("2014", "2015", "2017"))

@@ -1,0 +1,121 @@
+"""One engine call on one chunk of images: what each method computes its maps from.
+
+The chunk's shared forward pass (when a method needs one), its targets and per-image seeds,
+and the means to run passes of its own over rows (noisy copies, path points, occluded
+copies) in micro-batches that fit the memory budget, counting coverage as they go.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from worker.baselines import Normalization
+from worker.input_dependence import deconvnet_depends_on_input
+from worker.membudget import in_micro_batches
+from worker.methods.base import BackwardRule, Computed, Maps
+from worker.passes import Pass
+from worker.targets import Selection
+
+if TYPE_CHECKING:
+    from worker.engine import Engine
+
+
+@dataclass
+class CoverageCount:
+    """Rectifiers seen by one method's passes: structural counts, and rule applications."""
+
+    relu_calls: int = 0
+    overridden: int | None = None
+    applied: int = 0
+
+    def add(self, done: Pass, rule: BackwardRule) -> None:
+        self.relu_calls = max(self.relu_calls, done.overridden + done.escaped)
+        self.overridden = (done.overridden if self.overridden is None
+                           else min(self.overridden, done.overridden))
+        self.applied += done.applied(rule)
+
+    def merge(self, other: CoverageCount) -> None:
+        """Fold in the count of another chunk of the same call."""
+        self.relu_calls = max(self.relu_calls, other.relu_calls)
+        if other.overridden is not None:
+            self.overridden = (other.overridden if self.overridden is None
+                               else min(self.overridden, other.overridden))
+        self.applied += other.applied
+
+
+@dataclass
+class Call:
+    """A chunk of images (`x`, on the engine's device) and everything about them."""
+
+    engine: Engine
+    x: torch.Tensor
+    selections: list[list[Selection]]
+    seeds: list[int]
+    rows_with_grad: int  # rows a pass with a backward may hold
+    rows_without_grad: int  # rows a forward-only pass may hold
+    target_layers: tuple[str, ...]
+    shared: Pass | None = None
+    coverage: dict[int, CoverageCount] = field(default_factory=dict)
+
+    @property
+    def device(self) -> torch.device:
+        return self.engine.device
+
+    @property
+    def norm(self) -> Normalization:
+        return self.engine.norm
+
+    @property
+    def ranks(self) -> int:
+        return max(len(s) for s in self.selections)
+
+    def layer(self, name: str | None) -> str:
+        """A `layer` parameter: the named module, or the default Grad-CAM layer for null."""
+        return self.engine.default_layer(self.x[:1]) if name is None else name
+
+    def count(self, position: int, done: Pass, rule: BackwardRule | None) -> None:
+        """Add a pass that a method used to its coverage (nothing for a method with no rule)."""
+        if rule is not None:
+            self.coverage.setdefault(position, CoverageCount()).add(done, rule)
+
+    def input_gradient_maps(self, rule: BackwardRule) -> Maps:
+        """Every image's input gradient under `rule`, by rank, from the shared pass."""
+        assert self.shared is not None
+        maps: Maps = [{} for _ in self.selections]
+        for rank in range(self.ranks):
+            grads = self.shared.input_grads(rule, rank)
+            for i, chosen in enumerate(self.selections):
+                if grads is not None and rank < len(chosen):
+                    maps[i][rank] = Computed(grads[i])
+        return maps
+
+    def shared_depends_on_input(self) -> bool:
+        """Whether DeconvNet's backward from the shared pass's targets can read the input."""
+        assert self.shared is not None
+        captured = [a for a in self.shared.activations.values() if a is not None]
+        return deconvnet_depends_on_input([self.shared.logits, *captured])
+
+    def run_pass(self, rows: torch.Tensor, images: Sequence[int], *, grad: bool,
+                 rule: BackwardRule | None = None, layers: Sequence[str] = ()) -> Pass:
+        """A pass of its own over `rows`, row j taking the targets of image `images[j]`."""
+        override = rule is not None and rule.needs_every_rectifier
+        wanted = tuple(dict.fromkeys((*self.target_layers, *layers)))
+        done = self.engine.forward(rows, wanted, grad=grad, override=override)
+        done.selections = [self.selections[i] for i in images]
+        if grad and rule is not None:
+            done.check_rule(rule)
+        return done
+
+    def in_micro_batches(self, total: int, build: Callable[[int, int], Any],
+                         compute: Callable[[Any, int, int], None], *, grad: bool) -> None:
+        """Rows 0..total in passes that fit the budget (see `worker.membudget`)."""
+        size = self.rows_with_grad if grad else self.rows_without_grad
+        size = in_micro_batches(total, size, build, compute, self.device)
+        if grad:  # after an out-of-memory error, later passes start from the smaller size
+            self.rows_with_grad = size
+        else:
+            self.rows_without_grad = size

@@ -1,0 +1,92 @@
+"""Grad-CAM and Guided Grad-CAM: a layer's activations weighted by their gradients."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+
+from shared.errors import SpecError
+from worker.methods.base import BackwardRule, Computed, Maps, Method, Params
+from worker.methods.modified_relu import GuidedBackprop
+
+if TYPE_CHECKING:
+    from worker.call import Call
+
+GUIDED = GuidedBackprop()
+
+
+class GradCam(Method):
+    """Selvaraju et al. 2017, "Grad-CAM: Visual Explanations from Deep Networks via
+    Gradient-based Localization".
+
+    At a layer with activations A (C×h×w): α_c = mean over h, w of d score / d A_c, map =
+    ReLU(Σ_c α_c A_c), upsampled bilinearly (align_corners=False) to the input: 1×H×W, as
+    Captum's `LayerGradCam` followed by `LayerAttribution.interpolate(..., "bilinear")`.
+    The layer defaults to the last convolutional block (`worker.layers`).
+    """
+
+    name = "gradcam"
+
+    def rule(self, params: Params) -> BackwardRule | None:
+        return None
+
+    def layers(self, params: Params, call: Call) -> tuple[str, ...]:
+        return (call.layer(params["layer"]),)
+
+    def check(self, params: Params, call: Call, position: int) -> None:
+        if params["layer"] is not None:
+            call.engine.taps.check([params["layer"]], f"methods[{position}].layer")
+
+    def cams(self, call: Call, params: Params) -> list[torch.Tensor | None]:
+        """Per rank, every image's upsampled map (N×1×H×W), from the shared pass."""
+        assert call.shared is not None
+        layer = call.layer(params["layer"])
+        cams: list[torch.Tensor | None] = []
+        for rank in range(call.ranks):
+            found = call.shared.layer_grads(layer, rank)
+            if found is None:
+                cams.append(None)
+                continue
+            act, grad = found
+            if act.dim() != 4:
+                raise SpecError("layer", f"module {layer!r} outputs shape {list(act.shape)}; "
+                                "Grad-CAM needs a convolutional layer's N×C×H×W output")
+            weights = grad.mean(dim=(2, 3), keepdim=True)
+            cam = F.relu((weights * act).sum(dim=1, keepdim=True))
+            cams.append(F.interpolate(cam, size=tuple(call.x.shape[-2:]), mode="bilinear",
+                                      align_corners=False))
+        return cams
+
+    def compute(self, call: Call, params: Params, position: int) -> Maps:
+        maps: Maps = [{} for _ in call.selections]
+        for rank, cam in enumerate(self.cams(call, params)):
+            for i, chosen in enumerate(call.selections):
+                if cam is not None and rank < len(chosen):
+                    maps[i][rank] = Computed(cam[i])
+        return maps
+
+
+class GuidedGradCam(GradCam):
+    """Selvaraju et al. 2017: guided backpropagation (Springenberg et al. 2015) times the
+    upsampled Grad-CAM map, channel by channel, from the same forward pass (C×H×W).
+
+    As Captum's `GuidedGradCam`, with bilinear upsampling; the guided backward pass is the
+    one `guided_backprop` takes in the same call, so asking for both costs one backward.
+    """
+
+    name = "guided_gradcam"
+
+    def rule(self, params: Params) -> BackwardRule | None:
+        return GUIDED
+
+    def compute(self, call: Call, params: Params, position: int) -> Maps:
+        assert call.shared is not None
+        maps: Maps = [{} for _ in call.selections]
+        for rank, cam in enumerate(self.cams(call, params)):
+            guided = call.shared.input_grads(GUIDED, rank)
+            for i, chosen in enumerate(call.selections):
+                if cam is not None and guided is not None and rank < len(chosen):
+                    maps[i][rank] = Computed(guided[i] * cam[i])
+        return maps

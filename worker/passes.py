@@ -1,0 +1,133 @@
+"""One forward pass over a batch of rows, and the backward passes methods take from it.
+
+A row is one model input: an image, a noisy copy of one, a point on an integration path, an
+image with a patch occluded. The rows of a pass are independent (the model is in eval mode),
+so one backward pass per map rank gives every row's gradient at once; each backward pass is
+cached, so methods that need the same one (guided backprop and Guided Grad-CAM) share it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+from torch import nn
+
+from shared.errors import TargetError, UnsupportedModelError
+from worker.methods.base import BackwardRule
+from worker.methods.gradient import Gradient
+from worker.relu_override import RuleSwitch, count_rectifiers, override_rectifiers
+from worker.targets import LayerTaps, Selection, seed_gradients, target_scores
+
+GRADIENT = Gradient()
+
+
+def model_logits(output: Any) -> torch.Tensor:
+    """The N×classes logits from a model's output (a tensor, `.logits`, or a tuple's first)."""
+    if hasattr(output, "logits"):
+        output = output.logits
+    elif isinstance(output, (tuple, list)) and output:
+        output = output[0]
+    if not isinstance(output, torch.Tensor) or output.dim() != 2:
+        shape = list(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+        raise UnsupportedModelError(
+            f"the model's output is {shape}; expected logits of shape [batch, classes]"
+        )
+    return output
+
+
+class Pass:
+    """The forward pass of `x` (rows×C×H×W), kept for backward passes when `grad` is true.
+
+    `override` routes every rectifier through the switchable rule, which methods with a
+    rule of their own (guided backprop, DeconvNet) need; `layers` are recorded on the way.
+    """
+
+    def __init__(self, model: nn.Module, taps: LayerTaps, x: torch.Tensor,
+                 layers: Sequence[str], *, grad: bool, override: bool,
+                 autocast: Callable[[], Any]) -> None:
+        self.x = x.detach().requires_grad_(grad)
+        self.switch = RuleSwitch()
+        self.grad = grad
+        self.override = override
+        rectifiers = override_rectifiers(self.switch) if override else nullcontext()
+        with torch.set_grad_enabled(grad), taps.capture(layers) as activations, rectifiers:
+            with autocast():
+                self.logits = model_logits(model(self.x))
+        self.activations = activations
+        self.overridden = self.escaped = 0
+        if grad:
+            captured = [a for a in activations.values() if a is not None]
+            self.overridden, self.escaped = count_rectifiers([self.logits, *captured])
+        self.selections: list[list[Selection]] = []
+        self._cache: dict[tuple[str, str, int], Any] = {}
+
+    def check_rule(self, rule: BackwardRule) -> None:
+        """Refuse a rule that would silently not apply to part of the model."""
+        if not rule.needs_every_rectifier:
+            return
+        missing = dict(self.switch.no_rule)
+        if self.switch.other_hardtanh:
+            missing["Hardtanh (bounds other than 0, 6)"] = self.switch.other_hardtanh
+        if missing:
+            found = ", ".join(f"{name} ({count} calls)" for name, count in sorted(missing.items()))
+            raise UnsupportedModelError(
+                f"{rule.name} defines a rule only for ReLU and ReLU6, and this model also "
+                f"uses {found}; use the 'gradient' method for this model"
+            )
+        if self.escaped:
+            raise UnsupportedModelError(
+                f"{self.escaped} of {self.overridden + self.escaped} rectifier applications "
+                f"escaped the {rule.name} rule (an unsupported way of calling ReLU); "
+                "refusing to return what would be a plain gradient"
+            )
+
+    def scores(self, rank: int) -> torch.Tensor:
+        """Each row's target score for map `rank` (float32; 0 where the row has none)."""
+        return target_scores(self.selections, rank, self.logits, self.activations)
+
+    def input_grads(self, rule: BackwardRule, rank: int) -> torch.Tensor | None:
+        """d score / d row under `rule`, rows×C×H×W float32; None if no row has this rank."""
+        key = ("input", rule.name, rank)
+        if key not in self._cache:
+            if rule.needs_every_rectifier and not self.override:
+                raise RuntimeError(f"{rule.name} needs a pass with the rectifier override")
+            outputs, seeds = seed_gradients(self.selections, rank, self.logits,
+                                            self.activations)
+            grad = None
+            if outputs:
+                self.switch.rule = rule
+                (grad,) = torch.autograd.grad(outputs, self.x, seeds, retain_graph=True)
+                grad = grad.detach().float()
+            self._cache[key] = grad
+        return self._cache[key]
+
+    def layer_grads(self, layer: str, rank: int
+                    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """A recorded layer's output and d score / d output (plain gradient), as float32."""
+        key = ("layer", layer, rank)
+        if key not in self._cache:
+            act = self.activations.get(layer)
+            if act is None:
+                raise TargetError(f"layer: module {layer!r} did not run in the forward pass")
+            outputs, seeds = seed_gradients(self.selections, rank, self.logits,
+                                            self.activations)
+            found = None
+            if outputs:
+                self.switch.rule = GRADIENT
+                (grad,) = torch.autograd.grad(outputs, act, seeds, retain_graph=True,
+                                              allow_unused=True)
+                if grad is None:
+                    raise TargetError(
+                        f"layer: the target does not depend on module {layer!r}; choose a "
+                        "layer the target is computed from"
+                    )
+                found = (act.detach().float(), grad.detach().float())
+            self._cache[key] = found
+        return self._cache[key]
+
+    def applied(self, rule: BackwardRule) -> int:
+        """Backward applications of `rule` at rectifiers in this pass's backward passes."""
+        return self.switch.applied[rule.name]
