@@ -18,6 +18,7 @@ from shared import images
 from shared.artifacts import MAX_SAFETENSORS_HEADER, check_pt2, safetensors_header
 from shared.datasets import DatasetSpec, parse_dataset, parse_inline_inputs
 from shared.errors import SpecError, TooLargeError, UnsupportedMediaError
+from shared.inputs import named_uploads
 from shared.jsonio import loads
 from shared.records import InputSource
 from shared.settings import Settings
@@ -41,6 +42,8 @@ class JobRequest:
     inline: tuple[InputSource, ...] = ()
     dataset: DatasetSpec | None = None
     fingerprint: str = ""  # sha256 of the canonical spec and every file part (idempotency)
+    named: dict[str, Upload] | None = None  # other file parts: inputs the spec names
+
 
 
 def _json_part(name: str) -> Any:
@@ -77,6 +80,9 @@ def read_job_request(settings: Settings) -> JobRequest:
         if not isinstance(body, dict):
             raise SpecError("body", "must be a JSON object with the spec fields and inputs")
         spec = {k: v for k, v in body.items() if k not in ("inputs", "dataset")}
+        for name in sorted(named_uploads(spec)):
+            raise SpecError(name[:80], '{"upload": ...} names a file part of a multipart job; '
+                                       'a JSON job names its inputs by {"uri": ...}')
         if "inputs" in body and "dataset" in body:
             raise SpecError("dataset", "give either inputs or a dataset, not both")
         if "dataset" in body:
@@ -89,7 +95,10 @@ def read_job_request(settings: Settings) -> JobRequest:
             "POST /v1/jobs takes multipart/form-data (spec + images) or application/json "
             f"(spec fields + inputs or dataset), not {request.mimetype or 'no content type'}"
         )
-    _check_parts({"spec", "images"})
+    if set(request.form) - {"spec"}:
+        raise SpecError(sorted(set(request.form) - {"spec"})[0][:80],
+                        "is not an expected part; expected 'spec', 'images' and the file parts "
+                        'the spec names ({"upload": name})')
     spec = _json_part("spec")
     files = request.files.getlist("images")
     if not files:
@@ -106,9 +115,23 @@ def read_job_request(settings: Settings) -> JobRequest:
         fmt = images.validate(data, settings.accepted_formats, settings.max_image_pixels, what,
                               settings.max_aspect_ratio)
         uploads.append(Upload(name, data, fmt))
-    fingerprint = _fingerprint(spec, [(u.name, u.data) for u in uploads])
+    wanted = named_uploads(spec)
+    parts = set(request.files) - {"images", "spec"}
+    for part in sorted(parts - wanted):
+        raise SpecError(part[:80], "is not an expected part; expected 'spec', 'images' and the "
+                                   'file parts the spec names ({"upload": name})')
+    for part in sorted(wanted - parts):
+        raise SpecError(part[:80], 'is named as {"upload": ...} but no file part of that name '
+                                   "was sent")
+    named = {}
+    for part in sorted(parts):
+        data = request.files[part].read()
+        fmt = images.validate(data, settings.accepted_formats, settings.max_image_pixels,
+                              part[:80], settings.max_aspect_ratio)
+        named[part] = Upload(part, data, fmt)
+    fingerprint = _fingerprint(spec, [(u.name, u.data) for u in [*uploads, *named.values()]])
     return JobRequest(spec if isinstance(spec, dict) else {"_": spec}, tuple(uploads),
-                      fingerprint=fingerprint)
+                      fingerprint=fingerprint, named=named)
 
 
 def read_model_request() -> tuple[Any, str, IO[bytes]]:

@@ -139,6 +139,9 @@ def submit(req: JobRequest, idempotency_key: str | None) -> Accepted:
             svc.storage.put(key, upload.data)
             stored.append(key)
             sources.append(InputSource(name=upload.name, key=key))
+        for name, upload in (req.named or {}).items():
+            svc.storage.put(keys.ref(name), upload.data)
+            stored.append(keys.ref(name))
         if req.dataset:
             echo["dataset"] = req.dataset.to_json()
         new = NewJob(id=job_id, tenant=tenant(), kind=spec.kind, spec=echo,

@@ -49,3 +49,14 @@ def parse_input_ref(raw: Any, where: str) -> InputRef:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise SpecError(f"{where}.item", f"must be an item index >= 0, got {value!r}")
     return InputRef(kind, value)
+
+
+def named_uploads(spec: Any) -> set[str]:
+    """The file parts a spec names as inputs (`{"upload": name}`), wherever they are in it."""
+    if isinstance(spec, dict):
+        if set(spec) == {"upload"} and isinstance(spec["upload"], str):
+            return {spec["upload"]}
+        return set().union(*(named_uploads(v) for v in spec.values())) if spec else set()
+    if isinstance(spec, list):
+        return set().union(*(named_uploads(v) for v in spec)) if spec else set()
+    return set()
