@@ -337,11 +337,9 @@ class FieldTracer(TorchDispatchMode):
             return _unknown("t() of a spatial tensor")
         dims = (list(bound["dims"]) if name == "permute"
                 else self._swap(ndim, bound["dim0"], bound["dim1"]))
-        last = [d % ndim for d in dims[-2:]]
-        if last == [ndim - 2, ndim - 1]:
+        if [d % ndim for d in dims[-2:]] == [ndim - 2, ndim - 1]:
             return field
-        if last == [ndim - 1, ndim - 2]:
-            return Field(field.cols, field.rows, field.problem)
+        # Rows stand for input rows: a grid turned on its side (or moved) is not followed.
         return _unknown(f"{name} moves the grid of {list(source.shape)} off the last two dims")
 
     @staticmethod

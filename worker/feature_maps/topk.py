@@ -10,6 +10,7 @@ earlier position in row-major order. NaN activations are never ranked.
 from __future__ import annotations
 
 import io
+import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -214,7 +215,7 @@ class TopK:
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as archive:
                 arrays = {name: archive[name] for name in archive.files}
-        except (OSError, ValueError, EOFError) as exc:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise ValueError(f"not a TopK archive ({exc})") from None
         missing = {"layer", "k", "channels", "values", "items", "positions"} - set(arrays)
         if missing:
