@@ -3,7 +3,7 @@
 The projection of one activation is the map of that single unit, every other activation of
 the layer zero: the engine's layer target with a `position`, whose backward pass starts
 from a gradient of 1 at the unit (the engine's convention; DeconvNet is positively
-homogeneous, so the paper's seed, the activation itself, only rescales it). The patch is
+homogeneous, so the paper's seed, a positive activation itself, only rescales it). The patch is
 the unit's receptive field cut from the preprocessed input, un-normalized for display.
 """
 

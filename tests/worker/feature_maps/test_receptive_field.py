@@ -128,6 +128,13 @@ def test_a_gate_over_the_whole_image_makes_every_unit_see_all_of_it():
     assert receptive_field(Branches(), "gated", (0, 0), 20) == (0, 0, 20, 20)
 
 
+def test_group_norm_makes_every_unit_see_all_of_its_input():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.GroupNorm(2, 4), nn.Conv2d(4, 4, 3))
+    assert receptive_field(model, "0", (0, 0), 20) == (0, 0, 3, 3)
+    assert receptive_field(model, "1", (0, 0), 20) == (0, 0, 20, 20)
+    assert receptive_field(model, "2", (5, 5), 20) == (0, 0, 20, 20)
+
+
 class Upsampled(nn.Module):
     def __init__(self) -> None:
         super().__init__()
