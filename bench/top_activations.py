@@ -17,6 +17,8 @@ Contenders, per model and batch, on the same seeded input:
 The units are the top 9 of the first `--projected-channels` channels of a scan of the
 batch. Repetitions are interleaved (each runs every contender once, the order rotating),
 so the noise of a shared machine spreads over all of them; rates come from median times.
+`--clock process` (CPU only) times by the process's CPU time instead of the wall clock, for
+a machine whose other load makes wall-clock times meaningless (use it with `--threads 1`).
 Targets: scan at least 0.9× the forward pass's images per second; project at least 0.9×
 the engine's projections per second.
 """
@@ -32,7 +34,7 @@ from collections.abc import Callable
 
 import torch
 
-from bench.engine import AUTOCAST, Setup, time_interleaved
+from bench.engine import AUTOCAST, Setup
 from shared.specs import LayerTarget, Preprocessing
 from worker.engine import Engine
 from worker.feature_maps import layer_shapes, project, scan_batch
@@ -99,9 +101,30 @@ def build(model_name: str, batch: int, args: argparse.Namespace, setup: Setup):
     return contenders, layer, len(units)
 
 
+def time_interleaved(contenders: dict[str, Callable[[], None]], repeats: int, warmup: int,
+                     setup: Setup, clock: Callable[[], float]) -> dict[str, list[float]]:
+    """Seconds per call of each contender by `clock`; every repeat runs all of them, the
+    order rotating."""
+    names = list(contenders)
+    for _ in range(warmup):
+        for name in names:
+            contenders[name]()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(repeats):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            setup.sync()
+            start = clock()
+            contenders[name]()
+            setup.sync()
+            times[name].append(clock() - start)
+    return times
+
+
 def bench_one(model_name: str, batch: int, args: argparse.Namespace, setup: Setup) -> dict:
     contenders, layer, n_units = build(model_name, batch, args, setup)
-    times = time_interleaved(contenders, args.repeats, args.warmup, setup)
+    clock = time.process_time if args.clock == "process" else time.perf_counter
+    times = time_interleaved(contenders, args.repeats, args.warmup, setup, clock)
 
     def rate(name: str, count: int) -> float:
         return count / statistics.median(times[name])
@@ -127,6 +150,8 @@ def bench_one(model_name: str, batch: int, args: argparse.Namespace, setup: Setu
         "meets_target": scanned / forward >= TARGET_SCAN_RATIO
         and ours / engine >= TARGET_PROJECT_RATIO,
         "repeats": args.repeats,
+        "clock": args.clock,
+        "threads": torch.get_num_threads(),
         "median_s": {name: round(statistics.median(t), 4) for name, t in times.items()},
         "min_s": {name: round(min(t), 4) for name, t in times.items()},
     }
@@ -162,8 +187,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--dtype", choices=tuple(AUTOCAST), default="float32")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--clock", choices=("wall", "process"), default="wall",
+                        help="process: the process's CPU time (CPU only)")
     parser.add_argument("--json", dest="json_path", default=None, help="write the rows here")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.clock == "process" and args.device != "cpu":
+        parser.error("--clock process is for --device cpu")
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -172,7 +202,8 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     setup = Setup(torch.device(args.device), args.dtype, channels_last=False)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, "
-          f"dtype {args.dtype}, size {args.size}, k {K}, repeats {args.repeats} (median time)",
+          f"dtype {args.dtype}, size {args.size}, k {K}, repeats {args.repeats} (median "
+          f"{args.clock} time)",
           flush=True)
     rows: list[dict] = []
     for model_name in args.models.split(","):

@@ -9,6 +9,7 @@ from shared.errors import SpecError
 from shared.methods import MethodSpec
 from shared.settings import Settings
 from shared.top_activations_spec import (
+    TOP_ACTIVATIONS_FIELDS,
     TopActivationsSpec,
     nearest_names,
     parse_top_activations,
@@ -33,6 +34,7 @@ def test_to_json_echoes_with_defaults_and_reads_back():
     assert full.to_json() == {"layer": "layer4", "channels": [0, 5], "k": 64,
                               "methods": ["gradient", {"name": "guided_backprop"}]}
     assert top_activations_from_json(full.to_json()) == full
+    assert tuple(full.to_json()) == TOP_ACTIVATIONS_FIELDS  # the keys the job parser allows
 
 
 def test_other_job_fields_are_left_to_the_job_parser():

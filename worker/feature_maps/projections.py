@@ -64,7 +64,7 @@ def project(
         for (channel, top), image, inputs in zip(batch, result.images, x, strict=True):
             box = fields.box(top.position)
             x0, y0, x1, y1 = box
-            patch = display_image(inputs.detach().cpu(), preprocessing)[y0:y1, x0:x1]
+            patch = display_image(inputs[:, y0:y1, x0:x1].detach().cpu(), preprocessing)
             projections.append(Projection(
                 channel, top, {m.method: m.values for m in image.maps}, box, patch
             ))
