@@ -152,6 +152,9 @@ def bench_one(model_name: str, batch: int, args: argparse.Namespace, setup: Setu
         "repeats": args.repeats,
         "clock": args.clock,
         "threads": torch.get_num_threads(),
+        # the same ratios from each contender's fastest call: less sensitive to other load
+        "scan_ratio_of_mins": round(min(times["forward"]) / min(times["scan"]), 3),
+        "project_ratio_of_mins": round(min(times["engine"]) / min(times["project"]), 3),
         "median_s": {name: round(statistics.median(t), 4) for name, t in times.items()},
         "min_s": {name: round(min(t), 4) for name, t in times.items()},
     }
