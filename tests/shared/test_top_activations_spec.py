@@ -1,0 +1,144 @@
+"""`top_activations` job fields: defaults, errors naming the field, the projection cap, and
+the check against a model's known layer shapes."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.errors import SpecError
+from shared.methods import MethodSpec
+from shared.settings import Settings
+from shared.top_activations_spec import (
+    TOP_ACTIVATIONS_FIELDS,
+    TopActivationsSpec,
+    nearest_names,
+    parse_top_activations,
+    top_activations_from_json,
+)
+
+SHAPES = {"conv1": (64, 16, 16), "layer1.0.conv1": (64, 8, 8), "layer1.0.conv2": (64, 8, 8),
+          "layer2.0.conv1": (128, 4, 4), "layer4": (512, 1, 1)}
+
+
+def test_defaults_are_k_9_and_deconvnet():
+    spec = parse_top_activations({"layer": "conv1", "channels": [3, 1]})
+    assert spec == TopActivationsSpec("conv1", (3, 1), 9, (MethodSpec("deconvnet"),))
+
+
+def test_to_json_echoes_with_defaults_and_reads_back():
+    spec = parse_top_activations({"layer": "conv1", "channels": "all"})
+    assert spec.to_json() == {"layer": "conv1", "channels": "all", "k": 9,
+                              "methods": ["deconvnet"]}
+    full = parse_top_activations({"layer": "layer4", "channels": [0, 5], "k": 64,
+                                  "methods": ["gradient", {"name": "guided_backprop"}]})
+    assert full.to_json() == {"layer": "layer4", "channels": [0, 5], "k": 64,
+                              "methods": ["gradient", {"name": "guided_backprop"}]}
+    assert top_activations_from_json(full.to_json()) == full
+    assert tuple(full.to_json()) == TOP_ACTIVATIONS_FIELDS  # the keys the job parser allows
+
+
+def test_other_job_fields_are_left_to_the_job_parser():
+    spec = parse_top_activations({"kind": "top_activations", "model": "m", "layer": "conv1",
+                                  "channels": [0], "inputs": [{"uri": "s3://b/k"}]})
+    assert spec.layer == "conv1"
+
+
+def test_a_channel_listed_twice_is_kept_once_in_order():
+    assert parse_top_activations({"layer": "a", "channels": [4, 2, 4]}).channels == (4, 2)
+
+
+@pytest.mark.parametrize(("raw", "field"), [
+    ({"channels": [0]}, "layer"),
+    ({"layer": "", "channels": [0]}, "layer"),
+    ({"layer": 3, "channels": [0]}, "layer"),
+    ({"layer": "x" * 257, "channels": [0]}, "layer"),
+    ({"layer": "a"}, "channels"),
+    ({"layer": "a", "channels": []}, "channels"),
+    ({"layer": "a", "channels": "some"}, "channels"),
+    ({"layer": "a", "channels": 3}, "channels"),
+    ({"layer": "a", "channels": [0, -1]}, "channels[1]"),
+    ({"layer": "a", "channels": [True]}, "channels[0]"),
+    ({"layer": "a", "channels": [1.0]}, "channels[0]"),
+    ({"layer": "a", "channels": [0], "k": 0}, "k"),
+    ({"layer": "a", "channels": [0], "k": 65}, "k"),
+    ({"layer": "a", "channels": [0], "k": 9.0}, "k"),
+    ({"layer": "a", "channels": [0], "k": True}, "k"),
+    ({"layer": "a", "channels": [0], "methods": []}, "methods"),
+    ({"layer": "a", "channels": [0], "methods": ["lrp"]}, "methods[0]"),
+    ({"layer": "a", "channels": [0], "methods": "deconvnet"}, "methods"),
+    ([], "spec"),
+])
+def test_errors_name_the_field(raw, field):
+    with pytest.raises(SpecError) as info:
+        parse_top_activations(raw)
+    assert info.value.field == field
+
+
+def test_only_the_three_projection_methods_are_allowed(monkeypatch):
+    """A method the service knows but that cannot project one activation is refused."""
+    from shared import methods
+
+    monkeypatch.setitem(methods.METHODS, "occlusion", methods.MethodInfo("occlusion", "test"))
+    with pytest.raises(SpecError, match="cannot project") as info:
+        parse_top_activations({"layer": "a", "channels": [0],
+                               "methods": ["deconvnet", "occlusion"]})
+    assert info.value.field == "methods[1]"
+
+
+def test_the_cap_counts_channels_times_k_times_methods():
+    raw = {"layer": "a", "channels": list(range(10)), "k": 10,
+           "methods": ["deconvnet", "gradient"]}  # 200 projections
+    assert parse_top_activations(raw, max_projections=200).projections(10) == 200
+    with pytest.raises(SpecError, match="200 projections .* limit of 199") as info:
+        parse_top_activations(raw, max_projections=199)
+    assert info.value.field == "channels"
+
+
+def test_the_default_cap_is_the_setting():
+    assert Settings().max_projections == 20_000
+    parse_top_activations({"layer": "a", "channels": list(range(2000)), "k": 10})
+    with pytest.raises(SpecError, match="SALIENCY_MAX_PROJECTIONS"):
+        parse_top_activations({"layer": "a", "channels": list(range(2001)), "k": 10})
+
+
+def test_all_channels_cannot_be_capped_without_the_layer_shape():
+    spec = parse_top_activations({"layer": "layer4", "channels": "all", "k": 64},
+                                 max_projections=100)
+    assert spec.channels == "all"
+    with pytest.raises(SpecError, match="32768 projections") as info:
+        parse_top_activations({"layer": "layer4", "channels": "all", "k": 64},
+                              max_projections=100, layer_shapes=SHAPES)
+    assert info.value.field == "channels"
+    assert spec.projections(512) == 512 * 64
+    assert spec.channel_list(3) == (0, 1, 2)
+
+
+def test_an_unknown_layer_lists_the_nearest_names():
+    with pytest.raises(SpecError) as info:
+        parse_top_activations({"layer": "layer1.0.conv3", "channels": [0]}, layer_shapes=SHAPES)
+    assert info.value.field == "layer"
+    assert "'layer1.0.conv3'" in info.value.message
+    hint = info.value.message.split("nearest: ")[1].split(", ")
+    assert set(hint[:2]) == {"layer1.0.conv1", "layer1.0.conv2"}
+
+
+def test_a_channel_out_of_range_names_its_place_and_the_layer_size():
+    parse_top_activations({"layer": "layer2.0.conv1", "channels": [127]}, layer_shapes=SHAPES)
+    with pytest.raises(SpecError, match="128 is out of range; layer 'layer2.0.conv1' has 128 "
+                                        r"channels \(0..127\)") as info:
+        parse_top_activations({"layer": "layer2.0.conv1", "channels": [5, 128]},
+                              layer_shapes=SHAPES)
+    assert info.value.field == "channels[1]"
+
+
+def test_check_shapes_is_what_the_worker_runs_at_first_load():
+    spec = parse_top_activations({"layer": "conv1", "channels": "all", "k": 9})
+    spec.check_shapes(SHAPES, max_projections=64 * 9)
+    with pytest.raises(SpecError, match="576 projections"):
+        spec.check_shapes(SHAPES, max_projections=575)
+    spec.check_shapes(SHAPES, max_projections=None)
+
+
+def test_nearest_names_puts_the_closest_first():
+    assert nearest_names("layr4", SHAPES)[0] == "layer4"
+    assert nearest_names("anything", []) == []

@@ -1,0 +1,101 @@
+"""One forward pass of a blank image through a hooked copy of a model: what its layers output.
+
+The copy is of the module tree only: it shares the model's parameters and buffers, so it
+costs no memory for weights, and hooks go on the copy, never on the model (which may be an
+engine's, shared by threads). `layer_shapes` lists the modules whose output is one N×C×H×W
+feature map, which the API checks a `top_activations` job's layer and channels against.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack, nullcontext
+from typing import Any
+
+import torch
+from torch import nn
+
+from shared.errors import TargetError
+from shared.top_activations_spec import nearest_hint
+from worker.engine import Engine
+
+InputSize = int | tuple[int, int]
+
+
+def model_of(engine_or_model: Engine | nn.Module) -> nn.Module:
+    """The module to probe: an engine's private copy, or the model itself."""
+    return engine_or_model.model if isinstance(engine_or_model, Engine) else engine_or_model
+
+
+def grid_size(input_size: InputSize) -> tuple[int, int]:
+    """`(height, width)` of a square `int` or an explicit pair."""
+    if isinstance(input_size, int):
+        return input_size, input_size
+    height, width = input_size
+    return int(height), int(width)
+
+
+def structural_copy(model: nn.Module) -> nn.Module:
+    """An eval-mode copy of the module tree that shares the model's tensors (no weights copied)."""
+    shared = {id(t): t for t in itertools.chain(model.parameters(), model.buffers())}
+    return copy.deepcopy(model, shared).eval()
+
+
+def blank_input(model: nn.Module, input_size: InputSize, in_channels: int = 3) -> torch.Tensor:
+    """A 1×C×H×W zero image on the model's device: shapes and structure do not need pixels."""
+    tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
+    device = tensor.device if tensor is not None else torch.device("cpu")
+    return torch.zeros(1, in_channels, *grid_size(input_size), device=device)
+
+
+def run_hooked(
+    model: nn.Module,
+    x: torch.Tensor,
+    hooks: dict[str, Callable[[Any], None]],
+    context: AbstractContextManager[Any] | None = None,
+) -> None:
+    """Run a structural copy of `model` on `x` (no gradients) inside `context`, calling
+    `hooks[name](output)` each time the module `name` returns."""
+    probe = structural_copy(model)
+    modules = dict(probe.named_modules())
+    unknown = [name for name in hooks if not name or name not in modules]
+    if unknown:
+        raise TargetError(
+            f"layer: no module named {unknown[0]!r} in this model; "
+            f"{nearest_hint(unknown[0], [n for n in modules if n])}"
+        )
+    with ExitStack() as stack:
+        for name, hook in hooks.items():
+            handle = modules[name].register_forward_hook(
+                lambda module, args, output, hook=hook: hook(output)
+            )
+            stack.callback(handle.remove)
+        with torch.no_grad(), context or nullcontext():
+            probe(x)
+
+
+def layer_shapes(
+    engine_or_model: Engine | nn.Module, input_size: InputSize, in_channels: int = 3
+) -> dict[str, tuple[int, int, int]]:
+    """`{name: (C, H, W)}` of every module that runs once and outputs one N×C×H×W tensor.
+
+    A module that runs more than once per forward pass (one ReLU reused) has no single
+    feature map, and is left out; so are modules that do not run.
+    """
+    model = model_of(engine_or_model)
+    names = [name for name, _ in model.named_modules() if name]
+    seen: dict[str, list[tuple[int, ...] | None]] = {name: [] for name in names}
+
+    def record(name: str) -> Callable[[Any], None]:
+        def hook(output: Any) -> None:
+            is_map = isinstance(output, torch.Tensor) and output.dim() == 4
+            seen[name].append(tuple(output.shape[1:]) if is_map else None)
+
+        return hook
+
+    run_hooked(model, blank_input(model, input_size, in_channels),
+               {name: record(name) for name in names})
+    return {name: shapes[0] for name, shapes in seen.items()
+            if len(shapes) == 1 and shapes[0] is not None}

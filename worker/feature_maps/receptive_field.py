@@ -1,0 +1,115 @@
+"""The theoretical receptive field of a layer's units, from the model's structure.
+
+The receptive field of a unit is the box of input pixels that can influence it through the
+network's connections, whatever the weights and the image: for a chain of convolutions
+and poolings, the layer arithmetic of kernel sizes, strides, paddings and dilations. Here
+that arithmetic is carried out on the network as it runs (`field_tracer`), so that branches
+(residual additions, concatenations, squeeze-and-excitation) are followed as they are, not
+as a hand-written chain assumes. One forward pass of a blank image gives the fields of
+every position of a layer; they are cached per model, layer and input size.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from shared.errors import TargetError, UnsupportedModelError
+from worker.engine import Engine
+from worker.feature_maps.field_tracer import Field, FieldTracer
+from worker.feature_maps.probe import InputSize, blank_input, grid_size, model_of, run_hooked
+
+Box = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class ReceptiveFields:
+    """The receptive fields of every position of one layer for one input size."""
+
+    layer: str
+    input_size: tuple[int, int]
+    rows: np.ndarray  # H×2: per grid row, the input rows [y0, y1)
+    cols: np.ndarray  # W×2: per grid column, the input columns [x0, x1)
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return len(self.rows), len(self.cols)
+
+    def box(self, position: Sequence[int]) -> Box:
+        """`(x0, y0, x1, y1)` in input pixels, end exclusive, of the unit at `(y, x)`."""
+        if len(position) != 2 or not all(0 <= p < n for p, n in zip(position, self.grid,
+                                                                     strict=True)):
+            raise TargetError(
+                f"position: {list(position)} does not fit layer {self.layer!r}'s grid "
+                f"{list(self.grid)}"
+            )
+        y, x = position
+        (y0, y1), (x0, x1) = self.rows[y], self.cols[x]
+        height, width = self.input_size
+        y0, y1 = max(int(y0), 0), min(int(y1), height)
+        x0, x1 = max(int(x0), 0), min(int(x1), width)
+        if y0 >= y1 or x0 >= x1:  # a unit that sees only padding
+            return (0, 0, 0, 0)
+        return (x0, y0, x1, y1)
+
+
+def trace_receptive_fields(
+    engine_or_model: Engine | nn.Module, layer: str, input_size: InputSize, in_channels: int = 3
+) -> ReceptiveFields:
+    """Trace one forward pass of a blank image and read `layer`'s receptive fields."""
+    model = model_of(engine_or_model)
+    x = blank_input(model, input_size, in_channels)
+    tracer = FieldTracer(x)
+    found: list[Field | None] = []
+    run_hooked(model, x, {
+        layer: lambda out: found.append(tracer.field(out) if isinstance(out, torch.Tensor)
+                                        and out.dim() == 4 else None)
+    }, tracer)
+    if len(found) != 1 or found[0] is None:
+        problem = ("does not run" if not found else f"runs {len(found)} times" if
+                   len(found) > 1 else "does not output one N×C×H×W tensor")
+        raise TargetError(f"layer: module {layer!r} {problem} in a forward pass; it has no "
+                          "single feature map")
+    field = found[0]
+    if field.problem:
+        raise UnsupportedModelError(
+            f"the receptive field of layer {layer!r} cannot be traced: {field.problem}"
+        )
+    return ReceptiveFields(layer, grid_size(input_size), field.rows.copy(), field.cols.copy())
+
+
+_cache: weakref.WeakKeyDictionary[nn.Module, dict[tuple, ReceptiveFields]] = (
+    weakref.WeakKeyDictionary()
+)
+_cache_lock = threading.Lock()
+
+
+def layer_receptive_fields(
+    engine_or_model: Engine | nn.Module, layer: str, input_size: InputSize, in_channels: int = 3
+) -> ReceptiveFields:
+    """`layer`'s receptive fields, traced once per model, layer and input size."""
+    model = model_of(engine_or_model)
+    key = (layer, grid_size(input_size), in_channels)
+    with _cache_lock:
+        cached = _cache.get(model, {}).get(key)
+    if cached is not None:
+        return cached
+    fields = trace_receptive_fields(model, layer, input_size, in_channels)
+    with _cache_lock:
+        _cache.setdefault(model, {})[key] = fields
+    return fields
+
+
+def receptive_field(
+    engine_or_model: Engine | nn.Module, layer: str, position: Sequence[int],
+    input_size: InputSize,
+) -> Box:
+    """`(x0, y0, x1, y1)`: the input pixels (preprocessed, end exclusive, clipped to the
+    image) that can influence `layer`'s unit at `position` `(y, x)`."""
+    return layer_receptive_fields(engine_or_model, layer, input_size).box(position)
