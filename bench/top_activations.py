@@ -35,7 +35,8 @@ from collections.abc import Callable
 import torch
 
 from bench.engine import AUTOCAST, Setup
-from shared.specs import LayerTarget, Preprocessing
+from shared.modelspec import Preprocessing
+from shared.targets import LayerTarget
 from worker.engine import Engine
 from worker.feature_maps import layer_shapes, project, scan_batch
 from worker.models import build_architecture

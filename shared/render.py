@@ -105,8 +105,10 @@ def overlay_png(
     return encode_png(np.rint(blended).astype(np.uint8))
 
 
-def signed_rgb_png(values: np.ndarray, clip_percentile: float = DEFAULT_CLIP_PERCENTILE) -> bytes:
-    """The guided backprop / DeconvNet pictures of the papers: a signed C×H×W map around grey.
+def signed_rgb(values: np.ndarray, clip_percentile: float = DEFAULT_CLIP_PERCENTILE
+               ) -> np.ndarray:
+    """The guided backprop / DeconvNet pictures of the papers: a signed C×H×W map around grey,
+    as uint8 H×W×3.
 
     Zero is mid-grey; each value is scaled by the percentile of absolute values so that
     both signs share one scale.
@@ -118,7 +120,12 @@ def signed_rgb_png(values: np.ndarray, clip_percentile: float = DEFAULT_CLIP_PER
     unit = np.full_like(values, 0.5) if scale <= 0 else np.clip(0.5 + values / (2 * scale), 0, 1)
     if unit.shape[0] == 1:
         unit = np.repeat(unit, 3, axis=0)
-    return encode_png(np.rint(unit[:3].transpose(1, 2, 0) * 255).astype(np.uint8))
+    return np.rint(unit[:3].transpose(1, 2, 0) * 255).astype(np.uint8)
+
+
+def signed_rgb_png(values: np.ndarray, clip_percentile: float = DEFAULT_CLIP_PERCENTILE) -> bytes:
+    """`signed_rgb` as PNG bytes."""
+    return encode_png(signed_rgb(values, clip_percentile))
 
 
 def colorbar_png(width: int = 256, height: int = 12) -> bytes:

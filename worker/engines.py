@@ -53,32 +53,6 @@ def engine_for(ctx: WorkerContext, tenant: str, record: ModelRecord):
         raise InvalidModelError(e.message) from None
 
 
-def layer_shapes(model, input_size: int) -> tuple[dict[str, tuple[int, int, int]], object]:
-    """Output shape (C, H, W) of each module whose output is one N×C×H×W tensor, from one
-    forward pass of a blank image (the model is eval-mode and frozen by the caller), and the
-    model's output."""
-    import torch
-
-    shapes: dict[str, tuple[int, int, int]] = {}
-    handles = []
-    for name, module in model.named_modules():
-        if not name:
-            continue
-
-        def hook(_m, _args, out, name=name):
-            if isinstance(out, torch.Tensor) and out.dim() == 4:
-                shapes[name] = tuple(int(d) for d in out.shape[1:])
-
-        handles.append(module.register_forward_hook(hook))
-    try:
-        with torch.no_grad():
-            logits = model(torch.zeros(1, 3, input_size, input_size))
-    finally:
-        for handle in handles:
-            handle.remove()
-    return shapes, logits
-
-
 def _builtin_artifact(ctx: WorkerContext, record: ModelRecord) -> ModelRecord:
     """Produce a built-in model's artifact, upload it, and fill in the record."""
     from dataclasses import replace
@@ -95,7 +69,10 @@ def _builtin_artifact(ctx: WorkerContext, record: ModelRecord) -> ModelRecord:
 
 def validate_model(ctx: WorkerContext, tenant: str, name: str) -> ModelStatus | None:
     """Validate a `validating` model and store the verdict; returns it (None: nothing to do)."""
+    import torch
+
     from worker.engine import model_logits
+    from worker.feature_maps import layer_shapes
     from worker.models import build_model
 
     owner = ctx.models.owner(tenant, name)
@@ -104,17 +81,18 @@ def validate_model(ctx: WorkerContext, tenant: str, name: str) -> ModelStatus | 
         return None
     if record.builtin and not record.artifact:
         record = _builtin_artifact(ctx, record)
+    side = record.spec.preprocessing.input_size
     try:
         model = build_model(record.spec, fetch_artifact(ctx, record)).eval().requires_grad_(False)
-        shapes, output = layer_shapes(model, record.spec.preprocessing.input_size)
-        logits = model_logits(output)
+        with torch.no_grad():
+            logits = model_logits(model(torch.zeros(1, 3, side, side)))
+        shapes = layer_shapes(model, side)
         if logits.shape[1] != record.spec.num_classes:
             raise InputError(f"the model outputs {logits.shape[1]} classes, its spec says "
                              f"num_classes={record.spec.num_classes}")
     except InputError as e:
         verdict = record.with_status(ModelStatus.INVALID, e.message)
     except (RuntimeError, ValueError) as e:  # e.g. an input too small for the architecture
-        side = record.spec.preprocessing.input_size
         verdict = record.with_status(
             ModelStatus.INVALID, f"the model cannot run on a {side} px input: {str(e)[:500]}")
     else:

@@ -126,6 +126,7 @@ class ItemSink(_Sink):
     def finish(self, upto: int) -> RunResult:
         self._collect(0)
         thumbs = self._write_thumbs()
+        self.thumbs.close()
         segment = Segment(self.lease.start, upto, self.lease.token, None, None, thumbs) if (
             thumbs) else None
         return RunResult(upto, segment)
@@ -133,6 +134,7 @@ class ItemSink(_Sink):
     def abandon(self) -> None:
         for fut in self.pending:
             fut.cancel()
+        self.thumbs.close()
 
 
 class ShardSink(_Sink):

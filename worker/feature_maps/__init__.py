@@ -8,7 +8,7 @@ its unit sees (`receptive_field`). `channel_grid` lays one channel out as in the
 `layer_shapes` lists the layers a job may name. See docs/feature-maps.md.
 """
 
-from worker.feature_maps.grid import channel_grid, grid_png, projection_crop, signed_rgb
+from worker.feature_maps.grid import channel_grid, grid_png, projection_crop
 from worker.feature_maps.probe import layer_shapes
 from worker.feature_maps.projections import Projection, project
 from worker.feature_maps.receptive_field import (
@@ -33,5 +33,4 @@ __all__ = [
     "receptive_field",
     "scan",
     "scan_batch",
-    "signed_rgb",
 ]

@@ -16,26 +16,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from shared.render import DEFAULT_CLIP_PERCENTILE, encode_png
+from shared.render import encode_png, signed_rgb
 from worker.feature_maps.projections import Projection
 
 BACKGROUND = 255  # white: distinct from the grey of a zero projection
 CELL_GAP = 2
 BLOCK_GAP = 8
 MIN_CELL = 48
-
-
-def signed_rgb(values: np.ndarray, clip_percentile: float = DEFAULT_CLIP_PERCENTILE
-               ) -> np.ndarray:
-    """A C×h×w map as h×w×3 uint8 around grey, scaled by a percentile of its absolute values."""
-    values = np.asarray(values, dtype=np.float32)
-    scale = float(np.percentile(np.abs(values), clip_percentile)) if values.size else 0.0
-    if not np.isfinite(scale) or scale <= 0:
-        scale = float(np.abs(values).max()) if values.size else 0.0
-    unit = np.full_like(values, 0.5) if scale <= 0 else np.clip(0.5 + values / (2 * scale), 0, 1)
-    if unit.shape[0] == 1:
-        unit = np.repeat(unit, 3, axis=0)
-    return np.rint(unit[:3].transpose(1, 2, 0) * 255).astype(np.uint8)
 
 
 def projection_crop(projection: Projection, method: str) -> np.ndarray:

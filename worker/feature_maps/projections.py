@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from shared.errors import InputError
-from shared.specs import LayerTarget, Preprocessing
+from shared.modelspec import Preprocessing
+from shared.targets import LayerTarget
 from worker.engine import Engine
 from worker.feature_maps.receptive_field import Box, layer_receptive_fields
 from worker.feature_maps.topk import TopActivation

@@ -6,7 +6,7 @@ import pytest
 import torch
 from engine_testing import seeded_architecture
 
-from shared.specs import parse_model_spec
+from shared.modelspec import parse_model_spec
 from worker.builtin import EFFICIENTNET_LITE0_SPEC
 from worker.builtin import efficientnet_lite0 as lite0
 from worker.engine import Engine

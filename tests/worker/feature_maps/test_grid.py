@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from worker.feature_maps import TopActivation, channel_grid, grid_png, signed_rgb
+from shared.render import signed_rgb
+from worker.feature_maps import TopActivation, channel_grid, grid_png
 from worker.feature_maps.grid import BACKGROUND, BLOCK_GAP, CELL_GAP
 from worker.feature_maps.projections import Projection
 

@@ -10,7 +10,8 @@ from attribution_refs import layer_gradient
 from engine_testing import METHODS
 
 from shared.errors import InputError
-from shared.specs import LayerTarget, Preprocessing
+from shared.modelspec import Preprocessing
+from shared.targets import LayerTarget
 from worker.feature_maps import project, receptive_field, scan_batch
 from worker.models import display_image
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from shared.specs import Preprocessing
+from shared.modelspec import Preprocessing
 from worker.engine import Engine
 from worker.feature_maps import TopK, channel_grid, project, scan
 from worker.feature_maps.grid import BACKGROUND, BLOCK_GAP, CELL_GAP
