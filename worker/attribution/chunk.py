@@ -160,15 +160,15 @@ def run_attribution(ctx: WorkerContext, job: Job, lease: Lease, keeper: LeaseKee
             observe_gpu()
             for item, image in zip(good, result.images, strict=True):
                 sink.add(item, image, result.coverage)
+        if stop.upto is None:
+            sink.abandon()
+            return None, False
+        return sink.finish(stop.upto), stop.to_back
     except BaseException:
         if next_load is not None:
             next_load.cancel()
         sink.abandon()
         raise
-    if stop.upto is None:
-        sink.abandon()
-        return None, False
-    return sink.finish(stop.upto), stop.to_back
 
 
 def raise_fenced(job: Job, lease: Lease) -> None:

@@ -134,6 +134,7 @@ class ItemSink(_Sink):
     def abandon(self) -> None:
         for fut in self.pending:
             fut.cancel()
+        wait(self.pending)  # no render thread may still write to the thumbnails
         self.thumbs.close()
 
 
