@@ -32,7 +32,7 @@ from shared.keys import JobKeys
 from shared.modelstore import ModelRecord, ModelStatus
 from shared.records import InputSource
 from shared.redisio import TRANSIENT
-from shared.specs import JobSpec, parse_job_spec
+from shared.specs import KIND_SPECS, JobSpec, parse_job_spec
 from shared.status import JobStatus
 from shared.targets import LabelTarget
 from shared.taskqueue import PLAN, chunk_ranges, pump, send_control
@@ -109,7 +109,7 @@ def submit(req: JobRequest, idempotency_key: str | None) -> Accepted:
     svc = services()
     spec = parse_job_spec(req.spec, parse_notify=lambda raw: parse_notify(raw, svc.settings))
     record = _model(svc, spec)
-    spec.work.check_model(record.spec, record.layer_shapes)
+    KIND_SPECS[spec.kind].check(spec.work, record.spec, record.layer_shapes, svc.settings)
     _check_inputs(spec, record, req)
     inline = _inline_sources(svc, req.inline)
     if req.dataset:

@@ -16,7 +16,14 @@ from shared.errors import SpecError
 from shared.jsonio import integer
 from shared.methods import MethodSpec, parse_methods
 from shared.modelspec import MODEL_NAME_RE, ModelSpec
+from shared.settings import Settings
 from shared.targets import PREDICTED, ClassTarget, LayerTarget, Target, TopKTarget, parse_target
+from shared.top_activations_spec import (
+    TOP_ACTIVATIONS_FIELDS,
+    TopActivationsSpec,
+    parse_top_activations,
+    top_activations_from_json,
+)
 
 KINDS: tuple[str, ...] = ("attribution", "top_activations", "visualize")
 REDUCTIONS: tuple[str, ...] = ("max_abs", "sum_abs", "l2", "positive")
@@ -139,16 +146,37 @@ def parse_attribution(raw: dict[str, Any]) -> AttributionSpec:
     )
 
 
+LayerShapes = dict[str, tuple[int, int, int]]
+
+
 @dataclass(frozen=True)
 class KindSpec:
-    """How one kind's fields are named and parsed."""
+    """How one kind's fields are named and parsed, and checked against the model: `check(work,
+    model, layer_shapes, settings)` raises a `SpecError` (layer shapes are those recorded when
+    the model was validated; empty while it is `validating`)."""
 
     fields: tuple[str, ...]
     parse: Callable[[dict[str, Any]], Any]
+    check: Callable[[Any, ModelSpec, LayerShapes, Settings], None]
+
+
+def _check_attribution(work: AttributionSpec, model: ModelSpec, shapes: LayerShapes,
+                       settings: Settings) -> None:
+    work.check_model(model, shapes)
+
+
+def _check_top_activations(work: TopActivationsSpec, model: ModelSpec, shapes: LayerShapes,
+                           settings: Settings) -> None:
+    if shapes:
+        work.check_shapes(shapes, settings.max_projections)
+    else:  # the model's layers are not known yet: the cap of listed channels is
+        parse_top_activations(work.to_json(), max_projections=settings.max_projections)
 
 
 KIND_SPECS: dict[str, KindSpec] = {
-    "attribution": KindSpec(AttributionSpec.FIELDS, parse_attribution),
+    "attribution": KindSpec(AttributionSpec.FIELDS, parse_attribution, _check_attribution),
+    "top_activations": KindSpec(TOP_ACTIVATIONS_FIELDS, top_activations_from_json,
+                                _check_top_activations),
 }
 
 

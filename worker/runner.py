@@ -18,7 +18,7 @@ from shared.modelstore import ModelStatus
 from shared.redisio import WORKERS, lease_key, now_ms
 from shared.status import JobStatus
 from shared.taskqueue import DELIVER_WEBHOOK, NEXT_PHASE, pump, send_control
-from worker.attribution.sinks import Fenced
+from worker.batches import Fenced
 from worker.context import WorkerContext
 from worker.kinds import KINDS
 from worker.leases import LeaseKeeper

@@ -26,14 +26,11 @@ from shared.shards import ShardWriter
 from shared.specs import AttributionSpec
 from worker.attribution import outputs
 from worker.audit import thumbnail
+from worker.batches import Fenced
 from worker.context import WorkerContext
 from worker.inputs import Loaded
 from worker.metrics import IMAGES
 from worker.retry import retrying
-
-
-class Fenced(Exception):
-    """The chunk's lease was taken over: this run must not publish anything more."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,115 @@
+"""The batches of one run of a chunk, as every kind of job runs them.
+
+Inputs of the next batch are read and preprocessed by a loader thread while the model works
+on this one. Between batches the run stops, at a batch boundary, when the job is being
+finalized (cancelled, failed), when its lease was taken over, when its time budget (half the
+task time limit) is spent, or — after at least one batch — when another tenant has work
+waiting (fair share: the rest of the chunk goes back to the queue, at the back of the line).
+An item tried too often (it killed its worker each time) fails alone, and so does an input
+that cannot be read; the caller gets the rest, loaded.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+from shared.chunks import Lease
+from shared.jobs import Job
+from shared.modelspec import ModelSpec
+from shared.records import InputSource
+from worker.context import WorkerContext
+from worker.inputs import Loaded, load_input
+from worker.leases import LeaseKeeper
+from worker.plans import planned_inputs
+from worker.retry import retrying
+
+
+class Fenced(Exception):
+    """The chunk's lease was taken over: this run must not publish anything more."""
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Where a run ended: `upto` is where the chunk continues (None: the job is being
+    finalized and nothing more is wanted); `to_back` if it yielded to another tenant."""
+
+    upto: int | None
+    to_back: bool = False
+
+
+def chunk_sources(ctx: WorkerContext, job: Job, lease: Lease) -> dict[int, InputSource]:
+    """The inputs of a leased chunk, by item index."""
+    if job.layout == "items":
+        inputs = ctx.jobs.input_range(job.id, lease.start, lease.stop)
+    else:
+        inputs = planned_inputs(ctx, job, lease.start, lease.stop)
+    return dict(zip(range(lease.start, lease.stop), inputs, strict=True))
+
+
+class BatchRun:
+    """Iterate over the loaded batches of `todo`; `stop` says where the run ended."""
+
+    def __init__(self, ctx: WorkerContext, job: Job, lease: Lease, keeper: LeaseKeeper,
+                 model: ModelSpec, sources: dict[int, InputSource], todo: list[int],
+                 fail: Callable[[Loaded, str], None]) -> None:
+        self.ctx, self.job, self.lease, self.keeper = ctx, job, lease, keeper
+        self.model, self.sources, self.fail = model, sources, fail
+        size = ctx.settings.batch_size
+        self.batches = [todo[i:i + size] for i in range(0, len(todo), size)]
+        self.stop = Stop(lease.stop)
+        self._next: Future | None = None
+
+    def _load(self, batch: list[int]) -> Future:
+        ctx, budget = self.ctx, self.ctx.settings.retry_budget_s
+        return ctx.loader.submit(lambda: [retrying(
+            lambda i=i: load_input(ctx, self.job.tenant, self.model, i, self.sources[i]),
+            budget, f"reading input {i}", self.keeper.lost.is_set) for i in batch])
+
+    def _within_attempts(self, batch: list[int]) -> list[int]:
+        """Count an attempt at each item; one tried too often fails alone."""
+        limit = self.ctx.settings.max_attempts
+        keep = []
+        for index, n in zip(batch, self.ctx.jobs.bump_attempts(self.job.id, batch), strict=True):
+            if n <= limit:
+                keep.append(index)
+            else:
+                self.fail(Loaded(index, self.sources[index]),
+                          f"gave up after {limit} attempts (the worker was lost each time)")
+        return keep
+
+    def __iter__(self) -> Iterator[list[Loaded]]:
+        deadline = time.monotonic() + self.ctx.settings.task_time_limit_s / 2
+        try:
+            for b, batch in enumerate(self.batches):
+                if self.keeper.lost.is_set():
+                    raise Fenced(f"job {self.job.id} chunk {self.lease.start}: lease taken over")
+                if self.ctx.jobs.stopping(self.job.id):
+                    self.stop = Stop(None)
+                    return
+                if b > 0 and time.monotonic() > deadline:  # a run always does one batch
+                    self.stop = Stop(batch[0])
+                    return
+                if b > 0 and self.ctx.fair.others_waiting(self.job.tenant):
+                    self.stop = Stop(batch[0], to_back=True)
+                    return
+                runnable = self._within_attempts(batch)
+                loading = self._next or self._load(runnable)
+                self._next = self._load(self.batches[b + 1]) if b + 1 < len(
+                    self.batches) else None
+                wanted = set(runnable)
+                good = []
+                for item in loading.result():
+                    if item.index not in wanted:
+                        continue
+                    if item.error is None:
+                        good.append(item)
+                    else:
+                        self.fail(item, item.error)
+                if good:
+                    yield good
+        finally:
+            if self._next is not None:
+                self._next.cancel()
