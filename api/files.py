@@ -39,6 +39,22 @@ def file(job_id: str, name: str):
     return response
 
 
+@bp.get("/<job_id>/report/files/<path:name>")
+def report_file(job_id: str, name: str):
+    job = own_job(job_id)
+    try:
+        data = services().storage.get(JobKeys(job.tenant, job.id).artifact(name))
+    except (FileNotFoundError, ValueError):
+        raise NotFoundError(f"no report file {name[:100]!r} in job {job_id}") from None
+    suffix = name[name.rfind("."):]
+    media = {".json": "application/json", **CONTENT_TYPES}.get(suffix,
+                                                                "application/octet-stream")
+    response = Response(data, mimetype=media)
+    response.cache_control.private = True
+    response.cache_control.max_age = 3600
+    return response
+
+
 @functools.lru_cache(maxsize=256)
 def _header(storage, key: str):
     return read_header(storage, key)

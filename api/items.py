@@ -45,6 +45,14 @@ def file_url(job: Job, key: str) -> str:
     return signed_url(f"/v1/jobs/{job.id}/files/{JobKeys(job.tenant, job.id).file_name(key)}")
 
 
+def artifact_url(job: Job, name: str) -> str:
+    """A report's file: presigned on S3, else signed by the API."""
+    svc = services()
+    url = svc.storage.presigned_url(JobKeys(job.tenant, job.id).artifact(name),
+                                    svc.settings.presign_expires_s)
+    return url or signed_url(f"/v1/jobs/{job.id}/report/files/{name}")
+
+
 def _output_json(job: Job, index: int, out: OutputRecord, kinds: tuple[str, ...]) -> dict:
     urls: dict[str, str | None] = {}
     for kind in OUTPUT_FILES:

@@ -6,17 +6,19 @@ files and maps.
 
 from __future__ import annotations
 
+import json
 import re
 
 from flask import Blueprint, Flask, Response, g, jsonify, redirect, request, stream_with_context
 
 from api.context import services, tenant
-from api.items import page
+from api.items import artifact_url, page
 from api.requests import read_job_request
 from api.submission import submit as accept
 from shared.errors import ExpiredError, NotFoundError, NotReadyError, SpecError
 from shared.jobs import Job
 from shared.keys import RESULT_FORMATS, JobKeys
+from shared.reports import resolve_artifacts
 from shared.results import MEDIA_TYPES, convert
 from shared.status import JobStatus
 from shared.taskqueue import NEXT_PHASE, send_control
@@ -96,8 +98,9 @@ def _final(job: Job, what: str) -> None:
 def report(job_id: str):
     job = own_job(job_id)
     _final(job, "report")
-    data = services().storage.get(JobKeys(job.tenant, job.id).report)
-    return Response(data, mimetype="application/json")
+    keys = JobKeys(job.tenant, job.id)
+    stored = json.loads(services().storage.get(keys.report))
+    return jsonify(resolve_artifacts(stored, lambda name: artifact_url(job, name)))
 
 
 @bp.get("/<job_id>/results")

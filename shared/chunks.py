@@ -187,16 +187,18 @@ class Segment:
     shard: str | None
     rows: str | None
     thumbs: str | None = None
+    partial: str | None = None  # a multi-phase job's partial result of the segment
 
     def to_json(self) -> str:
         return json.dumps({"start": self.start, "stop": self.stop, "token": self.token,
-                           "shard": self.shard, "rows": self.rows, "thumbs": self.thumbs})
+                           "shard": self.shard, "rows": self.rows, "thumbs": self.thumbs,
+                           "partial": self.partial})
 
     @classmethod
     def from_json(cls, raw: str) -> Segment:
         d = json.loads(raw)
         return cls(d["start"], d["stop"], d["token"], d.get("shard"), d.get("rows"),
-                   d.get("thumbs"))
+                   d.get("thumbs"), d.get("partial"))
 
 
 @dataclass(frozen=True)
@@ -239,10 +241,12 @@ class Chunks:
         """Make every planned chunk of a job ready (planning has ended)."""
         return int(self._activate(args=[PREFIX, job_id]))
 
-    def reset(self, job_id: str) -> None:
-        """Forget a job's chunks (a planner starting again from scratch)."""
+    def reset(self, job_id: str, keep_segments: bool = False) -> None:
+        """Forget a job's chunks: a planner starting again from scratch, or a job moving to
+        its next phase (which keeps the segments the first one committed)."""
         pipe = self.redis.pipeline(transaction=True)
-        for what in ("cstop", "cstate", "cattempts", "clost", "csent", "cworker", "cseg"):
+        for what in ("cstop", "cstate", "cattempts", "clost", "csent", "cworker",
+                     *(() if keep_segments else ("cseg",))):
             pipe.delete(job_sub(job_id, what))
         pipe.hset(job_key(job_id), "open", 0)
         pipe.execute()

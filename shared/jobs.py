@@ -136,8 +136,9 @@ class Job:
     created_ts: float
     progress_ms: int
     expires_at: float | None
-    extra_progress: dict[str, int]
+    extra_progress: dict[str, Any]
     plan_chunk: int = 0  # items per planned chunk of a data-set job (its plan files)
+    phase: int = 0  # a multi-phase job's current phase (0: the one over its items)
     notify_attempts: tuple[dict[str, Any], ...] = ()
 
     @property
@@ -219,8 +220,10 @@ class JobStore:
         raw = self.redis.hgetall(job_key(job_id))
         if not raw or "status" not in raw:
             return None
-        extra = {name: int(raw[name]) for name in ("projections_done", "projections_due")
-                 if name in raw}
+        extra: dict[str, Any] = {}
+        if int(raw.get("projections_due", 0)):
+            extra["projections"] = {"done": int(raw.get("projections_done", 0)),
+                                    "due": int(raw["projections_due"])}
         return Job(
             id=job_id,
             tenant=raw["tenant"],
@@ -245,6 +248,7 @@ class JobStore:
             expires_at=float(raw["expires_at"]) if raw.get("expires_at") else None,
             extra_progress=extra,
             plan_chunk=int(raw.get("plan_chunk", 0)),
+            phase=int(raw.get("phase", 0)),
             notify_attempts=tuple(json.loads(raw["notify_attempts"]))
             if raw.get("notify_attempts") else (),
         )

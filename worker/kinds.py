@@ -12,6 +12,10 @@ from shared.modelspec import ModelSpec
 from worker.attribution.chunk import run_attribution
 from worker.attribution.finalize import finalize_attribution
 from worker.context import WorkerContext
+from worker.top_activations.finalize import finalize_top_activations
+from worker.top_activations.finalize import next_phase as top_activations_next
+from worker.top_activations.project import run_projection
+from worker.top_activations.scan import run_scan
 
 
 def _single_phase(ctx: WorkerContext, job: Job) -> bool:
@@ -29,6 +33,16 @@ class Kind:
     finalize: Callable[[WorkerContext, Job, ModelSpec | None], None]
 
 
+def _by_phase(*phases: Callable[..., tuple[Any, bool]]) -> Callable[..., tuple[Any, bool]]:
+    """A kind whose chunks run one function per phase."""
+    def run(ctx: WorkerContext, job: Job, *args: Any) -> tuple[Any, bool]:
+        return phases[job.phase](ctx, job, *args)
+
+    return run
+
+
 KINDS: dict[str, Kind] = {
     "attribution": Kind(run_attribution, _single_phase, finalize_attribution),
+    "top_activations": Kind(_by_phase(run_scan, run_projection), top_activations_next,
+                            finalize_top_activations),
 }

@@ -1,0 +1,133 @@
+"""Phase 1 of a `top_activations` job: the merge of the scan's partials, and one chunk per
+channel that projects its top-k units, cuts their patches and draws the channel's grid.
+
+Every file of a channel has a fixed name, so a redone chunk rewrites the same objects.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import numpy as np
+
+from shared import render
+from shared.chunks import Lease
+from shared.errors import InputError
+from shared.inputs import InputRef
+from shared.jobs import Job
+from shared.keys import JobKeys
+from shared.reports import artifact_ref
+from shared.specs import job_spec_from_json
+from shared.taskqueue import chunk_ranges
+from shared.top_activations_spec import TopActivationsSpec
+from worker.attribution.sinks import RunResult
+from worker.batches import Fenced
+from worker.context import WorkerContext
+from worker.engines import engine_for
+from worker.leases import LeaseKeeper
+from worker.refs import ref_source
+from worker.retry import retrying
+
+MERGED = "topk.json"
+
+
+def merged(ctx: WorkerContext, job: Job):
+    """The job's merged top-k (written by `start_projections`)."""
+    from worker.feature_maps import TopK
+
+    return TopK.from_json(json.loads(ctx.storage.get(JobKeys(job.tenant, job.id).artifact(
+        MERGED))))
+
+
+def start_projections(ctx: WorkerContext, job: Job) -> bool:
+    """Merge the scan's partials and add one chunk per channel; False if nothing to project."""
+    from worker.feature_maps import TopK
+
+    spec: TopActivationsSpec = job_spec_from_json(job.spec).work
+    parts = [TopK.from_bytes(ctx.storage.get(s.partial)) for s in ctx.chunks.segments(job.id)
+             if s.partial]
+    if not parts:
+        return False
+    top = TopK.merge(parts)
+    keys = JobKeys(job.tenant, job.id)
+    ctx.storage.put(keys.artifact(MERGED), json.dumps(top.to_json()).encode(),
+                    "application/json")
+    channels = list(top.channels)
+    due = sum(len(top.top(c)) for c in channels) * len(spec.methods)
+    ctx.chunks.reset(job.id, keep_segments=True)
+    pipe = ctx.redis.pipeline(transaction=True)
+    ctx.chunks.add(pipe, job.id, chunk_ranges(len(channels), 1), "planned")
+    pipe.execute()
+    ctx.jobs.set_fields(job.id, phase=1, projections_due=due, projections_done=0)
+    ctx.chunks.activate(job.id)
+    return True
+
+
+def _item_id(ctx: WorkerContext, job: Job, index: int) -> tuple[str, str | None]:
+    source = ref_source(ctx, job, InputRef("item", index))
+    return source.name, source.id
+
+
+def _npy(values: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(values, dtype=np.float32))
+    return buf.getvalue()
+
+
+def run_projection(ctx: WorkerContext, job: Job, lease: Lease, keeper: LeaseKeeper,
+                   worker: str | None) -> tuple[RunResult | None, bool]:
+    """Project the top-k units of one channel (chunk `start` is the channel's rank)."""
+    from worker.feature_maps import grid_png, project, projection_crop
+    from worker.inputs import load_input
+
+    spec = job_spec_from_json(job.spec)
+    work: TopActivationsSpec = spec.work
+    record = ctx.models.get(job.tenant, spec.model)
+    if record is None:
+        raise InputError(f"model {spec.model!r} is no longer registered")
+    engine = engine_for(ctx, job.tenant, record)
+    top = merged(ctx, job)
+    channel = top.channels[lease.start]
+    units = [(channel, unit) for unit in top.top(channel)]
+    images = {}
+    for _, unit in units:
+        loaded = load_input(ctx, job.tenant, record.spec, unit.index,
+                            ref_source(ctx, job, InputRef("item", unit.index)))
+        if loaded.error is not None:
+            raise InputError(f"item {unit.index}: {loaded.error}")
+        images[unit.index] = loaded.x
+    methods = [m.name for m in work.methods]
+    projections = project(engine, work.layer, units, images, methods, record.spec.preprocessing)
+    if keeper.lost.is_set():
+        raise Fenced(f"job {job.id} channel {channel}: lease taken over")
+    keys = JobKeys(job.tenant, job.id)
+    budget = ctx.settings.retry_budget_s
+
+    def put(name: str, data: bytes, media: str) -> str:
+        retrying(lambda: ctx.storage.put(keys.artifact(name), data, media), budget,
+                 f"writing {name}")
+        return artifact_ref(name)
+
+    entries: list[dict[str, Any]] = []
+    for rank, p in enumerate(projections):
+        base = f"channels/{channel}/{rank}"
+        name, item_id = _item_id(ctx, job, p.top.index)
+        entries.append({
+            "index": p.top.index, "id": item_id, "input": name,
+            "activation": float(p.top.activation), "position": list(p.top.position),
+            "patch_box": list(p.patch_box),
+            "projections": {m: {"npy": put(f"{base}-{m}.npy", _npy(p.maps[m]),
+                                           "application/octet-stream"),
+                                "png": put(f"{base}-{m}.png",
+                                           render.encode_png(projection_crop(p, m)),
+                                           "image/png")}
+                            for m in methods},
+            "patch": put(f"{base}-patch.png", render.encode_png(p.patch), "image/png"),
+        })
+    grid = put(f"channels/{channel}/grid.png", grid_png(projections, methods), "image/png")
+    fragment = {"channel": channel, "grid": grid, "top": entries}
+    put(f"channels/{channel}.json", json.dumps(fragment).encode(), "application/json")
+    ctx.jobs.add_progress(job.id, "projections_done", len(projections) * len(methods))
+    return RunResult(lease.stop), False
