@@ -9,17 +9,15 @@ from typing import Any
 
 from shared.jobs import Job
 from shared.modelspec import ModelSpec
+from worker.attribution.audit import run_audit
 from worker.attribution.chunk import run_attribution
 from worker.attribution.finalize import finalize_attribution
+from worker.attribution.finalize import next_phase as attribution_next
 from worker.context import WorkerContext
 from worker.top_activations.finalize import finalize_top_activations
 from worker.top_activations.finalize import next_phase as top_activations_next
 from worker.top_activations.project import run_projection
 from worker.top_activations.scan import run_scan
-
-
-def _single_phase(ctx: WorkerContext, job: Job) -> bool:
-    return False
 
 
 @dataclass(frozen=True)
@@ -42,7 +40,8 @@ def _by_phase(*phases: Callable[..., tuple[Any, bool]]) -> Callable[..., tuple[A
 
 
 KINDS: dict[str, Kind] = {
-    "attribution": Kind(run_attribution, _single_phase, finalize_attribution),
+    "attribution": Kind(_by_phase(run_attribution, run_audit), attribution_next,
+                        finalize_attribution),
     "top_activations": Kind(_by_phase(run_scan, run_projection), top_activations_next,
                             finalize_top_activations),
 }
