@@ -71,8 +71,8 @@ function histogramChart(main, baseline, { width = 300, height = 120, title = "" 
 // Lines over categories: `labels` along x, `series` [{label, values}] with a y range that
 // holds every value (and [lo, hi] at least). Points carry <title>s with their value.
 function lineChart(labels, series, { width = 460, height = 220, lo = 0, hi = 1, title = "",
-                                     xTitle = "", ticks = 12 } = {}) {
-  const pad = { l: 36, r: 10, t: 10, b: 64 };
+                                     xTitle = "", ticks = 12, rotate = true } = {}) {
+  const pad = { l: 36, r: 10, t: 10, b: (rotate ? 54 : 18) + (xTitle ? 14 : 0) };
   const w = width - pad.l - pad.r, h = height - pad.t - pad.b;
   const values = series.flatMap((s) => s.values).filter((v) => v !== null && Number.isFinite(v));
   const min = Math.min(lo, ...values), max = Math.max(hi, ...values);
@@ -91,11 +91,12 @@ function lineChart(labels, series, { width = 460, height = 220, lo = 0, hi = 1, 
   labels.forEach((label, i) => {
     if (i % every) return;
     const at = [x(i), pad.t + h + 12];
-    svg.append(svgEl("text", { x: at[0], y: at[1], class: "tick", "text-anchor": "end",
-                               transform: `rotate(-35 ${at[0]} ${at[1]})` }, label));
+    svg.append(svgEl("text", rotate
+      ? { x: at[0], y: at[1], class: "tick", "text-anchor": "end", transform: `rotate(-35 ${at[0]} ${at[1]})` }
+      : { x: at[0], y: at[1], class: "tick", "text-anchor": "middle" }, label));
   });
   if (xTitle) {
-    svg.append(svgEl("text", { x: pad.l + w / 2, y: height - 6, class: "tick", "text-anchor": "middle" },
+    svg.append(svgEl("text", { x: pad.l + w / 2, y: height - 2, class: "tick", "text-anchor": "middle" },
                      xTitle));
   }
   series.forEach((s, k) => {

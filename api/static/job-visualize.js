@@ -45,7 +45,8 @@ function curveChart(values) {
   if (!values || !values.length) return el("p", { class: "muted curve", text: "no steps yet" });
   const labels = values.map((_, i) => String(i + 1));
   return lineChart(labels, [{ label: "objective", values }], {
-    width: 300, height: 150, lo: Infinity, hi: -Infinity, title: "objective per step", ticks: 6,
+    width: 300, height: 130, lo: Infinity, hi: -Infinity, title: "objective per step", ticks: 6,
+    rotate: false, xTitle: "step",
   });
 }
 

@@ -110,9 +110,16 @@ async function showItems(job, render = renderItem, update = (grid, cards) => gri
   document.getElementById("next").hidden = !page.next_cursor;
   if (page.items.length) {
     const first = page.items[0].index, last = page.items[page.items.length - 1].index;
-    document.getElementById("range").textContent = `items ${first}–${last} of ${job.progress.total}`;
+    const total = itemCount(job);
+    document.getElementById("range").textContent = `items ${first}–${last}` + (total ? ` of ${total}` : "");
   }
   return page;
+}
+
+// How many items a job has: one per input, or for visualize one per objective × start.
+function itemCount(job) {
+  if (job.kind !== "visualize") return job.progress.total;
+  return job.objective ? [].concat(job.objective).length * (job.starts || 1) : null;
 }
 
 function reportJsonLink() {
@@ -141,6 +148,7 @@ const KINDS = {
     running: null,
     final: async (job) => {
       document.getElementById("report-link").hidden = false;
+      reportJsonLink();
       await showItems(job);
     },
   },
