@@ -267,3 +267,28 @@ def check_real_job(stack, session, model: str, reference, worker, cases=(),
     for item, want in zip(items, reference.maps(expected), strict=True):
         assert_map(session, stack.url, item, want, tol)
     check_worker(stack, worker)
+
+
+def quoted(value: str) -> str:
+    """A quoted-string of a multipart header (backslash and quote escaped)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def multipart(parts: list[tuple[str, str | None, bytes]], boundary: str = "b0undary"
+              ) -> tuple[bytes, str]:
+    """A multipart/form-data body written byte for byte: (part name, file name or None,
+    content) each; returns the body and its content type."""
+    body = b""
+    for name, filename, content in parts:
+        disposition = f"form-data; name={quoted(name)}"
+        if filename is not None:
+            disposition += f"; filename={quoted(filename)}"
+        body += (f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n"
+                 .encode("utf-8") + content + b"\r\n")
+    body += f"--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def post_multipart(session: requests.Session, url: str, parts, **kw) -> requests.Response:
+    body, content_type = multipart(parts, **kw)
+    return session.post(url, data=body, headers={"Content-Type": content_type}, timeout=60)
