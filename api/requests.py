@@ -53,10 +53,16 @@ def _json_part(name: str) -> Any:
     return loads(raw, name)
 
 
-def _check_parts(allowed: set[str]) -> None:
+def check_parts(allowed: set[str], single: set[str]) -> None:
+    """Only `allowed` part names (a part with no name is not one), and at most one part of
+    each name in `single`: two `spec` parts would leave which one counts to chance."""
     for name in set(request.form) | set(request.files):
         if name not in allowed:
-            raise SpecError(name[:80], f"is not an expected part; expected {sorted(allowed)}")
+            raise SpecError(str(name)[:80] if name else "(a part without a name)",
+                            f"is not an expected part; expected {sorted(allowed)}")
+    for name in sorted(single):
+        if len(request.form.getlist(name)) + len(request.files.getlist(name)) > 1:
+            raise SpecError(name, "is given more than once; send one part of that name")
 
 
 def _fingerprint(spec: Any, files: list[tuple[str, bytes]]) -> str:
@@ -89,7 +95,7 @@ def read_job_request(settings: Settings) -> JobRequest:
             "POST /v1/jobs takes multipart/form-data (spec + images) or application/json "
             f"(spec fields + inputs or dataset), not {request.mimetype or 'no content type'}"
         )
-    _check_parts({"spec", "images"})
+    check_parts({"spec", "images"}, single={"spec"})
     spec = _json_part("spec")
     files = request.files.getlist("images")
     if not files:
@@ -118,7 +124,7 @@ def read_model_request() -> tuple[Any, str, IO[bytes]]:
         raise UnsupportedMediaError(
             "POST /v1/models takes multipart/form-data: spec + weights (or program)"
         )
-    _check_parts({"spec", "weights", "program"})
+    check_parts({"spec", "weights", "program"}, single={"spec", "weights", "program"})
     spec = _json_part("spec")
     present = [name for name in ("weights", "program") if name in request.files]
     if len(present) != 1:

@@ -274,17 +274,17 @@ def quoted(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def multipart(parts: list[tuple[str, str | None, bytes]], boundary: str = "b0undary"
+def multipart(parts: list[tuple[str | None, str | None, bytes]], boundary: str = "b0undary"
               ) -> tuple[bytes, str]:
-    """A multipart/form-data body written byte for byte: (part name, file name or None,
-    content) each; returns the body and its content type."""
+    """A multipart/form-data body written byte for byte: (part name, file name, content)
+    each, a name or file name of None left out; returns the body and its content type."""
     body = b""
     for name, filename, content in parts:
-        disposition = f"form-data; name={quoted(name)}"
+        disposition = "form-data" + (f"; name={quoted(name)}" if name is not None else "")
         if filename is not None:
             disposition += f"; filename={quoted(filename)}"
         body += (f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n"
-                 .encode("utf-8") + content + b"\r\n")
+                 .encode() + content + b"\r\n")
     body += f"--{boundary}--\r\n".encode()
     return body, f"multipart/form-data; boundary={boundary}"
 
@@ -292,3 +292,56 @@ def multipart(parts: list[tuple[str, str | None, bytes]], boundary: str = "b0und
 def post_multipart(session: requests.Session, url: str, parts, **kw) -> requests.Response:
     body, content_type = multipart(parts, **kw)
     return session.post(url, data=body, headers={"Content-Type": content_type}, timeout=60)
+
+
+@dataclass
+class RawAnswer:
+    """An HTTP answer read off a raw socket, with what `assert_error` reads."""
+
+    status_code: int
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def raw_request(url: str, data: bytes, timeout: float = 30) -> RawAnswer:
+    """Send `data` as is to the API's socket and read the answer until the server closes or
+    the announced body has arrived."""
+    import socket
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    with socket.create_connection((parsed.hostname, parsed.port), timeout=timeout) as sock:
+        try:
+            sock.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and closed before reading everything
+        received = b""
+        while True:
+            try:
+                block = sock.recv(65536)
+            except ConnectionResetError:
+                break
+            if not block:
+                break
+            received += block
+            head, sep, body = received.partition(b"\r\n\r\n")
+            if sep:
+                length = [line.split(b":", 1)[1] for line in head.split(b"\r\n")[1:]
+                          if line.lower().startswith(b"content-length:")]
+                if length and len(body) >= int(length[0]):
+                    break
+    head, _, body = received.partition(b"\r\n\r\n")
+    lines = head.decode("latin1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().title()] = value.strip()
+    return RawAnswer(status, headers, body)

@@ -10,10 +10,10 @@ import json
 from urllib.parse import quote, urlparse
 
 import pytest
+from e2e.helpers import side_effects, wait
 
 from badinput.cases import PIXELS, clean_png
 from badinput.helpers import assert_error, assert_map, items_of, post_multipart, tally
-from e2e.helpers import side_effects, wait
 
 FAMILY = "traversal/unicode names"
 
