@@ -310,9 +310,10 @@ class RawAnswer:
         return json.loads(self.body)
 
 
-def raw_request(url: str, data: bytes, timeout: float = 30) -> RawAnswer:
-    """Send `data` as is to the API's socket and read the answer until the server closes or
-    the announced body has arrived."""
+def raw_request(url: str, data: bytes, timeout: float = 30, half_close: bool = False
+                ) -> RawAnswer:
+    """Send `data` as is to the API's socket (`half_close`: then say no more will come) and
+    read the answer until the server closes or the announced body has arrived."""
     import socket
     from urllib.parse import urlparse
 
@@ -320,6 +321,8 @@ def raw_request(url: str, data: bytes, timeout: float = 30) -> RawAnswer:
     with socket.create_connection((parsed.hostname, parsed.port), timeout=timeout) as sock:
         try:
             sock.sendall(data)
+            if half_close:
+                sock.shutdown(socket.SHUT_WR)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the server answered and closed before reading everything
         received = b""
@@ -339,6 +342,9 @@ def raw_request(url: str, data: bytes, timeout: float = 30) -> RawAnswer:
                     break
     head, _, body = received.partition(b"\r\n\r\n")
     lines = head.decode("latin1").split("\r\n")
+    length = [line.split(":", 1)[1] for line in lines if line.lower().startswith("content-length:")]
+    if length:
+        body = body[:int(length[0])]  # the first answer only
     status = int(lines[0].split()[1])
     headers = {}
     for line in lines[1:]:
