@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import io
+import os
 import struct
 import zlib
 from collections.abc import Callable
@@ -375,13 +376,14 @@ ARRAY = np.random.default_rng(50).standard_normal((3, 32, 32)).astype(np.float32
 
 
 class Pickled:
-    """An object whose unpickling would create `path`: loading must never unpickle."""
+    """An object whose unpickling would make a directory at `path`: loading must never
+    unpickle."""
 
     def __init__(self, path: str) -> None:
         self.path = path
 
     def __reduce__(self):
-        return (open, (self.path, "w"))
+        return (os.mkdir, (self.path,))
 
 
 def pickled_npy(path: str) -> bytes:

@@ -18,6 +18,16 @@ def test_a_bad_array_is_refused_and_stores_nothing(bad, mallory, bad_model, case
     check_refused(bad, mallory, bad_model, case, "jobs", FAMILY)
 
 
+def test_the_pickled_array_would_run_if_unpickled(tmp_path):
+    import io
+
+    import numpy as np
+
+    control = tmp_path / "control"
+    np.load(io.BytesIO(pickled_npy(str(control))), allow_pickle=True)
+    assert control.exists()
+
+
 @pytest.mark.parametrize("route", ["jobs", "uploads"])
 def test_a_pickled_object_array_is_refused_without_unpickling(bad, mallory, bad_model, route,
                                                               tmp_path):
