@@ -80,8 +80,13 @@ def init_app(app: Flask) -> None:
         g.signed = False
         if not request.path.startswith("/v1/"):
             return
+        sig = request.args.get("sig")
+        # A signature is hex: anything else is no signature (and must not reach the HMAC
+        # comparison, which refuses non-ASCII strings with a TypeError).
+        if sig is not None and not (sig.isascii() and sig.isalnum()):
+            sig = None
         if SIGNED_ROUTES.match(request.path) and svc.signer.valid(
-                request.path, request.args.get("expires"), request.args.get("sig")):
+                request.path, request.args.get("expires"), sig):
             g.tenant, g.admin, g.signed = None, False, True
             return
         if not keys:

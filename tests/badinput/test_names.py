@@ -120,6 +120,8 @@ ROUTE_PATHS = [
     "/v1/examples/%2e%2e",
     "/v1/examples/" + quote("\u202egnp.exe"),
     "/v1/jobs/%ff%fe",
+    f"/v1/jobs/{JOB}/files/a?expires=99999999999&sig=%C3%A9",
+    f"/v1/jobs/{JOB}/maps/0/0.png?expires=99999999999&sig=%00",
 ]
 
 
