@@ -4,9 +4,10 @@ tenant's secret, the payload and its signature.
 A job may name `"notify": {"url": ..., "events": ["succeeded", "failed", "cancelled"]}`.
 The URL must be `http(s)://` and its host must resolve only to public addresses — private,
 loopback, link-local, shared (100.64.0.0/10), multicast and reserved ones are refused —
-unless the host is in `SALIENCY_WEBHOOK_ALLOWED_HOSTS`; the rule is applied at submission and again, on the address
-actually connected to, at each delivery. Each tenant's signing secret is derived from
-`SALIENCY_WEBHOOK_MASTER_KEY` (`GET /v1/webhooks/secret` tells a tenant its own).
+unless the host is in `SALIENCY_WEBHOOK_ALLOWED_HOSTS`; the rule is applied at submission
+and again, on the address actually connected to, at each delivery. Each tenant's signing
+secret is derived from `SALIENCY_WEBHOOK_MASTER_KEY` (`GET /v1/webhooks/secret` tells a tenant
+its own).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pytest
 import requests
 
-from devstack import ROOT, start_api, start_beat, start_redis, start_worker, stack_env
+from devstack import ROOT, stack_env, start_api, start_beat, start_redis, start_worker
 
 LOGS = ROOT / "test-output" / "logs" / "security"
 SECRETS = {

@@ -9,7 +9,6 @@ import json
 import time
 
 import pytest
-
 from badinput.cases import PIXELS, clean_png
 from badinput.helpers import assert_error
 

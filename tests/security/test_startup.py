@@ -1,0 +1,56 @@
+"""The API refuses to start where it would be exposed unprotected: bound beyond loopback with
+no API keys (unless `SALIENCY_ALLOW_ANONYMOUS=1` says that is meant), or without
+`SALIENCY_SIGNING_KEY` (its signed URLs would use a key nobody configured)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from devstack import ROOT, StartError, free_port, start_api
+from security.conftest import LOGS, SECRETS
+
+KEYS = {"SALIENCY_API_KEYS": f"{SECRETS['alice_key']}:alice:admin"}
+SIGNING = {"SALIENCY_SIGNING_KEY": SECRETS["signing_key"]}
+
+
+def _env(sec, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in sec.env.items()
+           if k not in ("SALIENCY_API_KEYS", "SALIENCY_SIGNING_KEY")}
+    return {**env, **extra}
+
+
+@pytest.mark.parametrize("case", [
+    ("no keys", {**SIGNING}, "SALIENCY_API_KEYS"),
+    ("keys but no signing key", {**KEYS}, "SALIENCY_SIGNING_KEY"),
+    ("neither", {}, "SALIENCY_SIGNING_KEY"),
+], ids=lambda c: c[0])
+def test_beyond_loopback_the_api_refuses_to_start_unprotected(sec, case):
+    _, extra, named = case
+    with pytest.raises(StartError) as refused:
+        start_api(_env(sec, **extra), LOGS, host="0.0.0.0")
+    assert "exited" in str(refused.value) and named in str(refused.value)
+
+
+@pytest.mark.parametrize("extra", [{**KEYS, **SIGNING}, {"SALIENCY_ALLOW_ANONYMOUS": "1"}],
+                         ids=["keys and a signing key", "anonymous access said to be meant"])
+def test_beyond_loopback_the_api_starts_when_protected_or_told_so(sec, extra):
+    api = start_api(_env(sec, **extra), LOGS, host="0.0.0.0")
+    try:
+        assert api.proc.poll() is None
+    finally:
+        api.stop()
+
+
+@pytest.mark.xfail(strict=True, reason="docker/gunicorn.conf.py: a --bind given on the command "
+                   "line (or in GUNICORN_CMD_ARGS) replaces the configured bind, and the check "
+                   "only sees SALIENCY_HOST")
+def test_a_bind_beyond_loopback_on_gunicorns_command_line_is_refused_too(sec):
+    port = free_port()
+    proc = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", "docker/gunicorn.conf.py", "--bind",
+         f"0.0.0.0:{port}", "--workers", "1", "--worker-tmp-dir", "/tmp", "api.wsgi:app"],
+        env=_env(sec), cwd=ROOT, capture_output=True, text=True, timeout=20, check=False)
+    assert proc.returncode != 0 and "SALIENCY_API_KEYS" in proc.stdout + proc.stderr
