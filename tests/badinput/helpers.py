@@ -60,11 +60,6 @@ def assert_error(response: requests.Response, status: int, code: str | None = No
     return error
 
 
-def settled_effects(stack) -> tuple:
-    """What a request could have left behind (Redis keys, queued tasks, stored objects)."""
-    return side_effects(stack)
-
-
 # --- crafted files ---------------------------------------------------------------------------
 
 def chunk(kind: bytes, data: bytes) -> bytes:

@@ -13,11 +13,11 @@ from e2e.helpers import side_effects
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import GenerationMode
 
-from badinput.helpers import check_worker, tally
+from badinput.helpers import check_real_job, check_worker, tally
 from devstack import ROOT
 
 FAMILY = "spec fuzzing (examples)"
-EXAMPLES = 12  # per operation and mode
+EXAMPLES = 8  # per operation and mode
 DOCUMENT = json.loads((ROOT / "api" / "openapi.json").read_text())
 OPERATIONS = [(method, path) for path, ops in DOCUMENT["paths"].items() for method in ops
               if method in ("get", "post", "put", "patch", "delete")]
@@ -74,3 +74,8 @@ def test_fuzzed_requests_get_no_5xx_and_errors_in_the_shape(bad, served_schema, 
     assert side_effects(bad) == before
     check_worker(bad, worker)
     tally(FAMILY, examples[0])
+
+
+def test_after_fuzzing_the_worker_lives_and_a_job_succeeds(bad, mallory, bad_model, reference,
+                                                            worker):
+    check_real_job(bad, mallory, bad_model, reference, worker)

@@ -11,7 +11,14 @@ import pytest
 from e2e.helpers import side_effects, submit
 
 from badinput.cases import clean_png
-from badinput.helpers import assert_error, check_real_job, post_multipart, run_job, tally
+from badinput.helpers import (
+    assert_error,
+    check_real_job,
+    check_worker,
+    post_multipart,
+    run_job,
+    tally,
+)
 
 NESTED = "deeply nested JSON"
 NAN = "NaN in JSON"
@@ -154,7 +161,7 @@ def test_nan_and_infinities_are_refused_anywhere(bad, mallory, bad_model, case):
     tally(NAN)
 
 
-def test_no_answer_holds_nan(bad, mallory, bad_model):
+def test_after_nan_no_answer_holds_nan_and_a_job_succeeds(bad, mallory, bad_model, worker):
     """What the API answers is strict JSON: its models, jobs and items parse without NaN."""
     def strict(text: str):
         return json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in an answer"))
@@ -162,8 +169,10 @@ def test_no_answer_holds_nan(bad, mallory, bad_model):
     strict(mallory.get(f"{bad.url}/v1/models", timeout=10).text)
     job, items = run_job(mallory, bad.url, {"model": bad_model, "outputs": ["npy"]},
                          [("a.png", clean_png())])
+    assert job["status"] == "succeeded" and items[0]["status"] == "succeeded", items
     strict(mallory.get(f"{bad.url}/v1/jobs/{job['id']}", timeout=10).text)
     strict(mallory.get(f"{bad.url}/v1/jobs/{job['id']}/items", timeout=10).text)
+    check_worker(bad, worker)
     tally(NAN)
 
 

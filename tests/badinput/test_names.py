@@ -13,7 +13,14 @@ import pytest
 from e2e.helpers import side_effects, wait
 
 from badinput.cases import PIXELS, clean_png
-from badinput.helpers import assert_error, assert_map, items_of, post_multipart, tally
+from badinput.helpers import (
+    assert_error,
+    assert_map,
+    check_worker,
+    items_of,
+    post_multipart,
+    tally,
+)
 
 FAMILY = "traversal/unicode names"
 
@@ -53,7 +60,7 @@ ODD_NAMES = [
 
 
 def test_uploads_with_odd_names_keep_them_and_their_uris_find_them(bad, mallory, bad_model,
-                                                                   reference):
+                                                                   reference, worker):
     storage = bad.backend.storage()
     before = set(storage.list())
     response = post_multipart(mallory, f"{bad.url}/v1/uploads", [("prefix", None, b"names")] + [
@@ -72,6 +79,7 @@ def test_uploads_with_odd_names_keep_them_and_their_uris_find_them(bad, mallory,
     for item, uri in zip(items_of(mallory, bad.url, job["id"]), uris, strict=True):
         assert item["input"] == uri
         assert_map(mallory, bad.url, item, want)
+    check_worker(bad, worker)
     tally(FAMILY, len(ODD_NAMES))
 
 
@@ -81,7 +89,7 @@ JOB_NAMES = [
 ]
 
 
-def test_a_jobs_image_names_are_only_labels(bad, mallory, bad_model, reference):
+def test_a_jobs_image_names_are_only_labels(bad, mallory, bad_model, reference, worker):
     storage = bad.backend.storage()
     before = set(storage.list())
     response = post_multipart(mallory, f"{bad.url}/v1/jobs", [
@@ -97,6 +105,7 @@ def test_a_jobs_image_names_are_only_labels(bad, mallory, bad_model, reference):
     (want,) = reference.maps([PIXELS])
     for item in items:
         assert_map(mallory, bad.url, item, want)
+    check_worker(bad, worker)
     tally(FAMILY, len(JOB_NAMES))
 
 
