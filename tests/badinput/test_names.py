@@ -158,3 +158,39 @@ def test_an_odd_name_in_a_route_is_a_json_404(bad, path):
 
     assert_error(Answer, 404, "not_found")
     tally(FAMILY)
+
+
+URI = "file:///nowhere/a.png"
+INPUT = '{"model": "tiny-resnet18", "inputs": [{"uri": "URI"%s}]}'.replace("URI", URI)
+SURROGATES = [
+    ("in a uri", INPUT.replace('a.png"', 'a.png\\ud800"') % ""),
+    ("in an id", INPUT % ', "id": "\\ud800"'),
+    ("in a label", INPUT % ', "label": "\\udfff"'),
+    ("in a mask", INPUT % (', "mask": "' + URI + '\\udc00"')),
+    ("reversed pair", INPUT % ', "id": "\\ude00\\ud83d"'),
+    ("in a field name", '{"model": "tiny-resnet18", "\\ud800": 1}'),
+]
+
+
+@pytest.mark.parametrize("case", SURROGATES, ids=[c[0] for c in SURROGATES])
+def test_a_lone_surrogate_in_json_is_refused(bad, mallory, bad_model, case):
+    _, text = case
+    before = side_effects(bad)
+    response = mallory.post(f"{bad.url}/v1/jobs", data=text.encode(), timeout=30,
+                            headers={"Content-Type": "application/json"})
+    assert_error(response, 400, "invalid_spec", "surrogate")
+    assert side_effects(bad) == before
+    tally(FAMILY)
+
+
+@pytest.mark.parametrize("where", ["class_names", "name"])
+def test_a_lone_surrogate_in_a_model_spec_is_refused(bad, mallory, where):
+    spec = ('{"name": "sur", "architecture": "resnet18", "num_classes": 1, '
+            '"class_names": ["\\ud800"]}' if where == "class_names" else
+            '{"name": "sur\\ud800", "architecture": "resnet18", "num_classes": 1}')
+    before = side_effects(bad)
+    response = post_multipart(mallory, f"{bad.url}/v1/models", [
+        ("spec", None, spec.encode()), ("weights", "w", b"\x02" + bytes(7) + b"{}")])
+    assert_error(response, 400, "invalid_spec", "surrogate")
+    assert side_effects(bad) == before
+    tally(FAMILY)

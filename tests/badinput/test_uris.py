@@ -6,6 +6,8 @@ message, while the job's other items succeed."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from e2e.helpers import side_effects, wait
 from PIL import Image
@@ -167,3 +169,40 @@ def test_a_bad_object_fails_its_item_alone_while_the_others_succeed(
     assert not (tmp_path / "unpickled").exists()
     check_worker(bad, worker)
     tally(FAMILY, len(items))
+
+
+def test_a_bad_manifest_line_fails_its_item_alone(bad, mallory, bad_model, reference, worker):
+    """A data set's manifest is read by the planner: a line nested 100,000 deep, with NaN,
+    a lone surrogate, or no object at all fails its item with a message."""
+    storage = bad.backend.storage()
+    storage.put("t/mallory/manifests/good.png", clean_png())
+    good = storage.uri("t/mallory/manifests/good.png")
+    lines = [
+        json.dumps({"uri": good}),
+        "[" * 100_000,
+        '{"uri": "GOOD", "label": NaN}'.replace("GOOD", good),
+        '{"uri": "GOOD", "id": "\\ud800"}'.replace("GOOD", good),
+        '{"uri": "GOOD", "box": [0, 0, Infinity, 1]}'.replace("GOOD", good),
+        "[1, 2, 3]",
+        "not json",
+        json.dumps({"uri": good, "label": [1]}),
+        json.dumps({"uri": "http://169.254.169.254/latest/meta-data/"}),
+        json.dumps({"uri": good, "id": "last"}),
+    ]
+    storage.put("t/mallory/manifests/m.jsonl", "\n".join(lines).encode())
+    response = mallory.post(f"{bad.url}/v1/jobs", timeout=30, json={
+        "model": bad_model, "outputs": ["npy"],
+        "dataset": {"manifest": storage.uri("t/mallory/manifests/m.jsonl")}})
+    assert response.status_code == 202, response.text
+    job = wait(mallory, bad.url, response.json()["id"], timeout=180)
+    assert job["status"] == "succeeded", job
+    assert job["progress"]["done"] == 2 and job["progress"]["failed"] == len(lines) - 2, job
+    items = items_of(mallory, bad.url, job["id"])
+    (want,) = reference.maps([PIXELS])
+    for item in (items[0], items[-1]):
+        assert_map(mallory, bad.url, item, want, tol=1e-3)
+    for item in items[1:-2]:  # lines that are not an input's JSON object
+        assert item["status"] == "failed" and item["error"].startswith("manifest line"), item
+    assert items[-2]["status"] == "failed" and items[-2]["error"].startswith("uri: must be")
+    check_worker(bad, worker)
+    tally(FAMILY, len(lines))
