@@ -94,8 +94,23 @@ def sec(tmp_path_factory) -> Iterator[SecStack]:
 
 
 @pytest.fixture(scope="session")
+def sec_s3(s3_backend) -> Iterator[SecStack]:
+    """An API with the suite's keys on the session's S3 backend (its worker and moto)."""
+    env = {**s3_backend.env, **API_ENV}
+    api = start_api(env, LOGS)
+    yield SecStack(api.url, env, None, {"alice": SECRETS["alice_key"], "bob": SECRETS["bob_key"]},
+                   s3_backend.redis_url)
+    api.stop()
+
+
+@pytest.fixture(scope="session")
 def sec_model(sec, tiny_weights) -> str:
     """The tiny model, registered by alice and ready."""
+    return register_ready(sec, tiny_weights)
+
+
+def register_ready(sec: SecStack, tiny_weights) -> str:
+    """Register the tiny model as alice and wait until a worker has made it ready."""
     import io
     import json
     import time
@@ -104,7 +119,7 @@ def sec_model(sec, tiny_weights) -> str:
     response = alice.post(f"{sec.url}/v1/models", files={
         "spec": (None, json.dumps(MODEL), "application/json"),
         "weights": ("w.safetensors", io.BytesIO(tiny_weights.read_bytes()))}, timeout=60)
-    assert response.status_code == 201, response.text
+    assert response.status_code in (201, 409), response.text
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         status = alice.get(f"{sec.url}/v1/models/{MODEL['name']}", timeout=10).json()["status"]

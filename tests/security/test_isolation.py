@@ -15,10 +15,11 @@ from urllib.parse import parse_qsl, quote, urlparse
 import pytest
 import requests
 from badinput.cases import clean_png
-from badinput.helpers import assert_error, download
+from badinput.helpers import assert_error
 
 from devstack import ROOT, start_api
-from security.conftest import LOGS
+from security.conftest import LOGS, register_ready
+from shared.settings import Settings
 
 DOCUMENT = json.loads((ROOT / "api" / "openapi.json").read_text())
 JOB_ROUTES = sorted((method, path) for path, ops in DOCUMENT["paths"].items()
@@ -220,18 +221,17 @@ def sigv4_valid(url: str, secret: str) -> bool:
                                signature)
 
 
-@pytest.mark.parametrize("stack", ["s3"], indirect=True)
-def test_presigned_s3_urls_are_signed_for_one_object_and_expire(stack, stack_model):
-    alice = stack.session()
-    response = alice.post(f"{stack.url}/v1/jobs", timeout=30, files=[
-        ("spec", (None, json.dumps({"model": stack_model.name}))),
-        ("images", ("a.png", clean_png()))])
-    job = _wait(alice, stack.url, response.json()["id"])
-    (item,) = _items(alice, stack.url, job["id"])
-    secret = stack.backend.env["AWS_SECRET_ACCESS_KEY"]
-    expires = stack.backend.settings().presign_expires_s
+def test_presigned_s3_urls_are_signed_for_one_object_and_expire(sec_s3, tiny_weights):
+    model = register_ready(sec_s3, tiny_weights)
+    alice = sec_s3.session("alice")
+    response = alice.post(f"{sec_s3.url}/v1/jobs", timeout=30, files=[
+        ("spec", (None, json.dumps({"model": model}))), ("images", ("a.png", clean_png()))])
+    job = _wait(alice, sec_s3.url, response.json()["id"])
+    (item,) = _items(alice, sec_s3.url, job["id"])
+    secret = sec_s3.env["AWS_SECRET_ACCESS_KEY"]
+    expires = Settings.from_env(sec_s3.env).presign_expires_s
     urls = [item["outputs"][0][kind] for kind in ("npy", "png", "overlay")]
-    results = alice.get(f"{stack.url}/v1/jobs/{job['id']}/results", allow_redirects=False,
+    results = alice.get(f"{sec_s3.url}/v1/jobs/{job['id']}/results", allow_redirects=False,
                         timeout=30)
     assert results.status_code == 302
     urls.append(results.headers["Location"])
@@ -241,7 +241,7 @@ def test_presigned_s3_urls_are_signed_for_one_object_and_expire(stack, stack_mod
         assert parsed.path.startswith("/saliency-test/svc/t/alice/jobs/" + job["id"] + "/")
         assert params["X-Amz-Expires"] == str(expires)
         assert sigv4_valid(url, secret), url
-        download(alice, stack.url, url)
+        assert requests.get(url, timeout=30).status_code == 200  # no key needed
         for other in {u for u in urls if u != url}:
             moved = f"{parsed.scheme}://{parsed.netloc}{urlparse(other).path}?{parsed.query}"
             assert not sigv4_valid(moved, secret), "a signature that opens another object"
