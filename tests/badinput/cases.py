@@ -376,14 +376,14 @@ ARRAY = np.random.default_rng(50).standard_normal((3, 32, 32)).astype(np.float32
 
 
 class Pickled:
-    """An object whose unpickling would make a directory at `path`: loading must never
+    """An object whose unpickling would create the file at `path`: loading must never
     unpickle."""
 
     def __init__(self, path: str) -> None:
         self.path = path
 
     def __reduce__(self):
-        return (os.mkdir, (self.path,))
+        return (os.open, (self.path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
 def pickled_npy(path: str) -> bytes:

@@ -158,13 +158,14 @@ def test_weights_that_cannot_fit_are_made_invalid_without_building_the_model(
 # --- exported programs (.pt2) ------------------------------------------------------------------
 
 class Payload:
-    """What a malicious archive carries: unpickling it makes a directory at `path`."""
+    """What a malicious archive carries: unpickling it creates the file at `path` (and
+    returns its descriptor)."""
 
     def __init__(self, path: str) -> None:
         self.path = path
 
     def __reduce__(self):
-        return (os.mkdir, (self.path,))
+        return (os.open, (self.path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
 def _program() -> bytes:
@@ -248,8 +249,8 @@ def test_the_payload_would_run_if_unpickled(tmp_path):
     import torch
 
     control = tmp_path / "control"
-    torch.load(io.BytesIO(_payload(str(control))), weights_only=False)
-    assert control.exists()
+    os.close(torch.load(io.BytesIO(_payload(str(control))), weights_only=False))
+    assert control.is_file()
 
 
 REFUSED_PROGRAMS = [
