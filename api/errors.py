@@ -27,6 +27,16 @@ def error_response(status: int, code: str, message: str):
     return jsonify({"error": {"code": code, "message": message}}), status
 
 
+def _malformed_body(error: Exception) -> bool:
+    """Gunicorn parses a chunked body only as the view reads it: a bad chunk, or a body that
+    ends early, surfaces in the view as gunicorn's own exception. The client's fault: 400."""
+    try:
+        from gunicorn.http.errors import NoMoreData, ParseException
+    except ImportError:  # served by another WSGI server
+        return False
+    return isinstance(error, (ParseException, NoMoreData))
+
+
 def _handle(error: Exception):
     if isinstance(error, RateLimitedError):
         response = error_response(error.status, error.code, error.message)
@@ -40,6 +50,8 @@ def _handle(error: Exception):
         if error.code == 405 and hasattr(error, "valid_methods") and error.valid_methods:
             response[0].headers["Allow"] = ", ".join(error.valid_methods)
         return response
+    if _malformed_body(error):
+        return error_response(400, "bad_request", f"the request's body is malformed ({error})")
     if isinstance(error, (StorageError, *TRANSIENT)):
         log.warning("backend unavailable: %s", error)
         response = error_response(503, "unavailable", f"a backend is unavailable: {error}")

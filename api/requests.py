@@ -56,10 +56,16 @@ def _json_part(name: str) -> Any:
     return loads(raw, name)
 
 
-def _check_parts(allowed: set[str]) -> None:
+def check_parts(allowed: set[str], single: set[str]) -> None:
+    """Only `allowed` part names (a part with no name is not one), and at most one part of
+    each name in `single`: two `spec` parts would leave which one counts to chance."""
     for name in set(request.form) | set(request.files):
         if name not in allowed:
-            raise SpecError(name[:80], f"is not an expected part; expected {sorted(allowed)}")
+            raise SpecError(str(name)[:80] if name else "(a part without a name)",
+                            f"is not an expected part; expected {sorted(allowed)}")
+    for name in sorted(single):
+        if len(request.form.getlist(name)) + len(request.files.getlist(name)) > 1:
+            raise SpecError(name, "is given more than once; send one part of that name")
 
 
 def _fingerprint(spec: Any, files: list[tuple[str, bytes]]) -> str:
@@ -95,10 +101,10 @@ def read_job_request(settings: Settings) -> JobRequest:
             "POST /v1/jobs takes multipart/form-data (spec + images) or application/json "
             f"(spec fields + inputs or dataset), not {request.mimetype or 'no content type'}"
         )
-    if set(request.form) - {"spec"}:
-        raise SpecError(sorted(set(request.form) - {"spec"})[0][:80],
-                        "is not an expected part; expected 'spec', 'images' and the file parts "
-                        'the spec names ({"upload": name})')
+    # File parts besides `images` are the inputs the spec names (checked once it is read);
+    # every part has a name, and `spec` and each named input come once.
+    named_parts = set(request.files) - {"images", "spec"}
+    check_parts({"spec", "images"} | named_parts, single={"spec"} | named_parts)
     spec = _json_part("spec")
     wanted = named_uploads(spec)
     parts = set(request.files) - {"images", "spec"}
@@ -141,7 +147,7 @@ def read_model_request() -> tuple[Any, str, IO[bytes]]:
         raise UnsupportedMediaError(
             "POST /v1/models takes multipart/form-data: spec + weights (or program)"
         )
-    _check_parts({"spec", "weights", "program"})
+    check_parts({"spec", "weights", "program"}, single={"spec", "weights", "program"})
     spec = _json_part("spec")
     present = [name for name in ("weights", "program") if name in request.files]
     if len(present) != 1:

@@ -56,6 +56,8 @@ class Signer:
     def valid(self, path: str, expires: str | None, sig: str | None) -> bool:
         if not expires or not sig or not expires.isascii() or not expires.isdecimal():
             return False
+        if not (sig.isascii() and sig.isalnum()):  # hex, or no signature at all (the HMAC
+            return False  # comparison refuses non-ASCII strings with a TypeError)
         if int(expires) < time.time():
             return False
         return hmac.compare_digest(self._mac(path, int(expires)), sig)

@@ -14,6 +14,7 @@ import re
 from flask import Blueprint, Flask, jsonify, request
 
 from api.context import services, tenant
+from api.requests import check_parts
 from shared import images
 from shared.errors import SpecError, TooLargeError, UnsupportedMediaError
 from shared.keys import upload_prefix
@@ -38,10 +39,11 @@ def upload():
     svc = services()
     if request.mimetype != "multipart/form-data":
         raise UnsupportedMediaError("POST /v1/uploads takes multipart/form-data: files parts")
-    unexpected = (set(request.form) - {"prefix"}) | (set(request.files) - {"files"})
-    if unexpected:
-        raise SpecError(sorted(unexpected)[0][:80], "is not an expected part; expected "
-                                                    "['files', 'prefix']")
+    check_parts({"files", "prefix"}, single={"prefix"})
+    if "files" in request.form:
+        raise SpecError("files", "must be file parts (with a file name), not fields")
+    if "prefix" in request.files:
+        raise SpecError("prefix", "must be a field, not a file part")
     prefix = _relative(request.form.get("prefix", "default"), "prefix")
     files = request.files.getlist("files")
     if not files:

@@ -38,8 +38,21 @@ worker_tmp_dir = "/dev/shm"  # heartbeat files; the root filesystem is read-only
 accesslog = "-"
 errorlog = "-"
 
-_ACCESS_FIELDS = {"m": "method", "U": "path", "q": "query", "s": "status", "B": "bytes",
+# The query string is not logged: a signed file URL's signature opens its file until it
+# expires, and has no place in logs.
+_ACCESS_FIELDS = {"m": "method", "U": "path", "s": "status", "B": "bytes",
                   "D": "duration_us", "h": "remote", "a": "user_agent"}
+access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(D)s'
+
+
+def on_starting(server) -> None:
+    """The bind gunicorn was actually given (`--bind`, `GUNICORN_CMD_ARGS`) is what the app's
+    checks must see: anonymous access and the signing key beyond loopback are refused."""
+    import os
+
+    host, _, port = str(server.cfg.bind[0]).rpartition(":")
+    os.environ["SALIENCY_HOST"] = host.strip("[]") or "0.0.0.0"
+    os.environ["SALIENCY_PORT"] = port
 
 
 class JsonFormatter(logging.Formatter):

@@ -11,7 +11,7 @@ import struct
 import warnings
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from shared.errors import (
     InvalidImageError,
@@ -56,8 +56,13 @@ def _open_image(data: bytes, max_pixels: int, what: str,
             # Our own limit is far below Pillow's bomb threshold; never let Pillow warn instead.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as e:
-        raise TooLargeError(f"{what}: {e}") from None
+    except Image.DecompressionBombError:
+        raise TooLargeError(f"{what}: the image's header announces more pixels than the limit "
+                            f"of {max_pixels}") from None
+    except UnidentifiedImageError:
+        # Pillow's message names an in-memory buffer object, which says nothing to a client.
+        raise UndecodableError(f"{what}: cannot read the image header (not a valid "
+                               f"{sniff_format(data) or 'image'} file)") from None
     except (OSError, ValueError) as e:
         raise UndecodableError(f"{what}: cannot read the image header ({e})") from None
     width, height = image.size
@@ -108,8 +113,11 @@ def decode_image(data: bytes, max_pixels: int, what: str = "image",
         raise UndecodableError(f"{what}: the image cannot be decoded ({e})") from None
 
 
+FLOAT32 = (np.dtype("<f4"), np.dtype(">f4"))  # either byte order
+
+
 def npy_shape(data: bytes, max_pixels: int, what: str = "array") -> tuple[int, int, int]:
-    """Shape of a float32 C×H×W `.npy`, read from its header alone."""
+    """Shape of a float32 C×H×W `.npy` (of either byte order), read from its header alone."""
     f = io.BytesIO(data)
     try:
         version = np.lib.format.read_magic(f)
@@ -119,7 +127,7 @@ def npy_shape(data: bytes, max_pixels: int, what: str = "array") -> tuple[int, i
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
     except (ValueError, OSError, SyntaxError, TypeError, EOFError) as e:
         raise UndecodableError(f"{what}: not a valid .npy file ({e})") from None
-    if dtype != np.dtype("<f4") or len(shape) != 3 or any(s < 1 for s in shape):
+    if dtype not in FLOAT32 or len(shape) != 3 or any(s < 1 for s in shape):
         raise UndecodableError(
             f"{what}: must be a float32 C×H×W array, got {dtype} {tuple(shape)}"
         )
@@ -131,8 +139,9 @@ def npy_shape(data: bytes, max_pixels: int, what: str = "array") -> tuple[int, i
 
 
 def decode_npy(data: bytes, max_pixels: int, what: str = "array") -> np.ndarray:
-    """The float32 C×H×W array of a `.npy` (never unpickling objects), C-ordered; an array
-    holding NaN or infinities is refused (422), since no map of it would mean anything."""
+    """The float32 C×H×W array of a `.npy` (never unpickling objects), C-ordered in native
+    byte order; an array holding NaN or infinities is refused (422), since no map of it would
+    mean anything."""
     shape = npy_shape(data, max_pixels, what)
     try:
         array = np.load(io.BytesIO(data), allow_pickle=False)
@@ -142,7 +151,7 @@ def decode_npy(data: bytes, max_pixels: int, what: str = "array") -> np.ndarray:
         raise UndecodableError(f"{what}: truncated array")
     if not np.isfinite(array).all():
         raise UndecodableError(f"{what}: the array holds NaN or infinite values")
-    return np.ascontiguousarray(array)
+    return np.ascontiguousarray(array, dtype=np.float32)
 
 
 def validate(data: bytes, accepted: tuple[str, ...], max_pixels: int, what: str,

@@ -1,4 +1,5 @@
-"""Strict JSON in: no NaN or infinities, bounded nesting, errors that name the field.
+"""Strict JSON in: no NaN or infinities, bounded nesting, only real characters in strings,
+errors that name the field.
 
 Python's `json` accepts `NaN` and `Infinity` and raises `RecursionError` on deep nesting;
 here both are a `SpecError`, and nothing non-finite ever reaches a spec or a record.
@@ -48,9 +49,17 @@ def loads(text: str | bytes, field: str) -> Any:
     if _depth(text) > MAX_DEPTH:
         raise SpecError(field, f"is nested deeper than {MAX_DEPTH} levels")
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        value = json.loads(text, parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as e:
         raise SpecError(field, f"is not valid JSON ({e})") from None
+    try:
+        # A `\ud800` escape with no partner parses to a lone surrogate: not Unicode, and it
+        # would fail later, wherever the string is encoded (a file name, a results file).
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise SpecError(field, "holds a \\u escape that is not a character (a lone "
+                               "surrogate)") from None
+    return value
 
 
 def finite(value: Any, field: str) -> float:

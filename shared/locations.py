@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 from shared.errors import SpecError
 from shared.keys import tenant_prefix
@@ -77,7 +77,7 @@ class Locator:
         if parsed.scheme not in ("s3", "file"):
             raise SpecError(field, "must be an s3:// or file:// URI in the configured storage "
                                    "or a data-set root (SALIENCY_DATASET_ROOTS)")
-        if any(part == ".." for part in parsed.path.split("/")):
+        if any(part == ".." for part in unquote(parsed.path).split("/")):
             raise SpecError(field, "must not contain '..'")
         try:
             key = self.storage.key_for_uri(uri)

@@ -211,7 +211,7 @@ def parse_job_spec(raw: Any, *, extra_fields: tuple[str, ...] = (),
     if not isinstance(raw, dict):
         raise SpecError("spec", "must be a JSON object")
     kind = raw.get("kind", "attribution")
-    if kind not in KIND_SPECS:
+    if not isinstance(kind, str) or kind not in KIND_SPECS:
         raise SpecError("kind", f"must be one of {list(KINDS)}, got {str(kind)[:40]!r}")
     kind_spec = KIND_SPECS[kind]
     allowed = set(COMMON_FIELDS) | set(kind_spec.fields) | set(extra_fields)

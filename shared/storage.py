@@ -20,7 +20,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 from shared.settings import Settings
 
@@ -220,7 +220,9 @@ class FileStorage(Storage):
         parsed = urlparse(uri)
         if parsed.netloc not in ("", "localhost"):
             raise ValueError("must be a file:///absolute/path URI")
-        path = Path(parsed.path).absolute()
+        # `uri()` percent-encodes (`Path.as_uri`): decode, so that a name with a space or a
+        # non-ASCII letter comes back to its own key (and `%2e%2e` meets `check_key` as `..`).
+        path = Path(unquote(parsed.path)).absolute()
         try:
             return check_key(path.relative_to(self.root).as_posix())
         except ValueError:

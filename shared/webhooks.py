@@ -3,10 +3,11 @@ tenant's secret, the payload and its signature.
 
 A job may name `"notify": {"url": ..., "events": ["succeeded", "failed", "cancelled"]}`.
 The URL must be `http(s)://` and its host must resolve only to public addresses — private,
-loopback, link-local, multicast and reserved ones are refused — unless the host is in
-`SALIENCY_WEBHOOK_ALLOWED_HOSTS`; the rule is applied at submission and again, on the address
-actually connected to, at each delivery. Each tenant's signing secret is derived from
-`SALIENCY_WEBHOOK_MASTER_KEY` (`GET /v1/webhooks/secret` tells a tenant its own).
+loopback, link-local, shared (100.64.0.0/10), multicast and reserved ones are refused —
+unless the host is in `SALIENCY_WEBHOOK_ALLOWED_HOSTS`; the rule is applied at submission
+and again, on the address actually connected to, at each delivery. Each tenant's signing
+secret is derived from `SALIENCY_WEBHOOK_MASTER_KEY` (`GET /v1/webhooks/secret` tells a tenant
+its own).
 """
 
 from __future__ import annotations
@@ -37,8 +38,12 @@ def tenant_secret(master_key: str, tenant: str) -> str:
 
 def _public(address: str) -> bool:
     ip = ipaddress.ip_address(address)
-    return not (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast
-                or ip.is_reserved or ip.is_unspecified)
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    # `is_global` also excludes the shared address space 100.64.0.0/10 (carrier-grade NAT,
+    # some clouds' metadata services), which `is_private` does not.
+    return ip.is_global and not (ip.is_private or ip.is_loopback or ip.is_link_local
+                                 or ip.is_multicast or ip.is_reserved or ip.is_unspecified)
 
 
 def resolve_allowed(url: str, allowed_hosts: tuple[str, ...], field: str = "notify.url",

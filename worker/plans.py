@@ -14,6 +14,7 @@ import json
 import logging
 import posixpath
 from collections.abc import Iterator
+from urllib.parse import quote
 
 from shared.datasets import (
     DatasetSpec,
@@ -75,7 +76,8 @@ def _listing(ctx: WorkerContext, job: Job, spec: DatasetSpec,
             # torchvision's ImageFolder: the class folders directly under the root, numbered
             # in sorted order; a key-ordered listing meets them in that order.
             label = classes.setdefault(rel.split("/", 1)[0], len(classes))
-        uri = root + rel
+        # file:// URIs are percent-decoded when read back (`shared.storage`): quote the key.
+        uri = root + (quote(rel) if root.startswith("file:") else rel)
         yield InputSource(name=uri, uri=uri, id=uri, label=label)
 
 

@@ -15,7 +15,7 @@ import time
 from shared.errors import InputError
 from shared.jobs import CONTROL, Job
 from shared.modelstore import ModelStatus
-from shared.redisio import WORKERS, lease_key, now_ms
+from shared.redisio import WORKERS, job_key, lease_key, now_ms
 from shared.status import JobStatus
 from shared.taskqueue import DELIVER_WEBHOOK, NEXT_PHASE, pump, send_control
 from worker.batches import Fenced
@@ -113,10 +113,15 @@ def _with_control(ctx: WorkerContext, job_id: str, work) -> bool:
 
 
 def plan(ctx: WorkerContext, job_id: str) -> None:
-    """Plan a data-set job (see `worker.plans`), then start it."""
+    """Plan a data-set job (see `worker.plans`), then start it. A planning that keeps dying
+    (`SALIENCY_MAX_ATTEMPTS` times) fails the job."""
     from worker.plans import plan_job
 
     def work() -> None:
+        attempts = int(ctx.redis.hincrby(job_key(job_id), "plan_attempts", 1))
+        if attempts > ctx.settings.max_attempts:
+            fail_job(ctx, job_id, f"planning the data set failed {attempts - 1} times")
+            return
         try:
             plan_job(ctx, job_id)
         except InputError as e:
