@@ -201,18 +201,24 @@ def cmd_top_activations(client: Client, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_visualize(client: Client, args: argparse.Namespace) -> int:
+def visualize_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The fields of `saliency visualize`'s job (besides `model` and `seed`)."""
     if args.layer is None and (args.channel is not None or args.position is not None):
         raise ValueError("--channel and --position need --layer")
     if args.layer is not None:
+        if args.channel is None:
+            raise ValueError("--layer needs --channel")
         objectives = [kinds.objective(layer=args.layer, channel=args.channel,
                                       position=args.position)]
     else:
         objectives = [kinds.objective(class_index=c) for c in args.class_index]
-    fields = kinds.visualize_fields(objectives, steps=args.steps, size=args.size,
-                                    parametrization=args.parametrization, lr=args.lr,
-                                    starts=args.starts)
-    job = client.submit(model=args.model, seed=args.seed, **fields)
+    return kinds.visualize_fields(objectives, steps=args.steps, size=args.size,
+                                  parametrization=args.parametrization, lr=args.lr,
+                                  starts=args.starts)
+
+
+def cmd_visualize(client: Client, args: argparse.Namespace) -> int:
+    job = client.submit(model=args.model, seed=args.seed, **visualize_fields(args))
     code = _finish(args, job)
     _emit(args, {**job.state.raw, "out": str(args.out)}, f"{job.id}  {args.out}")
     return code

@@ -42,7 +42,7 @@ def parse_channels(channels: Any) -> list[int] | str:
     if not isinstance(channels, str):
         if not isinstance(channels, Iterable):
             raise ValueError(f"channels must be {CHANNELS_HELP}, got {channels!r}")
-        return _unique(_list_index(c) for c in channels)
+        return _unique(_list_index(c, "channels") for c in channels)
     found: list[int] = []
     for part in channels.split(","):
         if not part.strip():
@@ -56,9 +56,9 @@ def parse_channels(channels: Any) -> list[int] | str:
     return _unique(found)
 
 
-def _list_index(value: Any) -> int:
+def _list_index(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"channels: {value!r} is not a channel index >= 0")
+        raise ValueError(f"{what}: {value!r} is not a whole number >= 0")
     return value
 
 
@@ -73,7 +73,7 @@ def parse_position(position: Any) -> list[int]:
         if len(parts) == 2:
             return [_index(p, "position") for p in parts]
     elif isinstance(position, (list, tuple)) and len(position) == 2:
-        return [_list_index(p) for p in position]
+        return [_list_index(p, "position") for p in position]
     raise ValueError(f"position must be Y,X on the layer's grid, got {position!r}")
 
 

@@ -1,9 +1,11 @@
 """`saliency top-activations` end to end on the real stack: a folder uploaded (and the same
 job followed when run again), image files sent with the job, a folder read in place, a
-manifest URI; the grids, each unit's files and report.json downloaded."""
+manifest URI; the grids, each unit's files and report.json downloaded (by the sync and the
+async SDK alike)."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from pathlib import Path
@@ -12,7 +14,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 from PIL import Image
-from saliency_client import Client, cli
+from saliency_client import AsyncClient, Client, cli
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -35,8 +37,8 @@ def _unit_files(out: Path, channel: int, rank: int, method: str) -> list[Path]:
             folder / f"{rank:02d}_patch.png"]
 
 
-def test_a_folder_is_uploaded_and_each_channel_downloaded(run, tiny_model, image_folder,
-                                                          tmp_path):
+def test_a_folder_is_uploaded_and_each_channel_downloaded(run, api_url, tiny_model,
+                                                          image_folder, tmp_path):
     folder = image_folder(tmp_path / "pictures", {"a": 2, "b": 2})
     out = tmp_path / "out"
     argv = ("top-activations", str(folder), "--model", tiny_model, "--layer", "layer1",
@@ -69,6 +71,16 @@ def test_a_folder_is_uploaded_and_each_channel_downloaded(run, tiny_model, image
     assert code == 0, err
     assert "uploading 0 of 4 images (4 already uploaded)" in err
     assert f"following job {job_id}" in err and stdout.split()[0] == job_id
+
+    async def download_async() -> Path:
+        async with AsyncClient(api_url) as client:
+            return await client.job(job_id).download(tmp_path / "async")
+
+    def files(root: Path) -> list[str]:
+        return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                      if p.is_file() and not p.name.startswith("."))
+
+    assert files(asyncio.run(download_async())) == files(out)
 
 
 def test_image_files_go_with_the_job_and_the_json_answer_names_the_files(run, tiny_model,
