@@ -14,6 +14,7 @@ import pytest
 from saliency_client import Client
 
 from demo.confounder import data
+from demo.confounder.figures import from_results
 from demo.confounder.service import register, run
 
 SEED = 0
@@ -61,3 +62,25 @@ def test_registering_the_model_again_finds_it(audited, api_url, confounder_demo)
         name = register(client, confounder_demo.directory)
         assert name == audited.job.state.raw["model"]
         assert client.model(name).num_classes == len(data.CLASSES)
+
+
+def test_the_figures_read_the_report_and_the_results_rows():
+    # Items 0-3 carry the mark; class 0's clusters are {0, 1, 2, 4} and {3, 5}.
+    ids = ["a-marked", "b-marked", "c-marked", "d-marked", "e-clean", "f-clean"]
+    report = {"methods": [{"position": 0}, {"position": 1}],
+              "suspects": [{"index": i} for i in (0, 4, 1)],
+              "clusters": [
+                  {"class": 0, "position": 1, "clusters": [{"members": [4, 5]}]},
+                  {"class": 2, "position": 0, "clusters": [{"members": [0, 1, 2]}]},
+                  {"class": 0, "position": 0, "clusters": [{"members": [0, 1, 2, 4]},
+                                                           {"members": [3, 5]}]}]}
+    rows = [{"index": i, "id": item_id, "position": p,
+             "energy_in_box": None if i == 5 else 0.1 * i + p,
+             "baseline_energy_in_box": 0.2}
+            for i, item_id in enumerate(ids) for p in (0, 1)]
+    figures = from_results(report, rows)
+    assert figures.precision_at_20 == pytest.approx(2 / 3)
+    assert figures.purity == pytest.approx(3 / 4)
+    assert figures.marked_in_that_cluster == pytest.approx(3 / 4)
+    assert figures.clean_energy_in_box == pytest.approx(0.4)  # item 5's is undefined
+    assert figures.baseline_energy_in_box == pytest.approx(0.2)
