@@ -181,7 +181,7 @@ def cmd_audit(client: Client, args: argparse.Namespace) -> int:
 
 def cmd_top_activations(client: Client, args: argparse.Namespace) -> int:
     outcome = top.run(client, args.data, args.out, model=args.model, layer=args.layer,
-                      channels=args.channels, k=args.k, methods=args.method, seed=args.seed,
+                      channels=args.channels, k=args.k, methods=args.method,
                       batch_size=args.batch_size, timeout=args.timeout,
                       progress=not args.no_progress, force_upload=args.upload)
     job = outcome.job
@@ -357,7 +357,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", action="append", type=_method, metavar="NAME",
                    help="a projection method: deconvnet, guided_backprop or gradient "
                    "(repeatable; default deconvnet)")
-    p.add_argument("--seed", type=int, help="seed of the job's randomness (default 0)")
     p.add_argument("--out", required=True, metavar="DIR", help="where the grids, the units' "
                    "files and report.json go")
     p.add_argument("--batch-size", type=int, default=32, help="images per upload request")

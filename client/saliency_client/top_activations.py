@@ -82,16 +82,15 @@ def source(client: Client, data: Sequence[str], out: Path, batch_size: int = 32,
 
 
 def run(client: Client, data: Sequence[str], out: str | Path, *, model: str, layer: str,
-        channels: Any, k: int | None = None, methods: Any = None, seed: int | None = None,
-        batch_size: int = 32, timeout: float | None = None, progress: bool = True,
+        channels: Any, k: int | None = None, methods: Any = None, batch_size: int = 32,
+        timeout: float | None = None, progress: bool = True,
         force_upload: bool = False) -> Outcome:
     """Run the job (see the module's docstring); its final state is on `job.state`, and a
     job that ended failed or cancelled still has what its report holds downloaded."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     src = source(client, data, out, batch_size, progress, force_upload)
-    spec = {"model": model, "methods": methods, "seed": seed,
-            **top_activations_fields(layer, channels, k)}
+    spec = {"model": model, "methods": methods, **top_activations_fields(layer, channels, k)}
     if src.state is not None:
         job = audit.submit_once(client, src.state, {**spec, "dataset": src.dataset.to_json()})
     else:
