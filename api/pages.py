@@ -1,4 +1,6 @@
-"""Web pages: `/` submits images, `/jobs/<id>` follows a job and shows its maps page by page.
+"""Web pages: `/` submits images, `/jobs/<id>` follows a job and shows its results by kind
+(maps page by page, top-activation grids, visualizations as they arrive), and
+`/jobs/<id>/report` draws an attribution job's audit report.
 
 The pages are plain HTML plus a little JavaScript that speaks the v1 API from the browser,
 so the API stays the one source of truth: no job or model state is read here. When API keys
@@ -33,6 +35,11 @@ def job(job_id: str):
     size = request.args.get("limit", "")
     page_size = min(int(size), MAX_PAGE_SIZE) if size.isdigit() and int(size) > 0 else PAGE_SIZE
     return render_template("job.html", job_id=job_id, page_size=page_size)
+
+
+@bp.get("/jobs/<job_id>/report")
+def report(job_id: str):
+    return render_template("report.html", job_id=job_id)
 
 
 @lru_cache(maxsize=1)

@@ -100,8 +100,16 @@ def read_job_request(settings: Settings) -> JobRequest:
                         "is not an expected part; expected 'spec', 'images' and the file parts "
                         'the spec names ({"upload": name})')
     spec = _json_part("spec")
+    wanted = named_uploads(spec)
+    parts = set(request.files) - {"images", "spec"}
+    for part in sorted(parts - wanted):
+        raise SpecError(part[:80], "is not an expected part; expected 'spec', 'images' and the "
+                                   'file parts the spec names ({"upload": name})')
+    for part in sorted(wanted - parts):
+        raise SpecError(part[:80], 'is named as {"upload": ...} but no file part of that name '
+                                   "was sent")
     files = request.files.getlist("images")
-    if not files:
+    if not files and not (isinstance(spec, dict) and spec.get("kind") == "visualize"):
         raise SpecError("images", "at least one file part 'images' is required")
     if len(files) > settings.max_images_per_job:
         raise TooLargeError(
@@ -115,14 +123,6 @@ def read_job_request(settings: Settings) -> JobRequest:
         fmt = images.validate(data, settings.accepted_formats, settings.max_image_pixels, what,
                               settings.max_aspect_ratio)
         uploads.append(Upload(name, data, fmt))
-    wanted = named_uploads(spec)
-    parts = set(request.files) - {"images", "spec"}
-    for part in sorted(parts - wanted):
-        raise SpecError(part[:80], "is not an expected part; expected 'spec', 'images' and the "
-                                   'file parts the spec names ({"upload": name})')
-    for part in sorted(wanted - parts):
-        raise SpecError(part[:80], 'is named as {"upload": ...} but no file part of that name '
-                                   "was sent")
     named = {}
     for part in sorted(parts):
         data = request.files[part].read()

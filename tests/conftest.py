@@ -49,6 +49,9 @@ WORKER_ENV = {
     "SALIENCY_BATCH_SIZE": "4",
     "SALIENCY_CHUNK_SIZE": "4",  # a job of more than 4 items is several tasks
     "SALIENCY_DEVICE": "cpu",
+    # One intra-op thread: on a shared 2-core machine two threads wait on each other far
+    # longer than one takes alone.
+    "SALIENCY_TORCH_THREADS": "1",
     "SALIENCY_TASK_TIME_LIMIT_S": "120",
     "SALIENCY_VISIBILITY_TIMEOUT_S": "300",
     "SALIENCY_BUILTIN_MODELS": "0",

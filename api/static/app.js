@@ -49,6 +49,43 @@ async function showImage(img, url) {
   }
 }
 
+// A link to a file: signed and presigned URLs open as they are; an API route (the report's
+// JSON, say) is fetched with the key when keys are on, then saved from a blob.
+function artifactLink(url, name, label) {
+  const a = el("a", { href: url, download: name }, label);
+  if (apiKey() && new URL(url, location.href).origin === location.origin) {
+    a.addEventListener("click", async (event) => {
+      event.preventDefault();
+      const r = await fetch(url, { headers: { Authorization: "Bearer " + apiKey() } });
+      const tmp = el("a", { href: URL.createObjectURL(await r.blob()), download: name });
+      tmp.click();
+    });
+  }
+  return a;
+}
+
+// An element with properties (`class`, `text`, data-*, attributes) and children.
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === "class") node.className = v;
+    else if (k === "text") node.textContent = v;
+    else if (k in node && !k.startsWith("data-")) node[k] = v;
+    else node.setAttribute(k, v);
+  }
+  node.append(...children.filter((c) => c !== null && c !== undefined));
+  return node;
+}
+
+function percent(x, digits = 0) {
+  return x === null || x === undefined ? "–" : `${(x * 100).toFixed(digits)}%`;
+}
+
+function fixed(x, digits = 2) {
+  return x === null || x === undefined ? "–" : Number(x).toFixed(digits);
+}
+
 function uuid4() {
   if (crypto.randomUUID) return crypto.randomUUID();  // secure contexts only
   const b = crypto.getRandomValues(new Uint8Array(16));

@@ -1,4 +1,6 @@
-// `/jobs/{id}`: progress while the job runs, then one page of results (cursor paging).
+// `/jobs/{id}`: progress while the job runs, then its results by kind: one page of maps
+// (cursor paging) for attribution, the grids for top_activations (job-top.js), the pictures
+// as they arrive for visualize (job-visualize.js).
 "use strict";
 
 const section = document.getElementById("job");
@@ -48,23 +50,6 @@ function trail(next) {
   return map;
 }
 
-function artifactLink(url, name, label) {
-  const a = document.createElement("a");
-  a.href = url;
-  a.download = name;
-  a.textContent = label;
-  if (apiKey() && new URL(url, location.href).origin === location.origin) {
-    a.addEventListener("click", async (event) => {
-      event.preventDefault();
-      const r = await fetch(url, { headers: { Authorization: "Bearer " + apiKey() } });
-      const tmp = Object.assign(document.createElement("a"),
-        { href: URL.createObjectURL(await r.blob()), download: name });
-      tmp.click();
-    });
-  }
-  return a;
-}
-
 function renderItem(item, names) {
   const card = document.getElementById("card").content.firstElementChild.cloneNode(true);
   card.querySelector(".input").textContent = `${item.index}: ${inputLabel(item.input, item.index)}`;
@@ -91,6 +76,9 @@ function renderItem(item, names) {
       const img = fig.querySelector(cssClass);
       if (out[kind]) showImage(img, out[kind]); else img.remove();
     }
+    const warnings = fig.querySelector(".warnings");
+    warnings.replaceChildren(...(out.warnings || []).map((w) => el("li", { class: "warning", text: w })));
+    warnings.hidden = !warnings.children.length;
     const links = fig.querySelector(".links");
     const kinds = [["npy", ".npy"], ["png", ".png"], ["overlay", "_overlay.png"],
                    ["signed", "_signed.png"]];
@@ -102,13 +90,15 @@ function renderItem(item, names) {
   return card;
 }
 
-async function showItems(job) {
+// One page of items, drawn by `render(item, names)`; `update(grid, cards)` places the cards
+// (by default they replace the page's).
+async function showItems(job, render = renderItem, update = (grid, cards) => grid.replaceChildren(...cards),
+                         gridId = "grid") {
   const query = new URLSearchParams({ limit: pageSize });
   if (cursor) query.set("cursor", cursor);
   const [page, names] = await Promise.all([
     api(`/v1/jobs/${encodeURIComponent(jobId)}/items?${query}`), classNames(job)]);
-  const grid = document.getElementById("grid");
-  grid.replaceChildren(...page.items.map((item) => renderItem(item, names)));
+  update(document.getElementById(gridId), page.items.map((item) => render(item, names)));
   const map = trail(page.next_cursor);
   const pager = document.getElementById("pager");
   pager.hidden = !(cursor || page.next_cursor);
@@ -120,26 +110,73 @@ async function showItems(job) {
   document.getElementById("next").hidden = !page.next_cursor;
   if (page.items.length) {
     const first = page.items[0].index, last = page.items[page.items.length - 1].index;
-    document.getElementById("range").textContent = `items ${first}–${last} of ${job.progress.total}`;
+    const total = itemCount(job);
+    document.getElementById("range").textContent = `items ${first}–${last}` + (total ? ` of ${total}` : "");
   }
-  document.body.dataset.ready = "1";  // for tests and scripts: the page has rendered
+  return page;
 }
+
+// How many items a job has: one per input, or for visualize one per objective × start.
+function itemCount(job) {
+  if (job.kind !== "visualize") return job.progress.total;
+  return job.objective ? [].concat(job.objective).length * (job.starts || 1) : null;
+}
+
+function reportJsonLink() {
+  document.getElementById("report-json").replaceChildren(artifactLink(
+    `/v1/jobs/${encodeURIComponent(jobId)}/report`, `report-${jobId}.json`, "report JSON"));
+}
+
+// What each kind counts, and how far along it is: [text, done, total].
+function progressOf(job) {
+  const { total, done, failed } = job.progress;
+  const extra = job.progress.planning ? " · planning the data set…"
+    : job.progress.finalizing ? " · writing the results and the report…" : "";
+  const failures = failed ? ` (${failed} failed)` : "";
+  if (job.kind === "visualize") return [`${done} / ${total} steps${failures}${extra}`, done + failed, total];
+  if (job.kind === "top_activations") {
+    const p = job.progress.projections || { done: 0, due: 0 };
+    return [`${done + failed} / ${total} inputs scanned${failures} · ${p.done} / ${p.due} projections${extra}`,
+            done + failed + p.done, total + p.due];
+  }
+  return [`${done + failed} / ${total} items${failures}${extra}`, done + failed, total];
+}
+
+// Each kind: what to show while the job runs (or null), and once it is final.
+const KINDS = {
+  attribution: {
+    running: null,
+    final: async (job) => {
+      document.getElementById("report-link").hidden = false;
+      reportJsonLink();
+      await showItems(job);
+    },
+  },
+  top_activations: { running: null, final: (job) => { reportJsonLink(); return showTopActivations(job); } },
+  visualize: {
+    running: (job) => showVisualize(job, false),
+    final: (job) => { reportJsonLink(); return showVisualize(job, true); },
+  },
+};
 
 async function poll(delay = 300) {
   const job = await api(`/v1/jobs/${encodeURIComponent(jobId)}`);
-  const { total, done, failed } = job.progress;
+  const kind = KINDS[job.kind] || KINDS.attribution;
+  document.getElementById("kind").textContent = job.kind && job.kind !== "attribution" ? `· ${job.kind}` : "";
   document.getElementById("status").textContent = job.status;
   document.getElementById("status").className = `status ${job.status}`;
-  document.getElementById("counts").textContent =
-    `${done + failed} / ${total} items` + (failed ? ` (${failed} failed)` : "");
+  const [text, value, max] = progressOf(job);
+  document.getElementById("counts").textContent = text;
   const bar = document.getElementById("progress");
-  bar.max = Math.max(total, 1);
-  bar.value = done + failed;
+  bar.max = Math.max(max, 1);
+  bar.value = value;
   if (job.error) showError("job-error", new Error(job.error));
   if (FINAL.has(job.status)) {
     bar.hidden = job.status === "succeeded";
-    await showItems(job);
+    await kind.final(job);
+    document.body.dataset.ready = "1";  // for tests and scripts: the page has rendered
   } else {
+    if (kind.running) await kind.running(job);
     setTimeout(() => poll(Math.min(delay * 1.5, 2000)).catch(fail), delay);
   }
 }

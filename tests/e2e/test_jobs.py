@@ -191,7 +191,9 @@ def test_probes_metrics_and_models(stack, stack_model, alice):
     assert model["architecture"] == "resnet18" and model["num_classes"] == 10
     assert model["input_size"] == 32 and model["format"] == "safetensors"
     methods = alice.get(f"{stack.url}/v1/methods").json()["methods"]
-    assert [m["name"] for m in methods] == ["gradient", "guided_backprop", "deconvnet"]
+    assert [m["name"] for m in methods][:3] == ["gradient", "guided_backprop", "deconvnet"]
+    smoothgrad = next(m for m in methods if m["name"] == "smoothgrad")
+    assert {p["name"]: p["default"] for p in smoothgrad["params"]}["samples"] == 25
 
 
 def test_responses_match_the_openapi_schemas(stack, stack_model, alice):

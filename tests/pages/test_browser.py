@@ -4,43 +4,18 @@ from __future__ import annotations
 
 import re
 import shutil
-from pathlib import Path
 
 import pytest
 
 webdriver = pytest.importorskip("selenium.webdriver")
-from selenium.webdriver.chrome.service import Service  # noqa: E402
+from browsing import OUTPUT, follow, images_loaded, option_values, ready  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.expected_conditions import staleness_of  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
-OUTPUT = Path(__file__).resolve().parents[2] / "test-output" / "pages"
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(
     not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver: "
     "tests/pages/install-chromium.sh (make test runs it)")
-
-ALL_IMAGES_LOADED = """
-const imgs = [...document.images];
-return imgs.length > 0 && imgs.every((i) => i.complete && i.naturalWidth > 0)
-    ? imgs.length : imgs.filter((i) => !(i.complete && i.naturalWidth > 0)).map((i) => i.src);
-"""
-
-
-@pytest.fixture
-def browser(tmp_path):
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--window-size=1280,1000",
-                 f"--user-data-dir={tmp_path / 'chromium-profile'}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
-    driver.set_page_load_timeout(30)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def test_submit_through_the_page_and_see_every_map(browser, api_url, named_model, images):
@@ -64,9 +39,7 @@ def test_submit_through_the_page_and_see_every_map(browser, api_url, named_model
     assert len(browser.find_elements(By.CSS_SELECTOR, "#grid figure.output")) == 6
     prediction = cards[0].find_element(By.CSS_SELECTOR, ".pred").text
     assert re.fullmatch(r"→ [a-z]+ \(\d\) · [\d.]+%", prediction), prediction
-    loaded = WebDriverWait(browser, 20).until(
-        lambda d: (lambda r: r if isinstance(r, int) else False)(d.execute_script(
-            ALL_IMAGES_LOADED)), message="some images did not load")
+    loaded = images_loaded(browser)
     assert loaded == 3 * 2 * 3  # per item and method: heatmap, overlay, colour bar
     links = browser.find_elements(By.CSS_SELECTOR, "#grid .links a")
     assert {a.text for a in links} == {"npy", "png", "overlay"}
@@ -90,9 +63,7 @@ def test_try_an_example_without_a_file(browser, api_url, named_model):
     assert browser.find_element(By.ID, "status").text.lower() == "succeeded"
     assert browser.find_element(By.CSS_SELECTOR, "#grid .card .input").text.startswith(
         "0: coffee.png")
-    loaded = WebDriverWait(browser, 20).until(
-        lambda d: (lambda r: r if isinstance(r, int) else False)(d.execute_script(
-            ALL_IMAGES_LOADED)), message="some images did not load")
+    loaded = images_loaded(browser)
     assert loaded == 3  # heatmap, overlay, colour bar
     browser.save_screenshot(str(OUTPUT / "example.png"))
 
@@ -143,30 +114,6 @@ def test_with_api_keys_the_page_asks_for_a_key_once(browser, stack, stack_model,
     browser.find_element(By.ID, "submit").click()
     WebDriverWait(browser, 30).until(lambda d: "/jobs/" in d.current_url)
     ready(browser)
-    loaded = WebDriverWait(browser, 20).until(
-        lambda d: (lambda r: r if isinstance(r, int) else False)(d.execute_script(
-            ALL_IMAGES_LOADED)), message="some images did not load")
+    loaded = images_loaded(browser)
     assert loaded == 2 * 3
     browser.save_screenshot(str(OUTPUT / f"job-with-key-{stack.backend.name}.png"))
-
-
-def option_values(browser, select_id: str) -> list[str]:
-    """The values of a <select>'s options, read in one script: the page replaces the options
-    once the API answers, and element handles taken before that would be stale."""
-    return browser.execute_script(
-        "return [...document.querySelectorAll(`#${arguments[0]} option`)].map((o) => o.value);",
-        select_id)
-
-
-def ready(browser):
-    """Wait until the job page has rendered its grid; fail with the page's error if any."""
-    state = WebDriverWait(browser, 60).until(
-        lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"))
-    assert state == "1", browser.find_element(By.ID, "job-error").text
-
-
-def follow(browser, link):
-    """Click a link and wait until the next page has replaced this one."""
-    body = browser.find_element(By.TAG_NAME, "body")
-    link.click()
-    WebDriverWait(browser, 30).until(staleness_of(body))

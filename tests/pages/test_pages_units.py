@@ -5,12 +5,15 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from flask import Flask
 
 from api import pages
 from shared.methods import METHODS
+
+STATIC = Path(pages.__file__).parent / "static"
 
 
 @pytest.fixture
@@ -20,16 +23,25 @@ def client():
     return app.test_client()
 
 
-def test_index_offers_every_method_and_loads_only_local_assets(client):
-    html = client.get("/").get_data(as_text=True)
-    for name in METHODS:
-        assert f'value="{name}"' in html
+def assert_only_local_assets(client, html: str) -> None:
     refs = re.findall(r'(?:src|href)="([^"]+)"', html)
     assert refs and all(r.startswith("/") or r.startswith("?") for r in refs), refs
     for ref in refs:
         if ref.startswith("/assets/") or ref == "/colorbar.png":
             with client.get(ref) as response:
                 assert response.status_code == 200, ref
+
+
+def test_index_offers_every_method_and_loads_only_local_assets(client):
+    html = client.get("/").get_data(as_text=True)
+    for name in METHODS:
+        assert f'value="{name}"' in html
+    assert_only_local_assets(client, html)
+
+
+@pytest.mark.parametrize("path", ["/jobs/abc", "/jobs/abc/report"])
+def test_job_and_report_pages_load_only_local_assets(client, path):
+    assert_only_local_assets(client, client.get(path).get_data(as_text=True))
 
 
 def test_job_page_embeds_the_id_escaped_and_a_page_size(client):
@@ -39,10 +51,20 @@ def test_job_page_embeds_the_id_escaped_and_a_page_size(client):
     assert 'data-page-size="24"' in client.get("/jobs/x?limit=-1").get_data(as_text=True)
 
 
+def test_report_page_embeds_the_id_escaped_and_links_back_to_the_job(client):
+    html = client.get("/jobs/abc%22def/report").get_data(as_text=True)
+    assert 'data-job-id="abc&#34;def"' in html
+    assert 'href="/jobs/abc%22def"' in html
+
+
 def test_scripts_reach_only_the_api_itself(client):
-    for name in ("app.js", "submit.js", "job.js"):
+    names = sorted(p.name for p in STATIC.glob("*.js"))
+    assert {"app.js", "submit.js", "job.js", "report.js", "charts.js"} <= set(names)
+    for name in names:
         with client.get(f"/assets/{name}") as response:
             js = response.get_data(as_text=True)
+        # The SVG namespace is a name, not a place anything is loaded from.
+        js = js.replace('"http://www.w3.org/2000/svg"', "")
         assert "http://" not in js and "https://" not in js, name
 
 

@@ -34,6 +34,7 @@ from worker.audit.suspects import (
 
 SUSPECTS = 50
 CONFUSIONS = 20
+HISTOGRAM_BINS = 20  # over [0, 1], the range of every summarised metric
 SUMMARISED = ("energy_in_box", "border_energy", "concentration")
 ROW_METRICS = ("energy_in_box", "pointing_hit", "border_energy", "concentration",
                "baseline_energy_in_box", "baseline_pointing_hit")
@@ -61,14 +62,24 @@ def _metric(row: Mapping[str, Any], name: str) -> float:
     return float("nan") if value is None else float(value)
 
 
+def histogram(defined: np.ndarray) -> dict[str, list]:
+    """Counts of values in [0, 1] over `HISTOGRAM_BINS` equal bins: bin i holds
+    i/n <= v < (i+1)/n, the last one also 1 (values outside [0, 1] count at the ends)."""
+    n = HISTOGRAM_BINS
+    bins = np.clip(np.floor(defined * n), 0, n - 1).astype(np.int64)
+    return {"bins": [round(i / n, 6) for i in range(n + 1)],
+            "counts": np.bincount(bins, minlength=n).tolist()}
+
+
 def summary(values: np.ndarray) -> dict[str, Any]:
-    """Mean, 10/50/90 % quantiles and count of the defined (non-NaN) values."""
+    """Mean, 10/50/90 % quantiles, count and histogram of the defined (non-NaN) values."""
     defined = values[~np.isnan(values)]
     if defined.size == 0:
-        return {"mean": None, "p10": None, "p50": None, "p90": None, "count": 0}
+        return {"mean": None, "p10": None, "p50": None, "p90": None, "count": 0,
+                "histogram": histogram(defined)}
     p10, p50, p90 = np.percentile(defined, (10, 50, 90))
     return {"mean": _number(defined.mean()), "p10": _number(p10), "p50": _number(p50),
-            "p90": _number(p90), "count": int(defined.size)}
+            "p90": _number(p90), "count": int(defined.size), "histogram": histogram(defined)}
 
 
 class _Strings:

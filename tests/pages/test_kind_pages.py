@@ -1,0 +1,103 @@
+"""The job page by kind in headless Chromium: a real `top_activations` job (on S3 with API
+keys: presigned pictures), warnings beside the maps of a real DeconvNet job, and a
+`visualize` job from a stub of the API (that kind does not run on the stack yet)."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+from browsing import give_key, images_loaded, ready, screenshot
+from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+from visualize_stub import OBJECTIVES, SNAPSHOT_EVERY, STEPS, StubServer, VisualizeStub, curve
+
+
+@pytest.mark.parametrize("stack", ["s3"], indirect=True)
+def test_a_top_activations_page_shows_a_grid_per_channel(browser, top_activations_job):
+    made = top_activations_job
+    browser.get(f"{made.url}/jobs/{made.job['id']}")
+    give_key(browser, made.key)
+    ready(browser)
+    channels = made.report["channels"]
+    rows = browser.find_elements(By.CSS_SELECTOR, "#channels section.channel")
+    assert [int(r.get_attribute("data-channel")) for r in rows] == [c["channel"] for c in channels]
+    for row, channel in zip(rows, channels, strict=True):
+        assert len(row.find_elements(By.CSS_SELECTOR, "img.channel-grid")) == 1
+        values = [td.text for td in row.find_elements(By.CSS_SELECTOR, "td.activation")]
+        assert values == [f"{t['activation']:.4g}" for t in channel["top"]]
+    assert images_loaded(browser) == len(channels)
+    assert browser.find_element(By.CSS_SELECTOR, "#report-json a").text == "report JSON"
+    assert "inputs scanned" in browser.find_element(By.ID, "counts").text
+    screenshot(browser, "top-activations")
+
+
+def test_each_output_shows_its_warnings_with_its_map(browser, deconvnet_job):
+    made = deconvnet_job
+    browser.get(f"{made.url}/jobs/{made.job['id']}")
+    ready(browser)
+    items = made_items(made)
+    figures = browser.find_elements(By.CSS_SELECTOR, "#grid figure.output")
+    outputs = [out for item in items for out in item["outputs"]]
+    assert len(figures) == len(outputs) == 4
+    for figure, out in zip(figures, outputs, strict=True):
+        shown = [li.text for li in figure.find_elements(By.CSS_SELECTOR, ".warnings li")]
+        assert shown == out.get("warnings", []), out["method"]
+    assert any(out.get("warnings") for out in outputs if out["method"] == "deconvnet")
+    images_loaded(browser)
+    screenshot(browser, "job-warnings")
+
+
+def made_items(made) -> list[dict]:
+    return requests.get(f"{made.url}/v1/jobs/{made.job['id']}/items", timeout=10).json()["items"]
+
+
+@pytest.fixture
+def visualize_stub():
+    stub = VisualizeStub()
+    server = StubServer(stub)
+    try:
+        yield stub
+    finally:
+        server.stop()
+
+
+def points(card) -> int:
+    lines = card.find_elements(By.CSS_SELECTOR, ".curve-box polyline")
+    return len(lines[0].get_attribute("points").split()) if lines else 0
+
+
+def test_a_visualize_page_shows_the_pictures_as_they_arrive(browser, visualize_stub):
+    stub = visualize_stub
+    browser.get(f"{stub.url}/jobs/0123456789abcdef0123456789abcdef")
+    wait = WebDriverWait(browser, 30)
+    cards = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#visuals .card.visual"))
+    assert browser.find_element(By.ID, "status").text.lower() == "running"
+    assert [c.find_element(By.CSS_SELECTOR, ".input").text for c in cards] == [
+        "0: class 3 (class-3)", "1: layer1 channel 5"]
+
+    stub.advance(STEPS // 2)  # half-way: a picture, two snapshots and half a curve each
+    half = STEPS // 2
+    wait.until(lambda d: all(points(c) == half for c in cards))
+    wait.until(lambda d: all(len(c.find_elements(By.CSS_SELECTOR, ".snapshots img"))
+                             == half // SNAPSHOT_EVERY for c in cards))
+    first_snapshot = cards[0].find_element(By.CSS_SELECTOR, ".snapshots img")
+    assert images_loaded(browser) == len(OBJECTIVES) * (1 + half // SNAPSHOT_EVERY)
+    assert browser.find_element(By.ID, "counts").text.startswith(
+        f"{half * len(OBJECTIVES)} / {STEPS * len(OBJECTIVES)} steps")
+
+    stub.advance(STEPS)
+    ready(browser)
+    assert browser.find_element(By.ID, "status").text.lower() == "succeeded"
+    for index, card in enumerate(cards):
+        snapshots = card.find_elements(By.CSS_SELECTOR, ".snapshots img")
+        assert len(snapshots) == STEPS // SNAPSHOT_EVERY
+        assert points(card) == len(curve(index, STEPS))
+        assert card.find_element(By.CSS_SELECTOR, "img.picture").get_attribute(
+            "src").endswith(f"/stub/{index}/{STEPS}.png")
+    try:  # the pictures already shown were kept, not drawn again
+        assert first_snapshot.get_attribute("alt") == "snapshot 1"
+    except StaleElementReferenceException:
+        pytest.fail("the page redrew the snapshots it already showed")
+    assert images_loaded(browser) == len(OBJECTIVES) * (1 + STEPS // SNAPSHOT_EVERY)
+    screenshot(browser, "visualize")
