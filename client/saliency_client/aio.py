@@ -258,7 +258,7 @@ class AsyncJob:
                 chunk.clear()
 
             async for item in self.items():
-                chunk.append((item, dl.output_files(item)))
+                chunk.append((item, dl.output_files(item, self.state.raw)))
                 if len(chunk) >= 4 * concurrency:
                     await flush()
             await flush()

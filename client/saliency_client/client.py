@@ -284,6 +284,7 @@ class Job:
 
     def _download_items(self, out: Path, pool: ThreadPoolExecutor,
                         fetch: Callable[[str, str], None], workers: int) -> None:
+        job = self.state.raw
         tmp = out / (dl.RESULTS + ".part")
         with tmp.open("w") as results:
             pending: list[tuple[Item, Any, list[Any]]] = []
@@ -296,7 +297,7 @@ class Job:
                 pending.clear()
 
             for item in self.items():
-                plan = dl.output_files(item)
+                plan = dl.output_files(item, job)
                 futures = [pool.submit(fetch, url, name) for url, name in dl.fetches(plan)]
                 pending.append((item, plan, futures))
                 if len(pending) >= 4 * workers:

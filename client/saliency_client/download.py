@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from saliency_client.kinds import TOP_ACTIVATIONS
+from saliency_client.kinds import TOP_ACTIVATIONS, VISUALIZE
 from saliency_client.types import Item, Output
 
 SUFFIXES = {
@@ -51,13 +51,29 @@ def _snapshot(entry: Any) -> tuple[str | None, Any]:
     return entry, None
 
 
-def output_files(item: Item) -> list[tuple[Output, dict[str, Any]]]:
+def item_objective(job: dict[str, Any], index: int) -> Any:
+    """A visualize item's objective from the job's echo: item i is a start of objective
+    i // starts."""
+    objective = job.get("objective")
+    if isinstance(objective, list):
+        k = index // max(1, int(job.get("starts") or 1))
+        return objective[k] if k < len(objective) else None
+    return objective
+
+
+def output_files(item: Item, job: dict[str, Any] | None = None
+                 ) -> list[tuple[Output, dict[str, Any]]]:
     """Each output of an item with its file name per artifact kind it has a URL for (and
-    for `snapshots`, a list of names)."""
+    for `snapshots`, a list of names). An output without a target (a visualize item's) is
+    named by the item's objective, else by the objective the `job` (its JSON) gives it."""
     plan = []
     seen: dict[str, int] = {}
     for out in item.outputs:
-        target = out.target if out.target is not None else item.raw.get("objective")
+        target = out.target
+        if target is None:
+            target = item.raw.get("objective")
+        if target is None and job is not None and job.get("kind") == VISUALIZE:
+            target = item_objective(job, item.index)
         label = target_label(target)
         stem = f"{item.index:05d}_{out.method}_{label}"
         seen[stem] = seen.get(stem, 0) + 1

@@ -177,3 +177,20 @@ def test_a_visualize_items_picture_curve_and_snapshots_are_named_by_its_objectiv
     assert names == {"png": "00000_visualize_mixed4a-ch9.png",
                      "snapshots": ["00000_visualize_mixed4a-ch9_snapshot00.png",
                                    "00000_visualize_mixed4a-ch9_snapshot01.png"]}
+
+
+def test_visualize_items_without_their_objective_take_the_jobs():
+    job = {"kind": "visualize", "objective": [{"class": 3}, {"layer": "layer1", "channel": 5}],
+           "starts": 2}
+    names = []
+    for index in range(4):
+        item = Item.from_json({"index": index, "status": "succeeded", "outputs": [
+            {"method": "visualize", "png": "u", "npy": None,
+             "snapshots": [f"s{index}"], "curve": "c"}]})
+        names.append(dl.output_files(item, job)[0][1]["png"])
+    assert names == ["00000_visualize_class3.png", "00001_visualize_class3.png",
+                     "00002_visualize_layer1-ch5.png", "00003_visualize_layer1-ch5.png"]
+    single = {"kind": "visualize", "objective": {"class": 9}}
+    item = Item.from_json({"index": 0, "status": "running", "outputs": [
+        {"method": "visualize", "png": "u"}]})
+    assert dl.output_files(item, single)[0][1] == {"png": "00000_visualize_class9.png"}

@@ -9,6 +9,7 @@ session fixture `confounder_demo`: trained once at 32 px on one torch thread.
 
 from __future__ import annotations
 
+import httpx
 import numpy as np
 import pytest
 from saliency_client import Client
@@ -54,7 +55,12 @@ def test_the_job_carried_each_pictures_id_label_and_box(audited):
     assert report["counts"]["items"] == report["counts"]["labelled"] == total
     # Every picture's object box reached the worker: each has its energy_in_box.
     assert report["methods"][0]["metrics"]["energy_in_box"]["count"] == total
-    assert audited.page.endswith(f"/jobs/{audited.job.id}/report")
+
+
+def test_the_report_page_it_prints_is_served(audited, api_url):
+    assert audited.page == f"{api_url}/jobs/{audited.job.id}/report"
+    page = httpx.get(audited.page, timeout=30)
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
 
 
 def test_registering_the_model_again_finds_it(audited, api_url, confounder_demo):
