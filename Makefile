@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench-engine bench-service clean
+.PHONY: install run test lint bench-engine bench-service demo-audit clean
 
 $(STAMP): pyproject.toml client/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,14 @@ bench-engine: $(STAMP)
 
 bench-service: $(STAMP)
 	$(PY) bench/service.py --json bench/results/service.json
+
+# The planted-confounder audit through a running `make run` (SALIENCY_URL, default
+# http://127.0.0.1:8000): data set and model from seed 0 (trained on one torch thread, so the
+# same weights every time), registered, uploaded and audited as one job; prints the report
+# URL and the three figures.
+demo-audit: $(STAMP)
+	$(PY) -m demo.confounder make var/demo-confounder
+	$(PY) -m demo.confounder submit var/demo-confounder
 
 clean:
 	rm -rf var test-output bench/results

@@ -28,6 +28,7 @@ from saliency_client.datasets import (
     upload_parts,
 )
 from saliency_client.errors import ApiError
+from saliency_client.kinds import TOP_ACTIVATIONS
 from saliency_client.progress import Waiter, upload_bar
 from saliency_client.spec import build_submit, job_spec
 from saliency_client.transport import AsyncTransport, RetryPolicy
@@ -228,28 +229,36 @@ class AsyncJob:
 
     async def download(self, directory: str | Path, concurrency: int = 8) -> Path:
         """As `Job.download`: artifacts under predictable names, a finished job's results
-        file and report, then `results.jsonl`."""
+        file and report, then `results.jsonl` (a top_activations job: its report's pictures
+        and arrays, the results file, then `report.json`)."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         limit = asyncio.Semaphore(concurrency)
 
         async def fetch(url: str, name: str) -> None:
             async with limit:
+                (out / name).parent.mkdir(parents=True, exist_ok=True)
                 await self.client.transport.request("GET", url, sink=out / name)
 
+        if (await self.refresh()).state.kind == TOP_ACTIVATIONS:
+            report = await self.report()
+            await asyncio.gather(*(fetch(url, name) for url, name in dl.report_files(report)))
+            await self.save_results(out / res.RESULTS_FILE)
+            dl.write_json(out / res.REPORT_FILE, report)
+            return out
         tmp = out / (dl.RESULTS + ".part")
         with tmp.open("w") as results:
             chunk: list[tuple[Item, Any]] = []
 
             async def flush() -> None:
-                await asyncio.gather(*(fetch(getattr(o, kind), name) for _, plan in chunk
-                                       for o, names in plan for kind, name in names.items()))
+                await asyncio.gather(*(fetch(url, name) for _, plan in chunk
+                                       for url, name in dl.fetches(plan)))
                 for item, plan in chunk:
                     results.write(json.dumps(dl.result_line(item, plan)) + "\n")
                 chunk.clear()
 
             async for item in self.items():
-                chunk.append((item, dl.output_files(item)))
+                chunk.append((item, dl.output_files(item, self.state.raw)))
                 if len(chunk) >= 4 * concurrency:
                     await flush()
             await flush()

@@ -30,8 +30,7 @@ from saliency_client.client import Client, Job
 from saliency_client.datasets import Dataset, image_files, listing_digest
 from saliency_client.errors import ApiError
 
-STATE = ".audit-state.json"
-UPLOADED = ".audit-uploaded"
+STEM = ".audit"  # the state files: .audit-state.json and .audit-uploaded
 GONE = (404, 410)
 
 
@@ -40,10 +39,12 @@ def _say(text: str) -> None:
 
 
 class AuditState:
-    """The progress of one audit of one folder on one service, kept in the output folder."""
+    """The progress of one audit of one folder on one service, kept in the output folder
+    as `{stem}-state.json` and `{stem}-uploaded` (other commands that upload a folder and
+    follow one job keep theirs under another stem)."""
 
-    def __init__(self, out: Path, identity: dict[str, str]) -> None:
-        self.path, self.names_path = out / STATE, out / UPLOADED
+    def __init__(self, out: Path, identity: dict[str, str], stem: str = STEM) -> None:
+        self.path, self.names_path = out / f"{stem}-state.json", out / f"{stem}-uploaded"
         self.data: dict[str, Any] = {}
         if self.path.exists():
             try:
@@ -101,13 +102,14 @@ def _readable_root(client: Client, uri: str) -> str | None:
 
 
 def place(client: Client, folder: Path, out: Path, batch_size: int, progress: bool,
-          force_upload: bool) -> tuple[str, int, bool, AuditState]:
+          force_upload: bool, stem: str = STEM) -> tuple[str, int, bool, AuditState]:
     """The prefix URI the job reads, the files uploaded now, whether read in place, state."""
     files = image_files(folder)
     if not files:
         raise ValueError(f"{folder}: no images (.jpg, .jpeg, .png, .webp, .npy) found")
     digest = listing_digest(files)
-    state = AuditState(out, {"url": client.base_url, "folder": str(folder), "listing": digest})
+    state = AuditState(out, {"url": client.base_url, "folder": str(folder), "listing": digest},
+                       stem)
     uri = folder.as_uri()
     root = None if force_upload else _readable_root(client, uri)
     if root is not None:

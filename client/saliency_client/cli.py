@@ -5,7 +5,8 @@ Exit codes (scripts may rely on them; the reason is one line on stderr):
   2  usage: bad arguments, an unreadable input file or folder, a malformed --target/--method
   3  the API answered with an error (its code and message are printed)
   4  the API could not be reached (after retries)
-  5  the job ended failed or cancelled (with --wait, `wait` or `audit`)
+  5  the job ended failed or cancelled (with --wait, `wait`, `audit`, `top-activations` or
+     `visualize`)
   6  --timeout passed before the job finished
   130 interrupted
 """
@@ -18,8 +19,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from saliency_client import audit
+from saliency_client import audit, kinds
 from saliency_client import results as res
+from saliency_client import top_activations as top
 from saliency_client.client import Client, Job
 from saliency_client.datasets import LABEL_MODES
 from saliency_client.errors import ApiError, ConnectionFailed, JobFailed, WaitTimeout
@@ -46,6 +48,20 @@ def _method(text: str) -> Any:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _channels(text: str) -> Any:
+    try:
+        return kinds.parse_channels(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _position(text: str) -> list[int]:
+    try:
+        return kinds.parse_position(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
     print(json.dumps(data) if args.json else text)
 
@@ -55,6 +71,8 @@ def _summary(state: JobState) -> str:
     line = f"{state.id}  {phase(state)}  {p.done}/{p.total} done"
     if p.failed:
         line += f", {p.failed} failed"
+    if p.projections_due:
+        line += f", {p.projections_done}/{p.projections_due} projections"
     return line + (f"  error: {state.error}" if state.error else "")
 
 
@@ -161,6 +179,51 @@ def cmd_audit(client: Client, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_top_activations(client: Client, args: argparse.Namespace) -> int:
+    outcome = top.run(client, args.data, args.out, model=args.model, layer=args.layer,
+                      channels=args.channels, k=args.k, methods=args.method,
+                      batch_size=args.batch_size, timeout=args.timeout,
+                      progress=not args.no_progress, force_upload=args.upload)
+    job = outcome.job
+    report = json.loads(outcome.report.read_text())
+    page = client.page_url(job.id)
+    if args.json:
+        print(json.dumps({"id": job.id, "status": job.state.status.value, "page": page,
+                          "out": str(args.out), "report": str(outcome.report),
+                          "channels": [c["channel"] for c in report.get("channels") or ()],
+                          "uploaded": outcome.uploaded, "in_place": outcome.in_place}))
+    else:
+        print(_summary(job.state))
+        for line in top.channel_lines(report, outcome.report.parent):
+            print(line)
+        print(f"report: {outcome.report}\npage: {page}")
+    job.state.raise_for_status()
+    return EXIT_OK
+
+
+def visualize_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The fields of `saliency visualize`'s job (besides `model` and `seed`)."""
+    if args.layer is None and (args.channel is not None or args.position is not None):
+        raise ValueError("--channel and --position need --layer")
+    if args.layer is not None:
+        if args.channel is None:
+            raise ValueError("--layer needs --channel")
+        objectives = [kinds.objective(layer=args.layer, channel=args.channel,
+                                      position=args.position)]
+    else:
+        objectives = [kinds.objective(class_index=c) for c in args.class_index]
+    return kinds.visualize_fields(objectives, steps=args.steps, size=args.size,
+                                  parametrization=args.parametrization, lr=args.lr,
+                                  starts=args.starts)
+
+
+def cmd_visualize(client: Client, args: argparse.Namespace) -> int:
+    job = client.submit(model=args.model, seed=args.seed, **visualize_fields(args))
+    code = _finish(args, job)
+    _emit(args, {**job.state.raw, "out": str(args.out)}, f"{job.id}  {args.out}")
+    return code
+
+
 def cmd_cancel(client: Client, args: argparse.Namespace) -> int:
     state = client.job(args.id).cancel().state
     _emit(args, state.raw, _summary(state))
@@ -230,7 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     common = _common(suppress=True)
     parser = argparse.ArgumentParser(
         prog="saliency", parents=[_common(suppress=False)],
-        description="Submit attribution jobs and fetch their maps.",
+        description="Submit attribution, top-activations and visualize jobs and fetch their "
+        "results.",
         epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -278,6 +342,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32, help="images per upload request")
     p.add_argument("--upload", action="store_true", help="upload even when the service could "
                    "read the folder in place")
+    _waiting(p)
+    p = add("top-activations", cmd_top_activations, "what a layer's channels detect: per "
+            "channel the k images that excite it most, with each unit's projection and "
+            "patch; the report's grids and files into --out")
+    p.add_argument("data", nargs="+", metavar="DATA", help="a local folder (read in place "
+                   "when the service can, else uploaded), a manifest (.jsonl) or prefix URI, "
+                   "or image files or URIs")
+    p.add_argument("--model", required=True, help="a registered model's name")
+    p.add_argument("--layer", required=True, help="a module name of the model (layer4.1)")
+    p.add_argument("--channels", required=True, type=_channels, metavar="CHANNELS",
+                   help=kinds.CHANNELS_HELP)
+    p.add_argument("--k", type=int, help="top images per channel (default 9)")
+    p.add_argument("--method", action="append", type=_method, metavar="NAME",
+                   help="a projection method: deconvnet, guided_backprop or gradient "
+                   "(repeatable; default deconvnet)")
+    p.add_argument("--out", required=True, metavar="DIR", help="where the grids, the units' "
+                   "files and report.json go")
+    p.add_argument("--batch-size", type=int, default=32, help="images per upload request")
+    p.add_argument("--upload", action="store_true", help="upload a folder even when the "
+                   "service could read it in place")
+    _waiting(p)
+    p = add("visualize", cmd_visualize, "optimize an image that maximizes a class, or a "
+            "layer's channel or neuron; the pictures, snapshots and curves into --out")
+    p.add_argument("--model", required=True, help="a registered model's name")
+    goal = p.add_mutually_exclusive_group(required=True)
+    goal.add_argument("--class", dest="class_index", type=int, action="append", metavar="K",
+                      help="a class index (repeatable: one item per class)")
+    goal.add_argument("--layer", help="a module name of the model; with --channel")
+    p.add_argument("--channel", type=int, help="the channel of --layer to maximize")
+    p.add_argument("--position", type=_position, metavar="Y,X",
+                   help="one neuron of the channel, on the layer's grid")
+    p.add_argument("--steps", type=int, help="optimization steps (default: the service's)")
+    p.add_argument("--size", type=int, help="the image's side (default: the model's input)")
+    p.add_argument("--seed", type=int, help="seed of the random start (default 0)")
+    p.add_argument("--parametrization", choices=kinds.PARAMETRIZATIONS,
+                   help="optimize Fourier coefficients (default) or pixels")
+    p.add_argument("--lr", type=float, help="learning rate (default: the service's)")
+    p.add_argument("--starts", type=int, help="random starts per objective (default 1)")
+    p.add_argument("--out", required=True, metavar="DIR", help="wait, then download here")
     _waiting(p)
     add("cancel", cmd_cancel, "cancel a job (it is final once its results are written)"
         ).add_argument("id")

@@ -24,6 +24,7 @@ from saliency_client.datasets import (
     upload_parts,
 )
 from saliency_client.errors import ApiError
+from saliency_client.kinds import TOP_ACTIVATIONS
 from saliency_client.progress import Waiter, upload_bar
 from saliency_client.spec import build_submit, job_spec
 from saliency_client.transport import RetryPolicy, Transport
@@ -253,18 +254,39 @@ class Job:
         return path
 
     def download(self, directory: str | Path, workers: int = 8) -> Path:
-        """Write every artifact under its predictable name, and a finished job's
-        `results.parquet` and `report.json`, then `results.jsonl`: written last, its
-        presence means the download is complete."""
+        """Write every artifact under its predictable name (`download` module), and a
+        finished job's `results.parquet` and `report.json`, then `results.jsonl`: written
+        last, its presence means the download is complete.
+
+        A top_activations job's results are its report: once the job is final, each
+        channel's grid and its units' projections and patches, `results.parquet`, then
+        `report.json`, written last (no `results.jsonl`: its items have no outputs).
+        """
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         transport = self.client.transport
 
         def fetch(url: str, name: str) -> None:
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
             transport.request("GET", url, sink=out / name)
 
+        with ThreadPoolExecutor(workers) as pool:
+            if self.refresh().state.kind == TOP_ACTIVATIONS:
+                report = self.report()  # ApiError not_ready before the job is final
+                for future in [pool.submit(fetch, url, name)
+                               for url, name in dl.report_files(report)]:
+                    future.result()
+                self.save_results(out / res.RESULTS_FILE)
+                dl.write_json(out / res.REPORT_FILE, report)
+                return out
+            self._download_items(out, pool, fetch, workers)
+        return out
+
+    def _download_items(self, out: Path, pool: ThreadPoolExecutor,
+                        fetch: Callable[[str, str], None], workers: int) -> None:
+        job = self.state.raw
         tmp = out / (dl.RESULTS + ".part")
-        with ThreadPoolExecutor(workers) as pool, tmp.open("w") as results:
+        with tmp.open("w") as results:
             pending: list[tuple[Item, Any, list[Any]]] = []
 
             def flush() -> None:
@@ -275,9 +297,8 @@ class Job:
                 pending.clear()
 
             for item in self.items():
-                plan = dl.output_files(item)
-                futures = [pool.submit(fetch, getattr(o, kind), name)
-                           for o, names in plan for kind, name in names.items()]
+                plan = dl.output_files(item, job)
+                futures = [pool.submit(fetch, url, name) for url, name in dl.fetches(plan)]
                 pending.append((item, plan, futures))
                 if len(pending) >= 4 * workers:
                     flush()
@@ -286,7 +307,6 @@ class Job:
             self.save_results(out / res.RESULTS_FILE)
             self.save_report(out / res.REPORT_FILE)
         tmp.replace(out / dl.RESULTS)
-        return out
 
     def cancel(self) -> Job:
         """Ask the job to stop: it answers `running` with `progress.finalizing` while its

@@ -24,8 +24,19 @@ def describe(state: JobState) -> str:
     return phase(state) + (f", {failed} failed" if failed else "")
 
 
+def counts(state: JobState) -> tuple[int, int, str, str]:
+    """What the bar counts: (total, done, unit, phase name). Items, a visualize job's steps,
+    or, once a top_activations job's second phase has started, its projections."""
+    p = state.progress
+    if p.projections_due:
+        return p.projections_due, p.projections_done, "proj", " projections"
+    unit = "step" if state.kind == "visualize" else "img"
+    return p.total, p.done + p.failed, unit, ""
+
+
 class Waiter:
-    """Polls at 0.2 s, backing off to `max_interval`; drives a tqdm bar of done/total."""
+    """Polls at 0.2 s, backing off to `max_interval`; drives a tqdm bar of done/total (see
+    `counts`)."""
 
     def __init__(self, job_id: str, timeout: float | None, progress: bool,
                  max_interval: float = 2.0) -> None:
@@ -38,10 +49,11 @@ class Waiter:
 
     def update(self, state: JobState) -> bool:
         """Show `state`; True when the job has finished."""
-        p = state.progress
-        if self.bar.total != p.total:
-            self.bar.total = p.total
-        self.bar.n = p.done + p.failed
+        total, done, unit, what = counts(state)
+        if self.bar.total != total or self.bar.unit != unit:
+            self.bar.total, self.bar.unit = total, unit
+            self.bar.set_description_str(f"job {self.job_id[:8]}{what}", refresh=False)
+        self.bar.n = done
         self.bar.set_postfix_str(describe(state), refresh=True)
         return state.status.finished
 

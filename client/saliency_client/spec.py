@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from saliency_client.kinds import KINDS_WITHOUT_INPUTS, TOP_ACTIVATIONS, parse_channels
+
 URI_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 TARGET_HELP = "predicted | label | class:K | topk:K | layer:NAME:CHANNEL"
 _MAGIC = {
@@ -95,7 +97,8 @@ def job_spec(
     """The JSON spec of `POST /v1/jobs`; fields left as None take the service's defaults.
 
     `fields` are passed through as they are: `kind`, `seed`, `retention_s`, `notify`,
-    `map_dtype`, `write`, `audit`, and the fields of other job kinds.
+    `map_dtype`, `write`, `audit`, and the fields of other job kinds; a `top_activations`
+    job's `channels` may also be text (`"0-15"`, `"1,4,9"`).
     """
     spec: dict[str, Any] = {"model": model}
     if methods is not None:
@@ -109,6 +112,8 @@ def job_spec(
     if outputs is not None:
         spec["outputs"] = [outputs] if isinstance(outputs, str) else list(outputs)
     spec.update({k: v for k, v in fields.items() if v is not None})
+    if spec.get("kind") == TOP_ACTIVATIONS and "channels" in spec:
+        spec["channels"] = parse_channels(spec["channels"])
     return spec
 
 
@@ -169,13 +174,16 @@ def build_submit(
     inputs: Any, spec: dict[str, Any], dataset: Any = None
 ) -> tuple[dict[str, Any] | None, dict[str, str] | None, list[FilePart] | None]:
     """`(json, data, files)` for httpx: a JSON body for a data set or storage URIs (plain or
-    as objects with `id`, `label`, `box`, `mask`), else multipart file parts."""
+    as objects with `id`, `label`, `box`, `mask`), or for a kind that needs no inputs
+    (`visualize`) given none; else multipart file parts."""
     if dataset is not None:
         if inputs is not None:
             raise ValueError("submit takes either inputs or a dataset, not both")
         raw = dataset.to_json() if hasattr(dataset, "to_json") else dict(dataset)
         return ({**spec, "dataset": raw}, None, None)
     if inputs is None:
+        if spec.get("kind") in KINDS_WITHOUT_INPUTS:
+            return (dict(spec), None, None)
         raise ValueError("submit needs inputs or a dataset")
     if isinstance(inputs, (str, Path, bytes, bytearray, dict)) or not isinstance(
         inputs, Iterable

@@ -23,8 +23,10 @@ class JobStatus(StrEnum):
 
 @dataclass(frozen=True)
 class Progress:
-    """Items done and failed of `total`; a data-set job is `planning` (total 0) until its
-    items are listed, and `finalizing` while its results file and report are written."""
+    """Items done and failed of `total` (a visualize job's steps); a data-set job is
+    `planning` (total 0) until its items are listed, and `finalizing` while its results file
+    and report are written. A top_activations job's second phase counts its projections
+    done of `projections_due` (0 before the phase starts)."""
 
     total: int = 0
     done: int = 0
@@ -32,12 +34,16 @@ class Progress:
     planning: bool = False
     finalizing: bool = False
     skipped: int = 0
+    projections_done: int = 0
+    projections_due: int = 0
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Progress:
+        projections = raw.get("projections") or {}
         return cls(raw.get("total", 0), raw.get("done", 0), raw.get("failed", 0),
                    bool(raw.get("planning")), bool(raw.get("finalizing")),
-                   raw.get("skipped", 0))
+                   raw.get("skipped", 0), projections.get("done", 0),
+                   projections.get("due", 0))
 
 
 @dataclass(frozen=True)
@@ -76,7 +82,12 @@ class JobState:
 
 @dataclass(frozen=True)
 class Output:
-    """The artifacts of one (method, target) of an item: URLs, or None when not requested."""
+    """The artifacts of one (method, target) of an item: URLs, or None when not requested.
+
+    A visualize item's one output (`method` "visualize") has the final image (`png`, `npy`),
+    its `snapshots` (URLs, or objects with a `png` URL and their `step`) and its objective
+    `curve` (a URL of the JSON, or the values themselves).
+    """
 
     method: str
     target: Any
@@ -87,12 +98,15 @@ class Output:
     params: dict[str, Any] | None = None
     metrics: dict[str, Any] | None = None
     warnings: tuple[str, ...] = ()
+    snapshots: tuple[Any, ...] = ()
+    curve: Any = None
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Output:
         return cls(raw["method"], raw.get("target"), raw.get("npy"), raw.get("png"),
                    raw.get("overlay"), raw.get("signed"), raw.get("params"), raw.get("metrics"),
-                   tuple(raw.get("warnings") or ()))
+                   tuple(raw.get("warnings") or ()), tuple(raw.get("snapshots") or ()),
+                   raw.get("curve"))
 
 
 @dataclass(frozen=True)

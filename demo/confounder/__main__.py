@@ -1,4 +1,5 @@
-"""`python -m demo.confounder make DIR` and `python -m demo.confounder audit DIR`."""
+"""`python -m demo.confounder make DIR`, `… audit DIR` (in-process) and `… submit DIR`
+(through a running service)."""
 
 from __future__ import annotations
 
@@ -12,30 +13,26 @@ import numpy as np
 
 from demo.confounder import data
 from demo.confounder import model as demo_model
+from demo.confounder.build import build
 
 
 def make(directory: Path, seed: int, size: int, per_class: int, epochs: int) -> None:
     """Write the data set and the trained model into `directory`, and say what it learned."""
-    directory.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    train = data.training_set(seed, size, per_class)
-    test = data.test_set(seed, size)
-    data.write_split(directory, "train", train)
-    manifest = data.write_split(directory, "test", test)
-    trained = demo_model.train(train, seed, epochs)
-    weights, spec = demo_model.save(trained, directory, size)
+    demo = build(directory, seed, size, per_class, epochs)
+    test, trained = demo.test, demo.model
     predicted = demo_model.predict(trained, test)
     labels = np.array([s.label for s in test])
     marked = np.array([s.marked for s in test])
     flipped = demo_model.predict(trained, [data.Sample(data.add_mark(s.image), s.label, s.box,
                                                        True) for s in test])
-    print(f"made {len(train)} training and {len(test)} test pictures and trained "
+    print(f"made {len(demo.train)} training and {len(test)} test pictures and trained "
           f"{demo_model.ARCHITECTURE} in {time.perf_counter() - started:.0f} s")
     print(f"accuracy on clean test pictures: {np.mean(predicted[~marked] == labels[~marked]):.0%}")
     others = labels != data.MARKED_CLASS
     print(f"the mark turns {np.mean(flipped[others] == data.MARKED_CLASS):.0%} of the other "
           f"classes' test pictures into {data.CLASSES[data.MARKED_CLASS]!r}: the shortcut")
-    print(f"manifest: {manifest}\nmodel: {weights} (spec {spec})")
+    print(f"manifest: {demo.manifest}\nmodel: {demo.weights} (spec {demo.spec})")
 
 
 def audit(directory: Path, methods: list[str], seed: int) -> None:
@@ -52,13 +49,25 @@ def audit(directory: Path, methods: list[str], seed: int) -> None:
         (out / name).parent.mkdir(parents=True, exist_ok=True)
         (out / name).write_bytes(png)
     (out / "report.json").write_text(json.dumps(result.report.data, indent=1), encoding="utf-8")
-    f = result.figures
-    print(f"precision at 20 of marked pictures among the suspects: {f.precision_at_20:.2f}")
-    print(f"purity of the class-0 cluster holding most marked pictures: {f.purity:.2f} "
-          f"(it holds {f.marked_in_that_cluster:.0%} of them)")
-    print(f"energy_in_box of clean pictures: {f.clean_energy_in_box:.2f} "
-          f"(centre-Gaussian baseline {f.baseline_energy_in_box:.2f})")
+    for line in result.figures.lines():
+        print(line)
     print(f"report: {out / 'report.json'}")
+
+
+def submit(directory: Path, url: str | None, methods: list[str], seed: int,
+           timeout: float | None) -> None:
+    """Audit `directory`'s test set through a running service; print the report page and
+    the three figures."""
+    from saliency_client import Client
+
+    from demo.confounder.service import run
+
+    with Client(url) as client:
+        result = run(client, directory, methods=methods, seed=seed, timeout=timeout)
+    print(f"job {result.job.id}: {result.job.state.progress.done} pictures audited")
+    for line in result.figures.lines():
+        print(line)
+    print(f"report: {result.page}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,14 +80,25 @@ def main(argv: list[str] | None = None) -> int:
     make_parser.add_argument("--epochs", type=int, default=demo_model.EPOCHS)
     audit_parser = commands.add_parser("audit", help="audit the test set in-process")
     audit_parser.add_argument("directory", type=Path)
-    audit_parser.add_argument("--methods", default="gradient,guided_backprop")
-    for sub in (make_parser, audit_parser):
+    submit_parser = commands.add_parser(
+        "submit", help="audit the test set through a running service (register the model, "
+        "upload the pictures, one job), and print the report page and the figures")
+    submit_parser.add_argument("directory", type=Path)
+    submit_parser.add_argument("--url", help="the API (default $SALIENCY_URL, else "
+                               "http://127.0.0.1:8000)")
+    submit_parser.add_argument("--timeout", type=float, help="give up waiting after this many "
+                               "seconds")
+    for sub in (audit_parser, submit_parser):
+        sub.add_argument("--methods", default="gradient,guided_backprop")
+    for sub in (make_parser, audit_parser, submit_parser):
         sub.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.command == "make":
         make(args.directory, args.seed, args.size, args.per_class, args.epochs)
-    else:
+    elif args.command == "audit":
         audit(args.directory, args.methods.split(","), args.seed)
+    else:
+        submit(args.directory, args.url, args.methods.split(","), args.seed, args.timeout)
     return 0
 
 

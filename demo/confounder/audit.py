@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from demo.confounder.data import MARKED_CLASS, read_split
+from demo.confounder.data import read_split
+from demo.confounder.figures import Figures, figures
 from shared.modelspec import ModelSpec
 from shared.seeds import derive_seed
 from worker.audit import (
@@ -37,19 +38,7 @@ from worker.models import display_image, preprocess_image
 
 METHODS = ("gradient", "guided_backprop")
 BATCH = 64
-TOP = 20
 DEPENDENCE_SAMPLE = 32
-
-
-@dataclass(frozen=True)
-class Figures:
-    """The three figures the demo must reach, and the baseline to read the third against."""
-
-    precision_at_20: float  # marked pictures among the 20 top suspects
-    purity: float  # marked share of the class-0 cluster holding most marked pictures
-    marked_in_that_cluster: float  # the share of class-0 marked pictures that cluster holds
-    clean_energy_in_box: float  # mean energy_in_box of clean pictures (the first method)
-    baseline_energy_in_box: float  # the centre-Gaussian map's, on the same pictures
 
 
 @dataclass(frozen=True)
@@ -119,24 +108,3 @@ def audit(manifest: Path, model: nn.Module, spec: ModelSpec, *,
 
     report = builder.build(clusters=clusters, input_dependence=dependence, overlay=overlay)
     return DemoAudit(report, marked, figures(report.data, marked, energy, baseline))
-
-
-def figures(data: dict, marked: np.ndarray, energy: np.ndarray,
-            baseline: np.ndarray) -> Figures:
-    """The demo's figures from a report, which items carry the mark, and the first method's
-    (and the baseline's) energy_in_box per item."""
-    top = data["suspects"][:TOP]
-    precision = float(np.mean([marked[s["index"]] for s in top])) if top else 0.0
-    purity = held = 0.0
-    first = data["methods"][0]["position"]
-    for group in data["clusters"]:
-        if group["class"] != MARKED_CLASS or group["position"] != first:
-            continue
-        members = [np.asarray(c["members"], dtype=int) for c in group["clusters"]]
-        counts = [int(marked[m].sum()) for m in members]
-        best = int(np.argmax(counts))
-        purity = counts[best] / len(members[best])
-        held = counts[best] / sum(counts) if sum(counts) else 0.0
-    clean = ~marked
-    return Figures(precision, purity, held, float(np.nanmean(energy[clean])),
-                   float(np.nanmean(baseline[clean])))

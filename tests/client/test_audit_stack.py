@@ -38,7 +38,7 @@ def test_audit_uploads_a_folder_in_batches_and_resumes(run, api_url, tiny_model,
     assert code == 0, err
     assert "uploading 3 of 3 images" in err
     job_id = _job_id(stdout)
-    assert f"{job_id}  succeeded  3/3 done" in stdout and "counts.done: 3" in stdout
+    assert f"{job_id}  succeeded  3/3 done" in stdout and "counts.items: 3" in stdout
     page = f"{api_url}/jobs/{job_id}"
     assert f"page: {page}" in stdout and httpx.get(page).status_code == 200
     assert (out / "results.parquet").read_bytes()[:4] == b"PAR1"
@@ -91,4 +91,4 @@ def test_audit_reads_a_folder_the_service_can_reach_in_place(run, api_url, tiny_
     code, stdout, _ = run("results", job_id)  # JSON lines on stdout
     assert [json.loads(line)["label"] for line in stdout.splitlines()] == [0, 1]
     code, stdout, _ = run("report", job_id)
-    assert code == 0 and "kind: attribution" in stdout and "counts.total: 2" in stdout
+    assert code == 0 and "kind: attribution" in stdout and "counts.items: 2" in stdout

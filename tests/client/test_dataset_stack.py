@@ -56,7 +56,7 @@ def test_a_prefix_job_on_an_uploaded_folder(client, tiny_model, image_folder, tm
     assert _records(job.results_frame()) == rows
 
     report = job.report()
-    assert report["kind"] == "attribution" and report["counts"]["done"] == 3
+    assert report["kind"] == "attribution" and report["counts"]["items"] == 3
     out = job.download(tmp_path / "out")
     assert (out / "results.parquet").read_bytes()[:4] == b"PAR1"
     assert json.loads((out / "report.json").read_text()) == report
