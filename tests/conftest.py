@@ -242,3 +242,13 @@ def images(tmp_path):
         return paths
 
     return make
+
+
+@pytest.fixture(scope="session")
+def confounder_demo(tmp_path_factory):
+    """The planted-confounder demo at 32 px (seed 0) as `python -m demo.confounder make`
+    writes it: pictures, manifests, and the model trained once per session on one torch
+    thread (about 20-40 s), for the in-process audit and the one through the stack."""
+    from demo.confounder.build import build
+
+    return build(tmp_path_factory.mktemp("confounder"), seed=0, size=32)

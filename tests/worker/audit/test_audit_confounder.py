@@ -21,17 +21,14 @@ SEED = 0
 
 
 @pytest.fixture(scope="session")
-def confounder(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("confounder")
-    train = data.training_set(SEED, SIZE)
-    test = data.test_set(SEED, SIZE)
-    manifest = data.write_split(directory, "test", test)
-    weights, spec_file = demo_model.save(demo_model.train(train, SEED), directory, SIZE)
+def confounder(confounder_demo):
+    demo = confounder_demo
+    assert demo.size == SIZE
     spec = demo_model.model_spec(SIZE)
-    assert json.loads(spec_file.read_text()) == demo_model.spec_json(SIZE)
-    model = build_model(spec, weights)  # registrable: the service's own loader reads it
-    return {"test": test, "manifest": manifest, "model": model, "spec": spec,
-            "result": audit(manifest, model, spec)}
+    assert json.loads(demo.spec.read_text()) == demo_model.spec_json(SIZE)
+    model = build_model(spec, demo.weights)  # registrable: the service's own loader reads it
+    return {"test": demo.test, "manifest": demo.manifest, "model": model, "spec": spec,
+            "result": audit(demo.manifest, model, spec)}
 
 
 def test_marked_pictures_lead_the_suspects(confounder):
