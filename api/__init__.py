@@ -81,6 +81,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from api.context import Services
 
     settings = settings or Settings.from_env()
+    auth.check_exposure(settings, auth.load_keys(settings))  # before anything else starts
     app = Flask(__name__)
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_request_bytes,

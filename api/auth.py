@@ -57,12 +57,19 @@ def load_keys(settings: Settings) -> dict[str, Principal]:
 
 
 def check_exposure(settings: Settings, keys: dict[str, Principal]) -> None:
-    """Refuse to serve anonymously beyond loopback unless that is explicitly allowed."""
-    if not keys and settings.host not in LOOPBACK and not settings.allow_anonymous:
-        raise SettingsError(
-            f"the API would serve {settings.host} with no API keys: set SALIENCY_API_KEYS (or "
-            "SALIENCY_API_KEYS_FILE), or SALIENCY_ALLOW_ANONYMOUS=1 if anonymous access is meant"
-        )
+    """Refuse to serve beyond loopback unprotected: without API keys (unless anonymous access
+    is explicitly allowed), or without the key that signs file URLs; one error names both."""
+    if settings.host in LOOPBACK or settings.allow_anonymous:
+        return
+    missing = []
+    if not keys:
+        missing.append("API keys: set SALIENCY_API_KEYS (or SALIENCY_API_KEYS_FILE), or "
+                       "SALIENCY_ALLOW_ANONYMOUS=1 if anonymous access is meant")
+    if not settings.signing_key:
+        missing.append("SALIENCY_SIGNING_KEY (it signs the URLs of the files the API serves)")
+    if missing:
+        raise SettingsError(f"the API would serve {settings.host} without " +
+                            " and without ".join(missing))
 
 
 def require_admin(what: str) -> None:

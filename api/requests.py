@@ -103,7 +103,7 @@ def read_job_request(settings: Settings) -> JobRequest:
         )
     # File parts besides `images` are the inputs the spec names (checked once it is read);
     # every part has a name, and `spec` and each named input come once.
-    named_parts = set(request.files) - {"images", "spec"}
+    named_parts = {name for name in request.files if name} - {"images", "spec"}
     check_parts({"spec", "images"} | named_parts, single={"spec"} | named_parts)
     spec = _json_part("spec")
     wanted = named_uploads(spec)

@@ -72,10 +72,13 @@ def _route_urls(sec, alices: dict) -> list[tuple[str, str]]:
     dataset_item = _items(alice, sec.url, alices["dataset"])[0]
     file_name = urlparse(upload_item["outputs"][0]["npy"]).path.split("/files/", 1)[1]
     map_name = urlparse(dataset_item["outputs"][0]["png"]).path.split("/maps/", 1)[1]
+    report = alice.get(f"{sec.url}/v1/jobs/{alices['upload']}/report", timeout=30).json()
+    picture = urlparse(report["suspects"][0]["overlay"]).path.split("/report/files/", 1)[1]
     urls = []
     for method, path in JOB_ROUTES:
         job = alices["dataset"] if "/maps/" in path else alices["upload"]
-        name = map_name if "/maps/" in path else file_name
+        name = (map_name if "/maps/" in path else
+                picture if "/report/files/" in path else file_name)
         url = sec.url + path.replace("{job_id}", job).replace("{name}", name)
         urls.append((method, url))
         if path.endswith("/results"):
