@@ -151,6 +151,39 @@ class Regularizers:
 
 
 @dataclass(frozen=True)
+class Defaults:
+    """What a job leaves out: the regularizers (key by key), `steps` and `lr`."""
+
+    regularizers: Regularizers
+    steps: int
+    lr: float
+
+
+# Feature visualization (Olah et al. 2017): Fourier parametrization and transformation
+# robustness, no penalty.
+FEATURE_DEFAULTS = Defaults(Regularizers(), DEFAULT_STEPS, DEFAULT_LR)
+# Inversion (Mahendran & Vedaldi 2015): the image priors, and no transformation, which would
+# misalign the representation with the target's.
+INVERT_DEFAULTS = Defaults(
+    Regularizers(tv=TotalVariation(), alpha_norm=AlphaNorm(), jitter=0, scale=(1.0, 1.0),
+                 rotate=0.0),
+    DEFAULT_STEPS, DEFAULT_LR)
+# DeepDream (Mordvintsev et al. 2015): small steps on the photo's own pixels, with jitter.
+DREAM_DEFAULTS = Defaults(
+    Regularizers(jitter=16, scale=(1.0, 1.0), rotate=0.0, parametrization="pixel"), 96, 0.02)
+DEFAULTS: dict[type, Defaults] = {ClassObjective: FEATURE_DEFAULTS,
+                                  ChannelObjective: FEATURE_DEFAULTS,
+                                  InvertObjective: INVERT_DEFAULTS,
+                                  DreamObjective: DREAM_DEFAULTS}
+
+
+def defaults_for(objectives: tuple[Objective, ...]) -> Defaults:
+    """The defaults of the objectives' kind, or feature visualization's for a mix of kinds."""
+    kinds = {DEFAULTS[type(o)] for o in objectives}
+    return kinds.pop() if len(kinds) == 1 else FEATURE_DEFAULTS
+
+
+@dataclass(frozen=True)
 class VisualizeItem:
     """One item of the job: `start` (0-based) of objective number `objective_index`."""
 
@@ -253,7 +286,8 @@ def parse_visualize_spec(
     if not isinstance(model, str) or not MODEL_NAME_RE.match(model):
         raise SpecError("model", "is required: the name of a registered model")
     objectives, as_list = _parse_objectives(raw.get("objective"))
-    steps = _int(raw.get("steps", min(DEFAULT_STEPS, max_steps)), "steps", 1, max_steps)
+    defaults = defaults_for(objectives)
+    steps = _int(raw.get("steps", min(defaults.steps, max_steps)), "steps", 1, max_steps)
     starts = _int(raw.get("starts", 1), "starts", 1, MAX_STARTS)
     if len(objectives) * starts > MAX_ITEMS:
         raise SpecError("starts", f"objectives × starts must be at most {MAX_ITEMS}, "
@@ -270,9 +304,9 @@ def parse_visualize_spec(
     return VisualizeSpec(
         model=model,
         objectives=objectives,
-        regularizers=parse_regularizers(raw.get("regularizers")),
+        regularizers=parse_regularizers(raw.get("regularizers"), defaults.regularizers),
         steps=steps,
-        lr=_float(raw.get("lr", DEFAULT_LR), "lr", 0.0, 10.0, open_low=True),
+        lr=_float(raw.get("lr", defaults.lr), "lr", 0.0, 10.0, open_low=True),
         seed=_int(raw.get("seed", 0), "seed", 0, MAX_SEED),
         size=size,
         starts=starts,
@@ -331,17 +365,18 @@ def parse_objective(raw: Any, where: str) -> Objective:
 REGULARIZERS: tuple[str, ...] = tuple(Regularizers().to_json())
 
 
-def parse_regularizers(raw: Any, where: str = "regularizers") -> Regularizers:
+def parse_regularizers(raw: Any, defaults: Regularizers = FEATURE_DEFAULTS.regularizers,
+                       where: str = "regularizers") -> Regularizers:
     """The `regularizers` object; a key left out takes its default, null turns one off."""
     if raw is None:
-        return Regularizers()
+        return defaults
     if not isinstance(raw, dict):
         raise SpecError(where, f"must be an object with some of {list(REGULARIZERS)}")
     unknown = sorted(set(raw) - set(REGULARIZERS))
     if unknown:
         raise SpecError(f"{where}.{unknown[0]}", f"is not a regularizer; known: "
                                                  f"{list(REGULARIZERS)}")
-    d = Regularizers()
+    d = defaults
     return Regularizers(
         l2=_off_or(raw, "l2", d.l2, where, lambda v, w: _float(v, w, 0.0, 1.0, open_high=True)),
         blur=_sub(raw, "blur", d.blur, where, _parse_blur),

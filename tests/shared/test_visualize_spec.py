@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 from hypothesis import given
@@ -15,6 +16,9 @@ from shared.errors import SpecError
 from shared.inputs import InputRef
 from shared.specs import ModelSpec, Preprocessing
 from shared.visualize_spec import (
+    DREAM_DEFAULTS,
+    FEATURE_DEFAULTS,
+    INVERT_DEFAULTS,
     AlphaNorm,
     Blur,
     ChannelObjective,
@@ -99,6 +103,25 @@ def test_null_turns_a_regularizer_off_and_partial_objects_take_defaults():
     assert reg.alpha_norm == AlphaNorm(3.0, 1e-5)
     assert parse({"objective": {"class": 1}, "regularizers": {"blur": None}}).regularizers.blur \
         is None
+
+
+def test_defaults_follow_the_kind_of_the_objectives():
+    invert = {"invert": {"item": 0}, "layer": "a"}
+    dream = {"dream": {"item": 0}, "layer": "a"}
+    for objective, defaults in (({"class": 1}, FEATURE_DEFAULTS),
+                                ([{"layer": "a", "channel": 0}], FEATURE_DEFAULTS),
+                                (invert, INVERT_DEFAULTS), ([dream, dream], DREAM_DEFAULTS),
+                                ([{"class": 1}, invert], FEATURE_DEFAULTS),
+                                ([dream, invert], FEATURE_DEFAULTS)):
+        spec = parse({"objective": objective})
+        assert (spec.regularizers, spec.steps, spec.lr) == (
+            defaults.regularizers, defaults.steps, defaults.lr)
+    assert INVERT_DEFAULTS.regularizers.tv is not None
+    assert INVERT_DEFAULTS.regularizers.alpha_norm is not None
+    assert DREAM_DEFAULTS.regularizers.parametrization == "pixel"
+    # A key left out takes the kind's default; the others are as given.
+    spec = parse({"objective": invert, "regularizers": {"jitter": 4}})
+    assert spec.regularizers == replace(INVERT_DEFAULTS.regularizers, jitter=4)
 
 
 def test_items_are_objective_major_and_batches_keep_their_order():
