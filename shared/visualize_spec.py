@@ -128,9 +128,9 @@ class Regularizers:
     clip_contribution: float = 0.0
     tv: TotalVariation | None = None
     alpha_norm: AlphaNorm | None = None
-    jitter: int = 8
-    scale: tuple[float, float] = (0.9, 1.1)
-    rotate: float = 10.0
+    jitter: int = 32
+    scale: tuple[float, float] = (0.75, 1.25)
+    rotate: float = 15.0
     parametrization: str = "fourier"
 
     def to_json(self) -> dict[str, Any]:

@@ -47,7 +47,7 @@ def test_defaults_are_filled_in_and_echoed():
         "objective": {"class": 281},
         "regularizers": {
             "l2": 0.0, "blur": None, "clip_norm": 0.0, "clip_contribution": 0.0, "tv": None,
-            "alpha_norm": None, "jitter": 8, "scale": [0.9, 1.1], "rotate": 10.0,
+            "alpha_norm": None, "jitter": 32, "scale": [0.75, 1.25], "rotate": 15.0,
             "parametrization": "fourier",
         },
         "steps": 512, "lr": 0.05, "seed": 0, "size": None, "starts": 1, "batch": 8,

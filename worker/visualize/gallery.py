@@ -96,7 +96,12 @@ def top5(engine: Engine, model: ModelSpec, image: np.ndarray) -> list[dict[str, 
             for p, c in zip(top.values, top.indices, strict=True)]
 
 
-def describe(engine: Engine, model: ModelSpec, spec: VisualizeSpec, result: ItemResult,
+def grey_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """The correlation of two C×H×W images' grey levels (the mean over channels)."""
+    return round(float(np.corrcoef(a.mean(axis=0).ravel(), b.mean(axis=0).ravel())[0, 1]), 4)
+
+
+def describe(engine: Engine, model: ModelSpec, result: ItemResult, start: np.ndarray,
              photo_values: list[float], inputs: dict[int, torch.Tensor]) -> dict[str, Any]:
     """What the docs say about one picture."""
     objective = result.item.objective
@@ -106,9 +111,9 @@ def describe(engine: Engine, model: ModelSpec, spec: VisualizeSpec, result: Item
     if isinstance(objective, ClassObjective):
         out["top5"] = top5(engine, model, result.image)
     if isinstance(objective, InvertObjective):
-        original = inputs[result.item.index].numpy().ravel()
-        out["correlation_with_photo"] = round(float(np.corrcoef(
-            result.image.ravel(), original)[0, 1]), 4)
+        original = inputs[result.item.index].numpy()
+        out["grey_correlation_with_photo"] = grey_correlation(result.image, original)
+        out["grey_correlation_of_start"] = grey_correlation(start, original)
     if isinstance(objective, (ChannelObjective, ClassObjective)):
         out["exceeds_every_photo"] = result.metrics["final"] > max(photo_values)
     return out
@@ -145,14 +150,15 @@ def main(argv: list[str] | None = None) -> None:
                   if isinstance(item.objective, (InvertObjective, DreamObjective))}
         run = VisualizationRun.start(engine, spec, spec.items(),
                                      preprocessing=model.preprocessing, inputs=inputs)
+        starts = run.images()
         snapshots = run.step(spec.steps).snapshots
         results = run.results()
         photo_values = values_on(engine, model, spec, torch.stack(list(examples.values())),
                                  inputs)
         panel = []
-        for result, values in zip(results, photo_values, strict=True):
+        for result, start, values in zip(results, starts, photo_values, strict=True):
             (args.out / f"{name}-{result.item.index}.png").write_bytes(result.png())
-            panel.append(describe(engine, model, spec, result, values, inputs))
+            panel.append(describe(engine, model, result, start, values, inputs))
         if snapshots:
             (args.out / f"{name}-0-steps.png").write_bytes(strip(snapshots, 0))
         summary[name] = {"spec": spec.to_json(), "items": panel,

