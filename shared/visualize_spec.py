@@ -4,7 +4,8 @@ the job's items (one per objective × start).
 Pure Python (no torch, no Flask): the API validates a submitted job with it and echoes
 `to_json()`; the worker reads that echo back with `parse_visualize_spec`. Every error is a
 `SpecError` naming the field (`objective[1].channel`, `regularizers.blur.sigma`, ...), and
-non-finite numbers are refused everywhere.
+non-finite numbers are refused everywhere. What a job leaves out takes the defaults of its
+objectives' kind (`defaults_for`): feature visualization, inversion or DeepDream.
 """
 
 from __future__ import annotations
@@ -233,7 +234,8 @@ class VisualizeSpec:
         return self.steps * len(self.objectives) * self.starts
 
     def for_model(self, model: ModelSpec) -> VisualizeSpec:
-        """This spec checked against the model's classes, `size` filled in if it was not given."""
+        """This spec checked against the model's classes, `size` filled in if it was not given
+        (the model's input size, brought into [MIN_SIZE, MAX_SIZE])."""
         for k, objective in enumerate(self.objectives):
             if isinstance(objective, ClassObjective) and objective.index >= model.num_classes:
                 raise SpecError(f"{self.objective_field(k)}.class",
