@@ -57,14 +57,17 @@ def forward(engine, x: torch.Tensor, layer: str) -> tuple[torch.Tensor, torch.Te
 
 
 def correlation(a, b) -> float:
-    return float(np.corrcoef(np.ravel(a), np.ravel(b))[0, 1])
+    """The correlation of two C×H×W images' grey levels (the mean over channels), which a
+    difference of colour alone does not decide."""
+    grey = [np.asarray(image, dtype=np.float64).mean(axis=0).ravel() for image in (a, b)]
+    return float(np.corrcoef(grey[0], grey[1])[0, 1])
 
 
 # --- each objective -------------------------------------------------------------------------
 
 def test_class_visualization_beats_its_start_and_every_photo(engine, photos):
     classes = [0, 3]
-    run = run_to_end(engine, make_spec([{"class": c} for c in classes], steps=48, lr=0.1,
+    run = run_to_end(engine, make_spec([{"class": c} for c in classes], steps=32, lr=0.15,
                                        regularizers=SMALL))
     results = run.results()
     photo_logits, _ = forward(engine, photos, "fc")
@@ -76,7 +79,7 @@ def test_class_visualization_beats_its_start_and_every_photo(engine, photos):
         assert r.metrics["final"] == pytest.approx(float(logits[c]), abs=1e-4)
         assert r.metrics["final"] > best_photo + spread
         assert r.metrics["final"] - r.metrics["initial"] > 3 * spread
-        assert len(r.curve) == 48 and r.curve[-1] > r.curve[0]
+        assert len(r.curve) == 32 and r.curve[-1] > r.curve[0]
 
 
 def test_channel_and_neuron_maximization_beat_their_start_and_every_photo(engine, photos):
@@ -90,7 +93,7 @@ def test_channel_and_neuron_maximization_beat_their_start_and_every_photo(engine
     photo_neuron = layer2[:, 0, 3, 3]
     for result, photo in ((channel, photo_channel), (neuron, photo_neuron)):
         assert result.metrics["final"] > 10 * result.metrics["initial"]
-        assert result.metrics["final"] > 1.5 * float(photo.max())
+        assert result.metrics["final"] > 1.2 * float(photo.max())
 
 
 def test_inversion_recovers_the_representation_and_the_image(engine, photos):
@@ -102,15 +105,15 @@ def test_inversion_recovers_the_representation_and_the_image(engine, photos):
     assert result.curve[-1] < result.curve[0] / 5
     start_image = start(engine, make_spec({"invert": {"item": 0}, "layer": "layer1"},
                                           regularizers=STILL), inputs={0: cat}).images()[0]
-    assert correlation(result.image, cat) > 0.3
-    assert correlation(result.image, cat) > correlation(start_image, cat) + 0.25
-    assert correlation(result.image, cat) > correlation(result.image, photos[2]) + 0.25
+    assert correlation(result.image, cat) > 0.5
+    assert correlation(result.image, cat) > correlation(start_image, cat) + 0.4
+    assert correlation(result.image, cat) > correlation(result.image, photos[2]) + 0.4
 
 
 def test_deepdream_raises_the_layers_energy_above_every_photo(engine, photos):
     coffee = photos[1]
     run = run_to_end(engine, make_spec({"dream": {"item": 0}, "layer": "layer2", "octaves": 2},
-                                       steps=8, lr=0.05), inputs={0: coffee})
+                                       steps=12, lr=0.05), inputs={0: coffee})
     (result,) = run.results()
     _, layer2 = forward(engine, photos, "layer2")
     energy = layer2.square().mean(dim=(1, 2, 3))
@@ -155,7 +158,7 @@ def mixed_spec(**fields):
     return make_spec([{"class": 1}, {"layer": "layer2", "channel": 3},
                       {"invert": {"item": 0}, "layer": "layer1"},
                       {"dream": {"item": 3}, "layer": "layer1", "octaves": 2}],
-                     steps=6, regularizers=FULL, **fields)
+                     steps=3, regularizers=FULL, **fields)
 
 
 @pytest.fixture
@@ -164,32 +167,34 @@ def mixed_inputs(photos):
 
 
 def test_a_seeded_run_is_reproducible_and_the_seed_matters(engine, mixed_inputs):
-    runs = [run_to_end(engine, mixed_spec(seed=seed), mixed_inputs) for seed in (4, 4, 5)]
+    runs = [run_to_end(engine, mixed_spec(seed=4), mixed_inputs) for _ in range(2)]
     assert np.array_equal(runs[0].images(), runs[1].images())
     assert runs[0].curves == runs[1].curves
-    assert not np.array_equal(runs[0].images()[:2], runs[2].images()[:2])
+    other = start(engine, mixed_spec(seed=5), mixed_inputs)
+    assert not np.array_equal(start(engine, mixed_spec(seed=4), mixed_inputs).images()[:3],
+                              other.images()[:3])
 
 
 @pytest.mark.parametrize("parametrization", ["fourier", "pixel"])
 def test_a_restored_run_continues_exactly_as_the_uninterrupted_one(engine, mixed_inputs,
                                                                    parametrization, resnet18_model):
     spec = make_spec([{"class": 1}, {"invert": {"item": 1}, "layer": "layer1"},
-                      {"dream": {"item": 2}, "layer": "layer1", "octaves": 2}], steps=6,
+                      {"dream": {"item": 2}, "layer": "layer1", "octaves": 2}], steps=4,
                      snapshot_every=2, seed=9,
                      regularizers={**FULL, "parametrization": parametrization})
     inputs = {1: mixed_inputs[2], 2: mixed_inputs[3]}
     whole = start(engine, spec, inputs)
-    report = whole.step(6)
+    report = whole.step(4)
 
     first = start(engine, spec, inputs)
-    head = first.step(3)
+    head = first.step(2)
     data = first.checkpoint()
     fresh = Engine(resnet18_model)  # as a fresh task would build it
     restored = VisualizationRun.restore(data, fresh, spec, spec.items(), preprocessing=PREP,
                                         inputs=inputs)
     tail = restored.step(10)
 
-    assert restored.done and restored.steps_done == 6
+    assert restored.done and restored.steps_done == 4
     assert np.array_equal(restored.images(), whole.images())
     assert head.values + tail.values == report.values
     assert restored.curves == whole.curves
@@ -212,7 +217,7 @@ def test_an_item_does_not_depend_on_the_rest_of_its_batch(engine, mixed_inputs):
     spec = mixed_spec()
     together = run_to_end(engine, spec, mixed_inputs)
     alone = start(engine, spec, mixed_inputs, items=spec.items()[1:2])
-    alone.step(6)
+    alone.step(3)
     np.testing.assert_allclose(alone.images()[0], together.images()[1], atol=1e-4)
     np.testing.assert_allclose(alone.curves[0], together.curves[1], rtol=1e-4)
 
