@@ -17,7 +17,7 @@ from api.context import base_url, services
 from shared.chunks import Segment
 from shared.jobs import Job
 from shared.keys import JobKeys
-from shared.records import OUTPUT_FILES, InputSource, ItemRecord, OutputRecord
+from shared.records import OUTPUT_FILES, VISUALIZE_FILES, InputSource, ItemRecord, OutputRecord
 from shared.status import ItemStatus, JobStatus
 from shared.storage import Storage
 
@@ -51,6 +51,14 @@ def artifact_url(job: Job, name: str) -> str:
     url = svc.storage.presigned_url(JobKeys(job.tenant, job.id).artifact(name),
                                     svc.settings.presign_expires_s)
     return url or signed_url(f"/v1/jobs/{job.id}/report/files/{name}")
+
+
+def _visualize_json(job: Job, out: OutputRecord) -> dict:
+    """A visualization's output: its picture, array and curve, and the snapshots so far."""
+    return {"method": out.method, "target": out.target,
+            **{kind: file_url(job, out.files[kind]) if kind in out.files else None
+               for kind in VISUALIZE_FILES},
+            "snapshots": [file_url(job, key) for key in out.snapshots]}
 
 
 def _output_json(job: Job, index: int, out: OutputRecord, kinds: tuple[str, ...]) -> dict:
@@ -93,7 +101,8 @@ def item_json(job: Job, index: int, source: InputSource | None,
         "index": index, "input": record.input, "status": record.status.value,
         "error": record.error,
         "prediction": record.prediction.to_json() if record.prediction else None,
-        "outputs": [_output_json(job, index, o, kinds) for o in record.outputs],
+        "outputs": [_visualize_json(job, o) if o.method == "visualize" else
+                    _output_json(job, index, o, kinds) for o in record.outputs],
         "worker": record.worker,
     }
     if record.id is not None:
@@ -117,6 +126,11 @@ def page(job: Job, start: int, stop: int) -> list[dict[str, Any]]:
     indices = list(range(start, stop))
     if not indices:
         return []
+    if job.kind == "visualize":  # items are objective × start, not the inputs
+        records = svc.jobs.items(job.id, indices)
+        objectives = _visualize_objectives(job, start, stop)
+        return [item_json(job, i, InputSource(name=o), r)
+                for i, o, r in zip(indices, objectives, records, strict=True)]
     if job.layout == "items":
         sources = svc.jobs.input_range(job.id, start, stop)
         records = svc.jobs.items(job.id, indices)
@@ -137,6 +151,14 @@ def page(job: Job, start: int, stop: int) -> list[dict[str, Any]]:
             source = plans[first][index - first]
         out.append(item_json(job, index, source, record))
     return out
+
+
+def _visualize_objectives(job: Job, start: int, stop: int) -> list[str]:
+    """Each item's objective, as `/items` names a visualization's input."""
+    from shared.specs import job_spec_from_json
+
+    items = job_spec_from_json(job.spec).work.items()[start:stop]
+    return [json.dumps(item.objective.to_json()) for item in items]
 
 
 def find_record(job: Job, index: int) -> ItemRecord | None:

@@ -94,6 +94,8 @@ def read_job_request(settings: Settings) -> JobRequest:
         if "dataset" in body:
             return JobRequest(spec, dataset=parse_dataset(body["dataset"]),
                               fingerprint=_fingerprint(body, []))
+        if body.get("kind") == "visualize" and "inputs" not in body:
+            return JobRequest(spec, fingerprint=_fingerprint(body, []))  # nothing to read
         inline = parse_inline_inputs(body.get("inputs"), settings.max_uris_per_job)
         return JobRequest(spec, inline=inline, fingerprint=_fingerprint(body, []))
     if request.mimetype != "multipart/form-data":

@@ -112,6 +112,9 @@ def submit(req: JobRequest, idempotency_key: str | None) -> Accepted:
     KIND_SPECS[spec.kind].check(spec.work, record.spec, record.layer_shapes, svc.settings)
     _check_inputs(spec, record, req)
     inline = _inline_sources(svc, req.inline)
+    if req.dataset and spec.kind == "visualize":
+        raise SpecError("dataset", "a visualize job takes inputs or uploads (for its inversion "
+                                   "and DeepDream objectives), not a data set")
     if req.dataset:
         _check_dataset(svc, req)
     else:
@@ -144,13 +147,19 @@ def submit(req: JobRequest, idempotency_key: str | None) -> Accepted:
             stored.append(keys.ref(name))
         if req.dataset:
             echo["dataset"] = req.dataset.to_json()
+        total, steps = len(sources), None
+        ranges = chunk_ranges(len(sources), svc.settings.chunk_size)
+        if spec.kind == "visualize":  # items are objective × start, a chunk one batch
+            work = spec.work.for_model(record.spec)
+            total, steps = len(work.items()), work.total_steps
+            ranges = [(b[0].index, b[-1].index + 1) for b in work.batches()]
         new = NewJob(id=job_id, tenant=tenant(), kind=spec.kind, spec=echo,
                      layout="shards" if req.dataset else "items", inputs=tuple(sources),
-                     planning=bool(req.dataset), retention_s=spec.retention_s)
+                     planning=bool(req.dataset), retention_s=spec.retention_s, total=total,
+                     steps=steps)
         pipe = svc.redis.pipeline(transaction=True)
         svc.jobs.create(new, pipe)
-        svc.chunks.add(pipe, job_id, chunk_ranges(len(sources), svc.settings.chunk_size),
-                       "planned")
+        svc.chunks.add(pipe, job_id, ranges, "planned")
         pipe.execute()
     except BaseException:
         for key in stored:

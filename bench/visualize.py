@@ -31,7 +31,7 @@ from collections.abc import Callable
 
 import torch
 
-from shared.specs import Preprocessing, parse_model_spec
+from shared.modelspec import Preprocessing, parse_model_spec
 from shared.visualize_spec import parse_visualize_spec
 from worker.engine import Engine, model_logits
 from worker.visualize import VisualizationRun

@@ -68,6 +68,16 @@ if ARGV[3] ~= '1' and ARGV[5] ~= '' then redis.call('HSETNX', KEYS[1], 'first_er
 return 1
 """
 
+# KEYS: items, done set, failed set, lease; ARGV: index, record, token. An item's record as
+# its work goes on (a visualization's pictures so far): written unless the item is finished.
+_PROGRESS_ITEM = """
+if redis.call('GET', KEYS[4]) ~= ARGV[3] then return -1 end
+if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 or redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 1
+then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+
 # KEYS: job; ARGV: final status, error, allowed statuses... Mark a job as finalizing.
 _REQUEST_FINAL = """
 if redis.call('HGET', KEYS[1], 'finalizing') == '1' then return 0 end
@@ -180,6 +190,8 @@ class NewJob:
     inputs: tuple[InputSource, ...] = ()
     planning: bool = False
     retention_s: int | None = None
+    total: int | None = None  # items, when they are not the inputs (a visualization's)
+    steps: int | None = None  # a visualization's total of optimization steps
 
 
 class JobStore:
@@ -188,6 +200,7 @@ class JobStore:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
         self._record_item = client.register_script(_RECORD_ITEM)
+        self._progress_item = client.register_script(_PROGRESS_ITEM)
         self._request_final = client.register_script(_REQUEST_FINAL)
         self._finish = client.register_script(_FINISH)
         self._take = client.register_script(_TAKE)
@@ -196,7 +209,7 @@ class JobStore:
 
     def create(self, job: NewJob, pipe: Any) -> None:
         """Store a queued job and its inputs in the caller's transaction (`pipe`)."""
-        total = len(job.inputs)
+        total = len(job.inputs) if job.total is None else job.total
         fields: dict[str, Any] = {
             "tenant": job.tenant, "kind": job.kind, "status": JobStatus.QUEUED.value,
             "spec": json.dumps(job.spec), "layout": job.layout, "total": total, "done": 0,
@@ -206,8 +219,10 @@ class JobStore:
         }
         if job.retention_s is not None:
             fields["retention_s"] = job.retention_s
+        if job.steps is not None:
+            fields.update(steps_total=job.steps, steps_done=0)
         pipe.hset(job_key(job.id), mapping=fields)
-        for start in range(0, total, 1000):
+        for start in range(0, len(job.inputs), 1000):
             batch = job.inputs[start:start + 1000]
             pipe.rpush(job_sub(job.id, "inputs"), *(json.dumps(i.to_json()) for i in batch))
         pipe.sadd(ACTIVE_JOBS, job.id)
@@ -221,6 +236,10 @@ class JobStore:
         if not raw or "status" not in raw:
             return None
         extra: dict[str, Any] = {}
+        if "steps_total" in raw:  # a visualization counts steps, its items in `items`
+            extra = {"total": int(raw["steps_total"]), "done": int(raw.get("steps_done", 0)),
+                     "items": {"total": int(raw["total"]), "done": int(raw.get("done", 0)),
+                               "failed": int(raw.get("failed", 0))}}
         if int(raw.get("projections_due", 0)):
             extra["projections"] = {"done": int(raw.get("projections_done", 0)),
                                     "due": int(raw["projections_due"])}
@@ -287,6 +306,14 @@ class JobStore:
             args=[record.index, json.dumps(record.to_json()), int(record.ok), token,
                   record.error or "", now_ms(), PREFIX],
         )) == 1
+
+    def item_progress(self, job_id: str, record: ItemRecord, key: str, token: int) -> bool:
+        """Show an unfinished item's progress (its record, not yet counted); False if fenced."""
+        return int(self._progress_item(
+            keys=[job_sub(job_id, "items"), job_sub(job_id, "done"), job_sub(job_id, "failed"),
+                  key],
+            args=[record.index, json.dumps(record.to_json()), token],
+        )) >= 0
 
     def items(self, job_id: str, indices: list[int]) -> list[ItemRecord | None]:
         if not indices:

@@ -56,10 +56,15 @@ class JobKeys:
         return f"{self.prefix}/outputs"
 
     def output(self, index: int, position: int, method: str, kind: str) -> str:
-        """One output file of one item: `kind` is `npy`, `png`, `overlay` or `signed`."""
+        """One output file of one item: `kind` is `npy`, `png`, `overlay`, `signed`, or a
+        visualization's `curve` (JSON)."""
         suffix = {"npy": ".npy", "png": ".png", "overlay": ".overlay.png",
-                  "signed": ".signed.png"}[kind]
+                  "signed": ".signed.png", "curve": ".curve.json"}[kind]
         return f"{self.outputs}/{index}/{method}-{position}{suffix}"
+
+    def snapshot(self, index: int, step: int) -> str:
+        """A visualization's picture of one item after `step` steps."""
+        return f"{self.outputs}/{index}/visualize-0.step{step:06d}.png"
 
     def file_name(self, key: str) -> str:
         """The name under which `GET /v1/jobs/{id}/files/{name}` serves an output key."""

@@ -14,6 +14,7 @@ from typing import Any
 from shared.status import ItemStatus
 
 OUTPUT_FILES = ("npy", "png", "overlay", "signed")
+VISUALIZE_FILES = ("png", "npy", "curve")
 
 
 def finite_or_none(value: float | None) -> float | None:
@@ -54,10 +55,13 @@ class OutputRecord:
     metrics: dict[str, Any] | None = None
     warnings: tuple[str, ...] = ()
     convergence_delta: float | None = None
+    snapshots: tuple[str, ...] = ()  # a visualization's pictures as it went (storage keys)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"method": self.method, "position": self.position,
                                "target": self.target, "files": self.files}
+        if self.snapshots:
+            out["snapshots"] = list(self.snapshots)
         if self.map is not None:
             out["map"] = self.map.to_json()
         for name in ("params", "coverage", "metrics"):
@@ -82,6 +86,7 @@ class OutputRecord:
             metrics=raw.get("metrics"),
             warnings=tuple(raw.get("warnings", ())),
             convergence_delta=raw.get("convergence_delta"),
+            snapshots=tuple(raw.get("snapshots", ())),
         )
 
 

@@ -24,6 +24,7 @@ from shared.top_activations_spec import (
     parse_top_activations,
     top_activations_from_json,
 )
+from shared.visualize_spec import VISUALIZE_FIELDS, VisualizeSpec, parse_visualize_spec
 
 KINDS: tuple[str, ...] = ("attribution", "top_activations", "visualize")
 REDUCTIONS: tuple[str, ...] = ("max_abs", "sum_abs", "l2", "positive")
@@ -173,10 +174,33 @@ def _check_top_activations(work: TopActivationsSpec, model: ModelSpec, shapes: L
         parse_top_activations(work.to_json(), max_projections=settings.max_projections)
 
 
+# What a stored visualize spec may hold: the settings' cap is checked at submission.
+STORED_MAX_STEPS = 10**6
+
+
+def _parse_visualize(raw: dict[str, Any]) -> VisualizeSpec:
+    return parse_visualize_spec(raw, max_steps=STORED_MAX_STEPS,
+                                extra_fields=tuple(set(COMMON_FIELDS) - {"kind", "model", "seed"}))
+
+
+def _check_visualize(work: VisualizeSpec, model: ModelSpec, shapes: LayerShapes,
+                     settings: Settings) -> None:
+    if work.steps > settings.max_visualize_steps:
+        raise SpecError("steps", f"must be at most {settings.max_visualize_steps} "
+                                 "(SALIENCY_MAX_VISUALIZE_STEPS)")
+    work.for_model(model)
+    for k, objective in enumerate(work.objectives):
+        layer = getattr(objective, "layer", None)
+        if layer is not None and shapes:
+            check_layer(layer, getattr(objective, "channel", None), shapes,
+                        work.objective_field(k))
+
+
 KIND_SPECS: dict[str, KindSpec] = {
     "attribution": KindSpec(AttributionSpec.FIELDS, parse_attribution, _check_attribution),
     "top_activations": KindSpec(TOP_ACTIVATIONS_FIELDS, top_activations_from_json,
                                 _check_top_activations),
+    "visualize": KindSpec(VISUALIZE_FIELDS, _parse_visualize, _check_visualize),
 }
 
 

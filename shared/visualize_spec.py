@@ -16,7 +16,7 @@ from typing import Any
 
 from shared.errors import SpecError
 from shared.inputs import InputRef, parse_input_ref
-from shared.specs import MODEL_NAME_RE, ModelSpec
+from shared.modelspec import MODEL_NAME_RE, ModelSpec
 
 KIND = "visualize"
 PARAMETRIZATIONS: tuple[str, ...] = ("pixel", "fourier")

@@ -18,6 +18,7 @@ from worker.top_activations.finalize import finalize_top_activations
 from worker.top_activations.finalize import next_phase as top_activations_next
 from worker.top_activations.project import run_projection
 from worker.top_activations.scan import run_scan
+from worker.visualize_job import finalize_visualization, run_visualization
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,10 @@ class Kind:
     run_chunk: Callable[..., tuple[Any, bool]]
     next_phase: Callable[[WorkerContext, Job], bool]
     finalize: Callable[[WorkerContext, Job, ModelSpec | None], None]
+
+
+def _no_next_phase(ctx: WorkerContext, job: Job) -> bool:
+    return False
 
 
 def _by_phase(*phases: Callable[..., tuple[Any, bool]]) -> Callable[..., tuple[Any, bool]]:
@@ -44,4 +49,5 @@ KINDS: dict[str, Kind] = {
                         finalize_attribution),
     "top_activations": Kind(_by_phase(run_scan, run_projection), top_activations_next,
                             finalize_top_activations),
+    "visualize": Kind(run_visualization, _no_next_phase, finalize_visualization),
 }

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from shared.errors import SpecError
 from shared.inputs import InputRef
-from shared.specs import ModelSpec, Preprocessing
+from shared.modelspec import ModelSpec, Preprocessing
 from shared.visualize_spec import (
     DREAM_DEFAULTS,
     FEATURE_DEFAULTS,

@@ -23,8 +23,8 @@ import torch
 from PIL import Image
 
 from shared.examples import EXAMPLES
+from shared.modelspec import ModelSpec, parse_model_spec
 from shared.render import encode_png
-from shared.specs import ModelSpec, parse_model_spec
 from shared.visualize_spec import (
     ChannelObjective,
     ClassObjective,

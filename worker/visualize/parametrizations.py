@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from shared.specs import Preprocessing
+from shared.modelspec import Preprocessing
 
 # The square root of ImageNet's colour covariance (Olah et al. 2017; Lucid's values), scaled
 # so that its longest column has unit length.

@@ -7,8 +7,8 @@ import io
 
 import numpy as np
 
+from shared.modelspec import Preprocessing
 from shared.render import encode_png
-from shared.specs import Preprocessing
 from worker.models import display_image
 
 

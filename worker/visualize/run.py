@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from shared.errors import TargetError
+from shared.modelspec import Preprocessing
 from shared.seeds import item_seed
-from shared.specs import Preprocessing
 from shared.visualize_spec import (
     DreamObjective,
     InvertObjective,

@@ -9,7 +9,7 @@ from engine_testing import seeded_architecture
 from PIL import Image
 
 from shared.examples import EXAMPLES
-from shared.specs import Preprocessing
+from shared.modelspec import Preprocessing
 from worker.engine import Engine
 from worker.models import preprocess_image
 

@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.specs import Preprocessing
+from shared.modelspec import Preprocessing
 from worker.visualize.parametrizations import (
     COLOR_SQRT,
     FourierImage,

@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from shared.specs import Preprocessing
+from shared.modelspec import Preprocessing
 from shared.visualize_spec import (
     AlphaNorm,
     Blur,
