@@ -21,38 +21,37 @@ from shared.keys import JobKeys
 from shared.shards import read_header, read_map
 
 bp = Blueprint("files", __name__, url_prefix="/v1/jobs")
-CONTENT_TYPES = {".npy": "application/octet-stream", ".png": "image/png"}
+CONTENT_TYPES = {".npy": "application/octet-stream", ".png": "image/png",
+                 ".json": "application/json"}
 MAP_NAME = re.compile(r"^(\d{1,10})/(\d{1,3})(\.npy|\.png|\.overlay\.png|\.signed\.png)$")
 
 
-@bp.get("/<job_id>/files/<path:name>")
-def file(job_id: str, name: str):
-    job = own_job(job_id)
-    try:
-        data = services().storage.get(JobKeys(job.tenant, job.id).file_key(name))
-    except (FileNotFoundError, ValueError):
-        raise NotFoundError(f"no file {name[:100]!r} in job {job_id}") from None
-    suffix = name[name.rfind("."):]
-    response = Response(data, mimetype=CONTENT_TYPES.get(suffix, "application/octet-stream"))
-    response.cache_control.private = True
-    response.cache_control.max_age = 3600
-    return response
-
-
-@bp.get("/<job_id>/report/files/<path:name>")
-def report_file(job_id: str, name: str):
-    job = own_job(job_id)
-    try:
-        data = services().storage.get(JobKeys(job.tenant, job.id).artifact(name))
-    except (FileNotFoundError, ValueError):
-        raise NotFoundError(f"no report file {name[:100]!r} in job {job_id}") from None
-    suffix = name[name.rfind("."):]
-    media = {".json": "application/json", **CONTENT_TYPES}.get(suffix,
-                                                                "application/octet-stream")
+def _file(data: bytes, name: str) -> Response:
+    """Stored bytes as a response typed by the name's suffix, cached privately for an hour."""
+    media = CONTENT_TYPES.get(name[name.rfind("."):], "application/octet-stream")
     response = Response(data, mimetype=media)
     response.cache_control.private = True
     response.cache_control.max_age = 3600
     return response
+
+
+def _stored(job_id: str, name: str, key_of, what: str) -> Response:
+    job = own_job(job_id)
+    try:
+        data = services().storage.get(key_of(JobKeys(job.tenant, job.id), name))
+    except (FileNotFoundError, ValueError):
+        raise NotFoundError(f"no {what} {name[:100]!r} in job {job_id}") from None
+    return _file(data, name)
+
+
+@bp.get("/<job_id>/files/<path:name>")
+def file(job_id: str, name: str):
+    return _stored(job_id, name, JobKeys.file_key, "file")
+
+
+@bp.get("/<job_id>/report/files/<path:name>")
+def report_file(job_id: str, name: str):
+    return _stored(job_id, name, JobKeys.artifact, "report file")
 
 
 @functools.lru_cache(maxsize=256)
@@ -91,17 +90,14 @@ def map_file(job_id: str, name: str):
     if suffix == ".npy":
         buf = io.BytesIO()
         np.save(buf, values)
-        return Response(buf.getvalue(), mimetype="application/octet-stream")
+        return _file(buf.getvalue(), name)
     if suffix == ".signed.png":
         data = render.signed_rgb_png(values)
     else:
         map2d = render.reduce_channels(values, job.spec.get("reduce", "max_abs"))
         data = render.heatmap_png(map2d) if suffix == ".png" else render.overlay_png(
             _input_picture(job, record.input, values.shape[-1]), map2d)
-    response = Response(data, mimetype="image/png")
-    response.cache_control.private = True
-    response.cache_control.max_age = 3600
-    return response
+    return _file(data, name)
 
 
 def init_app(app: Flask) -> None:

@@ -14,22 +14,18 @@ import json
 from typing import Any
 
 from api.context import base_url, services
-from shared.chunks import Segment
+from shared.itemrecords import find_record as find_item
+from shared.itemrecords import segment_of, segment_rows
 from shared.jobs import Job
 from shared.keys import JobKeys
 from shared.records import OUTPUT_FILES, VISUALIZE_FILES, InputSource, ItemRecord, OutputRecord
 from shared.status import ItemStatus, JobStatus
-from shared.storage import Storage
 
 MAP_SUFFIXES = {"npy": ".npy", "png": ".png", "overlay": ".overlay.png", "signed": ".signed.png"}
 
 
-@functools.lru_cache(maxsize=64)
-def _rows(storage: Storage, key: str) -> dict[int, ItemRecord]:
-    """A segment's records by item index (rows files never change: their key has a token)."""
-    records = (ItemRecord.from_json(json.loads(line)) for line in
-               storage.get(key).splitlines())
-    return {r.index: r for r in records}
+# Rows files never change (their key has the writer's token): cache the last few read.
+_rows = functools.lru_cache(maxsize=64)(segment_rows)
 
 
 def signed_url(path: str) -> str:
@@ -113,13 +109,6 @@ def item_json(job: Job, index: int, source: InputSource | None,
     return out
 
 
-def _segment_of(segments: list[Segment], index: int) -> Segment | None:
-    for segment in segments:
-        if segment.start <= index < segment.stop:
-            return segment
-    return None
-
-
 def page(job: Job, start: int, stop: int) -> list[dict[str, Any]]:
     """Items `start`..`stop` of a job."""
     svc = services()
@@ -140,7 +129,7 @@ def page(job: Job, start: int, stop: int) -> list[dict[str, Any]]:
     out = []
     plans: dict[int, list[InputSource]] = {}
     for index in indices:
-        segment = _segment_of(segments, index)
+        segment = segment_of(segments, index)
         record = _rows(svc.storage, segment.rows).get(index) if segment else None
         source = None
         if record is None:
@@ -164,7 +153,4 @@ def _visualize_objectives(job: Job, start: int, stop: int) -> list[str]:
 def find_record(job: Job, index: int) -> ItemRecord | None:
     """One item's record, from either layout."""
     svc = services()
-    if job.layout == "items":
-        return svc.jobs.items(job.id, [index])[0]
-    segment = _segment_of(svc.chunks.segments(job.id), index)
-    return _rows(svc.storage, segment.rows).get(index) if segment else None
+    return find_item(svc.jobs, svc.chunks, svc.storage, job, index, rows=_rows)

@@ -16,6 +16,7 @@ from typing import Any
 
 from shared.errors import SpecError
 from shared.inputs import InputRef, parse_input_ref
+from shared.jsonio import integer
 from shared.modelspec import MODEL_NAME_RE, ModelSpec
 
 KIND = "visualize"
@@ -289,16 +290,16 @@ def parse_visualize_spec(
         raise SpecError("model", "is required: the name of a registered model")
     objectives, as_list = _parse_objectives(raw.get("objective"))
     defaults = defaults_for(objectives)
-    steps = _int(raw.get("steps", min(defaults.steps, max_steps)), "steps", 1, max_steps)
-    starts = _int(raw.get("starts", 1), "starts", 1, MAX_STARTS)
+    steps = integer(raw.get("steps", min(defaults.steps, max_steps)), "steps", 1, max_steps)
+    starts = integer(raw.get("starts", 1), "starts", 1, MAX_STARTS)
     if len(objectives) * starts > MAX_ITEMS:
         raise SpecError("starts", f"objectives × starts must be at most {MAX_ITEMS}, "
                                   f"got {len(objectives)} × {starts}")
     size = raw.get("size")
     if size is not None:
-        size = _int(size, "size", MIN_SIZE, MAX_SIZE)
+        size = integer(size, "size", MIN_SIZE, MAX_SIZE)
         _check_octaves(objectives, size, as_list)
-    snapshot_every = _int(raw.get("snapshot_every", DEFAULT_SNAPSHOT_EVERY), "snapshot_every", 0)
+    snapshot_every = integer(raw.get("snapshot_every", DEFAULT_SNAPSHOT_EVERY), "snapshot_every", 0)
     if snapshot_every and steps // snapshot_every > MAX_SNAPSHOTS:
         raise SpecError("snapshot_every", f"makes {steps // snapshot_every} snapshots per item; "
                                           f"at most {MAX_SNAPSHOTS} (use at least "
@@ -309,10 +310,10 @@ def parse_visualize_spec(
         regularizers=parse_regularizers(raw.get("regularizers"), defaults.regularizers),
         steps=steps,
         lr=_float(raw.get("lr", defaults.lr), "lr", 0.0, 10.0, open_low=True),
-        seed=_int(raw.get("seed", 0), "seed", 0, MAX_SEED),
+        seed=integer(raw.get("seed", 0), "seed", 0, MAX_SEED),
         size=size,
         starts=starts,
-        batch=_int(raw.get("batch", DEFAULT_BATCH), "batch", 1, MAX_BATCH),
+        batch=integer(raw.get("batch", DEFAULT_BATCH), "batch", 1, MAX_BATCH),
         snapshot_every=snapshot_every,
         objective_as_list=as_list,
     )
@@ -337,7 +338,7 @@ def parse_objective(raw: Any, where: str) -> Objective:
     keys = set(raw)
     if "class" in keys:
         _only(keys, {"class"}, set(), where)
-        return ClassObjective(_int(raw["class"], f"{where}.class", 0))
+        return ClassObjective(integer(raw["class"], f"{where}.class", 0))
     if "invert" in keys:
         _only(keys, {"invert", "layer"}, set(), where)
         return InvertObjective(parse_input_ref(raw["invert"], f"{where}.invert"),
@@ -345,7 +346,7 @@ def parse_objective(raw: Any, where: str) -> Objective:
     if "dream" in keys:
         _only(keys, {"dream", "layer"}, {"octaves", "octave_scale"}, where)
         defaults = DreamObjective(InputRef("item", 0), "")
-        octaves = _int(raw.get("octaves", defaults.octaves), f"{where}.octaves", 1, 8)
+        octaves = integer(raw.get("octaves", defaults.octaves), f"{where}.octaves", 1, 8)
         scale = _float(raw.get("octave_scale", defaults.octave_scale), f"{where}.octave_scale",
                        1.0, 4.0)
         return DreamObjective(parse_input_ref(raw["dream"], f"{where}.dream"),
@@ -356,10 +357,10 @@ def parse_objective(raw: Any, where: str) -> Objective:
         if position is not None:
             if not isinstance(position, list) or len(position) != 2:
                 raise SpecError(f"{where}.position", "must be [y, x] on the layer's grid")
-            position = (_int(position[0], f"{where}.position[0]", 0),
-                        _int(position[1], f"{where}.position[1]", 0))
+            position = (integer(position[0], f"{where}.position[0]", 0),
+                        integer(position[1], f"{where}.position[1]", 0))
         return ChannelObjective(_layer(raw["layer"], f"{where}.layer"),
-                                _int(raw["channel"], f"{where}.channel", 0), position)
+                                integer(raw["channel"], f"{where}.channel", 0), position)
     raise SpecError(where, 'must be {"class": k}, {"layer": name, "channel": c}, '
                            '{"invert": input, "layer": name} or {"dream": input, "layer": name}')
 
@@ -388,7 +389,7 @@ def parse_regularizers(raw: Any, defaults: Regularizers = FEATURE_DEFAULTS.regul
                                   lambda v, w: _float(v, w, 0.0, 100.0)),
         tv=_sub(raw, "tv", d.tv, where, _parse_tv),
         alpha_norm=_sub(raw, "alpha_norm", d.alpha_norm, where, _parse_alpha_norm),
-        jitter=_off_or(raw, "jitter", d.jitter, where, lambda v, w: _int(v, w, 0, MAX_SIZE // 4),
+        jitter=_off_or(raw, "jitter", d.jitter, where, lambda v, w: integer(v, w, 0, MAX_SIZE // 4),
                        off=0),
         scale=_off_or(raw, "scale", d.scale, where, _parse_scale, off=(1.0, 1.0)),
         rotate=_off_or(raw, "rotate", d.rotate, where, lambda v, w: _float(v, w, 0.0, 180.0),
@@ -422,7 +423,7 @@ def _sub(raw: dict, key: str, default: Any, where: str, parse) -> Any:
 def _parse_blur(raw: dict, where: str) -> Blur:
     _only(set(raw), set(), {"every", "sigma"}, where)
     d = Blur()
-    return Blur(_int(raw.get("every", d.every), f"{where}.every", 1),
+    return Blur(integer(raw.get("every", d.every), f"{where}.every", 1),
                 _float(raw.get("sigma", d.sigma), f"{where}.sigma", 0.0, 16.0, open_low=True))
 
 
@@ -482,15 +483,6 @@ def _only(keys: set[str], required: set[str], optional: set[str], where: str) ->
 def _layer(raw: Any, where: str) -> str:
     if not isinstance(raw, str) or not raw or len(raw) > 256:
         raise SpecError(where, "must be a module name from named_modules()")
-    return raw
-
-
-def _int(raw: Any, where: str, minimum: int, maximum: int | None = None) -> int:
-    if isinstance(raw, bool) or not isinstance(raw, int):
-        raise SpecError(where, f"must be an integer, got {raw!r}")
-    if raw < minimum or (maximum is not None and raw > maximum):
-        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
-        raise SpecError(where, f"must be {bound}, got {raw}")
     return raw
 
 

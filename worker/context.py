@@ -11,32 +11,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import redis
 from celery import Celery
 
-from shared.chunks import Chunks
-from shared.fairqueue import FairQueue
-from shared.jobs import JobStore
-from shared.locations import Locator
-from shared.modelstore import ModelStore
-from shared.redisio import connect
 from shared.settings import Settings
-from shared.storage import Storage, make_storage
+from shared.stores import Stores
 from shared.taskqueue import make_sender
 
 
 @dataclass
-class WorkerContext:
+class WorkerContext(Stores):
     """Connections, the engine cache and the thread pools of one worker process."""
 
-    settings: Settings
-    redis: redis.Redis
-    jobs: JobStore
-    chunks: Chunks
-    fair: FairQueue
-    models: ModelStore
-    storage: Storage
-    locator: Locator
     sender: Celery
     cache: Any  # worker.models.ModelCache (imported lazily: torch stays out of the parent)
     artifact_dir: Path
@@ -56,17 +41,8 @@ class WorkerContext:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         artifact_dir = Path(settings.data_dir, "cache", "models").absolute()
         artifact_dir.mkdir(parents=True, exist_ok=True)
-        client = connect(settings.redis_url)
-        storage = make_storage(settings)
         return cls(
-            settings=settings,
-            redis=client,
-            jobs=JobStore(client),
-            chunks=Chunks(client),
-            fair=FairQueue(client, settings.lease_s),
-            models=ModelStore(client),
-            storage=storage,
-            locator=Locator(settings, storage),
+            **Stores.open(settings),
             sender=sender or make_sender(settings),
             cache=ModelCache(settings.model_cache_size, device, settings.precision,
                              settings.memory_budget_mb or None),

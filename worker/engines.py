@@ -53,6 +53,15 @@ def engine_for(ctx: WorkerContext, tenant: str, record: ModelRecord):
         raise InvalidModelError(e.message) from None
 
 
+def job_model(ctx: WorkerContext, job):
+    """A job's model record and its engine; a model deleted since the job began fails it."""
+    name = job.spec["model"]
+    record = ctx.models.get(job.tenant, name)
+    if record is None:
+        raise InputError(f"model {name!r} is no longer registered")
+    return record, engine_for(ctx, job.tenant, record)
+
+
 def _builtin_artifact(ctx: WorkerContext, record: ModelRecord) -> ModelRecord:
     """Produce a built-in model's artifact, upload it, and fill in the record."""
     from dataclasses import replace

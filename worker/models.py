@@ -71,16 +71,13 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_weights(model: nn.Module, state: dict[str, torch.Tensor], architecture: str) -> None:
-    """Load `state` into `model` strictly, naming what does not fit."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(
-        f"{k} {list(state[k].shape)} (expected {list(expected[k].shape)})"
-        for k in set(state) & set(expected)
-        if state[k].shape != expected[k].shape
-    )
+def check_fit(expected: dict[str, list[int]], given: dict[str, list[int]],
+              architecture: str) -> None:
+    """Refuse weights whose tensor names or shapes differ from the architecture's, naming them."""
+    missing = sorted(set(expected) - set(given))
+    unexpected = sorted(set(given) - set(expected))
+    wrong = sorted(f"{k} {given[k]} (expected {expected[k]})"
+                   for k in set(given) & set(expected) if given[k] != expected[k])
     if missing or unexpected or wrong:
         problems = [
             f"{label}: {', '.join(names[:5])}" + (" ..." if len(names) > 5 else "")
@@ -91,6 +88,15 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], architecture:
         raise InputError(
             f"weights do not fit architecture {architecture!r}: " + "; ".join(problems)
         )
+
+
+def _shapes(tensors: dict[str, torch.Tensor]) -> dict[str, list[int]]:
+    return {name: list(t.shape) for name, t in tensors.items()}
+
+
+def load_weights(model: nn.Module, state: dict[str, torch.Tensor], architecture: str) -> None:
+    """Load `state` into `model` strictly, naming what does not fit."""
+    check_fit(_shapes(model.state_dict()), _shapes(state), architecture)
     model.load_state_dict(state, strict=True)
 
 
@@ -135,19 +141,7 @@ def check_weight_shapes(spec: ModelSpec, artifact: Path) -> None:
             shapes = {name: list(f.get_slice(name).get_shape()) for name in f.keys()}
     except (SafetensorError, OSError) as exc:
         raise InputError(f"weights: not a readable safetensors file ({exc})") from None
-    missing = sorted(set(expected) - set(shapes))
-    unexpected = sorted(set(shapes) - set(expected))
-    wrong = sorted(f"{k} {shapes[k]} (expected {list(expected[k].shape)})"
-                   for k in set(shapes) & set(expected) if shapes[k] != list(expected[k].shape))
-    if missing or unexpected or wrong:
-        problems = [
-            f"{label}: {', '.join(names[:5])}" + (" ..." if len(names) > 5 else "")
-            for label, names in (("missing", missing), ("unexpected", unexpected),
-                                 ("wrong shape", wrong))
-            if names
-        ]
-        raise InputError(f"weights do not fit architecture {spec.architecture!r}: "
-                         + "; ".join(problems))
+    check_fit(_shapes(expected), shapes, spec.architecture)
 
 
 def build_model(spec: ModelSpec, artifact: Path) -> nn.Module:

@@ -17,7 +17,6 @@ import time
 from typing import Any
 
 from shared.chunks import Lease
-from shared.errors import InputError
 from shared.jobs import Job
 from shared.keys import JobKeys
 from shared.modelspec import ModelSpec
@@ -31,7 +30,7 @@ from worker.attribution.finalize import records
 from worker.attribution.sinks import RunResult
 from worker.batches import Fenced
 from worker.context import WorkerContext
-from worker.engines import engine_for
+from worker.engines import job_model
 from worker.leases import LeaseKeeper
 from worker.refs import resolve
 from worker.retry import retrying
@@ -63,11 +62,7 @@ def run_visualization(ctx: WorkerContext, job: Job, lease: Lease, keeper: LeaseK
     """Optimize one batch of items, from its checkpoint if it has one."""
     from worker.visualize import VisualizationRun
 
-    model_name = job.spec["model"]
-    record = ctx.models.get(job.tenant, model_name)
-    if record is None:
-        raise InputError(f"model {model_name!r} is no longer registered")
-    engine = engine_for(ctx, job.tenant, record)
+    record, engine = job_model(ctx, job)
     spec = _spec(job, record.spec)
     items = [it for it in spec.items() if lease.start <= it.index < lease.stop]
     inputs = {it.index: resolve(ctx, job, record.spec, ref, f"objective item {it.index}")

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from shared.chunks import Lease
-from shared.errors import InputError
 from shared.inputs import InputRef
 from shared.jobs import Job
 from shared.keys import JobKeys
@@ -157,15 +156,12 @@ def _sanity(ctx: WorkerContext, job: Job, sample: int) -> dict[str, Any]:
 
     from worker.attribution.finalize import records
     from worker.audit import sanity_check
-    from worker.engines import engine_for
+    from worker.engines import job_model
     from worker.inputs import load_input
     from worker.refs import ref_source
 
     spec = job_spec_from_json(job.spec)
-    record = ctx.models.get(job.tenant, spec.model)
-    if record is None:
-        raise InputError(f"model {spec.model!r} is no longer registered")
-    engine = engine_for(ctx, job.tenant, record)
+    record, engine = job_model(ctx, job)
     images, targets = [], []
     for rec in records(ctx, job):
         if rec.status != ItemStatus.SUCCEEDED or rec.prediction is None:

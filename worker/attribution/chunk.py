@@ -15,7 +15,7 @@ from shared.targets import ClassTarget, LabelTarget
 from worker.attribution.sinks import ItemSink, RunResult, ShardSink
 from worker.batches import BatchRun, chunk_sources
 from worker.context import WorkerContext
-from worker.engines import engine_for
+from worker.engines import job_model
 from worker.inputs import Loaded
 from worker.leases import LeaseKeeper
 from worker.metrics import BATCH_SECONDS, observe_gpu
@@ -44,10 +44,7 @@ def run_attribution(ctx: WorkerContext, job: Job, lease: Lease, keeper: LeaseKee
 
     spec = job_spec_from_json(job.spec)
     work: AttributionSpec = spec.work
-    record = ctx.models.get(job.tenant, spec.model)
-    if record is None:
-        raise InputError(f"model {spec.model!r} is no longer registered")
-    engine = engine_for(ctx, job.tenant, record)
+    record, engine = job_model(ctx, job)
     model = record.spec
     methods = resolve_methods(ctx, job, model, work.methods)
     indices = list(range(lease.start, lease.stop))

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from shared.inputs import InputRef
+from shared.itemrecords import find_record
 from shared.jobs import Job
 from shared.keys import JobKeys
 from shared.modelspec import ModelSpec
@@ -68,19 +69,6 @@ def records(ctx: WorkerContext, job: Job) -> Iterator[ItemRecord]:
     if job.layout == "items":
         return _item_records(ctx, job)
     return _segment_records(ctx, job)
-
-
-def find_record(ctx: WorkerContext, job: Job, index: int) -> ItemRecord | None:
-    """One item's record, from either layout."""
-    if job.layout == "items":
-        return ctx.jobs.items(job.id, [index])[0]
-    for segment in ctx.chunks.segments(job.id):
-        if segment.rows and segment.start <= index < segment.stop:
-            for line in ctx.storage.get(segment.rows).splitlines():
-                record = ItemRecord.from_json(json.loads(line))
-                if record.index == index:
-                    return record
-    return None
 
 
 def _map(ctx: WorkerContext, output: OutputRecord) -> np.ndarray | None:
@@ -161,7 +149,8 @@ class _Audit:
         from worker.models import display_image
         from worker.refs import ref_source
 
-        record = find_record(self.ctx, self.job, index)
+        ctx = self.ctx
+        record = find_record(ctx.jobs, ctx.chunks, ctx.storage, self.job, index)
         out = next((o for o in record.outputs if o.position == position), None) if record else None
         if out is None:
             raise LookupError(f"item {index}: no output {position}")

@@ -25,7 +25,7 @@ from shared.top_activations_spec import TopActivationsSpec
 from worker.attribution.sinks import RunResult
 from worker.batches import Fenced
 from worker.context import WorkerContext
-from worker.engines import engine_for
+from worker.engines import job_model
 from worker.leases import LeaseKeeper
 from worker.refs import ref_source
 from worker.retry import retrying
@@ -84,10 +84,7 @@ def run_projection(ctx: WorkerContext, job: Job, lease: Lease, keeper: LeaseKeep
 
     spec = job_spec_from_json(job.spec)
     work: TopActivationsSpec = spec.work
-    record = ctx.models.get(job.tenant, spec.model)
-    if record is None:
-        raise InputError(f"model {spec.model!r} is no longer registered")
-    engine = engine_for(ctx, job.tenant, record)
+    record, engine = job_model(ctx, job)
     top = merged(ctx, job)
     channel = top.channels[lease.start]
     units = [(channel, unit) for unit in top.top(channel)]

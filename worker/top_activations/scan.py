@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 
 from shared.chunks import Lease, Segment
-from shared.errors import InputError
 from shared.jobs import Job
 from shared.keys import JobKeys
 from shared.records import ItemRecord
@@ -20,7 +19,7 @@ from shared.top_activations_spec import TopActivationsSpec
 from worker.attribution.sinks import RunResult
 from worker.batches import BatchRun, Fenced, chunk_sources
 from worker.context import WorkerContext
-from worker.engines import engine_for
+from worker.engines import job_model
 from worker.inputs import Loaded
 from worker.leases import LeaseKeeper
 from worker.retry import retrying
@@ -41,12 +40,9 @@ def run_scan(ctx: WorkerContext, job: Job, lease: Lease, keeper: LeaseKeeper,
 
     spec = job_spec_from_json(job.spec)
     work: TopActivationsSpec = spec.work
-    record = ctx.models.get(job.tenant, spec.model)
-    if record is None:
-        raise InputError(f"model {spec.model!r} is no longer registered")
+    record, engine = job_model(ctx, job)
     if work.channels == "all" and record.layer_shapes:
         work.check_shapes(record.layer_shapes, ctx.settings.max_projections)
-    engine = engine_for(ctx, job.tenant, record)
     records: dict[int, ItemRecord] = {}
 
     def fail(item: Loaded, message: str) -> None:
