@@ -301,11 +301,17 @@ class JobStore:
         return [i for i, d, f in zip(indices, done, failed, strict=True) if not (d or f)]
 
     def bump_attempts(self, job_id: str, indices: Iterable[int]) -> list[int]:
-        """Count one more attempt at each item; returns the new counts."""
+        """Count one more attempt at each item; returns the new counts. Attempts beyond an
+        item's first (its worker was lost, or its run fenced) are also counted in the job's
+        `reruns`: the work done twice, which at-least-once allows and operators watch."""
         pipe = self.redis.pipeline(transaction=True)
         for i in indices:
             pipe.hincrby(job_sub(job_id, "attempts"), str(i), 1)
-        return pipe.execute()
+        counts = pipe.execute()
+        again = sum(1 for n in counts if n > 1)
+        if again:
+            self.redis.hincrby(job_key(job_id), "reruns", again)
+        return counts
 
     # --- progress of other phases -------------------------------------------------------------
 
