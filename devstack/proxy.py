@@ -4,13 +4,15 @@ front of the S3 server to make storage unreachable for a while.
 `pause()` is a black hole, the harder case for a client than a refused connection: the
 connections already open are cut, and new ones are accepted but never answered, so every
 call waits for its own timeout. `resume()` forwards again (connections accepted while paused
-are closed, and clients reconnect).
+are closed, and clients reconnect). `latency_s` delays every piece of data forwarded, in
+both directions: storage that answers, slowly.
 """
 
 from __future__ import annotations
 
 import socket
 import threading
+import time
 
 from devstack import free_port
 
@@ -23,6 +25,7 @@ class TcpProxy:
     def __init__(self, target: tuple[str, int], port: int | None = None) -> None:
         self.target = target
         self.port = port or free_port()
+        self.latency_s = 0.0
         self._flowing = threading.Event()
         self._flowing.set()
         self._lock = threading.Lock()
@@ -88,6 +91,8 @@ class TcpProxy:
         try:
             while True:
                 data = src.recv(BUFFER)
+                if self.latency_s:
+                    time.sleep(self.latency_s)
                 if not data or not self._flowing.is_set():
                     break
                 dst.sendall(data)
