@@ -91,6 +91,10 @@ def warm_process(settings: Settings, app: Celery) -> None:
     wait for. The first task then pays only for its model.
     """
     start = time.perf_counter()
+    if settings.faults:
+        from worker import faults
+
+        faults.at_start(settings)
     from worker.allocator import keep_freed_memory
     from worker.context import context
     from worker.metrics import export

@@ -4,12 +4,15 @@ faults, which no deployment sets. Each entry is `name:argument`:
 - `kill_on_input:<text>` — the worker process exits at once (as if killed, exit 137) when it
   reads an input whose name contains `<text>`: a poison input that kills every worker that
   tries it.
+- `slow_start:<seconds>` — a worker's pool process waits that long before it warms up: a
+  host slow to start (the watchdog must not take it for a worker that stopped consuming).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 
 from shared.records import InputSource
 from shared.settings import Settings
@@ -24,3 +27,12 @@ def before_input(settings: Settings, source: InputSource) -> None:
         if name == "kill_on_input" and argument and argument in source.name:
             log.error("fault injection: killing this worker on input %s", source.name)
             os._exit(137)
+
+
+def at_start(settings: Settings) -> None:
+    """Apply the faults that fire when a worker's pool process starts."""
+    for fault in settings.faults:
+        name, _, argument = fault.partition(":")
+        if name == "slow_start" and argument:
+            log.warning("fault injection: starting %s s late", argument)
+            time.sleep(float(argument))
