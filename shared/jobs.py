@@ -301,13 +301,18 @@ class JobStore:
         return [i for i, d, f in zip(indices, done, failed, strict=True) if not (d or f)]
 
     def bump_attempts(self, job_id: str, indices: Iterable[int]) -> list[int]:
-        """Count one more attempt at each item; returns the new counts. Attempts beyond an
-        item's first (its worker was lost, or its run fenced) are also counted in the job's
-        `reruns`: the work done twice, which at-least-once allows and operators watch."""
+        """Count one more attempt at each item (a batch starts); returns the new counts.
+
+        A batch starting is progress: a data-set chunk publishes nothing until its run
+        commits, and without this a long run would look stalled to the reconciler
+        (`SALIENCY_STALL_S`) and be fenced. Attempts beyond an item's first (its worker was
+        lost, or its run fenced) are counted in the job's `reruns`: the work done twice,
+        which at-least-once allows and operators watch."""
         pipe = self.redis.pipeline(transaction=True)
         for i in indices:
             pipe.hincrby(job_sub(job_id, "attempts"), str(i), 1)
-        counts = pipe.execute()
+        pipe.hset(job_key(job_id), "progress_ms", now_ms())
+        counts = pipe.execute()[:-1]
         again = sum(1 for n in counts if n > 1)
         if again:
             self.redis.hincrby(job_key(job_id), "reruns", again)
