@@ -13,6 +13,9 @@ import json
 import signal
 import time
 
+import pytest
+
+from devstack import start_worker
 from faults.ledger import check
 from faults.stack import LEASE_S, RECONCILE_EVERY_S
 
@@ -83,3 +86,53 @@ def test_a_worker_stopped_past_its_lease_publishes_nothing_when_it_wakes(fast_st
     # Once awake, the stopped worker added nothing to the chunk it had lost: fenced.
     assert _recorded_by(r, job_id, name, start, stop) == published
     assert "its results are not published" in log or "lease taken over" in log
+
+
+@pytest.mark.chaos
+def test_a_chunk_reserved_by_a_worker_killed_before_it_started_is_taken_over(
+        make_stack, pngs, tiny_weights, figures):
+    """A worker whose pool process is still starting has already taken a chunk's message
+    from the queue (Celery's prefetch); killed then, it leaves the message in Celery's
+    unacknowledged set, where it would wait for the visibility timeout, and the chunk `sent`,
+    with no lease to expire. The reconciler must take it back within its grace period."""
+    stack = make_stack(workers=1)
+    model = stack.register_model(tiny_weights)
+    slow = start_worker({**stack.env, "SALIENCY_FAULTS": "slow_start:600"}, stack.logs,
+                        name="worker-slow")
+    try:
+        job_id = stack.submit({"model": model, "outputs": ["npy"]}, pngs(24, "reserved"))
+        r = stack.redis_client()
+        start = stack.wait_for("a chunk reserved, not started",
+                               lambda: _reserved_not_started(r, job_id), timeout=120)
+        stack.signal(slow, signal.SIGKILL)
+        killed = time.monotonic()
+        resumed_s = _taken_over(stack, job_id, start, 0, killed)
+        job = stack.wait_final(job_id)
+    finally:
+        slow.stop()
+    verdict = check(stack, job_id)
+    figures(case="worker killed holding a reserved chunk message", resume_s=round(resumed_s, 1),
+            visibility_timeout_s=int(stack.env["SALIENCY_VISIBILITY_TIMEOUT_S"]),
+            **verdict.figures())
+    assert job["status"] == "succeeded"
+    verdict.assert_clean()
+    assert verdict.statuses == {"succeeded": 24}
+
+
+def _reserved_not_started(r, job_id: str) -> int | None:
+    """The start of a chunk of the job whose task was delivered (it is unacknowledged) but
+    that no worker has taken (it is still `sent`), a second apart."""
+    seen = None
+    for _ in range(2):
+        unacked = set()
+        for raw in r.hvals("unacked"):
+            headers = json.loads(raw)[0]["headers"]
+            if headers["task"] == "saliency.run_chunk" and job_id in headers["argsrepr"]:
+                unacked.add(int(headers["argsrepr"].strip("[]()").split(",")[1]))
+        states = r.hgetall(f"saliency:job:{job_id}:cstate")
+        reserved = {s for s in unacked if states.get(str(s)) == "sent"}
+        seen = reserved if seen is None else seen & reserved
+        if not seen:
+            return None
+        time.sleep(1)
+    return min(seen)
