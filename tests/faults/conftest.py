@@ -14,15 +14,9 @@ import pytest
 from e2e.helpers import image_bytes
 
 from devstack import ROOT
-from faults.stack import FaultStack, start_stack
+from faults.stack import WEBHOOK_ENV, FaultStack, start_stack
 
 FIGURES = ROOT / "test-output" / "faults"
-WEBHOOK_MASTER_KEY = "fault-suite-master-key"
-WEBHOOK_ENV = {
-    "SALIENCY_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
-    "SALIENCY_WEBHOOK_MASTER_KEY": WEBHOOK_MASTER_KEY,
-    "SALIENCY_WEBHOOK_RETRY_SCHEDULE": "1,2,4,8",
-}
 
 
 @pytest.fixture(scope="session")

@@ -54,6 +54,12 @@ FAULT_ENV = {
     "SALIENCY_RATE_SUBMIT": "1000",
     "SALIENCY_RATE_READ": "100000",
 }
+WEBHOOK_MASTER_KEY = "fault-suite-master-key"
+WEBHOOK_ENV = {
+    "SALIENCY_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
+    "SALIENCY_WEBHOOK_MASTER_KEY": WEBHOOK_MASTER_KEY,
+    "SALIENCY_WEBHOOK_RETRY_SCHEDULE": "1,2,4,8",
+}
 MODEL_SPEC = {"name": "tiny-resnet18", "architecture": "resnet18", "num_classes": 10,
               "input_size": 32, "resize": 32}
 

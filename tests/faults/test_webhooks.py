@@ -8,14 +8,17 @@ and every delivery verifies with the `standardwebhooks` package and the tenant's
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from standardwebhooks import Webhook
 
 from devstack import free_port
+from faults.stack import WEBHOOK_ENV
 
 RECEIVER = Path(__file__).with_name("receiver.py")
 
@@ -85,3 +88,45 @@ def _listening(port: int) -> bool:
 def _attempts(stack, job_id: str, n: int) -> dict | None:
     job = stack.job(job_id)
     return job if len(job.get("notify", {}).get("attempts", [])) >= n else None
+
+
+@pytest.mark.chaos
+def test_a_delivery_cut_by_its_workers_death_is_made_again(make_stack, pngs, tiny_weights,
+                                                           tmp_path):
+    """The pool process delivering is killed (as the kernel's OOM killer would) while the
+    receiver has not answered yet: the task goes back to the queue, and the delivery is made
+    again with the same `webhook-id`."""
+    stack = make_stack(workers=1, extra=WEBHOOK_ENV)
+    model = stack.register_model(tiny_weights)
+    port, record = free_port(), tmp_path / "deliveries.jsonl"
+    receiver = _receiver(port, record, hang=True)
+    try:
+        stack.wait_for("the receiver listening", lambda: _listening(port), timeout=30)
+        job_id = stack.submit({"model": model, "outputs": ["npy"],
+                               "notify": {"url": f"http://127.0.0.1:{port}/h"}}, pngs(2, "oom"))
+        stack.wait_for("the first delivery", lambda: len(_deliveries(record)) == 1,
+                       timeout=120)
+        main = stack.workers[0].proc.pid
+        for pid in _children(main):
+            os.kill(pid, signal.SIGKILL)
+        stack.wait_for("the delivery made again", lambda: len(_deliveries(record)) >= 2,
+                       timeout=180, every=0.2)
+    finally:
+        receiver.kill()
+        receiver.wait()
+    one, two = _deliveries(record)[:2]
+    assert one["headers"]["webhook-id"] == two["headers"]["webhook-id"]
+    assert stack.job(job_id)["status"] == "succeeded"
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue  # it exited meanwhile
+            if ppid == pid:
+                out.append(int(entry.name))
+    return out
