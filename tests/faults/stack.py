@@ -101,15 +101,16 @@ class FaultStack:
     def get(self, path: str, **kwargs) -> requests.Response:
         return requests.get(f"{self.url}{path}", timeout=30, **kwargs)
 
-    def job(self, job_id: str) -> dict:
-        return self.get(f"/v1/jobs/{job_id}").json()
+    def job(self, job_id: str, session: requests.Session | None = None) -> dict:
+        return (session or requests).get(f"{self.url}/v1/jobs/{job_id}", timeout=30).json()
 
-    def wait_final(self, job_id: str, timeout: float = 300) -> dict:
+    def wait_final(self, job_id: str, timeout: float = 300,
+                   session: requests.Session | None = None) -> dict:
         deadline = time.monotonic() + timeout
         job: dict = {}
         while time.monotonic() < deadline:
             try:
-                job = self.job(job_id)
+                job = self.job(job_id, session)
             except (requests.ConnectionError, ValueError):
                 time.sleep(0.5)  # the API restarting
                 continue
