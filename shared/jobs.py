@@ -25,6 +25,7 @@ from shared.redisio import (
     LATENCY,
     PREFIX,
     STATS,
+    WEBHOOKS_DUE,
     job_key,
     job_sub,
     lease_key,
@@ -80,7 +81,8 @@ if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[2]) end
 return 1
 """
 
-# KEYS: job, stats, active; ARGV: status, now iso, expires at (unix s), prefix.
+# KEYS: job, stats, active, webhooks due; ARGV: status, now iso, expires at (unix s), prefix,
+# the job's first webhook delivery ("job:event:0", or ""), when it is due (unix s).
 _FINISH = """
 if redis.call('HGET', KEYS[1], 'finalizing') ~= '1' then return 0 end
 local cur = redis.call('HGET', KEYS[1], 'status')
@@ -90,6 +92,7 @@ redis.call('HINCRBY', KEYS[2], 'jobs:' .. cur, -1)
 redis.call('HINCRBY', KEYS[2], 'jobs:' .. ARGV[1], 1)
 redis.call('SREM', KEYS[3], string.sub(KEYS[1], #ARGV[4] + 5))
 redis.call('ZADD', ARGV[4] .. 'expiry', ARGV[3], string.sub(KEYS[1], #ARGV[4] + 5))
+if ARGV[5] ~= '' then redis.call('ZADD', KEYS[4], ARGV[6], ARGV[5]) end
 local rest = tonumber(redis.call('HGET', KEYS[1], 'total') or '0')
   - tonumber(redis.call('HGET', KEYS[1], 'done') or '0')
   - tonumber(redis.call('HGET', KEYS[1], 'failed') or '0')
@@ -338,11 +341,17 @@ class JobStore:
         return bool(self._request_final(keys=[job_key(job_id)], args=[
             status.value, error or "", *(s.value for s in allowed_from)]))
 
-    def finish(self, job_id: str, status: JobStatus, retention_s: int) -> bool:
-        """Set the final status once the finalizer has written everything."""
+    def finish(self, job_id: str, status: JobStatus, retention_s: int,
+               notify_event: str | None = None, notify_after_s: float = 0) -> bool:
+        """Set the final status once the finalizer has written everything. With
+        `notify_event`, the job's first webhook delivery becomes due in `notify_after_s`, in
+        the same transaction: the finalizer sends it at once, and if it dies before it can,
+        the reconciler sends it then (at least once)."""
+        webhook = f"{job_id}:{notify_event}:0" if notify_event else ""
         finished = bool(self._finish(
-            keys=[job_key(job_id), STATS, ACTIVE_JOBS],
-            args=[status.value, now_iso(), time.time() + retention_s, PREFIX],
+            keys=[job_key(job_id), STATS, ACTIVE_JOBS, WEBHOOKS_DUE],
+            args=[status.value, now_iso(), time.time() + retention_s, PREFIX, webhook,
+                  time.time() + notify_after_s],
         ))
         if finished:
             created = self.redis.hget(job_key(job_id), "created_ts")

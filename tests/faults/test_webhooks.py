@@ -130,3 +130,31 @@ def _children(pid: int) -> list[int]:
             if ppid == pid:
                 out.append(int(entry.name))
     return out
+
+
+@pytest.mark.chaos
+def test_a_finalizer_killed_before_it_sent_the_delivery_loses_none(make_stack, pngs,
+                                                                   tiny_weights, tmp_path):
+    """The worker dies the moment the job is final, before it sends the delivery
+    (`SALIENCY_FAULTS=kill_at:finished`): the delivery, due in the same transaction that
+    made the job final, is sent by the reconciler."""
+    stack = make_stack(workers=1, extra={**WEBHOOK_ENV, "SALIENCY_FAULTS": "kill_at:finished"})
+    model = stack.register_model(tiny_weights)
+    port, record = free_port(), tmp_path / "deliveries.jsonl"
+    receiver = _receiver(port, record, hang=False)
+    try:
+        stack.wait_for("the receiver listening", lambda: _listening(port), timeout=30)
+        job_id = stack.submit({"model": model, "outputs": ["npy"],
+                               "notify": {"url": f"http://127.0.0.1:{port}/h"}}, pngs(2, "fin"))
+        job = stack.wait_final(job_id)
+        stack.wait_for("the delivery", lambda: _deliveries(record), timeout=240, every=0.2)
+    finally:
+        receiver.kill()
+        receiver.wait()
+    secret = stack.get("/v1/webhooks/secret").json()["secret"]
+    (delivery,) = _deliveries(record)
+    body = Webhook(secret).verify(delivery["body"], delivery["headers"])
+    assert body["type"] == "job.succeeded" and body["data"]["id"] == job_id
+    assert job["status"] == "succeeded"
+    assert "fault injection: killing this worker at finished" in stack.workers[0].log.read_text(
+        errors="replace")
