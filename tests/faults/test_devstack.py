@@ -125,22 +125,26 @@ def _final(url: str, job_id: str, timeout: float = 300) -> dict:
 
 
 @pytest.mark.chaos
-def test_make_run_restarts_a_dead_worker_while_the_api_answers(tmp_path, tiny_weights):
+def test_make_run_restarts_a_dead_worker_while_the_api_answers(tmp_path, tiny_weights, figures):
     stack = Devstack(tmp_path / "var", free_port())
     try:
         (worker,) = [p for p, cmd in stack.children().items()
                      if "-m worker" in cmd and "beat" not in cmd
                      and _procs()[p][0] == stack.proc.pid]
+        log = stack.data_dir / "log" / "worker.log"
+        readies = log.read_text(errors="replace").count(" ready.")
         os.killpg(worker, signal.SIGKILL)
+        killed = time.monotonic()
         answers, deadline = [], time.monotonic() + 240
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline:  # the API answers until the new worker is ready
             answers.append(requests.get(f"{stack.url}/healthz", timeout=10).status_code)
-            if "saliency: worker exited" in stack.out.read_text(errors="replace") and any(
-                    "-m worker" in cmd and "beat" not in cmd and p != worker
-                    for p, cmd in stack.children().items()):
+            if log.read_text(errors="replace").count(" ready.") > readies:
                 break
             time.sleep(0.2)
+        restarted_s = time.monotonic() - killed
         job = _final(stack.url, _job_on_tiny_model(stack.url, tiny_weights))
+        figures(case="make run: worker kill -9", restarted_s=round(restarted_s, 1),
+                healthz_answers=len(answers), non_200=len([a for a in answers if a != 200]))
         assert stack.proc.poll() is None  # the supervisor itself carried on
     finally:
         stack.stop()
@@ -150,7 +154,7 @@ def test_make_run_restarts_a_dead_worker_while_the_api_answers(tmp_path, tiny_we
 
 @pytest.mark.chaos
 @pytest.mark.parametrize("when", ["running", "mid-shutdown"])
-def test_make_run_killed_outright_leaves_no_child_holding_a_port(tmp_path, when):
+def test_make_run_killed_outright_leaves_no_child_holding_a_port(tmp_path, when, figures):
     stack = Devstack(tmp_path / "var", free_port())
     children = stack.children()
     assert len(children) >= 4, children  # Redis, the API and its workers, a worker, beat
@@ -159,10 +163,12 @@ def test_make_run_killed_outright_leaves_no_child_holding_a_port(tmp_path, when)
         time.sleep(0.5)
     stack.proc.send_signal(signal.SIGKILL)
     stack.proc.wait()
-    deadline = time.monotonic() + 90
+    killed, deadline = time.monotonic(), time.monotonic() + 90
     while _alive(children) and time.monotonic() < deadline:
-        time.sleep(0.5)
+        time.sleep(0.1)
     left = {p: children[p] for p in _alive(children)}
+    figures(case=f"make run kill -9 ({when})", children=len(children), left=len(left),
+            all_gone_s=round(time.monotonic() - killed, 1))
     for pid in left:  # do not leave them to the rest of the session
         os.kill(pid, signal.SIGKILL)
     assert left == {}
@@ -170,7 +176,7 @@ def test_make_run_killed_outright_leaves_no_child_holding_a_port(tmp_path, when)
 
 
 @pytest.mark.chaos
-def test_make_run_keeps_jobs_and_models_across_a_restart(tmp_path, tiny_weights):
+def test_make_run_keeps_jobs_and_models_across_a_restart(tmp_path, tiny_weights, figures):
     data_dir, port = tmp_path / "var", free_port()
     stack = Devstack(data_dir, port)
     try:
@@ -186,6 +192,8 @@ def test_make_run_keeps_jobs_and_models_across_a_restart(tmp_path, tiny_weights)
         npy = requests.get(items.json()["items"][0]["outputs"][0]["npy"], timeout=10)
     finally:
         stack.stop()
+    figures(case="make run restarted: job and model kept", job=again.status_code,
+            model=model.json().get("status"))
     assert first["status"] == "succeeded"
     assert again.status_code == 200 and again.json()["status"] == "succeeded"
     assert model.status_code == 200 and model.json()["status"] == "ready"

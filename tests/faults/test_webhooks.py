@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,7 @@ def _deliveries(record: Path) -> list[dict]:
 
 
 def test_a_delivery_cut_by_the_receiver_is_retried_with_the_same_id(fast_stack, pngs,
-                                                                     tmp_path):
+                                                                     tmp_path, figures):
     stack = fast_stack
     port, record = free_port(), tmp_path / "deliveries.jsonl"
     first = _receiver(port, record, hang=True)
@@ -50,9 +51,11 @@ def test_a_delivery_cut_by_the_receiver_is_retried_with_the_same_id(fast_stack, 
                        timeout=120)
         first.send_signal(signal.SIGKILL)  # mid-delivery: it never answers
         first.wait()
+        killed = time.monotonic()
         second = _receiver(port, record, hang=False)
         stack.wait_for("the retried delivery", lambda: len(_deliveries(record)) >= 2,
                        timeout=120)
+        redelivered_s = time.monotonic() - killed
         job = stack.wait_for("both attempts on the job", lambda: _attempts(stack, job_id, 2),
                              timeout=60, every=0.2)
     finally:
@@ -63,6 +66,10 @@ def test_a_delivery_cut_by_the_receiver_is_retried_with_the_same_id(fast_stack, 
 
     secret = stack.get("/v1/webhooks/secret").json()["secret"]
     one, two = _deliveries(record)[:2]
+    figures(case="webhook receiver killed during the first delivery",
+            retry_schedule=stack.env["SALIENCY_WEBHOOK_RETRY_SCHEDULE"],
+            redelivered_s=round(redelivered_s, 1), deliveries=len(_deliveries(record)),
+            attempts=job["notify"]["attempts"])
     assert one["pid"] != two["pid"]  # the second came to the restarted receiver
     assert one["headers"]["webhook-id"] == two["headers"]["webhook-id"]
     for delivery in (one, two):
