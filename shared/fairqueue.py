@@ -131,9 +131,9 @@ class FairQueue:
 
     def others_waiting(self, tenant: str) -> bool:
         """Whether another tenant has chunks waiting (a running chunk then yields its worker):
-        in the ready lists, or already sent but queued in Celery behind this tenant's chunks
-        (without the latter, a small job sent behind a big job's next chunk would wait for
-        all of that chunk, not one batch of it)."""
+        in the ready lists, or already sent and still in Celery's queue (without the latter,
+        a small job sent behind a big job's next chunk would wait for all of that chunk, not
+        one batch of it)."""
         return bool(self._others_waiting(keys=[READY_TENANTS, INFLIGHT], args=[tenant, PREFIX]))
 
     def depth(self) -> int:
