@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench-engine bench-service demo-audit clean
+.PHONY: install run test chaos lint bench-engine bench-service demo-audit clean
 
 $(STAMP): pyproject.toml client/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ test: $(STAMP)
 	tests/pages/install-chromium.sh
 	$(PY) -m ruff check .
 	$(PY) -m pytest
+
+# The whole fault suite, the slow cases included (`make test` runs only the fast ones).
+chaos: $(STAMP)
+	$(PY) -m pytest -m "" tests/faults
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -4,9 +4,11 @@ to Celery round-robin across tenants, a few at a time.
 Celery's queue holds only a window of chunks (twice the live workers), so a small job of
 one tenant waits behind at most that window, never behind another tenant's 10,000 items;
 the rest waits here, counted by `depth` (what KEDA and `saliency_queue_depth` see). A
-chunk that is in the window or running is in `INFLIGHT`; the chunk ledger
-(`shared.chunks`) says which state each chunk is in, and `pop` only sends chunks that are
-still `ready`.
+running chunk yields its worker between batches while another tenant has a chunk waiting,
+ready or already queued behind it, so the small job waits about two batches: the one
+running, and the first of the chunk queued ahead of it. A chunk that is in the window or
+running is in `INFLIGHT`; the chunk ledger (`shared.chunks`) says which state each chunk is
+in, and `pop` only sends chunks that are still `ready`.
 """
 
 from __future__ import annotations
@@ -71,6 +73,24 @@ end
 return out
 """
 
+# KEYS: ready tenants, inflight; ARGV: tenant, key prefix. 1 if another tenant has a chunk
+# waiting: ready, or sent and still in Celery's queue (sent chunks are in the window, a few
+# per worker, so the scan is short).
+_OTHERS_WAITING = """
+for _, t in ipairs(redis.call('ZRANGE', KEYS[1], 0, 1)) do
+  if t ~= ARGV[1] then return 1 end
+end
+for _, ref in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+  local sep = string.find(ref, ':', 1, true)
+  local jkey = ARGV[2] .. 'job:' .. string.sub(ref, 1, sep - 1)
+  if redis.call('HGET', jkey .. ':cstate', string.sub(ref, sep + 1)) == 'sent'
+      and redis.call('HGET', jkey, 'tenant') ~= ARGV[1] then
+    return 1
+  end
+end
+return 0
+"""
+
 # Lua snippet (used by the chunk ledger's scripts): make chunk `ref` of `tenant` ready again.
 # `front` puts it first in its tenant's list (a chunk that was already started); `to_back`
 # sends the tenant to the back of the line (a chunk that yielded its worker to others). A
@@ -96,6 +116,7 @@ class FairQueue:
         self.redis = client
         self.lease_s = lease_s
         self._pop = client.register_script(_POP)
+        self._others_waiting = client.register_script(_OTHERS_WAITING)
 
     def window(self) -> int:
         """How many chunks may be in Celery's queue or running: twice the live workers."""
@@ -109,8 +130,11 @@ class FairQueue:
         return [parse_ref(r) for r in refs]
 
     def others_waiting(self, tenant: str) -> bool:
-        """Whether another tenant has chunks waiting (a running chunk then yields its worker)."""
-        return any(t != tenant for t in self.redis.zrange(READY_TENANTS, 0, 1))
+        """Whether another tenant has chunks waiting (a running chunk then yields its worker):
+        in the ready lists, or already sent and still in Celery's queue (without the latter,
+        a small job sent behind a big job's next chunk would wait for all of that chunk, not
+        one batch of it)."""
+        return bool(self._others_waiting(keys=[READY_TENANTS, INFLIGHT], args=[tenant, PREFIX]))
 
     def depth(self) -> int:
         """Chunks waiting in every tenant's ready list (not yet sent to Celery)."""

@@ -25,6 +25,7 @@ from shared.redisio import (
     LATENCY,
     PREFIX,
     STATS,
+    WEBHOOKS_DUE,
     job_key,
     job_sub,
     lease_key,
@@ -90,7 +91,8 @@ if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[2]) end
 return 1
 """
 
-# KEYS: job, stats, active; ARGV: status, now iso, expires at (unix s), prefix.
+# KEYS: job, stats, active, webhooks due; ARGV: status, now iso, expires at (unix s), prefix,
+# the job's first webhook delivery ("job:event:0", or ""), when it is due (unix s).
 _FINISH = """
 if redis.call('HGET', KEYS[1], 'finalizing') ~= '1' then return 0 end
 local cur = redis.call('HGET', KEYS[1], 'status')
@@ -100,6 +102,7 @@ redis.call('HINCRBY', KEYS[2], 'jobs:' .. cur, -1)
 redis.call('HINCRBY', KEYS[2], 'jobs:' .. ARGV[1], 1)
 redis.call('SREM', KEYS[3], string.sub(KEYS[1], #ARGV[4] + 5))
 redis.call('ZADD', ARGV[4] .. 'expiry', ARGV[3], string.sub(KEYS[1], #ARGV[4] + 5))
+if ARGV[5] ~= '' then redis.call('ZADD', KEYS[4], ARGV[6], ARGV[5]) end
 local rest = tonumber(redis.call('HGET', KEYS[1], 'total') or '0')
   - tonumber(redis.call('HGET', KEYS[1], 'done') or '0')
   - tonumber(redis.call('HGET', KEYS[1], 'failed') or '0')
@@ -332,11 +335,22 @@ class JobStore:
         return [i for i, d, f in zip(indices, done, failed, strict=True) if not (d or f)]
 
     def bump_attempts(self, job_id: str, indices: Iterable[int]) -> list[int]:
-        """Count one more attempt at each item; returns the new counts."""
+        """Count one more attempt at each item (a batch starts); returns the new counts.
+
+        A batch starting is progress: a data-set chunk publishes nothing until its run
+        commits, and without this a long run would look stalled to the reconciler
+        (`SALIENCY_STALL_S`) and be fenced. Attempts beyond an item's first (its worker was
+        lost, or its run fenced) are counted in the job's `reruns`: the work done twice,
+        which at-least-once allows and operators watch."""
         pipe = self.redis.pipeline(transaction=True)
         for i in indices:
             pipe.hincrby(job_sub(job_id, "attempts"), str(i), 1)
-        return pipe.execute()
+        pipe.hset(job_key(job_id), "progress_ms", now_ms())
+        counts = pipe.execute()[:-1]
+        again = sum(1 for n in counts if n > 1)
+        if again:
+            self.redis.hincrby(job_key(job_id), "reruns", again)
+        return counts
 
     # --- progress of other phases -------------------------------------------------------------
 
@@ -358,11 +372,17 @@ class JobStore:
         return bool(self._request_final(keys=[job_key(job_id)], args=[
             status.value, error or "", *(s.value for s in allowed_from)]))
 
-    def finish(self, job_id: str, status: JobStatus, retention_s: int) -> bool:
-        """Set the final status once the finalizer has written everything."""
+    def finish(self, job_id: str, status: JobStatus, retention_s: int,
+               notify_event: str | None = None, notify_after_s: float = 0) -> bool:
+        """Set the final status once the finalizer has written everything. With
+        `notify_event`, the job's first webhook delivery becomes due in `notify_after_s`, in
+        the same transaction: the finalizer sends it at once, and if it dies before it can,
+        the reconciler sends it then (at least once)."""
+        webhook = f"{job_id}:{notify_event}:0" if notify_event else ""
         finished = bool(self._finish(
-            keys=[job_key(job_id), STATS, ACTIVE_JOBS],
-            args=[status.value, now_iso(), time.time() + retention_s, PREFIX],
+            keys=[job_key(job_id), STATS, ACTIVE_JOBS, WEBHOOKS_DUE],
+            args=[status.value, now_iso(), time.time() + retention_s, PREFIX, webhook,
+                  time.time() + notify_after_s],
         ))
         if finished:
             created = self.redis.hget(job_key(job_id), "created_ts")

@@ -91,6 +91,10 @@ def warm_process(settings: Settings, app: Celery) -> None:
     wait for. The first task then pays only for its model.
     """
     start = time.perf_counter()
+    if settings.faults:
+        from worker import faults
+
+        faults.at_start(settings)
     from worker.allocator import keep_freed_memory
     from worker.context import context
     from worker.metrics import export
@@ -119,7 +123,11 @@ def warm_process(settings: Settings, app: Celery) -> None:
 def watchdog(app: Celery, settings: Settings, worker: str) -> None:
     """In the main process: every lease, send a ping to this worker's own queue; if an idle
     worker has not answered for three leases, it no longer consumes (a broker reconnect can
-    leave Celery so, celery#8091): stop it, so that its supervisor starts a fresh one."""
+    leave Celery so, celery#8091): stop it, so that its supervisor starts a fresh one.
+
+    Only a worker whose pool child is up is judged: the child's liveness heartbeat starts
+    once it has warmed up, and a warm-up (torch, CUDA) can outlast three short leases on a
+    busy host; counting it would restart the worker before it ever took a task, forever."""
     from celery.worker import state
 
     client = connect(settings.redis_url)
@@ -130,12 +138,13 @@ def watchdog(app: Celery, settings: Settings, worker: str) -> None:
         try:
             app.send_task(PING, args=[worker], queue=own_queue(worker))
             pong = client.get(PONG_KEY + worker)
+            alive = client.zscore(WORKERS, worker)
         except OSError as e:
             log.warning("watchdog: broker unreachable: %s", e)
             continue
         answered = pong is not None and int(pong) / 1000 >= sent_at
-        if answered:
-            sent_at = time.time()
+        if answered or alive is None or alive / 1000 < time.time() - period:
+            sent_at = time.time()  # answered, or the pool child is not up (yet) to answer
         elif not state.active_requests and time.time() - sent_at > 3 * period:
             log.error("watchdog: no ping answered for %.0f s while idle; the worker stopped "
                       "consuming: restarting it", time.time() - sent_at)

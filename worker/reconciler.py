@@ -2,8 +2,9 @@
 it. Nothing is lost for good when a worker, Redis or the broker fails mid-job:
 
 - a chunk `running` whose lease expired (its worker died, stopped, or lost Redis) is made
-  ready again; so is a chunk `sent` long ago whose task is in neither Celery's queue nor its
-  unacknowledged set (the message was lost);
+  ready again; so is a chunk `sent` long ago whose task is neither in Celery's queue nor
+  delivered recently (the message was lost, or the worker it was delivered to died before
+  starting it);
 - a job whose chunks are all done, or that is finalizing, with no finalizer holding its
   control lease gets one; so does a planning job with no planner;
 - chunks waiting for their model start (or fail) once the model is validated;
@@ -31,6 +32,7 @@ from worker.webhooks import send_due
 
 log = logging.getLogger(__name__)
 RESEND_KEY = PREFIX + "reconcile:sent:"  # de-duplicates control tasks sent by the reconciler
+UNACKED, UNACKED_INDEX = "unacked", "unacked_index"  # Celery's Redis transport: delivered tasks
 
 
 @dataclass
@@ -49,10 +51,17 @@ class Actions:
                     or self.stalled or self.webhooks or self.models)
 
 
-def celery_chunk_refs(ctx: WorkerContext) -> set[str]:
-    """`job:start` of every chunk task in Celery's queue or its unacknowledged set."""
+def celery_chunk_refs(ctx: WorkerContext, delivered_after: float = 0.0) -> set[str]:
+    """`job:start` of every chunk task in Celery's queue, or delivered to a worker (in its
+    unacknowledged set) after `delivered_after` (unix s).
+
+    A chunk's task delivered long ago whose chunk is still `sent` was reserved by a worker
+    that never started it (killed while its pool process was starting): only the visibility
+    timeout would give it back, so it does not count as present."""
     refs = set()
-    raw = [*ctx.redis.lrange(QUEUE, 0, -1), *ctx.redis.hvals("unacked")]
+    recent = set(ctx.redis.zrangebyscore(UNACKED_INDEX, delivered_after, "+inf"))
+    unacked = ctx.redis.hgetall(UNACKED)
+    raw = [*ctx.redis.lrange(QUEUE, 0, -1), *(v for k, v in unacked.items() if k in recent)]
     for text in raw:
         try:
             message = json.loads(text)
@@ -111,7 +120,7 @@ def reconcile(ctx: WorkerContext) -> Actions:
                             job_id, chunk.start, chunk.worker)
             elif chunk.state == "sent" and (chunk.sent_ms or 0) < now - grace_ms:
                 if in_celery is None:
-                    in_celery = celery_chunk_refs(ctx)
+                    in_celery = celery_chunk_refs(ctx, (now - grace_ms) / 1000)
                 if chunk_ref(job_id, chunk.start) not in in_celery and ctx.chunks.requeue(
                         job_id, chunk.start, "sent", now - grace_ms):
                     actions.requeued_vanished += 1

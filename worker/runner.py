@@ -168,12 +168,18 @@ def finalize(ctx: WorkerContext, job_id: str) -> None:
     retention = job.spec.get("retention_s") or ctx.settings.result_ttl_s
     status = job.final_status or JobStatus.SUCCEEDED
     ctx.jobs.compact(job_id)
-    if not ctx.jobs.finish(job_id, status, retention):
-        return
-    log.info("job %s is %s", job_id, status.value)
     notify = job.spec.get("notify")
-    if notify and status.value in notify["events"]:
-        send_control(ctx.sender, DELIVER_WEBHOOK, job_id, status.value, 0)
+    event = status.value if notify and status.value in notify["events"] else None
+    if not ctx.jobs.finish(job_id, status, retention, event, ctx.settings.lease_s):
+        return
+    reruns = int(ctx.redis.hget(job_key(job_id), "reruns") or 0)
+    log.info("job %s is %s (%d item attempts repeated)", job_id, status.value, reruns)
+    if ctx.settings.faults:
+        from worker import faults
+
+        faults.at_point(ctx.settings, "finished")
+    if event:
+        send_control(ctx.sender, DELIVER_WEBHOOK, job_id, event, 0)
 
 
 def validate(ctx: WorkerContext, tenant: str, name: str) -> None:

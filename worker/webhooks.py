@@ -1,8 +1,10 @@
 """Delivering a job's completion webhook: at least once, with the same `webhook-id` on every
 retry, on the schedule `SALIENCY_WEBHOOK_RETRY_SCHEDULE` (seconds after each failure; the
-default spans about 24 hours). A retry that is due waits in a Redis sorted set, and the
-reconciler (on Celery beat) sends it; every attempt is recorded on the job
-(`notify.attempts`).
+default spans about 24 hours). A delivery that is due waits in a Redis sorted set, and the
+reconciler (on Celery beat) sends it. The first one is put there, due a lease later, when
+the job becomes final (in the same transaction), and sent at once; whichever delivery starts
+first takes it out, so a finalizer that dies before sending loses no delivery. Every
+attempt is recorded on the job (`notify.attempts`).
 """
 
 from __future__ import annotations
@@ -15,13 +17,13 @@ import time
 from datetime import UTC, datetime
 
 from shared.errors import SpecError
-from shared.redisio import PREFIX, job_key
+from shared.redisio import WEBHOOKS_DUE, job_key
 from shared.taskqueue import DELIVER_WEBHOOK, send_control
 from shared.webhooks import payload, resolve_allowed, signed_headers, tenant_secret
 from worker.context import WorkerContext
 
 log = logging.getLogger(__name__)
-DUE = PREFIX + "webhooks:due"  # "job:event:attempt" -> when it is due (unix s)
+DUE = WEBHOOKS_DUE  # "job:event:attempt" -> when it is due (unix s)
 TIMEOUT_S = 10
 MAX_RECORDED = 50
 
@@ -56,6 +58,7 @@ def _record(ctx: WorkerContext, job_id: str, attempt: dict) -> None:
 
 def deliver(ctx: WorkerContext, job_id: str, event: str, attempt: int) -> None:
     """One delivery attempt; on failure, the next one is scheduled."""
+    ctx.redis.zrem(DUE, f"{job_id}:{event}:{attempt}")  # taken: the reconciler won't send it
     settings = ctx.settings
     job = ctx.jobs.get(job_id)
     notify = job.spec.get("notify") if job else None

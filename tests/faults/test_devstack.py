@@ -1,0 +1,200 @@
+"""`make run` (`python -m devstack`) as a supervisor: a dead worker is started again while the
+API keeps answering; killed outright, it leaves no child behind holding a port; and its
+Redis keeps jobs and models across a restart (append-only file). Each case runs it in a
+temporary data directory on a free API port.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from e2e.helpers import image_bytes
+
+from devstack import ROOT, free_port, port_is_free
+from faults.stack import MODEL_SPEC
+
+READY = re.compile(r"saliency: API on (\S+)\s+\(Redis (\S+?)/\d+,")
+
+
+class Devstack:
+    """One `python -m devstack` process, its output in `<data dir>/devstack.out`."""
+
+    def __init__(self, data_dir: Path, port: int) -> None:
+        self.data_dir, self.port = data_dir, port
+        self.out = data_dir / "devstack.out"
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("SALIENCY_") and k not in ("REDIS_URL", "STORAGE_URL")}
+        env.update(SALIENCY_DATA_DIR=str(data_dir), SALIENCY_PORT=str(port),
+                   SALIENCY_BUILTIN_MODELS="0", SALIENCY_DEVICE="cpu",
+                   SALIENCY_TORCH_THREADS="1", SALIENCY_LEASE_S="6",
+                   SALIENCY_RECONCILE_EVERY_S="1", PYTHONUNBUFFERED="1")
+        data_dir.mkdir(parents=True, exist_ok=True)
+        start = self.out.stat().st_size if self.out.exists() else 0
+        with open(self.out, "ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "devstack"], cwd=ROOT, env=env,
+                                         stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            match = READY.search(self.out.read_bytes()[start:].decode(errors="replace"))
+            if match:
+                self.url, self.redis = match.group(1), match.group(2)
+                return
+            assert self.proc.poll() is None, self.out.read_text(errors="replace")[-3000:]
+            time.sleep(0.2)
+        self.stop()
+        raise AssertionError(f"devstack not ready in 180 s: {self.out}")
+
+    @property
+    def redis_port(self) -> int:
+        return int(self.redis.rsplit(":", 1)[1])
+
+    def children(self) -> dict[int, str]:
+        """Every live descendant: pid -> command line."""
+        return {pid: cmd for pid, cmd in _descendants(self.proc.pid).items()}
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(120)
+
+
+def _procs() -> dict[int, tuple[int, str, str]]:
+    """pid -> (parent pid, state, command line) of every process."""
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        except OSError:
+            continue  # it exited meanwhile
+        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+        out[int(entry.name)] = (int(ppid), state, cmd)
+    return out
+
+
+def _descendants(pid: int) -> dict[int, str]:
+    procs, found, todo = _procs(), {}, [pid]
+    while todo:
+        parent = todo.pop()
+        for child, (ppid, state, cmd) in procs.items():
+            if ppid == parent and state != "Z" and child not in found:
+                found[child] = cmd
+                todo.append(child)
+    return found
+
+
+def _alive(pids) -> list[int]:
+    procs = _procs()
+    return [p for p in pids if p in procs and procs[p][1] != "Z"]
+
+
+def _job_on_tiny_model(url: str, weights: Path) -> str:
+    response = requests.post(
+        f"{url}/v1/models", files={"spec": (None, json.dumps(MODEL_SPEC), "application/json"),
+                                   "weights": ("w.safetensors", io.BytesIO(weights.read_bytes()))},
+        timeout=60)
+    assert response.status_code in (201, 409), response.text
+    response = requests.post(f"{url}/v1/jobs", files=[
+        ("spec", (None, json.dumps({"model": MODEL_SPEC["name"], "outputs": ["npy"]}),
+                  "application/json")),
+        ("images", ("one.png", io.BytesIO(image_bytes(7, size=32))))], timeout=60)
+    assert response.status_code == 202, response.text
+    return response.json()["id"]
+
+
+def _final(url: str, job_id: str, timeout: float = 300) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = requests.get(f"{url}/v1/jobs/{job_id}", timeout=10).json()
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            return job
+        time.sleep(0.3)
+    raise AssertionError(f"job {job_id} not final in {timeout} s")
+
+
+@pytest.mark.chaos
+def test_make_run_restarts_a_dead_worker_while_the_api_answers(tmp_path, tiny_weights, figures):
+    stack = Devstack(tmp_path / "var", free_port())
+    try:
+        (worker,) = [p for p, cmd in stack.children().items()
+                     if "-m worker" in cmd and "beat" not in cmd
+                     and _procs()[p][0] == stack.proc.pid]
+        log = stack.data_dir / "log" / "worker.log"
+        readies = log.read_text(errors="replace").count(" ready.")
+        os.killpg(worker, signal.SIGKILL)
+        killed = time.monotonic()
+        answers, deadline = [], time.monotonic() + 240
+        while time.monotonic() < deadline:  # the API answers until the new worker is ready
+            answers.append(requests.get(f"{stack.url}/healthz", timeout=10).status_code)
+            if log.read_text(errors="replace").count(" ready.") > readies:
+                break
+            time.sleep(0.2)
+        restarted_s = time.monotonic() - killed
+        job = _final(stack.url, _job_on_tiny_model(stack.url, tiny_weights))
+        figures(case="make run: worker kill -9", restarted_s=round(restarted_s, 1),
+                healthz_answers=len(answers), non_200=len([a for a in answers if a != 200]))
+        assert stack.proc.poll() is None  # the supervisor itself carried on
+    finally:
+        stack.stop()
+    assert set(answers) == {200}, answers
+    assert job["status"] == "succeeded"  # run by the restarted worker
+
+
+@pytest.mark.chaos
+@pytest.mark.parametrize("when", ["running", "mid-shutdown"])
+def test_make_run_killed_outright_leaves_no_child_holding_a_port(tmp_path, when, figures):
+    stack = Devstack(tmp_path / "var", free_port())
+    children = stack.children()
+    assert len(children) >= 4, children  # Redis, the API and its workers, a worker, beat
+    if when == "mid-shutdown":  # Ctrl-C, then killed while it stops its children one by one
+        stack.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+    stack.proc.send_signal(signal.SIGKILL)
+    stack.proc.wait()
+    killed, deadline = time.monotonic(), time.monotonic() + 90
+    while _alive(children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = {p: children[p] for p in _alive(children)}
+    figures(case=f"make run kill -9 ({when})", children=len(children), left=len(left),
+            all_gone_s=round(time.monotonic() - killed, 1))
+    for pid in left:  # do not leave them to the rest of the session
+        os.kill(pid, signal.SIGKILL)
+    assert left == {}
+    assert port_is_free(stack.port) and port_is_free(stack.redis_port)
+
+
+@pytest.mark.chaos
+def test_make_run_keeps_jobs_and_models_across_a_restart(tmp_path, tiny_weights, figures):
+    data_dir, port = tmp_path / "var", free_port()
+    stack = Devstack(data_dir, port)
+    try:
+        job_id = _job_on_tiny_model(stack.url, tiny_weights)
+        first = _final(stack.url, job_id)
+    finally:
+        stack.stop()
+    stack = Devstack(data_dir, port)
+    try:
+        again = requests.get(f"{stack.url}/v1/jobs/{job_id}", timeout=10)
+        model = requests.get(f"{stack.url}/v1/models/{MODEL_SPEC['name']}", timeout=10)
+        items = requests.get(f"{stack.url}/v1/jobs/{job_id}/items", timeout=10)
+        npy = requests.get(items.json()["items"][0]["outputs"][0]["npy"], timeout=10)
+    finally:
+        stack.stop()
+    figures(case="make run restarted: job and model kept", job=again.status_code,
+            model=model.json().get("status"))
+    assert first["status"] == "succeeded"
+    assert again.status_code == 200 and again.json()["status"] == "succeeded"
+    assert model.status_code == 200 and model.json()["status"] == "ready"
+    assert npy.status_code == 200 and npy.content.startswith(b"\x93NUMPY")

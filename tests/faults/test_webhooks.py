@@ -1,0 +1,167 @@
+"""Signed completion webhooks end to end: a real receiver (its own process, on 127.0.0.1,
+which `SALIENCY_WEBHOOK_ALLOWED_HOSTS` allows) is killed during the first delivery; the
+delivery is retried on the short schedule of the fast stack, with the same `webhook-id`,
+and every delivery verifies with the `standardwebhooks` package and the tenant's secret from
+`GET /v1/webhooks/secret`. The attempts show on the job as `notify.attempts`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from standardwebhooks import Webhook
+
+from devstack import free_port
+from faults.stack import WEBHOOK_ENV
+
+RECEIVER = Path(__file__).with_name("receiver.py")
+
+
+def _receiver(port: int, record: Path, hang: bool) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(RECEIVER), str(port), str(record),
+                             *(["--hang"] if hang else [])])
+
+
+def _deliveries(record: Path) -> list[dict]:
+    if not record.exists():
+        return []
+    return [json.loads(line) for line in record.read_text().splitlines() if line.strip()]
+
+
+def test_a_delivery_cut_by_the_receiver_is_retried_with_the_same_id(fast_stack, pngs,
+                                                                     tmp_path, figures):
+    stack = fast_stack
+    port, record = free_port(), tmp_path / "deliveries.jsonl"
+    first = _receiver(port, record, hang=True)
+    second = None
+    try:
+        stack.wait_for("the receiver listening", lambda: _listening(port), timeout=30)
+        url = f"http://127.0.0.1:{port}/hooks/saliency"
+        job_id = stack.submit({"model": "tiny-resnet18", "outputs": ["npy"],
+                               "notify": {"url": url, "events": ["succeeded"]}},
+                              pngs(4, "hook"))
+        stack.wait_for("the first delivery", lambda: len(_deliveries(record)) == 1,
+                       timeout=120)
+        first.send_signal(signal.SIGKILL)  # mid-delivery: it never answers
+        first.wait()
+        killed = time.monotonic()
+        second = _receiver(port, record, hang=False)
+        stack.wait_for("the retried delivery", lambda: len(_deliveries(record)) >= 2,
+                       timeout=120)
+        redelivered_s = time.monotonic() - killed
+        job = stack.wait_for("both attempts on the job", lambda: _attempts(stack, job_id, 2),
+                             timeout=60, every=0.2)
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+    secret = stack.get("/v1/webhooks/secret").json()["secret"]
+    one, two = _deliveries(record)[:2]
+    figures(case="webhook receiver killed during the first delivery",
+            retry_schedule=stack.env["SALIENCY_WEBHOOK_RETRY_SCHEDULE"],
+            redelivered_s=round(redelivered_s, 1), deliveries=len(_deliveries(record)),
+            attempts=job["notify"]["attempts"])
+    assert one["pid"] != two["pid"]  # the second came to the restarted receiver
+    assert one["headers"]["webhook-id"] == two["headers"]["webhook-id"]
+    for delivery in (one, two):
+        body = Webhook(secret).verify(delivery["body"], delivery["headers"])
+        assert delivery["path"] == "/hooks/saliency"
+        assert body["type"] == "job.succeeded"
+        assert body["data"]["id"] == job_id and body["data"]["status"] == "succeeded"
+        assert body["data"]["progress"]["done"] == 4
+    attempts = job["notify"]["attempts"]
+    assert [a["attempt"] for a in attempts] == [1, 2]
+    assert "error" in attempts[0] and "status" not in attempts[0]
+    assert attempts[1]["status"] == 204
+    assert job["notify"]["url"] == url and job["notify"]["events"] == ["succeeded"]
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _attempts(stack, job_id: str, n: int) -> dict | None:
+    job = stack.job(job_id)
+    return job if len(job.get("notify", {}).get("attempts", [])) >= n else None
+
+
+@pytest.mark.chaos
+def test_a_delivery_cut_by_its_workers_death_is_made_again(make_stack, pngs, tiny_weights,
+                                                           tmp_path):
+    """The pool process delivering is killed (as the kernel's OOM killer would) while the
+    receiver has not answered yet: the task goes back to the queue, and the delivery is made
+    again with the same `webhook-id`."""
+    stack = make_stack(workers=1, extra=WEBHOOK_ENV)
+    model = stack.register_model(tiny_weights)
+    port, record = free_port(), tmp_path / "deliveries.jsonl"
+    receiver = _receiver(port, record, hang=True)
+    try:
+        stack.wait_for("the receiver listening", lambda: _listening(port), timeout=30)
+        job_id = stack.submit({"model": model, "outputs": ["npy"],
+                               "notify": {"url": f"http://127.0.0.1:{port}/h"}}, pngs(2, "oom"))
+        stack.wait_for("the first delivery", lambda: len(_deliveries(record)) == 1,
+                       timeout=120)
+        main = stack.workers[0].proc.pid
+        for pid in _children(main):
+            os.kill(pid, signal.SIGKILL)
+        stack.wait_for("the delivery made again", lambda: len(_deliveries(record)) >= 2,
+                       timeout=180, every=0.2)
+    finally:
+        receiver.kill()
+        receiver.wait()
+    one, two = _deliveries(record)[:2]
+    assert one["headers"]["webhook-id"] == two["headers"]["webhook-id"]
+    assert stack.job(job_id)["status"] == "succeeded"
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue  # it exited meanwhile
+            if ppid == pid:
+                out.append(int(entry.name))
+    return out
+
+
+@pytest.mark.chaos
+def test_a_finalizer_killed_before_it_sent_the_delivery_loses_none(make_stack, pngs,
+                                                                   tiny_weights, tmp_path):
+    """The worker dies the moment the job is final, before it sends the delivery
+    (`SALIENCY_FAULTS=kill_at:finished`): the delivery, due in the same transaction that
+    made the job final, is sent by the reconciler."""
+    stack = make_stack(workers=1, extra={**WEBHOOK_ENV, "SALIENCY_FAULTS": "kill_at:finished"})
+    model = stack.register_model(tiny_weights)
+    port, record = free_port(), tmp_path / "deliveries.jsonl"
+    receiver = _receiver(port, record, hang=False)
+    try:
+        stack.wait_for("the receiver listening", lambda: _listening(port), timeout=30)
+        job_id = stack.submit({"model": model, "outputs": ["npy"],
+                               "notify": {"url": f"http://127.0.0.1:{port}/h"}}, pngs(2, "fin"))
+        job = stack.wait_final(job_id)
+        stack.wait_for("the delivery", lambda: _deliveries(record), timeout=240, every=0.2)
+    finally:
+        receiver.kill()
+        receiver.wait()
+    secret = stack.get("/v1/webhooks/secret").json()["secret"]
+    (delivery,) = _deliveries(record)
+    body = Webhook(secret).verify(delivery["body"], delivery["headers"])
+    assert body["type"] == "job.succeeded" and body["data"]["id"] == job_id
+    assert job["status"] == "succeeded"
+    assert "fault injection: killing this worker at finished" in stack.workers[0].log.read_text(
+        errors="replace")
