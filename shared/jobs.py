@@ -40,8 +40,8 @@ LAYOUTS = ("items", "shards")
 CONTROL = "ctl"
 EXPIRY = PREFIX + "expiry"  # job id -> when its results expire (unix s)
 # Every Redis key of a job besides its hash, by suffix (the ledger's are `shared.chunks`').
-SUBKEYS = ("inputs", "items", "done", "failed", "attempts", "cstop", "cstate", "cattempts",
-           "clost", "csent", "cworker", "cseg")
+SUBKEYS = ("inputs", "items", "done", "failed", "attempts", "inflight", "losses", "cstop",
+           "cstate", "cattempts", "clost", "csent", "cworker", "cseg")
 
 
 def tombstone_key(job_id: str) -> str:
@@ -334,8 +334,8 @@ class JobStore:
         done, failed = pipe.execute()
         return [i for i, d, f in zip(indices, done, failed, strict=True) if not (d or f)]
 
-    def bump_attempts(self, job_id: str, indices: Iterable[int]) -> list[int]:
-        """Count one more attempt at each item (a batch starts); returns the new counts.
+    def bump_attempts(self, job_id: str, indices: Iterable[int]) -> None:
+        """Count one more attempt at each item (a batch starts).
 
         A batch starting is progress: a data-set chunk publishes nothing until its run
         commits, and without this a long run would look stalled to the reconciler
@@ -350,7 +350,6 @@ class JobStore:
         again = sum(1 for n in counts if n > 1)
         if again:
             self.redis.hincrby(job_key(job_id), "reruns", again)
-        return counts
 
     # --- progress of other phases -------------------------------------------------------------
 
@@ -402,7 +401,8 @@ class JobStore:
     def compact(self, job_id: str) -> None:
         """Drop what a final job no longer needs: its ledger and attempt counts."""
         pipe = self.redis.pipeline(transaction=False)
-        for what in ("attempts", "cstop", "cstate", "cattempts", "clost", "csent", "cworker"):
+        for what in ("attempts", "inflight", "losses", "cstop", "cstate", "cattempts", "clost",
+                     "csent", "cworker"):
             pipe.delete(job_sub(job_id, what))
         pipe.execute()
 

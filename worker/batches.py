@@ -5,8 +5,8 @@ on this one. Between batches the run stops, at a batch boundary, when the job is
 finalized (cancelled, failed), when its lease was taken over, when its time budget (half the
 task time limit) is spent, or — after at least one batch — when another tenant has work
 waiting (fair share: the rest of the chunk goes back to the queue, at the back of the line).
-An item tried too often (it killed its worker each time) fails alone, and so does an input
-that cannot be read; the caller gets the rest, loaded.
+An item in flight each time its worker was lost fails alone (`worker.losses`), and so does
+an input that cannot be read; the caller gets the rest, loaded.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from shared.records import InputSource
 from worker.context import WorkerContext
 from worker.inputs import Loaded, load_input
 from worker.leases import LeaseKeeper
+from worker.losses import LostItems
 from worker.plans import planned_inputs
 from worker.retry import retrying
 
@@ -56,9 +57,8 @@ class BatchRun:
                  model: ModelSpec, sources: dict[int, InputSource], todo: list[int],
                  fail: Callable[[Loaded, str], None]) -> None:
         self.ctx, self.job, self.lease, self.keeper = ctx, job, lease, keeper
-        self.model, self.sources, self.fail = model, sources, fail
-        size = ctx.settings.batch_size
-        self.batches = [todo[i:i + size] for i in range(0, len(todo), size)]
+        self.model, self.sources, self.todo, self.fail = model, sources, todo, fail
+        self.losses = LostItems(ctx.redis, job.id, lease.start)
         self.stop = Stop(lease.stop)
         self._next: Future | None = None
 
@@ -68,48 +68,53 @@ class BatchRun:
             lambda i=i: load_input(ctx, self.job.tenant, self.model, i, self.sources[i]),
             budget, f"reading input {i}", self.keeper.lost.is_set) for i in batch])
 
-    def _within_attempts(self, batch: list[int]) -> list[int]:
-        """Count an attempt at each item; one tried too often fails alone."""
-        limit = self.ctx.settings.max_attempts
+    def _batches(self) -> tuple[list[list[int]], bool]:
+        """The run's batches and whether to read ahead. An item in flight in
+        `SALIENCY_MAX_ATTEMPTS` lost runs fails here, unread; while any item of the chunk was
+        in flight in one, items go one at a time, unread ahead, so that a loss is charged
+        to the item that caused it alone."""
+        self.losses.charge_last_run()
+        counts, limit = self.losses.losses(self.todo), self.ctx.settings.max_attempts
         keep = []
-        for index, n in zip(batch, self.ctx.jobs.bump_attempts(self.job.id, batch), strict=True):
-            if n <= limit:
-                keep.append(index)
-            else:
+        for index in self.todo:
+            if counts.get(index, 0) >= limit:
                 self.fail(Loaded(index, self.sources[index]),
                           f"gave up after {limit} attempts (the worker was lost each time)")
-        return keep
+            else:
+                keep.append(index)
+        size = 1 if counts else self.ctx.settings.batch_size
+        return [keep[i:i + size] for i in range(0, len(keep), size)], not counts
 
     def __iter__(self) -> Iterator[list[Loaded]]:
         deadline = time.monotonic() + self.ctx.settings.task_time_limit_s / 2
+        batches, read_ahead = self._batches()
         try:
-            for b, batch in enumerate(self.batches):
+            for b, batch in enumerate(batches):
                 if self.keeper.lost.is_set():
                     raise Fenced(f"job {self.job.id} chunk {self.lease.start}: lease taken over")
                 if self.ctx.jobs.stopping(self.job.id):
                     self.stop = Stop(None)
-                    return
+                    break
                 if b > 0 and time.monotonic() > deadline:  # a run always does one batch
                     self.stop = Stop(batch[0])
-                    return
+                    break
                 if b > 0 and self.ctx.fair.others_waiting(self.job.tenant):
                     self.stop = Stop(batch[0], to_back=True)
-                    return
-                runnable = self._within_attempts(batch)
-                loading = self._next or self._load(runnable)
-                self._next = self._load(self.batches[b + 1]) if b + 1 < len(
-                    self.batches) else None
-                wanted = set(runnable)
+                    break
+                self.ctx.jobs.bump_attempts(self.job.id, batch)
+                ahead = batches[b + 1] if read_ahead and b + 1 < len(batches) else []
+                self.losses.in_flight(batch + ahead)
+                loading = self._next or self._load(batch)
+                self._next = self._load(ahead) if ahead else None
                 good = []
                 for item in loading.result():
-                    if item.index not in wanted:
-                        continue
                     if item.error is None:
                         good.append(item)
                     else:
                         self.fail(item, item.error)
                 if good:
                     yield good
+            self.losses.clear()  # a run that dies before here leaves its window to be charged
         finally:
             if self._next is not None:
                 self._next.cancel()

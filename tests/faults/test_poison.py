@@ -2,10 +2,8 @@
 the test-only fault injection): each time Celery starts a fresh pool process, and after
 `SALIENCY_MAX_ATTEMPTS` attempts the item fails, the job ends, and nothing is lost.
 
-Its neighbours should not fail with it. Today the attempts are counted per batch, and the
-next batch is read while the current one runs, so every item of the chunk run that meets the
-poison is charged an attempt each time (a chunk of two batches: 8 items fail); the fix
-belongs to the attribution chunk loop (see the last test).
+Its neighbours do not fail with it: a loss is charged to the items in flight when the worker
+died, and after the first the chunk's items go one at a time (`worker.losses`).
 """
 
 from __future__ import annotations
@@ -53,8 +51,6 @@ def test_a_poison_input_fails_after_the_attempts_and_the_job_ends(make_stack, pn
 
 
 @pytest.mark.chaos
-@pytest.mark.xfail(strict=True, reason="the attribution chunk loop charges an attempt to every "
-                   "item of the run that met the poison, not only the poison")
 def test_a_poison_input_fails_alone(make_stack, pngs, tiny_weights):
     _, job, items, verdict = _poisoned_job(make_stack, pngs, tiny_weights)
     assert job["status"] == "succeeded"
