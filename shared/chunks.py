@@ -121,15 +121,18 @@ redis.call('ZREM', KEYS[2], ARGV[2])
 return 1
 """
 
-# ARGV: prefix, job, start, expected state ('running' or 'sent'), sent before (ms).
-# Make a chunk whose lease expired, or whose task vanished, ready again.
+# ARGV: prefix, job, start, expected state ('running' or 'sent'), sent before (ms), silent
+# (ms). Make a chunk ready again whose lease expired or has at most `silent` ms left (its
+# holder stopped renewing it: the lease is revoked), or whose task vanished.
 _REQUEUE = PUSH_READY_LUA + """
 local P, job, start = ARGV[1], ARGV[2], ARGV[3]
 local jkey = P .. 'job:' .. job
 if redis.call('HGET', jkey .. ':cstate', start) ~= ARGV[4] then return 0 end
 if redis.call('HGET', jkey, 'finalizing') == '1' then return 0 end
 if ARGV[4] == 'running' then
-  if redis.call('EXISTS', P .. 'lease:' .. job .. ':' .. start) == 1 then return 0 end
+  local lease = P .. 'lease:' .. job .. ':' .. start
+  if redis.call('PTTL', lease) > tonumber(ARGV[6]) then return 0 end
+  redis.call('DEL', lease)
   redis.call('HINCRBY', jkey .. ':clost', start, 1)
 else
   local sent = tonumber(redis.call('HGET', jkey .. ':csent', start) or '0')
@@ -286,9 +289,13 @@ class Chunks:
         self._release(keys=[lease.key, INFLIGHT], args=[lease.token,
                                                         chunk_ref(lease.job_id, lease.start)])
 
-    def requeue(self, job_id: str, start: int, state: str, sent_before_ms: int = 0) -> bool:
-        """Make a chunk ready again if it is `running` without a lease, or `sent` long ago."""
-        return bool(self._requeue(args=[PREFIX, job_id, start, state, sent_before_ms]))
+    def requeue(self, job_id: str, start: int, state: str, sent_before_ms: int = 0,
+                silent_ms: int = 0) -> bool:
+        """Make a chunk ready again if it is `running` with its lease expired or with at most
+        `silent_ms` left of it (it was not renewed for that long: its holder is presumed
+        lost, and the lease is revoked), or if it is `sent` since before `sent_before_ms`."""
+        return bool(self._requeue(args=[PREFIX, job_id, start, state, sent_before_ms,
+                                        silent_ms]))
 
     def fence_all(self, job_id: str) -> None:
         """Revoke every chunk lease of a job, so no running chunk can publish any more, and

@@ -1,8 +1,10 @@
 """The reconciler: a periodic task (Celery beat, any worker) that finds lost work and restarts
 it. Nothing is lost for good when a worker, Redis or the broker fails mid-job:
 
-- a chunk `running` whose lease expired (its worker died, stopped, or lost Redis) is made
-  ready again; so is a chunk `sent` long ago whose task is neither in Celery's queue nor
+- a chunk `running` whose lease was not renewed for two thirds of its length (renewals come
+  every third: its worker died, hung, or lost Redis) is fenced and made ready again — a
+  chunk of a killed worker is taken over within 2/3 `SALIENCY_LEASE_S` plus one reconcile
+  period (`SALIENCY_RECONCILE_EVERY_S`): 55 s on the defaults; so is a chunk `sent` long ago whose task is neither in Celery's queue nor
   delivered recently (the message was lost, or the worker it was delivered to died before
   starting it);
 - a job whose chunks are all done, or that is finalizing, with no finalizer holding its
@@ -99,6 +101,7 @@ def reconcile(ctx: WorkerContext) -> Actions:
                 actions.models.append(record.name)
     now = now_ms()
     grace_ms = 2 * settings.lease_s * 1000
+    silent_ms = settings.lease_s * 1000 // 3  # two renewals missed
     in_celery: set[str] | None = None
     for job_id in ctx.jobs.active():
         job = ctx.jobs.get(job_id)
@@ -114,10 +117,11 @@ def reconcile(ctx: WorkerContext) -> Actions:
             continue
         states = ctx.chunks.states(job_id)
         for chunk in states:
-            if chunk.state == "running" and ctx.chunks.requeue(job_id, chunk.start, "running"):
+            if chunk.state == "running" and ctx.chunks.requeue(
+                    job_id, chunk.start, "running", silent_ms=silent_ms):
                 actions.requeued_lost += 1
-                log.warning("job %s chunk %d: its lease expired (worker %s lost); requeued",
-                            job_id, chunk.start, chunk.worker)
+                log.warning("job %s chunk %d: its lease was not renewed (worker %s lost); "
+                            "requeued", job_id, chunk.start, chunk.worker)
             elif chunk.state == "sent" and (chunk.sent_ms or 0) < now - grace_ms:
                 if in_celery is None:
                     in_celery = celery_chunk_refs(ctx, (now - grace_ms) / 1000)

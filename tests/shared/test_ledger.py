@@ -67,6 +67,17 @@ def test_a_chunk_is_leased_to_one_worker_and_its_first_run_starts_the_job(r, sto
     assert r.lrange(ready_key("acme"), 0, -1) == [f"{job_id}:4", f"{job_id}:8"]
 
 
+def test_a_lease_not_renewed_for_two_thirds_of_its_length_is_revoked_and_requeued(r, stores):
+    jobs, chunks, _ = stores
+    job_id = _job(r, jobs, chunks)
+    lease = chunks.acquire(job_id, 0, "w1", 30)
+    assert not chunks.requeue(job_id, 0, "running", silent_ms=10_000)  # renewed just now
+    r.pexpire(lease.key, 9_000)  # 21 s without a renewal
+    assert chunks.requeue(job_id, 0, "running", silent_ms=10_000)
+    assert not chunks.renew(lease.key, lease.token, 30)  # its holder learns it lost it
+    assert f"{job_id}:0" in r.lrange(ready_key("acme"), 0, -1)
+
+
 def test_only_the_lease_holder_records_and_commits(r, stores):
     jobs, chunks, _ = stores
     job_id = _job(r, jobs, chunks)
