@@ -4,9 +4,9 @@ it. Nothing is lost for good when a worker, Redis or the broker fails mid-job:
 - a chunk `running` whose lease was not renewed for two thirds of its length (renewals come
   every third: its worker died, hung, or lost Redis) is fenced and made ready again — a
   chunk of a killed worker is taken over within 2/3 `SALIENCY_LEASE_S` plus one reconcile
-  period (`SALIENCY_RECONCILE_EVERY_S`): 55 s on the defaults; so is a chunk `sent` long ago whose task is neither in Celery's queue nor
-  delivered recently (the message was lost, or the worker it was delivered to died before
-  starting it);
+  period (`SALIENCY_RECONCILE_EVERY_S`): 55 s on the defaults; so is a chunk `sent` long
+  ago whose task is neither in Celery's queue nor delivered recently (the message was lost,
+  or the worker it was delivered to died before starting it);
 - a job whose chunks are all done, or that is finalizing, with no finalizer holding its
   control lease gets one; so does a planning job with no planner;
 - chunks waiting for their model start (or fail) once the model is validated;

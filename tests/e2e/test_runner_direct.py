@@ -107,12 +107,14 @@ def test_an_item_tried_too_often_fails_alone(ctx):
     from worker import runner
 
     job_id = _job(ctx, 3)
-    ctx.redis.hincrby(job_sub(job_id, "attempts"), "1", 2)  # two workers lost on it
+    limit = ctx.settings.max_attempts
+    ctx.redis.hset(job_sub(job_id, "losses"), "1", limit - 1)  # workers lost on it before
+    ctx.redis.hset(job_sub(job_id, "inflight"), "0", "[1]")  # ... and once more, last run
     runner.run_chunk(ctx, job_id, 0, "w")
     _finish(ctx, job_id)
     job = ctx.jobs.get(job_id)
     assert job.status is JobStatus.SUCCEEDED and (job.done, job.failed) == (2, 1)
-    assert "gave up after 2 attempts" in ctx.jobs.items(job_id, [1])[0].error
+    assert f"gave up after {limit} attempts" in ctx.jobs.items(job_id, [1])[0].error
 
 
 def test_a_job_cancelled_before_its_run_runs_nothing_and_lists_its_items_cancelled(ctx):
