@@ -50,7 +50,6 @@ class Pass:
                  autocast: Callable[[], Any]) -> None:
         self.x = x.detach().requires_grad_(grad)
         self.switch = RuleSwitch()
-        self.grad = grad
         self.override = override
         rectifiers = override_rectifiers(self.switch) if override else nullcontext()
         with torch.set_grad_enabled(grad), taps.capture(layers) as activations, rectifiers:
