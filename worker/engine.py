@@ -250,6 +250,7 @@ class Engine:
             if rule is not None:
                 first.check_rule(rule)
         call.shared = first
+        call.scores = torch.stack([first.scores(rank) for rank in range(call.ranks)])
         outputs: dict[int, Maps] = {}
         for p, rule in zip(request.shared, rules, strict=True):
             outputs[p] = request.impls[p].compute(call, request.specs[p].params, p)
