@@ -33,13 +33,12 @@ class CoverageCount:
     applied: int = 0
 
     def add(self, done: Pass, rule: BackwardRule) -> None:
-        self.relu_calls = max(self.relu_calls, done.overridden + done.escaped)
-        self.overridden = (done.overridden if self.overridden is None
-                           else min(self.overridden, done.overridden))
-        self.applied += done.applied(rule)
+        """Fold in one pass: the rectifiers of its graph, and its backward applications."""
+        self.merge(CoverageCount(done.overridden + done.escaped, done.overridden,
+                                 done.applied(rule)))
 
     def merge(self, other: CoverageCount) -> None:
-        """Fold in the count of another chunk of the same call."""
+        """Fold in another count: structural counts are per pass, applications add up."""
         self.relu_calls = max(self.relu_calls, other.relu_calls)
         if other.overridden is not None:
             self.overridden = (other.overridden if self.overridden is None
@@ -59,6 +58,7 @@ class Call:
     rows_without_grad: int  # rows a forward-only pass may hold
     target_layers: tuple[str, ...]
     shared: Pass | None = None
+    scores: torch.Tensor | None = None  # ranks×images: each target's score at the image
     coverage: dict[int, CoverageCount] = field(default_factory=dict)
 
     @property
@@ -109,6 +109,17 @@ class Call:
         if grad and rule is not None:
             done.check_rule(rule)
         return done
+
+    def target_scores(self, images: torch.Tensor) -> torch.Tensor:
+        """ranks×N: each target's score at `images` (one per image of the call), forward only."""
+        scores = torch.zeros((self.ranks, len(images)), device=self.device)
+
+        def compute(rows: torch.Tensor, start: int, stop: int) -> None:
+            done = self.run_pass(rows, range(start, stop), grad=False)
+            scores[:, start:stop] = torch.stack([done.scores(r) for r in range(self.ranks)])
+
+        self.in_micro_batches(len(images), lambda a, b: images[a:b], compute, grad=False)
+        return scores
 
     def in_micro_batches(self, total: int, build: Callable[[int, int], Any],
                          compute: Callable[[Any, int, int], None], *, grad: bool) -> None:

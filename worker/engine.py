@@ -31,9 +31,9 @@ from worker.membudget import (
     rows_that_fit,
 )
 from worker.methods import Method, Params, get_method, resolve_method
-from worker.methods.base import Computed
+from worker.methods.base import Computed, Maps
 from worker.passes import Pass, model_logits
-from worker.targets import LayerTaps, select
+from worker.targets import LayerTaps, Selection, select
 
 __all__ = ["AttributionMap", "BatchResult", "Coverage", "Engine", "ImageResult", "model_logits"]
 
@@ -90,6 +90,29 @@ class ImageResult:
 class BatchResult:
     images: list[ImageResult]
     coverage: dict[int, Coverage | None]  # by method position; None: the method has no rule
+
+
+@dataclass
+class _Request:
+    """One `attribute` call's methods, targets and seeds, and the passes' sizes."""
+
+    specs: list[MethodSpec]
+    impls: list[Method]
+    targets: list[Target]
+    seeds: list[int]
+    target_layers: tuple[str, ...]
+    layers: tuple[str, ...] = ()  # what the shared pass records for its methods
+    rows_with_grad: int = 1
+    rows_without_grad: int = 1
+
+    @property
+    def shared(self) -> list[int]:
+        """Positions of the methods computed from the images' one forward pass."""
+        return [p for p, impl in enumerate(self.impls) if impl.shares_forward]
+
+    def call(self, engine: Engine, chunk: torch.Tensor, start: int, stop: int) -> Call:
+        return Call(engine, chunk, [], self.seeds[start:stop], self.rows_with_grad,
+                    self.rows_without_grad, self.target_layers)
 
 
 class Engine:
@@ -173,7 +196,6 @@ class Engine:
         specs = [resolve_method(m) for m in methods]
         if not specs:
             raise ValueError("at least one method is required")
-        impls = [get_method(spec.name) for spec in specs]
         n = images.shape[0]
         per_image = list(targets) if isinstance(targets, Sequence) else [targets] * n
         if len(per_image) != n:
@@ -182,56 +204,68 @@ class Engine:
         if len(seeds) != n:
             raise ValueError(f"{len(seeds)} seeds for {n} images; give one per image")
         x = images.detach().to(self.device, torch.float32)
-        target_layers = tuple(sorted({t.layer for t in per_image if isinstance(t, LayerTarget)}))
-        self.taps.check(target_layers)
+        request = _Request(specs, [get_method(spec.name) for spec in specs], per_image, seeds,
+                           tuple(sorted({t.layer for t in per_image
+                                         if isinstance(t, LayerTarget)})))
+        self.taps.check(request.target_layers)
+        whole = request.call(self, x, 0, n)
+        for p, (impl, spec) in enumerate(zip(request.impls, specs, strict=True)):
+            impl.check(spec.params, whole, p)
+        request.layers = tuple(dict.fromkeys(
+            layer for p in request.shared
+            for layer in request.impls[p].layers(specs[p].params, whole)))
+        request.rows_with_grad, request.rows_without_grad = self._plan(
+            x, per_image, len(specs), backward=any(impl.backward for impl in request.impls))
 
-        whole = Call(self, x, [], seeds, 0, 0, target_layers)
-        for position, (impl, spec) in enumerate(zip(impls, specs, strict=True)):
-            impl.check(spec.params, whole, position)
-        shared = [p for p, impl in enumerate(impls) if impl.shares_forward]
-        layers = tuple(dict.fromkeys(
-            layer for p in shared for layer in impls[p].layers(specs[p].params, whole)))
-        rows_with_grad, rows_without_grad = self._plan(
-            x, per_image, len(specs), backward=any(impl.backward for impl in impls))
-        chunk_rows = rows_with_grad if shared else rows_without_grad
-
-        done: dict[int, tuple[Any, list[dict[int, Computed]], list]] = {}
+        done: dict[int, ImageResult] = {}
         coverage: dict[int, CoverageCount] = {}
 
         def compute(chunk: torch.Tensor, start: int, stop: int) -> None:
-            call = Call(self, chunk, [], seeds[start:stop], rows_with_grad, rows_without_grad,
-                        target_layers)
-            strict = [impls[p].rule(specs[p].params) for p in shared]
-            first = self.forward(chunk, (*target_layers, *layers), grad=bool(shared),
-                                 override=any(r is not None and r.needs_every_rectifier
-                                              for r in strict))
-            call.selections = first.selections = select(per_image[start:stop],
-                                                        first.logits.detach())
-            probs = first.logits.detach().float().softmax(dim=1).cpu()
-            for rule in strict:
-                if rule is not None:
-                    first.check_rule(rule)
-            call.shared = first
-            outputs: dict[int, list[dict[int, Computed]]] = {}
-            for p in shared:
-                outputs[p] = impls[p].compute(call, specs[p].params, p)
-                call.count(p, first, impls[p].rule(specs[p].params))
-            call.shared = first = None  # free the shared graph before the methods' own passes
-            for p, (impl, spec) in enumerate(zip(impls, specs, strict=True)):
-                if p not in outputs:
-                    outputs[p] = impl.compute(call, spec.params, p)
-            for p, count in call.coverage.items():
+            images, counts = self._attribute_chunk(request, chunk, start, stop)
+            for p, count in counts.items():  # merged once the whole chunk has succeeded
                 coverage.setdefault(p, CoverageCount()).merge(count)
-            for j in range(stop - start):
-                done[start + j] = (probs[j], [outputs[p][j] for p in range(len(specs))],
-                                   call.selections[j])
+            done.update(zip(range(start, stop), images, strict=True))
 
+        chunk_rows = request.rows_with_grad if request.shared else request.rows_without_grad
         in_micro_batches(n, chunk_rows, lambda a, b: x[a:b], compute, self.device)
         return BatchResult(
-            images=[self._image_result(specs, *done[i]) for i in range(n)],
+            images=[done[i] for i in range(n)],
             coverage={p: self._coverage(impl, spec.params, coverage.get(p))
-                      for p, (impl, spec) in enumerate(zip(impls, specs, strict=True))},
+                      for p, (impl, spec) in enumerate(zip(request.impls, specs, strict=True))},
         )
+
+    def _attribute_chunk(self, request: _Request, chunk: torch.Tensor, start: int, stop: int
+                         ) -> tuple[list[ImageResult], dict[int, CoverageCount]]:
+        """The results of images start..stop: the shared pass and its methods, then the rest."""
+        call = request.call(self, chunk, start, stop)
+        rules = [request.impls[p].rule(request.specs[p].params) for p in request.shared]
+        first = self.forward(chunk, (*request.target_layers, *request.layers),
+                             grad=bool(request.shared),
+                             override=any(r is not None and r.needs_every_rectifier
+                                          for r in rules))
+        call.selections = first.selections = select(request.targets[start:stop],
+                                                    first.logits.detach())
+        probs = first.logits.detach().float().softmax(dim=1).cpu()
+        for rule in rules:
+            if rule is not None:
+                first.check_rule(rule)
+        call.shared = first
+        call.scores = torch.stack([first.scores(rank) for rank in range(call.ranks)])
+        outputs: dict[int, Maps] = {}
+        for p, rule in zip(request.shared, rules, strict=True):
+            outputs[p] = request.impls[p].compute(call, request.specs[p].params, p)
+            call.count(p, first, rule)
+        call.shared = first = None  # free the shared graph before the methods' own passes
+        for p, (impl, spec) in enumerate(zip(request.impls, request.specs, strict=True)):
+            if p not in outputs:
+                outputs[p] = impl.compute(call, spec.params, p)
+        images = [
+            self._image_result(request.specs, probs[j], [outputs[p][j] for p in
+                                                         range(len(request.specs))],
+                               call.selections[j])
+            for j in range(stop - start)
+        ]
+        return images, call.coverage
 
     def _plan(self, x: torch.Tensor, per_image: list[Target], methods: int, *, backward: bool
               ) -> tuple[int, int]:
@@ -250,8 +284,8 @@ class Engine:
         return with_grad, without_grad
 
     @staticmethod
-    def _image_result(specs: list[MethodSpec], probs: torch.Tensor,
-                      outputs: list[dict[int, Computed]], selections: list) -> ImageResult:
+    def _image_result(specs: list[MethodSpec], probs: torch.Tensor, outputs: list[dict[int,
+                      Computed]], selections: list[Selection]) -> ImageResult:
         maps = [
             AttributionMap(specs[p].name, p, selections[rank].to_json(),
                            computed.values.detach().float().contiguous().cpu().numpy(),

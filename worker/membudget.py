@@ -12,8 +12,8 @@ buffers excluded), gives per row:
 
 each times `SAFETY` (3), for what the count cannot see: allocator rounding and retention,
 convolution workspaces, autocast's weight copies. Measured on CPU (peak resident growth per
-row, docs/engine.md), the estimate with gradients is 1.7-2.8 times the real need, and the
-forward-only one 2.5-6.6 times. The probe runs once per input shape and engine.
+row, docs/engine.md), the estimate with gradients is 1.7-3.0 times the real need, and the
+forward-only one 3.7-6.6 times. The probe runs once per input shape and engine.
 
 The budget. `memory_budget_mb` when given (the service passes `SALIENCY_MEMORY_BUDGET_MB`);
 else, on CUDA, 90 % of the free device memory plus what PyTorch's allocator holds unused, and

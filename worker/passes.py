@@ -50,7 +50,6 @@ class Pass:
                  autocast: Callable[[], Any]) -> None:
         self.x = x.detach().requires_grad_(grad)
         self.switch = RuleSwitch()
-        self.grad = grad
         self.override = override
         rectifiers = override_rectifiers(self.switch) if override else nullcontext()
         with torch.set_grad_enabled(grad), taps.capture(layers) as activations, rectifiers:
@@ -88,8 +87,13 @@ class Pass:
         """Each row's target score for map `rank` (float32; 0 where the row has none)."""
         return target_scores(self.selections, rank, self.logits, self.activations)
 
-    def input_grads(self, rule: BackwardRule, rank: int) -> torch.Tensor | None:
-        """d score / d row under `rule`, rows×C×H×W float32; None if no row has this rank."""
+    def input_grads(self, rule: BackwardRule, rank: int, *, last: bool = False
+                    ) -> torch.Tensor | None:
+        """d score / d row under `rule`, rows×C×H×W float32; None if no row has this rank.
+
+        `last` frees the graph as the backward pass goes, which lowers its peak memory: the
+        caller takes no other backward pass from this forward pass.
+        """
         key = ("input", rule.name, rank)
         if key not in self._cache:
             if rule.needs_every_rectifier and not self.override:
@@ -99,7 +103,7 @@ class Pass:
             grad = None
             if outputs:
                 self.switch.rule = rule
-                (grad,) = torch.autograd.grad(outputs, self.x, seeds, retain_graph=True)
+                (grad,) = torch.autograd.grad(outputs, self.x, seeds, retain_graph=not last)
                 grad = grad.detach().float()
             self._cache[key] = grad
         return self._cache[key]

@@ -43,8 +43,8 @@ class IntegratedGradients(Method):
     IG(x) = (x − x') ⊙ Σ_k w_k ∇f(x' + α_k (x − x')), with the points α_k and weights w_k of
     `rule`: Gauss–Legendre, as Captum's `IntegratedGradients`, or the trapezoid rule (whose
     weights Captum scales by (n − 1)/n, see `quadrature`). Each
-    map reports `convergence_delta` = Σ IG(x) − (f(x) − f(x')), f the target's logit; the
-    two end points are computed as two more rows of the same passes. The baseline x' is
+    map reports `convergence_delta` = Σ IG(x) − (f(x) − f(x')), f the target's logit, with
+    f(x) from the call's forward pass and f(x') from a forward-only pass. The baseline x' is
     `black`, `blurred`, `uniform` (seeded by `method_seed(item seed, position)`) or a C×H×W
     tensor (the pipeline's resolved input reference), see `worker.baselines`.
     """
@@ -85,34 +85,31 @@ class IntegratedGradients(Method):
         x, ranks = call.x, call.ranks
         start_points = self.baselines(call, params, position)
         alphas, weights = quadrature(params["rule"], params["steps"])
-        alphas, weights = [*alphas, 0.0, 1.0], [*weights, 0.0, 0.0]  # f(x') and f(x) as rows
-        per_image = len(alphas)
+        steps = len(alphas)
         total = torch.zeros((ranks, *x.shape), device=call.device)
-        ends = torch.zeros((ranks, len(x), 2), device=call.device)
         alpha_of = torch.tensor(alphas, device=call.device, dtype=x.dtype)
         weight_of = torch.tensor(weights, device=call.device, dtype=torch.float32)
 
         def build(start: int, stop: int) -> torch.Tensor:
             index = torch.arange(start, stop, device=call.device)
-            images, k = index // per_image, index % per_image
+            images, k = index // steps, index % steps
             base = start_points[images]
             return base + alpha_of[k].view(-1, 1, 1, 1) * (x[images] - base)
 
         def compute(rows: torch.Tensor, start: int, stop: int) -> None:
             index = torch.arange(start, stop, device=call.device)
-            images, k = index // per_image, index % per_image
+            images, k = index // steps, index % steps
             done = call.run_pass(rows, images.tolist(), grad=True)
-            grads = [done.input_grads(GRADIENT, rank) for rank in range(ranks)]
-            scores = [done.scores(rank) for rank in range(ranks)]
-            is_end = k >= per_image - 2
+            grads = [done.input_grads(GRADIENT, rank, last=rank == ranks - 1)
+                     for rank in range(ranks)]
             for rank, grad in enumerate(grads):
                 if grad is not None:
                     add_rows(total[rank], grad * weight_of[k].view(-1, 1, 1, 1), images)
-                    ends[rank, images[is_end], k[is_end] - (per_image - 2)] = scores[rank][is_end]
 
-        call.in_micro_batches(len(x) * per_image, build, compute, grad=True)
+        call.in_micro_batches(len(x) * steps, build, compute, grad=True)
         attributions = total * (x - start_points)
-        deltas = attributions.flatten(2).sum(2) - (ends[..., 1] - ends[..., 0])
+        gaps = call.scores - call.target_scores(start_points)
+        deltas = attributions.flatten(2).sum(2) - gaps
         return [{rank: Computed(attributions[rank, i],
                                 {"convergence_delta": float(deltas[rank, i])})
                  for rank in range(len(chosen))}

@@ -29,8 +29,8 @@ class Occlusion(Method):
     mean, over the positions whose patch covers it, of f(x) − f(x with the patch filled) —
     Captum's `Occlusion` with window (C, patch, patch) and strides (C, stride, stride). The
     fill is `zero` (pixel 0, black), `mean` (normalized 0) or `blur` (the blurred image,
-    `worker.baselines`). No gradients: every position is one row of forward-only passes,
-    and the image itself is one more row, for f(x).
+    `worker.baselines`). No gradients: every position is one row of forward-only passes;
+    f(x) comes from the call's forward pass.
     """
 
     name = "occlusion"
@@ -57,33 +57,29 @@ class Occlusion(Method):
                 "blur": baselines.blurred}[params["fill"]](x)
         boxes = [(y0, y1, x0, x1) for y0, y1 in windows(height, params["patch"], params["stride"])
                  for x0, x1 in windows(width, params["patch"], params["stride"])]
-        per_image = len(boxes) + 1  # row 0 of each image is the image itself
+        per_image = len(boxes)
         covered = torch.zeros((height, width), device=call.device)
         for y0, y1, x0, x1 in boxes:
             covered[y0:y1, x0:x1] += 1
         drops = torch.zeros((ranks, len(x), height, width), device=call.device)
-        unoccluded = torch.zeros((ranks, len(x)), device=call.device)
 
         def build(start: int, stop: int) -> torch.Tensor:
-            rows = x[[row // per_image for row in range(start, stop)]].clone()
+            rows = x[[row // per_image for row in range(start, stop)]]  # a copy
             for j, row in enumerate(range(start, stop)):
                 i, k = divmod(row, per_image)
-                if k:
-                    y0, y1, x0, x1 = boxes[k - 1]
-                    rows[j, :, y0:y1, x0:x1] = fill[i, :, y0:y1, x0:x1]
+                y0, y1, x0, x1 = boxes[k]
+                rows[j, :, y0:y1, x0:x1] = fill[i, :, y0:y1, x0:x1]
             return rows
 
         def compute(rows: torch.Tensor, start: int, stop: int) -> None:
             images = [row // per_image for row in range(start, stop)]
             done = call.run_pass(rows, images, grad=False)
             scores = torch.stack([done.scores(rank) for rank in range(ranks)])
-            for j, row in enumerate(range(start, stop)):  # row 0 of an image comes first
+            drop = call.scores[:, images] - scores
+            for j, row in enumerate(range(start, stop)):
                 i, k = divmod(row, per_image)
-                if k == 0:
-                    unoccluded[:, i] = scores[:, j]
-                else:
-                    y0, y1, x0, x1 = boxes[k - 1]
-                    drops[:, i, y0:y1, x0:x1] += (unoccluded[:, i] - scores[:, j])[:, None, None]
+                y0, y1, x0, x1 = boxes[k]
+                drops[:, i, y0:y1, x0:x1] += drop[:, j, None, None]
 
         call.in_micro_batches(len(x) * per_image, build, compute, grad=False)
         values = (drops / covered).unsqueeze(2).expand(-1, -1, x.shape[1], -1, -1)

@@ -55,7 +55,8 @@ class SmoothGrad(Method):
         def compute(rows: torch.Tensor, start: int, stop: int) -> None:
             images = torch.arange(start, stop, device=call.device) // samples
             done = call.run_pass(rows, images.tolist(), grad=True, rule=rule)
-            grads = [done.input_grads(rule, rank) for rank in range(ranks)]
+            grads = [done.input_grads(rule, rank, last=rank == ranks - 1)
+                     for rank in range(ranks)]
             for rank, grad in enumerate(grads):
                 if grad is not None:
                     add_rows(sums[rank], grad, images)
