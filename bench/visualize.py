@@ -13,8 +13,9 @@ Contenders, per model and batch, on the engine's frozen eval-mode model:
   all       every regularizer at once: blur every step, both clips, l2, TV and α-norm.
 Each timed call runs `--steps` steps (the floor as many forward + gradient passes).
 Repetitions are interleaved (each repeat runs every contender once, in a rotating order), so
-the noise of a shared machine spreads over all of them; steps/s come from the median time,
-and the ratio of the fastest calls is given beside it.
+the noise of a shared machine spreads over all of them; steps/s come from the median time.
+Beside that ratio: the ratio of the fastest calls, and on the CPU the ratio of the median
+process CPU times (the work done, whatever other processes made the step wait for).
 The target is a throughput of at least 0.85 of the floor's at batch 8, for `default`.
 
 `--models` takes `efficientnet_lite0` (the built-in model, ImageNet weights, converted on
@@ -91,22 +92,26 @@ def sync(device: torch.device) -> None:
 
 
 def time_interleaved(contenders: dict[str, Callable[[], None]], repeats: int, warmup: int,
-                     device: torch.device) -> dict[str, list[float]]:
-    """Seconds per call of each contender; every repeat runs all of them, order rotating."""
+                     device: torch.device) -> tuple[dict[str, list[float]],
+                                                    dict[str, list[float]]]:
+    """Wall-clock and process CPU seconds per call of each contender; every repeat runs all
+    of them, order rotating."""
     names = list(contenders)
     for _ in range(warmup):
         for name in names:
             contenders[name]()
-    times: dict[str, list[float]] = {name: [] for name in names}
+    wall: dict[str, list[float]] = {name: [] for name in names}
+    cpu: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
         shift = r % len(names)
         for name in names[shift:] + names[:shift]:
             sync(device)
-            started = time.perf_counter()
+            started, started_cpu = time.perf_counter(), time.process_time()
             contenders[name]()
             sync(device)
-            times[name].append(time.perf_counter() - started)
-    return times
+            wall[name].append(time.perf_counter() - started)
+            cpu[name].append(time.process_time() - started_cpu)
+    return wall, cpu
 
 
 def bench_one(model_name: str, batch: int, args: argparse.Namespace) -> list[dict]:
@@ -119,10 +124,18 @@ def bench_one(model_name: str, batch: int, args: argparse.Namespace) -> list[dic
     for label, regularizers in REGULARIZERS.items():
         contenders[label] = make_run(engine, prep, batch, args.size, args.steps, total, classes,
                                      regularizers)
-    times = time_interleaved(contenders, args.repeats, args.warmup, device)
+    times, cpu_times = time_interleaved(contenders, args.repeats, args.warmup, device)
 
     def steps_per_s(name: str) -> float:
         return args.steps / statistics.median(times[name])
+
+    def cpu_ratio(name: str) -> float | None:
+        """Floor over contender in process CPU time: on a CPU shared with other processes,
+        the work each step does, whatever the waiting (meaningless on CUDA)."""
+        if device.type != "cpu":
+            return None
+        return round(statistics.median(cpu_times["floor"]) / statistics.median(cpu_times[name]),
+                     3)
 
     floor = steps_per_s("floor")
     rows = []
@@ -145,6 +158,7 @@ def bench_one(model_name: str, batch: int, args: argparse.Namespace) -> list[dic
             "floor_median_s": round(statistics.median(times["floor"]), 4),
             # The fastest calls' ratio: less sensitive to other processes on a shared machine.
             "ratio_of_min_times": round(min(times["floor"]) / min(times[label]), 3),
+            "cpu_time_ratio": cpu_ratio(label),
             "steps_per_call": args.steps,
             "repeats": args.repeats,
         })
@@ -153,14 +167,16 @@ def bench_one(model_name: str, batch: int, args: argparse.Namespace) -> list[dic
 
 def print_table(rows: list[dict]) -> None:
     header = (f"{'model':<18} {'batch':>5} {'size':>4} {'device':<6} {'contender':<9} "
-              f"{'steps/s':>8} {'floor/s':>8} {'ratio':>6} {'min ratio':>9} {'target':>7}")
+              f"{'steps/s':>8} {'floor/s':>8} {'ratio':>6} {'min ratio':>9} {'cpu ratio':>9} "
+              f"{'target':>7}")
     print(header)
     print("-" * len(header))
     for r in rows:
         target = "-" if r["meets_target"] is None else ("ok" if r["meets_target"] else "MISS")
+        cpu = "-" if r["cpu_time_ratio"] is None else f"{r['cpu_time_ratio']:.3f}"
         print(f"{r['model']:<18} {r['batch']:>5} {r['size']:>4} {r['device']:<6} "
               f"{r['contender']:<9} {r['steps_per_s']:>8.3f} {r['floor_steps_per_s']:>8.3f} "
-              f"{r['ratio_to_floor']:>6.3f} {r['ratio_of_min_times']:>9.3f} {target:>7}")
+              f"{r['ratio_to_floor']:>6.3f} {r['ratio_of_min_times']:>9.3f} {cpu:>9} {target:>7}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

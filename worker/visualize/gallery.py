@@ -25,6 +25,7 @@ from PIL import Image
 from shared.examples import EXAMPLES
 from shared.modelspec import ModelSpec, parse_model_spec
 from shared.render import encode_png
+from shared.settings import Settings
 from shared.visualize_spec import (
     ChannelObjective,
     ClassObjective,
@@ -89,6 +90,7 @@ def values_on(engine: Engine, model: ModelSpec, spec: VisualizeSpec, images: tor
 
 
 def top5(engine: Engine, model: ModelSpec, image: np.ndarray) -> list[dict[str, Any]]:
+    """The model's five most probable classes on a normalized picture."""
     with torch.no_grad():
         probs = engine.model(torch.from_numpy(image)[None].to(engine.device)).softmax(dim=1)[0]
     top = probs.topk(5)
@@ -145,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
             continue
         started = time.perf_counter()
         spec = parse_visualize_spec({"model": model.name, **raw},
-                                    max_steps=2000).for_model(model)
+                                    max_steps=Settings.from_env().max_visualize_steps).for_model(model)
         inputs = {item.index: examples[item.objective.input.value] for item in spec.items()
                   if isinstance(item.objective, (InvertObjective, DreamObjective))}
         run = VisualizationRun.start(engine, spec, spec.items(),
