@@ -146,8 +146,8 @@ def main(argv: list[str] | None = None) -> None:
         if name not in args.panels.split(","):
             continue
         started = time.perf_counter()
-        spec = parse_visualize_spec({"model": model.name, **raw},
-                                    max_steps=Settings.from_env().max_visualize_steps).for_model(model)
+        limit = Settings.from_env().max_visualize_steps
+        spec = parse_visualize_spec({"model": model.name, **raw}, max_steps=limit).for_model(model)
         inputs = {item.index: examples[item.objective.input.value] for item in spec.items()
                   if isinstance(item.objective, (InvertObjective, DreamObjective))}
         run = VisualizationRun.start(engine, spec, spec.items(),
