@@ -25,6 +25,7 @@ from safetensors.torch import load_file
 
 from devstack import ROOT, start_worker
 from e2e.helpers import FINAL, all_items, submit, wait
+from shared.redisio import WORKERS
 
 LOGS = ROOT / "test-output" / "logs"
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)  # the tiny model's normalization
@@ -69,9 +70,19 @@ class Done:
 
 @pytest.fixture(scope="module")
 def second_worker(file_backend):
+    """A second worker on the file backend, once its pool process is warm: it then beats
+    the fair queue's liveness set, so that chunks are sent to both workers at once."""
     worker = start_worker(file_backend.env, LOGS, name="worker-file-top")
-    yield worker
-    worker.stop()
+    try:
+        r = file_backend.redis()
+        deadline = time.monotonic() + 120
+        while not any(name.startswith("worker-file-top") for name in r.zrange(WORKERS, 0, -1)):
+            worker.check_alive()
+            assert time.monotonic() < deadline, "the second worker did not warm up in 120 s"
+            time.sleep(0.2)
+        yield worker
+    finally:
+        worker.stop()
 
 
 @pytest.fixture(scope="module")
@@ -174,14 +185,15 @@ def test_the_projections_equal_the_engines_layer_position_maps(done, model, pict
     fields = JOBS[name]
     checked = 0
     for channel in done[name].report["channels"]:
-        for unit in channel["top"]:
+        units = channel["top"]
+        x = torch.stack([normalized(pictures[unit["index"]]) for unit in units])
+        targets = [LayerTarget(fields["layer"], channel["channel"], tuple(unit["position"]))
+                   for unit in units]
+        result = engine.attribute(x, fields["methods"], targets)
+        for unit, image in zip(units, result.images, strict=True):
             assert list(unit["projections"]) == fields["methods"]
-            x = normalized(pictures[unit["index"]])[None]
-            target = LayerTarget(fields["layer"], channel["channel"], tuple(unit["position"]))
-            result = engine.attribute(x, fields["methods"], target)
-            for method, want in zip(fields["methods"], result.images[0].maps, strict=True):
-                got = np.load(io.BytesIO(requests.get(unit["projections"][method]["npy"],
-                                                      timeout=30).content))
+            for method, want in zip(fields["methods"], image.maps, strict=True):
+                got = np.load(io.BytesIO(fetch(unit["projections"][method]["npy"])))
                 assert got.shape == want.values.shape == (3, 32, 32)
                 assert np.abs(want.values).max() > 0
                 assert norm_error(got, want.values) < 1e-4, (channel["channel"], unit, method)
