@@ -92,6 +92,8 @@ def item_json(job: Job, index: int, source: InputSource | None,
         if source is not None and source.id is not None:
             out["id"] = source.id
         return out
+    if job.status in (JobStatus.CANCELLED, JobStatus.FAILED):
+        record = record.ended_unfinished()
     kinds = tuple(job.spec.get("outputs", OUTPUT_FILES))
     out = {
         "index": index, "input": record.input, "status": record.status.value,

@@ -136,6 +136,13 @@ class ItemRecord:
     def with_status(self, status: ItemStatus, error: str | None = None) -> ItemRecord:
         return replace(self, status=status, error=error)
 
+    def ended_unfinished(self) -> ItemRecord:
+        """This record once its job has ended: an item still `pending` (its progress shown
+        part-way) is `cancelled`, keeping what it showed; a finished one is as it was."""
+        if self.status != ItemStatus.PENDING:
+            return self
+        return self.with_status(ItemStatus.CANCELLED, "not finished: the job ended first")
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "index": self.index, "status": self.status.value, "input": self.input,

@@ -26,7 +26,6 @@ from shared.results import write_parquet
 from shared.specs import job_spec_from_json
 from shared.status import ItemStatus
 from shared.visualize_spec import VisualizeSpec
-from worker.attribution.finalize import records
 from worker.attribution.sinks import RunResult
 from worker.batches import Fenced
 from worker.context import WorkerContext
@@ -131,7 +130,7 @@ def finalize_visualization(ctx: WorkerContext, job: Job, model: ModelSpec | None
     entries: list[dict[str, Any]] = []
     with tempfile.TemporaryFile() as out:
         def feed():
-            for rec in records(ctx, job):
+            for rec in _final_records(ctx, job):
                 if rec.status == ItemStatus.SUCCEEDED and rec.outputs:
                     entries.append(_report_entry(ctx, keys, rec))
                 yield rec
@@ -143,6 +142,16 @@ def finalize_visualization(ctx: WorkerContext, job: Job, model: ModelSpec | None
     report = {"kind": "visualize", "objective": spec.get("objective"),
               "steps": spec.get("steps"), "items": entries}
     ctx.storage.put(keys.report, json.dumps(report).encode(), "application/json")
+
+
+def _final_records(ctx: WorkerContext, job: Job) -> list[ItemRecord]:
+    """Every item's record, in order: those that never ran or stopped part-way (the job was
+    cancelled or failed) as `cancelled`, the latter with the snapshots and curve they showed."""
+    items = job_spec_from_json(job.spec).work.items()
+    stored = ctx.jobs.items(job.id, [item.index for item in items])
+    return [rec.ended_unfinished() if rec is not None else
+            _record(item, ItemStatus.CANCELLED, None, None, "not run: the job ended first")
+            for item, rec in zip(items, stored, strict=True)]
 
 
 def _report_entry(ctx: WorkerContext, keys: JobKeys, rec: ItemRecord) -> dict[str, Any]:

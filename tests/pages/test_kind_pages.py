@@ -1,6 +1,6 @@
 """The job page by kind in headless Chromium: a real `top_activations` job (on S3 with API
 keys: presigned pictures), warnings beside the maps of a real DeconvNet job, and a
-`visualize` job from a stub of the API (that kind does not run on the stack yet)."""
+`visualize` job watched as it runs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from browsing import give_key, images_loaded, ready, screenshot
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
-from visualize_stub import OBJECTIVES, SNAPSHOT_EVERY, STEPS, StubServer, VisualizeStub, curve
 
 
 @pytest.mark.parametrize("stack", ["s3"], indirect=True)
@@ -52,14 +51,8 @@ def made_items(made) -> list[dict]:
     return requests.get(f"{made.url}/v1/jobs/{made.job['id']}/items", timeout=10).json()["items"]
 
 
-@pytest.fixture
-def visualize_stub():
-    stub = VisualizeStub()
-    server = StubServer(stub)
-    try:
-        yield stub
-    finally:
-        server.stop()
+STEPS, SNAPSHOT_EVERY = 1200, 100  # long enough (seconds) for the page to see it part-way
+OBJECTIVES = [{"class": 3}, {"layer": "layer1", "channel": 5}]
 
 
 def points(card) -> int:
@@ -67,34 +60,40 @@ def points(card) -> int:
     return len(lines[0].get_attribute("points").split()) if lines else 0
 
 
-def test_a_visualize_page_shows_the_pictures_as_they_arrive(browser, visualize_stub):
-    stub = visualize_stub
-    browser.get(f"{stub.url}/jobs/0123456789abcdef0123456789abcdef")
-    wait = WebDriverWait(browser, 30)
+def snapshots(card) -> int:
+    return len(card.find_elements(By.CSS_SELECTOR, ".snapshots img"))
+
+
+def test_a_visualize_page_shows_the_pictures_as_they_arrive(browser, api_url, named_model):
+    body = {"kind": "visualize", "model": named_model, "objective": OBJECTIVES, "size": 32,
+            "steps": STEPS, "snapshot_every": SNAPSHOT_EVERY, "seed": 1,
+            "regularizers": {"jitter": 1, "scale": None, "rotate": None}}
+    response = requests.post(f"{api_url}/v1/jobs", json=body, timeout=30)
+    assert response.status_code == 202, response.text
+    job_id = response.json()["id"]
+    browser.get(f"{api_url}/jobs/{job_id}")
+    wait = WebDriverWait(browser, 120)
     cards = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#visuals .card.visual"))
-    assert browser.find_element(By.ID, "status").text.lower() == "running"
     assert [c.find_element(By.CSS_SELECTOR, ".input").text for c in cards] == [
-        "0: class 3 (class-3)", "1: layer1 channel 5"]
+        "0: class 3 (cat)", "1: layer1 channel 5"]
 
-    stub.advance(STEPS // 2)  # half-way: a picture, two snapshots and half a curve each
-    half = STEPS // 2
-    wait.until(lambda d: all(points(c) == half for c in cards))
-    wait.until(lambda d: all(len(c.find_elements(By.CSS_SELECTOR, ".snapshots img"))
-                             == half // SNAPSHOT_EVERY for c in cards))
-    first_snapshot = cards[0].find_element(By.CSS_SELECTOR, ".snapshots img")
-    assert images_loaded(browser) == len(OBJECTIVES) * (1 + half // SNAPSHOT_EVERY)
-    assert browser.find_element(By.ID, "counts").text.startswith(
-        f"{half * len(OBJECTIVES)} / {STEPS * len(OBJECTIVES)} steps")
+    # part-way: some snapshots and part of the curve, while the job still runs
+    wait.until(lambda d: any(0 < snapshots(c) < STEPS // SNAPSHOT_EVERY for c in cards))
+    first_snapshot = next(c for c in cards if snapshots(c)).find_element(
+        By.CSS_SELECTOR, ".snapshots img")
+    assert browser.find_element(By.ID, "status").text.lower() == "running"
+    assert any(0 < points(c) < STEPS for c in cards)
 
-    stub.advance(STEPS)
-    ready(browser)
+    ready(browser, timeout=240)
     assert browser.find_element(By.ID, "status").text.lower() == "succeeded"
-    for index, card in enumerate(cards):
-        snapshots = card.find_elements(By.CSS_SELECTOR, ".snapshots img")
-        assert len(snapshots) == STEPS // SNAPSHOT_EVERY
-        assert points(card) == len(curve(index, STEPS))
-        assert card.find_element(By.CSS_SELECTOR, "img.picture").get_attribute(
-            "src").endswith(f"/stub/{index}/{STEPS}.png")
+    items = requests.get(f"{api_url}/v1/jobs/{job_id}/items", timeout=10).json()["items"]
+    for card, item in zip(cards, items, strict=True):
+        assert snapshots(card) == STEPS // SNAPSHOT_EVERY
+        assert points(card) == STEPS
+        src = card.find_element(By.CSS_SELECTOR, "img.picture").get_attribute("src")
+        assert src.split("?")[0] == item["outputs"][0]["png"].split("?")[0]
+    assert browser.find_element(By.ID, "counts").text.startswith(
+        f"{STEPS * len(OBJECTIVES)} / {STEPS * len(OBJECTIVES)} steps")
     try:  # the pictures already shown were kept, not drawn again
         assert first_snapshot.get_attribute("alt") == "snapshot 1"
     except StaleElementReferenceException:
