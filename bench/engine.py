@@ -55,14 +55,18 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 import torchvision
 
-from shared.methods import MethodSpec, method_spec
-from worker.allocator import keep_freed_memory
-from worker.engine import Engine
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script, too
+
+from bench.timing import sync, time_interleaved  # noqa: E402
+from shared.methods import MethodSpec, method_spec  # noqa: E402
+from worker.allocator import keep_freed_memory  # noqa: E402
+from worker.engine import Engine  # noqa: E402
 
 METHODS = ("gradient", "guided_backprop", "deconvnet")
 NEW_METHODS = ("smoothgrad", "integrated_gradients", "gradcam", "guided_gradcam", "occlusion")
@@ -89,8 +93,7 @@ class Setup:
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
     def sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
+        sync(self.device)
 
 
 def make_floor(model: torch.nn.Module, x: torch.Tensor, setup: Setup) -> Callable[[], None]:
@@ -238,27 +241,6 @@ def peak_memory_mb(run: Callable[[], None], setup: Setup) -> float:
     return (peak - before) / 2**20
 
 
-def time_interleaved(
-    contenders: dict[str, Callable[[], None]], repeats: int, warmup: int, setup: Setup
-) -> dict[str, list[float]]:
-    """Seconds per call of each contender; every repeat runs all of them, order rotating."""
-    names = list(contenders)
-    for _ in range(warmup):
-        for name in names:
-            contenders[name]()
-    setup.sync()
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(repeats):
-        shift = r % len(names)
-        for name in names[shift:] + names[:shift]:
-            setup.sync()
-            start = time.perf_counter()
-            contenders[name]()
-            setup.sync()
-            times[name].append(time.perf_counter() - start)
-    return times
-
-
 def cosine_to_float32(
     model: torch.nn.Module, x: torch.Tensor, engine: Engine, setup: Setup,
     groups: dict[str, tuple[str, ...]], args: argparse.Namespace,
@@ -328,7 +310,7 @@ def memory_in_fresh_process(name: str, model_name: str, batch: int,
 def bench_one(model_name: str, batch: int, args: argparse.Namespace, setup: Setup) -> list[dict]:
     contenders, built, x, engine = build(model_name, batch, args, setup)
     chosen = groups(args)
-    times = time_interleaved(contenders, args.repeats, args.warmup, setup)
+    times = time_interleaved(contenders, args.repeats, args.warmup, setup.device).wall
     if setup.device.type == "cpu":
         memory = {name: memory_in_fresh_process(name, model_name, batch, args)
                   for name in contenders}

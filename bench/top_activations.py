@@ -35,6 +35,7 @@ from collections.abc import Callable
 import torch
 
 from bench.engine import AUTOCAST, Setup
+from bench.timing import time_interleaved
 from shared.modelspec import Preprocessing
 from shared.targets import LayerTarget
 from worker.engine import Engine
@@ -102,30 +103,10 @@ def build(model_name: str, batch: int, args: argparse.Namespace, setup: Setup):
     return contenders, layer, len(units)
 
 
-def time_interleaved(contenders: dict[str, Callable[[], None]], repeats: int, warmup: int,
-                     setup: Setup, clock: Callable[[], float]) -> dict[str, list[float]]:
-    """Seconds per call of each contender by `clock`; every repeat runs all of them, the
-    order rotating."""
-    names = list(contenders)
-    for _ in range(warmup):
-        for name in names:
-            contenders[name]()
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(repeats):
-        shift = r % len(names)
-        for name in names[shift:] + names[:shift]:
-            setup.sync()
-            start = clock()
-            contenders[name]()
-            setup.sync()
-            times[name].append(clock() - start)
-    return times
-
-
 def bench_one(model_name: str, batch: int, args: argparse.Namespace, setup: Setup) -> dict:
     contenders, layer, n_units = build(model_name, batch, args, setup)
-    clock = time.process_time if args.clock == "process" else time.perf_counter
-    times = time_interleaved(contenders, args.repeats, args.warmup, setup, clock)
+    measured = time_interleaved(contenders, args.repeats, args.warmup, setup.device)
+    times = measured.cpu if args.clock == "process" else measured.wall
 
     def rate(name: str, count: int) -> float:
         return count / statistics.median(times[name])

@@ -32,6 +32,7 @@ from collections.abc import Callable
 
 import torch
 
+from bench.timing import time_interleaved
 from shared.modelspec import Preprocessing, parse_model_spec
 from shared.visualize_spec import parse_visualize_spec
 from worker.engine import Engine, model_logits
@@ -86,34 +87,6 @@ def make_run(engine: Engine, prep: Preprocessing, batch: int, size: int, steps: 
     return lambda: run.step(steps)
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def time_interleaved(contenders: dict[str, Callable[[], None]], repeats: int, warmup: int,
-                     device: torch.device) -> tuple[dict[str, list[float]],
-                                                    dict[str, list[float]]]:
-    """Wall-clock and process CPU seconds per call of each contender; every repeat runs all
-    of them, order rotating."""
-    names = list(contenders)
-    for _ in range(warmup):
-        for name in names:
-            contenders[name]()
-    wall: dict[str, list[float]] = {name: [] for name in names}
-    cpu: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(repeats):
-        shift = r % len(names)
-        for name in names[shift:] + names[:shift]:
-            sync(device)
-            started, started_cpu = time.perf_counter(), time.process_time()
-            contenders[name]()
-            sync(device)
-            wall[name].append(time.perf_counter() - started)
-            cpu[name].append(time.process_time() - started_cpu)
-    return wall, cpu
-
-
 def bench_one(model_name: str, batch: int, args: argparse.Namespace) -> list[dict]:
     model, prep = load_model(model_name)
     device = torch.device(args.device)
@@ -124,7 +97,8 @@ def bench_one(model_name: str, batch: int, args: argparse.Namespace) -> list[dic
     for label, regularizers in REGULARIZERS.items():
         contenders[label] = make_run(engine, prep, batch, args.size, args.steps, total, classes,
                                      regularizers)
-    times, cpu_times = time_interleaved(contenders, args.repeats, args.warmup, device)
+    measured = time_interleaved(contenders, args.repeats, args.warmup, device)
+    times, cpu_times = measured.wall, measured.cpu
 
     def steps_per_s(name: str) -> float:
         return args.steps / statistics.median(times[name])
