@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from saliency_client import cli
 
 from devstack import ROOT, start_api
 
@@ -167,3 +168,15 @@ def image_folder():
         return root
 
     return make
+
+
+@pytest.fixture
+def run(api_url, capsys):
+    """Run the CLI in-process; answer (exit code, stdout, stderr)."""
+
+    def call(*argv: str) -> tuple[int, str, str]:
+        code = cli.main(["--url", api_url, *argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return call

@@ -8,20 +8,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
-import pytest
-from saliency_client import Client, cli
-
-
-@pytest.fixture
-def run(api_url, capsys):
-    """Run the CLI in-process; answer (exit code, stdout, stderr)."""
-
-    def call(*argv: str) -> tuple[int, str, str]:
-        code = cli.main(["--url", api_url, *argv])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return call
+from saliency_client import Client
 
 
 def _job_id(stdout: str) -> str:

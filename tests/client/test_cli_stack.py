@@ -8,20 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from saliency_client import cli
-
-
-@pytest.fixture
-def run(api_url, capsys):
-    """Run the CLI in-process; answer (exit code, stdout, stderr)."""
-
-    def call(*argv: str) -> tuple[int, str, str]:
-        code = cli.main(["--url", api_url, *argv])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return call
 
 
 def test_submit_wait_download_and_inspect(run, tiny_model, images, tmp_path):

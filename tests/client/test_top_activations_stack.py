@@ -12,23 +12,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
-import pytest
 from PIL import Image
 from saliency_client import AsyncClient, Client, cli
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture
-def run(api_url, capsys):
-    """Run the CLI in-process; answer (exit code, stdout, stderr)."""
-
-    def call(*argv: str) -> tuple[int, str, str]:
-        code = cli.main(["--url", api_url, *argv])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return call
 
 
 def _unit_files(out: Path, channel: int, rank: int, method: str) -> list[Path]:

@@ -9,18 +9,9 @@ import time
 
 import requests
 from badinput.cases import clean_png
+from e2e.helpers import wait
 
 from security.conftest import LOGS, SECRETS, Receiver
-
-
-def _wait(session, url: str, job_id: str, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = session.get(f"{url}/v1/jobs/{job_id}", timeout=10).json()
-        if job["status"] in ("succeeded", "failed", "cancelled"):
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} did not finish in {timeout}s")
 
 
 def test_no_log_holds_a_secret(sec, sec_model, receiver):
@@ -39,7 +30,7 @@ def test_no_log_holds_a_secret(sec, sec_model, receiver):
         ("spec", (None, json.dumps(spec))), ("images", ("a.png", clean_png()))])
     assert response.status_code == 202, response.text
     job_id = response.json()["id"]
-    _wait(alice, sec.url, job_id)
+    wait(alice, sec.url, job_id)
     (item,) = alice.get(f"{sec.url}/v1/jobs/{job_id}/items", timeout=10).json()["items"]
     assert requests.get(item["outputs"][0]["png"], timeout=30).status_code == 200
     deadline = time.monotonic() + 60

@@ -6,11 +6,11 @@ manifest whose lines name such places fails those items, and nothing ever connec
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from badinput.cases import PIXELS, clean_png
 from badinput.helpers import assert_error
+from e2e.helpers import wait
 
 LISTENER = "http://127.0.0.1:{port}/a.png"
 
@@ -103,7 +103,7 @@ def test_a_manifests_lines_elsewhere_fail_their_items_and_are_never_fetched(
         "model": sec_model, "outputs": ["npy"],
         "dataset": {"manifest": storage.uri("t/alice/ssrf/manifest.jsonl")}})
     assert response.status_code == 202, response.text
-    job = _wait(alice, sec.url, response.json()["id"])
+    job = wait(alice, sec.url, response.json()["id"])
     assert job["status"] == "succeeded" and job["progress"]["done"] == 1, job
     items = alice.get(f"{sec.url}/v1/jobs/{job['id']}/items", timeout=10).json()["items"]
     assert items[0]["status"] == "succeeded"
@@ -111,13 +111,3 @@ def test_a_manifests_lines_elsewhere_fail_their_items_and_are_never_fetched(
         assert item["status"] == "failed" and item["error"], item
     assert listener.connections == 0
     assert PIXELS.shape == (40, 40, 3)  # the good input is the suite's clean picture
-
-
-def _wait(session, url: str, job_id: str, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = session.get(f"{url}/v1/jobs/{job_id}", timeout=10).json()
-        if job["status"] in ("succeeded", "failed", "cancelled"):
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} did not finish in {timeout}s")
