@@ -12,8 +12,6 @@ Logs of every process land in test-output/logs/.
 
 from __future__ import annotations
 
-import io
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,9 +20,9 @@ from pathlib import Path
 import pytest
 import redis
 import requests
+from stacks import ADMIN_KEY, API_KEYS, LIMITS, LOGS, MODEL_SPEC, OTHER_KEY, WORKER_ENV, register
 
 from devstack import (
-    ROOT,
     create_bucket,
     stack_env,
     start_api,
@@ -35,32 +33,6 @@ from devstack import (
 )
 from shared.settings import Settings
 from shared.storage import Storage, make_storage
-
-LOGS = ROOT / "test-output" / "logs"
-ADMIN_KEY, OTHER_KEY = "key-alice-admin", "key-bob"
-API_KEYS = f"{ADMIN_KEY}:alice:admin,{OTHER_KEY}:bob"
-LIMITS = {
-    "SALIENCY_MAX_IMAGES_PER_JOB": "8",
-    "SALIENCY_MAX_IMAGE_PIXELS": "100000",
-    "SALIENCY_MAX_REQUEST_BYTES": "2000000",
-    "SALIENCY_MAX_URIS_PER_JOB": "500",
-}
-WORKER_ENV = {
-    "SALIENCY_BATCH_SIZE": "4",
-    "SALIENCY_CHUNK_SIZE": "4",  # a job of more than 4 items is several tasks
-    "SALIENCY_DEVICE": "cpu",
-    # One intra-op thread: on a shared 2-core machine two threads wait on each other far
-    # longer than one takes alone.
-    "SALIENCY_TORCH_THREADS": "1",
-    "SALIENCY_TASK_TIME_LIMIT_S": "120",
-    "SALIENCY_VISIBILITY_TIMEOUT_S": "300",
-    "SALIENCY_BUILTIN_MODELS": "0",
-    "SALIENCY_LEASE_S": "10",
-    "SALIENCY_RECONCILE_EVERY_S": "2",
-    "SALIENCY_RETRY_BUDGET_S": "20",
-}
-MODEL_SPEC = {"name": "tiny-resnet18", "architecture": "resnet18", "num_classes": 10,
-              "input_size": 32, "resize": 32}
 
 
 @dataclass
@@ -196,16 +168,6 @@ def tiny_weights(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("weights") / "tiny-resnet18.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
     return path
-
-
-def register(url: str, spec: dict, weights: Path, session: requests.Session | None = None):
-    session = session or requests.Session()
-    return session.post(
-        f"{url}/v1/models",
-        files={"spec": (None, json.dumps(spec), "application/json"),
-               "weights": ("w.safetensors", io.BytesIO(weights.read_bytes()))},
-        timeout=60,
-    )
 
 
 def _ensure_model(url: str, weights: Path, session: requests.Session) -> TinyModel:

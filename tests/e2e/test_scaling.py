@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 import requests
-from conftest import register
+from stacks import register
 
 from devstack import ROOT, start_worker
 from e2e.helpers import all_items, counts, image_bytes, submit, wait

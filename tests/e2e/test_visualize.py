@@ -19,9 +19,9 @@ import redis
 import requests
 import torch
 import torchvision
-from conftest import LOGS, MODEL_SPEC, WORKER_ENV, register
 from PIL import Image
 from safetensors.torch import load_file
+from stacks import LOGS, MODEL_SPEC, WORKER_ENV, register
 
 from devstack import stack_env, start_api, start_beat, start_worker
 from e2e.helpers import FINAL, all_items

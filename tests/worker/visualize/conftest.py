@@ -7,14 +7,11 @@ import pytest
 import torch
 from engine_testing import seeded_architecture
 from PIL import Image
+from visualize_setup import PREP
 
 from shared.examples import EXAMPLES
-from shared.modelspec import Preprocessing
 from worker.engine import Engine
 from worker.models import preprocess_image
-
-SIZE = 64
-PREP = Preprocessing(input_size=SIZE, resize=SIZE)
 
 
 @pytest.fixture(scope="session")

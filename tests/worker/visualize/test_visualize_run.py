@@ -11,8 +11,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import PREP, SIZE
 from PIL import Image
+from visualize_setup import PREP, SIZE
 
 from shared.errors import TargetError
 from shared.visualize_spec import parse_visualize_spec
