@@ -44,7 +44,6 @@ from __future__ import annotations
 import argparse
 import copy
 import ctypes
-import json
 import os
 import statistics
 import subprocess
@@ -63,7 +62,7 @@ import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script, too
 
-from bench.timing import sync, time_interleaved  # noqa: E402
+from bench.harness import run_grid, sync, time_interleaved  # noqa: E402
 from shared.methods import MethodSpec, method_spec  # noqa: E402
 from worker.allocator import keep_freed_memory  # noqa: E402
 from worker.engine import Engine  # noqa: E402
@@ -445,20 +444,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, "
           f"dtype {setup.dtype}, channels_last {setup.channels_last}, repeats {args.repeats} "
           f"(median time), allocator {'keep' if kept else 'glibc'}", flush=True)
-    rows: list[dict] = []
-    for model_name in args.models.split(","):
-        for batch in (int(b) for b in args.batches.split(",")):
-            started = time.perf_counter()
-            new = bench_one(model_name, batch, args, setup)
-            rows.extend(new)
-            print(f"# {model_name} batch {batch}: {time.perf_counter() - started:.0f} s",
-                  flush=True)
-            print_table(new)
-            if args.json_path:  # written as we go, so a long run that is cut short keeps rows
-                with open(args.json_path, "w") as f:
-                    json.dump(rows, f, indent=1)
-    print()
-    print_table(rows)
+    run_grid(args, lambda model, batch: bench_one(model, batch, args, setup), print_table)
 
 
 if __name__ == "__main__":

@@ -27,15 +27,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
 
 from bench.engine import AUTOCAST, Setup
-from bench.timing import time_interleaved
+from bench.harness import run_grid, time_interleaved
 from shared.modelspec import Preprocessing
 from shared.targets import LayerTarget
 from worker.engine import Engine
@@ -190,19 +188,8 @@ def main(argv: list[str] | None = None) -> None:
           f"dtype {args.dtype}, size {args.size}, k {K}, repeats {args.repeats} (median "
           f"{args.clock} time)",
           flush=True)
-    rows: list[dict] = []
-    for model_name in args.models.split(","):
-        for batch in (int(b) for b in args.batches.split(",")):
-            started = time.perf_counter()
-            rows.append(bench_one(model_name, batch, args, setup))
-            print(f"# {model_name} batch {batch}: {time.perf_counter() - started:.0f} s",
-                  flush=True)
-            print_table(rows[-1:])
-            if args.json_path:  # written as we go, so a long run that is cut short keeps rows
-                with open(args.json_path, "w") as f:
-                    json.dump(rows, f, indent=1)
-    print()
-    print_table(rows)
+    run_grid(args, lambda model, batch: [bench_one(model, batch, args, setup)],
+             print_table)
 
 
 if __name__ == "__main__":

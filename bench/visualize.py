@@ -25,14 +25,12 @@ first use under $SALIENCY_DATA_DIR/cache/builtin) or torchvision names (seeded w
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
 
-from bench.timing import time_interleaved
+from bench.harness import run_grid, time_interleaved
 from shared.modelspec import Preprocessing, parse_model_spec
 from shared.visualize_spec import parse_visualize_spec
 from worker.engine import Engine, model_logits
@@ -174,20 +172,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device "
           f"{args.device}, {args.steps} steps per call, {args.repeats} repeats (median time)",
           flush=True)
-    rows: list[dict] = []
-    for model_name in args.models.split(","):
-        for batch in (int(b) for b in args.batches.split(",")):
-            started = time.perf_counter()
-            new = bench_one(model_name, batch, args)
-            rows.extend(new)
-            print(f"# {model_name} batch {batch}: {time.perf_counter() - started:.0f} s",
-                  flush=True)
-            print_table(new)
-            if args.json_path:  # written as we go, so a run cut short keeps its rows
-                with open(args.json_path, "w") as f:
-                    json.dump(rows, f, indent=1)
-    print()
-    print_table(rows)
+    run_grid(args, lambda model, batch: bench_one(model, batch, args), print_table)
 
 
 if __name__ == "__main__":
