@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+from pathlib import Path
 
 from shared.logs import configure_logging
 from shared.settings import Settings
@@ -33,6 +34,8 @@ def main(argv: list[str]) -> None:
     # In JSON mode every line is a log record: no start-up banner on stdout.
     quiet = ["--quiet"] if settings.log_format == "json" else []
     if argv[:1] == ["beat"]:
+        # Its schedule file lives there; the worker may not have made the folder yet.
+        Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
         app.start([*quiet, "beat", "--loglevel", "INFO", *argv[1:]])
         return
     if not any(a.startswith("--hostname") or a == "-n" for a in argv):

@@ -18,6 +18,17 @@ def client(api_url):
         yield c
 
 
+def _unsigned(data):
+    """`data` with the query string cut off every URL in it."""
+    if isinstance(data, dict):
+        return {k: _unsigned(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_unsigned(v) for v in data]
+    if isinstance(data, str) and data.startswith(("http://", "https://")):
+        return data.split("?", 1)[0]
+    return data
+
+
 def _records(frame) -> list[dict]:
     """A DataFrame's rows as dicts, missing values as None (as in the JSON rows)."""
     return frame.astype(object).where(frame.notna(), None).to_dict("records")
@@ -59,7 +70,8 @@ def test_a_prefix_job_on_an_uploaded_folder(client, tiny_model, image_folder, tm
     assert report["kind"] == "attribution" and report["counts"]["items"] == 3
     out = job.download(tmp_path / "out")
     assert (out / "results.parquet").read_bytes()[:4] == b"PAR1"
-    assert json.loads((out / "report.json").read_text()) == report
+    # the same report, but for the expiry and signature of its pictures' signed URLs
+    assert _unsigned(json.loads((out / "report.json").read_text())) == _unsigned(report)
     assert len(list(out.glob("*.npy"))) == 6 and (out / "results.jsonl").exists()
 
 

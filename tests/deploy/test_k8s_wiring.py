@@ -263,13 +263,16 @@ def test_the_api_will_not_start_without_keys_as_the_secret_example_ships(
         load_keys(settings)
     # Emptied instead of filled in, the API still refuses: the base requires keys.
     empty = Settings.from_env({**env, "SALIENCY_API_KEYS": ""})
-    with pytest.raises(SettingsError, match="no API keys"):
+    with pytest.raises(SettingsError, match="without API keys"):
         check_exposure(empty, load_keys(empty))
     filled = Settings.from_env({**env, "SALIENCY_API_KEYS": "0123abcd:team-a"})
-    check_exposure(filled, load_keys(filled))
     assert filled.api_keys == ("0123abcd:team-a",)
     # The signing key, empty in the example, must be filled in too.
+    with pytest.raises(SettingsError, match="without SALIENCY_SIGNING_KEY"):
+        check_exposure(filled, load_keys(filled))
     with pytest.raises(SettingsError, match="SALIENCY_SIGNING_KEY"):
         signing_key(filled)
-    signed = Settings.from_env({**env, "SALIENCY_SIGNING_KEY": "f00d"})
+    signed = Settings.from_env({**env, "SALIENCY_API_KEYS": "0123abcd:team-a",
+                                "SALIENCY_SIGNING_KEY": "f00d"})
+    check_exposure(signed, load_keys(signed))
     assert signing_key(signed) == b"f00d"
