@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from faults.ledger import check
+from faults.stack import FINAL
 
 STALL_S = 10
 ITEMS = 32
@@ -32,8 +33,12 @@ def test_a_long_dataset_chunk_is_not_taken_for_a_stalled_one(make_stack, pngs, t
     stack.proxy.latency_s = 0.3
     job_id = stack.submit({"model": model, "methods": ["gradient"],
                            "dataset": {"prefix": "s3://datasets/slow/"}})
-    job = stack.wait_final(job_id, timeout=600)
+    # Slow storage is for the chunk; the audit and the finalizer after it run at full speed.
+    stack.wait_for("the chunk done", lambda: (job := stack.job(job_id))["progress"]["done"]
+                   == ITEMS or job["status"] in FINAL,
+                   timeout=600, every=0.2)
     stack.proxy.latency_s = 0
+    job = stack.wait_final(job_id, timeout=300)
     log = "".join(w.log.read_text(errors="replace") for w in stack.workers)
     runs = [line for line in log.splitlines() if f"job {job_id} chunk [0:" in line]
     stalls = int(stack.redis_client().hget(f"saliency:job:{job_id}", "stalls") or 0)
