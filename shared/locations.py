@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlparse
 
 from shared.errors import SpecError
+from shared.file_storage import FileStorage
 from shared.keys import tenant_prefix
+from shared.s3_storage import S3Storage
 from shared.settings import Settings, SettingsError
-from shared.storage import FileStorage, S3Storage, Storage
+from shared.storage import Storage
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,9 @@ import pytest
 import requests
 
 from devstack import S3_TEST_CREDENTIALS, create_bucket
+from shared.s3_storage import S3Storage
 from shared.settings import Settings
-from shared.storage import S3Storage, StorageError, make_storage
+from shared.storage import StorageError, make_storage
 
 
 @pytest.fixture(params=["file", "s3"])
