@@ -65,7 +65,8 @@ class Coverage:
 class AttributionMap:
     """One map: its method and position in `methods`, target, float32 values, extras, warnings.
 
-    Values are C×H×W, or 1×H×W for Grad-CAM; `extras` holds e.g. `convergence_delta`.
+    Values are C×H×W, or 1×H×W for Grad-CAM; `extras` holds e.g. `convergence_delta`. `rank`
+    is the class's rank among a `TopKTarget`'s (0: the highest score), None for other targets.
     """
 
     method: str
@@ -74,6 +75,7 @@ class AttributionMap:
     values: np.ndarray
     extras: dict[str, Any]
     warnings: list[str]
+    rank: int | None = None
 
 
 @dataclass(frozen=True)
@@ -262,7 +264,8 @@ class Engine:
         images = [
             self._image_result(request.specs, probs[j], [outputs[p][j] for p in
                                                          range(len(request.specs))],
-                               call.selections[j])
+                               call.selections[j],
+                               isinstance(request.targets[start + j], TopKTarget))
             for j in range(stop - start)
         ]
         return images, call.coverage
@@ -285,11 +288,11 @@ class Engine:
 
     @staticmethod
     def _image_result(specs: list[MethodSpec], probs: torch.Tensor, outputs: list[dict[int,
-                      Computed]], selections: list[Selection]) -> ImageResult:
+                      Computed]], selections: list[Selection], topk: bool) -> ImageResult:
         maps = [
             AttributionMap(specs[p].name, p, selections[rank].to_json(),
                            computed.values.detach().float().contiguous().cpu().numpy(),
-                           computed.extras, computed.warnings)
+                           computed.extras, computed.warnings, rank if topk else None)
             for p, per_rank in enumerate(outputs)
             for rank, computed in sorted(per_rank.items())
         ]

@@ -191,6 +191,17 @@ def test_two_configurations_of_one_method_get_distinct_files():
     assert item.outputs[1].params == {"samples": 50}
 
 
+def test_each_rank_of_a_topk_item_downloads_to_its_own_files():
+    outputs = [{"method": "gradient", "target": {"class": c}, "rank": rank, "npy": f"u{rank}",
+                "png": f"p{rank}", "overlay": None} for rank, c in enumerate([4, 1, 7])]
+    item = Item.from_json({"index": 0, "status": "succeeded", "outputs": outputs})
+    assert [o.rank for o in item.outputs] == [0, 1, 2]
+    fetches = dl.fetches(dl.output_files(item))
+    assert fetches == [("u0", "00000_gradient_class4.npy"), ("p0", "00000_gradient_class4.png"),
+                       ("u1", "00000_gradient_class1.npy"), ("p1", "00000_gradient_class1.png"),
+                       ("u2", "00000_gradient_class7.npy"), ("p2", "00000_gradient_class7.png")]
+
+
 def test_api_error_carries_code_message_and_status():
     response = httpx.Response(404, json={"error": {"code": "not_found", "message": "no job 'x'"}})
     with pytest.raises(ApiError) as info:

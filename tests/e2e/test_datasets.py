@@ -13,7 +13,17 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from e2e.helpers import all_items, counts, download, image_bytes, side_effects, wait
+from e2e.helpers import (
+    all_items,
+    counts,
+    download,
+    image_bytes,
+    npy_bytes,
+    own_class_gradients,
+    side_effects,
+    url_path,
+    wait,
+)
 
 CLASSES = ("cat", "dog")
 
@@ -161,6 +171,59 @@ def test_items_keep_the_v1_shape(stack, stack_model, alice):
                               "components": document["components"]}).validate(body)
     report = alice.get(f"{stack.url}/v1/jobs/{job['id']}/report", timeout=10).json()
     assert report["kind"] == "attribution"
+
+
+def test_every_rank_of_a_topk_data_set_job_is_the_gradient_of_its_own_class(stack, stack_model,
+                                                                           alice):
+    """Maps cut from shards and result rows are keyed by rank: each is its own class's map."""
+    from safetensors.numpy import load
+
+    run = f"topk-{time.monotonic_ns()}"
+    rng = np.random.default_rng(23)
+    arrays = [rng.standard_normal((3, 32, 32)).astype(np.float32) for _ in range(2)]
+    lines = [json.dumps({"uri": _put(stack, f"{run}/{i}.npy", npy_bytes(a))})
+             for i, a in enumerate(arrays)]
+    manifest = _put(stack, f"{run}/m.jsonl", "\n".join(lines).encode())
+    response = alice.post(f"{stack.url}/v1/jobs", json={
+        "model": stack_model.name, "dataset": {"manifest": manifest}, "methods": ["gradient"],
+        "target": {"topk": 3}, "outputs": ["npy", "png"]}, timeout=30)
+    assert response.status_code == 202, response.text
+    job = wait(alice, stack.url, response.json()["id"], timeout=120)
+    assert job["status"] == "succeeded", job
+
+    def close(got: np.ndarray, want: np.ndarray) -> bool:  # float16 shards: 1e-3 of the max
+        return float(np.abs(got - want).max()) <= 1e-3 * float(np.abs(want).max())
+
+    references = [own_class_gradients(stack_model.weights, x, 3) for x in arrays]
+    paths = []
+    for item, (top, grads) in zip(all_items(alice, stack.url, job["id"]), references,
+                                  strict=True):
+        assert [o["target"] for o in item["outputs"]] == [{"class": c} for c in top]
+        for rank, (out, want) in enumerate(zip(item["outputs"], grads, strict=True)):
+            got = np.load(io.BytesIO(download(alice, stack, out["npy"])))
+            assert close(got, want), (item["index"], rank)
+            paths += [url_path(out["npy"]), url_path(out["png"])]
+        assert [o["rank"] for o in item["outputs"]] == [0, 1, 2]
+    assert len(set(paths)) == len(paths) == 2 * 3 * 2
+
+    raw = alice.get(f"{stack.url}/v1/jobs/{job['id']}/results", timeout=30)
+    rows = pq.read_table(io.BytesIO(raw.content)).to_pylist()
+    assert [(r["index"], r["method"], r["position"], r["rank"], json.loads(r["target"]))
+            for r in rows] == [(i, "gradient", 0, rank, {"class": c})
+                               for i, (top, _) in enumerate(references)
+                               for rank, c in enumerate(top)]
+    storage = stack.backend.storage()
+    for row in rows:
+        shard = load(storage.get(row["shard"]))
+        assert int(shard["index.0"][row["row"]]) == row["index"]
+        assert int(shard["rank.0"][row["row"]]) == row["rank"]
+        got = shard["maps.0"][row["row"]].astype(np.float32) * shard["scale.0"][row["row"]]
+        assert close(got, references[row["index"]][1][row["rank"]]), (row["index"], row["rank"])
+    jsonl = alice.get(f"{stack.url}/v1/jobs/{job['id']}/results", params={"format": "jsonl"},
+                      timeout=30).text.splitlines()
+    assert [json.loads(line)["rank"] for line in jsonl] == [0, 1, 2, 0, 1, 2]
+    report = alice.get(f"{stack.url}/v1/jobs/{job['id']}/report", timeout=10).json()
+    assert report["counts"]["items"] == 2 and report["counts"]["outputs"] == 2
 
 
 @pytest.mark.parametrize("where", ["http://example.com/m.jsonl", "file:///etc/passwd",

@@ -9,7 +9,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from e2e.helpers import all_items, counts, download, image_bytes, npy_bytes, submit, wait
+from e2e.helpers import (
+    all_items,
+    counts,
+    download,
+    image_bytes,
+    npy_bytes,
+    own_class_gradients,
+    submit,
+    url_path,
+    wait,
+)
 
 METHODS = ["gradient", "guided_backprop"]
 
@@ -229,3 +239,29 @@ def test_signed_output_is_the_map_around_grey(stack, stack_model, alice):
     expected = np.rint(np.clip(0.5 + values / (2 * scale), 0, 1) * 255).transpose(1, 2, 0)
     assert picture.shape == (32, 32, 3)
     assert np.abs(picture.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_every_rank_of_a_topk_job_is_the_gradient_of_its_own_class(stack, stack_model, alice):
+    """Each of the k maps of `{"topk": k}` is its own file, and the gradient of its own class."""
+    rng = np.random.default_rng(17)
+    arrays = [rng.standard_normal((3, 32, 32)).astype(np.float32) for _ in range(2)]
+    spec = {"model": stack_model.name, "methods": ["gradient"], "target": {"topk": 3},
+            "outputs": ["npy", "png"]}
+    response = submit(alice, stack.url, spec,
+                      [(f"{i}.npy", npy_bytes(a)) for i, a in enumerate(arrays)])
+    assert response.status_code == 202, response.text
+    assert wait(alice, stack.url, response.json()["id"])["status"] == "succeeded"
+    items = all_items(alice, stack.url, response.json()["id"])
+    paths = []
+    for item, x in zip(items, arrays, strict=True):
+        top, grads = own_class_gradients(stack_model.weights, x, 3)
+        assert [(o["method"], o["target"]) for o in item["outputs"]] == [
+            ("gradient", {"class": c}) for c in top]
+        for rank, (out, want) in enumerate(zip(item["outputs"], grads, strict=True)):
+            got = np.load(io.BytesIO(download(alice, stack, out["npy"])))
+            assert got.shape == want.shape, rank
+            error = np.linalg.norm(got - want) / np.linalg.norm(want)
+            assert error <= 1e-4, (item["index"], rank, error)
+            paths += [url_path(out["npy"]), url_path(out["png"])]
+        assert [o["rank"] for o in item["outputs"]] == [0, 1, 2]
+    assert len(set(paths)) == len(paths) == 2 * 3 * 2

@@ -1,7 +1,9 @@
 """Finalizing an attribution job: every item's record, in order, into the results file and
 the audit report (`worker.audit.ReportBuilder`), with the clusters and the sanity check of
 the audit phase, the measured input dependence of each method, and the suspects' pictures.
-Items that never ran (a cancelled or failed job) appear as `cancelled`.
+Items that never ran (a cancelled or failed job) appear as `cancelled`. The results file has
+every output; the report audits each item's leading map per method (of a top-k target, rank
+0: the predicted class).
 """
 
 from __future__ import annotations
@@ -97,6 +99,8 @@ class _Audit:
         for row in rows_of(record, class_name):
             self.builder.add(row)
         for out in record.outputs:
+            if not out.leading:
+                continue  # a lower top-k rank: not the predicted class's map
             sample = self.samples.setdefault(out.position, [])
             if len(sample) < DEPENDENCE_SAMPLE and record.prediction is not None:
                 sample.append((out, record.prediction.cls))
@@ -151,7 +155,8 @@ class _Audit:
 
         ctx = self.ctx
         record = find_record(ctx.jobs, ctx.chunks, ctx.storage, self.job, index)
-        out = next((o for o in record.outputs if o.position == position), None) if record else None
+        out = next((o for o in record.outputs if o.position == position and o.leading),
+                   None) if record else None
         if out is None:
             raise LookupError(f"item {index}: no output {position}")
         loaded = load_input(self.ctx, self.job.tenant, self.model, index,
