@@ -307,6 +307,19 @@ def sample_inputs_in_upper_case(path: str) -> bytes:
     return archive
 
 
+def unlisted_entry(path: str) -> bytes:
+    """The program with the payload in an entry whose local header the central directory
+    does not list."""
+    program = zipfile.ZipFile(io.BytesIO(_program()))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        for name in program.namelist():
+            z.writestr(name, program.read(name))
+        z.writestr("archive/data/weights/hidden", _payload(path))
+        z.filelist = [i for i in z.filelist if not i.filename.endswith("/hidden")]
+    return out.getvalue()
+
+
 def older_format_beside(path: str) -> bytes:
     """A program with the files of torch's older archive format at the top, outside the
     archive's folder: torch's reader then fails on them, and `torch.export.load` falls back
@@ -344,6 +357,7 @@ REFUSED_PROGRAMS = [
     ("a config twice, the pickled copy last", lambda path: duplicate_config(path, False),
      "appears twice"),
     ("the older format beside it", older_format_beside, "not in the archive's folder"),
+    ("an entry the directory does not list", unlisted_entry, "that no entry takes"),
 ]
 # Refused by the API, and by the worker on its own (`load_program`).
 WORKER_REFUSES = [pickled_weights, pickled_sample_inputs, custom_constant, legacy_payload,
