@@ -60,7 +60,7 @@ def _fold(name: str) -> str:
     return name.translate(_ASCII_LOWER)
 
 
-def pt2_names(stream: IO[bytes]) -> dict[str, ZipEntry]:
+def _entries_by_name(stream: IO[bytes]) -> dict[str, ZipEntry]:
     """The entries of a `.pt2` archive by the name torch gives them (relative to the archive's
     one top folder, `_fold`ed), refusing any archive whose bytes readers could read apart
     (`shared.ziparchive`) or with an entry outside that folder: torch would then fall back
@@ -109,10 +109,10 @@ def check_payload_config(name: str, raw: bytes) -> None:
 
 def check_pt2(stream: IO[bytes]) -> None:
     """Refuse a `.pt2` archive that is not a plain zip of an exported program (see
-    `pt2_names`), or that would make `torch.export.load` unpickle anything (pickled weights
+    `_entries_by_name`), or that would make `torch.export.load` unpickle anything (pickled weights
     or constants, custom or opaque objects, legacy `.pt` payloads, compiled AOTInductor
     code). Names are compared as torch's reader compares them, letter case ignored."""
-    names = pt2_names(stream)
+    names = _entries_by_name(stream)
     models = [n for n in names if n.startswith("models/")]
     if not models:
         raise UndecodableError("program: not a torch.export .pt2 archive (no models/)")

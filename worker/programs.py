@@ -24,7 +24,7 @@ from shared.artifacts import check_payload_config, check_pt2
 from shared.errors import InputError
 
 
-def check_records(artifact: Path) -> None:
+def _check_records(artifact: Path) -> None:
     """Read with torch's reader what `torch.export.load` reads, and refuse what would
     unpickle: pickled or custom payloads, legacy payloads, sample inputs that are not plain
     tensors."""
@@ -44,6 +44,13 @@ def check_records(artifact: Path) -> None:
         names = reader.get_file_names()
     except (RuntimeError, AssertionError) as exc:  # torch's reader refuses the archive
         raise InputError(f"program: torch cannot read the archive ({exc})") from None
+
+    def read(name: str) -> bytes:
+        try:
+            return reader.read_bytes(name)
+        except RuntimeError as exc:  # missing, or its CRC does not match
+            raise InputError(f"program: torch cannot read {name} ({exc})") from None
+
     prefix, suffix = MODELS_FILENAME_FORMAT.split("{}")
     for name in names:
         if not name.startswith(MODELS_DIR):
@@ -55,11 +62,12 @@ def check_records(artifact: Path) -> None:
         for config in (WEIGHTS_CONFIG_FILENAME_FORMAT.format(model),
                        CONSTANTS_CONFIG_FILENAME_FORMAT.format(model)):
             if config in names:
-                check_payload_config(config, reader.read_bytes(config))
+                check_payload_config(config, read(config))
         samples = SAMPLE_INPUTS_FILENAME_FORMAT.format(model)
+        raw = read(samples)
         try:
-            torch.load(io.BytesIO(reader.read_bytes(samples)), weights_only=True)
-        except Exception as exc:  # torch raises several kinds for a missing or unsafe record
+            torch.load(io.BytesIO(raw), weights_only=True)
+        except Exception as exc:  # torch raises several kinds for an unsafe pickle
             raise InputError(f"program: sample inputs {samples} are not plain tensors "
                              f"({type(exc).__name__})") from None
 
@@ -94,7 +102,7 @@ def load_program(artifact: Path) -> nn.Module:
     """An exported program's module tree, refusing any archive that would unpickle something."""
     with open(artifact, "rb") as f:
         check_pt2(f)
-    check_records(artifact)
+    _check_records(artifact)
     try:
         return module_tree(torch.export.load(str(artifact)))
     except Exception as exc:  # torch.export raises many kinds of errors for a bad archive
