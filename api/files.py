@@ -13,7 +13,7 @@ from api.context import services
 from api.items import find_record
 from api.jobs import own_job
 from shared import render
-from shared.errors import NotFoundError
+from shared.errors import InputError, NotFoundError
 from shared.images import display_picture, sniff_format
 from shared.jobs import Job
 from shared.keys import JobKeys, MapName
@@ -61,12 +61,14 @@ def _input_picture(job: Job, uri: str, side: int) -> np.ndarray:
     """The item's picture as the model saw it (resized and cropped), for an overlay; grey
     when the input is an array already in the model's input space."""
     svc = services()
-    record = svc.models.get(job.tenant, job.spec["model"])
+    try:
+        prep = svc.models.for_job(job).spec.preprocessing
+    except InputError:  # the model was deleted or replaced: its preprocessing is not the job's
+        prep = None
     location = svc.locator.locate(uri, job.tenant, "input")
     data = location.storage.get(location.key)
-    if record is None or sniff_format(data) == "npy":
+    if prep is None or sniff_format(data) == "npy":
         return np.full((side, side, 3), 128, dtype=np.uint8)
-    prep = record.spec.preprocessing
     return display_picture(data, prep.input_size, prep.resize, svc.settings.max_image_pixels)
 
 

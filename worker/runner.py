@@ -84,10 +84,12 @@ def release_waiting(ctx: WorkerContext, job: Job) -> None:
     """A job whose chunks wait (planned) for its model or its planning: start or fail it."""
     if job.planning or job.finalizing or job.is_final:
         return
-    record = ctx.models.get(job.tenant, job.spec["model"])
-    if record is None:
-        fail_job(ctx, job.id, f"model {job.spec['model']!r} is no longer registered")
-    elif record.status == ModelStatus.INVALID:
+    try:
+        record = ctx.models.for_job(job)
+    except InputError as e:
+        fail_job(ctx, job.id, e.message)
+        return
+    if record.status == ModelStatus.INVALID:
         fail_job(ctx, job.id, f"model {record.name!r} is invalid: {record.error}")
     elif record.status == ModelStatus.READY:
         ctx.chunks.activate(job.id)
@@ -163,8 +165,11 @@ def finalize(ctx: WorkerContext, job_id: str) -> None:
     job = ctx.jobs.get(job_id)
     if job is None or job.is_final or not job.finalizing:
         return
-    record = ctx.models.get(job.tenant, job.spec["model"])
-    KINDS[job.kind].finalize(ctx, job, record.spec if record else None)
+    try:
+        spec = ctx.models.for_job(job).spec
+    except InputError:  # the model was deleted or replaced: its class names are not the job's
+        spec = None
+    KINDS[job.kind].finalize(ctx, job, spec)
     retention = job.spec.get("retention_s") or ctx.settings.result_ttl_s
     status = job.final_status or JobStatus.SUCCEEDED
     ctx.jobs.compact(job_id)
