@@ -9,8 +9,8 @@ the override (`worker.relu_override`) needs to catch them and to compute their b
 
 GELU, SiLU, Hardswish and Mish are single calls a `TorchFunctionMode` sees (modules,
 functional, in place, and their aten ops in exported programs). QuickGELU is written out as
-`x * sigmoid(1.702 * x)`, which is three calls and not one: a QuickGELU *module* of timm,
-transformers or open_clip is swapped, in the engine's private copy, for one that calls
+`x * sigmoid(1.702 * x)`, which is three calls and not one: a QuickGELU *module* of timm or
+transformers is swapped, in the engine's private copy, for one that calls
 `quick_gelu` below (the same arithmetic, but one call the mode sees). The written-out form
 anywhere else stays three calls; its sigmoid has no rule, so guided methods refuse the
 model, naming Sigmoid.
@@ -156,7 +156,6 @@ def gated_call(func: Any, args: tuple, kwargs: dict
 WRITTEN_OUT_QUICK_GELU = frozenset({
     "timm.layers.activations.QuickGELU",
     "transformers.activations.QuickGELUActivation",
-    "open_clip.transformer.QuickGELU",
 })
 
 

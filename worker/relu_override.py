@@ -144,8 +144,8 @@ class Gate(torch.autograd.Function):
         if rule is None:
             raise RuntimeError("backward through an overridden gated unit with no rule set")
         if not rule.gated:
-            raise RuntimeError(f"{rule.name} has no rule for gated units; its pass was not "
-                               "checked")
+            raise RuntimeError(f"{rule.name} has no rule for gated units; `Pass.check_rule` "
+                               "refuses such a pass before any backward")
         ctx.switch.applied[rule.name] += 1
         return rule.gate(grad, x, ctx.unit).to(x.dtype), None, None, None
 

@@ -207,10 +207,11 @@ def test_a_gated_unit_hidden_from_torch_function_is_an_escape():
     assert count_rectifiers([y]) == (0, 1)
 
 
-def test_written_out_quick_gelu_modules_are_swapped_for_one_call():
-    from timm.layers.activations import QuickGELU as TimmQuickGELU
-
-    shared = TimmQuickGELU()
+@pytest.mark.parametrize(("module", "name"), [("timm.layers.activations", "QuickGELU"),
+                                              ("transformers.activations", "QuickGELUActivation")])
+def test_written_out_quick_gelu_modules_are_swapped_for_one_call(module, name):
+    written_out = getattr(pytest.importorskip(module), name)
+    shared = written_out()
     model = nn.Sequential(nn.Linear(4, 4), shared, nn.Sequential(nn.Linear(4, 4), shared))
     x = torch.randn(3, 4, generator=torch.Generator().manual_seed(2))
     before = model(x)

@@ -181,9 +181,12 @@ def test_on_relu_models_the_gated_rule_is_the_papers_rule(architecture, request)
 def test_on_gated_models_the_maps_equal_the_reference_and_coverage_is_complete(build):
     model, x = build(), _x()
     methods = ["gradient", _gated("guided_backprop"), _gated("deconvnet")]
-    result = Engine(model).attribute(x, methods, [ClassTarget(c) for c in CLASSES])
+    engine, targets = Engine(model), [ClassTarget(c) for c in CLASSES]
+    result = engine.attribute(x, methods, targets)
     gradient = class_gradient(model, x, CLASSES).numpy()
     assert _relative_error(_maps(result, 0), gradient) <= 1e-5  # autograd's derivative
+    alone = engine.attribute(x, ["gradient"], targets)  # a pass without the override
+    assert np.array_equal(_maps(result, 0), _maps(alone, 0))
     for position, method in enumerate(methods[1:], start=1):
         expected, units = reference(model, x, method.name)
         got = _maps(result, position)
@@ -196,6 +199,42 @@ def test_on_gated_models_the_maps_equal_the_reference_and_coverage_is_complete(b
             (warning,) = image.maps[position].warnings
             assert is_gated_warning(warning, method.name)
     assert all(image.maps[0].warnings == [] for image in result.images)
+
+
+class ExportableUnits(nn.Module):
+    """The units an exported program keeps as single aten ops (QuickGELU is three there)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(3 if i == 0 else 6, 6, 3, padding=1)
+                                   for i in range(5))
+        self.acts = nn.ModuleList([nn.GELU(), nn.GELU(approximate="tanh"),
+                                   nn.SiLU(inplace=True), nn.Hardswish(), nn.Mish()])
+        self.fc = nn.Linear(6, 4)
+
+    def forward(self, x):
+        for conv, act in zip(self.convs, self.acts, strict=True):
+            x = act(2 * conv(x))
+        return self.fc(nn.functional.max_pool2d(x, 2).mean((2, 3)))
+
+
+def test_an_exported_programs_aten_units_take_the_gated_rule(tmp_path, no_mode_left):
+    from shared.modelspec import ModelSpec
+    from worker.models import build_model
+
+    torch.manual_seed(0)
+    model, x = ExportableUnits().eval(), _x()
+    path = tmp_path / "units.pt2"
+    batch = {"x": {0: torch.export.Dim("batch")}}  # the engine runs passes of any size
+    torch.export.save(torch.export.export(model, (x,), dynamic_shapes=batch), str(path))
+    program = build_model(ModelSpec(name="units", num_classes=4), path)
+    methods = [_gated("guided_backprop"), _gated("deconvnet")]
+    result = Engine(program).attribute(x, methods, [ClassTarget(c) for c in CLASSES])
+    for position, method in enumerate(methods):
+        expected, units = reference(model, x, method.name)  # the eager model's modules
+        assert _relative_error(_maps(result, position), expected) <= 1e-4, method.name
+        assert result.coverage[position].relu_calls == result.coverage[position].overridden
+        assert result.coverage[position].overridden == units == 5
 
 
 def test_guided_gradcam_is_the_gated_guided_map_times_the_cam_for_every_rank(no_mode_left):
