@@ -2,7 +2,9 @@
 their own (micro-batched to fit memory) for the methods that sample, integrate or occlude.
 
 `Engine` owns a private, frozen, eval-mode copy of the model it is given, so the caller's
-model is never changed and several threads may share one engine.
+model is never changed and several threads may share one engine. In that copy, QuickGELU
+modules that write their arithmetic out are swapped for one the rectifier override sees
+(`worker.gated_units`), with the same arithmetic.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from shared.seeds import item_seed
 from shared.targets import PREDICTED, LayerTarget, Target, TopKTarget
 from worker.baselines import Normalization
 from worker.call import Call, CoverageCount
+from worker.gated_units import catch_written_out_units
 from worker.layers import last_conv_block
 from worker.membudget import (
     Footprint,
@@ -48,7 +51,7 @@ PRECISIONS: dict[str, torch.dtype | None] = {
 class Coverage:
     """Rectifier applications in the forward pass, and how many the method's rule covered."""
 
-    relu_calls: int  # rectifiers in the autograd graph of the targets, overridden or not
+    relu_calls: int  # rectifiers and gated units the targets depend on, overridden or not
     overridden: int  # of those, routed through the method's rule
     applied: int  # backward applications of the rule, summed over this method's passes
 
@@ -145,6 +148,7 @@ class Engine:
         self.memory_budget_mb = memory_budget_mb
         self.norm = Normalization.of(mean, std)
         model = copy.deepcopy(model).eval().requires_grad_(False).to(self.device)
+        catch_written_out_units(model)  # the override then sees QuickGELU as one unit
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model

@@ -70,7 +70,9 @@ def test_a_job_on_the_cat_returns_maps_and_a_named_prediction(builtin_api):
     assert response.status_code == 202, response.text
     job = wait(session, builtin_api, response.json()["id"], timeout=180)
     assert job["status"] == "succeeded", job
-    assert (job["model"], job["methods"], job["target"]) == ("efficientnet_lite0", METHODS,
+    echoed = ["gradient", {"name": "guided_backprop", "rule": "relu"},
+              {"name": "deconvnet", "rule": "relu"}]  # with their defaults filled in
+    assert (job["model"], job["methods"], job["target"]) == ("efficientnet_lite0", echoed,
                                                              "predicted")
 
     (item,) = all_items(session, builtin_api, job["id"])

@@ -19,7 +19,13 @@ def test_defaults_and_round_trip():
                                         ("npy", "png", "overlay"))
     full = parse_job_spec({"model": "m", "methods": ["deconvnet", "gradient"],
                            "target": {"class": 3}, "reduce": "l2", "outputs": ["png"]})
-    assert job_spec_from_json(full.to_json()) == full
+    again = job_spec_from_json(full.to_json())
+    # "deconvnet" has a parameter, so it echoes as an object (and reads back as one).
+    assert again.to_json() == full.to_json()
+    assert full.to_json()["methods"] == [{"name": "deconvnet", "rule": "relu"}, "gradient"]
+    assert [(m.name, m.params) for m in again.work.methods] == [
+        (m.name, m.params) for m in full.work.methods]
+    assert again.work.target == full.work.target and again.work.outputs == full.work.outputs
 
 
 @pytest.mark.parametrize(("raw", "field"), [
@@ -144,4 +150,4 @@ def test_methods_are_echoed_as_given():
     spec = parse_job_spec({"model": "m", "methods": ["gradient", {"name": "deconvnet"},
                                                      "gradient"]})
     assert [m.name for m in spec.work.methods] == ["gradient", "deconvnet"]
-    assert spec.to_json()["methods"] == ["gradient", {"name": "deconvnet"}]
+    assert spec.to_json()["methods"] == ["gradient", {"name": "deconvnet", "rule": "relu"}]

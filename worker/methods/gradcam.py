@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from shared.errors import SpecError
+from shared.methods import GATED_RULE
 from worker.methods.base import BackwardRule, Computed, Maps, Method, Params
 from worker.methods.modified_relu import GuidedBackprop
 
@@ -74,19 +75,22 @@ class GuidedGradCam(GradCam):
 
     As Captum's `GuidedGradCam`, with bilinear upsampling; the guided backward pass is the
     one `guided_backprop` takes in the same call, so asking for both costs one backward.
+    `"rule": "gated"` takes guided backpropagation's gated rule, with its warning.
     """
 
     name = "guided_gradcam"
 
     def rule(self, params: Params) -> BackwardRule | None:
-        return GUIDED
+        return GUIDED.rule(params)
 
     def compute(self, call: Call, params: Params, position: int) -> Maps:
         assert call.shared is not None
+        rule = GUIDED.rule(params)
+        warnings = [rule.gated_warning(self.name)] if params["rule"] == GATED_RULE else []
         maps: Maps = [{} for _ in call.selections]
         for rank, cam in enumerate(self.cams(call, params)):
-            guided = call.shared.input_grads(GUIDED, rank)
+            guided = call.shared.input_grads(rule, rank)
             for i, chosen in enumerate(call.selections):
                 if cam is not None and guided is not None and rank < len(chosen):
-                    maps[i][rank] = Computed(guided[i] * cam[i])
+                    maps[i][rank] = Computed(guided[i] * cam[i], warnings=list(warnings))
         return maps
