@@ -83,7 +83,11 @@ def _check_dataset(svc: Services, req: JobRequest) -> None:
             raise SpecError("dataset.manifest", f"no object at {dataset.manifest!r}")
     else:
         location = svc.locator.prefix(dataset.prefix, tenant(), "dataset.prefix")
-        if next(iter(location.storage.list(location.key)), None) is None:
+        try:
+            first = next(iter(location.storage.list(location.key)), None)
+        except FileNotFoundError as e:  # a link out of its root
+            raise SpecError("dataset.prefix", str(e)) from None
+        if first is None:
             raise SpecError("dataset.prefix", f"nothing under {dataset.prefix!r}")
 
 
