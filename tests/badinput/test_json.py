@@ -277,6 +277,17 @@ def test_a_paging_argument_that_is_not_a_plain_number_is_a_400(bad, mallory, a_j
     tally(PAGING)
 
 
+@pytest.mark.parametrize("value", ["²", "¹", "٣", "１", "1e3", "+5", " 1", "NaN", "-1"],
+                         ids=repr)
+def test_a_job_pages_limit_that_is_not_a_plain_number_gives_the_default_page(
+        bad, mallory, a_job, value):
+    """The job's web page reads `limit` leniently, and only ASCII digits as a number."""
+    response = mallory.get(f"{bad.url}/jobs/{a_job}", params={"limit": value}, timeout=10)
+    assert response.status_code == 200, response.text[:300]
+    assert 'data-page-size="24"' in response.text
+    tally(PAGING)
+
+
 @pytest.mark.parametrize("fmt", ["xml", "../report", "PARQUET", "", "csv\x00"])
 def test_an_unknown_results_format_is_a_400(bad, mallory, a_job, fmt):
     response = mallory.get(f"{bad.url}/v1/jobs/{a_job}/results", params={"format": fmt},
