@@ -92,6 +92,8 @@ def _check_dataset(svc: Services, req: JobRequest) -> None:
 
 
 def _check_inputs(spec: JobSpec, model: ModelRecord, req: JobRequest) -> None:
+    if req.dataset:
+        req.dataset.check_classes(model.spec)
     size = model.spec.preprocessing.input_size
     for i, upload in enumerate(req.uploads):
         if upload.format == "npy":
