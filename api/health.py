@@ -39,6 +39,7 @@ class Probe:
         self._checking = checks[0][0]  # the name of the check the running round is at
 
     def problem(self) -> str | None:
+        """The last round's result, starting a round when it is older than `cache_s`."""
         with self._lock:
             now = time.monotonic()
             starts = self._running is None and (
@@ -52,7 +53,7 @@ class Probe:
             return last[1]  # recent enough
         since, done = running
         if not starts and last is not None and now - since < self.deadline_s:
-            return last[1]  # the request that started the round waits for it
+            return last[1]  # the request that started the round is the one that waits
         if done.wait(max(0.0, since + self.deadline_s - time.monotonic())):
             with self._lock:
                 return self._result[1]
