@@ -83,11 +83,17 @@ def _check_dataset(svc: Services, req: JobRequest) -> None:
             raise SpecError("dataset.manifest", f"no object at {dataset.manifest!r}")
     else:
         location = svc.locator.prefix(dataset.prefix, tenant(), "dataset.prefix")
-        if next(iter(location.storage.list(location.key)), None) is None:
+        try:
+            first = next(iter(location.storage.list(location.key)), None)
+        except FileNotFoundError as e:  # a link out of its root
+            raise SpecError("dataset.prefix", str(e)) from None
+        if first is None:
             raise SpecError("dataset.prefix", f"nothing under {dataset.prefix!r}")
 
 
 def _check_inputs(spec: JobSpec, model: ModelRecord, req: JobRequest) -> None:
+    if req.dataset:
+        req.dataset.check_classes(model.spec)
     size = model.spec.preprocessing.input_size
     for i, upload in enumerate(req.uploads):
         if upload.format == "npy":

@@ -36,7 +36,9 @@ def test_parse_target(text, expected):
     assert parse_target(text) == expected
 
 
-@pytest.mark.parametrize("bad", ["class:", "class:x", "topk", "layer:7", "nope", True])
+@pytest.mark.parametrize("bad", ["class:", "class:x", "topk", "layer:7", "nope", True,
+                                 "class:²", "class:٣", "topk:１", "class:1_0", "class:+1",
+                                 "class:-1", "layer:layer1:٣"])
 def test_parse_target_rejects(bad):
     with pytest.raises(ValueError, match="class:K"):
         parse_target(bad)
@@ -58,6 +60,8 @@ def test_job_spec_leaves_defaults_to_the_service():
         ("smoothgrad: base = guided_backprop ,", {"name": "smoothgrad",
                                                   "base": "guided_backprop"}),
         ("gradcam:layer=layer4.1", {"name": "gradcam", "layer": "layer4.1"}),
+        ("smoothgrad:samples=٥٠,noise=²", {"name": "smoothgrad", "samples": "٥٠",
+                                            "noise": "²"}),  # the service names the field
         ({"name": "occlusion", "patch": 8}, {"name": "occlusion", "patch": 8}),
     ],
 )

@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import requests
 from PIL import Image
 
 from e2e.helpers import (
@@ -241,14 +242,20 @@ def test_a_data_set_outside_the_roots_is_refused_and_nothing_is_stored(stack, st
 
 
 def test_an_expired_job_answers_410_on_every_route(stack, stack_model, alice):
+    """Its signed map URLs too, which need no key: their signature names the job."""
     run = f"expiry-{time.monotonic_ns()}"
     manifest = _put(stack, f"{run}/m.jsonl",
                     json.dumps({"uri": _put(stack, f"{run}/a.png", image_bytes(950))}).encode())
     response = alice.post(f"{stack.url}/v1/jobs", json={
-        "model": stack_model.name, "dataset": {"manifest": manifest}, "retention_s": 1},
-        timeout=30)
+        "model": stack_model.name, "dataset": {"manifest": manifest}, "retention_s": 5,
+        "outputs": ["npy", "png"]}, timeout=30)
     job_id = response.json()["id"]
     assert wait(alice, stack.url, job_id, timeout=120)["status"] == "succeeded"
+    (item,) = all_items(alice, stack.url, job_id)
+    signed = [output[kind] for output in item["outputs"] for kind in ("npy", "png")]
+    assert all(url.startswith(f"{stack.url}/v1/jobs/{job_id}/maps/") and "&sig=" in url
+               for url in signed), signed
+    assert [requests.get(url, timeout=10).status_code for url in signed] == [200, 200]
     deadline = time.monotonic() + 60
     while alice.get(f"{stack.url}/v1/jobs/{job_id}", timeout=10).status_code != 410:
         assert time.monotonic() < deadline, "the job did not expire within 60 s"
@@ -256,6 +263,10 @@ def test_an_expired_job_answers_410_on_every_route(stack, stack_model, alice):
     for path in ("", "/items", "/report", "/results", "/files/0/x.npy", "/maps/0/0.npy"):
         response = alice.get(f"{stack.url}/v1/jobs/{job_id}{path}", timeout=10)
         assert response.status_code == 410, path
+        assert response.json()["error"]["code"] == "expired"
+    for url in signed:
+        response = requests.get(url, timeout=10)
+        assert response.status_code == 410, (url, response.text)
         assert response.json()["error"]["code"] == "expired"
     prefix = f"t/alice/jobs/{job_id}/"
     assert not [k for k in stack.backend.storage().list(prefix)]

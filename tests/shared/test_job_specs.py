@@ -111,6 +111,18 @@ def test_dataset_errors_name_the_field(raw, field):
     assert info.value.field == field
 
 
+@pytest.mark.parametrize("index", [10, 11, 10**12])
+def test_a_label_map_value_beyond_the_models_classes_is_refused(index):
+    model = ModelSpec(name="m", num_classes=10)
+    dataset = parse_dataset({"prefix": "s3://b/p", "labels": "folder",
+                             "label_map": {"cat": 9, "dog": index}})
+    with pytest.raises(SpecError, match=f"{index} is not a class of model 'm'") as info:
+        dataset.check_classes(model)
+    assert info.value.field == "dataset.label_map.dog"
+    parse_dataset({"prefix": "s3://b/p", "labels": "folder",
+                   "label_map": {"cat": 0, "dog": 9}}).check_classes(model)
+
+
 def test_manifest_lines_resolve_relative_uris_and_bad_lines_fail_their_item():
     good = parse_manifest_line('{"uri": "a/1.png", "label": 3}', 0, "s3://b/data")
     assert good.uri == "s3://b/data/a/1.png" and good.label == 3 and good.error is None
