@@ -22,7 +22,7 @@ MODEL_EXTENSIONS = {"safetensors": ".safetensors", "pt2": ".pt2"}
 RESULT_FORMATS = ("parquet", "csv", "jsonl")
 MAP_SUFFIXES = {"npy": ".npy", "png": ".png", "overlay": ".overlay.png", "signed": ".signed.png"}
 OUTPUT_SUFFIXES = {**MAP_SUFFIXES, "curve": ".curve.json"}
-_MAP_NAME = re.compile(r"^(\d{1,10})/(\d{1,3})(?:/(\d{1,2}))?(\.npy|\.png|\.overlay\.png|"
+_MAP_NAME = re.compile(r"^([0-9]{1,10})/([0-9]{1,3})(?:/([0-9]{1,2}))?(\.npy|\.png|\.overlay\.png|"
                        r"\.signed\.png)$")
 
 

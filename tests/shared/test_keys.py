@@ -56,6 +56,7 @@ def test_map_names_of_a_topk_target_carry_the_rank_and_parse_back():
 
 
 @pytest.mark.parametrize("name", ["0/0.png%00.npy", "../../0.png", "0/0/100.npy", "0/0/.npy",
-                                  "0/0/-1.png", "0/0.curve.json", "0/gradient-0.npy", "0/0"])
+                                  "0/0/-1.png", "0/0.curve.json", "0/gradient-0.npy", "0/0",
+                                  "٠/٠.npy", "0/١.png"])
 def test_what_names_no_map_parses_to_none(name):
     assert MapName.parse(name) is None
