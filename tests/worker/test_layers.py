@@ -39,7 +39,8 @@ def test_the_last_convolutional_block_of_each_family(architecture, side, layer, 
     assert Engine(model).default_layer(image(side)) == layer
 
 
-# Today's families whose last 4-D output comes after the global pooling (head.norm, act2).
+# Families whose last 4-D output comes after the global pooling (head.norm, act2): the
+# default is the last grid before it.
 @pytest.mark.parametrize(("name", "layer"), [
     ("convnext_atto", "stages"),
     ("convnextv2_atto", "stages"),
