@@ -49,8 +49,9 @@ class ModelRecord:
     builtin: bool
     status: ModelStatus = ModelStatus.VALIDATING
     error: str | None = None
-    # Output shapes (C, H, W) of the modules whose output is one N×C×H×W tensor, recorded
-    # when the model is validated: the API checks layer targets against them.
+    # Output shapes (C, H, W) of the modules whose output is one N×C×H×W feature map (a
+    # layout established, not read from the rank: worker/layouts.py), recorded when the model
+    # is validated: the API checks layer targets against them.
     layer_shapes: dict[str, tuple[int, int, int]] = field(default_factory=dict)
 
     @property

@@ -25,7 +25,8 @@ from shared.targets import PREDICTED, LayerTarget, Target, TopKTarget
 from worker.baselines import Normalization
 from worker.call import Call, CoverageCount
 from worker.gated_units import catch_written_out_units
-from worker.layers import last_conv_block
+from worker.layers import ModelLayers, read_layers
+from worker.layouts import LayoutTrace
 from worker.membudget import (
     Footprint,
     budget_bytes,
@@ -154,7 +155,7 @@ class Engine:
         self.model = model
         self.taps = LayerTaps(model)
         self._footprints: dict[tuple[int, ...], Footprint] = {}
-        self._default_layer: str | None = None
+        self._layers: ModelLayers | None = None
 
     def _autocast(self):
         dtype = PRECISIONS[self.precision]
@@ -170,13 +171,30 @@ class Engine:
         return Pass(self.model, self.taps, x, layers, grad=grad, override=override,
                     autocast=self._autocast)
 
-    def default_layer(self, x1: torch.Tensor) -> str:
-        """The model's default Grad-CAM layer (`worker.layers`), found once per engine."""
-        if self._default_layer is None:
-            with torch.no_grad(), self.taps.order() as finished, self._autocast():
-                self.model(x1.to(self.device))
-            self._default_layer = last_conv_block(finished)
-        return self._default_layer
+    def layers(self, x1: torch.Tensor) -> ModelLayers:
+        """The model's feature-map layers and default Grad-CAM layer (`worker.layers`), read
+        once per engine from a forward pass of the 1×C×H×W input `x1`."""
+        if self._layers is None:
+            x1 = x1.to(self.device)
+            trace = LayoutTrace(x1)
+            with torch.no_grad(), self.taps.order(trace.finished), self._autocast(), trace:
+                self.model(x1)
+            self._layers = read_layers(trace)
+        return self._layers
+
+    def default_layer(self, x1: torch.Tensor, field: str = "layer") -> str:
+        """The default Grad-CAM layer; an `UnsupportedModelError` naming `field` if the model
+        has none."""
+        return self.layers(x1).default_layer(field)
+
+    def resolve_layers(self, methods: Sequence[str | MethodSpec], x1: torch.Tensor
+                       ) -> list[MethodSpec]:
+        """`methods` with every parameter, each null `layer` set to the default layer, so that
+        the layer a map was made at can be recorded with it."""
+        specs = [resolve_method(m) for m in methods]
+        return [spec.with_params(layer=self.default_layer(x1, f"methods[{p}].layer"))
+                if "layer" in spec.params and spec["layer"] is None else spec
+                for p, spec in enumerate(specs)]
 
     def footprint(self, x1: torch.Tensor) -> Footprint:
         """Bytes a row of this input shape needs in a pass, measured once per shape."""

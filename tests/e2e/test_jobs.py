@@ -87,6 +87,39 @@ def test_uploads_of_each_format_match_the_engine(stack, stack_model, alice):
     check_items(stack, alice, items, stack_model, [data for _, data in inputs])
 
 
+def test_every_grad_cam_output_names_its_layer_the_default_included(stack, stack_model, alice):
+    """The tiny resnet18's layer4 is 1×1 at 32 px: the default is layer3, and its outputs say
+    so (the job echoes the methods as given)."""
+    import torch
+
+    from shared.methods import method_spec
+    from shared.modelspec import parse_model_spec
+    from worker.engine import Engine
+    from worker.models import build_model
+
+    x = np.random.default_rng(60).standard_normal((3, 32, 32)).astype(np.float32)
+    methods = ["gradcam", {"name": "guided_gradcam", "layer": "layer2"}]
+    response = submit(alice, stack.url, {"model": stack_model.name, "methods": methods,
+                                         "outputs": ["npy"]}, [("a.npy", npy_bytes(x))])
+    assert response.status_code == 202, response.text
+    job = wait(alice, stack.url, response.json()["id"])
+    assert job["status"] == "succeeded", job
+    assert job["methods"] == [{"name": "gradcam", "layer": None},
+                              {"name": "guided_gradcam", "layer": "layer2"}]
+    (item,) = all_items(alice, stack.url, job["id"])
+    assert [(o["method"], o["params"]) for o in item["outputs"]] == [
+        ("gradcam", {"layer": "layer3"}), ("guided_gradcam", {"layer": "layer2"})]
+    engine = Engine(build_model(parse_model_spec(stack_model.spec), stack_model.weights))
+    want = engine.attribute(torch.from_numpy(x)[None], [method_spec("gradcam", layer="layer3"),
+                                                        method_spec("guided_gradcam",
+                                                                    layer="layer2")])
+    for out, amap in zip(item["outputs"], want.images[0].maps, strict=True):
+        got = np.load(io.BytesIO(download(alice, stack, out["npy"])))
+        assert np.abs(amap.values).max() > 0
+        np.testing.assert_allclose(got, amap.values, rtol=1e-4,
+                                   atol=1e-5 * float(np.abs(amap.values).max()))
+
+
 def test_json_job_with_storage_uris_matches_the_engine(stack, stack_model, alice):
     storage = stack.backend.storage()
     inputs = [image_bytes(10 + i) for i in range(3)]

@@ -25,7 +25,8 @@ class GradCam(Method):
     At a layer with activations A (C×h×w): α_c = mean over h, w of d score / d A_c, map =
     ReLU(Σ_c α_c A_c), upsampled bilinearly (align_corners=False) to the input: 1×H×W, as
     Captum's `LayerGradCam` followed by `LayerAttribution.interpolate(..., "bilinear")`.
-    The layer defaults to the last convolutional block (`worker.layers`).
+    The layer defaults to the last convolutional block before the global pooling, and must
+    be an N×C×H×W map (`worker.layers`).
     """
 
     name = "gradcam"
@@ -37,8 +38,14 @@ class GradCam(Method):
         return (call.layer(params["layer"]),)
 
     def check(self, params: Params, call: Call, position: int) -> None:
-        if params["layer"] is not None:
-            call.engine.taps.check([params["layer"]], f"methods[{position}].layer")
+        field, layer = f"methods[{position}].layer", params["layer"]
+        if layer is None:
+            call.engine.default_layer(call.x[:1], field)  # refuses a model without one
+            return
+        call.engine.taps.check([layer], field)
+        problem = call.engine.layers(call.x[:1]).layout_problem(layer)
+        if problem is not None:
+            raise SpecError(field, problem)
 
     def cams(self, call: Call, params: Params) -> list[torch.Tensor | None]:
         """Per rank, every image's upsampled map (N×1×H×W), from the shared pass."""
