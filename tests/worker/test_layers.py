@@ -114,7 +114,8 @@ def test_the_runtime_names_the_default_layer_and_keeps_a_named_one(resnet18):
     specs = Engine(resnet18).resolve_layers(methods, image(64))
     assert [s.to_json() for s in specs] == [
         "gradient", {"name": "gradcam", "layer": "layer4"},
-        {"name": "guided_gradcam", "layer": "layer2"}, {"name": "gradcam", "layer": "layer4"}]
+        {"name": "guided_gradcam", "layer": "layer2", "rule": "relu"},
+        {"name": "gradcam", "layer": "layer4"}]
 
 
 def test_a_block_that_ends_in_functional_calls_and_a_global_max_pool(tiny_cnn):
