@@ -104,14 +104,20 @@ def _readable_root(client: Client, uri: str) -> str | None:
         return None
 
 
+def listing(folder: Path) -> list[tuple[str, Path]]:
+    """The folder's images (`image_files`); ValueError when it has none."""
+    files = image_files(folder)
+    if not files:
+        raise ValueError(f"{folder}: no images (.jpg, .jpeg, .png, .webp, .npy) found")
+    return files
+
+
 def place(client: Client, folder: Path, out: Path, batch_size: int, progress: bool,
           force_upload: bool, stem: str = STEM, files: list[tuple[str, Path]] | None = None
           ) -> tuple[str, int, bool, AuditState]:
     """The prefix URI the job reads, the files uploaded now, whether read in place, state.
-    `files` is the folder's listing (`image_files`), when the caller has it already."""
-    files = image_files(folder) if files is None else files
-    if not files:
-        raise ValueError(f"{folder}: no images (.jpg, .jpeg, .png, .webp, .npy) found")
+    `files` is the folder's `listing`, when the caller has it already."""
+    files = listing(folder) if files is None else files
     digest = listing_digest(files)
     state = AuditState(out, {"url": client.base_url, "folder": str(folder), "listing": digest},
                        stem)
@@ -191,7 +197,7 @@ def run(client: Client, folder: str | Path, out: str | Path, *, model: str,
         raise NotADirectoryError(f"{folder}: not a folder")
     if label_map and labels is None:
         labels = lab.FOLDER
-    files = image_files(folder)
+    files = listing(folder)
     resolved = _labels(client, files, model, labels, label_map, target)
     out.mkdir(parents=True, exist_ok=True)
     prefix, uploaded, in_place, state = place(client, folder, out, batch_size, progress,

@@ -92,32 +92,13 @@ def _audit_field(args: argparse.Namespace) -> dict[str, Any] | None:
     return None if args.sanity is None else {"sanity": {"sample": args.sanity}}
 
 
-def output_warnings(job: Job, shown: int = 10) -> list[str]:
-    """Each distinct warning of the job's outputs, once, with the items and method it is on."""
-    found: dict[tuple[str, str], list[int]] = {}
-    for item in job.items():
-        for out in item.outputs:
-            for warning in out.warnings:
-                indices = found.setdefault((out.method, warning), [])
-                if not indices or indices[-1] != item.index:
-                    indices.append(item.index)
-    lines = []
-    for (method, warning), indices in found.items():
-        where = ", ".join(map(str, indices[:shown]))
-        if len(indices) > shown:
-            where += f" and {len(indices) - shown} more"
-        lines.append(f"warning: {method} on item{'s' if len(indices) > 1 else ''} {where}: "
-                     f"{warning}")
-    return lines
-
-
 def cmd_submit(client: Client, args: argparse.Namespace) -> int:
     job = client.submit(args.images, model=args.model, methods=args.method, target=args.target,
                         reduce=args.reduce, outputs=args.output, seed=args.seed,
                         audit=_audit_field(args))
     if args.wait or args.out:
         code = _finish(args, job)
-        for line in output_warnings(job):
+        for line in findings.output_warnings(job.items()):
             print(line, file=sys.stderr)
         _emit(args, job.state.raw, job.id)
         return code

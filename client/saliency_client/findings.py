@@ -1,19 +1,43 @@
-"""An attribution report's findings as lines for the terminal: the warnings, the top
-suspects with their reasons, the strategy clusters per class, and the verdicts of the two
-trust checks (the sanity check and input dependence).
+"""What a job found, as lines for the terminal: its outputs' warnings, and an attribution
+report's findings: the warnings, the top suspects with their reasons, the strategy clusters
+per class, and the verdicts of the two trust checks (the sanity check and input dependence).
 
-Pure functions on the report's JSON (`docs/audits.md`), shared by `saliency audit` and
-`saliency report`; the report page draws the same findings with pictures.
+Pure functions on the items and the report's JSON (`docs/audits.md`), shared by `saliency
+submit`, `audit` and `report`; the job and report pages draw the same with pictures.
 """
 
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from saliency_client.types import Item
+
 SUSPECTS_SHOWN = 10
+ITEMS_SHOWN = 10  # item indices quoted per warning
 TERMS = ("off_object", "border", "atypical")
+
+
+def output_warnings(items: Iterable[Item]) -> list[str]:
+    """Each distinct warning of the items' outputs, once, with the method and items it is on:
+    `warning: deconvnet on items 0, 1: deconvnet: this model's backward path ...`."""
+    found: dict[tuple[str, str], list[int]] = {}
+    for item in items:
+        for out in item.outputs:
+            for warning in out.warnings:
+                indices = found.setdefault((out.method, warning), [])
+                if not indices or indices[-1] != item.index:
+                    indices.append(item.index)
+    lines = []
+    for (method, warning), indices in found.items():
+        where = ", ".join(map(str, indices[:ITEMS_SHOWN]))
+        if len(indices) > ITEMS_SHOWN:
+            where += f" and {len(indices) - ITEMS_SHOWN} more"
+        lines.append(f"warning: {method} on item{'s' if len(indices) > 1 else ''} {where}: "
+                     f"{warning}")
+    return lines
 
 
 def _fixed(value: Any, digits: int = 2) -> str:
