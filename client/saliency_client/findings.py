@@ -124,9 +124,9 @@ def sanity_lines(report: dict[str, Any]) -> list[str]:
     sanity = report.get("sanity")
     if not sanity:
         return ["sanity check: not asked for (--sanity N runs it on N items)"]
-    blocks = sanity.get("blocks") or []
+    blocks, sample = sanity.get("blocks") or [], sanity.get("sample")
     lines = [f"sanity check (the model's {len(blocks)} blocks randomised from the class "
-             f"scores down, on {sanity.get('sample')} items):"]
+             f"scores down, on {sample} item{'' if sample == 1 else 's'}):"]
     lines += [f"  {m.get('method')}: {m.get('verdict')}: {m.get('text')}"
               for m in sanity.get("methods") or ()]
     return lines

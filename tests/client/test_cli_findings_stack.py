@@ -121,7 +121,7 @@ def test_audit_prints_the_sanity_and_input_dependence_verdicts(audited):
     assert sanity["sample"] == 1 and {m["method"] for m in sanity["methods"]} == set(METHODS)
     lines = _section(audited.stdout, "sanity check")
     assert lines[0] == (f"sanity check (the model's {len(sanity['blocks'])} blocks randomised "
-                        "from the class scores down, on 1 items):")
+                        "from the class scores down, on 1 item):")
     assert lines[1:] == [f"  {m['method']}: {m['verdict']}: {m['text']}"
                          for m in sanity["methods"]]
     lines = _section(audited.stdout, "input dependence")
