@@ -4,7 +4,8 @@
   scheduler (Celery beat, running the reconciler every 2 s).
 - `stack`: the API with API keys and small limits over HTTP, parametrized over both backends.
 - `api_url`: the API as the embedded default runs it (no keys, default limits), file storage.
-- `stack_model` / `tiny_model`: a seeded resnet18 (10 classes, 32×32) registered on either.
+- `stack_model` / `tiny_model`: a seeded resnet18 (10 classes, 32×32) registered on either;
+  `tiny_mobilenet`: a seeded MobileNetV2 (no max-pooling) on `api_url`.
 - Data-set roots (`SALIENCY_DATASET_ROOTS`): every backend reads the local folder
   `Backend.dataset_dir` (`file://`); the S3 backend also the bucket `saliency-datasets`.
 Logs of every process land in test-output/logs/.
@@ -186,6 +187,24 @@ def stack_model(stack, tiny_weights) -> TinyModel:
 def tiny_model(api_url, tiny_weights) -> str:
     """The tiny model's name, registered on `api_url`."""
     return _ensure_model(api_url, tiny_weights, requests.Session()).name
+
+
+@pytest.fixture(scope="session")
+def tiny_mobilenet(api_url, tmp_path_factory) -> str:
+    """A seeded MobileNetV2 (10 classes, 32×32, no max-pooling) registered on `api_url`: its
+    DeconvNet maps cannot depend on the input, so each such output carries a warning."""
+    import torch
+    import torchvision
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    model = torchvision.models.mobilenet_v2(num_classes=10)
+    weights = tmp_path_factory.mktemp("weights") / "tiny-mobilenet.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
+    spec = {**MODEL_SPEC, "name": "tiny-mobilenet", "architecture": "mobilenet_v2"}
+    response = register(api_url, spec, weights)
+    assert response.status_code in (201, 409), response.text
+    return spec["name"]
 
 
 @pytest.fixture

@@ -127,6 +127,9 @@ class AsyncClient:
     def page_url(self, job_id: str) -> str:
         return f"{self.base_url}/jobs/{job_id}"
 
+    def report_url(self, job_id: str) -> str:
+        return f"{self.page_url(job_id)}/report"
+
     def job(self, job_id: str) -> AsyncJob:
         return AsyncJob(self, job_id)
 

@@ -1,6 +1,8 @@
 """`saliency audit`: audit a local ImageFolder tree with one data-set job.
 
-1. List the folder's images (`class/name.jpg`, hidden files left out).
+1. List the folder's images (`class/name.jpg`, hidden files left out), and work out the
+   label each will get (`saliency_client.labels`): folders the model has no class for are
+   refused here, before anything is uploaded or submitted.
 2. If the service can read the folder in place — its `file://` URI is under one of the
    places `GET /v1/roots` names — use it and upload nothing. Otherwise upload the images
    (`POST /v1/uploads`, in batches) under a prefix named by the folder and a digest of its
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from saliency_client import labels as lab
 from saliency_client import results as res
 from saliency_client.client import Client, Job
 from saliency_client.datasets import Dataset, image_files, listing_digest
@@ -101,12 +104,20 @@ def _readable_root(client: Client, uri: str) -> str | None:
         return None
 
 
-def place(client: Client, folder: Path, out: Path, batch_size: int, progress: bool,
-          force_upload: bool, stem: str = STEM) -> tuple[str, int, bool, AuditState]:
-    """The prefix URI the job reads, the files uploaded now, whether read in place, state."""
+def listing(folder: Path) -> list[tuple[str, Path]]:
+    """The folder's images (`image_files`); ValueError when it has none."""
     files = image_files(folder)
     if not files:
         raise ValueError(f"{folder}: no images (.jpg, .jpeg, .png, .webp, .npy) found")
+    return files
+
+
+def place(client: Client, folder: Path, out: Path, batch_size: int, progress: bool,
+          force_upload: bool, stem: str = STEM, files: list[tuple[str, Path]] | None = None
+          ) -> tuple[str, int, bool, AuditState]:
+    """The prefix URI the job reads, the files uploaded now, whether read in place, state.
+    `files` is the folder's `listing`, when the caller has it already."""
+    files = listing(folder) if files is None else files
     digest = listing_digest(files)
     state = AuditState(out, {"url": client.base_url, "folder": str(folder), "listing": digest},
                        stem)
@@ -151,20 +162,51 @@ def submit_once(client: Client, state: AuditState, spec: dict[str, Any]) -> Job:
     return job
 
 
+def _labels(client: Client, files: list[tuple[str, Path]], model: str, labels: str | None,
+            label_map: dict[str, str] | None, target: Any) -> dict[str, int] | None:
+    """The data set's `label_map` (class indices), once the model is known to have a class
+    for every folder; says on stderr which class each folder becomes."""
+    if target == "label" and labels is None:
+        raise ValueError('--target label needs labels: pass --labels folder-sorted (or folder, '
+                         "or --label-map)")
+    info = client.model(model)  # an unknown model is refused before anything is uploaded
+    resolved = lab.resolve_label_map(label_map, info) if label_map else None
+    classes = lab.folder_classes([name for name, _ in files], labels, resolved, info)
+    if classes:
+        names = info.class_names or ()
+        shown = [f"{folder} -> {i}" + (f" ({names[i]})" if i < len(names) else "")
+                 for folder, i in list(classes.items())[:lab.SHOWN]]
+        more = len(classes) - len(shown)
+        _say(f"labels ({labels}): " + ", ".join(shown) + (f" and {more} more" if more else ""))
+    return resolved
+
+
 def run(client: Client, folder: str | Path, out: str | Path, *, model: str,
-        methods: Any = None, labels: str | None = None, target: Any = None,
-        seed: int | None = None, batch_size: int = 32, timeout: float | None = None,
-        progress: bool = True, force_upload: bool = False) -> Outcome:
-    """Audit `folder` (see the module's docstring); the job's final state is on `job.state`."""
+        methods: Any = None, labels: str | None = None,
+        label_map: dict[str, str] | None = None, target: Any = None,
+        seed: int | None = None, sanity: int | None = None, batch_size: int = 32,
+        timeout: float | None = None, progress: bool = True,
+        force_upload: bool = False) -> Outcome:
+    """Audit `folder` (see the module's docstring); the job's final state is on `job.state`.
+
+    `label_map` maps folder names to classes (an index or a class name; it implies
+    `labels="folder"`); `sanity` asks for the sanity check on that many items.
+    """
     folder, out = Path(folder).resolve(), Path(out)
     if not folder.is_dir():
         raise NotADirectoryError(f"{folder}: not a folder")
+    if label_map and labels is None:
+        labels = lab.FOLDER
+    files = listing(folder)
+    resolved = _labels(client, files, model, labels, label_map, target)
     out.mkdir(parents=True, exist_ok=True)
     prefix, uploaded, in_place, state = place(client, folder, out, batch_size, progress,
-                                              force_upload)
-    dataset = Dataset(prefix=prefix, labels=labels).to_json()
+                                              force_upload, files=files)
+    dataset = Dataset(prefix=prefix, labels=labels, label_map=resolved).to_json()
     spec = {"model": model, "methods": methods, "target": target, "seed": seed,
             "dataset": dataset}
+    if sanity is not None:
+        spec["audit"] = {"sanity": {"sample": sanity}}
     job = submit_once(client, state, spec)
     job.wait(timeout=timeout, progress=progress)
     results = job.save_results(out / res.RESULTS_FILE)

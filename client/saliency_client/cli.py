@@ -19,12 +19,13 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from saliency_client import audit, kinds
+from saliency_client import audit, findings, kinds
 from saliency_client import results as res
 from saliency_client import top_activations as top
 from saliency_client.client import Client, Job
 from saliency_client.datasets import LABEL_MODES
 from saliency_client.errors import ApiError, ConnectionFailed, JobFailed, WaitTimeout
+from saliency_client.labels import parse_label_map
 from saliency_client.progress import phase
 from saliency_client.spec import TARGET_HELP, parse_method, parse_target
 from saliency_client.types import JobState
@@ -87,11 +88,18 @@ def _finish(args: argparse.Namespace, job: Job) -> int:
     return EXIT_OK
 
 
+def _audit_field(args: argparse.Namespace) -> dict[str, Any] | None:
+    return None if args.sanity is None else {"sanity": {"sample": args.sanity}}
+
+
 def cmd_submit(client: Client, args: argparse.Namespace) -> int:
     job = client.submit(args.images, model=args.model, methods=args.method, target=args.target,
-                        reduce=args.reduce, outputs=args.output, seed=args.seed)
+                        reduce=args.reduce, outputs=args.output, seed=args.seed,
+                        audit=_audit_field(args))
     if args.wait or args.out:
         code = _finish(args, job)
+        for line in findings.output_warnings(job.items()):
+            print(line, file=sys.stderr)
         _emit(args, job.state.raw, job.id)
         return code
     _emit(args, {"id": job.id, "status": "queued"}, job.id)
@@ -145,8 +153,9 @@ def cmd_results(client: Client, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _print_report(report: dict[str, Any]) -> None:
-    for line in res.headline(report):
+def _print_report(report: dict[str, Any], suspects: int) -> None:
+    """The headline figures, then an attribution report's findings."""
+    for line in [*res.headline(report), *findings.lines(report, suspects)]:
         print(line)
 
 
@@ -154,14 +163,17 @@ def cmd_report(client: Client, args: argparse.Namespace) -> int:
     report = client.job(args.id).report()
     if args.json:
         print(json.dumps(report))
-    else:
-        _print_report(report)
+        return EXIT_OK
+    _print_report(report, args.suspects)
+    if report.get("kind") == "attribution":
+        print(f"report page: {client.report_url(args.id)}")
     return EXIT_OK
 
 
 def cmd_audit(client: Client, args: argparse.Namespace) -> int:
     outcome = audit.run(client, args.folder, args.out, model=args.model, methods=args.method,
-                        labels=args.labels, target=args.target, seed=args.seed,
+                        labels=args.labels, label_map=parse_label_map(args.label_map or ()),
+                        target=args.target, seed=args.seed, sanity=args.sanity,
                         batch_size=args.batch_size, timeout=args.timeout,
                         progress=not args.no_progress, force_upload=args.upload)
     job = outcome.job
@@ -173,8 +185,9 @@ def cmd_audit(client: Client, args: argparse.Namespace) -> int:
                           "uploaded": outcome.uploaded, "in_place": outcome.in_place}))
     else:
         print(_summary(job.state))
-        _print_report(report)
-        print(f"results: {outcome.results}\nreport: {outcome.report}\npage: {page}")
+        _print_report(report, args.suspects)
+        print(f"results: {outcome.results}\nreport: {outcome.report}\npage: {page}\n"
+              f"report page: {client.report_url(job.id)}")
     job.state.raise_for_status()
     return EXIT_OK
 
@@ -287,6 +300,14 @@ def _job_options(p: argparse.ArgumentParser) -> None:
                    "noise=0.2 (repeatable; default gradient; see `saliency methods`)")
     p.add_argument("--target", type=_target, help=TARGET_HELP + " (default predicted)")
     p.add_argument("--seed", type=int, help="seed of the job's randomness (default 0)")
+    p.add_argument("--sanity", type=int, metavar="N", help="run the report's sanity check "
+                   "(cascading weight randomisation) on N items")
+
+
+def _suspects(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--suspects", type=int, default=findings.SUSPECTS_SHOWN, metavar="N",
+                   help=f"print the N highest-scoring suspects (default "
+                   f"{findings.SUSPECTS_SHOWN})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -328,15 +349,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE", help="write here; the format is --format, else the "
                    "extension (.parquet, .csv, .jsonl)")
     p.add_argument("--format", choices=res.FORMATS, help="default: from --out, else jsonl")
-    add("report", cmd_report, "a finished job's report: headline figures (--json: all of it)"
-        ).add_argument("id")
+    p = add("report", cmd_report, "a finished job's report: headline figures, then an audit's "
+            "warnings, suspects, clusters and trust checks (--json: all of it)")
+    p.add_argument("id")
+    _suspects(p)
     p = add("audit", cmd_audit, "audit a local ImageFolder tree: one data-set job, read in place "
             "when the service can, else uploaded (resumable); results into --out")
     p.add_argument("folder", metavar="FOLDER", help="a folder of class folders of images")
     _job_options(p)
     p.add_argument("--labels", choices=LABEL_MODES, help="label each image by its folder: its "
                    "name matched to the model's class names (folder), or the sorted folders "
-                   "numbered as torchvision's ImageFolder does (folder-sorted)")
+                   "numbered as torchvision's ImageFolder does (folder-sorted); checked "
+                   "against the model's classes before anything is uploaded")
+    p.add_argument("--label-map", action="append", metavar="FOLDER=CLASS", help="the class of "
+                   "a folder, an index or a class name (repeatable; implies --labels folder)")
+    _suspects(p)
     p.add_argument("--out", required=True, metavar="DIR", help="where results.parquet, "
                    "report.json and the audit's resume state go")
     p.add_argument("--batch-size", type=int, default=32, help="images per upload request")

@@ -144,6 +144,10 @@ class Client:
         """The job's page in the browser."""
         return f"{self.base_url}/jobs/{job_id}"
 
+    def report_url(self, job_id: str) -> str:
+        """The page of the job's report (an attribution job's audit) in the browser."""
+        return f"{self.page_url(job_id)}/report"
+
     def job(self, job_id: str) -> Job:
         """A handle on an existing job (nothing is fetched until asked)."""
         return Job(self, job_id)

@@ -59,6 +59,20 @@ def test_parquet_results_need_a_file_and_audit_a_folder(capsys, fast_client, tmp
     assert code == cli.EXIT_USAGE and "no images" in capsys.readouterr().err
 
 
+def test_audit_options_that_cannot_label_exit_2_before_the_api_is_asked(capsys, fast_client,
+                                                                        image_folder, tmp_path):
+    folder = str(image_folder(tmp_path / "pets", {"cat": 1}))
+    audit = ["--url", "http://127.0.0.1:9", "audit", folder, "--model", "m", "--out",
+             str(tmp_path / "o")]
+    code = cli.main([*audit, "--target", "label"])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_USAGE and "--target label needs labels" in err
+    code = cli.main([*audit, "--label-map", "cat"])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_USAGE and "--label-map takes FOLDER=CLASS" in err
+    assert not (tmp_path / "o").exists()
+
+
 def test_a_missing_input_file_exits_2_with_one_line(capsys, fast_client):
     code = cli.main(["--url", "http://127.0.0.1:9", "submit", "/nonexistent.png", "--model", "m"])
     err = capsys.readouterr().err

@@ -155,26 +155,11 @@ def top_activations_job(stack, stack_model) -> MadeJob:
 
 
 @pytest.fixture(scope="module")
-def deconvnet_job(api_url, tmp_path_factory) -> MadeJob:
+def deconvnet_job(api_url, tiny_mobilenet) -> MadeJob:
     """DeconvNet on a model without max-pooling (a seeded MobileNetV2 at 32 px), whose maps
     cannot depend on the input: each output carries a warning."""
-    import torch
-    import torchvision
-    from safetensors.torch import save_file
-
-    torch.manual_seed(0)
-    model = torchvision.models.mobilenet_v2(num_classes=10)
-    weights = tmp_path_factory.mktemp("weights") / "tiny-mobilenet.safetensors"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
-    spec = {"name": "tiny-mobilenet", "architecture": "mobilenet_v2", "num_classes": 10,
-            "input_size": 32, "resize": 32}
     session = requests.Session()
-    response = session.post(
-        f"{api_url}/v1/models", timeout=60,
-        files={"spec": (None, json.dumps(spec), "application/json"),
-               "weights": ("w.safetensors", io.BytesIO(weights.read_bytes()))})
-    assert response.status_code in (201, 409), response.text
-    job_spec = {"model": spec["name"], "methods": ["deconvnet", "gradient"]}
+    job_spec = {"model": tiny_mobilenet, "methods": ["deconvnet", "gradient"]}
     files = [("spec", (None, json.dumps(job_spec), "application/json"))]
     files += [("images", (f"square-{i}.png", io.BytesIO(picture(200 + i)[0]))) for i in range(2)]
     job, report = run_job(session, api_url, files=files)
