@@ -120,10 +120,14 @@ class ModelLayers:
         layer = self.layers.get(name)
         if layer is None or layer.layout is not None:
             return None
-        shape = "no single tensor" if layer.shape is None else f"shape {list(layer.shape)}"
+        if layer.runs == 0:
+            return f"module {name!r} did not run in the forward pass"
+        if layer.shape is None:
+            return f"module {name!r} does not output a single tensor"
+        shape = ", ".join(["N", *map(str, layer.shape)])
         why = f": {layer.problem}" if layer.problem else ""
-        return (f"module {name!r} outputs {shape}, which is not read as a grid of channels "
-                f"(N×C×H×W, N×H×W×C or N×(P + H·W)×C tokens){why}; {self.hint()}")
+        return (f"module {name!r} outputs shape [{shape}], which is not read as a grid of "
+                f"channels (N×C×H×W, N×H×W×C or N×(P + H·W)×C tokens){why}; {self.hint()}")
 
     def default_layer(self, field: str) -> str:
         """The default layer; an `UnsupportedModelError` naming `field` if there is none."""

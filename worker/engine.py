@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from shared.errors import TargetError
 from shared.layers import ModelLayers
 from shared.methods import MethodSpec
 from shared.seeds import item_seed
@@ -170,7 +171,7 @@ class Engine:
         memory_format = torch.channels_last if self.channels_last else torch.preserve_format
         x = x.to(self.device, torch.float32, memory_format=memory_format)
         return Pass(self.model, self.taps, x, layers, grad=grad, override=override,
-                    autocast=self._autocast)
+                    autocast=self._autocast, model_layers=self.layers(x[:1]))
 
     def layers(self, x1: torch.Tensor) -> ModelLayers:
         """The model's layers, their layouts and the default Grad-CAM layer
@@ -235,6 +236,10 @@ class Engine:
                            tuple(sorted({t.layer for t in per_image
                                          if isinstance(t, LayerTarget)})))
         self.taps.check(request.target_layers)
+        for layer in request.target_layers:
+            problem = self.layers(x[:1]).layout_problem(layer)
+            if problem is not None:
+                raise TargetError(f"target.layer: {problem}")
         whole = request.call(self, x, 0, n)
         for p, (impl, spec) in enumerate(zip(request.impls, specs, strict=True)):
             impl.check(spec.params, whole, p)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from shared.errors import TargetError, UnsupportedModelError
+from shared.layers import ModelLayers
 from worker.gated_units import UNIT_NAMES
 from worker.methods.base import BackwardRule
 from worker.methods.gradient import Gradient
@@ -48,12 +49,13 @@ class Pass:
 
     `override` routes every rectifier and gated unit through the switchable rule, which
     methods with a rule of their own (guided backprop, DeconvNet) need; `layers` are recorded
-    on the way.
+    on the way, and read in the layouts of `model_layers`.
     """
 
     def __init__(self, model: nn.Module, taps: LayerTaps, x: torch.Tensor,
                  layers: Sequence[str], *, grad: bool, override: bool,
-                 autocast: Callable[[], Any]) -> None:
+                 autocast: Callable[[], Any], model_layers: ModelLayers) -> None:
+        self.model_layers = model_layers
         self.x = x.detach().requires_grad_(grad)
         self.switch = RuleSwitch()
         self.override = override
@@ -98,7 +100,8 @@ class Pass:
 
     def scores(self, rank: int) -> torch.Tensor:
         """Each row's target score for map `rank` (float32; 0 where the row has none)."""
-        return target_scores(self.selections, rank, self.logits, self.activations)
+        return target_scores(self.selections, rank, self.logits, self.activations,
+                             self.model_layers)
 
     def input_grads(self, rule: BackwardRule, rank: int, *, last: bool = False
                     ) -> torch.Tensor | None:
@@ -112,7 +115,7 @@ class Pass:
             if rule.needs_every_rectifier and not self.override:
                 raise RuntimeError(f"{rule.name} needs a pass with the rectifier override")
             outputs, seeds = seed_gradients(self.selections, rank, self.logits,
-                                            self.activations)
+                                            self.activations, self.model_layers)
             grad = None
             if outputs:
                 self.switch.rule = rule
@@ -130,7 +133,7 @@ class Pass:
             if act is None:
                 raise TargetError(f"layer: module {layer!r} did not run in the forward pass")
             outputs, seeds = seed_gradients(self.selections, rank, self.logits,
-                                            self.activations)
+                                            self.activations, self.model_layers)
             found = None
             if outputs:
                 self.switch.rule = GRADIENT
