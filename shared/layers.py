@@ -24,6 +24,7 @@ from shared.errors import UnsupportedModelError
 NCHW, NHWC, TOKENS = "NCHW", "NHWC", "tokens"
 LAYOUTS = (NCHW, NHWC, TOKENS)
 _LISTED = 5  # layers an error lists
+_PASS_ON = ("Identity", "Dropout", "DropPath")  # modules that pass their input on, by class
 
 
 @dataclass(frozen=True)
@@ -65,9 +66,11 @@ class Layout:
 
 @dataclass(frozen=True)
 class Layer:
-    """One module in a forward pass: its output's shape (batch excluded; None when it does
-    not output one tensor or did not run), how often it ran, and its layout or why none."""
+    """One module in a forward pass: its class name, its output's shape (batch excluded;
+    None when it does not output one tensor or did not run), how often it ran, and its
+    layout or why none."""
 
+    module: str
     shape: tuple[int, ...] | None
     runs: int = 1
     layout: Layout | None = None
@@ -78,8 +81,8 @@ class Layer:
         return self.layout is not None and self.layout.cells > 1
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"shape": None if self.shape is None else list(self.shape),
-                               "runs": self.runs}
+        out: dict[str, Any] = {"module": self.module, "runs": self.runs,
+                               "shape": None if self.shape is None else list(self.shape)}
         if self.layout is not None:
             out.update(self.layout.to_json())
         if self.problem is not None:
@@ -89,7 +92,7 @@ class Layer:
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Layer:
         shape = raw.get("shape")
-        return cls(None if shape is None else tuple(int(s) for s in shape),
+        return cls(raw.get("module", ""), None if shape is None else tuple(int(s) for s in shape),
                    int(raw.get("runs", 1)),
                    Layout.from_json(raw) if "layout" in raw else None, raw.get("problem"))
 
@@ -136,12 +139,14 @@ class ModelLayers:
         return self.default
 
     def candidates(self) -> list[str]:
-        """Layers with a grid of more than one cell, the last first."""
-        return [name for name in reversed(self.layers) if self.layers[name].has_grid]
+        """Layers with a grid of more than one cell, the last first, but those that pass
+        their input on (`Identity`, dropout)."""
+        return [name for name in reversed(self.layers) if self.layers[name].has_grid
+                and not any(kind in self.layers[name].module for kind in _PASS_ON)]
 
-    def hint(self, exclude: frozenset[str] = frozenset()) -> str:
+    def hint(self) -> str:
         """The candidate layers, the last first, for an error message."""
-        names = [repr(n) for n in self.candidates() if n not in exclude]
+        names = [repr(n) for n in self.candidates()]
         if not names:
             return "the model has no layer whose output is a grid of more than one cell"
         more = ", ..." if len(names) > _LISTED else ""
@@ -163,6 +168,6 @@ class ModelLayers:
     def from_shapes(cls, shapes: dict[str, Any]) -> ModelLayers:
         """The layers of a record written before layouts were recorded: its N×C×H×W layers'
         (C, H, W), nothing else known."""
-        return cls({name: Layer((int(c), int(h), int(w)), 1, Layout(NCHW, int(c), (int(h),
-                                                                                     int(w))))
+        return cls({name: Layer("", (int(c), int(h), int(w)), 1,
+                                Layout(NCHW, int(c), (int(h), int(w))))
                     for name, (c, h, w) in shapes.items()})

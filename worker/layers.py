@@ -139,14 +139,15 @@ class _Reader:
     def __init__(self, trace: LayoutTrace, model: nn.Module) -> None:
         self.calls = trace.calls
         self.runs = Counter(call.name for call in self.calls)
+        self.modules = dict(model.named_modules())
         self.layers: dict[str, Layer] = {}
         for call in self.calls:
             if call.name not in self.layers:
                 self.layers[call.name] = self._layer(call, trace, model)
         for name, _ in model.named_modules():
             if name and name not in self.layers:
-                self.layers[name] = Layer(None, 0, problem="it does not run")
-        self.modules = dict(model.named_modules())
+                self.layers[name] = Layer(type(self.modules[name]).__name__, None, 0,
+                                          problem="it does not run")
         self.items = {f"{name}.{child}" if name else child
                       for name, module in model.named_modules()
                       if isinstance(module, _CONTAINERS) for child, _ in module.named_children()}
@@ -155,15 +156,15 @@ class _Reader:
                           if block is not None and _inside(call.name, block)), 0)
 
     def _layer(self, call: Finished, trace: LayoutTrace, model: nn.Module) -> Layer:
-        out, runs = call.output, self.runs[call.name]
+        out, runs, kind = call.output, self.runs[call.name], type(call.module).__name__
         if not isinstance(out, torch.Tensor):
-            return Layer(None, runs, problem="it does not output one tensor")
+            return Layer(kind, None, runs, problem="it does not output one tensor")
         shape = tuple(out.shape[1:])
         if runs > 1:
-            return Layer(shape, runs, problem=f"it runs {runs} times in a forward pass, so "
-                                              "it has no single output")
+            return Layer(kind, shape, runs, problem=f"it runs {runs} times in a forward pass, "
+                                                    "so it has no single output")
         layout, problem = _layout(out, trace, model)
-        return Layer(shape, runs, layout, problem)
+        return Layer(kind, shape, runs, layout, problem)
 
     def eligible(self, i: int) -> bool:
         """Whether call `i` may be the default: once-run, with a grid, past the stem, and
@@ -246,15 +247,14 @@ def read_layers(trace: LayoutTrace, model: nn.Module) -> ModelLayers:
         chosen = last_read
     if chosen is not None:
         return ModelLayers(layers, trace.size, calls[chosen].name)
-    stem = frozenset(call.name for call in calls[:reader.body])
     if last_unknown is None:
         return ModelLayers(layers, trace.size, problem=(
             "found no layer past the stem whose output has a grid of more than one cell "
             "before the global pooling; name the layer with the method's `layer` parameter "
-            f"({found.hint(stem)})"))
+            f"({found.hint()})"))
     after = calls[last_unknown]
     why = layers[after.name].problem or "it runs more than once"
     return ModelLayers(layers, trace.size, problem=(
         f"no default layer: the layer {after.name!r} (output {list(after.output.shape)}) "
         f"still carries the image's grid but is not read as a grid of channels ({why}); "
-        f"name the layer with the method's `layer` parameter ({found.hint(stem)})"))
+        f"name the layer with the method's `layer` parameter ({found.hint()})"))
