@@ -3,7 +3,7 @@
 A `worker.layouts.LayoutTrace` of a forward pass lists every named module in the order it
 returned, and which outputs are established N×C×H×W maps; `read_layers` reads each output's
 layout (`shared.layers`): N×C×H×W when established; N×H×W×C when its second and third
-dimensions are a grid of the input (⌊H/r⌋ or ⌈H/r⌉ by ⌊W/r⌋ or ⌈W/r⌉ for a stride r) and its
+dimensions are a grid of the input (⌊H/r⌋×⌊W/r⌋ or ⌈H/r⌉×⌈W/r⌉ for a stride r) and its
 second and fourth are not; tokens when its second dimension is a token sequence of the model
 (`worker.tokens`: prefix tokens and a grid, declared or inferred). Anything else has no
 layout, with the reason: a layer is never read in a layout it was not found in.
