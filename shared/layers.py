@@ -163,11 +163,3 @@ class ModelLayers:
         return cls({name: Layer.from_json(layer) for name, layer in raw["modules"].items()},
                    None if size is None else (int(size[0]), int(size[1])),
                    raw.get("default"), raw.get("problem"))
-
-    @classmethod
-    def from_shapes(cls, shapes: dict[str, Any]) -> ModelLayers:
-        """The layers of a record written before layouts were recorded: its N×C×H×W layers'
-        (C, H, W), nothing else known."""
-        return cls({name: Layer("", (int(c), int(h), int(w)), 1,
-                                Layout(NCHW, int(c), (int(h), int(w))))
-                    for name, (c, h, w) in shapes.items()})

@@ -82,10 +82,10 @@ class ModelRecord:
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> ModelRecord:
-        """A stored record; one written before layouts were recorded has its N×C×H×W
-        layers' shapes only."""
-        layers = (ModelLayers.from_json(raw["layers"]) if "layers" in raw
-                  else ModelLayers.from_shapes(raw.get("layer_shapes", {})))
+        """A stored record. One written before layouts were recorded lists only its N×C×H×W
+        layers, not the others a job may now name: its layers read as not known, as while
+        a model is validating, and the worker checks them against the loaded model."""
+        layers = ModelLayers.from_json(raw["layers"]) if "layers" in raw else ModelLayers()
         return cls(
             spec=model_spec_from_json(raw["spec"]), format=raw["format"],
             artifact=raw["artifact"], sha256=raw["sha256"], size=raw["size"],
