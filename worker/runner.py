@@ -71,7 +71,8 @@ def run_chunk(ctx: WorkerContext, job_id: str, start: int, worker: str) -> None:
         ctx.chunks.release(lease)
         return
     outcome = ctx.chunks.commit(lease, result.upto, segment=result.segment, done=result.done,
-                                failed=result.failed, to_back=to_back)
+                                failed=result.failed, first_error=result.first_error,
+                                to_back=to_back)
     log.info("job %s chunk [%d:%d): %s in %.2f s", job_id, start, result.upto,
              {-1: "fenced, not published", 1: "committed", 2: "committed, last"}[outcome],
              time.perf_counter() - t0)
