@@ -20,6 +20,7 @@ from shared.datasets import (
     DatasetSpec,
     folder_label,
     is_image_key,
+    long_manifest_line,
     parse_dataset,
     parse_manifest_line,
 )
@@ -29,7 +30,7 @@ from shared.keys import JobKeys
 from shared.records import InputSource
 from shared.redisio import job_key, tenant_key
 from shared.status import JobStatus
-from shared.storage import iter_lines
+from shared.storage import LongLine, iter_lines
 from worker.context import WorkerContext
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,12 @@ def _manifest(ctx: WorkerContext, job: Job, spec: DatasetSpec) -> Iterator[Input
     location = ctx.locator.locate(spec.manifest, job.tenant, "dataset.manifest", own_area=True)
     base = posixpath.dirname(spec.manifest)
     number = 0
-    for raw in iter_lines(location.storage, location.key):
+    limit = ctx.settings.max_manifest_line_bytes
+    for raw in iter_lines(location.storage, location.key, limit):
+        if isinstance(raw, LongLine):
+            yield long_manifest_line(number, raw.size, limit)
+            number += 1
+            continue
         line = raw.decode("utf-8", "replace").strip()
         if not line:
             continue
