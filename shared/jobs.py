@@ -113,6 +113,20 @@ end
 return 1
 """
 
+# KEYS: job, the tenant's queued count; ARGV: total, skipped, quota, error, fail anyway (1/0).
+# A planned job's items are counted as queued; past the quota (or when told to), the job is
+# marked finalizing towards `failed` in the same step, so its chunks are never released.
+_END_PLANNING = """
+redis.call('HSET', KEYS[1], 'total', ARGV[1], 'skipped', ARGV[2], 'planning', 0)
+local queued = redis.call('INCRBY', KEYS[2], ARGV[1])
+if ARGV[5] ~= '1' and queued <= tonumber(ARGV[3]) then return 0 end
+local status = redis.call('HGET', KEYS[1], 'status')
+if redis.call('HGET', KEYS[1], 'finalizing') == '1' or (status ~= 'queued' and status ~= 'running')
+then return 0 end
+redis.call('HSET', KEYS[1], 'finalizing', '1', 'final_status', 'failed', 'error', ARGV[4])
+return 1
+"""
+
 # KEYS: lease; ARGV: token, lease ms.
 _TAKE = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
@@ -206,6 +220,7 @@ class JobStore:
         self._progress_item = client.register_script(_PROGRESS_ITEM)
         self._request_final = client.register_script(_REQUEST_FINAL)
         self._finish = client.register_script(_FINISH)
+        self._end_planning = client.register_script(_END_PLANNING)
         self._take = client.register_script(_TAKE)
 
     # --- creating -----------------------------------------------------------------------------
@@ -361,6 +376,15 @@ class JobStore:
         pipe.hincrby(job_key(job_id), name, n)
         pipe.hset(job_key(job_id), "progress_ms", now_ms())
         pipe.execute()
+
+    def end_planning(self, job: Job, total: int, skipped: int, quota: int,
+                     error: str, fail: bool = False) -> bool:
+        """A data-set job's planning is over: `total` items, counted among its tenant's queued
+        items. If that takes the tenant past `quota` (or with `fail`), the job is marked
+        finalizing towards `failed` with `error`, at once: True if it was."""
+        return bool(self._end_planning(
+            keys=[job_key(job.id), tenant_key(job.tenant, "queued")],
+            args=[total, skipped, quota, error, int(fail)]))
 
     # --- ending -------------------------------------------------------------------------------
 
