@@ -41,7 +41,7 @@ CONTROL = "ctl"
 EXPIRY = PREFIX + "expiry"  # job id -> when its results expire (unix s)
 # Every Redis key of a job besides its hash, by suffix (the ledger's are `shared.chunks`').
 SUBKEYS = ("inputs", "items", "done", "failed", "attempts", "inflight", "losses", "cstop",
-           "cstate", "cattempts", "clost", "csent", "cworker", "cseg")
+           "cstate", "cattempts", "clost", "csent", "cworker", "cseg", "final")
 
 
 def tombstone_key(job_id: str) -> str:
@@ -124,6 +124,14 @@ local status = redis.call('HGET', KEYS[1], 'status')
 if redis.call('HGET', KEYS[1], 'finalizing') == '1' or (status ~= 'queued' and status ~= 'running')
 then return 0 end
 redis.call('HSET', KEYS[1], 'finalizing', '1', 'final_status', 'failed', 'error', ARGV[4])
+return 1
+"""
+
+# KEYS: control lease, checkpoint; ARGV: token, then field, value pairs. Only the holder of
+# the job's control lease records its finalizer's steps.
+_CHECKPOINT = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
 return 1
 """
 
@@ -221,6 +229,7 @@ class JobStore:
         self._request_final = client.register_script(_REQUEST_FINAL)
         self._finish = client.register_script(_FINISH)
         self._end_planning = client.register_script(_END_PLANNING)
+        self._checkpoint = client.register_script(_CHECKPOINT)
         self._take = client.register_script(_TAKE)
 
     # --- creating -----------------------------------------------------------------------------
@@ -461,3 +470,20 @@ class JobStore:
 
     def control_held(self, job_id: str) -> bool:
         return bool(self.redis.exists(lease_key(job_id, CONTROL)))
+
+    # --- the finalizer's checkpoint (the steps it has written) ------------------------------
+
+    def checkpoint(self, job_id: str) -> dict[str, str]:
+        """The steps a job's finalizers have recorded so far (field -> value)."""
+        return self.redis.hgetall(job_sub(job_id, "final"))
+
+    def record_step(self, job_id: str, token: int, steps: dict[str, str]) -> bool:
+        """Record finalizer steps under the control lease `token`; False if it was taken over."""
+        args: list[Any] = [token]
+        for name, value in steps.items():
+            args += [name, value]
+        return bool(self._checkpoint(keys=[lease_key(job_id, CONTROL), job_sub(job_id, "final")],
+                                     args=args))
+
+    def clear_checkpoint(self, job_id: str) -> None:
+        self.redis.delete(job_sub(job_id, "final"))
