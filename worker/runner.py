@@ -20,7 +20,7 @@ from shared.redisio import WORKERS, job_key, lease_key, now_ms
 from shared.status import JobStatus
 from shared.taskqueue import DELIVER_WEBHOOK, NEXT_PHASE, pump, send_control
 from worker.batches import Fenced
-from worker.context import WorkerContext
+from worker.context import ControlContext, WorkerContext
 from worker.leases import LeaseKeeper
 from worker.metrics import QUEUE_WAIT
 from worker.retry import BudgetSpent
@@ -33,7 +33,7 @@ def beat(ctx: WorkerContext, worker: str) -> None:
     ctx.redis.zadd(WORKERS, {worker: now_ms()})
 
 
-def fail_job(ctx: WorkerContext, job_id: str, message: str) -> None:
+def fail_job(ctx: ControlContext, job_id: str, message: str) -> None:
     """Fail a job for a reason of its own; its finalizer then writes what exists."""
     if ctx.jobs.request_final(job_id, JobStatus.FAILED, message):
         log.warning("job %s failed: %s", job_id, message)
@@ -83,7 +83,7 @@ def run_chunk(ctx: WorkerContext, job_id: str, start: int, worker: str) -> None:
     pump(ctx.sender, ctx.fair)
 
 
-def release_waiting(ctx: WorkerContext, job: Job) -> None:
+def release_waiting(ctx: ControlContext, job: Job) -> None:
     """A job whose chunks wait (planned) for its model or its planning: start or fail it."""
     if job.planning or job.finalizing or job.is_final:
         return

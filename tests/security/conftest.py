@@ -15,7 +15,15 @@ from dataclasses import dataclass, field
 import pytest
 import requests
 
-from devstack import ROOT, stack_env, start_api, start_beat, start_redis, start_worker
+from devstack import (
+    ROOT,
+    stack_env,
+    start_api,
+    start_beat,
+    start_reconciler,
+    start_redis,
+    start_worker,
+)
 
 LOGS = ROOT / "test-output" / "logs" / "security"
 SECRETS = {
@@ -82,6 +90,7 @@ def sec(tmp_path_factory) -> Iterator[SecStack]:
     env = stack_env(redis_service.url, root.as_uri(), None, **STACK_ENV)
     env["SALIENCY_DATA_DIR"] = str(tmp_path_factory.mktemp("sec-data"))
     worker = start_worker(env, LOGS, name="worker")
+    reconciler = start_reconciler(env, LOGS, name="reconciler")
     beat = start_beat(env, LOGS, name="beat")
     api = start_api({**env, **API_ENV}, LOGS)
     yield SecStack(api.url, {**env, **API_ENV}, root,
@@ -89,6 +98,7 @@ def sec(tmp_path_factory) -> Iterator[SecStack]:
                    redis_service.url)
     api.stop()
     beat.stop()
+    reconciler.stop()
     worker.stop()
     redis_service.stop()
 
