@@ -184,6 +184,7 @@ def finalize(ctx: WorkerContext, job_id: str, token: int) -> bool:
     deadline = time.monotonic() + ctx.settings.task_time_limit_s / 2
     try:
         for step in KINDS[job.kind].finalize(finalizing, record.spec if record else None):
+            log.info("job %s: finalizer step done: %s", job_id, step)
             if time.monotonic() > deadline:
                 log.info("job %s: finalizer stopped after %s (half its time limit); it "
                          "continues in a fresh task", job_id, step)
