@@ -6,7 +6,7 @@ The finalizer writes the results file in parts (here of 8 rows: 12 parts), merge
 then the report's measures and pictures one at a time, recording each step in the job's
 checkpoint and logging it (`finalizer step done: ...`); the workers are killed once some
 steps are recorded and again once the next finalizer has recorded more. A step recorded is
-never done again, so every step is logged exactly once across the workers' logs.
+never done again, so no step is logged twice across the workers' logs.
 """
 
 from __future__ import annotations
