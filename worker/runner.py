@@ -142,7 +142,7 @@ def advance(ctx: WorkerContext, job_id: str) -> None:
     lease is released)."""
     from worker.kinds import KINDS
 
-    unfinished = []
+    unfinished: list[str] = []
 
     def work(token: int) -> None:
         job = ctx.jobs.get(job_id)

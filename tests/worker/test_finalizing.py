@@ -93,3 +93,34 @@ def test_a_finalizer_taken_over_after_every_step_writes_what_one_finalizer_write
         key=lambda k: (k[0], -1 if k[1] is None else k[1]))
     assert not ctx.redis.exists(job_sub(job_id, "final"))  # the checkpoint is gone
     assert not list(ctx.storage.list(JobKeys(TENANT, job_id).prefix + "/parts/"))
+
+
+def test_a_finalizer_out_of_time_hands_over_to_a_fresh_task_that_resumes(runtime):
+    """With no time left after any step, each finalizer does one step, sends the job's next
+    finalizer task and stops; called again and again (as those tasks would be), the job ends
+    as one uninterrupted finalizer would have ended it."""
+    from shared.taskqueue import CONTROL_QUEUE
+    from worker.runner import advance
+
+    rt = runtime
+    rt.configure(results_part_rows=2)
+    job_id = rt.dataset_job(_dataset(rt))
+    rt.run_to_finalizer(job_id)
+    rt.configure(task_time_limit_s=0)
+    queued = rt.ctx.redis.llen(CONTROL_QUEUE)
+    calls = 0
+    while not rt.ctx.jobs.get(job_id).is_final:
+        advance(rt.ctx, job_id)
+        calls += 1
+        assert calls < 100
+    parts = -(-ITEMS // 2)
+    pictures = len([k for k in rt.ctx.storage.list(JobKeys(TENANT, job_id).artifact("x")[:-1])
+                    if k.endswith(".png")])
+    # A call per step (the parts, the merge, the input dependence, each picture, the report),
+    # and the last one, which finds every step done and makes the job final.
+    assert calls == parts + 1 + 1 + pictures + 1 + 1
+    assert rt.ctx.redis.llen(CONTROL_QUEUE) - queued == calls - 1  # a fresh task each time
+    job = rt.ctx.jobs.get(job_id)
+    assert job.status is JobStatus.SUCCEEDED and (job.done, job.failed) == (ITEMS - 1, 1)
+    rows = pq.read_table(io.BytesIO(rt.ctx.storage.get(JobKeys(TENANT, job_id).results())))
+    assert sorted(rows.column("index").to_pylist()) == list(range(ITEMS))
