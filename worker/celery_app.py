@@ -99,7 +99,9 @@ def warm_process(settings: Settings, app: Celery) -> None:
     the connections and imports torch and the model code (torchvision, timm).
     `torch._dynamo` is imported explicitly: anything decorated with `torch._disable_dynamo`
     imports it on first use, about 4 s on a 2-core VM that the first job would otherwise
-    wait for. The first task then pays only for its model.
+    wait for; so are the job kinds (`worker.kinds`: the engine, the audit, the
+    visualizations), which the task bodies import on first use. The first task then pays
+    only for its model.
     """
     start = time.perf_counter()
     if settings.faults:
@@ -115,6 +117,8 @@ def warm_process(settings: Settings, app: Celery) -> None:
     export(settings.metrics_port)
     import torch
     import torch._dynamo  # noqa: F401
+
+    import worker.kinds  # noqa: F401
 
     _heartbeat(ctx.redis, WORKERS, settings)
     log.info("worker process warmed up in %.1f s (torch threads: %d intra-op, %d inter-op)",
