@@ -6,6 +6,7 @@ import logging
 import threading
 
 from flask import Flask, request
+from werkzeug.wsgi import LimitedStream
 
 from shared.settings import Settings
 
@@ -59,6 +60,25 @@ def _limits() -> None:
         raise error
 
 
+class WholeBody(LimitedStream):
+    """A request's body read as its `Content-Length` announced it. Gunicorn hands the app
+    whatever arrived before a client stopped sending; a body cut short is the client's error
+    (400 `bad_request`), never a shorter request."""
+
+    def on_disconnect(self, error: Exception | None = None) -> None:
+        from shared.errors import InputError
+
+        cause = f" ({error})" if error else ""
+        raise InputError(f"the request's body ended before the {self.limit} bytes its "
+                         f"Content-Length announced{cause}; send the whole body")
+
+
+def _whole_body() -> None:
+    if request.content_length is not None:
+        request.environ["wsgi.input"] = WholeBody(request.environ["wsgi.input"],
+                                                  request.content_length)
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the Flask app; connections open lazily, on first use."""
     from api import (
@@ -89,6 +109,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     app.extensions["saliency"] = Services.create(settings)
     errors.init_app(app)
+    app.before_request(_whole_body)
     app.before_request(_limits)
     auth.init_app(app)
     ratelimit.init_app(app)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import io
-import re
 
 import numpy as np
 from flask import Blueprint, Flask, Response
@@ -14,16 +13,15 @@ from api.context import services
 from api.items import find_record
 from api.jobs import own_job
 from shared import render
-from shared.errors import NotFoundError
+from shared.errors import InputError, NotFoundError
 from shared.images import display_picture, sniff_format
 from shared.jobs import Job
-from shared.keys import JobKeys
+from shared.keys import JobKeys, MapName
 from shared.shards import read_header, read_map
 
 bp = Blueprint("files", __name__, url_prefix="/v1/jobs")
 CONTENT_TYPES = {".npy": "application/octet-stream", ".png": "image/png",
                  ".json": "application/json"}
-MAP_NAME = re.compile(r"^(\d{1,10})/(\d{1,3})(\.npy|\.png|\.overlay\.png|\.signed\.png)$")
 
 
 def _file(data: bytes, name: str) -> Response:
@@ -63,39 +61,42 @@ def _input_picture(job: Job, uri: str, side: int) -> np.ndarray:
     """The item's picture as the model saw it (resized and cropped), for an overlay; grey
     when the input is an array already in the model's input space."""
     svc = services()
-    record = svc.models.get(job.tenant, job.spec["model"])
+    try:
+        prep = svc.models.for_job(job).spec.preprocessing
+    except InputError:  # the model was deleted or replaced: its preprocessing is not the job's
+        prep = None
     location = svc.locator.locate(uri, job.tenant, "input")
     data = location.storage.get(location.key)
-    if record is None or sniff_format(data) == "npy":
+    if prep is None or sniff_format(data) == "npy":
         return np.full((side, side, 3), 128, dtype=np.uint8)
-    prep = record.spec.preprocessing
     return display_picture(data, prep.input_size, prep.resize, svc.settings.max_image_pixels)
 
 
 @bp.get("/<job_id>/maps/<path:name>")
 def map_file(job_id: str, name: str):
     job = own_job(job_id)
-    match = MAP_NAME.match(name)
-    if match is None:
-        raise NotFoundError(f"no map {name[:100]!r}; maps are <index>/<position>.npy|.png|"
-                            ".overlay.png|.signed.png")
-    index, position, suffix = int(match[1]), int(match[2]), match[3]
-    record = find_record(job, index)
-    output = next((o for o in record.outputs if o.position == position), None) if record else None
+    wanted = MapName.parse(name)
+    if wanted is None:
+        raise NotFoundError(f"no map {name[:100]!r}; maps are <index>/<position>[/<rank>]"
+                            ".npy|.png|.overlay.png|.signed.png, as the job's items give them")
+    record = find_record(job, wanted.index)
+    output = record.output(wanted.position, wanted.rank) if record else None
     if output is None or output.map is None:
-        raise NotFoundError(f"item {index} of job {job_id} has no map {position}")
+        rank = "" if wanted.rank is None else f" of target rank {wanted.rank}"
+        raise NotFoundError(f"item {wanted.index} of job {job_id} has no map of method "
+                            f"position {wanted.position}{rank}")
     storage = services().storage
-    values = read_map(storage, output.map.shard, position, output.map.row,
+    values = read_map(storage, output.map.shard, wanted.position, output.map.row,
                       _header(storage, output.map.shard))
-    if suffix == ".npy":
+    if wanted.kind == "npy":
         buf = io.BytesIO()
         np.save(buf, values)
         return _file(buf.getvalue(), name)
-    if suffix == ".signed.png":
+    if wanted.kind == "signed":
         data = render.signed_rgb_png(values)
     else:
         map2d = render.reduce_channels(values, job.spec.get("reduce", "max_abs"))
-        data = render.heatmap_png(map2d) if suffix == ".png" else render.overlay_png(
+        data = render.heatmap_png(map2d) if wanted.kind == "png" else render.overlay_png(
             _input_picture(job, record.input, values.shape[-1]), map2d)
     return _file(data, name)
 

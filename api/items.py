@@ -17,12 +17,9 @@ from api.context import base_url, services
 from shared.itemrecords import find_record as find_item
 from shared.itemrecords import segment_of, segment_rows
 from shared.jobs import Job
-from shared.keys import JobKeys
+from shared.keys import JobKeys, MapName
 from shared.records import OUTPUT_FILES, VISUALIZE_FILES, InputSource, ItemRecord, OutputRecord
 from shared.status import ItemStatus, JobStatus
-
-MAP_SUFFIXES = {"npy": ".npy", "png": ".png", "overlay": ".overlay.png", "signed": ".signed.png"}
-
 
 # Rows files never change (their key has the writer's token): cache the last few read.
 _rows = functools.lru_cache(maxsize=64)(segment_rows)
@@ -63,12 +60,14 @@ def _output_json(job: Job, index: int, out: OutputRecord, kinds: tuple[str, ...]
         if kind in out.files:
             urls[kind] = file_url(job, out.files[kind])
         elif out.map is not None and kind in kinds:
-            urls[kind] = signed_url(
-                f"/v1/jobs/{job.id}/maps/{index}/{out.position}{MAP_SUFFIXES[kind]}")
+            name = MapName(index, out.position, out.rank, kind)
+            urls[kind] = signed_url(f"/v1/jobs/{job.id}/maps/{name}")
         else:
             urls[kind] = None
     entry: dict[str, Any] = {"method": out.method, "target": out.target, **urls,
                              "coverage": out.coverage}
+    if out.rank is not None:
+        entry["rank"] = out.rank
     if out.metrics is not None:
         entry["metrics"] = out.metrics
     if out.warnings:

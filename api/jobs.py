@@ -29,14 +29,16 @@ MAX_PAGE = 1000
 
 
 def own_job(job_id: str) -> Job:
-    """The job if it is the caller's (or the caller holds a URL the API signed for it)."""
+    """The job if it is the caller's (or the caller holds a URL the API signed for it);
+    `410` for an expired one of theirs (a signed URL names its job, as a key its tenant)."""
     svc = services()
     if not JOB_ID_RE.match(job_id):
         raise NotFoundError(f"no job {job_id[:40]!r}")
     job = svc.jobs.get(job_id)
     if job is not None and (g.signed or job.tenant == tenant()):
         return job
-    if job is None and svc.jobs.tombstone(job_id) == (tenant() or ""):
+    if job is None and (owner := svc.jobs.tombstone(job_id)) is not None and (
+            g.signed or owner == tenant()):
         raise ExpiredError(f"job {job_id}'s results expired and were deleted")
     raise NotFoundError(f"no job {job_id!r}")
 

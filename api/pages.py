@@ -33,7 +33,9 @@ def index():
 @bp.get("/jobs/<job_id>")
 def job(job_id: str):
     size = request.args.get("limit", "")
-    page_size = min(int(size), MAX_PAGE_SIZE) if size.isdigit() and int(size) > 0 else PAGE_SIZE
+    # ASCII digits only: `"²".isdigit()` holds, yet `int("²")` fails.
+    wanted = int(size) if size.isascii() and size.isdecimal() else 0
+    page_size = min(wanted, MAX_PAGE_SIZE) if wanted > 0 else PAGE_SIZE
     return render_template("job.html", job_id=job_id, page_size=page_size)
 
 

@@ -2,9 +2,9 @@
 
 Validation comes first — the spec, the model (it must exist and not be invalid), every file,
 every URI's place, the quota — so a rejected request stores nothing and enqueues nothing.
-Then uploads are stored, the job and its chunks are written in one Redis transaction, and
-the chunks are sent (or, for a data set, the planner is); a failure on the way removes what
-was written.
+Then uploads are stored, the job (pinned to the model record it was accepted for) and its
+chunks are written in one Redis transaction, and the chunks are sent (or, for a data set, the
+planner is); a failure on the way removes what was written.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from shared.idempotency import IdempotencyKeys
 from shared.images import npy_shape
 from shared.jobs import NewJob
 from shared.keys import JobKeys
-from shared.modelstore import ModelRecord, ModelStatus
+from shared.modelstore import ModelPin, ModelRecord, ModelStatus
 from shared.records import InputSource
 from shared.redisio import TRANSIENT
 from shared.specs import KIND_SPECS, JobSpec, parse_job_spec
@@ -83,11 +83,17 @@ def _check_dataset(svc: Services, req: JobRequest) -> None:
             raise SpecError("dataset.manifest", f"no object at {dataset.manifest!r}")
     else:
         location = svc.locator.prefix(dataset.prefix, tenant(), "dataset.prefix")
-        if next(iter(location.storage.list(location.key)), None) is None:
+        try:
+            first = next(iter(location.storage.list(location.key)), None)
+        except FileNotFoundError as e:  # a link out of its root
+            raise SpecError("dataset.prefix", str(e)) from None
+        if first is None:
             raise SpecError("dataset.prefix", f"nothing under {dataset.prefix!r}")
 
 
 def _check_inputs(spec: JobSpec, model: ModelRecord, req: JobRequest) -> None:
+    if req.dataset:
+        req.dataset.check_classes(model.spec)
     size = model.spec.preprocessing.input_size
     for i, upload in enumerate(req.uploads):
         if upload.format == "npy":
@@ -157,7 +163,7 @@ def submit(req: JobRequest, idempotency_key: str | None) -> Accepted:
         new = NewJob(id=job_id, tenant=tenant(), kind=spec.kind, spec=echo,
                      layout="shards" if req.dataset else "items", inputs=tuple(sources),
                      planning=bool(req.dataset), retention_s=spec.retention_s, total=total,
-                     steps=steps)
+                     steps=steps, model_pin=ModelPin.of(tenant(), record))
         pipe = svc.redis.pipeline(transaction=True)
         svc.jobs.create(new, pipe)
         svc.chunks.add(pipe, job_id, ranges, "planned")

@@ -47,3 +47,5 @@ EFFICIENTNET_LITE0_SPEC: dict[str, Any] = {
 }
 
 BUILTIN_MODELS: tuple[BuiltinModel, ...] = (BuiltinModel(EFFICIENTNET_LITE0_SPEC, "safetensors"),)
+# Reserved: no tenant may register a model under one of these names.
+BUILTIN_NAMES: frozenset[str] = frozenset(m.name for m in BUILTIN_MODELS)

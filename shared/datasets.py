@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 from shared.errors import SpecError
 from shared.inputs import parse_uri
 from shared.jsonio import integer, loads
+from shared.modelspec import ModelSpec
 from shared.records import InputSource
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".npy")
@@ -39,6 +40,15 @@ class DatasetSpec:
     @property
     def field(self) -> str:
         return "dataset.manifest" if self.manifest else "dataset.prefix"
+
+    def check_classes(self, model: ModelSpec) -> None:
+        """Each `label_map` value must be a class of the model (known at submission), or
+        every item labelled by it would fail."""
+        for name, index in (self.label_map or {}).items():
+            if model.class_index(index) is None:
+                raise SpecError(f"dataset.label_map.{name[:40]}",
+                                f"{index} is not a class of model {model.name!r} (it has "
+                                f"{model.num_classes}: 0 to {model.num_classes - 1})")
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"manifest": self.manifest} if self.manifest else {

@@ -21,10 +21,14 @@ class FileStorage(Storage):
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).absolute()
 
+    def _inside(self, path: str | Path) -> bool:
+        """Whether `path`, its symbolic links followed, is the root or under it."""
+        real, root = os.path.realpath(path), os.path.realpath(self.root)
+        return real == root or real.startswith(root + os.sep)
+
     def _path(self, key: str) -> Path:
         path = self.root / check_key(key)
-        real, root = os.path.realpath(path), os.path.realpath(self.root)
-        if real != root and not real.startswith(root + os.sep):
+        if not self._inside(path):
             raise FileNotFoundError(f"{key!r} leads out of {self.root} (a symbolic link)")
         return path
 
@@ -88,7 +92,8 @@ class FileStorage(Storage):
             raise StorageError(f"cannot delete {key!r}: {e}") from e
 
     def _walk(self, directory: Path, rel: str) -> Iterator[str]:
-        """Keys under `directory` in key order (a folder sorts as its name plus `/`)."""
+        """Keys under `directory` in key order (a folder sorts as its name plus `/`). A link
+        to a folder is not followed, and a link to a file out of the root is not listed."""
         try:
             entries = list(os.scandir(directory))
         except OSError:
@@ -98,12 +103,15 @@ class FileStorage(Storage):
         for name, entry in named:
             if name.endswith("/"):
                 yield from self._walk(Path(entry.path), rel + name)
-            elif entry.is_file():
+            elif entry.is_file() and (not entry.is_symlink() or self._inside(entry.path)):
                 yield rel + name
 
     def list(self, prefix: str = "") -> Iterator[str]:
+        """Keys under `prefix`; `FileNotFoundError` if its folder is a link out of the root."""
         base = prefix.rpartition("/")[0]
         start = self.root / base if base else self.root
+        if not self._inside(start):
+            raise FileNotFoundError(f"{prefix!r} leads out of {self.root} (a symbolic link)")
         for key in self._walk(start, base + "/" if base else ""):
             if key.startswith(prefix):
                 yield key

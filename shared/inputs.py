@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from shared.errors import SpecError
 
@@ -32,6 +33,10 @@ def parse_uri(raw: Any, where: str) -> str:
         raise SpecError(where, f"must be a non-empty string (<= {MAX_URI_CHARS} chars)")
     if any(ord(c) < 32 or c == "\x7f" for c in raw):
         raise SpecError(where, "must not contain control characters")
+    try:
+        urlsplit(raw)
+    except ValueError as e:  # e.g. an unclosed `[` of an IPv6 host
+        raise SpecError(where, f"is not a URI ({e})") from None
     return raw
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import redis
 
+from shared.modelstore import ModelPin
 from shared.records import InputSource, ItemRecord
 from shared.redisio import (
     ACTIVE_JOBS,
@@ -175,6 +176,7 @@ class Job:
     plan_chunk: int = 0  # items per planned chunk of a data-set job (its plan files)
     phase: int = 0  # a multi-phase job's current phase (0: the one over its items)
     notify_attempts: tuple[dict[str, Any], ...] = ()
+    model_pin: ModelPin | None = None  # None only for jobs stored before jobs were pinned
 
     @property
     def is_final(self) -> bool:
@@ -217,6 +219,7 @@ class NewJob:
     retention_s: int | None = None
     total: int | None = None  # items, when they are not the inputs (a visualization's)
     steps: int | None = None  # a visualization's total of optimization steps
+    model_pin: ModelPin | None = None  # the model record the job was accepted for
 
 
 class JobStore:
@@ -248,6 +251,8 @@ class JobStore:
             fields["retention_s"] = job.retention_s
         if job.steps is not None:
             fields.update(steps_total=job.steps, steps_done=0)
+        if job.model_pin is not None:
+            fields["model_pin"] = json.dumps(job.model_pin.to_json())
         pipe.hset(job_key(job.id), mapping=fields)
         for start in range(0, len(job.inputs), 1000):
             batch = job.inputs[start:start + 1000]
@@ -297,6 +302,8 @@ class JobStore:
             phase=int(raw.get("phase", 0)),
             notify_attempts=tuple(json.loads(raw["notify_attempts"]))
             if raw.get("notify_attempts") else (),
+            model_pin=ModelPin.from_json(json.loads(raw["model_pin"]))
+            if raw.get("model_pin") else None,
         )
 
     def status(self, job_id: str) -> JobStatus | None:

@@ -4,10 +4,15 @@ Everything of a tenant lives under `t/<tenant>/`: its model artifacts, its uploa
 jobs. A job's objects live under `t/<tenant>/jobs/<id>/`, so deleting a job is deleting one
 prefix. Keys that a fenced (superseded) worker could still write carry the lease token, so a
 stray write never replaces a committed object.
+
+A job's maps are named by item, method position and, for a `{"topk": k}` target, the target's
+rank (at every rank, 0 included), so neither two configurations of one method nor two targets
+of one method share a name; maps of any other target keep names without a rank.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from shared.storage import check_key
@@ -15,6 +20,10 @@ from shared.storage import check_key
 INPUT_EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp", "npy": "npy"}
 MODEL_EXTENSIONS = {"safetensors": ".safetensors", "pt2": ".pt2"}
 RESULT_FORMATS = ("parquet", "csv", "jsonl")
+MAP_SUFFIXES = {"npy": ".npy", "png": ".png", "overlay": ".overlay.png", "signed": ".signed.png"}
+OUTPUT_SUFFIXES = {**MAP_SUFFIXES, "curve": ".curve.json"}
+_MAP_NAME = re.compile(r"^([0-9]{1,10})/([0-9]{1,3})(?:/([0-9]{1,2}))?(\.npy|\.png|\.overlay\.png|"
+                       r"\.signed\.png)$")
 
 
 def tenant_prefix(tenant: str) -> str:
@@ -23,6 +32,35 @@ def tenant_prefix(tenant: str) -> str:
 
 def model_artifact(tenant: str, name: str, sha256: str, kind: str) -> str:
     return f"{tenant_prefix(tenant)}/models/{name}/{sha256}{MODEL_EXTENSIONS[kind]}"
+
+
+def _rank_part(rank: int | None, sep: str) -> str:
+    return "" if rank is None else f"{sep}{rank}"
+
+
+@dataclass(frozen=True)
+class MapName:
+    """A map of a data-set job, cut from its shard, as `GET /v1/jobs/{id}/maps/{name}` names
+    it: `{index}/{position}`, then `/{rank}` for a top-k target, then the kind's suffix."""
+
+    index: int
+    position: int
+    rank: int | None
+    kind: str
+
+    def __str__(self) -> str:
+        return (f"{self.index}/{self.position}{_rank_part(self.rank, '/')}"
+                f"{MAP_SUFFIXES[self.kind]}")
+
+    @classmethod
+    def parse(cls, name: str) -> MapName | None:
+        """The map a route's name gives, or None if it names none."""
+        match = _MAP_NAME.match(name)
+        if match is None:
+            return None
+        kind = next(k for k, suffix in MAP_SUFFIXES.items() if suffix == match[4])
+        rank = None if match[3] is None else int(match[3])
+        return cls(int(match[1]), int(match[2]), rank, kind)
 
 
 def upload_prefix(tenant: str) -> str:
@@ -55,12 +93,13 @@ class JobKeys:
     def outputs(self) -> str:
         return f"{self.prefix}/outputs"
 
-    def output(self, index: int, position: int, method: str, kind: str) -> str:
+    def output(self, index: int, position: int, method: str, kind: str,
+               rank: int | None = None) -> str:
         """One output file of one item: `kind` is `npy`, `png`, `overlay`, `signed`, or a
-        visualization's `curve` (JSON)."""
-        suffix = {"npy": ".npy", "png": ".png", "overlay": ".overlay.png",
-                  "signed": ".signed.png", "curve": ".curve.json"}[kind]
-        return f"{self.outputs}/{index}/{method}-{position}{suffix}"
+        visualization's `curve` (JSON); `rank` is the target's rank for a top-k target, None
+        for any other (`{method}-{position}` or `{method}-{position}-r{rank}`)."""
+        return (f"{self.outputs}/{index}/{method}-{position}{_rank_part(rank, '-r')}"
+                f"{OUTPUT_SUFFIXES[kind]}")
 
     def snapshot(self, index: int, step: int) -> str:
         """A visualization's picture of one item after `step` steps."""

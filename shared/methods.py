@@ -96,6 +96,17 @@ class MethodInfo:
                 "params": [p.to_json() for p in self.params]}
 
 
+#: The values of the `rule` of guided backprop, DeconvNet and Guided Grad-CAM.
+PAPER_RULE = "relu"
+GATED_RULE = "gated"
+RULE = Param(
+    "rule", "choice", PAPER_RULE,
+    "relu: the paper's rule, defined at ReLU and ReLU6 (a model with other non-linearities is "
+    "refused); gated: also at the gated units y = x·s(x) (GELU, SiLU, Hardswish, Mish, "
+    "QuickGELU), this service's generalisation and not the paper's, and every output says so "
+    "in a warning", choices=(PAPER_RULE, GATED_RULE),
+)
+
 METHODS: dict[str, MethodInfo] = {
     m.name: m
     for m in (
@@ -107,11 +118,13 @@ METHODS: dict[str, MethodInfo] = {
             "guided_backprop",
             "Guided backpropagation (Springenberg et al. 2015): at each ReLU keep gradients "
             "that are positive where the forward input was positive.",
+            (RULE,),
         ),
         MethodInfo(
             "deconvnet",
             "DeconvNet (Zeiler & Fergus 2014): at each ReLU keep positive gradients, whatever "
             "the forward input; max-pool switches from the forward pass.",
+            (RULE,),
         ),
         MethodInfo(
             "smoothgrad",
@@ -160,6 +173,7 @@ METHODS: dict[str, MethodInfo] = {
             (
                 Param("layer", "layer", None,
                       "module name; null: the last convolutional block before global pooling"),
+                RULE,
             ),
         ),
         MethodInfo(

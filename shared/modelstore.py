@@ -1,7 +1,10 @@
 """Registered models' records in Redis: one hash per tenant, plus the built-in models' hash.
 
 A record is `validating` until a worker has built the model, checked its weights against the
-architecture and run a forward pass; then `ready`, or `invalid` with the reason.
+architecture and run a forward pass; then `ready`, or `invalid` with the reason. A name is
+looked up among the built-in models first: a tenant's record of a built-in model's name
+(registered before such names were reserved) is listed and can be deleted, never used.
+A job is pinned to the record it was accepted for (`ModelPin`).
 """
 
 from __future__ import annotations
@@ -9,12 +12,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
+from shared.errors import InputError
 from shared.modelspec import ModelSpec, model_spec_from_json
 from shared.redisio import PREFIX
+
+if TYPE_CHECKING:
+    from shared.jobs import Job
 
 BUILTIN_TENANT = "_builtin"
 
@@ -42,8 +49,9 @@ class ModelRecord:
     builtin: bool
     status: ModelStatus = ModelStatus.VALIDATING
     error: str | None = None
-    # Output shapes (C, H, W) of the modules whose output is one N×C×H×W tensor, recorded
-    # when the model is validated: the API checks layer targets against them.
+    # Output shapes (C, H, W) of the modules whose output is one N×C×H×W feature map (a
+    # layout established, not read from the rank: worker/layouts.py), recorded when the model
+    # is validated: the API checks layer targets against them.
     layer_shapes: dict[str, tuple[int, int, int]] = field(default_factory=dict)
 
     @property
@@ -84,6 +92,29 @@ class ModelRecord:
         return out
 
 
+@dataclass(frozen=True)
+class ModelPin:
+    """The exact model record a job was accepted for: whose it is, its name, and when it was
+    registered. A model deleted or registered again since has no such record any more: the
+    job then fails, it never runs on another model."""
+
+    owner: str
+    name: str
+    created_at: str
+
+    @classmethod
+    def of(cls, tenant: str, record: ModelRecord) -> ModelPin:
+        """The pin of `record`, as `tenant` found it (a built-in model's owner is its own)."""
+        return cls(BUILTIN_TENANT if record.builtin else tenant, record.name, record.created_at)
+
+    def to_json(self) -> dict[str, str]:
+        return {"owner": self.owner, "name": self.name, "created_at": self.created_at}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, str]) -> ModelPin:
+        return cls(raw["owner"], raw["name"], raw["created_at"])
+
+
 class ModelStore:
     """Model records of every tenant; built-in models are visible to all."""
 
@@ -99,27 +130,60 @@ class ModelStore:
         return bool(self.redis.hsetnx(models_key(tenant), record.name, raw))
 
     def get(self, tenant: str, name: str) -> ModelRecord | None:
-        """The tenant's model of that name, else a built-in one, else None."""
+        """The built-in model of that name, else the tenant's, else None."""
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hget(models_key(tenant), name)
         pipe.hget(models_key(BUILTIN_TENANT), name)
-        own, builtin = pipe.execute()
-        raw = own or builtin
+        pipe.hget(models_key(tenant), name)
+        builtin, own = pipe.execute()
+        raw = builtin or own
         return ModelRecord.from_json(json.loads(raw)) if raw else None
 
     def owner(self, tenant: str, name: str) -> str | None:
-        """Whose record `get` would return: the tenant, the built-in tenant, or None."""
-        if self.redis.hexists(models_key(tenant), name):
-            return tenant
-        return BUILTIN_TENANT if self.redis.hexists(models_key(BUILTIN_TENANT), name) else None
+        """Whose record `get` returns: the built-in tenant, the tenant, or None."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hexists(models_key(BUILTIN_TENANT), name)
+        pipe.hexists(models_key(tenant), name)
+        builtin, own = pipe.execute()
+        return BUILTIN_TENANT if builtin else tenant if own else None
+
+    def pinned(self, pin: ModelPin) -> ModelRecord:
+        """The record a job was pinned to; an InputError saying so if the model was deleted,
+        or registered again, after the job was submitted."""
+        record = self._record(pin.owner, pin.name)
+        if record is None:
+            raise InputError(f"model {pin.name!r} was deleted after this job was submitted")
+        if record.created_at != pin.created_at:
+            raise InputError(
+                f"model {pin.name!r} was registered again after this job was submitted (the "
+                f"job was accepted for the one registered at {pin.created_at}); submit the "
+                "job again to run it on the new one")
+        return record
+
+    def for_job(self, job: Job) -> ModelRecord:
+        """A job's model record (see `pinned`). A job stored before jobs were pinned gets
+        the record its tenant finds by name."""
+        if job.model_pin is not None:
+            return self.pinned(job.model_pin)
+        record = self.get(job.tenant, job.spec["model"])
+        if record is None:
+            raise InputError(f"model {job.spec['model']!r} is no longer registered")
+        return record
 
     def list(self, tenant: str) -> list[ModelRecord]:
-        merged = {**self.redis.hgetall(models_key(BUILTIN_TENANT)),
-                  **self.redis.hgetall(models_key(tenant))}
-        return [ModelRecord.from_json(json.loads(merged[name])) for name in sorted(merged)]
+        """The built-in models and the tenant's, by name (a built-in model first)."""
+        builtin = self.redis.hgetall(models_key(BUILTIN_TENANT))
+        own = self.redis.hgetall(models_key(tenant)) if tenant != BUILTIN_TENANT else {}
+        records = [ModelRecord.from_json(json.loads(raw))
+                   for raw in (*builtin.values(), *own.values())]
+        return sorted(records, key=lambda r: (r.name, not r.builtin))
 
     def delete(self, tenant: str, name: str) -> ModelRecord | None:
-        raw = self.redis.hget(models_key(tenant), name)
-        if raw:
+        """Remove the tenant's own record of that name (never a built-in one)."""
+        record = self._record(tenant, name)
+        if record is not None:
             self.redis.hdel(models_key(tenant), name)
+        return record
+
+    def _record(self, owner: str, name: str) -> ModelRecord | None:
+        raw = self.redis.hget(models_key(owner), name)
         return ModelRecord.from_json(json.loads(raw)) if raw else None

@@ -43,7 +43,11 @@ class MapRef:
 
 @dataclass(frozen=True)
 class OutputRecord:
-    """One map of one item: which method made it, of what, and where its files are."""
+    """One map of one item: which method made it, of what, and where its files are.
+
+    `rank` is the target's rank among a `{"topk": k}` target's classes (0: the highest
+    score); None for any other target, which gives one map per method.
+    """
 
     method: str
     position: int
@@ -56,10 +60,19 @@ class OutputRecord:
     warnings: tuple[str, ...] = ()
     convergence_delta: float | None = None
     snapshots: tuple[str, ...] = ()  # a visualization's pictures as it went (storage keys)
+    rank: int | None = None
+
+    @property
+    def leading(self) -> bool:
+        """Whether this is the map of the item's first target (its only one, or top-k's rank
+        0: the predicted class), the one the audit reads."""
+        return not self.rank
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"method": self.method, "position": self.position,
                                "target": self.target, "files": self.files}
+        if self.rank is not None:
+            out["rank"] = self.rank
         if self.snapshots:
             out["snapshots"] = list(self.snapshots)
         if self.map is not None:
@@ -87,6 +100,7 @@ class OutputRecord:
             warnings=tuple(raw.get("warnings", ())),
             convergence_delta=raw.get("convergence_delta"),
             snapshots=tuple(raw.get("snapshots", ())),
+            rank=raw.get("rank"),
         )
 
 
@@ -132,6 +146,11 @@ class ItemRecord:
         if self.label is None or self.prediction is None:
             return None
         return self.label == self.prediction.cls
+
+    def output(self, position: int, rank: int | None = None) -> OutputRecord | None:
+        """The output of method `position` and, for a top-k target, of target `rank`."""
+        return next((o for o in self.outputs if o.position == position and o.rank == rank),
+                    None)
 
     def with_status(self, status: ItemStatus, error: str | None = None) -> ItemRecord:
         return replace(self, status=status, error=error)

@@ -1,6 +1,7 @@
 """Registering models: the artifact goes to storage (streamed, never held in memory), the
 record to Redis as `validating`; a worker's `validate_model` task makes it `ready` or
 `invalid`. Built-in models' records are put in place the same way, before the API answers.
+Their names are reserved, whether or not this deployment loads them.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import hashlib
 import logging
 from typing import BinaryIO
 
-from shared.builtin_models import BUILTIN_MODELS
+from shared.builtin_models import BUILTIN_MODELS, BUILTIN_NAMES
 from shared.errors import ConflictError
 from shared.keys import model_artifact
 from shared.modelspec import ModelSpec, parse_model_spec
@@ -34,7 +35,10 @@ def sha256_of(stream: BinaryIO) -> tuple[str, int]:
 
 def register_model(models: ModelStore, storage: Storage, tenant: str, spec: ModelSpec,
                    kind: str, stream: BinaryIO, *, replace: bool = False) -> ModelRecord:
-    """Store the artifact, then the `validating` record; a taken name is 409."""
+    """Store the artifact, then the `validating` record; a taken or reserved name is 409."""
+    if spec.name in BUILTIN_NAMES:
+        raise ConflictError(f"model name {spec.name!r} is reserved for a built-in model; "
+                            "register yours under another name")
     if not replace and models.owner(tenant, spec.name) == tenant:
         raise ConflictError(f"model {spec.name!r} is already registered")
     sha, size = sha256_of(stream)

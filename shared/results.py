@@ -3,7 +3,9 @@
 The finalizer writes `results.parquet` (pyarrow, streamed in row groups); the API serves it,
 and converts it to CSV or JSON lines on the fly, one row group at a time. A failed (or
 cancelled) item has one row, with `method` null and its `error`. Maps are pointed to, not
-copied: `shard` and `row` (data-set jobs, `shared.shards`) or `npy` (other jobs).
+copied: `shard` and `row` (data-set jobs, `shared.shards`) or `npy` (other jobs). An output
+of a `{"topk": k}` target has its target's `rank` (0: the highest score), any other null; the
+column comes last, so the columns before it keep their places in a CSV.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ SCHEMA = pa.schema([
     ("convergence_delta", pa.float32()),
     ("baseline_energy_in_box", pa.float32()),
     ("baseline_pointing_hit", pa.bool_()),
+    ("rank", pa.int32()),
 ])
 ROW_GROUP = 8192
 MEDIA_TYPES = {"parquet": "application/vnd.apache.parquet", "csv": "text/csv",
@@ -66,7 +69,7 @@ def rows_of(record: ItemRecord, class_name) -> Iterator[dict[str, Any]]:
         "baseline_pointing_hit": (record.baseline or {}).get("pointing_hit"),
     }
     if not record.outputs:
-        yield {**base, "method": None, "position": None, "target": None}
+        yield {**base, "method": None, "position": None, "target": None, "rank": None}
         return
     for out in record.outputs:
         metrics = out.metrics or {}
@@ -77,7 +80,7 @@ def rows_of(record: ItemRecord, class_name) -> Iterator[dict[str, Any]]:
             "row": out.map.row if out.map else None,
             "npy": out.files.get("npy"),
             **{m: metrics.get(m) for m in METRICS},
-            "convergence_delta": out.convergence_delta,
+            "convergence_delta": out.convergence_delta, "rank": out.rank,
         }
 
 

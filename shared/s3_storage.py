@@ -1,9 +1,11 @@
 """The S3 backend (`s3://bucket/prefix`; AWS, MinIO and other S3-compatible servers). Every
 call has short connect and read timeouts and a bounded number of retries, so a stalled
-backend is an error within seconds, never a hang."""
+backend is an error within seconds, never a hang. The readiness check has a client of its own:
+one attempt, shorter timeouts."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import BinaryIO
 from urllib.parse import urlparse
@@ -13,6 +15,7 @@ from shared.storage import Storage, StorageError, check_key
 S3_CONNECT_TIMEOUT_S = 3
 S3_READ_TIMEOUT_S = 10
 S3_MAX_ATTEMPTS = 2
+CHECK_TIMEOUT_S = 2  # connect, and read, of the readiness check's single attempt
 
 
 class S3Storage(Storage):
@@ -24,6 +27,7 @@ class S3Storage(Storage):
 
         self.bucket = bucket
         self.prefix = prefix.strip("/")
+        self.endpoint_url = endpoint_url
         session = boto3.session.Session()
         self.client = self._client(session, endpoint_url)
         # Presigned URLs name the host they are signed for: sign for the address clients use
@@ -33,7 +37,8 @@ class S3Storage(Storage):
                        else self.client)
 
     @staticmethod
-    def _client(session, endpoint_url: str | None):
+    def _client(session, endpoint_url: str | None, timeout_s: tuple[int, int] = (
+            S3_CONNECT_TIMEOUT_S, S3_READ_TIMEOUT_S), retries: int = S3_MAX_ATTEMPTS):
         from botocore.config import Config
 
         return session.client(
@@ -41,9 +46,9 @@ class S3Storage(Storage):
             endpoint_url=endpoint_url,
             region_name=session.region_name or "us-east-1",
             config=Config(
-                connect_timeout=S3_CONNECT_TIMEOUT_S,
-                read_timeout=S3_READ_TIMEOUT_S,
-                retries={"max_attempts": S3_MAX_ATTEMPTS, "mode": "standard"},
+                connect_timeout=timeout_s[0],
+                read_timeout=timeout_s[1],
+                retries={"max_attempts": retries, "mode": "standard"},
                 signature_version="s3v4",
                 s3={"addressing_style": "path"} if endpoint_url else {},
             ),
@@ -147,8 +152,17 @@ class S3Storage(Storage):
             ExpiresIn=expires_s,
         )
 
+    @functools.cached_property
+    def _checker(self):
+        """The readiness check's client: one attempt with short timeouts, so that a check
+        of a stalled backend ends in seconds (the API waits for it even less)."""
+        import boto3
+
+        return self._client(boto3.session.Session(), self.endpoint_url,
+                            (CHECK_TIMEOUT_S, CHECK_TIMEOUT_S), retries=0)
+
     def check(self) -> None:
         try:
-            self._call("", lambda **kw: self.client.head_bucket(**kw))
+            self._call("", lambda **kw: self._checker.head_bucket(**kw))
         except FileNotFoundError:
             raise StorageError(f"bucket {self.bucket!r} does not exist") from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from urllib.parse import urlsplit
 
 SECRET_FIELDS = frozenset({"api_keys", "redis_url", "webhook_master_key", "signing_key"})
 
@@ -35,6 +36,23 @@ def _list(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[
     if raw is None or raw.strip() == "":
         return default
     return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _host_ports(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated `host` or `host:port` entries (an IPv6 address in brackets:
+    `[::1]:8443`), lower-cased."""
+    entries = _list(env, name, ())
+    for entry in entries:
+        try:
+            parsed = urlsplit(f"//{entry}")
+            good = (parsed.netloc == entry and bool(parsed.hostname) and "@" not in entry
+                    and not entry.endswith(":") and parsed.port != 0)
+        except ValueError:  # a port out of range or not a number, an unclosed `[`
+            good = False
+        if not good:
+            raise SettingsError(f"{name}: {entry!r} must be host or host:port (port 1-65535, an "
+                                "IPv6 address in brackets), e.g. hooks.internal,[::1]:8443")
+    return tuple(entry.lower() for entry in entries)
 
 
 def _ints(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
@@ -134,7 +152,8 @@ class Settings:
     max_manifest_line_bytes: int = 1 << 20  # a longer manifest line fails its item unread
     results_part_rows: int = 8192  # rows per part the finalizer writes and checkpoints
     max_aspect_ratio: float = 20.0  # of an input image, long side over short side
-    webhook_allowed_hosts: tuple[str, ...] = ()
+    webhook_allowed_hosts: tuple[str, ...] = ()  # "host" (its default port) or "host:port"
+    webhook_ca_file: str | None = None  # CAs (PEM) of HTTPS webhooks; None: the system's
     webhook_master_key: str | None = None
     webhook_retry_schedule: tuple[int, ...] = (5, 30, 120, 600, 1800, 3600, 7200, 14400,
                                                28800, 28800)  # about 24 h in all
@@ -207,8 +226,8 @@ class Settings:
                                          d.max_manifest_line_bytes, 1),
             results_part_rows=_int(env, "SALIENCY_RESULTS_PART_ROWS", d.results_part_rows, 1),
             max_aspect_ratio=_float(env, "SALIENCY_MAX_ASPECT_RATIO", d.max_aspect_ratio, 1.0),
-            webhook_allowed_hosts=_list(env, "SALIENCY_WEBHOOK_ALLOWED_HOSTS",
-                                        d.webhook_allowed_hosts),
+            webhook_allowed_hosts=_host_ports(env, "SALIENCY_WEBHOOK_ALLOWED_HOSTS"),
+            webhook_ca_file=env.get("SALIENCY_WEBHOOK_CA_FILE") or None,
             webhook_master_key=env.get("SALIENCY_WEBHOOK_MASTER_KEY") or None,
             webhook_retry_schedule=_ints(env, "SALIENCY_WEBHOOK_RETRY_SCHEDULE",
                                          d.webhook_retry_schedule),

@@ -2,11 +2,12 @@
 worker and cut by the API (numpy only; the format is defined here, once).
 
 For each method position `p` a shard holds `maps.p` (K×C×H×W, float16 by default), `scale.p`
-(K, float32) and `index.p` (K, int64: the item of each map). A map is `maps.p[k] *
-scale.p[k]`: float16 maps are stored divided by their largest absolute value, so small
-gradients keep their precision (max-abs error ≤ 2⁻¹¹ of the map's maximum). Any
-safetensors reader opens a shard (`safetensors.numpy.load_file`); the API reads one map with
-two ranged reads (the header, then the map's bytes).
+(K, float32), `index.p` (K, int64: the item of each map) and, for a top-k target, `rank.p`
+(K, int64: each map's target rank). A map is `maps.p[k] * scale.p[k]`: float16 maps are
+stored divided by their largest absolute value, so small gradients keep their precision
+(max-abs error ≤ 2⁻¹¹ of the map's maximum). Any safetensors reader opens a shard
+(`safetensors.numpy.load_file`); the API reads one map with two ranged reads (the header, then
+the map's bytes).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class _Stream:
     shape: tuple[int, ...] | None = None
     scales: list[float] = field(default_factory=list)
     indices: list[int] = field(default_factory=list)
+    ranks: list[int] = field(default_factory=list)  # top-k targets only
 
 
 class ShardWriter:
@@ -49,8 +51,9 @@ class ShardWriter:
         self.quantize = dtype != "float32"
         self._streams: dict[int, _Stream] = {}
 
-    def add(self, position: int, index: int, values: np.ndarray) -> int:
-        """Append one map; returns its row in `maps.<position>`."""
+    def add(self, position: int, index: int, values: np.ndarray, rank: int | None = None) -> int:
+        """Append one map (`rank`: its target rank, for a top-k target); returns its row in
+        `maps.<position>`."""
         values = np.asarray(values, dtype=np.float32)
         stream = self._streams.get(position)
         if stream is None:
@@ -59,6 +62,10 @@ class ShardWriter:
             stream.shape = values.shape
         elif values.shape != stream.shape:
             raise ValueError(f"map of shape {values.shape} in a shard of {stream.shape}")
+        if stream.indices and (rank is not None) != bool(stream.ranks):
+            raise ValueError(f"maps with and without a target rank in {maps_tensor(position)}")
+        if rank is not None:
+            stream.ranks.append(rank)
         top = float(np.abs(values).max()) if values.size else 0.0
         scale = top if self.quantize and top > 0 and np.isfinite(top) else 1.0
         stream.file.write(np.ascontiguousarray(values / scale, dtype=self.dtype).tobytes())
@@ -93,6 +100,10 @@ class ShardWriter:
             indices = np.asarray(s.indices, dtype=np.int64).tobytes()
             entry(f"index.{position}", "I64", [k], len(indices))
             pieces.append(("bytes", indices))
+            if s.ranks:
+                ranks = np.asarray(s.ranks, dtype=np.int64).tobytes()
+                entry(f"rank.{position}", "I64", [k], len(ranks))
+                pieces.append(("bytes", ranks))
         text = json.dumps(header, separators=(",", ":")).encode()
         text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned
         out.write(struct.pack("<Q", len(text)) + text)

@@ -82,7 +82,8 @@ class Storage(ABC):
 
     @abstractmethod
     def check(self) -> None:
-        """Raise `StorageError` unless the storage is reachable (readiness probe)."""
+        """Raise `StorageError` unless the storage is reachable (the readiness probe's check:
+        one attempt, short timeouts)."""
 
     def exists(self, key: str) -> bool:
         try:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.errors import SpecError
-from shared.methods import MethodSpec, parse_methods
+from shared.methods import PAPER_RULE, MethodSpec, parse_methods
 from shared.settings import Settings
 
 TOP_ACTIVATIONS_FIELDS: tuple[str, ...] = ("layer", "channels", "k", "methods")
@@ -56,7 +56,7 @@ class TopActivationsSpec:
     layer: str
     channels: tuple[int, ...] | str = ALL_CHANNELS
     k: int = DEFAULT_K
-    methods: tuple[MethodSpec, ...] = tuple(MethodSpec(m) for m in DEFAULT_PROJECTION_METHODS)
+    methods: tuple[MethodSpec, ...] = parse_methods(list(DEFAULT_PROJECTION_METHODS))
 
     def channel_list(self, num_channels: int) -> tuple[int, ...]:
         """The channels to scan on a layer of `num_channels` channels."""
@@ -145,6 +145,13 @@ def _parse_projection_methods(raw: Any) -> tuple[MethodSpec, ...]:
                 f"methods[{i}]",
                 f"{method.name!r} cannot project a single activation; use one of "
                 f"{list(PROJECTION_METHODS)}",
+            )
+        if method.params.get("rule", PAPER_RULE) != PAPER_RULE:
+            raise SpecError(
+                f"methods[{i}].rule",
+                f"projections take the papers' rule ({PAPER_RULE!r}) only: a projection "
+                "carries no warnings to say it used the service's own; use the gated rule in "
+                "an attribution job",
             )
     return methods
 

@@ -4,7 +4,8 @@ tenant's secret, the payload and its signature.
 A job may name `"notify": {"url": ..., "events": ["succeeded", "failed", "cancelled"]}`.
 The URL must be `http(s)://` and its host must resolve only to public addresses — private,
 loopback, link-local, shared (100.64.0.0/10), multicast and reserved ones are refused —
-unless the host is in `SALIENCY_WEBHOOK_ALLOWED_HOSTS`; the rule is applied at submission
+unless its host and port are in `SALIENCY_WEBHOOK_ALLOWED_HOSTS` (an entry `host` allows the
+scheme's default port only, `host:port` that port only); the rule is applied at submission
 and again, on the address actually connected to, at each delivery. Each tenant's signing
 secret is derived from `SALIENCY_WEBHOOK_MASTER_KEY` (`GET /v1/webhooks/secret` tells a tenant
 its own).
@@ -20,13 +21,14 @@ import json
 import socket
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlsplit
 
 from shared.errors import SpecError
 from shared.inputs import parse_uri
 from shared.settings import Settings
 
 EVENTS = ("succeeded", "failed", "cancelled")
+DEFAULT_PORTS = {"http": 80, "https": 443}
 SECRET_PREFIX = "whsec_"
 
 
@@ -46,16 +48,32 @@ def _public(address: str) -> bool:
                                  or ip.is_multicast or ip.is_reserved or ip.is_unspecified)
 
 
+def allowed(host: str, port: int, scheme: str, allowed_hosts: tuple[str, ...]) -> bool:
+    """Whether `SALIENCY_WEBHOOK_ALLOWED_HOSTS` lets a webhook reach `host` on `port`: an
+    entry `host` allows the scheme's default port, `host:port` that port."""
+    for entry in allowed_hosts:
+        named = urlsplit(f"//{entry}")  # the settings checked each entry's form
+        if named.hostname == host.lower() and (named.port or DEFAULT_PORTS[scheme]) == port:
+            return True
+    return False
+
+
 def resolve_allowed(url: str, allowed_hosts: tuple[str, ...], field: str = "notify.url",
-                    resolve=socket.getaddrinfo) -> tuple[str, int, str]:
-    """(host, port, address to connect to) for a webhook URL, or a `SpecError` (SSRF rules)."""
+                    resolve=socket.getaddrinfo) -> tuple[str, int, tuple[str, ...]]:
+    """(host, port, the addresses to connect to, in order) for a webhook URL, or a
+    `SpecError` (SSRF rules)."""
     parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+    if parsed.scheme not in DEFAULT_PORTS or not parsed.hostname:
         raise SpecError(field, "must be an http:// or https:// URL")
     if parsed.username or parsed.password:
         raise SpecError(field, "must not carry credentials")
     host = parsed.hostname
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        port = parsed.port if parsed.port is not None else DEFAULT_PORTS[parsed.scheme]
+    except ValueError:
+        port = 0
+    if not 0 < port < 65536:
+        raise SpecError(field, "has a port that is not a number from 1 to 65535")
     try:
         infos = resolve(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as e:
@@ -63,10 +81,12 @@ def resolve_allowed(url: str, allowed_hosts: tuple[str, ...], field: str = "noti
     addresses = [info[4][0] for info in infos]
     if not addresses:
         raise SpecError(field, f"host {host!r} does not resolve")
-    if host not in allowed_hosts and not all(_public(a) for a in addresses):
-        raise SpecError(field, f"host {host!r} is a private, loopback or link-local address; "
-                               "only public hosts (or SALIENCY_WEBHOOK_ALLOWED_HOSTS) are allowed")
-    return host, port, addresses[0]
+    if not allowed(host, port, parsed.scheme, allowed_hosts) and not all(
+            _public(a) for a in addresses):
+        raise SpecError(field, f"host {host!r} (port {port}) is a private, loopback or "
+                               "link-local address; only public hosts are allowed, or the "
+                               "host:port entries of SALIENCY_WEBHOOK_ALLOWED_HOSTS")
+    return host, port, tuple(dict.fromkeys(addresses))
 
 
 def parse_notify(raw: Any, settings: Settings) -> dict[str, Any]:

@@ -74,7 +74,8 @@ class Call:
         return max(len(s) for s in self.selections)
 
     def layer(self, name: str | None) -> str:
-        """A `layer` parameter: the named module, or the default Grad-CAM layer for null."""
+        """A `layer` parameter: the named module, or the default Grad-CAM layer for null
+        (`Method.check` has refused a model without one)."""
         return self.engine.default_layer(self.x[:1]) if name is None else name
 
     def count(self, position: int, done: Pass, rule: BackwardRule | None) -> None:

@@ -2,7 +2,9 @@
 their own (micro-batched to fit memory) for the methods that sample, integrate or occlude.
 
 `Engine` owns a private, frozen, eval-mode copy of the model it is given, so the caller's
-model is never changed and several threads may share one engine.
+model is never changed and several threads may share one engine. In that copy, QuickGELU
+modules that write their arithmetic out are swapped for one the rectifier override sees
+(`worker.gated_units`), with the same arithmetic.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from shared.seeds import item_seed
 from shared.targets import PREDICTED, LayerTarget, Target, TopKTarget
 from worker.baselines import Normalization
 from worker.call import Call, CoverageCount
-from worker.layers import last_conv_block
+from worker.gated_units import catch_written_out_units
+from worker.layers import ModelLayers, read_layers
+from worker.layouts import LayoutTrace
 from worker.membudget import (
     Footprint,
     budget_bytes,
@@ -48,7 +52,7 @@ PRECISIONS: dict[str, torch.dtype | None] = {
 class Coverage:
     """Rectifier applications in the forward pass, and how many the method's rule covered."""
 
-    relu_calls: int  # rectifiers in the autograd graph of the targets, overridden or not
+    relu_calls: int  # rectifiers and gated units the targets depend on, overridden or not
     overridden: int  # of those, routed through the method's rule
     applied: int  # backward applications of the rule, summed over this method's passes
 
@@ -65,7 +69,8 @@ class Coverage:
 class AttributionMap:
     """One map: its method and position in `methods`, target, float32 values, extras, warnings.
 
-    Values are C×H×W, or 1×H×W for Grad-CAM; `extras` holds e.g. `convergence_delta`.
+    Values are C×H×W, or 1×H×W for Grad-CAM; `extras` holds e.g. `convergence_delta`. `rank`
+    is the class's rank among a `TopKTarget`'s (0: the highest score), None for other targets.
     """
 
     method: str
@@ -74,6 +79,7 @@ class AttributionMap:
     values: np.ndarray
     extras: dict[str, Any]
     warnings: list[str]
+    rank: int | None = None
 
 
 @dataclass(frozen=True)
@@ -143,12 +149,13 @@ class Engine:
         self.memory_budget_mb = memory_budget_mb
         self.norm = Normalization.of(mean, std)
         model = copy.deepcopy(model).eval().requires_grad_(False).to(self.device)
+        catch_written_out_units(model)  # the override then sees QuickGELU as one unit
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
         self.taps = LayerTaps(model)
         self._footprints: dict[tuple[int, ...], Footprint] = {}
-        self._default_layer: str | None = None
+        self._layers: ModelLayers | None = None
 
     def _autocast(self):
         dtype = PRECISIONS[self.precision]
@@ -164,13 +171,30 @@ class Engine:
         return Pass(self.model, self.taps, x, layers, grad=grad, override=override,
                     autocast=self._autocast)
 
-    def default_layer(self, x1: torch.Tensor) -> str:
-        """The model's default Grad-CAM layer (`worker.layers`), found once per engine."""
-        if self._default_layer is None:
-            with torch.no_grad(), self.taps.order() as finished, self._autocast():
-                self.model(x1.to(self.device))
-            self._default_layer = last_conv_block(finished)
-        return self._default_layer
+    def layers(self, x1: torch.Tensor) -> ModelLayers:
+        """The model's feature-map layers and default Grad-CAM layer (`worker.layers`), read
+        once per engine from a forward pass of the 1×C×H×W input `x1`."""
+        if self._layers is None:
+            x1 = x1.to(self.device)
+            trace = LayoutTrace(x1)
+            with torch.no_grad(), self.taps.order(trace.finished), self._autocast(), trace:
+                self.model(x1)
+            self._layers = read_layers(trace)
+        return self._layers
+
+    def default_layer(self, x1: torch.Tensor, field: str = "layer") -> str:
+        """The default Grad-CAM layer; an `UnsupportedModelError` naming `field` if the model
+        has none."""
+        return self.layers(x1).default_layer(field)
+
+    def resolve_layers(self, methods: Sequence[str | MethodSpec], x1: torch.Tensor
+                       ) -> list[MethodSpec]:
+        """`methods` with every parameter, each null `layer` set to the default layer, so that
+        the layer a map was made at can be recorded with it."""
+        specs = [resolve_method(m) for m in methods]
+        return [spec.with_params(layer=self.default_layer(x1, f"methods[{p}].layer"))
+                if "layer" in spec.params and spec["layer"] is None else spec
+                for p, spec in enumerate(specs)]
 
     def footprint(self, x1: torch.Tensor) -> Footprint:
         """Bytes a row of this input shape needs in a pass, measured once per shape."""
@@ -262,7 +286,8 @@ class Engine:
         images = [
             self._image_result(request.specs, probs[j], [outputs[p][j] for p in
                                                          range(len(request.specs))],
-                               call.selections[j])
+                               call.selections[j],
+                               isinstance(request.targets[start + j], TopKTarget))
             for j in range(stop - start)
         ]
         return images, call.coverage
@@ -285,11 +310,11 @@ class Engine:
 
     @staticmethod
     def _image_result(specs: list[MethodSpec], probs: torch.Tensor, outputs: list[dict[int,
-                      Computed]], selections: list[Selection]) -> ImageResult:
+                      Computed]], selections: list[Selection], topk: bool) -> ImageResult:
         maps = [
             AttributionMap(specs[p].name, p, selections[rank].to_json(),
                            computed.values.detach().float().contiguous().cpu().numpy(),
-                           computed.extras, computed.warnings)
+                           computed.extras, computed.warnings, rank if topk else None)
             for p, per_rank in enumerate(outputs)
             for rank, computed in sorted(per_rank.items())
         ]

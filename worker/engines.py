@@ -54,11 +54,9 @@ def engine_for(ctx: WorkerContext, tenant: str, record: ModelRecord):
 
 
 def job_model(ctx: WorkerContext, job):
-    """A job's model record and its engine; a model deleted since the job began fails it."""
-    name = job.spec["model"]
-    record = ctx.models.get(job.tenant, name)
-    if record is None:
-        raise InputError(f"model {name!r} is no longer registered")
+    """The record of the model a job was accepted for, and its engine; a model deleted or
+    registered again since fails the job (`InputError`), it never runs on another."""
+    record = ctx.models.for_job(job)
     return record, engine_for(ctx, job.tenant, record)
 
 

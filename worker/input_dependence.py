@@ -1,13 +1,14 @@
 """Whether DeconvNet's map can depend on the input at all, read from the autograd graph.
 
-DeconvNet's rectifier rule, max(g, 0), ignores the forward pass. Its map can then depend on
-the input only through some other backward step that reads the forward pass: max-pooling's
-switches, a product of two input-dependent tensors (squeeze-and-excitation, attention),
-a non-linearity, a normalization computed from the input. When every node between the
-target and the input is linear with fixed coefficients — convolutions and linear layers
-(weights frozen), eval-mode BatchNorm, sums, average pooling, reshapes, DeconvNet's own
-rectifiers — the backward pass is one fixed linear map of the target's one-hot seed: every
-image gets the same map for the same target. EfficientNet-Lite0 is such a model.
+DeconvNet's rectifier rule, max(g, 0), ignores the forward pass (so does its gated rule).
+Its map can then depend on the input only through some other backward step that reads the
+forward pass: max-pooling's switches, a product of two input-dependent tensors
+(squeeze-and-excitation, attention), a non-linearity, a normalization computed from the
+input. When every node between the target and the input is linear with fixed coefficients —
+convolutions and linear layers (weights frozen), eval-mode BatchNorm, sums, average pooling,
+reshapes, DeconvNet's own rectifiers and gated units — the backward pass is one fixed linear
+map of the target's one-hot seed: every image gets the same map for the same target.
+EfficientNet-Lite0 is such a model.
 
 Unknown node types count as input-dependent, so the warning is never given wrongly; at worst
 it is missed.
@@ -36,7 +37,7 @@ _STRUCTURAL = {
     "Flip", "Roll", "Repeat", "PixelShuffle", "PixelUnshuffle", "ConstantPadNd",
     "ReflectionPad2D", "ReplicationPad2D", "AvgPool2D", "AvgPool3D", "AdaptiveAvgPool2D",
     "AdaptiveAvgPool3D", "UpsampleNearest2D", "UpsampleNearestExact2D", "UpsampleBilinear2D",
-    "AccumulateGrad", "Rectify",
+    "AccumulateGrad", "Rectify", "Gate",
 }
 _BATCH_NORM = {"NativeBatchNorm", "CudnnBatchNorm", "MiopenBatchNorm"}
 _SUFFIX = re.compile(r"Backward\d*$")

@@ -3,7 +3,7 @@
 Weights are data: safetensors, or a state dict read with `torch.load(weights_only=True)`;
 never an arbitrary pickle. An exported program (`.pt2`) is a graph of tensor operations,
 loaded with `torch.export.load` only after the archive is checked to need no unpickling
-(`load_program`). Nothing is ever downloaded.
+(`worker.programs`). Nothing is ever downloaded.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from PIL import Image
 from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
-from shared.artifacts import check_pt2, sample_input_names
 from shared.errors import InputError
 from shared.modelspec import TIMM_PREFIX, ModelSpec, Preprocessing
 from worker.engine import Engine
+from worker.programs import load_program
 
 # torchvision builders that would otherwise warn about their default initialisation; the
 # initialisation is overwritten by the loaded weights anyway.
@@ -98,34 +98,6 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], architecture:
     """Load `state` into `model` strictly, naming what does not fit."""
     check_fit(_shapes(model.state_dict()), _shapes(state), architecture)
     model.load_state_dict(state, strict=True)
-
-
-def load_program(artifact: Path) -> nn.Module:
-    """An exported program's module, refusing any archive that would unpickle something.
-
-    `check_pt2` refuses pickled payloads and custom objects; the sample inputs, which
-    `torch.export.load` reads with a fallback to `weights_only=False`, must load here with
-    `weights_only=True`, so that fallback can never be taken.
-    """
-    import io
-    import zipfile
-
-    with open(artifact, "rb") as f:
-        check_pt2(f)
-        f.seek(0)
-        members = sample_input_names(f)
-        f.seek(0)
-        with zipfile.ZipFile(f) as archive:
-            for name in members:
-                try:
-                    torch.load(io.BytesIO(archive.read(name)), weights_only=True)
-                except Exception as exc:  # torch raises several kinds for an unsafe pickle
-                    raise InputError(f"program: sample inputs {name} are not plain tensors "
-                                     f"({type(exc).__name__})") from None
-    try:
-        return torch.export.load(str(artifact)).module()
-    except Exception as exc:  # torch.export raises many kinds of errors for a bad archive
-        raise InputError(f"program: not a loadable torch.export archive ({exc})") from None
 
 
 def check_weight_shapes(spec: ModelSpec, artifact: Path) -> None:

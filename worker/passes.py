@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from shared.errors import TargetError, UnsupportedModelError
+from worker.gated_units import UNIT_NAMES
 from worker.methods.base import BackwardRule
 from worker.methods.gradient import Gradient
 from worker.relu_override import RuleSwitch, count_rectifiers, override_rectifiers
@@ -38,11 +39,16 @@ def model_logits(output: Any) -> torch.Tensor:
     return output
 
 
+def _calls(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name} ({count} calls)" for name, count in sorted(counts.items()))
+
+
 class Pass:
     """The forward pass of `x` (rows×C×H×W), kept for backward passes when `grad` is true.
 
-    `override` routes every rectifier through the switchable rule, which methods with a
-    rule of their own (guided backprop, DeconvNet) need; `layers` are recorded on the way.
+    `override` routes every rectifier and gated unit through the switchable rule, which
+    methods with a rule of their own (guided backprop, DeconvNet) need; `layers` are recorded
+    on the way.
     """
 
     def __init__(self, model: nn.Module, taps: LayerTaps, x: torch.Tensor,
@@ -71,16 +77,23 @@ class Pass:
         if self.switch.other_hardtanh:
             missing["Hardtanh (bounds other than 0, 6)"] = self.switch.other_hardtanh
         if missing:
-            found = ", ".join(f"{name} ({count} calls)" for name, count in sorted(missing.items()))
             raise UnsupportedModelError(
-                f"{rule.name} defines a rule only for ReLU and ReLU6, and this model also "
-                f"uses {found}; use the 'gradient' method for this model"
+                f"{rule.name} defines a rule only for ReLU, ReLU6 and, with the method "
+                f'parameter "rule": "gated", the gated units {UNIT_NAMES}; this model also '
+                f"uses {_calls(missing)}: use the 'gradient' method for this model"
+            )
+        if self.switch.gated and not rule.gated:
+            raise UnsupportedModelError(
+                f"{rule.name} defines a rule only for ReLU and ReLU6, and this model also uses "
+                f'{_calls(self.switch.gated)}; the method parameter "rule": "gated" extends it '
+                "to gated units (this service's generalisation, not the paper's rule), or use "
+                "the 'gradient' method"
             )
         if self.escaped:
             raise UnsupportedModelError(
-                f"{self.escaped} of {self.overridden + self.escaped} rectifier applications "
-                f"escaped the {rule.name} rule (an unsupported way of calling ReLU); "
-                "refusing to return what would be a plain gradient"
+                f"{self.escaped} of {self.overridden + self.escaped} rectifier and gated unit "
+                f"applications escaped the {rule.name} rule (an unsupported way of calling "
+                "them); refusing to return what would be a plain gradient"
             )
 
     def scores(self, rank: int) -> torch.Tensor:

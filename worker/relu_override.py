@@ -1,13 +1,15 @@
-"""Route every rectifier of a forward pass through one autograd function whose backward rule
-can be switched between backward passes, and count what was (and was not) routed.
+"""Route every rectifier and gated unit of a forward pass through autograd functions whose
+backward rule can be switched between backward passes, and count what was (and was not) routed.
 
 Module hooks (what Captum uses) only see `nn.ReLU` modules; functional calls such as
 `F.relu(x, inplace=True)` in GoogLeNet or Inception-v3 escape them and silently keep the
 plain gradient. Here a `TorchFunctionMode` sees every call — modules, `F.relu`, `torch.relu`,
-`Tensor.relu_`, ReLU6 as `hardtanh(0, 6)`, and the aten ops of exported programs. Then,
+`Tensor.relu_`, ReLU6 as `hardtanh(0, 6)`, and the aten ops of exported programs; the gated
+units of `worker.gated_units` (GELU, SiLU, Hardswish, Mish, QuickGELU) likewise. Then,
 independently of that mode, `count_rectifiers` walks the autograd graph the forward pass
-recorded: any rectifier node autograd made itself (`ReluBackward0`, `HardtanhBackward0` with
-bounds 0 and 6, `ThresholdBackward0` at 0) escaped the override, and shows up as
+recorded: any rectifier or gated node autograd made itself (`ReluBackward0`,
+`HardtanhBackward0` with bounds 0 and 6, `ThresholdBackward0` at 0, `GeluBackward0`,
+`SiluBackward0`, `HardswishBackward0`, `MishBackward0`) escaped the override, and shows up as
 `relu_calls > overridden`.
 
 The mode is thread-local and the switch is per call, so threads sharing one model do not
@@ -26,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
+from worker.gated_units import AUTOGRAD_NODES, GatedUnit, gated_call
 from worker.methods.base import BackwardRule
 
 aten = torch.ops.aten
@@ -58,20 +61,16 @@ _HARDTANH: dict[Any, bool] = {
     aten.hardtanh_.default: True,
 }
 # Element-wise non-linearities that have no guided-backprop or DeconvNet rule, by the name a
-# user knows them by.
+# user knows them by (the gated units, which have one under "rule": "gated", are not here).
 _NO_RULE: dict[Any, str] = {}
 for _name, _funcs in {
-    "SiLU": (F.silu, aten.silu.default, aten.silu_.default),
-    "GELU": (F.gelu, aten.gelu.default, aten.gelu_.default),
     "ELU": (F.elu, F.elu_, aten.elu.default, aten.elu_.default),
     "SELU": (F.selu, torch.selu, torch.selu_, aten.selu.default),
     "CELU": (F.celu, torch.celu, aten.celu.default),
     "LeakyReLU": (F.leaky_relu, F.leaky_relu_, aten.leaky_relu.default, aten.leaky_relu_.default),
     "PReLU": (F.prelu, torch.prelu, aten.prelu.default, aten._prelu_kernel.default),
     "RReLU": (F.rrelu, F.rrelu_, torch.rrelu, aten.rrelu.default),
-    "Hardswish": (F.hardswish, aten.hardswish.default, aten.hardswish_.default),
     "Hardsigmoid": (F.hardsigmoid, aten.hardsigmoid.default, aten.hardsigmoid_.default),
-    "Mish": (F.mish, aten.mish.default, aten.mish_.default),
     "Softplus": (F.softplus, aten.softplus.default),
     "Sigmoid": (torch.sigmoid, torch.Tensor.sigmoid, torch.sigmoid_, torch.Tensor.sigmoid_,
                 F.sigmoid, aten.sigmoid.default, aten.sigmoid_.default),
@@ -85,13 +84,13 @@ for _name, _funcs in {
         _NO_RULE[_func] = _name
 
 
-
 @dataclass
 class RuleSwitch:
     """The backward rule in force for one attribution call, and what the passes counted."""
 
     rule: BackwardRule | None = None
     applied: Counter = field(default_factory=Counter)  # backward applications, per method
+    gated: Counter = field(default_factory=Counter)  # gated units overridden, by name
     no_rule: Counter = field(default_factory=Counter)  # non-linearities without a rule, by name
     other_hardtanh: int = 0  # hardtanh with bounds other than (0, 6): no rule either
 
@@ -123,6 +122,34 @@ class Rectify(torch.autograd.Function):
         return rule.rectify(grad, out, ctx.upper), None, None, None
 
 
+class Gate(torch.autograd.Function):
+    """A gated unit y = x·s(x) whose backward asks the switch for its rule."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, unit: GatedUnit, inplace: bool,
+                switch: RuleSwitch) -> torch.Tensor:
+        saved = x.clone() if inplace else x  # the rules read the input, which in place is lost
+        out = unit.call(x, inplace)
+        if inplace:
+            ctx.mark_dirty(x)
+        ctx.save_for_backward(saved)
+        ctx.unit = unit
+        ctx.switch = switch
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None]:
+        (x,) = ctx.saved_tensors
+        rule = ctx.switch.rule
+        if rule is None:
+            raise RuntimeError("backward through an overridden gated unit with no rule set")
+        if not rule.gated:
+            raise RuntimeError(f"{rule.name} has no rule for gated units; `Pass.check_rule` "
+                               "refuses such a pass before any backward")
+        ctx.switch.applied[rule.name] += 1
+        return rule.gate(grad, x, ctx.unit).to(x.dtype), None, None, None
+
+
 def _input_and_inplace(func: Any, args: tuple, kwargs: dict, table: dict[Any, bool]
                        ) -> tuple[torch.Tensor, bool]:
     x = args[0] if args else kwargs.get("input", kwargs.get("self"))
@@ -141,7 +168,8 @@ def _hardtanh_bounds(func: Any, args: tuple, kwargs: dict) -> tuple[float, float
 
 
 class _OverrideMode(TorchFunctionMode):
-    """Replaces each rectifier call by `Rectify`; notes non-linearities that have no rule."""
+    """Replaces each rectifier call by `Rectify` and each gated unit by `Gate`; notes
+    non-linearities that have no rule."""
 
     def __init__(self, switch: RuleSwitch) -> None:
         super().__init__()
@@ -156,6 +184,10 @@ class _OverrideMode(TorchFunctionMode):
             upper, table = 6.0, _RELU6
         elif func in _HARDTANH and _hardtanh_bounds(func, args, kwargs) == (0.0, 6.0):
             upper, table = 6.0, _HARDTANH
+        elif (gated := gated_call(func, args, kwargs)) is not None:
+            unit, x, inplace = gated
+            self.switch.gated[unit.name] += 1
+            return Gate.apply(x, unit, inplace, self.switch)
         else:
             if func in _HARDTANH:
                 self.switch.other_hardtanh += 1
@@ -168,15 +200,19 @@ class _OverrideMode(TorchFunctionMode):
 
 @contextmanager
 def override_rectifiers(switch: RuleSwitch) -> Iterator[None]:
-    """Within the block, rectifiers run through `Rectify` with `switch`'s rule in backward."""
+    """Within the block, rectifiers and gated units run through `Rectify` and `Gate`, with
+    `switch`'s rule in backward."""
     with _OverrideMode(switch):
         yield
 
 
+_OVERRIDDEN = ("RectifyBackward", "GateBackward")
+
+
 def _is_plain_rectifier(node: Any) -> bool:
-    """Whether an autograd node is a ReLU or ReLU6 that autograd recorded by itself."""
+    """Whether an autograd node is a ReLU, ReLU6 or gated unit that autograd recorded itself."""
     name = type(node).__name__
-    if name.startswith("ReluBackward"):
+    if name.startswith(("ReluBackward", *AUTOGRAD_NODES)):
         return True
     if name.startswith("HardtanhBackward"):
         return (float(node._saved_min_val), float(node._saved_max_val)) == (0.0, 6.0)
@@ -186,7 +222,7 @@ def _is_plain_rectifier(node: Any) -> bool:
 
 
 def count_rectifiers(outputs: list[torch.Tensor]) -> tuple[int, int]:
-    """(overridden, escaped): rectifier nodes in the autograd graph behind `outputs`.
+    """(overridden, escaped): rectifier and gated nodes in the autograd graph behind `outputs`.
 
     Only rectifiers the outputs depend on are counted: exactly those that shape the maps.
     """
@@ -198,7 +234,7 @@ def count_rectifiers(outputs: list[torch.Tensor]) -> tuple[int, int]:
         if node in seen:
             continue
         seen.add(node)
-        if type(node).__name__ == "RectifyBackward":
+        if type(node).__name__ in _OVERRIDDEN:
             overridden += 1
         elif _is_plain_rectifier(node):
             escaped += 1

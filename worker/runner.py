@@ -87,10 +87,12 @@ def release_waiting(ctx: ControlContext, job: Job) -> None:
     """A job whose chunks wait (planned) for its model or its planning: start or fail it."""
     if job.planning or job.finalizing or job.is_final:
         return
-    record = ctx.models.get(job.tenant, job.spec["model"])
-    if record is None:
-        fail_job(ctx, job.id, f"model {job.spec['model']!r} is no longer registered")
-    elif record.status == ModelStatus.INVALID:
+    try:
+        record = ctx.models.for_job(job)
+    except InputError as e:
+        fail_job(ctx, job.id, e.message)
+        return
+    if record.status == ModelStatus.INVALID:
         fail_job(ctx, job.id, f"model {record.name!r} is invalid: {record.error}")
     elif record.status == ModelStatus.READY:
         ctx.chunks.activate(job.id)
@@ -179,11 +181,14 @@ def finalize(ctx: WorkerContext, job_id: str, token: int) -> bool:
     job = ctx.jobs.get(job_id)
     if job is None or job.is_final or not job.finalizing:
         return True
-    record = ctx.models.get(job.tenant, job.spec["model"])
+    try:
+        spec = ctx.models.for_job(job).spec
+    except InputError:  # the model was deleted or replaced: its class names are not the job's
+        spec = None
     finalizing = Finalizing.start(ctx, job, token)
     deadline = time.monotonic() + ctx.settings.task_time_limit_s / 2
     try:
-        for step in KINDS[job.kind].finalize(finalizing, record.spec if record else None):
+        for step in KINDS[job.kind].finalize(finalizing, spec):
             log.info("job %s: finalizer step done: %s", job_id, step)
             if time.monotonic() > deadline:
                 log.info("job %s: finalizer stopped after %s (half its time limit); it "

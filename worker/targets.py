@@ -7,7 +7,7 @@ per-image targets into the gradients fed to the backward passes, one pass per ma
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -19,9 +19,10 @@ from torch import nn
 
 from shared.errors import TargetError
 from shared.targets import ClassTarget, LayerTarget, PredictedTarget, Target, TopKTarget
+from worker.layouts import Finished
 
 _wanted: ContextVar[dict[str, torch.Tensor | None] | None] = ContextVar("_wanted", default=None)
-_order: ContextVar[list[tuple[str, nn.Module, Any]] | None] = ContextVar("_order", default=None)
+_order: ContextVar[Callable[[Finished], None] | None] = ContextVar("_order", default=None)
 
 
 class LayerTaps:
@@ -64,12 +65,11 @@ class LayerTaps:
             _wanted.reset(token)
 
     @contextmanager
-    def order(self) -> Iterator[list[tuple[str, nn.Module, Any]]]:
-        """Within the block, (name, module, output) of every module, in the order they finish."""
-        finished: list[tuple[str, nn.Module, Any]] = []
+    def order(self, finished: Callable[[Finished], None]) -> Iterator[None]:
+        """Within the block, `finished` is called with every module call as it returns."""
         token = _order.set(finished)
         try:
-            yield finished
+            yield
         finally:
             _order.reset(token)
 
@@ -77,7 +77,7 @@ class LayerTaps:
 def _record(name: str, module: nn.Module, args: Any, output: Any) -> Any:
     finished = _order.get()
     if finished is not None:
-        finished.append((name, module, output))
+        finished(Finished(name, module, args[0] if args else None, output))
     wanted = _wanted.get()
     if wanted is not None and name in wanted:
         if not isinstance(output, torch.Tensor):

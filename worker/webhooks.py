@@ -12,12 +12,15 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import socket
 import ssl
 import time
 from datetime import UTC, datetime
+from urllib.parse import urlparse
 
 from shared.errors import SpecError
 from shared.redisio import WEBHOOKS_DUE, job_key
+from shared.settings import Settings
 from shared.taskqueue import DELIVER_WEBHOOK, send_control
 from shared.webhooks import payload, resolve_allowed, signed_headers, tenant_secret
 from worker.context import ControlContext, WorkerContext
@@ -28,22 +31,55 @@ TIMEOUT_S = 10
 MAX_RECORDED = 50
 
 
-def _post(url: str, body: str, headers: dict[str, str], allowed: tuple[str, ...]) -> int:
-    """POST to the address the SSRF rules allowed (checked again now: no DNS rebinding)."""
-    from urllib.parse import urlparse
+class PinnedConnection(http.client.HTTPConnection):
+    """HTTP to the addresses the SSRF rules checked (the first that answers), for the URL's
+    host (its `Host` header): no second DNS answer is asked for, so a rebinding one is never
+    used."""
 
-    host, port, address = resolve_allowed(url, allowed)
+    def __init__(self, host: str, port: int, addresses: tuple[str, ...]) -> None:
+        super().__init__(host, port, timeout=TIMEOUT_S)
+        self.addresses = addresses
+
+    def connect(self) -> None:
+        error = OSError(f"no address to connect to for {self.host!r}")
+        for address in self.addresses:
+            try:
+                self.sock = socket.create_connection((address, self.port), self.timeout)
+                return
+            except OSError as e:
+                error = e
+        raise error
+
+
+class PinnedTLSConnection(PinnedConnection):
+    """HTTPS to the pinned addresses; the certificate is verified against the URL's host name
+    (not an address) with the CAs of `SALIENCY_WEBHOOK_CA_FILE`, or the system's."""
+
+    default_port = http.client.HTTPS_PORT
+
+    def __init__(self, host: str, port: int, addresses: tuple[str, ...],
+                 context: ssl.SSLContext) -> None:
+        super().__init__(host, port, addresses)
+        self.context = context
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock = self.context.wrap_socket(self.sock, server_hostname=self.host)
+
+
+def post(url: str, body: str, headers: dict[str, str], settings: Settings) -> int:
+    """POST to the addresses the SSRF rules allow (checked again now: no DNS rebinding); the
+    answer's status."""
+    host, port, addresses = resolve_allowed(url, settings.webhook_allowed_hosts)
     parsed = urlparse(url)
     path = (parsed.path or "/") + (f"?{parsed.query}" if parsed.query else "")
     if parsed.scheme == "https":
-        context = ssl.create_default_context()
-        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-            address, port, timeout=TIMEOUT_S, context=context)
-        conn.server_hostname = host  # type: ignore[attr-defined]
+        context = ssl.create_default_context(cafile=settings.webhook_ca_file)
+        conn: PinnedConnection = PinnedTLSConnection(host, port, addresses, context)
     else:
-        conn = http.client.HTTPConnection(address, port, timeout=TIMEOUT_S)
+        conn = PinnedConnection(host, port, addresses)
     try:
-        conn.request("POST", path, body=body.encode(), headers={**headers, "Host": host})
+        conn.request("POST", path, body=body.encode(), headers=headers)
         return conn.getresponse().status
     finally:
         conn.close()
@@ -72,7 +108,7 @@ def deliver(ctx: WorkerContext, job_id: str, event: str, attempt: int) -> None:
                              message_id, body, when)
     started = time.time()
     try:
-        status = _post(notify["url"], body, headers, settings.webhook_allowed_hosts)
+        status = post(notify["url"], body, headers, settings)
         outcome = {"status": status}
     except (OSError, http.client.HTTPException, SpecError) as e:
         status, outcome = 0, {"error": f"{type(e).__name__}: {e}"[:300]}

@@ -23,7 +23,8 @@ PARAMETRIZATIONS = ("fourier", "pixel")
 KINDS_WITHOUT_INPUTS = (VISUALIZE,)  # a visualize job may start from noise alone
 
 
-def _index(text: str, what: str) -> int:
+def whole_number(text: str, what: str) -> int:
+    """A whole number in ASCII digits (`int` would also take `"٣"`, `"1_0"` or `"+1"`)."""
     text = text.strip()
     if not (text.isascii() and text.isdecimal()):
         raise ValueError(f"{what}: {text!r} is not a whole number >= 0")
@@ -48,8 +49,8 @@ def parse_channels(channels: Any) -> list[int] | str:
         if not part.strip():
             raise ValueError(f"channels must be {CHANNELS_HELP}, got {channels!r}")
         low, dash, high = part.partition("-")
-        first = _index(low, "channels")
-        last = _index(high, "channels") if dash else first
+        first = whole_number(low, "channels")
+        last = whole_number(high, "channels") if dash else first
         if last < first:
             raise ValueError(f"channels: the range {part.strip()!r} runs backwards")
         found.extend(range(first, last + 1))
@@ -71,7 +72,7 @@ def parse_position(position: Any) -> list[int]:
     if isinstance(position, str):
         parts = position.split(",")
         if len(parts) == 2:
-            return [_index(p, "position") for p in parts]
+            return [whole_number(p, "position") for p in parts]
     elif isinstance(position, (list, tuple)) and len(position) == 2:
         return [_list_index(p, "position") for p in position]
     raise ValueError(f"position must be Y,X on the layer's grid, got {position!r}")

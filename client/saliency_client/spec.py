@@ -13,7 +13,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from saliency_client.kinds import KINDS_WITHOUT_INPUTS, TOP_ACTIVATIONS, parse_channels
+from saliency_client.kinds import (
+    KINDS_WITHOUT_INPUTS,
+    TOP_ACTIVATIONS,
+    parse_channels,
+    whole_number,
+)
 
 URI_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 TARGET_HELP = "predicted | label | class:K | topk:K | layer:NAME:CHANNEL"
@@ -42,25 +47,27 @@ def parse_target(target: Any) -> Any:
     kind, _, rest = text.partition(":")
     try:
         if kind == "class":
-            return {"class": int(rest)}
+            return {"class": whole_number(rest, "class")}
         if kind == "topk":
-            return {"topk": int(rest)}
+            return {"topk": whole_number(rest, "topk")}
         if kind == "layer":
             name, _, channel = rest.rpartition(":")
             if name:
-                return {"layer": name, "channel": int(channel)}
+                return {"layer": name, "channel": whole_number(channel, "channel")}
     except ValueError:
         pass
     raise ValueError(f"target must be {TARGET_HELP}, got {target!r}")
 
 
 def _value(text: str) -> Any:
-    """A method parameter's value from text: an int, else a float, else the text itself."""
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
+    """A method parameter's value from text: an int, else a float, else the text itself.
+    Only ASCII counts as a number (`int` would also read `"٥٠"` as 50)."""
+    if text.isascii():
+        for kind in (int, float):
+            try:
+                return kind(text)
+            except ValueError:
+                pass
     return text
 
 

@@ -86,7 +86,8 @@ class Output:
 
     A visualize item's one output (`method` "visualize") has the final image (`png`, `npy`),
     its `snapshots` (URLs, or objects with a `png` URL and their `step`) and its objective
-    `curve` (a URL of the JSON, or the values themselves).
+    `curve` (a URL of the JSON, or the values themselves). `rank` is the target's rank of a
+    `{"topk": k}` job (0: the highest score), None otherwise.
     """
 
     method: str
@@ -100,13 +101,14 @@ class Output:
     warnings: tuple[str, ...] = ()
     snapshots: tuple[Any, ...] = ()
     curve: Any = None
+    rank: int | None = None
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Output:
         return cls(raw["method"], raw.get("target"), raw.get("npy"), raw.get("png"),
                    raw.get("overlay"), raw.get("signed"), raw.get("params"), raw.get("metrics"),
                    tuple(raw.get("warnings") or ()), tuple(raw.get("snapshots") or ()),
-                   raw.get("curve"))
+                   raw.get("curve"), raw.get("rank"))
 
 
 @dataclass(frozen=True)

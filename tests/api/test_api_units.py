@@ -1,4 +1,5 @@
-"""Pieces of the API that need no server: key parsing, the metrics text, the error shape."""
+"""Pieces of the API that need no server: key parsing, the metrics text, the error shape, the
+readiness probe's background checks."""
 
 from __future__ import annotations
 
@@ -90,3 +91,59 @@ def test_examples_need_the_key_when_keys_are_on(tmp_path):
     assert client.get("/v1/examples").status_code == 401
     ok = client.get("/v1/examples/coffee", headers={"Authorization": "Bearer k1"})
     assert ok.status_code == 200 and ok.mimetype == "image/png"
+
+
+def test_a_readiness_check_that_hangs_holds_no_request():
+    """One round of checks at a time, on its own thread: the request that started it stops
+    waiting once it is `deadline_s` old, later ones answer at once, and a recent result
+    serves without a new round."""
+    import threading
+
+    from api.health import Probe
+    from shared.storage import StorageError
+
+    release, calls = threading.Event(), []
+
+    def check() -> None:
+        calls.append(1)
+        if not release.wait(timeout=60):
+            raise StorageError("still stalled")
+
+    probe = Probe((("redis", lambda: None, ()), ("storage", check, (StorageError,))),
+                  deadline_s=0.2, cache_s=60)
+    late = "storage: no answer within 0.2 s"
+    assert [probe.problem() for _ in range(20)] == [late] * 20
+    assert len(calls) == 1  # the hung check is not started again
+    release.set()
+    while probe.problem() is not None:  # the round ends; its result is kept
+        pass
+    assert [probe.problem() for _ in range(20)] == [None] * 20 and len(calls) == 1
+
+
+def test_while_a_round_runs_other_requests_answer_the_last_result():
+    """The request that starts a round waits for it; the others meanwhile answer the last
+    round's result at once, without waiting."""
+    import threading
+
+    from api.health import Probe
+    from shared.storage import StorageError
+
+    entered, release = threading.Event(), threading.Event()
+    outcomes = [None, "stalled"]
+
+    def check() -> None:
+        if outcomes.pop(0) == "stalled":
+            entered.set()
+            release.wait(timeout=60)
+            raise StorageError("bucket 'b' does not exist")
+
+    probe = Probe((("storage", check, (StorageError,)),), deadline_s=60, cache_s=0)
+    assert probe.problem() is None  # the first round
+    answers = []
+    waiter = threading.Thread(target=lambda: answers.append(probe.problem()))
+    waiter.start()  # starts the second round and waits for it
+    assert entered.wait(timeout=60)
+    assert [probe.problem() for _ in range(20)] == [None] * 20  # the first round's result
+    release.set()
+    waiter.join(timeout=60)
+    assert answers == ["storage: bucket 'b' does not exist"]

@@ -4,6 +4,8 @@ written in the same JSON error shape (`api.errors.write_server_error`)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from e2e.helpers import side_effects
 
@@ -75,9 +77,6 @@ MALFORMED = [
      b"Content-Type: application/json\r\n\r\nzz\r\n{}\r\n0\r\n\r\n"),
     ("an unknown transfer coding", b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\n"
      b"Transfer-Encoding: gzip\r\n\r\n"),
-    ("a body shorter than announced", b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\n"
-     b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 1000\r\n\r\n"
-     b"--b\r\nContent-Disposition: form-data; name=\"spec\"\r\n\r\n{"),
     ("a chunked body that stops", b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\n"
      b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n{\"model\""),
     ("a chunk without its terminator", b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\n"
@@ -95,6 +94,62 @@ def test_malformed_http_is_a_json_4xx(bad, case):
     answer = raw_request(bad.url, request, half_close=True)
     assert 400 <= answer.status_code < 500, (answer.status_code, answer.text)
     assert_error(answer, answer.status_code)
+    assert side_effects(bad) == before
+    tally(HTTP)
+
+
+def _post(path: str, content_type: str, body: bytes, announced: int, key: str) -> bytes:
+    """A POST whose `Content-Length` announces `announced` bytes, of which `body` is sent."""
+    return (f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: {announced}\r\n\r\n"
+            ).encode() + body
+
+
+def _cut(bad, model: str, case: str) -> bytes:
+    """The request of one case: each body is cut short of what its header announced."""
+    from badinput.cases import clean_png
+    from badinput.helpers import multipart
+
+    key = bad.keys["mallory"]
+    storage = bad.backend.storage()
+    storage.put("badinput/http/good.png", clean_png())
+    job = json.dumps({"model": model, "inputs": [
+        {"uri": storage.uri("badinput/http/good.png")}]}).encode()
+    parts, content_type = multipart([("spec", None, json.dumps({"model": model}).encode()),
+                                     ("images", "a.png", clean_png())])
+    upload, upload_type = multipart([("prefix", None, b"cut"), ("files", "a.png", clean_png())])
+    return {
+        # A whole JSON job, and more announced: it used to be accepted as it was.
+        "a json job, whole, announcing 100 bytes more": _post(
+            "/v1/jobs", "application/json", job, len(job) + 100, key),
+        "a json job cut in the middle": _post(
+            "/v1/jobs", "application/json", job[:len(job) // 2], len(job), key),
+        "a multipart job cut in its spec": _post(
+            "/v1/jobs", content_type, parts[:60], len(parts), key),
+        "a multipart job cut in its image": _post(
+            "/v1/jobs", content_type, parts[:len(parts) - 200], len(parts), key),
+        "a multipart job without its closing boundary": _post(
+            "/v1/jobs", content_type, parts[:-len(b"--b0undary--\r\n")], len(parts), key),
+        "an upload cut in its file": _post(
+            "/v1/uploads", upload_type, upload[:len(upload) - 100], len(upload), key),
+        "a model registration cut in its weights": _post(
+            "/v1/models", content_type, parts[:len(parts) - 50], len(parts), key),
+    }[case]
+
+
+CUT = ["a json job, whole, announcing 100 bytes more", "a json job cut in the middle",
+       "a multipart job cut in its spec", "a multipart job cut in its image",
+       "a multipart job without its closing boundary", "an upload cut in its file",
+       "a model registration cut in its weights"]
+
+
+@pytest.mark.parametrize("case", CUT)
+def test_a_body_shorter_than_its_content_length_is_a_400_bad_request(bad, bad_model, case):
+    """The client stops sending (half-closes) before the body its header announced."""
+    request = _cut(bad, bad_model, case)
+    before = side_effects(bad)
+    answer = raw_request(bad.url, request, half_close=True)
+    assert_error(answer, 400, "bad_request", "Content-Length announced")
     assert side_effects(bad) == before
     tally(HTTP)
 

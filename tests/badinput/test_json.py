@@ -246,6 +246,22 @@ def test_a_dataset_of_the_wrong_type_is_a_400(bad, mallory, bad_model, dataset):
     tally(TYPES)
 
 
+@pytest.mark.parametrize("index", [10, 10**12, 2**63], ids=["10", "10**12", "2**63"])
+def test_a_label_map_beyond_the_models_classes_is_a_400(bad, mallory, bad_model, index):
+    """The model's classes are known at submission: a folder mapped past them is refused
+    there, not run to fail every item it labels."""
+    storage = bad.backend.storage()
+    storage.put("t/mallory/label-map/cat/a.png", clean_png())
+    before = side_effects(bad)
+    response = mallory.post(f"{bad.url}/v1/jobs", timeout=30, json={
+        "model": MODEL, "dataset": {"prefix": storage.uri("t/mallory/label-map") + "/",
+                                    "labels": "folder", "label_map": {"cat": index}}})
+    error = assert_error(response, 400, "invalid_spec", "dataset.label_map.cat")
+    assert f"{index} is not a class of model {MODEL!r}" in error["message"], error
+    assert side_effects(bad) == before
+    tally(TYPES)
+
+
 def test_after_ill_typed_fields_the_worker_lives_and_a_job_succeeds(bad, mallory, bad_model,
                                                                      reference, worker):
     check_real_job(bad, mallory, bad_model, reference, worker)
@@ -274,6 +290,17 @@ def test_a_paging_argument_that_is_not_a_plain_number_is_a_400(bad, mallory, a_j
     name, value = case
     response = mallory.get(f"{bad.url}/v1/jobs/{a_job}/items", params={name: value}, timeout=10)
     assert_error(response, 400, "invalid_spec", name)
+    tally(PAGING)
+
+
+@pytest.mark.parametrize("value", ["²", "¹", "٣", "１", "1e3", "+5", " 1", "NaN", "-1"],
+                         ids=repr)
+def test_a_job_pages_limit_that_is_not_a_plain_number_gives_the_default_page(
+        bad, mallory, a_job, value):
+    """The job's web page reads `limit` leniently, and only ASCII digits as a number."""
+    response = mallory.get(f"{bad.url}/jobs/{a_job}", params={"limit": value}, timeout=10)
+    assert response.status_code == 200, response.text[:300]
+    assert 'data-page-size="24"' in response.text
     tally(PAGING)
 
 

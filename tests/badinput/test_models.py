@@ -10,6 +10,7 @@ import json
 import os
 import struct
 import time
+import warnings
 import zipfile
 
 import pytest
@@ -122,6 +123,14 @@ def test_a_model_name_taken_is_409_and_a_json_registration_is_415(bad, mallory, 
                  "unsupported_media_type")
     assert side_effects(bad) == before
     tally(FAMILY, 2)
+
+
+def test_a_builtin_models_name_is_reserved_where_builtins_are_not_loaded(bad, mallory):
+    before = side_effects(bad)
+    response = register_model(mallory, bad.url, {**SPEC, "name": "efficientnet_lite0"}, TINY)
+    assert_error(response, 409, "conflict", "reserved for a built-in model")
+    assert side_effects(bad) == before
+    tally(FAMILY)
 
 
 def _validated(bad, session, spec, weights, part: str = "weights") -> dict:
@@ -244,6 +253,87 @@ def _add(archive: bytes, name: str, data: bytes) -> bytes:
     return out.getvalue()
 
 
+def _zip(entries: list[tuple[str, bytes]]) -> bytes:
+    """A zip of `entries` in that order, two of one name included."""
+    out = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Duplicate name", UserWarning)
+        with zipfile.ZipFile(out, "w") as z:
+            for name, data in entries:
+                z.writestr(name, data)
+    return out.getvalue()
+
+
+def _read_by_torch(archive: bytes, name: str) -> bytes:
+    """What torch's own reader (`PyTorchStreamReader`, as `torch.export.load` uses it)
+    returns for `name`, relative to the archive's folder."""
+    import torch
+
+    return bytes(torch._C.PyTorchFileReader(io.BytesIO(archive)).get_record(name))
+
+
+def duplicate_config(path: str, pickled_first: bool) -> bytes:
+    """The weights config twice: the clean copy, and one marking a weight `use_pickle` and
+    pointing it at the payload; `pickled_first` says which copy comes first. `zipfile` reads
+    the last copy, torch's reader either, depending on the layout: padding entries move the
+    layout until torch's reader takes the pickled copy."""
+    program = zipfile.ZipFile(io.BytesIO(_program()))
+    name = next(n for n in program.namelist() if n.endswith("model_weights_config.json"))
+    clean = program.read(name)
+    config = json.loads(clean)
+    first = next(iter(config["config"].values()))
+    first.update(use_pickle=True, path_name="payload")
+    pickled = json.dumps(config).encode()
+    copies = [pickled, clean] if pickled_first else [clean, pickled]
+    rest = [(n, program.read(n)) for n in program.namelist() if n != name]
+    for pad in range(16):
+        archive = _zip([(name, copies[0]), *[(f"archive/extra/pad{i}", b"") for i in range(pad)],
+                        *rest, ("archive/data/weights/payload", _payload(path)),
+                        (name, copies[1])])
+        if _read_by_torch(archive, name.split("/", 1)[1]) == pickled:
+            return archive
+    raise AssertionError("no layout made torch's reader take the pickled copy")
+
+
+def sample_inputs_in_upper_case(path: str) -> bytes:
+    """The sample inputs replaced by the payload under `DATA/` instead of `data/`: torch's
+    reader finds names without regard to letter case."""
+    program = zipfile.ZipFile(io.BytesIO(_program()))
+    entries = [(n.replace("/data/sample_inputs/", "/DATA/sample_inputs/"), _payload(path))
+               if "/data/sample_inputs/" in n else (n, program.read(n))
+               for n in program.namelist()]
+    archive = _zip(entries)
+    assert _read_by_torch(archive, "data/sample_inputs/model.pt") == _payload(path)
+    return archive
+
+
+def unlisted_entry(path: str) -> bytes:
+    """The program with the payload in an entry whose local header the central directory
+    does not list."""
+    program = zipfile.ZipFile(io.BytesIO(_program()))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        for name in program.namelist():
+            z.writestr(name, program.read(name))
+        z.writestr("archive/data/weights/hidden", _payload(path))
+        z.filelist = [i for i in z.filelist if not i.filename.endswith("/hidden")]
+    return out.getvalue()
+
+
+def older_format_beside(path: str) -> bytes:
+    """A program with the files of torch's older archive format at the top, outside the
+    archive's folder: torch's reader then fails on them, and `torch.export.load` falls back
+    to the older format, which unpickles `serialized_state_dict.pt` and the like."""
+    from torch._export.serde.schema import SCHEMA_VERSION
+
+    program = zipfile.ZipFile(io.BytesIO(_program()))
+    older = [("version", ".".join(map(str, SCHEMA_VERSION)).encode()),
+             ("serialized_exported_program.json", program.read("archive/models/model.json"))]
+    older += [(n, _payload(path)) for n in ("serialized_state_dict.pt", "serialized_constants.pt",
+                                           "serialized_example_inputs.pt")]
+    return _zip([(n, program.read(n)) for n in program.namelist()] + older)
+
+
 def test_the_payload_would_run_if_unpickled(tmp_path):
     """The archives below are live: loading their payload with pickle creates the file."""
     import torch
@@ -262,7 +352,18 @@ REFUSED_PROGRAMS = [
                                                   else d), "no models/"),
     ("compiled code", lambda path: _add(_program(), "archive/data/aotinductor/model/x.so", b"x"),
      "AOTInductor"),
+    ("a config twice, the pickled copy first", lambda path: duplicate_config(path, True),
+     "appears twice"),
+    ("a config twice, the pickled copy last", lambda path: duplicate_config(path, False),
+     "appears twice"),
+    ("the older format beside it", older_format_beside, "not in the archive's folder"),
+    ("an entry the directory does not list", unlisted_entry, "that no entry takes"),
 ]
+# Refused by the API, and by the worker on its own (`load_program`).
+WORKER_REFUSES = [pickled_weights, pickled_sample_inputs, custom_constant, legacy_payload,
+                  lambda path: duplicate_config(path, True),
+                  lambda path: duplicate_config(path, False), sample_inputs_in_upper_case,
+                  older_format_beside]
 
 
 @pytest.mark.parametrize("case", REFUSED_PROGRAMS, ids=[c[0] for c in REFUSED_PROGRAMS])
@@ -282,22 +383,27 @@ def test_a_program_that_would_unpickle_is_refused_and_its_payload_never_runs(
 def test_the_worker_refuses_such_programs_itself(tmp_path):
     """Defence in depth: `load_program` on the worker checks the archive again."""
     from shared.errors import InputError
-    from worker.models import load_program
+    from worker.programs import load_program
 
     target = tmp_path / "pwned"
-    for make in (pickled_weights, pickled_sample_inputs, custom_constant, legacy_payload):
+    for n, make in enumerate(WORKER_REFUSES):
         path = tmp_path / "program.pt2"
         path.write_bytes(make(str(target)))
         with pytest.raises(InputError):
             load_program(path)
-        assert not target.exists(), make.__name__
-    tally(FAMILY, 4)
+        assert not target.exists(), n
+    tally(FAMILY, len(WORKER_REFUSES))
 
 
-def test_pickled_sample_inputs_make_the_model_invalid_and_never_run(bad, mallory, tmp_path):
+@pytest.mark.parametrize("make", [pickled_sample_inputs, sample_inputs_in_upper_case])
+def test_pickled_sample_inputs_make_the_model_invalid_and_never_run(bad, mallory, tmp_path,
+                                                                    make):
+    """Only torch can tell pickled tensors from pickled code: the worker loads the sample
+    inputs torch would read (whatever the letter case of their name) with
+    `weights_only=True`, before `torch.export.load` may."""
     target = tmp_path / "pwned"
     spec = {"name": "evil-samples", "num_classes": 10, "input_size": 8, "resize": 8}
-    record = _validated(bad, mallory, spec, pickled_sample_inputs(str(target)), "program")
+    record = _validated(bad, mallory, spec, make(str(target)), "program")
     assert record["status"] == "invalid" and "sample inputs" in record["error"], record
     assert not target.exists()
     assert mallory.delete(f"{bad.url}/v1/models/{spec['name']}", timeout=10).status_code == 204

@@ -7,6 +7,7 @@ message, while the job's other items succeed."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from e2e.helpers import side_effects, wait
@@ -110,6 +111,41 @@ def test_a_mask_or_data_set_outside_the_readable_places_is_refused(bad, mallory,
                             timeout=30)
     assert_error(response, 400, "invalid_spec", where)
     assert side_effects(bad) == before
+    tally(FAMILY)
+
+
+LINKED_PREFIXES = ["a data-set root's link to /etc", "a folder under that link",
+                   "a link out of the tenant's own area"]
+
+
+@pytest.mark.parametrize("case", LINKED_PREFIXES)
+def test_a_prefix_that_links_out_of_its_root_is_refused(bad, mallory, bad_model, tmp_path,
+                                                         case):
+    """A data-set prefix whose folder is a symbolic link out of its root (`etc -> /etc`) is
+    a 400 at submission; nothing out there is listed."""
+    outside = tmp_path / "outside"
+    (outside / "cat").mkdir(parents=True)
+    (outside / "cat" / "a.png").write_bytes(clean_png())
+    storage = bad.backend.storage()
+    roots = {"a data-set root's link to /etc": (bad.backend.dataset_dir, "escape-etc", "/etc", ""),
+             "a folder under that link": (bad.backend.dataset_dir, "escape-etc", "/etc", "ssl/"),
+             "a link out of the tenant's own area": (storage.root / "t" / "mallory", "linked",
+                                                     outside, "")}
+    root, name, target, below = roots[case]
+    link = Path(root) / name
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.unlink(missing_ok=True)
+    link.symlink_to(target, target_is_directory=True)
+    try:
+        before = side_effects(bad)
+        response = mallory.post(f"{bad.url}/v1/jobs", timeout=30, json={
+            "model": bad_model, "dataset": {"prefix": f"{link.as_uri()}/{below}",
+                                            "labels": "folder"}})
+        assert side_effects(bad) == before
+    finally:
+        link.unlink()
+    assert_error(response, 400, "invalid_spec", "dataset.prefix")
+    assert "symbolic link" in response.json()["error"]["message"]
     tally(FAMILY)
 
 

@@ -36,7 +36,9 @@ def test_parse_target(text, expected):
     assert parse_target(text) == expected
 
 
-@pytest.mark.parametrize("bad", ["class:", "class:x", "topk", "layer:7", "nope", True])
+@pytest.mark.parametrize("bad", ["class:", "class:x", "topk", "layer:7", "nope", True,
+                                 "class:²", "class:٣", "topk:１", "class:1_0", "class:+1",
+                                 "class:-1", "layer:layer1:٣"])
 def test_parse_target_rejects(bad):
     with pytest.raises(ValueError, match="class:K"):
         parse_target(bad)
@@ -58,6 +60,8 @@ def test_job_spec_leaves_defaults_to_the_service():
         ("smoothgrad: base = guided_backprop ,", {"name": "smoothgrad",
                                                   "base": "guided_backprop"}),
         ("gradcam:layer=layer4.1", {"name": "gradcam", "layer": "layer4.1"}),
+        ("smoothgrad:samples=٥٠,noise=²", {"name": "smoothgrad", "samples": "٥٠",
+                                            "noise": "²"}),  # the service names the field
         ({"name": "occlusion", "patch": 8}, {"name": "occlusion", "patch": 8}),
     ],
 )
@@ -189,6 +193,17 @@ def test_two_configurations_of_one_method_get_distinct_files():
     names = [n["npy"] for _, n in dl.output_files(item)]
     assert names == ["00000_smoothgrad_class1.npy", "00000_smoothgrad-2_class1.npy"]
     assert item.outputs[1].params == {"samples": 50}
+
+
+def test_each_rank_of_a_topk_item_downloads_to_its_own_files():
+    outputs = [{"method": "gradient", "target": {"class": c}, "rank": rank, "npy": f"u{rank}",
+                "png": f"p{rank}", "overlay": None} for rank, c in enumerate([4, 1, 7])]
+    item = Item.from_json({"index": 0, "status": "succeeded", "outputs": outputs})
+    assert [o.rank for o in item.outputs] == [0, 1, 2]
+    fetches = dl.fetches(dl.output_files(item))
+    assert fetches == [("u0", "00000_gradient_class4.npy"), ("p0", "00000_gradient_class4.png"),
+                       ("u1", "00000_gradient_class1.npy"), ("p1", "00000_gradient_class1.png"),
+                       ("u2", "00000_gradient_class7.npy"), ("p2", "00000_gradient_class7.png")]
 
 
 def test_api_error_carries_code_message_and_status():

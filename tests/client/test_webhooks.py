@@ -54,12 +54,21 @@ def test_standardwebhooks_verifies_the_sdks_signature():
         (lambda h: ({**h, "webhook-id": "msg_other"}, BODY), "no webhook-signature matches"),
         (lambda h: ({k: v for k, v in h.items() if k != "webhook-signature"}, BODY), "missing"),
         (lambda h: ({**h, "webhook-timestamp": "soon"}, BODY), "not an integer"),
+        (lambda h: ({**h, "webhook-timestamp": _digits(h["webhook-timestamp"], "٠")}, BODY),
+         "not an integer"),
+        (lambda h: ({**h, "webhook-timestamp": " " + h["webhook-timestamp"]}, BODY),
+         "not an integer"),
     ],
 )
 def test_a_changed_body_id_or_header_is_refused(change, message):
     headers, body = change(delivery())
     with pytest.raises(WebhookVerificationError, match=message):
         webhooks.verify(body, headers, SECRET)
+
+
+def _digits(number: str, zero: str) -> str:
+    """`number` written in the digits that start at `zero` (`"٠"`: Arabic-Indic)."""
+    return "".join(chr(ord(zero) + int(d)) for d in number)
 
 
 def test_another_tenants_secret_is_refused():

@@ -98,3 +98,26 @@ def side_effects(stack) -> tuple:
     _settle(r)
     keys = frozenset(k for k in r.scan_iter("saliency:*") if not _volatile(k))
     return keys, r.llen("saliency"), frozenset(stack.backend.storage().list())
+
+
+def own_class_gradients(weights, x: np.ndarray, k: int) -> tuple[list[int], list[np.ndarray]]:
+    """The k highest-scoring classes of one input (in the model's input space) and the plain
+    autograd gradient of each class's logit: the reference a top-k job's maps must match."""
+    import torch
+    import torchvision
+    from safetensors.torch import load_file
+
+    model = torchvision.models.resnet18(num_classes=10)
+    model.load_state_dict(load_file(str(weights)))
+    model.eval()
+    inputs = torch.from_numpy(x)[None].requires_grad_(True)
+    logits = model(inputs)[0]
+    top = logits.topk(k).indices.tolist()
+    grads = [torch.autograd.grad(logits[c], inputs, retain_graph=True)[0][0].numpy()
+             for c in top]
+    return top, grads
+
+
+def url_path(url: str) -> str:
+    """A file URL without its query (a signature or a presigned token)."""
+    return url.split("?", 1)[0]

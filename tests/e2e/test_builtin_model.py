@@ -6,6 +6,7 @@ built-in model (`validating`) before it answers, a worker converts the package's
 validates it, and a job on the example photo of a cat — sent at once, without waiting for
 the model — comes back with maps and the prediction with its class name. That worker logs
 in JSON (`SALIENCY_LOG_FORMAT=json`, as in the containers), and its log is checked line by line.
+The built-in model's name is reserved, and a tenant's model of that name never replaces it.
 """
 
 from __future__ import annotations
@@ -16,12 +17,17 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+import redis
 import requests
 from PIL import Image
+from stacks import register
 
+from api.auth import DEFAULT_TENANT
 from devstack import ROOT, stack_env, start_api, start_worker
 from e2e.helpers import all_items, submit, wait
 from shared.examples import get_example
+from shared.modelspec import parse_model_spec
+from shared.modelstore import ModelRecord, ModelStatus, ModelStore
 
 LOGS = ROOT / "test-output" / "logs"
 WORKER_LOG = LOGS / "worker-builtin.log"
@@ -64,7 +70,9 @@ def test_a_job_on_the_cat_returns_maps_and_a_named_prediction(builtin_api):
     assert response.status_code == 202, response.text
     job = wait(session, builtin_api, response.json()["id"], timeout=180)
     assert job["status"] == "succeeded", job
-    assert (job["model"], job["methods"], job["target"]) == ("efficientnet_lite0", METHODS,
+    echoed = ["gradient", {"name": "guided_backprop", "rule": "relu"},
+              {"name": "deconvnet", "rule": "relu"}]  # with their defaults filled in
+    assert (job["model"], job["methods"], job["target"]) == ("efficientnet_lite0", echoed,
                                                              "predicted")
 
     (item,) = all_items(session, builtin_api, job["id"])
@@ -107,3 +115,51 @@ def test_the_worker_logs_one_json_object_a_line(builtin_api):
     assert any(m.endswith(" ready.") for m in messages)  # Celery's own
     assert any(m.startswith("worker process warmed up") for m in messages)  # the pool child
     assert any("saliency.run_chunk" in m and "succeeded" in m for m in messages)
+
+
+def test_a_builtin_models_name_is_reserved_and_the_builtin_stays_listed(builtin_api,
+                                                                         tiny_weights):
+    session = requests.Session()
+    spec = {"name": "efficientnet_lite0", "architecture": "resnet18", "num_classes": 10,
+            "input_size": 32, "resize": 32}
+    response = register(builtin_api, spec, tiny_weights, session)
+    assert response.status_code == 409, response.text
+    error = response.json()["error"]
+    assert error["code"] == "conflict" and "reserved for a built-in model" in error["message"]
+    models = session.get(f"{builtin_api}/v1/models", timeout=10).json()["models"]
+    assert [(m["name"], m["builtin"]) for m in models] == [("efficientnet_lite0", True)]
+
+
+def test_a_tenants_model_named_like_the_builtin_is_listed_deletable_and_never_used(
+        builtin_api, redis_server):
+    """A tenant's record of a built-in model's name, registered before such names were
+    reserved: listed beside the built-in model, deletable, and never what a job runs on."""
+    models = ModelStore(redis.Redis.from_url(f"{redis_server}/3", decode_responses=True))
+    spec = parse_model_spec({"name": "efficientnet_lite0", "architecture": "resnet18",
+                             "num_classes": 10})
+    models.put(DEFAULT_TENANT, ModelRecord(
+        spec=spec, format="safetensors", artifact="models/old", sha256="", size=0,
+        created_at="2025-01-01T00:00:00.000Z", builtin=False, status=ModelStatus.READY),
+        replace=False)
+    session = requests.Session()
+    listed = session.get(f"{builtin_api}/v1/models", timeout=10).json()["models"]
+    assert [(m["name"], m["builtin"]) for m in listed] == [("efficientnet_lite0", True),
+                                                           ("efficientnet_lite0", False)]
+    shown = session.get(f"{builtin_api}/v1/models/efficientnet_lite0", timeout=10).json()
+    assert shown["builtin"] is True and shown["num_classes"] == 1000
+
+    example = get_example("chelsea")
+    response = submit(session, builtin_api, {"model": "efficientnet_lite0"},
+                      [(example.filename, example.read_bytes())])
+    assert response.status_code == 202, response.text
+    job = wait(session, builtin_api, response.json()["id"], timeout=180)
+    assert job["status"] == "succeeded", job
+    (item,) = all_items(session, builtin_api, job["id"])
+    assert item["prediction"]["label"] in CATS  # the built-in model's classes, not the other's
+
+    assert session.delete(f"{builtin_api}/v1/models/efficientnet_lite0",
+                          timeout=10).status_code == 204
+    listed = session.get(f"{builtin_api}/v1/models", timeout=10).json()["models"]
+    assert [(m["name"], m["builtin"]) for m in listed] == [("efficientnet_lite0", True)]
+    response = session.delete(f"{builtin_api}/v1/models/efficientnet_lite0", timeout=10)
+    assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"

@@ -11,9 +11,20 @@ import time
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import requests
 from PIL import Image
 
-from e2e.helpers import all_items, counts, download, image_bytes, side_effects, wait
+from e2e.helpers import (
+    all_items,
+    counts,
+    download,
+    image_bytes,
+    npy_bytes,
+    own_class_gradients,
+    side_effects,
+    url_path,
+    wait,
+)
 
 CLASSES = ("cat", "dog")
 
@@ -163,6 +174,59 @@ def test_items_keep_the_v1_shape(stack, stack_model, alice):
     assert report["kind"] == "attribution"
 
 
+def test_every_rank_of_a_topk_data_set_job_is_the_gradient_of_its_own_class(stack, stack_model,
+                                                                           alice):
+    """Maps cut from shards and result rows are keyed by rank: each is its own class's map."""
+    from safetensors.numpy import load
+
+    run = f"topk-{time.monotonic_ns()}"
+    rng = np.random.default_rng(23)
+    arrays = [rng.standard_normal((3, 32, 32)).astype(np.float32) for _ in range(2)]
+    lines = [json.dumps({"uri": _put(stack, f"{run}/{i}.npy", npy_bytes(a))})
+             for i, a in enumerate(arrays)]
+    manifest = _put(stack, f"{run}/m.jsonl", "\n".join(lines).encode())
+    response = alice.post(f"{stack.url}/v1/jobs", json={
+        "model": stack_model.name, "dataset": {"manifest": manifest}, "methods": ["gradient"],
+        "target": {"topk": 3}, "outputs": ["npy", "png"]}, timeout=30)
+    assert response.status_code == 202, response.text
+    job = wait(alice, stack.url, response.json()["id"], timeout=120)
+    assert job["status"] == "succeeded", job
+
+    def close(got: np.ndarray, want: np.ndarray) -> bool:  # float16 shards: 1e-3 of the max
+        return float(np.abs(got - want).max()) <= 1e-3 * float(np.abs(want).max())
+
+    references = [own_class_gradients(stack_model.weights, x, 3) for x in arrays]
+    paths = []
+    for item, (top, grads) in zip(all_items(alice, stack.url, job["id"]), references,
+                                  strict=True):
+        assert [o["target"] for o in item["outputs"]] == [{"class": c} for c in top]
+        for rank, (out, want) in enumerate(zip(item["outputs"], grads, strict=True)):
+            got = np.load(io.BytesIO(download(alice, stack, out["npy"])))
+            assert close(got, want), (item["index"], rank)
+            paths += [url_path(out["npy"]), url_path(out["png"])]
+        assert [o["rank"] for o in item["outputs"]] == [0, 1, 2]
+    assert len(set(paths)) == len(paths) == 2 * 3 * 2
+
+    raw = alice.get(f"{stack.url}/v1/jobs/{job['id']}/results", timeout=30)
+    rows = pq.read_table(io.BytesIO(raw.content)).to_pylist()
+    assert [(r["index"], r["method"], r["position"], r["rank"], json.loads(r["target"]))
+            for r in rows] == [(i, "gradient", 0, rank, {"class": c})
+                               for i, (top, _) in enumerate(references)
+                               for rank, c in enumerate(top)]
+    storage = stack.backend.storage()
+    for row in rows:
+        shard = load(storage.get(row["shard"]))
+        assert int(shard["index.0"][row["row"]]) == row["index"]
+        assert int(shard["rank.0"][row["row"]]) == row["rank"]
+        got = shard["maps.0"][row["row"]].astype(np.float32) * shard["scale.0"][row["row"]]
+        assert close(got, references[row["index"]][1][row["rank"]]), (row["index"], row["rank"])
+    jsonl = alice.get(f"{stack.url}/v1/jobs/{job['id']}/results", params={"format": "jsonl"},
+                      timeout=30).text.splitlines()
+    assert [json.loads(line)["rank"] for line in jsonl] == [0, 1, 2, 0, 1, 2]
+    report = alice.get(f"{stack.url}/v1/jobs/{job['id']}/report", timeout=10).json()
+    assert report["counts"]["items"] == 2 and report["counts"]["outputs"] == 2
+
+
 @pytest.mark.parametrize("where", ["http://example.com/m.jsonl", "file:///etc/passwd",
                                    "s3://another-bucket/m.jsonl",
                                    "file:///tmp/../etc/m.jsonl"])
@@ -178,14 +242,20 @@ def test_a_data_set_outside_the_roots_is_refused_and_nothing_is_stored(stack, st
 
 
 def test_an_expired_job_answers_410_on_every_route(stack, stack_model, alice):
+    """Its signed map URLs too, which need no key: their signature names the job."""
     run = f"expiry-{time.monotonic_ns()}"
     manifest = _put(stack, f"{run}/m.jsonl",
                     json.dumps({"uri": _put(stack, f"{run}/a.png", image_bytes(950))}).encode())
     response = alice.post(f"{stack.url}/v1/jobs", json={
-        "model": stack_model.name, "dataset": {"manifest": manifest}, "retention_s": 1},
-        timeout=30)
+        "model": stack_model.name, "dataset": {"manifest": manifest}, "retention_s": 5,
+        "outputs": ["npy", "png"]}, timeout=30)
     job_id = response.json()["id"]
     assert wait(alice, stack.url, job_id, timeout=120)["status"] == "succeeded"
+    (item,) = all_items(alice, stack.url, job_id)
+    signed = [output[kind] for output in item["outputs"] for kind in ("npy", "png")]
+    assert all(url.startswith(f"{stack.url}/v1/jobs/{job_id}/maps/") and "&sig=" in url
+               for url in signed), signed
+    assert [requests.get(url, timeout=10).status_code for url in signed] == [200, 200]
     deadline = time.monotonic() + 60
     while alice.get(f"{stack.url}/v1/jobs/{job_id}", timeout=10).status_code != 410:
         assert time.monotonic() < deadline, "the job did not expire within 60 s"
@@ -193,6 +263,10 @@ def test_an_expired_job_answers_410_on_every_route(stack, stack_model, alice):
     for path in ("", "/items", "/report", "/results", "/files/0/x.npy", "/maps/0/0.npy"):
         response = alice.get(f"{stack.url}/v1/jobs/{job_id}{path}", timeout=10)
         assert response.status_code == 410, path
+        assert response.json()["error"]["code"] == "expired"
+    for url in signed:
+        response = requests.get(url, timeout=10)
+        assert response.status_code == 410, (url, response.text)
         assert response.json()["error"]["code"] == "expired"
     prefix = f"t/alice/jobs/{job_id}/"
     assert not [k for k in stack.backend.storage().list(prefix)]

@@ -34,6 +34,9 @@ CASES = {
     "unknown method": (400, "invalid_spec", "methods",
                        _post_multipart({"model": MODEL, "methods": ["lrp"]},
                                        [("a.png", image_bytes(1))])),
+    "unknown rectifier rule": (400, "invalid_spec", "methods[0].rule", _post_multipart(
+        {"model": MODEL, "methods": [{"name": "guided_backprop", "rule": "gelu"}]},
+        [("a.png", image_bytes(1))])),
     "class out of range": (400, "invalid_spec", "target.class",
                            _post_multipart({"model": MODEL, "target": {"class": 10}},
                                            [("a.png", image_bytes(1))])),

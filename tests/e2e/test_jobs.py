@@ -9,7 +9,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from e2e.helpers import all_items, counts, download, image_bytes, npy_bytes, submit, wait
+from e2e.helpers import (
+    all_items,
+    counts,
+    download,
+    image_bytes,
+    npy_bytes,
+    own_class_gradients,
+    submit,
+    url_path,
+    wait,
+)
 
 METHODS = ["gradient", "guided_backprop"]
 
@@ -75,6 +85,39 @@ def test_uploads_of_each_format_match_the_engine(stack, stack_model, alice):
     items = all_items(alice, stack.url, body["id"], limit=3)  # two pages
     assert [item["input"] for item in items] == [name for name, _ in inputs]
     check_items(stack, alice, items, stack_model, [data for _, data in inputs])
+
+
+def test_every_grad_cam_output_names_its_layer_the_default_included(stack, stack_model, alice):
+    """The tiny resnet18's layer4 is 1×1 at 32 px: the default is layer3, and its outputs say
+    so (the job echoes the methods as given)."""
+    import torch
+
+    from shared.methods import method_spec
+    from shared.modelspec import parse_model_spec
+    from worker.engine import Engine
+    from worker.models import build_model
+
+    x = np.random.default_rng(60).standard_normal((3, 32, 32)).astype(np.float32)
+    methods = ["gradcam", {"name": "guided_gradcam", "layer": "layer2"}]
+    response = submit(alice, stack.url, {"model": stack_model.name, "methods": methods,
+                                         "outputs": ["npy"]}, [("a.npy", npy_bytes(x))])
+    assert response.status_code == 202, response.text
+    job = wait(alice, stack.url, response.json()["id"])
+    assert job["status"] == "succeeded", job
+    assert job["methods"] == [{"name": "gradcam", "layer": None},
+                              {"name": "guided_gradcam", "layer": "layer2"}]
+    (item,) = all_items(alice, stack.url, job["id"])
+    assert [(o["method"], o["params"]) for o in item["outputs"]] == [
+        ("gradcam", {"layer": "layer3"}), ("guided_gradcam", {"layer": "layer2"})]
+    engine = Engine(build_model(parse_model_spec(stack_model.spec), stack_model.weights))
+    want = engine.attribute(torch.from_numpy(x)[None], [method_spec("gradcam", layer="layer3"),
+                                                        method_spec("guided_gradcam",
+                                                                    layer="layer2")])
+    for out, amap in zip(item["outputs"], want.images[0].maps, strict=True):
+        got = np.load(io.BytesIO(download(alice, stack, out["npy"])))
+        assert np.abs(amap.values).max() > 0
+        np.testing.assert_allclose(got, amap.values, rtol=1e-4,
+                                   atol=1e-5 * float(np.abs(amap.values).max()))
 
 
 def test_json_job_with_storage_uris_matches_the_engine(stack, stack_model, alice):
@@ -229,3 +272,29 @@ def test_signed_output_is_the_map_around_grey(stack, stack_model, alice):
     expected = np.rint(np.clip(0.5 + values / (2 * scale), 0, 1) * 255).transpose(1, 2, 0)
     assert picture.shape == (32, 32, 3)
     assert np.abs(picture.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_every_rank_of_a_topk_job_is_the_gradient_of_its_own_class(stack, stack_model, alice):
+    """Each of the k maps of `{"topk": k}` is its own file, and the gradient of its own class."""
+    rng = np.random.default_rng(17)
+    arrays = [rng.standard_normal((3, 32, 32)).astype(np.float32) for _ in range(2)]
+    spec = {"model": stack_model.name, "methods": ["gradient"], "target": {"topk": 3},
+            "outputs": ["npy", "png"]}
+    response = submit(alice, stack.url, spec,
+                      [(f"{i}.npy", npy_bytes(a)) for i, a in enumerate(arrays)])
+    assert response.status_code == 202, response.text
+    assert wait(alice, stack.url, response.json()["id"])["status"] == "succeeded"
+    items = all_items(alice, stack.url, response.json()["id"])
+    paths = []
+    for item, x in zip(items, arrays, strict=True):
+        top, grads = own_class_gradients(stack_model.weights, x, 3)
+        assert [(o["method"], o["target"]) for o in item["outputs"]] == [
+            ("gradient", {"class": c}) for c in top]
+        for rank, (out, want) in enumerate(zip(item["outputs"], grads, strict=True)):
+            got = np.load(io.BytesIO(download(alice, stack, out["npy"])))
+            assert got.shape == want.shape, rank
+            error = np.linalg.norm(got - want) / np.linalg.norm(want)
+            assert error <= 1e-4, (item["index"], rank, error)
+            paths += [url_path(out["npy"]), url_path(out["png"])]
+        assert [o["rank"] for o in item["outputs"]] == [0, 1, 2]
+    assert len(set(paths)) == len(paths) == 2 * 3 * 2

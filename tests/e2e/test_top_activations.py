@@ -22,14 +22,16 @@ import torch
 import torchvision
 from PIL import Image
 from safetensors.torch import load_file
+from stacks import MODEL_SPEC
 
 from devstack import ROOT, start_worker
 from e2e.helpers import FINAL, all_items, submit, wait
+from shared.images import decode_image
+from shared.modelspec import parse_model_spec
 from shared.redisio import WORKERS
 
 LOGS = ROOT / "test-output" / "logs"
-MEAN = np.array([0.485, 0.456, 0.406], np.float32)  # the tiny model's normalization
-STD = np.array([0.229, 0.224, 0.225], np.float32)
+PREP = parse_model_spec(MODEL_SPEC).preprocessing
 INPUTS = 16  # four scan chunks of SALIENCY_CHUNK_SIZE=4
 JOBS = {
     "layer1": {"layer": "layer1", "channels": [0, 7, 33], "k": 5,
@@ -55,10 +57,15 @@ def png(pixels: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def normalized(pixels: np.ndarray) -> torch.Tensor:
-    """The model's input for a 32×32 picture (resize and crop leave it as it is)."""
-    return torch.from_numpy(((pixels / np.float32(255) - MEAN) / STD).transpose(2, 0, 1)
-                            .astype(np.float32))
+def model_input(pixels: np.ndarray) -> torch.Tensor:
+    """The model's input for a picture, read from its PNG as the worker reads an upload.
+
+    Bit for bit the worker's input: the same values computed in another order differ by an
+    ulp in a third of the pixels, which can move a maximum or a max-pool switch.
+    """
+    from worker.models import preprocess_image
+
+    return preprocess_image(decode_image(png(pixels), 10**8), PREP)
 
 
 @dataclass(frozen=True)
@@ -128,7 +135,7 @@ def brute_force(model: torch.nn.Module, pictures: list[np.ndarray], layer: str,
     try:
         with torch.no_grad():
             for p in pictures:
-                model(normalized(p)[None])
+                model(model_input(p)[None])
     finally:
         handle.remove()
     maps = torch.cat(outputs).numpy()  # N×C×H×W
@@ -181,12 +188,12 @@ def test_the_projections_equal_the_engines_layer_position_maps(done, model, pict
     from shared.targets import LayerTarget
     from worker.engine import Engine
 
-    engine = Engine(model, mean=MEAN.tolist(), std=STD.tolist())
+    engine = Engine(model, mean=PREP.mean, std=PREP.std)
     fields = JOBS[name]
     checked = 0
     for channel in done[name].report["channels"]:
         units = channel["top"]
-        x = torch.stack([normalized(pictures[unit["index"]]) for unit in units])
+        x = torch.stack([model_input(pictures[unit["index"]]) for unit in units])
         targets = [LayerTarget(fields["layer"], channel["channel"], tuple(unit["position"]))
                    for unit in units]
         result = engine.attribute(x, fields["methods"], targets)

@@ -9,22 +9,42 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 from e2e.helpers import image_bytes
 
-from devstack import ROOT
-from faults.stack import WEBHOOK_ENV, FaultStack, start_stack
+from devstack import ROOT, free_port
+from faults.stack import FaultStack, start_stack, webhook_env
+from faults.tls import Tls, make_tls
 
 FIGURES = ROOT / "test-output" / "faults"
 
 
+@dataclass(frozen=True)
+class Hooks:
+    """Where the fast stack's webhooks may go: a receiver's port on 127.0.0.1, and an HTTPS
+    receiver's on `localhost` with its throwaway CA (`tls.ca`, the stack's
+    `SALIENCY_WEBHOOK_CA_FILE`)."""
+
+    port: int
+    tls_port: int
+    tls: Tls
+
+
 @pytest.fixture(scope="session")
-def fast_stack(tiny_weights, tmp_path_factory) -> Iterator[FaultStack]:
+def hooks(tmp_path_factory) -> Hooks:
+    return Hooks(free_port(), free_port(), make_tls(tmp_path_factory.mktemp("tls"), "localhost"))
+
+
+@pytest.fixture(scope="session")
+def fast_stack(tiny_weights, hooks, tmp_path_factory) -> Iterator[FaultStack]:
     """The stack the fast cases share (they also run in `make test`): two supervised workers,
-    local storage, webhooks to 127.0.0.1 on a short retry schedule, the tiny model ready.
-    Each case judges only its own job; a worker a case killed is started again meanwhile."""
-    stack = start_stack("fast", tmp_path_factory.mktemp("fast-stack"), extra=WEBHOOK_ENV)
+    local storage, webhooks to the `hooks` receivers only on a short retry schedule, the tiny
+    model ready. Each case judges only its own job; a worker a case killed is started again
+    meanwhile."""
+    stack = start_stack("fast", tmp_path_factory.mktemp("fast-stack"),
+                        extra=webhook_env(hooks.port, hooks.tls, hooks.tls_port))
     try:
         stack.register_model(tiny_weights)
         yield stack

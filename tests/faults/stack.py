@@ -36,6 +36,7 @@ from devstack import (
     start_worker,
 )
 from devstack.proxy import TcpProxy
+from faults.tls import Tls
 
 LOGS = ROOT / "test-output" / "logs" / "faults"
 FINAL = {"succeeded", "failed", "cancelled"}
@@ -57,11 +58,21 @@ FAULT_ENV = {
     "SALIENCY_RATE_READ": "100000",
 }
 WEBHOOK_MASTER_KEY = "fault-suite-master-key"
-WEBHOOK_ENV = {
-    "SALIENCY_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
-    "SALIENCY_WEBHOOK_MASTER_KEY": WEBHOOK_MASTER_KEY,
-    "SALIENCY_WEBHOOK_RETRY_SCHEDULE": "1,2,4,8",
-}
+
+
+def webhook_env(port: int, tls: Tls | None = None, tls_port: int | None = None
+                ) -> dict[str, str]:
+    """Webhooks on a short retry schedule, allowed to reach a receiver on `127.0.0.1:port`
+    only and, with `tls`, an HTTPS one on `<tls.host>:tls_port` whose CA is `tls.ca`."""
+    hosts = [f"127.0.0.1:{port}"] + ([f"{tls.host}:{tls_port}"] if tls else [])
+    return {
+        "SALIENCY_WEBHOOK_ALLOWED_HOSTS": ",".join(hosts),
+        "SALIENCY_WEBHOOK_MASTER_KEY": WEBHOOK_MASTER_KEY,
+        "SALIENCY_WEBHOOK_RETRY_SCHEDULE": "1,2,4,8",
+        **({"SALIENCY_WEBHOOK_CA_FILE": str(tls.ca)} if tls else {}),
+    }
+
+
 MODEL_SPEC = {"name": "tiny-resnet18", "architecture": "resnet18", "num_classes": 10,
               "input_size": 32, "resize": 32}
 

@@ -1,8 +1,10 @@
-"""Signed completion webhooks end to end: a real receiver (its own process, on 127.0.0.1,
-which `SALIENCY_WEBHOOK_ALLOWED_HOSTS` allows) is killed during the first delivery; the
+"""Signed completion webhooks end to end: a real receiver (its own process, on 127.0.0.1 at
+the one port `SALIENCY_WEBHOOK_ALLOWED_HOSTS` allows) is killed during the first delivery; the
 delivery is retried on the short schedule of the fast stack, with the same `webhook-id`,
 and every delivery verifies with the `standardwebhooks` package and the tenant's secret from
-`GET /v1/webhooks/secret`. The attempts show on the job as `notify.attempts`.
+`GET /v1/webhooks/secret`. The attempts show on the job as `notify.attempts`. An HTTPS
+receiver, whose certificate names `localhost` only and is signed by the test's own CA
+(`SALIENCY_WEBHOOK_CA_FILE`), gets its delivery over the pinned address.
 """
 
 from __future__ import annotations
@@ -19,14 +21,16 @@ import pytest
 from standardwebhooks import Webhook
 
 from devstack import free_port
-from faults.stack import WEBHOOK_ENV
+from faults.stack import webhook_env
+from faults.tls import Tls
 
 RECEIVER = Path(__file__).with_name("receiver.py")
 
 
-def _receiver(port: int, record: Path, hang: bool) -> subprocess.Popen:
+def _receiver(port: int, record: Path, hang: bool, tls: Tls | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(RECEIVER), str(port), str(record),
-                             *(["--hang"] if hang else [])])
+                             *(["--hang"] if hang else []),
+                             *(["--tls", str(tls.cert), str(tls.key)] if tls else [])])
 
 
 def _deliveries(record: Path) -> list[dict]:
@@ -35,10 +39,10 @@ def _deliveries(record: Path) -> list[dict]:
     return [json.loads(line) for line in record.read_text().splitlines() if line.strip()]
 
 
-def test_a_delivery_cut_by_the_receiver_is_retried_with_the_same_id(fast_stack, pngs,
+def test_a_delivery_cut_by_the_receiver_is_retried_with_the_same_id(fast_stack, hooks, pngs,
                                                                      tmp_path, figures):
     stack = fast_stack
-    port, record = free_port(), tmp_path / "deliveries.jsonl"
+    port, record = hooks.port, tmp_path / "deliveries.jsonl"
     first = _receiver(port, record, hang=True)
     second = None
     try:
@@ -85,6 +89,32 @@ def test_a_delivery_cut_by_the_receiver_is_retried_with_the_same_id(fast_stack, 
     assert job["notify"]["url"] == url and job["notify"]["events"] == ["succeeded"]
 
 
+def test_an_https_delivery_verifies_the_certificate_against_the_host_name(
+        fast_stack, hooks, pngs, tmp_path):
+    """The worker connects to the address it resolved and checked, and verifies the
+    receiver's certificate against `localhost` (the certificate names no address)."""
+    stack = fast_stack
+    record = tmp_path / "deliveries.jsonl"
+    receiver = _receiver(hooks.tls_port, record, hang=False, tls=hooks.tls)
+    try:
+        stack.wait_for("the receiver listening", lambda: _listening(hooks.tls_port), timeout=30)
+        url = f"https://localhost:{hooks.tls_port}/hooks/tls"
+        job_id = stack.submit({"model": "tiny-resnet18", "outputs": ["npy"],
+                               "notify": {"url": url, "events": ["succeeded"]}},
+                              pngs(1, "tls"))
+        job = stack.wait_for("the delivery on the job", lambda: _attempts(stack, job_id, 1),
+                             timeout=120, every=0.2)
+    finally:
+        receiver.kill()
+        receiver.wait()
+    secret = stack.get("/v1/webhooks/secret").json()["secret"]
+    (delivery,) = _deliveries(record)
+    body = Webhook(secret).verify(delivery["body"], delivery["headers"])
+    assert body["type"] == "job.succeeded" and body["data"]["id"] == job_id
+    assert delivery["headers"]["Host"] == f"localhost:{hooks.tls_port}"
+    assert job["notify"]["attempts"][0]["status"] == 204, job["notify"]["attempts"]
+
+
 def _listening(port: int) -> bool:
     import socket
 
@@ -103,9 +133,9 @@ def test_a_delivery_cut_by_its_workers_death_is_made_again(make_stack, pngs, tin
     """The pool process delivering is killed (as the kernel's OOM killer would) while the
     receiver has not answered yet: the task goes back to the queue, and the delivery is made
     again with the same `webhook-id`."""
-    stack = make_stack(workers=1, extra=WEBHOOK_ENV)
-    model = stack.register_model(tiny_weights)
     port, record = free_port(), tmp_path / "deliveries.jsonl"
+    stack = make_stack(workers=1, extra=webhook_env(port))
+    model = stack.register_model(tiny_weights)
     receiver = _receiver(port, record, hang=True)
     try:
         stack.wait_for("the receiver listening", lambda: _listening(port), timeout=30)
@@ -145,9 +175,10 @@ def test_a_finalizer_killed_before_it_sent_the_delivery_loses_none(make_stack, p
     """The worker dies the moment the job is final, before it sends the delivery
     (`SALIENCY_FAULTS=kill_at:finished`): the delivery, due in the same transaction that
     made the job final, is sent by the reconciler."""
-    stack = make_stack(workers=1, extra={**WEBHOOK_ENV, "SALIENCY_FAULTS": "kill_at:finished"})
-    model = stack.register_model(tiny_weights)
     port, record = free_port(), tmp_path / "deliveries.jsonl"
+    stack = make_stack(workers=1, extra={**webhook_env(port),
+                                         "SALIENCY_FAULTS": "kill_at:finished"})
+    model = stack.register_model(tiny_weights)
     receiver = _receiver(port, record, hang=False)
     try:
         stack.wait_for("the receiver listening", lambda: _listening(port), timeout=30)

@@ -49,6 +49,16 @@ def test_job_page_embeds_the_id_escaped_and_a_page_size(client):
     assert 'data-job-id="abc&#34;def"' in html
     assert 'data-page-size="7"' in html
     assert 'data-page-size="24"' in client.get("/jobs/x?limit=-1").get_data(as_text=True)
+    assert 'data-page-size="200"' in client.get("/jobs/x?limit=999").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("limit", ["%C2%B2", "%C2%B9", "%D9%A3", "%EF%BC%91", "1e3", "+5",
+                                   "%201", "0x10", "NaN", ""])
+def test_a_job_page_limit_that_is_not_a_plain_number_is_the_default(client, limit):
+    """`"²".isdigit()` holds, yet `int("²")` fails: only ASCII digits are a page size."""
+    response = client.get(f"/jobs/abc?limit={limit}")
+    assert response.status_code == 200
+    assert 'data-page-size="24"' in response.get_data(as_text=True)
 
 
 def test_report_page_embeds_the_id_escaped_and_links_back_to_the_job(client):

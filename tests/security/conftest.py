@@ -1,8 +1,8 @@
 """A stack of the security suite's own — its Redis, file storage, API, worker and scheduler —
 run as production runs: API keys for two tenants, a signing key, a webhook master key (the
-allow-list names only `localhost`), logs in `test-output/logs/security/`. Also: a TCP
-listener on loopback that counts every connection made to it (nothing may fetch from it), and
-a webhook receiver."""
+allow-list names `localhost`, which allows its port 80 only, and the webhook receiver's
+`localhost:<port>`), logs in `test-output/logs/security/`. Also: a TCP listener on loopback
+that counts every connection made to it (nothing may fetch from it), and a webhook receiver."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -40,7 +41,6 @@ API_ENV = {
 STACK_ENV = {
     "SALIENCY_SIGNING_KEY": SECRETS["signing_key"],
     "SALIENCY_WEBHOOK_MASTER_KEY": SECRETS["webhook_master_key"],
-    "SALIENCY_WEBHOOK_ALLOWED_HOSTS": "localhost",
     "SALIENCY_BATCH_SIZE": "4",
     "SALIENCY_CHUNK_SIZE": "4",
     "SALIENCY_DATASET_CHUNK_SIZE": "4",
@@ -84,10 +84,12 @@ class SecStack:
 
 
 @pytest.fixture(scope="session")
-def sec(tmp_path_factory) -> Iterator[SecStack]:
+def sec(tmp_path_factory, receiver) -> Iterator[SecStack]:
     redis_service = start_redis(tmp_path_factory.mktemp("sec-redis"))
     root = tmp_path_factory.mktemp("sec-storage")
-    env = stack_env(redis_service.url, root.as_uri(), None, **STACK_ENV)
+    allowed = f"localhost,localhost:{urlsplit(receiver).port}"
+    env = stack_env(redis_service.url, root.as_uri(), None, **STACK_ENV,
+                    SALIENCY_WEBHOOK_ALLOWED_HOSTS=allowed)
     env["SALIENCY_DATA_DIR"] = str(tmp_path_factory.mktemp("sec-data"))
     worker = start_worker(env, LOGS, name="worker")
     reconciler = start_reconciler(env, LOGS, name="reconciler")

@@ -1,11 +1,13 @@
 """No route fetches anything outside the configured storage and the data-set roots: URLs,
 `file://` paths elsewhere, and loopback, private and link-local addresses are refused in job
-inputs, masks, manifests and prefixes, and in webhook URLs (unless allow-listed by name); a
-manifest whose lines name such places fails those items, and nothing ever connects to them."""
+inputs, masks, manifests and prefixes, and in webhook URLs (unless allow-listed by name and
+port: `localhost` allows port 80 alone); a manifest whose lines name such places fails those
+items, and nothing ever connects to them."""
 
 from __future__ import annotations
 
 import json
+from urllib.parse import urlsplit
 
 import pytest
 from badinput.cases import PIXELS, clean_png
@@ -63,14 +65,20 @@ NOTIFY = [
     "http://224.0.0.1/hook", "http://user:pass@localhost:{port}/hook",
     "ftp://localhost:{port}/hook", "file:///etc/passwd", "gopher://localhost:{port}/_x",
     "http://no-such-host.invalid/hook", "localhost:{port}/hook",
+    # An allowed host on a port its entry does not name: the stack's own Redis, any other.
+    "http://localhost:{port}/hook", "https://localhost:{port}/hook", "http://localhost:6379/",
+    "http://localhost:443/hook", "http://localhost:0/hook", "http://localhost:99999/hook",
+    "http://localhost:x/hook", "http://[::1/hook",
+    # The receiver's port, on its address rather than the host name its entry allows.
+    "http://127.0.0.1:{receiver}/hook",
 ]
 
 
 @pytest.mark.parametrize("url", NOTIFY)
 def test_a_webhook_url_to_a_private_place_is_refused_at_submission(sec, sec_model, listener,
-                                                                    url):
+                                                                    receiver, url):
     alice = sec.session("alice")
-    url = url.format(port=listener.port)
+    url = url.format(port=listener.port, receiver=urlsplit(receiver).port)
     spec = {"model": sec_model, "notify": {"url": url}}
     response = alice.post(f"{sec.url}/v1/jobs", timeout=30, files={
         "spec": (None, json.dumps(spec)), "images": ("a.png", clean_png())})

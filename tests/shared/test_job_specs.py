@@ -19,7 +19,13 @@ def test_defaults_and_round_trip():
                                         ("npy", "png", "overlay"))
     full = parse_job_spec({"model": "m", "methods": ["deconvnet", "gradient"],
                            "target": {"class": 3}, "reduce": "l2", "outputs": ["png"]})
-    assert job_spec_from_json(full.to_json()) == full
+    again = job_spec_from_json(full.to_json())
+    # "deconvnet" has a parameter, so it echoes as an object (and reads back as one).
+    assert again.to_json() == full.to_json()
+    assert full.to_json()["methods"] == [{"name": "deconvnet", "rule": "relu"}, "gradient"]
+    assert [(m.name, m.params) for m in again.work.methods] == [
+        (m.name, m.params) for m in full.work.methods]
+    assert again.work.target == full.work.target and again.work.outputs == full.work.outputs
 
 
 @pytest.mark.parametrize(("raw", "field"), [
@@ -105,6 +111,18 @@ def test_dataset_errors_name_the_field(raw, field):
     assert info.value.field == field
 
 
+@pytest.mark.parametrize("index", [10, 11, 10**12])
+def test_a_label_map_value_beyond_the_models_classes_is_refused(index):
+    model = ModelSpec(name="m", num_classes=10)
+    dataset = parse_dataset({"prefix": "s3://b/p", "labels": "folder",
+                             "label_map": {"cat": 9, "dog": index}})
+    with pytest.raises(SpecError, match=f"{index} is not a class of model 'm'") as info:
+        dataset.check_classes(model)
+    assert info.value.field == "dataset.label_map.dog"
+    parse_dataset({"prefix": "s3://b/p", "labels": "folder",
+                   "label_map": {"cat": 0, "dog": 9}}).check_classes(model)
+
+
 def test_manifest_lines_resolve_relative_uris_and_bad_lines_fail_their_item():
     good = parse_manifest_line('{"uri": "a/1.png", "label": 3}', 0, "s3://b/data")
     assert good.uri == "s3://b/data/a/1.png" and good.label == 3 and good.error is None
@@ -144,4 +162,4 @@ def test_methods_are_echoed_as_given():
     spec = parse_job_spec({"model": "m", "methods": ["gradient", {"name": "deconvnet"},
                                                      "gradient"]})
     assert [m.name for m in spec.work.methods] == ["gradient", "deconvnet"]
-    assert spec.to_json()["methods"] == ["gradient", {"name": "deconvnet"}]
+    assert spec.to_json()["methods"] == ["gradient", {"name": "deconvnet", "rule": "relu"}]

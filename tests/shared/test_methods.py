@@ -10,12 +10,12 @@ from shared.methods import METHODS, method_spec, parse_method, parse_methods
 
 DEFAULTS = {
     "gradient": {},
-    "guided_backprop": {},
-    "deconvnet": {},
+    "guided_backprop": {"rule": "relu"},
+    "deconvnet": {"rule": "relu"},
     "smoothgrad": {"samples": 25, "noise": 0.15, "base": "gradient", "variant": "mean"},
     "integrated_gradients": {"baseline": "black", "steps": 50, "rule": "gausslegendre"},
     "gradcam": {"layer": None},
-    "guided_gradcam": {"layer": None},
+    "guided_gradcam": {"layer": None, "rule": "relu"},
     "occlusion": {"patch": 16, "stride": 8, "fill": "mean"},
 }
 
@@ -59,12 +59,26 @@ def test_an_object_echoes_with_its_defaults_filled_in():
     ({"name": "occlusion", "patch": 0}, "methods[0].patch", "between 1 and 4096"),
     ({"name": "occlusion", "fill": "noise"}, "methods[0].fill", "one of"),
     ({"name": "occlusion", "window": 3}, "methods[0].window", "not a parameter"),
+    ({"name": "guided_backprop", "rule": "gelu"}, "methods[0].rule", "one of ['relu', 'gated']"),
+    ({"name": "deconvnet", "rule": None}, "methods[0].rule", "one of ['relu', 'gated']"),
+    ({"name": "guided_gradcam", "rule": "Gated"}, "methods[0].rule", "one of"),
+    ({"name": "gradient", "rule": "gated"}, "methods[0].rule", "takes no parameters"),
+    ({"name": "smoothgrad", "rule": "gated"}, "methods[0].rule", "not a parameter"),
 ])
 def test_bad_parameters_name_the_field(raw, field, problem):
     with pytest.raises(SpecError) as info:
         parse_methods([raw])
     assert info.value.field == field
     assert problem in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["guided_backprop", "deconvnet", "guided_gradcam"])
+def test_the_gated_rule_is_opt_in_and_echoed(name):
+    assert method_spec(name)["rule"] == "relu"
+    spec = parse_method({"name": name, "rule": "gated"}, "methods[0]")
+    assert spec["rule"] == "gated" and spec.to_json()["rule"] == "gated"
+    (rule,) = [p for p in METHODS[name].to_json()["params"] if p["name"] == "rule"]
+    assert rule["choices"] == ["relu", "gated"] and "not the paper's" in rule["description"]
 
 
 def test_an_input_reference_baseline_is_kept_and_echoed():

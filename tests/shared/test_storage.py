@@ -130,3 +130,26 @@ def test_a_huge_manifest_line_is_never_held_in_memory(tmp_path):
         tracemalloc.stop()
     assert out == [b'{"uri": "a.png"}', LongLine(huge), b'{"uri": "b.png"}']
     assert peak < 4 << 20, peak
+
+
+def test_a_listing_never_follows_a_link_out_of_the_root(tmp_path):
+    """A folder that is a link out of the root (`etc -> /etc`), or under such a link, is
+    refused as a prefix; a link to a file outside is not listed; links inside still are."""
+    from shared.file_storage import FileStorage
+
+    outside = tmp_path / "outside"
+    (outside / "deep").mkdir(parents=True)
+    (outside / "secret.png").write_bytes(b"x")
+    (outside / "deep" / "more.png").write_bytes(b"x")
+    storage = FileStorage(tmp_path / "root")
+    storage.put("data/cat/a.png", b"a")
+    (storage.root / "data" / "cat" / "escape.png").symlink_to(outside / "secret.png")
+    (storage.root / "data" / "cat" / "alias.png").symlink_to(storage.root / "data/cat/a.png")
+    (storage.root / "data" / "etc").symlink_to(outside, target_is_directory=True)
+    (storage.root / "etc").symlink_to(outside, target_is_directory=True)
+    assert list(storage.list("data/")) == ["data/cat/a.png", "data/cat/alias.png"]
+    assert list(storage.list("")) == ["data/cat/a.png", "data/cat/alias.png"]
+    assert list(storage.list("et")) == []
+    for prefix in ("etc/", "etc/deep/", "data/etc/", "data/etc/deep/x", "etc/secret"):
+        with pytest.raises(FileNotFoundError, match="leads out of .* symbolic link"):
+            list(storage.list(prefix))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from shared.errors import SpecError
-from shared.methods import MethodSpec
+from shared.methods import method_spec
 from shared.settings import Settings
 from shared.top_activations_spec import (
     TOP_ACTIVATIONS_FIELDS,
@@ -22,17 +22,19 @@ SHAPES = {"conv1": (64, 16, 16), "layer1.0.conv1": (64, 8, 8), "layer1.0.conv2":
 
 def test_defaults_are_k_9_and_deconvnet():
     spec = parse_top_activations({"layer": "conv1", "channels": [3, 1]})
-    assert spec == TopActivationsSpec("conv1", (3, 1), 9, (MethodSpec("deconvnet"),))
+    assert spec == TopActivationsSpec("conv1", (3, 1), 9, (method_spec("deconvnet"),))
+    assert spec == TopActivationsSpec("conv1", (3, 1))
 
 
 def test_to_json_echoes_with_defaults_and_reads_back():
     spec = parse_top_activations({"layer": "conv1", "channels": "all"})
     assert spec.to_json() == {"layer": "conv1", "channels": "all", "k": 9,
-                              "methods": ["deconvnet"]}
+                              "methods": [{"name": "deconvnet", "rule": "relu"}]}
     full = parse_top_activations({"layer": "layer4", "channels": [0, 5], "k": 64,
                                   "methods": ["gradient", {"name": "guided_backprop"}]})
     assert full.to_json() == {"layer": "layer4", "channels": [0, 5], "k": 64,
-                              "methods": ["gradient", {"name": "guided_backprop"}]}
+                              "methods": ["gradient", {"name": "guided_backprop",
+                                                       "rule": "relu"}]}
     assert top_activations_from_json(full.to_json()) == full
     assert tuple(full.to_json()) == TOP_ACTIVATIONS_FIELDS  # the keys the job parser allows
 
@@ -66,6 +68,10 @@ def test_a_channel_listed_twice_is_kept_once_in_order():
     ({"layer": "a", "channels": [0], "methods": []}, "methods"),
     ({"layer": "a", "channels": [0], "methods": ["lrp"]}, "methods[0]"),
     ({"layer": "a", "channels": [0], "methods": "deconvnet"}, "methods"),
+    ({"layer": "a", "channels": [0], "methods": [{"name": "deconvnet", "rule": "gated"}]},
+     "methods[0].rule"),
+    ({"layer": "a", "channels": [0], "methods": [{"name": "deconvnet", "rule": "x"}]},
+     "methods[0].rule"),
     ([], "spec"),
 ])
 def test_errors_name_the_field(raw, field):

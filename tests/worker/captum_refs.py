@@ -26,6 +26,13 @@ def smoothgrad_noise(x: torch.Tensor, samples: int, position: int, item: int) ->
     return torch.stack([torch.randn(x.shape[1:], generator=generator) for _ in range(samples)])
 
 
+def noise_sigma(image: torch.Tensor, noise: float) -> torch.Tensor:
+    """σ = noise · (max − min) of one image, a float32 scalar as the engine computes it. A σ
+    rounded in float64 instead can differ by an ulp, and so every noisy input; ReLU gates and
+    max-pool switches then amplify that beyond the bounds the maps are checked against."""
+    return noise * (image.max() - image.min())
+
+
 def captum_smoothgrad(model: nn.Module, x: torch.Tensor, target: Sequence[int], *,
                       samples: int, noise: float, base: str, variant: str, position: int
                       ) -> np.ndarray:
@@ -38,18 +45,18 @@ def captum_smoothgrad(model: nn.Module, x: torch.Tensor, target: Sequence[int], 
     maps = []
     for i in range(len(x)):
         image = x[i : i + 1]
-        sigma = noise * float(image.max() - image.min())
+        sigma = noise_sigma(image, noise)
         eps = sigma * smoothgrad_noise(image, samples, position, i)
 
         def add_noise(inputs, stdev, n, eps=eps, sigma=sigma):
-            assert stdev == sigma and n == samples
+            assert stdev == float(sigma) and n == samples
             return inputs.repeat_interleave(n, dim=0) + eps
 
         with mock.patch.object(NoiseTunnel, "_add_noise_to_input", staticmethod(add_noise)), \
                 warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=CAPTUM_HOOK_WARNING, category=UserWarning)
             out = NoiseTunnel(method).attribute(image, nt_type=nt_type, nt_samples=samples,
-                                                stdevs=sigma, target=target[i], **kwargs)
+                                                stdevs=float(sigma), target=target[i], **kwargs)
         maps.append(out.detach().numpy())
     return np.concatenate(maps)
 

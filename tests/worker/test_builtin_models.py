@@ -288,13 +288,12 @@ def test_deconvnet_maps_carry_the_input_independence_warning(result):
 
 
 def test_guided_smoothgrad_matches_an_independent_reference(model, chelsea):
-    from captum_refs import smoothgrad_noise
+    from captum_refs import noise_sigma, smoothgrad_noise
 
     spec = method_spec("smoothgrad", samples=2, base="guided_backprop")
     result = Engine(model).attribute(chelsea, [spec])
     target = result.images[0].predicted_class
-    sigma = 0.15 * float(chelsea.max() - chelsea.min())
-    noisy = chelsea + sigma * smoothgrad_noise(chelsea, 2, position=0, item=0)
+    noisy = chelsea + noise_sigma(chelsea, 0.15) * smoothgrad_noise(chelsea, 2, position=0, item=0)
     expected = np.mean([reference_map(model, noisy[s:s + 1], target, guided=True)
                         for s in range(2)], axis=0)
     assert_relative(result.images[0].maps[0].values, expected)

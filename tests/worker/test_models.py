@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from attribution_refs import reference_maps
+from captum_refs import captum_guided_gradcam
 from engine_testing import seeded_architecture
 from PIL import Image
 from safetensors.torch import save_file
@@ -96,7 +97,7 @@ def test_unreadable_safetensors_is_input_error(tmp_path):
         read_state_dict(path)
 
 
-def test_exported_program_loads_and_attributes_with_full_coverage(tmp_path):
+def test_exported_program_loads_as_its_module_tree_and_attributes_with_full_coverage(tmp_path):
     torch.manual_seed(0)
     model = TinyCNN(num_classes=3).eval()
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(4))
@@ -105,12 +106,20 @@ def test_exported_program_loads_and_attributes_with_full_coverage(tmp_path):
     batch = {"x": {0: torch.export.Dim("batch")}}
     torch.export.save(torch.export.export(model, (x,), dynamic_shapes=batch), str(path))
     program = build_model(ModelSpec(name="tiny", num_classes=3), path)
+    # Unflattened: the eager model's modules, by name and class name, each one called.
+    assert [(n, type(m).__name__) for n, m in program.named_modules() if n] == [
+        (n, type(m).__name__) for n, m in model.named_modules() if n]
 
-    methods = ("gradient", "guided_backprop", "deconvnet")
-    result = Engine(program).attribute(x, methods=methods, targets=ClassTarget(1))
+    engine = Engine(program)
+    assert engine.default_layer(x[:1]) == Engine(model).default_layer(x[:1]) == "conv3"
+    methods = ("gradient", "guided_backprop", "deconvnet", "guided_gradcam")
+    result = engine.attribute(x, methods=methods, targets=ClassTarget(1))
     for m, method in enumerate(methods):
         assert result.coverage[m].relu_calls == result.coverage[m].overridden == 4
-        expected, _ = reference_maps(method, model, x, [1, 1])  # the eager model, patched
+        if method == "guided_gradcam":
+            expected = captum_guided_gradcam(model, model.conv3, x, [1, 1])
+        else:
+            expected, _ = reference_maps(method, model, x, [1, 1])  # the eager model, patched
         got = np.stack([image.maps[m].values for image in result.images])
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
 

@@ -1,12 +1,17 @@
-"""Every way of calling a rectifier is routed through the switchable rule, and counted."""
+"""Every way of calling a rectifier or gated unit is routed through the switchable rule, and
+counted."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
 import torch.nn.functional as F
+from timm.layers.activations import GELUTanh
 from torch import nn
 
+from worker.gated_units import QuickGELU, catch_written_out_units
 from worker.methods import get_rule
 from worker.relu_override import RuleSwitch, count_rectifiers, override_rectifiers
 
@@ -86,10 +91,145 @@ def test_each_call_form_is_overridden_counted_and_switchable(call, upper):
     assert torch._C._len_torch_function_stack() == 0
 
 
+# Every way of calling a gated unit y = x·s(x): (call, its name, the plain function, s(x)).
+# The gates are written here from their definitions, not taken from the service.
+def _erf_gate(x):
+    return 0.5 * (1 + torch.erf(x / math.sqrt(2)))
+
+
+def _tanh_gate(x):
+    return 0.5 * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
+def _sigmoid(x):
+    return 1 / (1 + torch.exp(-x))
+
+
+def _hardswish_gate(x):
+    return torch.minimum(torch.maximum(x + 3, torch.zeros(())), torch.full((), 6.0)) / 6
+
+
+def _mish_gate(x):
+    return torch.tanh(torch.log1p(torch.exp(x)))
+
+
+def _plain_quick_gelu(x):
+    return x * torch.sigmoid(1.702 * x)
+
+
+GELU = ("GELU", F.gelu, _erf_gate)
+GELU_TANH = ("GELU (tanh)", lambda x: F.gelu(x, approximate="tanh"), _tanh_gate)
+SILU = ("SiLU", F.silu, _sigmoid)
+HARDSWISH = ("Hardswish", F.hardswish, _hardswish_gate)
+MISH = ("Mish", F.mish, _mish_gate)
+QUICK = ("QuickGELU", _plain_quick_gelu, lambda x: _sigmoid(1.702 * x))
+GATED_CALLS = {
+    "nn.GELU": (lambda x: nn.GELU()(x), GELU),
+    "F.gelu": (lambda x: F.gelu(x), GELU),
+    "aten.gelu": (lambda x: aten.gelu.default(x), GELU),
+    "aten.gelu_": (lambda x: aten.gelu_.default(x), GELU),
+    "_nn.gelu_": (lambda x: torch._C._nn.gelu_(x), GELU),
+    "nn.GELU(tanh)": (lambda x: nn.GELU(approximate="tanh")(x), GELU_TANH),
+    "F.gelu(tanh)": (lambda x: F.gelu(x, approximate="tanh"), GELU_TANH),
+    "aten.gelu(tanh)": (lambda x: aten.gelu.default(x, approximate="tanh"), GELU_TANH),
+    "timm GELUTanh": (lambda x: GELUTanh()(x), GELU_TANH),
+    "nn.SiLU": (lambda x: nn.SiLU()(x), SILU),
+    "nn.SiLU inplace": (lambda x: nn.SiLU(inplace=True)(x), SILU),
+    "F.silu inplace positional": (lambda x: F.silu(x, True), SILU),
+    "aten.silu": (lambda x: aten.silu.default(x), SILU),
+    "aten.silu_": (lambda x: aten.silu_.default(x), SILU),
+    "nn.Hardswish": (lambda x: nn.Hardswish()(x), HARDSWISH),
+    "F.hardswish inplace": (lambda x: F.hardswish(x, inplace=True), HARDSWISH),
+    "aten.hardswish": (lambda x: aten.hardswish.default(x), HARDSWISH),
+    "aten.hardswish_": (lambda x: aten.hardswish_.default(x), HARDSWISH),
+    "nn.Mish": (lambda x: nn.Mish()(x), MISH),
+    "nn.Mish inplace": (lambda x: nn.Mish(inplace=True)(x), MISH),
+    "aten.mish": (lambda x: aten.mish.default(x), MISH),
+    "aten.mish_": (lambda x: aten.mish_.default(x), MISH),
+    "QuickGELU (swapped in)": (lambda x: QuickGELU()(x), QUICK),
+}
+GATED_RULES = ("gradient", "guided_backprop", "deconvnet")
+
+
+def _gated_rule(name):
+    return get_rule(name).rule({"rule": "gated"})
+
+
+@pytest.mark.parametrize(("call", "unit"), list(GATED_CALLS.values()), ids=list(GATED_CALLS))
+def test_each_gated_call_form_is_overridden_counted_and_switchable(call, unit):
+    label, plain, gate = unit
+    leaf = _input().requires_grad_(True)
+    grad_out = torch.randn(64, generator=torch.Generator().manual_seed(1))
+    switch = RuleSwitch()
+    with override_rectifiers(switch):
+        y = call(leaf * 1)  # a non-leaf, so in-place calls are allowed
+    assert torch.equal(y.detach(), plain(_input()))
+    assert count_rectifiers([y]) == (1, 0)  # (overridden, escaped)
+    assert switch.gated == {label: 1} and not switch.no_rule
+    grads = {}
+    for k, name in enumerate(GATED_RULES):
+        switch.rule = _gated_rule(name)
+        (grads[name],) = torch.autograd.grad(y, leaf, grad_out, retain_graph=k < 2)
+    assert dict(switch.applied) == dict.fromkeys(GATED_RULES, 1)
+    x = _input().requires_grad_(True)
+    (autograd,) = torch.autograd.grad(plain(x * 1), x, grad_out)
+    torch.testing.assert_close(grads["gradient"], autograd, rtol=0, atol=0)
+    x = _input()
+    torch.testing.assert_close(grads["guided_backprop"], gate(x) * grad_out.clamp(min=0),
+                               rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grads["deconvnet"], grad_out.clamp(min=0), rtol=0, atol=0)
+    assert torch._C._len_torch_function_stack() == 0
+
+
+@pytest.mark.parametrize("name", ["guided_backprop", "deconvnet"])
+def test_the_papers_rule_never_runs_through_a_gated_unit(name):
+    leaf = _input().requires_grad_(True)
+    switch = RuleSwitch()
+    with override_rectifiers(switch):
+        y = F.gelu(leaf)
+    switch.rule = get_rule(name)
+    with pytest.raises(RuntimeError, match="no rule for gated units"):
+        torch.autograd.grad(y.sum(), leaf)
+
+
+@pytest.mark.parametrize("unit", [GELU, GELU_TANH, SILU, HARDSWISH, MISH],
+                         ids=lambda u: u[0])
+def test_the_graph_walk_counts_gated_units_autograd_recorded_itself(unit):
+    """Without the override, autograd's own gated nodes are the escapes."""
+    y = unit[1](_input().requires_grad_(True))
+    assert count_rectifiers([y]) == (0, 1)
+
+
+def test_a_gated_unit_hidden_from_torch_function_is_an_escape():
+    with override_rectifiers(RuleSwitch()):
+        with torch._C.DisableTorchFunction():
+            y = F.silu(_input().requires_grad_(True))
+    assert count_rectifiers([y]) == (0, 1)
+
+
+@pytest.mark.parametrize(("module", "name"), [("timm.layers.activations", "QuickGELU"),
+                                              ("transformers.activations", "QuickGELUActivation")])
+def test_written_out_quick_gelu_modules_are_swapped_for_one_call(module, name):
+    written_out = getattr(pytest.importorskip(module), name)
+    shared = written_out()
+    model = nn.Sequential(nn.Linear(4, 4), shared, nn.Sequential(nn.Linear(4, 4), shared))
+    x = torch.randn(3, 4, generator=torch.Generator().manual_seed(2))
+    before = model(x)
+    assert catch_written_out_units(model) == 2
+    assert isinstance(model[1], QuickGELU) and isinstance(model[2][1], QuickGELU)
+    assert torch.equal(model(x), before)
+    switch = RuleSwitch()
+    with override_rectifiers(switch):
+        model(x)
+    assert switch.gated == {"QuickGELU": 2} and not switch.no_rule
+
+
 @pytest.mark.parametrize(
     ("call", "label"),
-    [(F.silu, "SiLU"), (F.gelu, "GELU"), (nn.LeakyReLU(), "LeakyReLU"), (torch.sigmoid, "Sigmoid"),
-     (nn.Hardswish(), "Hardswish"), (nn.ELU(), "ELU")],
+    [(nn.LeakyReLU(), "LeakyReLU"), (torch.sigmoid, "Sigmoid"), (nn.ELU(), "ELU"),
+     (nn.Hardsigmoid(), "Hardsigmoid"), (nn.Softplus(), "Softplus"), (torch.tanh, "Tanh"),
+     (lambda x: x * torch.sigmoid(1.702 * x), "Sigmoid")],  # QuickGELU written out
+    ids=["LeakyReLU", "Sigmoid", "ELU", "Hardsigmoid", "Softplus", "Tanh", "x*sigmoid(1.702x)"],
 )
 def test_non_linearities_without_a_rule_are_named(call, label):
     switch = RuleSwitch()

@@ -43,6 +43,14 @@ def test_topk_gives_one_map_per_class_in_order_of_score(tiny_cnn, tiny_images):
             np.testing.assert_allclose(image.maps[3 + k].values, expected[0], **TOL)
 
 
+def test_topk_maps_carry_their_rank_and_other_targets_none(tiny_cnn, tiny_images):
+    engine = Engine(tiny_cnn)
+    result = engine.attribute(tiny_images, methods=("gradient", "deconvnet"),
+                              targets=[TopKTarget(3), PREDICTED, ClassTarget(1)])
+    assert [m.rank for m in result.images[0].maps] == [0, 1, 2, 0, 1, 2]
+    assert [m.rank for image in result.images[1:] for m in image.maps] == [None] * 4
+
+
 def test_topk_larger_than_the_classes_gives_every_class(tiny_cnn, tiny_images):
     result = Engine(tiny_cnn).attribute(tiny_images[:1], targets=TopKTarget(10))
     assert sorted(m.target["class"] for m in result.images[0].maps) == [0, 1, 2, 3]

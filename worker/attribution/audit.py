@@ -158,7 +158,7 @@ def _sanity(ctx: WorkerContext, job: Job, sample: int) -> dict[str, Any]:
     from worker.audit import sanity_check
     from worker.engines import job_model
     from worker.inputs import load_input
-    from worker.refs import ref_source
+    from worker.refs import ref_source, resolve_methods
 
     spec = job_spec_from_json(job.spec)
     record, engine = job_model(ctx, job)
@@ -173,7 +173,7 @@ def _sanity(ctx: WorkerContext, job: Job, sample: int) -> dict[str, Any]:
             targets.append(rec.prediction.cls)
         if len(images) == sample:
             break
-    methods = [m.name for m in spec.work.methods]
+    methods = resolve_methods(ctx, job, record.spec, spec.work.methods)  # with their params
     result = sanity_check(engine.model, torch.stack(images), methods, seed=spec.seed,
                           targets=targets)
     return result.to_json()

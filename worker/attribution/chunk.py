@@ -46,7 +46,10 @@ def run_attribution(ctx: WorkerContext, job: Job, lease: Lease, keeper: LeaseKee
     work: AttributionSpec = spec.work
     record, engine = job_model(ctx, job)
     model = record.spec
-    methods = resolve_methods(ctx, job, model, work.methods)
+    side = model.preprocessing.input_size
+    # Null layers become the model's default here, so that every output names its layer.
+    methods = engine.resolve_layers(resolve_methods(ctx, job, model, work.methods),
+                                    torch.zeros(1, 3, side, side))
     indices = list(range(lease.start, lease.stop))
     if job.layout == "items":
         todo = ctx.jobs.unfinished(job.id, indices)

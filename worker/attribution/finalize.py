@@ -3,7 +3,8 @@ record, in order, into the results file; then the audit report (`worker.audit.Re
 fed the results' rows), with the clusters and the sanity check of the audit phase, the
 measured input dependence of each method (one step each) and the report's pictures (one step
 each, the suspects' overlays drawn then). Items that never ran (a cancelled or failed job)
-appear as `cancelled`.
+appear as `cancelled`. The results file has every output; the report audits each item's
+leading map per method (of a top-k target, rank 0: the predicted class).
 """
 
 from __future__ import annotations
@@ -105,6 +106,8 @@ class _Audit:
 
     def add(self, row: dict[str, Any]) -> None:
         self.builder.add(row)
+        if row["rank"]:
+            return  # a lower top-k rank: not the predicted class's map
         if row["method"] is not None and row["predicted"] is not None:
             sample = self.samples.setdefault(row["position"], [])
             if len(sample) < DEPENDENCE_SAMPLE:
@@ -161,7 +164,8 @@ class _Audit:
 
         ctx = self.ctx
         record = find_record(ctx.jobs, ctx.chunks, ctx.storage, self.job, index)
-        out = next((o for o in record.outputs if o.position == position), None) if record else None
+        out = next((o for o in record.outputs if o.position == position and o.leading),
+                   None) if record else None
         if out is None:
             raise LookupError(f"item {index}: no output {position}")
         loaded = load_input(self.ctx, self.job.tenant, self.model, index,

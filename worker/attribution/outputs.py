@@ -30,15 +30,15 @@ CONTENT_TYPES = {"npy": "application/octet-stream", "png": "image/png", "overlay
 
 
 def write_files(storage: Storage, keys: JobKeys, spec: AttributionSpec, model: ModelSpec,
-                item: Loaded, position: int, method: str, values: np.ndarray,
-                kinds: tuple[str, ...]) -> dict[str, str]:
+                item: Loaded, amap: Any, kinds: tuple[str, ...]) -> dict[str, str]:
     """Write one map's files of the given kinds; returns kind -> storage key."""
     from worker.models import display_image
 
     files: dict[str, str] = {}
+    values = amap.values
     map2d = render.reduce_channels(values, spec.reduce) if {"png", "overlay"} & set(kinds) else None
     for kind in kinds:
-        key = keys.output(item.index, position, method, kind)
+        key = keys.output(item.index, amap.position, amap.method, kind, amap.rank)
         if kind == "npy":
             buf = io.BytesIO()
             np.save(buf, np.ascontiguousarray(values, dtype=np.float32))
@@ -88,7 +88,7 @@ def output_record(amap: Any, spec: MethodSpec, coverage: Any, item_region: Regio
         method=amap.method, position=amap.position, target=amap.target, files=files,
         map=map_ref, params=params, coverage=coverage.to_json() if coverage else None,
         metrics=metrics, warnings=tuple(amap.warnings),
-        convergence_delta=finite_or_none(amap.extras.get("convergence_delta")),
+        convergence_delta=finite_or_none(amap.extras.get("convergence_delta")), rank=amap.rank,
     )
 
 

@@ -5,7 +5,9 @@ writes its files from the render pool beside the model: a result is visible at o
 `ShardSink` (data-set jobs) gathers the segment's maps into one shard and its records into
 one rows file, written when the run ends: two objects per segment, whatever its size. Both
 keep a 32×32 thumbnail of every map, written as one file per run, which is all the audit's
-clustering reads. Every write is fenced by the chunk's lease token.
+clustering reads: of a top-k target, the map of rank 0 (the predicted class) alone, since
+the clustering groups maps by predicted class. Every write is fenced by the chunk's lease
+token.
 """
 
 from __future__ import annotations
@@ -63,11 +65,11 @@ class _Sink:
         item_region = outputs.region(item, self.model)
         records = []
         for amap in result.maps:
-            self.thumbs.add(amap.position, item.index, thumbnail(amap.values))
+            if not amap.rank:
+                self.thumbs.add(amap.position, item.index, thumbnail(amap.values))
             files = self._retry(lambda amap=amap: outputs.write_files(
-                self.ctx.storage, self.keys, self.spec, self.model, item, amap.position,
-                amap.method, amap.values, kinds), f"writing item {item.index}'s files"
-            ) if kinds else {}
+                self.ctx.storage, self.keys, self.spec, self.model, item, amap, kinds),
+                f"writing item {item.index}'s files") if kinds else {}
             records.append(outputs.output_record(
                 amap, self.methods[amap.position], coverage.get(amap.position), item_region,
                 self.side, files, map_ref(amap) if map_ref else None))
@@ -161,7 +163,7 @@ class ShardSink(_Sink):
     def add(self, item: Loaded, result: Any, coverage: dict[int, Any]) -> None:
         def map_ref(amap) -> MapRef:
             return MapRef(self.shard_key, self.writer.add(amap.position, item.index,
-                                                          amap.values))
+                                                          amap.values, amap.rank))
 
         records: list[OutputRecord]
         records, base = self._outputs(item, result, coverage, self.spec.write, map_ref)

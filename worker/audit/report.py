@@ -107,7 +107,9 @@ class ReportBuilder:
     `item_metrics` (`energy_in_box`, `pointing_hit`, `border_energy`, `concentration`) and
     those of the centre-Gaussian baseline for the same item (`baseline_energy_in_box`,
     `baseline_pointing_hit`, from `baseline_metrics`). Item-level figures are taken from
-    each item's position-0 row. Other keys (a thumbnail, say) are ignored.
+    each item's position-0 row. A row with a `rank` above 0 (a top-k target's lower classes)
+    is left out: the report audits one map per item and method (top-k's rank 0 is the
+    predicted class's). Other keys (a thumbnail, say) are ignored.
     """
 
     def __init__(self, *, input_size: int, class_names: Sequence[str] | None = None) -> None:
@@ -143,6 +145,8 @@ class ReportBuilder:
 
     def add(self, row: Mapping[str, Any]) -> None:
         """Take in one result row."""
+        if row.get("rank"):
+            return
         index = int(row["index"])
         if row.get("method") is None:
             self.items += 1

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from shared.methods import MethodSpec
 from shared.seeds import derive_seed
 from shared.targets import ClassTarget
 from worker.audit.metrics import relevance
@@ -165,7 +166,7 @@ def verdict(top: float | None, final: float | None) -> Verdict:
 def sanity_check(
     model: nn.Module,
     images: torch.Tensor,
-    methods: Sequence[str],
+    methods: Sequence[str | MethodSpec],
     *,
     seed: int = 0,
     targets: Sequence[int] | None = None,
@@ -173,11 +174,16 @@ def sanity_check(
 ) -> SanityResult:
     """Cascading randomisation of `model` on preprocessed `images` (N×C×H×W) for `methods`.
 
-    Each image keeps one target class throughout: `targets`, or the trained model's
-    prediction. Step s re-initialises the s-th block from the logits (seeded with `seed` and
-    s) on top of the steps before it.
+    Methods are names or specs with their parameters (a gated rule, SmoothGrad's samples);
+    a name given twice is checked once, with its first parameters. Each image keeps one
+    target class throughout: `targets`, or the trained model's prediction. Step s
+    re-initialises the s-th block from the logits (seeded with `seed` and s) on top of the
+    steps before it.
     """
-    methods = list(dict.fromkeys(methods))
+    first_of: dict[str, str | MethodSpec] = {}
+    for method in methods:
+        first_of.setdefault(method if isinstance(method, str) else method.name, method)
+    names, methods = list(first_of), list(first_of.values())
     network = copy.deepcopy(model).cpu().eval()
     x = images.detach().float().cpu()
     blocks = parameterised_blocks(network)
@@ -191,16 +197,16 @@ def sanity_check(
     else:
         chosen = [ClassTarget(int(t)) for t in targets]
         first = Engine(network, device=device).attribute(x, methods=methods, targets=chosen)
-    reference = _relevances(first, methods)
+    reference = _relevances(first, names)
 
-    rho: dict[str, list[float | None]] = {name: [] for name in methods}
-    structure: dict[str, list[float | None]] = {name: [] for name in methods}
+    rho: dict[str, list[float | None]] = {name: [] for name in names}
+    structure: dict[str, list[float | None]] = {name: [] for name in names}
     for step, name in enumerate(cascade):
         randomise(blocks[name], derive_seed(seed, step))
         maps = _relevances(
-            Engine(network, device=device).attribute(x, methods=methods, targets=chosen), methods
+            Engine(network, device=device).attribute(x, methods=methods, targets=chosen), names
         )
-        for method in methods:
+        for method in names:
             pairs = list(zip(reference[method], maps[method], strict=True))
             rho[method].append(_median([spearman(a, b) for a, b in pairs]))
             structure[method].append(_median([ssim(a, b) for a, b in pairs]))
@@ -209,5 +215,5 @@ def sanity_check(
         blocks=tuple(cascade),
         spearman=rho,
         ssim=structure,
-        verdicts={name: verdict(rho[name][0], rho[name][-1]) for name in methods},
+        verdicts={name: verdict(rho[name][0], rho[name][-1]) for name in names},
     )

@@ -3,7 +3,8 @@
 The copy is of the module tree only: it shares the model's parameters and buffers, so it
 costs no memory for weights, and hooks go on the copy, never on the model (which may be an
 engine's, shared by threads). `layer_shapes` lists the modules whose output is one N×C×H×W
-feature map, which the API checks a `top_activations` job's layer and channels against.
+feature map (`worker.layers`), which the API checks a `top_activations` job's layer and
+channels against.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from torch import nn
 from shared.errors import TargetError
 from shared.top_activations_spec import nearest_hint
 from worker.engine import Engine
+from worker.layers import read_layers
+from worker.layouts import Finished, LayoutTrace
 
 InputSize = int | tuple[int, int]
 
@@ -53,11 +56,11 @@ def blank_input(model: nn.Module, input_size: InputSize, in_channels: int = 3) -
 def run_hooked(
     model: nn.Module,
     x: torch.Tensor,
-    hooks: dict[str, Callable[[Any], None]],
+    hooks: dict[str, Callable[[Finished], None]],
     context: AbstractContextManager[Any] | None = None,
 ) -> None:
     """Run a structural copy of `model` on `x` (no gradients) inside `context`, calling
-    `hooks[name](output)` each time the module `name` returns."""
+    `hooks[name]` with the call (`Finished`) each time the module `name` returns."""
     probe = structural_copy(model)
     modules = dict(probe.named_modules())
     unknown = [name for name in hooks if not name or name not in modules]
@@ -69,7 +72,8 @@ def run_hooked(
     with ExitStack() as stack:
         for name, hook in hooks.items():
             handle = modules[name].register_forward_hook(
-                lambda module, args, output, hook=hook: hook(output)
+                lambda module, args, output, name=name, hook=hook: hook(
+                    Finished(name, module, args[0] if args else None, output))
             )
             stack.callback(handle.remove)
         with torch.no_grad(), context or nullcontext():
@@ -79,23 +83,16 @@ def run_hooked(
 def layer_shapes(
     engine_or_model: Engine | nn.Module, input_size: InputSize, in_channels: int = 3
 ) -> dict[str, tuple[int, int, int]]:
-    """`{name: (C, H, W)}` of every module that runs once and outputs one N×C×H×W tensor.
+    """`{name: (C, H, W)}` of every module that runs once and outputs one N×C×H×W map.
 
-    A module that runs more than once per forward pass (one ReLU reused) has no single
-    feature map, and is left out; so are modules that do not run.
+    Only outputs whose layout is established (`worker.layers`): a channels-last map or an
+    attention tensor is not a feature map. A module that runs more than once per forward
+    pass (one ReLU reused) has no single feature map, and is left out; so are modules that
+    do not run.
     """
     model = model_of(engine_or_model)
-    names = [name for name, _ in model.named_modules() if name]
-    seen: dict[str, list[tuple[int, ...] | None]] = {name: [] for name in names}
-
-    def record(name: str) -> Callable[[Any], None]:
-        def hook(output: Any) -> None:
-            is_map = isinstance(output, torch.Tensor) and output.dim() == 4
-            seen[name].append(tuple(output.shape[1:]) if is_map else None)
-
-        return hook
-
-    run_hooked(model, blank_input(model, input_size, in_channels),
-               {name: record(name) for name in names})
-    return {name: shapes[0] for name, shapes in seen.items()
-            if len(shapes) == 1 and shapes[0] is not None}
+    x = blank_input(model, input_size, in_channels)
+    trace = LayoutTrace(x)
+    run_hooked(model, x, {name: trace.finished for name, _ in model.named_modules() if name},
+               trace)
+    return read_layers(trace).shapes

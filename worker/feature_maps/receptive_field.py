@@ -68,8 +68,9 @@ def trace_receptive_fields(
     tracer = FieldTracer(x)
     found: list[Field | None] = []
     run_hooked(model, x, {
-        layer: lambda out: found.append(tracer.field(out) if isinstance(out, torch.Tensor)
-                                        and out.dim() == 4 else None)
+        layer: lambda call: found.append(
+            tracer.field(call.output) if isinstance(call.output, torch.Tensor)
+            and call.output.dim() == 4 else None)
     }, tracer)
     if len(found) != 1 or found[0] is None:
         problem = ("does not run" if not found else f"runs {len(found)} times" if

@@ -2,10 +2,10 @@
 
 `Method` is what the engine calls: it names the rectifier rule its backward passes use and
 computes maps from a `worker.call.Call`. Most methods differentiate the same forward pass and
-differ only in the gradient a ReLU (or ReLU6) lets through: they are a `BackwardRule`, whose
-map is the input gradient under that rule. Convolutions, pooling and everything else keep
-their ordinary backward, which for max-pooling is DeconvNet's "switches" (the gradient goes
-to the arg-max).
+differ only in the gradient a ReLU (or ReLU6, or a gated unit such as GELU) lets through:
+they are a `BackwardRule`, whose map is the input gradient under that rule. Convolutions,
+pooling and everything else keep their ordinary backward, which for max-pooling is
+DeconvNet's "switches" (the gradient goes to the arg-max).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import torch
 
 if TYPE_CHECKING:
     from worker.call import Call
+    from worker.gated_units import GatedUnit
 
 Params = Mapping[str, Any]
 
@@ -65,6 +66,8 @@ class BackwardRule(Method):
 
     #: Whether the method is wrong unless every rectifier of the forward pass is overridden.
     needs_every_rectifier: bool = True
+    #: Whether it has a rule for the gated units y = x·s(x) (`gate`), else refuses them.
+    gated: bool = False
 
     def rectify(self, grad: torch.Tensor, out: torch.Tensor, upper: float | None) -> torch.Tensor:
         """Gradient at a rectifier's input, given the gradient at its output and its output.
@@ -73,11 +76,15 @@ class BackwardRule(Method):
         """
         raise NotImplementedError
 
+    def gate(self, grad: torch.Tensor, x: torch.Tensor, unit: GatedUnit) -> torch.Tensor:
+        """Gradient at a gated unit's input `x`, given the gradient at its output."""
+        raise NotImplementedError
+
     def rule(self, params: Params) -> BackwardRule:
         return self
 
     def compute(self, call: Call, params: Params, position: int) -> Maps:
-        return call.input_gradient_maps(self)
+        return call.input_gradient_maps(self.rule(params))
 
 
 def add_rows(into: torch.Tensor, rows: torch.Tensor, images: torch.Tensor) -> None:

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from shared.errors import SpecError
+from shared.methods import GATED_RULE
 from worker.methods.base import BackwardRule, Computed, Maps, Method, Params
 from worker.methods.modified_relu import GuidedBackprop
 
@@ -24,7 +25,8 @@ class GradCam(Method):
     At a layer with activations A (C×h×w): α_c = mean over h, w of d score / d A_c, map =
     ReLU(Σ_c α_c A_c), upsampled bilinearly (align_corners=False) to the input: 1×H×W, as
     Captum's `LayerGradCam` followed by `LayerAttribution.interpolate(..., "bilinear")`.
-    The layer defaults to the last convolutional block (`worker.layers`).
+    The layer defaults to the last convolutional block before the global pooling, and must
+    be an N×C×H×W map (`worker.layers`).
     """
 
     name = "gradcam"
@@ -36,8 +38,14 @@ class GradCam(Method):
         return (call.layer(params["layer"]),)
 
     def check(self, params: Params, call: Call, position: int) -> None:
-        if params["layer"] is not None:
-            call.engine.taps.check([params["layer"]], f"methods[{position}].layer")
+        field, layer = f"methods[{position}].layer", params["layer"]
+        if layer is None:
+            call.engine.default_layer(call.x[:1], field)  # refuses a model without one
+            return
+        call.engine.taps.check([layer], field)
+        problem = call.engine.layers(call.x[:1]).layout_problem(layer)
+        if problem is not None:
+            raise SpecError(field, problem)
 
     def cams(self, call: Call, params: Params) -> list[torch.Tensor | None]:
         """Per rank, every image's upsampled map (N×1×H×W), from the shared pass."""
@@ -74,19 +82,22 @@ class GuidedGradCam(GradCam):
 
     As Captum's `GuidedGradCam`, with bilinear upsampling; the guided backward pass is the
     one `guided_backprop` takes in the same call, so asking for both costs one backward.
+    `"rule": "gated"` takes guided backpropagation's gated rule, with its warning.
     """
 
     name = "guided_gradcam"
 
     def rule(self, params: Params) -> BackwardRule | None:
-        return GUIDED
+        return GUIDED.rule(params)
 
     def compute(self, call: Call, params: Params, position: int) -> Maps:
         assert call.shared is not None
+        rule = GUIDED.rule(params)
+        warnings = [rule.gated_warning(self.name)] if params["rule"] == GATED_RULE else []
         maps: Maps = [{} for _ in call.selections]
         for rank, cam in enumerate(self.cams(call, params)):
-            guided = call.shared.input_grads(GUIDED, rank)
+            guided = call.shared.input_grads(rule, rank)
             for i, chosen in enumerate(call.selections):
                 if cam is not None and guided is not None and rank < len(chosen):
-                    maps[i][rank] = Computed(guided[i] * cam[i])
+                    maps[i][rank] = Computed(guided[i] * cam[i], warnings=list(warnings))
         return maps

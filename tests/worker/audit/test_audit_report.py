@@ -86,6 +86,18 @@ def test_counts():
                                       "outputs": 12}
 
 
+def test_lower_ranks_of_a_topk_target_are_left_out():
+    """Each item's rank-0 map is audited once; ranks 1.. (other classes) change nothing."""
+    ranked = [{**row, "rank": 0} if row["method"] else row for row in rows()]
+    lower = [{**row, "rank": rank, "energy_in_box": 0.0, "pointing_hit": False,
+              "border_energy": 1.0} for row in ranked if row["method"] for rank in (1, 2)]
+    builder = ReportBuilder(input_size=SIDE, class_names=NAMES)
+    for row in ranked + lower:
+        builder.add(row)
+    got = builder.build(clusters={(0, 1): clustering()}).data
+    assert got == build(clusters={(0, 1): clustering()}).data
+
+
 def test_accuracy_overall_and_per_class():
     accuracy = build().data["accuracy"]
     assert accuracy["overall"] == pytest.approx(3 / 5)

@@ -157,3 +157,22 @@ def test_verdicts_read_the_first_step(top, final, status):
 def test_a_model_without_parameters_is_refused():
     with pytest.raises(ValueError, match="no parameterised block"):
         sanity_check(nn.Sequential(nn.Flatten()), torch.zeros(1, 3, 4, 4), ("gradient",))
+
+
+def test_methods_keep_their_parameters_so_a_gated_rule_is_checked_on_a_gelu_model():
+    import timm
+
+    from shared.errors import UnsupportedModelError
+    from shared.methods import method_spec
+
+    torch.manual_seed(0)
+    model = timm.create_model("test_convnext", num_classes=4, ls_init_value=1.0).eval()
+    x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    with pytest.raises(UnsupportedModelError, match='"rule": "gated"'):
+        sanity_check(model, x, ["guided_backprop"])
+    gated = method_spec("guided_backprop", rule="gated")
+    result = sanity_check(model, x, ["gradient", gated, method_spec("guided_backprop")])
+    assert list(result.spearman) == ["gradient", "guided_backprop"]  # a name is checked once
+    assert len(result.spearman["guided_backprop"]) == len(result.blocks) > 1
+    assert all(v is not None for v in result.spearman["guided_backprop"])
+    assert result.verdicts["guided_backprop"].status in ("passes", "weak", "fails")

@@ -9,12 +9,12 @@ import torch
 from captum_refs import captum_occlusion, relative_error
 from engine_testing import IMAGENET_MEAN as MEAN
 from engine_testing import IMAGENET_STD as STD
-from engine_testing import scipy_blur
 from torch import nn
 
 from shared.errors import SpecError
 from shared.methods import method_spec
 from shared.targets import ClassTarget
+from worker.baselines import blurred
 from worker.engine import Engine
 from worker.methods.occlusion import windows
 
@@ -33,10 +33,10 @@ def test_equals_captum(architecture, fill, patch, stride, request):
     spec = method_spec("occlusion", patch=patch, stride=stride, fill=fill)
     result = Engine(model, mean=MEAN, std=STD).attribute(x, [spec],
                                                          [ClassTarget(c) for c in CLASSES])
-    baselines = {
+    baselines = {  # the engine's own fill values, bit for bit (the blur: test_baselines.py)
         "zero": (-torch.tensor(MEAN) / torch.tensor(STD)).view(1, 3, 1, 1).expand_as(x),
         "mean": 0.0,
-        "blur": torch.from_numpy(scipy_blur(x.numpy(), 0.05 * 32)).float(),
+        "blur": blurred(x),
     }[fill]
     theirs = captum_occlusion(model, x, CLASSES, patch, stride, baselines)
     assert relative_error(maps_of(result), theirs) <= 1e-4
