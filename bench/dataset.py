@@ -34,7 +34,14 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from devstack import stack_env, start_api, start_beat, start_redis, start_worker  # noqa: E402
+from devstack import (  # noqa: E402
+    stack_env,
+    start_api,
+    start_beat,
+    start_reconciler,
+    start_redis,
+    start_worker,
+)
 
 SIZE, CLASSES, BATCH = 64, 10, 16
 SPEC = {"name": "bench-resnet18", "architecture": "resnet18", "num_classes": CLASSES,
@@ -124,7 +131,8 @@ def run_job(n: int, tmp: Path, weights: Path, threads: int) -> dict:
     try:
         api = start_api(env, data / "log")
         worker = start_worker(env, data / "log")
-        services += [api, worker, start_beat(env, data / "log")]
+        services += [api, worker, start_reconciler(env, data / "log"),
+                     start_beat(env, data / "log")]
         http = requests.Session()
         response = http.post(f"{api.url}/v1/models", files={
             "spec": (None, json.dumps(SPEC)), "weights": ("w", weights.read_bytes())}, timeout=60)

@@ -145,6 +145,11 @@ class JobKeys:
             raise ValueError(f"results format must be one of {RESULT_FORMATS}")
         return f"{self.prefix}/results.{fmt}"
 
+    def results_part(self, start: int) -> str:
+        """The rows of the results file from item `start` on, as the finalizer writes them
+        before merging them into one file (Parquet)."""
+        return f"{self.prefix}/parts/{start:010d}.parquet"
+
     @property
     def report(self) -> str:
         return f"{self.prefix}/report.json"

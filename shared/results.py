@@ -101,6 +101,22 @@ def write_parquet(records: Iterable[ItemRecord], out: IO[bytes], class_name) -> 
     return n
 
 
+def merge_parquet(parts: Iterable[IO[bytes]], out: IO[bytes]) -> int:
+    """Concatenate results files (parts written by `write_parquet`) into one, a row group at
+    a time; returns the number of rows."""
+    n = 0
+    with pq.ParquetWriter(out, SCHEMA) as writer:
+        for part in parts:
+            reader = pq.ParquetFile(part)
+            for group in range(reader.num_row_groups):
+                table = reader.read_row_group(group)
+                writer.write_table(table)
+                n += table.num_rows
+        if n == 0:
+            writer.write_table(pa.Table.from_pylist([], SCHEMA))
+    return n
+
+
 def convert(parquet: IO[bytes], fmt: str) -> Iterator[bytes]:
     """The rows of a Parquet results file as CSV or JSON lines, one row group at a time."""
     import pyarrow.csv as pacsv

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from shared.chunks import Lease
@@ -30,6 +31,7 @@ from worker.attribution.sinks import RunResult
 from worker.batches import Fenced
 from worker.context import WorkerContext
 from worker.engines import job_model
+from worker.finalizing import REPORT, Finalizing
 from worker.leases import LeaseKeeper
 from worker.refs import resolve
 from worker.retry import retrying
@@ -124,9 +126,12 @@ def run_visualization(ctx: WorkerContext, job: Job, lease: Lease, keeper: LeaseK
     return RunResult(lease.stop), False
 
 
-def finalize_visualization(ctx: WorkerContext, job: Job, model: ModelSpec | None) -> None:
-    """The report (every item's objective curve and picture) and the results file."""
-    keys = JobKeys(job.tenant, job.id)
+def finalize_visualization(f: Finalizing, model: ModelSpec | None) -> Iterator[str]:
+    """The report (every item's objective curve and picture) and the results file, in one
+    step: a visualization's items are few (its objectives × starts)."""
+    if f.has(REPORT):
+        return
+    ctx, job, keys = f.ctx, f.job, f.keys
     entries: list[dict[str, Any]] = []
     with tempfile.TemporaryFile() as out:
         def feed():
@@ -142,6 +147,8 @@ def finalize_visualization(ctx: WorkerContext, job: Job, model: ModelSpec | None
     report = {"kind": "visualize", "objective": spec.get("objective"),
               "steps": spec.get("steps"), "items": entries}
     ctx.storage.put(keys.report, json.dumps(report).encode(), "application/json")
+    f.record(**{REPORT: "1"})
+    yield REPORT
 
 
 def _final_records(ctx: WorkerContext, job: Job) -> list[ItemRecord]:

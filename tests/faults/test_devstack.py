@@ -129,7 +129,7 @@ def test_make_run_restarts_a_dead_worker_while_the_api_answers(tmp_path, tiny_we
     stack = Devstack(tmp_path / "var", free_port())
     try:
         (worker,) = [p for p, cmd in stack.children().items()
-                     if "-m worker" in cmd and "beat" not in cmd
+                     if "-m worker" in cmd and "beat" not in cmd and "reconciler" not in cmd
                      and _procs()[p][0] == stack.proc.pid]
         log = stack.data_dir / "log" / "worker.log"
         readies = log.read_text(errors="replace").count(" ready.")
@@ -157,7 +157,8 @@ def test_make_run_restarts_a_dead_worker_while_the_api_answers(tmp_path, tiny_we
 def test_make_run_killed_outright_leaves_no_child_holding_a_port(tmp_path, when, figures):
     stack = Devstack(tmp_path / "var", free_port())
     children = stack.children()
-    assert len(children) >= 4, children  # Redis, the API and its workers, a worker, beat
+    # Redis, the API and its workers, a worker, the reconciler, beat
+    assert len(children) >= 5, children
     if when == "mid-shutdown":  # Ctrl-C, then killed while it stops its children one by one
         stack.proc.send_signal(signal.SIGTERM)
         time.sleep(0.5)

@@ -45,3 +45,16 @@ def no_mode_left():
     yield
     assert torch._C._len_torch_function_stack() == 0
     assert torch._C._len_torch_dispatch_stack() == 0
+
+
+@pytest.fixture
+def runtime(redis_server, tmp_path, tiny_weights, tiny_spec):
+    """The worker's task bodies on a real Redis (its own database) and local storage, called
+    directly: `runtime.ctx`, the tiny model registered and validated, a data-set root at
+    `runtime.root`, and `runtime.dataset_job(...)`, `runtime.run(job_id)` to submit a data-set
+    job as the API does and run it to its finalizer."""
+    from runtime_testing import Runtime
+
+    rt = Runtime.start(f"{redis_server}/14", tmp_path, tiny_weights, tiny_spec)
+    yield rt
+    rt.ctx.redis.flushdb()

@@ -43,6 +43,7 @@ class RunResult:
     segment: Segment | None = None
     done: int = 0
     failed: int = 0
+    first_error: str | None = None  # the error of the segment's first failed item
 
 
 class _Sink:
@@ -147,12 +148,15 @@ class ShardSink(_Sink):
         self.writer = ShardWriter(self.spec.map_dtype)
         self.rows: dict[int, bytes] = {}
         self.done = self.failed = 0
+        self.first_failed: tuple[int, str] | None = None  # (index, error), for the job's error
 
     def _row(self, record: ItemRecord) -> None:
         self.rows[record.index] = json.dumps(record.to_json()).encode() + b"\n"
 
     def fail(self, item: Loaded, message: str) -> None:
         self._row(outputs.failed(item, message, self.worker))
+        if self.first_failed is None or item.index < self.first_failed[0]:
+            self.first_failed = (item.index, message)
         self.failed += 1
         IMAGES.labels("failed").inc()
 
@@ -185,12 +189,14 @@ class ShardSink(_Sink):
         self._retry(lambda: self.ctx.storage.put(self.rows_key, rows, "application/x-ndjson"),
                     "writing a rows file")
         thumbs = self._write_thumbs()
+        first_error = self.first_failed[1] if self.first_failed else None
         self.abandon()
         segment = Segment(self.lease.start, upto, self.lease.token, shard_key, self.rows_key,
                           thumbs)
-        return RunResult(upto, segment, self.done, self.failed)
+        return RunResult(upto, segment, self.done, self.failed, first_error)
 
     def abandon(self) -> None:
         self.writer.close()
         self.thumbs.close()
         self.rows.clear()
+        self.first_failed = None
