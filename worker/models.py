@@ -1,7 +1,8 @@
 """Building registered models from local files, their preprocessing, and the engine cache.
 
 Weights are data: safetensors, or a state dict read with `torch.load(weights_only=True)`;
-never an arbitrary pickle. An exported program (`.pt2`) is a graph of tensor operations,
+never an arbitrary pickle. A Hugging Face bundle is configs and safetensors
+(`worker.hf_models`). An exported program (`.pt2`) is a graph of tensor operations,
 loaded with `torch.export.load` only after the archive is checked to need no unpickling
 (`worker.programs`). Nothing is ever downloaded.
 """
@@ -20,7 +21,8 @@ from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
 from shared.errors import InputError
-from shared.modelspec import TIMM_PREFIX, ModelSpec, Preprocessing
+from shared.modelspec import TIMM_PREFIX, TRANSFORMERS, ModelSpec, Preprocessing
+from shared.settings import Settings
 from worker.engine import Engine
 from worker.programs import load_program
 
@@ -90,13 +92,13 @@ def check_fit(expected: dict[str, list[int]], given: dict[str, list[int]],
         )
 
 
-def _shapes(tensors: dict[str, torch.Tensor]) -> dict[str, list[int]]:
+def shapes_of(tensors: dict[str, torch.Tensor]) -> dict[str, list[int]]:
     return {name: list(t.shape) for name, t in tensors.items()}
 
 
 def load_weights(model: nn.Module, state: dict[str, torch.Tensor], architecture: str) -> None:
     """Load `state` into `model` strictly, naming what does not fit."""
-    check_fit(_shapes(model.state_dict()), _shapes(state), architecture)
+    check_fit(shapes_of(model.state_dict()), shapes_of(state), architecture)
     model.load_state_dict(state, strict=True)
 
 
@@ -113,13 +115,19 @@ def check_weight_shapes(spec: ModelSpec, artifact: Path) -> None:
             shapes = {name: list(f.get_slice(name).get_shape()) for name in f.keys()}
     except (SafetensorError, OSError) as exc:
         raise InputError(f"weights: not a readable safetensors file ({exc})") from None
-    check_fit(_shapes(expected), shapes, spec.architecture)
+    check_fit(shapes_of(expected), shapes, spec.architecture)
 
 
-def build_model(spec: ModelSpec, artifact: Path) -> nn.Module:
-    """The model a spec describes, from its weights file or its exported program."""
+def build_model(spec: ModelSpec, artifact: Path, *,
+                max_bytes: int = Settings.max_model_bytes) -> nn.Module:
+    """The model a spec describes, from its weights file, its Hugging Face bundle (whose
+    members may hold at most `max_bytes`) or its exported program."""
     if spec.architecture is None:
         return load_program(artifact)
+    if spec.architecture == TRANSFORMERS:
+        from worker.hf_models import build_transformers
+
+        return build_transformers(artifact, max_bytes)
     if artifact.suffix == ".safetensors":
         check_weight_shapes(spec, artifact)
     model = build_architecture(spec.architecture, spec.num_classes)
