@@ -12,6 +12,7 @@ from shared.logs import configure_logging
 from shared.settings import Settings
 from shared.taskqueue import QUEUES
 from worker.celery_app import make_celery, own_queue
+from worker.offline import hf_offline
 
 
 def _hostname(argv: list[str]) -> str:
@@ -28,6 +29,7 @@ def _hostname(argv: list[str]) -> str:
 
 
 def main(argv: list[str]) -> None:
+    hf_offline()  # before anything imports huggingface_hub: nothing is ever downloaded
     settings = Settings.from_env()
     configure_logging(settings)
     app = make_celery(settings)

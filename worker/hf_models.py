@@ -11,7 +11,6 @@ device first, so weights that do not fit are refused before anything is allocate
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import torch
@@ -20,10 +19,7 @@ from torch import nn
 from shared.bundles import read_bundle
 from shared.errors import InputError
 from shared.hfconfig import check_config
-
-# Set before transformers is first imported: it and huggingface_hub read them then.
-OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+from worker.offline import hf_offline
 
 
 class HFClassifier(nn.Module):
@@ -54,7 +50,7 @@ class HFClassifier(nn.Module):
 def _config(raw: dict):
     """transformers' config object of a checked config.json, read as `from_pretrained`
     reads one."""
-    os.environ.update(OFFLINE)
+    hf_offline()
     from transformers import CONFIG_MAPPING
 
     config = CONFIG_MAPPING[raw["model_type"]].from_dict(raw)

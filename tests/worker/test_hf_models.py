@@ -7,6 +7,7 @@ processor's config gives the pixels transformers' own processor gives."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 from pathlib import Path
 
@@ -60,6 +61,7 @@ def test_each_model_type_builds_and_loads_strictly_under_its_own_names(model_typ
     assert (spec.num_classes, spec.class_names) == (3, CLASSES)
 
     model = build_model(spec, path)
+    assert os.environ["HF_HUB_OFFLINE"] == os.environ["TRANSFORMERS_OFFLINE"] == "1"
     assert isinstance(model, HFClassifier) and not model.training
     assert model.hf.config._attn_implementation == "eager"
     assert [n for n, _ in model.named_modules()][1:] == [
