@@ -21,6 +21,11 @@ from shared.errors import InputError
 from shared.hfconfig import check_config
 from worker.offline import hf_offline
 
+# Config keys that choose how the model runs: the engine's choice (eager attention, so that
+# attention probabilities are tensors, in float32) stands.
+RUN_KEYS = ("attn_implementation", "_attn_implementation", "experts_implementation",
+            "_experts_implementation", "dtype", "torch_dtype")
+
 
 class HFClassifier(nn.Module):
     """A transformers classifier whose forward returns its logits (N×classes), as every
@@ -47,16 +52,27 @@ class HFClassifier(nn.Module):
         return self
 
 
-def _config(raw: dict):
+def _skeleton(raw: dict):
     """transformers' config object of a checked config.json, read as `from_pretrained`
-    reads one."""
+    reads one but for the keys that choose how the model runs, and the model built from it
+    on the meta device; an `InputError` if transformers cannot build it."""
     hf_offline()
-    from transformers import CONFIG_MAPPING
+    from huggingface_hub.errors import StrictDataclassError
+    from transformers import CONFIG_MAPPING, AutoModelForImageClassification
 
-    config = CONFIG_MAPPING[raw["model_type"]].from_dict(raw)
-    if config.architectures is None:
-        config.architectures = []  # transformers picks a model type's first class then
-    return config
+    try:
+        config = CONFIG_MAPPING[raw["model_type"]].from_dict(
+            {k: v for k, v in raw.items() if k not in RUN_KEYS})
+        if config.architectures is None:
+            config.architectures = []  # transformers picks the model type's first class then
+        with torch.device("meta"):
+            skeleton = AutoModelForImageClassification.from_config(
+                config, attn_implementation="eager")
+    except (StrictDataclassError, TypeError, ValueError, KeyError, AttributeError, IndexError,
+            ZeroDivisionError, RuntimeError, ImportError) as exc:
+        raise InputError(f"bundle: config.json does not describe a model transformers can "
+                         f"build ({type(exc).__name__}: {str(exc)[:300]})") from None
+    return config, skeleton
 
 
 def _check_size(model: nn.Module, header: dict) -> None:
@@ -98,11 +114,7 @@ def build_transformers(artifact: Path, max_bytes: int) -> nn.Module:
     with artifact.open("rb") as f:
         bundle = read_bundle(f, max_bytes, weights=True)
     check_config(bundle.config)
-    config = _config(bundle.config)
-    from transformers import AutoModelForImageClassification
-
-    with torch.device("meta"):
-        skeleton = AutoModelForImageClassification.from_config(config)
+    config, skeleton = _skeleton(bundle.config)
     _check_size(skeleton, bundle.header)
     try:
         state = load_safetensors(bundle.weights)

@@ -126,23 +126,48 @@ def test_weights_that_do_not_fit_the_config_are_refused(tmp_path, edit, says):
         build_model(spec_of(path), path)
 
 
-def test_a_bundle_whose_weights_describe_a_bigger_model_is_refused_before_building(tmp_path):
+def _with_config(tmp_path: Path, **changes) -> Path:
     folder = save(tiny_model("vit"), tmp_path / "saved")
     config = json.loads((folder / "config.json").read_text())
-    (folder / "config.json").write_text(json.dumps({**config, "hidden_size": 4096,
-                                                    "intermediate_size": 16384}))
-    path = bundle_file(tmp_path, zipped(folder))
+    (folder / "config.json").write_text(json.dumps({**config, **changes}))
+    return bundle_file(tmp_path, zipped(folder))
+
+
+def test_a_bundle_whose_config_describes_a_bigger_model_is_refused_before_building(
+        tmp_path, monkeypatch):
+    """A 300M-parameter config beside a 24,003-value weights file: refused from the meta
+    device's count, before the model is built (`from_pretrained` would allocate it)."""
+    from transformers import ViTForImageClassification
+
+    def build(*args, **kwargs):
+        raise AssertionError("the model was built")
+
+    monkeypatch.setattr(ViTForImageClassification, "from_pretrained", build)
+    path = _with_config(tmp_path, hidden_size=4096, intermediate_size=16384)
     with pytest.raises(InputError, match="holds 24,003 values"):
         build_model(spec_of(path), path)
 
 
+@pytest.mark.parametrize("changes", [{"hidden_size": "32"}, {"hidden_act": "evil"},
+                                     {"intermediate_size": -5}])
+def test_a_config_transformers_cannot_build_is_bad_input(tmp_path, changes):
+    path = _with_config(tmp_path, **changes)
+    with pytest.raises(InputError, match="config.json does not describe a model transformers "
+                                         "can build"):
+        build_model(spec_of(path), path)
+
+
+def test_a_config_choosing_attention_or_dtype_runs_eager_in_float32(tmp_path):
+    path = _with_config(tmp_path, attn_implementation="flash_attention_2", dtype="bfloat16",
+                        _attn_implementation="sdpa")
+    model = build_model(spec_of(path), path)
+    assert model.hf.config._attn_implementation == "eager"
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+
+
 def test_the_worker_refuses_a_config_asking_for_code_on_its_own(tmp_path):
     """Defence in depth: the API refuses such a bundle; the worker checks it again."""
-    folder = save(tiny_model("vit"), tmp_path / "saved")
-    config = json.loads((folder / "config.json").read_text())
-    (folder / "config.json").write_text(json.dumps(
-        {**config, "auto_map": {"AutoModelForImageClassification": "evil.Model"}}))
-    path = bundle_file(tmp_path, zipped(folder))
+    path = _with_config(tmp_path, auto_map={"AutoModelForImageClassification": "evil.Model"})
     spec = parse_model_spec({"name": "m", "architecture": "transformers", "num_classes": 3,
                              "input_size": 32})
     with pytest.raises(UnsupportedModelError, match="auto_map"):
