@@ -34,7 +34,6 @@ class Bundle:
     config: dict[str, Any]
     preprocessor: dict[str, Any] | None
     header: dict[str, Any]
-    size: int  # of the members, in all
     weights: bytes | None = None
 
 
@@ -142,7 +141,7 @@ def _read(members: Iterator[tuple[str, bool, int, Iterator[bytes]]], limit: int,
             raise UndecodableError(f"bundle: no {needed}; a bundle is a folder written by "
                                    "save_pretrained, as a zip or a tar.gz")
     header, data = found[WEIGHTS]
-    return Bundle(found[CONFIG], found.get(PREPROCESSOR), header, total, data)
+    return Bundle(found[CONFIG], found.get(PREPROCESSOR), header, data)
 
 
 def read_bundle(stream: IO[bytes], limit: int, *, weights: bool = False) -> Bundle:

@@ -21,7 +21,7 @@ PREP = {"do_resize": True, "size": {"height": 40, "width": 40}, "do_normalize": 
 
 
 def bundle(config: dict = VIT, prep: dict | None = PREP) -> Bundle:
-    return Bundle(config, prep, {}, 0)
+    return Bundle(config, prep, {})
 
 
 @pytest.mark.parametrize("config, says", [

@@ -82,6 +82,9 @@ def test_the_engine_attributes_the_logits_on_a_private_copy(tmp_path):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     engine = Engine(model)
     assert engine.model is not model and engine.model.hf is not model.hf
+    # The copy's transformers model runs the copy's modules, which hooks on its names reach.
+    assert engine.model.hf.vit is engine.model.vit
+    assert engine.model.hf.classifier is engine.model.classifier
     assert [n for n, _ in engine.model.named_modules()] == [n for n, _ in model.named_modules()]
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
     result = engine.attribute(x, ["gradient"], ClassTarget(1))
