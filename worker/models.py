@@ -92,13 +92,13 @@ def check_fit(expected: dict[str, list[int]], given: dict[str, list[int]],
         )
 
 
-def shapes_of(tensors: dict[str, torch.Tensor]) -> dict[str, list[int]]:
+def _shapes(tensors: dict[str, torch.Tensor]) -> dict[str, list[int]]:
     return {name: list(t.shape) for name, t in tensors.items()}
 
 
 def load_weights(model: nn.Module, state: dict[str, torch.Tensor], architecture: str) -> None:
     """Load `state` into `model` strictly, naming what does not fit."""
-    check_fit(shapes_of(model.state_dict()), shapes_of(state), architecture)
+    check_fit(_shapes(model.state_dict()), _shapes(state), architecture)
     model.load_state_dict(state, strict=True)
 
 
@@ -115,7 +115,7 @@ def check_weight_shapes(spec: ModelSpec, artifact: Path) -> None:
             shapes = {name: list(f.get_slice(name).get_shape()) for name in f.keys()}
     except (SafetensorError, OSError) as exc:
         raise InputError(f"weights: not a readable safetensors file ({exc})") from None
-    check_fit(shapes_of(expected), shapes, spec.architecture)
+    check_fit(_shapes(expected), shapes, spec.architecture)
 
 
 def build_model(spec: ModelSpec, artifact: Path, *,
