@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from shared.storage import check_key
 
 INPUT_EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp", "npy": "npy"}
-MODEL_EXTENSIONS = {"safetensors": ".safetensors", "pt2": ".pt2"}
+# A model's artifact by its format; a Hugging Face bundle is kept as uploaded (zip or tar.gz).
+MODEL_EXTENSIONS = {"safetensors": ".safetensors", "pt2": ".pt2", "transformers": ".bundle"}
 RESULT_FORMATS = ("parquet", "csv", "jsonl")
 MAP_SUFFIXES = {"npy": ".npy", "png": ".png", "overlay": ".overlay.png", "signed": ".signed.png"}
 OUTPUT_SUFFIXES = {**MAP_SUFFIXES, "curve": ".curve.json"}

@@ -13,6 +13,7 @@ from pathlib import Path
 from shared.logs import configure_logging
 from shared.settings import Settings
 from worker.celery_app import ROLES, make_celery, own_queue
+from worker.offline import hf_offline
 
 
 def _hostname(argv: list[str]) -> str:
@@ -29,6 +30,7 @@ def _hostname(argv: list[str]) -> str:
 
 
 def main(argv: list[str]) -> None:
+    hf_offline()  # before anything imports huggingface_hub: nothing is ever downloaded
     settings = Settings.from_env()
     configure_logging(settings)
     role = "reconciler" if argv[:1] == ["reconciler"] else "worker"

@@ -133,10 +133,12 @@ class AsyncClient:
     def job(self, job_id: str) -> AsyncJob:
         return AsyncJob(self, job_id)
 
-    async def register_model(self, name: str, *, num_classes: int,
+    async def register_model(self, name: str, *, num_classes: int | None = None,
                              weights: str | Path | None = None, program: str | Path | None = None,
-                             architecture: str | None = None, **preprocessing: Any) -> Model:
-        data, files = model_registration(name, num_classes, weights, program, architecture,
+                             bundle: str | Path | None = None, architecture: str | None = None,
+                             **preprocessing: Any) -> Model:
+        artifacts = {"weights": weights, "program": program, "bundle": bundle}
+        data, files = model_registration(name, num_classes, artifacts, architecture,
                                          preprocessing)
         return Model.from_json(await self.transport.json("POST", "/v1/models", data=data,
                                                          files=files))

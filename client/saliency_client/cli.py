@@ -258,8 +258,11 @@ def cmd_register(client: Client, args: argparse.Namespace) -> int:
     if args.class_names:
         with open(args.class_names, encoding="utf-8") as f:
             extra["class_names"] = [line.strip() for line in f if line.strip()]
+    if args.num_classes is None and args.bundle is None:
+        return _fail(EXIT_USAGE, "--num-classes is required with --weights or --program")
     model = client.register_model(args.name, num_classes=args.num_classes, weights=args.weights,
-                                  program=args.program, architecture=args.architecture, **extra)
+                                  program=args.program, bundle=args.bundle,
+                                  architecture=args.architecture, **extra)
     _emit(args, model.raw, model.name)
     return EXIT_OK
 
@@ -418,10 +421,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = msub.add_parser("register", parents=[common], help="register a model")
     p.set_defaults(func=cmd_register)
     p.add_argument("--name", required=True)
-    p.add_argument("--num-classes", type=int, required=True)
+    p.add_argument("--num-classes", type=int,
+                   help="number of classes (a bundle's config says it if left out)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--weights", metavar="FILE", help="safetensors weights (needs --architecture)")
     src.add_argument("--program", metavar="FILE", help="a torch.export .pt2 program (admin key)")
+    src.add_argument("--bundle", metavar="FILE",
+                     help="a Hugging Face save_pretrained folder as .zip or .tar.gz; its classes "
+                          "and preprocessing are used unless given")
     p.add_argument("--architecture", help="torchvision model name, or timm:<name>")
     p.add_argument("--input-size", type=int)
     p.add_argument("--resize", type=int)

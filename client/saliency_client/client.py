@@ -152,12 +152,16 @@ class Client:
         """A handle on an existing job (nothing is fetched until asked)."""
         return Job(self, job_id)
 
-    def register_model(self, name: str, *, num_classes: int, weights: str | Path | None = None,
-                       program: str | Path | None = None, architecture: str | None = None,
+    def register_model(self, name: str, *, num_classes: int | None = None,
+                       weights: str | Path | None = None, program: str | Path | None = None,
+                       bundle: str | Path | None = None, architecture: str | None = None,
                        **preprocessing: Any) -> Model:
-        """Register safetensors `weights` for a torchvision `architecture`, or a `.pt2`
-        `program`; `preprocessing` takes input_size, resize, mean, std, class_names."""
-        data, files = model_registration(name, num_classes, weights, program, architecture,
+        """Register safetensors `weights` for a torchvision or timm `architecture`, a `.pt2`
+        `program`, or a Hugging Face `bundle` (a save_pretrained folder as .zip or .tar.gz,
+        whose classes and preprocessing are used unless given); `preprocessing` takes
+        input_size, resize, mean, std, class_names."""
+        artifacts = {"weights": weights, "program": program, "bundle": bundle}
+        data, files = model_registration(name, num_classes, artifacts, architecture,
                                          preprocessing)
         return Model.from_json(self.transport.json("POST", "/v1/models", data=data, files=files))
 
