@@ -19,7 +19,12 @@ from shared.errors import TargetError, UnsupportedModelError
 from worker.gated_units import UNIT_NAMES
 from worker.methods.base import BackwardRule
 from worker.methods.gradient import Gradient
-from worker.relu_override import RuleSwitch, count_rectifiers, override_rectifiers
+from worker.relu_override import (
+    RuleSwitch,
+    count_plain_applications,
+    override_rectifiers,
+    rectifier_nodes,
+)
 from worker.targets import LayerTaps, Selection, seed_gradients, target_scores
 
 GRADIENT = Gradient()
@@ -65,7 +70,9 @@ class Pass:
         self.overridden = self.escaped = 0
         if grad:
             captured = [a for a in activations.values() if a is not None]
-            self.overridden, self.escaped = count_rectifiers([self.logits, *captured])
+            self.overridden, plain = rectifier_nodes([self.logits, *captured])
+            self.escaped = len(plain)
+            count_plain_applications(plain, self.switch)
         self.selections: list[list[Selection]] = []
         self._cache: dict[tuple[str, str, int], Any] = {}
 

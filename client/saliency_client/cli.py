@@ -333,7 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     _job_options(p)
     p.add_argument("--reduce", choices=REDUCTIONS, help="channel reduction (default max_abs)")
     p.add_argument("--output", action="append", choices=OUTPUT_KINDS,
-                   help="artifact kinds to make (repeatable; default all)")
+                   help="artifact kinds to make (repeatable; default npy, png and overlay: "
+                   "signed only when asked)")
     p.add_argument("--wait", action="store_true", help="wait for the job, with a progress bar")
     p.add_argument("--out", metavar="DIR", help="wait, then download the results into DIR")
     _waiting(p)
