@@ -12,7 +12,7 @@ marks a tensor N×C×H×W only when one of these holds:
   tensors too);
 - a torch function computed it from an N×C×H×W tensor of the same shape without exchanging
   dimensions (element-wise operations, normalizations; permutes, transposes and views that
-  exchange strides are not taken, whatever their shape);
+  exchange strides are not taken for having the same shape);
 - it keeps the batch and channels (N, C) or the grid (H, W) of an N×C×H×W tensor it was
   computed from: an argument of the torch function that returned it (element-wise
   operations, concatenation, padding, pooling, a squeeze-and-excitation gate), the tensor a
@@ -59,7 +59,8 @@ def _tensors(value: Any) -> list[torch.Tensor]:
     return [leaf for leaf in tree_leaves(value) if isinstance(leaf, torch.Tensor)]
 
 
-# Functions that rearrange dimensions: their output never inherits a layout, whatever its shape.
+# Functions that rearrange dimensions: their output inherits a layout only by the rule of
+# kept dimensions below, never for having its source's shape.
 _REARRANGING = {
     torch.permute, torch.Tensor.permute, torch.transpose, torch.Tensor.transpose,
     torch.swapaxes, torch.Tensor.swapaxes, torch.swapdims, torch.Tensor.swapdims,
@@ -107,10 +108,11 @@ class LayoutTrace(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         sources = [t for t in _tensors((args, kwargs)) if t in self._nchw]
-        if sources and func not in _REARRANGING:
+        if sources:
             shapes = [tuple(t.shape) for t in sources]
+            same = () if func in _REARRANGING else sources
             for tensor in _tensors(out):
-                if any(_same_layout(tensor, t) for t in sources) or _keeps(tensor, shapes):
+                if any(_same_layout(tensor, t) for t in same) or _keeps(tensor, shapes):
                     self._nchw[tensor] = True
         return out
 
