@@ -39,9 +39,9 @@ def fo():
         import fiftyone.core.odm as foo
         import fiftyone.core.odm.utils as foou
         import fiftyone.core.sample as fos
-        from bson import json_util
+        import fiftyone.utils.data.importers as foi
     return type("FiftyOne", (), {"fields": fof, "labels": fol, "metadata": fome, "odm": foo,
-                                 "odm_utils": foou, "sample": fos, "json_util": json_util})
+                                 "odm_utils": foou, "sample": fos, "importers": foi})
 
 
 def _export(stack, job_id: str, out: Path, *extra: str) -> tuple[int, str]:
@@ -51,19 +51,19 @@ def _export(stack, job_id: str, out: Path, *extra: str) -> tuple[int, str]:
 
 
 def _load(fo, folder: Path) -> tuple[dict, list]:
-    """metadata.json, and every sample as FiftyOne's importer makes them: relative paths
-    joined to the folder (the filepath, and the map of each field with a folder in fields/),
-    then `Sample.from_dict`."""
-    metadata = fo.json_util.loads((folder / "metadata.json").read_text())
-    raw = fo.json_util.loads((folder / "samples.json").read_text())["samples"]
+    """metadata.json, and every sample as `FiftyOneDatasetImporter` reads them before its
+    database: parsed by FiftyOne's readers, relative paths joined to the folder by its rules
+    (the filepath, and the map of each field with a folder in fields/), then
+    `Sample.from_dict`."""
+    metadata = fo.odm.import_document(str(folder / "metadata.json"))
+    raw, _ = fo.odm.import_collection(str(folder / "samples.json"), key="samples")
     fields = folder / "fields"
-    media = {p.name for p in fields.iterdir()} if fields.is_dir() else set()
+    media = {p.name: False for p in fields.iterdir()} if fields.is_dir() else {}
     samples = []
     for doc in raw:
-        if not os.path.isabs(doc["filepath"]) and "://" not in doc["filepath"]:
-            doc["filepath"] = str(folder / doc["filepath"])
-        for name in media & set(doc):
-            doc[name]["map_path"] = str(folder / doc[name]["map_path"])
+        if not os.path.isabs(doc["filepath"]):
+            doc["filepath"] = os.path.join(str(folder), doc["filepath"])
+        fo.importers._parse_media_fields(doc, media, str(folder))
         samples.append(fo.sample.Sample.from_dict(doc))
     return metadata, samples
 
@@ -110,6 +110,8 @@ def _check_schema(fo, metadata: dict, samples: list) -> None:
     assert metadata["media_type"] == "image" and metadata["version"]
     document = fo.odm.DatasetDocument.from_dict({**metadata, "sample_collection_name": "s.x"})
     document.validate()
+    for field in document.sample_fields:  # as FiftyOne builds a loaded dataset's schema
+        field.to_field()
 
 
 def _reduced(values: np.ndarray) -> np.ndarray:
