@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 from flask import Blueprint, Flask, Response, request, stream_with_context
 
-from api.context import services
+from api.context import Services, services
 from api.jobs import own_job, require_final
 from shared.errors import InputError, SpecError
 from shared.fiftyone_format import (
@@ -65,17 +65,17 @@ def _stem(index: int) -> str:
 class _Sources:
     """Each item's input, read a page (or a plan file) at a time."""
 
-    def __init__(self, job: Job) -> None:
-        self.job, self.page = job, job.plan_chunk if job.layout != "items" else PAGE
+    def __init__(self, svc: Services, job: Job) -> None:
+        self.svc, self.job = svc, job
+        self.page = job.plan_chunk if job.layout != "items" else PAGE
         self._first, self._sources = -1, []
 
     def get(self, index: int) -> InputSource:
         first = index - index % self.page
         if first != self._first:
-            svc = services()
             stop = min(first + self.page, self.job.total)
             self._first = first
-            self._sources = inputs(svc.jobs, svc.storage, self.job, first, stop)
+            self._sources = inputs(self.svc.jobs, self.svc.storage, self.job, first, stop)
         return self._sources[index - first]
 
 
@@ -95,12 +95,11 @@ class FiftyOneExport:
         self.writer = SampleWriter(Ids(job.id, job.created_ts),
                                    model.class_name if model else (lambda _i: None),
                                    ReportIndex.of(report))
-        self.sources = _Sources(job)
+        self.sources = _Sources(svc, job)
         self._header: tuple[str, ShardHeader] | None = None
 
     def chunks(self) -> Iterator[bytes]:
-        archive = ZipStream(self.job.created_ts)
-        samples = Deflated()
+        archive, samples = ZipStream(self.job.created_ts), Deflated()
         try:
             samples.write(b'{"samples":[')
             separator = b""
@@ -118,10 +117,11 @@ class FiftyOneExport:
             samples.write(b"]}")
             samples.finish()
             yield from archive.spooled("samples.json", samples)
-        finally:
+            yield archive.entry("metadata.json", _dumps(self._dataset()), compress=True)
+            yield from archive.close()
+        finally:  # also when the client goes away part-way
             samples.close()
-        yield archive.entry("metadata.json", _dumps(self._dataset()), compress=True)
-        yield from archive.close()
+            archive.discard()
 
     def _dataset(self) -> dict:
         spec = self.job.spec

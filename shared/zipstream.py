@@ -113,13 +113,17 @@ class ZipStream:
         self._offset += len(local) + compressed
         return local
 
+    def discard(self) -> None:
+        """Drop the spooled directory (after `close`, or instead of it)."""
+        self._directory.close()
+
     def close(self) -> Iterator[bytes]:
         """The central directory and the end record(s)."""
         start, size = self._offset, self._directory.tell()
         self._directory.seek(0)
         while chunk := self._directory.read(_CHUNK):
             yield chunk
-        self._directory.close()
+        self.discard()
         end = start + size
         big = self._count >= ZIP64_COUNT or start >= ZIP64_LIMIT or size >= ZIP64_LIMIT
         if big:
