@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test chaos lint bench-engine bench-service demo-audit clean
+.PHONY: install run test chaos lint bench-engine bench-service demo-audit export-check clean
 
 $(STAMP): pyproject.toml client/pyproject.toml
 	@echo "saliency: installing into $(VENV): the API, the worker (torch, torchvision, timm, captum), the test tools and the saliency CLI"
@@ -46,6 +46,13 @@ bench-service: $(STAMP)
 demo-audit: $(STAMP)
 	$(PY) -m demo.confounder make var/demo-confounder
 	$(PY) -m demo.confounder submit var/demo-confounder
+
+# FiftyOne's own import of an unpacked export (`saliency export JOB --format fiftyone --out
+# DIR`), for a machine where FiftyOne's database (MongoDB) can run; `make test` checks every
+# sample with FiftyOne's Sample and Heatmap objects, which need no database.
+export-check: $(STAMP)
+	@test -n "$(DIR)" || (echo "usage: make export-check DIR=<an unpacked fiftyone export>"; exit 2)
+	$(PY) tools/fiftyone_import.py $(DIR)
 
 clean:
 	rm -rf var test-output bench/results

@@ -64,21 +64,23 @@ def _chunk(tag: bytes, data: bytes) -> bytes:
 
 
 def encode_png(pixels: np.ndarray, palette: np.ndarray | None = None) -> bytes:
-    """uint8 pixels as PNG bytes: H×W×3 RGB, H×W grey, or H×W indices into a 256×3 palette."""
-    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
+    """uint8 pixels as PNG bytes: H×W×3 RGB, H×W grey, or H×W indices into a 256×3 palette;
+    uint16 H×W grey as a 16-bit PNG."""
+    deep = np.asarray(pixels).dtype == np.uint16 and palette is None
+    pixels = np.ascontiguousarray(pixels, dtype=">u2" if deep else np.uint8)
     height, width = pixels.shape[:2]
     if palette is not None:
         color_type = 3
-    elif pixels.ndim == 3 and pixels.shape[2] == 3:
+    elif pixels.ndim == 3 and pixels.shape[2] == 3 and not deep:
         color_type = 2
     elif pixels.ndim == 2:
         color_type = 0
     else:
         raise ValueError(f"expected H×W×3 or H×W pixels, got shape {pixels.shape}")
-    rows = np.empty((height, 1 + pixels[0].size), dtype=np.uint8)
+    rows = np.empty((height, 1 + pixels[0].nbytes), dtype=np.uint8)
     rows[:, 0] = 0  # filter type "none" on every row
-    rows[:, 1:] = pixels.reshape(height, -1)
-    header = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
+    rows[:, 1:] = pixels.view(np.uint8).reshape(height, -1)  # 16-bit samples big-endian
+    header = struct.pack(">IIBBBBB", width, height, 16 if deep else 8, color_type, 0, 0, 0)
     png = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header)
     if palette is not None:
         png += _chunk(b"PLTE", np.ascontiguousarray(palette, dtype=np.uint8).tobytes())

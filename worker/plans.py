@@ -38,14 +38,6 @@ from worker.context import WorkerContext
 log = logging.getLogger(__name__)
 
 
-def planned_inputs(ctx: WorkerContext, job: Job, start: int, stop: int) -> list[InputSource]:
-    """The inputs `start`..`stop` of a planned data-set job (from one plan file)."""
-    size = job.plan_chunk
-    first = start - start % size
-    lines = ctx.storage.get(JobKeys(job.tenant, job.id).plan(first)).splitlines()
-    return [InputSource.from_json(json.loads(line)) for line in lines[start - first:stop - first]]
-
-
 def _manifest(ctx: WorkerContext, job: Job, spec: DatasetSpec) -> Iterator[InputSource]:
     location = ctx.locator.locate(spec.manifest, job.tenant, "dataset.manifest", own_area=True)
     base = posixpath.dirname(spec.manifest)

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from saliency_client import audit, findings, kinds
+from saliency_client import audit, exports, findings, kinds
 from saliency_client import results as res
 from saliency_client import top_activations as top
 from saliency_client.client import Client, Job
@@ -135,6 +135,15 @@ def cmd_items(client: Client, args: argparse.Namespace) -> int:
 def cmd_download(client: Client, args: argparse.Namespace) -> int:
     out = client.job(args.id).download(args.out)
     _emit(args, {"id": args.id, "dir": str(out)}, str(out))
+    return EXIT_OK
+
+
+def cmd_export(client: Client, args: argparse.Namespace) -> int:
+    out = client.job(args.id).export(args.out, args.format, images=not args.no_images)
+    _emit(args, {"id": args.id, "format": args.format, "dir": str(out)}, str(out))
+    if not args.json and args.format == "fiftyone":
+        print(f"import it: fiftyone.Dataset.from_dir({str(out)!r}, "
+              "dataset_type=fiftyone.types.FiftyOneDataset)", file=sys.stderr)
     return EXIT_OK
 
 
@@ -347,6 +356,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("download", cmd_download, "download every artifact and results.jsonl")
     p.add_argument("id")
     p.add_argument("--out", required=True, metavar="DIR")
+    p = add("export", cmd_export, "a finished job's export, unpacked into --out: for "
+            "fiftyone, a dataset folder FiftyOne imports (each item a sample, each map a "
+            "Heatmap field)")
+    p.add_argument("id")
+    p.add_argument("--format", choices=exports.FORMATS, default="fiftyone")
+    p.add_argument("--out", required=True, metavar="DIR", help="the folder to unpack into")
+    p.add_argument("--no-images", action="store_true", help="reference inputs under file:// "
+                   "URIs by their path instead of copying them (others are copied)")
     p = add("results", cmd_results, "a finished job's results file: one row per item x "
             "output (to --out, or csv/jsonl on stdout)")
     p.add_argument("id")

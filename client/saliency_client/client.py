@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from saliency_client import download as dl
+from saliency_client import exports
 from saliency_client import results as res
 from saliency_client.datasets import (
     MAX_BATCH_BYTES,
@@ -315,6 +316,20 @@ class Job:
             self.save_results(out / res.RESULTS_FILE)
             self.save_report(out / res.REPORT_FILE)
         tmp.replace(out / dl.RESULTS)
+
+    def export(self, directory: str | Path, format: str = "fiftyone",
+               images: bool = True) -> Path:
+        """Unpack the job's export into `directory` (`exports` module); the job must be
+        final (else ApiError `not_ready`, 409). `images=False` references inputs under
+        `file://` URIs by their path instead of copying them (others are copied)."""
+        out = Path(directory)
+        path, params = exports.request(self.id, format, images)
+        archive = exports.archive_path(out, self.id)
+        try:
+            self.client.transport.request("GET", path, params=params, sink=archive)
+            return exports.unpack(archive, out)
+        finally:
+            archive.unlink(missing_ok=True)
 
     def cancel(self) -> Job:
         """Ask the job to stop: it answers `running` with `progress.finalizing` while its

@@ -59,11 +59,13 @@ def test_unknown_routes_and_methods_answer_the_error_shape(tmp_path):
     assert set(response.get_json()["error"]) == {"code", "message"}
 
 
-def test_the_api_never_imports_torch():
+def test_the_api_never_imports_torch_or_fiftyone():
     import subprocess
     import sys
 
-    code = "import sys, api.wsgi; assert 'torch' not in sys.modules, 'torch imported'"
+    code = ("import sys, api.wsgi, api.export\n"
+            "for heavy in ('torch', 'fiftyone'):\n"
+            "    assert heavy not in sys.modules, heavy + ' imported'")
     subprocess.run([sys.executable, "-c", code], check=True, env={"STORAGE_URL": "file:///tmp"})
 
 

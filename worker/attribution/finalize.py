@@ -17,64 +17,23 @@ from typing import Any
 import numpy as np
 
 from shared.inputs import InputRef
-from shared.itemrecords import find_record
+from shared.itemrecords import all_records, find_record
 from shared.jobs import Job
 from shared.keys import JobKeys
 from shared.modelspec import ModelSpec
-from shared.records import InputSource, ItemRecord, OutputRecord
+from shared.records import ItemRecord, OutputRecord
 from shared.reports import artifact_ref
 from shared.shards import read_map
-from shared.status import ItemStatus
 from worker.context import WorkerContext
 from worker.finalizing import REPORT, Finalizing, part_rows, write_results
-from worker.plans import planned_inputs
 
-PAGE = 1000
 DEPENDENCE_SAMPLE = 64
-
-
-def _unrun(index: int, source: InputSource) -> ItemRecord:
-    return ItemRecord(index=index, status=ItemStatus.CANCELLED, input=source.name,
-                      id=source.id, error="not run: the job ended first")
-
-
-def _item_records(ctx: WorkerContext, job: Job, start: int) -> Iterator[ItemRecord]:
-    for first in range(start, job.total, PAGE):
-        stop = min(first + PAGE, job.total)
-        records = ctx.jobs.items(job.id, list(range(first, stop)))
-        sources = None
-        for offset, record in enumerate(records):
-            if record is None:
-                sources = sources or ctx.jobs.input_range(job.id, first, stop)
-                record = _unrun(first + offset, sources[offset])
-            yield record
-
-
-def _segment_records(ctx: WorkerContext, job: Job, start: int) -> Iterator[ItemRecord]:
-    covered = start
-    segments = [s for s in ctx.chunks.segments(job.id) if s.rows and s.stop > start]
-    for segment in [*segments, None]:
-        gap_end = job.total if segment is None else segment.start
-        while covered < gap_end:
-            stop = min(gap_end, covered - covered % job.plan_chunk + job.plan_chunk)
-            for offset, source in enumerate(planned_inputs(ctx, job, covered, stop)):
-                yield _unrun(covered + offset, source)
-            covered = stop
-        if segment is None:
-            break
-        for line in ctx.storage.get(segment.rows).splitlines():
-            record = ItemRecord.from_json(json.loads(line))
-            if record.index >= covered:  # from `start` on, in a segment it falls within
-                yield record
-        covered = segment.stop
 
 
 def records(ctx: WorkerContext, job: Job, start: int = 0) -> Iterator[ItemRecord]:
     """Every item's record in index order from item `start` on, the unrun ones as
     `cancelled`."""
-    if job.layout == "items":
-        return _item_records(ctx, job, start)
-    return _segment_records(ctx, job, start)
+    return all_records(ctx.jobs, ctx.chunks, ctx.storage, job, start)
 
 
 def _read_map(ctx: WorkerContext, shard: str | None, position: int, row: int | None,
