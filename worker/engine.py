@@ -4,13 +4,14 @@ their own (micro-batched to fit memory) for the methods that sample, integrate o
 `Engine` owns a private, frozen, eval-mode copy of the model it is given, so the caller's
 model is never changed and several threads may share one engine. In that copy, QuickGELU
 modules that write their arithmetic out are swapped for one the rectifier override sees
-(`worker.gated_units`), with the same arithmetic.
+(`worker.gated_units`), with the same arithmetic, and attention computes its probabilities
+explicitly, for the attention methods to read (`worker.attention`).
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ from torch import nn
 from shared.methods import MethodSpec
 from shared.seeds import item_seed
 from shared.targets import PREDICTED, LayerTarget, Target, TopKTarget
+from worker.attention import explicit_attention
 from worker.baselines import Normalization
 from worker.call import Call, CoverageCount
 from worker.gated_units import catch_written_out_units
@@ -150,6 +152,7 @@ class Engine:
         self.norm = Normalization.of(mean, std)
         model = copy.deepcopy(model).eval().requires_grad_(False).to(self.device)
         catch_written_out_units(model)  # the override then sees QuickGELU as one unit
+        explicit_attention(model)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
@@ -164,12 +167,13 @@ class Engine:
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
     def forward(self, x: torch.Tensor, layers: Sequence[str], *, grad: bool,
-                override: bool) -> Pass:
+                override: bool, attention: Callable[[torch.Tensor], torch.Tensor] | None = None
+                ) -> Pass:
         """One forward pass of rows `x` on this engine's model (see `worker.passes.Pass`)."""
         memory_format = torch.channels_last if self.channels_last else torch.preserve_format
         x = x.to(self.device, torch.float32, memory_format=memory_format)
         return Pass(self.model, self.taps, x, layers, grad=grad, override=override,
-                    autocast=self._autocast)
+                    autocast=self._autocast, attention=attention)
 
     def layers(self, x1: torch.Tensor) -> ModelLayers:
         """The model's feature-map layers and default Grad-CAM layer (`worker.layers`), read

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from shared.errors import TargetError, UnsupportedModelError
+from worker.attention import AttentionCapture
 from worker.gated_units import UNIT_NAMES
 from worker.methods.base import BackwardRule
 from worker.methods.gradient import Gradient
@@ -48,19 +49,23 @@ class Pass:
 
     `override` routes every rectifier and gated unit through the switchable rule, which
     methods with a rule of their own (guided backprop, DeconvNet) need; `layers` are recorded
-    on the way.
+    on the way. `attention`, when given, records each global self-attention's probabilities
+    through it (`worker.attention`) in `self.attention`, in forward order.
     """
 
     def __init__(self, model: nn.Module, taps: LayerTaps, x: torch.Tensor,
                  layers: Sequence[str], *, grad: bool, override: bool,
-                 autocast: Callable[[], Any]) -> None:
+                 autocast: Callable[[], Any],
+                 attention: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         self.x = x.detach().requires_grad_(grad)
         self.switch = RuleSwitch()
         self.override = override
         rectifiers = override_rectifiers(self.switch) if override else nullcontext()
+        capture = AttentionCapture(attention) if attention else nullcontext()
         with torch.set_grad_enabled(grad), taps.capture(layers) as activations, rectifiers:
-            with autocast():
+            with autocast(), capture:
                 self.logits = model_logits(model(self.x))
+        self.attention = capture.global_attention(len(x)) if attention else []
         self.activations = activations
         self.overridden = self.escaped = 0
         if grad:
@@ -143,6 +148,21 @@ class Pass:
                     )
                 found = (act.detach().float(), grad.detach().float())
             self._cache[key] = found
+        return self._cache[key]
+
+    def attention_grads(self, rank: int, *, last: bool = False) -> list[torch.Tensor] | None:
+        """d score / d attention probabilities, per block as recorded (float32); None if no
+        row has this rank. `last` as for `input_grads`."""
+        key = ("attention", "", rank)
+        if key not in self._cache:
+            outputs, seeds = seed_gradients(self.selections, rank, self.logits,
+                                            self.activations)
+            grads = None
+            if outputs:
+                grads = [g.detach().float() for g in torch.autograd.grad(
+                    outputs, self.attention, seeds, retain_graph=not last,
+                    materialize_grads=True)]
+            self._cache[key] = grads
         return self._cache[key]
 
     def applied(self, rule: BackwardRule) -> int:
