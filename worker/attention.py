@@ -26,9 +26,15 @@ from torch.overrides import TorchFunctionMode
 
 from shared.errors import UnsupportedModelError
 
-_SOFTMAX = {torch.softmax, torch.Tensor.softmax, F.softmax, torch.special.softmax}
+aten = torch.ops.aten
+
+# Calls that are a softmax (an exported program calls the aten ops), their dim the second
+# argument; and calls of attention kernels that never materialise the probabilities.
+_SOFTMAX = {torch.softmax, torch.Tensor.softmax, F.softmax, torch.special.softmax,
+            aten.softmax.int, aten._softmax.default}
 _FUSED = {F.scaled_dot_product_attention: "scaled_dot_product_attention",
-          F.multi_head_attention_forward: "multi_head_attention_forward"}
+          F.multi_head_attention_forward: "multi_head_attention_forward",
+          aten.scaled_dot_product_attention.default: "scaled_dot_product_attention"}
 
 #: What the methods refuse, and what to use instead.
 NO_ATTENTION = ("the model has no self-attention over its tokens (no token-to-token softmax "
@@ -47,12 +53,17 @@ def explicit_attention(model: nn.Module) -> None:
             module.set_attn_implementation("eager")
 
 
+def head_mean(probs: torch.Tensor) -> torch.Tensor:
+    """rows×heads×T×T probabilities averaged over the heads: rows×T×T, float32, detached."""
+    return probs.detach().float().mean(dim=1)
+
+
 class AttentionCapture(TorchFunctionMode):
     """Within the block, `probs` collects each self-attention's probabilities (see the module
-    docstring), passed through `keep` as they are recorded; `fused` names the attention
-    kernels that hid theirs."""
+    docstring), or what `keep` makes of them as they are recorded; `fused` names the
+    attention kernels that hid theirs."""
 
-    def __init__(self, keep: Callable[[torch.Tensor], torch.Tensor] = lambda p: p) -> None:
+    def __init__(self, keep: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         super().__init__()
         self.keep = keep
         self.probs: list[torch.Tensor] = []
@@ -65,7 +76,7 @@ class AttentionCapture(TorchFunctionMode):
             self.fused.append(_FUSED[func])
         elif func in _SOFTMAX and _is_attention(out, args[1] if len(args) > 1
                                                 else kwargs.get("dim")):
-            self.probs.append(self.keep(out))
+            self.probs.append(out if self.keep is None else self.keep(out))
         return out
 
     def global_attention(self, rows: int) -> list[torch.Tensor]:
@@ -74,8 +85,10 @@ class AttentionCapture(TorchFunctionMode):
         if self.fused:
             raise UnsupportedModelError(
                 f"the model computes attention in a fused kernel ({self.fused[0]}) that hides "
-                "its probabilities; attention methods support timm attention modules and "
-                "transformers models, whose attention the service computes explicitly")
+                "its probabilities; the service turns it off in timm attention modules and "
+                "transformers models, but not in this model (a program exported with "
+                "torch.export keeps the kernel it was exported with: export it with explicit "
+                "attention, e.g. fused_attn = False on timm's attention modules)")
         if not self.probs:
             raise UnsupportedModelError(NO_ATTENTION)
         batches = sorted({p.shape[0] for p in self.probs})

@@ -101,14 +101,11 @@ class Call:
         return deconvnet_depends_on_input([self.shared.logits, *captured])
 
     def run_pass(self, rows: torch.Tensor, images: Sequence[int], *, grad: bool,
-                 rule: BackwardRule | None = None, layers: Sequence[str] = (),
-                 attention: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Pass:
-        """A pass of its own over `rows`, row j taking the targets of image `images[j]`;
-        `attention` records the attention probabilities through it (`Pass`)."""
+                 rule: BackwardRule | None = None, layers: Sequence[str] = ()) -> Pass:
+        """A pass of its own over `rows`, row j taking the targets of image `images[j]`."""
         override = rule is not None and rule.needs_every_rectifier
         wanted = tuple(dict.fromkeys((*self.target_layers, *layers)))
-        done = self.engine.forward(rows, wanted, grad=grad, override=override,
-                                   attention=attention)
+        done = self.engine.forward(rows, wanted, grad=grad, override=override)
         done.selections = [self.selections[i] for i in images]
         if grad and rule is not None:
             done.check_rule(rule)

@@ -11,7 +11,7 @@ explicitly, for the attention methods to read (`worker.attention`).
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -118,6 +118,16 @@ class _Request:
         """Positions of the methods computed from the images' one forward pass."""
         return [p for p, impl in enumerate(self.impls) if impl.shares_forward]
 
+    @property
+    def shared_grad(self) -> bool:
+        """Whether a method of the shared pass takes a backward pass from it."""
+        return any(self.impls[p].backward for p in self.shared)
+
+    @property
+    def attention(self) -> bool:
+        """Whether a method of the shared pass reads its attention probabilities."""
+        return any(self.impls[p].attention for p in self.shared)
+
     def call(self, engine: Engine, chunk: torch.Tensor, start: int, stop: int) -> Call:
         return Call(engine, chunk, [], self.seeds[start:stop], self.rows_with_grad,
                     self.rows_without_grad, self.target_layers)
@@ -167,8 +177,7 @@ class Engine:
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
     def forward(self, x: torch.Tensor, layers: Sequence[str], *, grad: bool,
-                override: bool, attention: Callable[[torch.Tensor], torch.Tensor] | None = None
-                ) -> Pass:
+                override: bool, attention: bool = False) -> Pass:
         """One forward pass of rows `x` on this engine's model (see `worker.passes.Pass`)."""
         memory_format = torch.channels_last if self.channels_last else torch.preserve_format
         x = x.to(self.device, torch.float32, memory_format=memory_format)
@@ -254,7 +263,7 @@ class Engine:
                 coverage.setdefault(p, CoverageCount()).merge(count)
             done.update(zip(range(start, stop), images, strict=True))
 
-        chunk_rows = request.rows_with_grad if request.shared else request.rows_without_grad
+        chunk_rows = request.rows_with_grad if request.shared_grad else request.rows_without_grad
         in_micro_batches(n, chunk_rows, lambda a, b: x[a:b], compute, self.device)
         return BatchResult(
             images=[done[i] for i in range(n)],
@@ -268,7 +277,7 @@ class Engine:
         call = request.call(self, chunk, start, stop)
         rules = [request.impls[p].rule(request.specs[p].params) for p in request.shared]
         first = self.forward(chunk, (*request.target_layers, *request.layers),
-                             grad=bool(request.shared),
+                             grad=request.shared_grad, attention=request.attention,
                              override=any(r is not None and r.needs_every_rectifier
                                           for r in rules))
         call.selections = first.selections = select(request.targets[start:stop],

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from shared.errors import TargetError, UnsupportedModelError
-from worker.attention import AttentionCapture
+from worker.attention import AttentionCapture, head_mean
 from worker.gated_units import UNIT_NAMES
 from worker.methods.base import BackwardRule
 from worker.methods.gradient import Gradient
@@ -49,23 +49,27 @@ class Pass:
 
     `override` routes every rectifier and gated unit through the switchable rule, which
     methods with a rule of their own (guided backprop, DeconvNet) need; `layers` are recorded
-    on the way. `attention`, when given, records each global self-attention's probabilities
-    through it (`worker.attention`) in `self.attention`, in forward order.
+    on the way. `attention` records each global self-attention block's probabilities
+    (`worker.attention`), in forward order, in `self.attention`: with `grad`, the
+    rows×heads×T×T probabilities themselves (autograd keeps them anyway); without, only their
+    head means, rows×T×T, which the forward-only memory estimate leaves room for.
+    `attention_means` gives the head means either way.
     """
 
     def __init__(self, model: nn.Module, taps: LayerTaps, x: torch.Tensor,
                  layers: Sequence[str], *, grad: bool, override: bool,
-                 autocast: Callable[[], Any],
-                 attention: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+                 autocast: Callable[[], Any], attention: bool = False) -> None:
         self.x = x.detach().requires_grad_(grad)
         self.switch = RuleSwitch()
         self.override = override
         rectifiers = override_rectifiers(self.switch) if override else nullcontext()
-        capture = AttentionCapture(attention) if attention else nullcontext()
+        capture = (AttentionCapture(keep=None if grad else head_mean) if attention
+                   else nullcontext())
         with torch.set_grad_enabled(grad), taps.capture(layers) as activations, rectifiers:
             with autocast(), capture:
                 self.logits = model_logits(model(self.x))
         self.attention = capture.global_attention(len(x)) if attention else []
+        self.grad = grad
         self.activations = activations
         self.overridden = self.escaped = 0
         if grad:
@@ -150,20 +154,25 @@ class Pass:
             self._cache[key] = found
         return self._cache[key]
 
-    def attention_grads(self, rank: int, *, last: bool = False) -> list[torch.Tensor] | None:
-        """d score / d attention probabilities, per block as recorded (float32); None if no
-        row has this rank. `last` as for `input_grads`."""
-        key = ("attention", "", rank)
+    def attention_means(self) -> list[torch.Tensor]:
+        """Each attention block's probabilities averaged over heads: rows×T×T float32."""
+        if not self.grad:
+            return self.attention
+        key = ("attention_means", "", 0)
         if key not in self._cache:
-            outputs, seeds = seed_gradients(self.selections, rank, self.logits,
-                                            self.activations)
-            grads = None
-            if outputs:
-                grads = [g.detach().float() for g in torch.autograd.grad(
-                    outputs, self.attention, seeds, retain_graph=not last,
-                    materialize_grads=True)]
-            self._cache[key] = grads
+            self._cache[key] = [head_mean(probs) for probs in self.attention]
         return self._cache[key]
+
+    def attention_grads(self, rank: int) -> list[torch.Tensor] | None:
+        """d score / d attention probabilities (rows×heads×T×T float32), per block; None if
+        no row has this rank. Needs a pass with `grad`; not cached (one method reads them,
+        once per rank), so a rank's gradients are freed before the next rank's."""
+        outputs, seeds = seed_gradients(self.selections, rank, self.logits, self.activations)
+        if not outputs:
+            return None
+        grads = torch.autograd.grad(outputs, self.attention, seeds, retain_graph=True,
+                                    materialize_grads=True)
+        return [g.detach().float() for g in grads]
 
     def applied(self, rule: BackwardRule) -> int:
         """Backward applications of `rule` at rectifiers in this pass's backward passes."""

@@ -14,6 +14,7 @@ from transformers import ViTConfig, ViTForImageClassification
 
 from shared.errors import UnsupportedModelError
 from worker.engine import Engine
+from worker.programs import load_program
 
 METHODS = ("attention_rollout", "attention_gradcam")
 
@@ -99,3 +100,27 @@ class FusedOnly(nn.Module):
 def test_attention_hidden_in_a_fused_kernel_is_refused(no_mode_left):
     with pytest.raises(UnsupportedModelError, match="fused kernel"):
         Engine(FusedOnly().eval()).attribute(torch.randn(2, 3, 32, 32), ["attention_gradcam"])
+
+
+@pytest.mark.parametrize("fused_attn", [True, False])
+def test_an_exported_program_keeps_the_attention_it_was_exported_with(fused_attn, tmp_path,
+                                                                      no_mode_left):
+    torch.manual_seed(0)
+    model = timm.create_model("test_vit", img_size=64, num_classes=5).eval()
+    for module in model.modules():
+        if hasattr(module, "fused_attn"):
+            module.fused_attn = fused_attn
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    batch = torch.export.Dim("batch")
+    torch.export.save(torch.export.export(model, (x,), dynamic_shapes={"x": {0: batch}}),
+                      tmp_path / "vit.pt2")
+    program = load_program(tmp_path / "vit.pt2")
+    if fused_attn:
+        with pytest.raises(UnsupportedModelError, match="export it with explicit attention"):
+            Engine(program).attribute(x, ["attention_rollout"])
+        return
+    found = Engine(program).attribute(x, METHODS)
+    expected = Engine(model).attribute(x, METHODS)
+    for ours, eager in zip(found.images, expected.images, strict=True):
+        for a, b in zip(ours.maps, eager.maps, strict=True):
+            assert relative_error(a.values, b.values) <= 1e-5

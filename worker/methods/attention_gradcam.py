@@ -19,13 +19,14 @@ class AttentionGradCam(TokenRelevance):
     R = I (tokens × tokens); per block in forward order, Ā = the mean over heads of
     (∇A ⊙ A)⁺, A the attention probabilities and ∇A the target score's gradient with respect
     to them, and R ← R + Ā·R; read at the class token's row (see `TokenRelevance`), i.e.
-    R = (I + Ā_L) ⋯ (I + Ā_1). One forward pass and one backward pass per target rank.
+    R = (I + Ā_L) ⋯ (I + Ā_1). From the call's forward pass, with one backward pass per
+    target rank to the attention probabilities.
     """
 
     name = "attention_gradcam"
 
-    def blocks(self, done: Pass, rank: int, last: bool) -> list[torch.Tensor] | None:
-        grads = done.attention_grads(rank, last=last)
+    def blocks(self, done: Pass, rank: int) -> list[torch.Tensor] | None:
+        grads = done.attention_grads(rank)
         if grads is None:
             return None
         eye = torch.eye(grads[0].shape[-1], device=grads[0].device)

@@ -17,17 +17,15 @@ class AttentionRollout(TokenRelevance):
 
     Per block, A = the mean over heads of the attention probabilities, Â = ½A + ½I with its
     rows renormalised to sum to 1; R = Â_L ⋯ Â_1, read at the class token's row (see
-    `TokenRelevance`). Class-agnostic: every target of an image gets the same map. One
-    forward-only pass; each block keeps only its head-averaged T×T matrix.
+    `TokenRelevance`). Class-agnostic: every target of an image gets the same map. No
+    backward pass: alone, it runs forward only, and keeps each block's head mean.
     """
 
     name = "attention_rollout"
     backward = False
 
-    def keep(self, probs: torch.Tensor) -> torch.Tensor:
-        return probs.detach().float().mean(dim=1)
-
-    def blocks(self, done: Pass, rank: int, last: bool) -> list[torch.Tensor]:
-        eye = torch.eye(done.attention[0].shape[-1], device=done.attention[0].device)
-        blocks = [0.5 * a + 0.5 * eye for a in done.attention]
+    def blocks(self, done: Pass, rank: int) -> list[torch.Tensor]:
+        means = done.attention_means()
+        eye = torch.eye(means[0].shape[-1], device=means[0].device)
+        blocks = [0.5 * a + 0.5 * eye for a in means]
         return [b / b.sum(dim=-1, keepdim=True) for b in blocks]

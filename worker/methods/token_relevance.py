@@ -46,18 +46,15 @@ def reads_class_token(model: nn.Module) -> bool:
 
 class TokenRelevance(Method):
     """A map that is one row of R = M_L ⋯ M_1 over the patch tokens, reshaped to the token
-    grid and upsampled bilinearly (align_corners=False) to the input: 1×H×W."""
+    grid (`worker.tokens`) and upsampled bilinearly (align_corners=False) to the input:
+    1×H×W. Computed from the call's one forward pass, which records the attention."""
 
-    shares_forward = False
+    attention = True
 
     def rule(self, params: Params) -> BackwardRule | None:
         return None
 
-    def keep(self, probs: torch.Tensor) -> torch.Tensor:
-        """What the pass keeps of each block's rows×heads×T×T probabilities."""
-        return probs
-
-    def blocks(self, done: Pass, rank: int, last: bool) -> list[torch.Tensor] | None:
+    def blocks(self, done: Pass, rank: int) -> list[torch.Tensor] | None:
         """The pass's M_1, ..., M_L (rows×T×T, float32) for map `rank`; None if no row has it."""
         raise NotImplementedError
 
@@ -67,52 +64,34 @@ class TokenRelevance(Method):
                 f"target: {self.name} explains a class score through the class token's "
                 "attention; it is not defined for a layer or neuron target: use gradcam or "
                 "gradient for those")
-        self.tokens(call)  # refuses a model without global self-attention over a token grid
-
-    def tokens(self, call: Call) -> TokenGrid:
-        """The token grid of the model's attention, from a forward pass of one image."""
-        probe = call.engine.forward(call.x[:1], (), grad=False, override=False,
-                                    attention=self.keep)
-        return self.grid(call, probe)
-
-    @staticmethod
-    def grid(call: Call, done: Pass) -> TokenGrid:
-        """The token grid of a pass's attention probabilities."""
-        size = tuple(call.x.shape[-2:])
-        return token_grid(call.engine.model, size, done.attention[0].shape[-1])
 
     def compute(self, call: Call, params: Params, position: int) -> Maps:
-        class_token = reads_class_token(call.engine.model)
+        done = call.shared
+        assert done is not None
+        size = tuple(call.x.shape[-2:])
+        tokens = token_grid(call.engine.model, size, done.attention[0].shape[-1])
+        class_token = reads_class_token(call.engine.model) and tokens.prefix > 0
+        reader = _reader(tokens, class_token, call.device).expand(len(call.x), -1)
+        warnings = [] if class_token else [NO_CLASS_TOKEN.format(name=self.name)]
         maps: Maps = [{} for _ in call.selections]
-
-        def compute(rows: torch.Tensor, start: int, stop: int) -> None:
-            done = call.run_pass(rows, range(start, stop), grad=self.backward,
-                                 attention=self.keep)
-            tokens = self.grid(call, done)
-            reader = _reader(tokens, class_token, call.device).expand(len(rows), -1)
-            warnings = [] if class_token and tokens.prefix else [NO_CLASS_TOKEN.format(
-                name=self.name)]
-            for rank in range(call.ranks):
-                blocks = self.blocks(done, rank, last=rank == call.ranks - 1)
-                if blocks is None:
-                    continue
-                row = reader
-                for matrix in reversed(blocks):
-                    row = torch.bmm(row.unsqueeze(1), matrix).squeeze(1)
-                values = _upsample(row, tokens, tuple(call.x.shape[-2:]))
-                for j, i in enumerate(range(start, stop)):
-                    if rank < len(call.selections[i]):
-                        maps[i][rank] = Computed(values[j], warnings=list(warnings))
-
-        call.in_micro_batches(len(call.x), lambda a, b: call.x[a:b], compute,
-                              grad=self.backward)
+        for rank in range(call.ranks):
+            blocks = self.blocks(done, rank)
+            if blocks is None:
+                continue
+            row = reader
+            for matrix in reversed(blocks):
+                row = torch.bmm(row.unsqueeze(1), matrix).squeeze(1)
+            values = _upsample(row, tokens, size)
+            for i, chosen in enumerate(call.selections):
+                if rank < len(chosen):
+                    maps[i][rank] = Computed(values[i], warnings=list(warnings))
         return maps
 
 
 def _reader(tokens: TokenGrid, class_token: bool, device: torch.device) -> torch.Tensor:
     """The row vector that reads R: the class token's row, else the patch rows' mean."""
     reader = torch.zeros(tokens.tokens, device=device)
-    if class_token and tokens.prefix:
+    if class_token:
         reader[0] = 1
     else:
         reader[tokens.prefix:] = 1 / (tokens.tokens - tokens.prefix)

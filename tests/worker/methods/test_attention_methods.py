@@ -174,8 +174,10 @@ def one_patch_vit(target: tuple[int, int]) -> nn.Module:
     vector to every token and the target stays the one key; the final norm is dropped and
     the head is linear in the class token, so the predicted class's logit is, up to the
     softmax's leak, the sum over blocks and heads of its gradient at the target's
-    attention: one of those terms is positive whenever that logit is.
+    attention: one of those terms is positive whenever that logit is, and the head's rows
+    come in opposite pairs (w, -w), so the predicted logit is positive.
     """
+    torch.manual_seed(5)
     model = timm.create_model("test_vit", img_size=SIDE, num_classes=CLASSES)
     model.norm = nn.Identity()
     dim = model.embed_dim
@@ -187,7 +189,9 @@ def one_patch_vit(target: tuple[int, int]) -> nn.Module:
         model.pos_embed.zero_()
         model.pos_embed[0, 1:, 0] = -10
         model.pos_embed[0, 1 + target[0] * GRID[1] + target[1], 0] = 10
-        model.head.weight.copy_(torch.randn(CLASSES, dim, generator=generator))
+        w = torch.randn(CLASSES, dim, generator=generator)
+        model.head.weight.copy_(torch.where(torch.arange(CLASSES)[:, None] % 2 == 1,
+                                            -w.roll(1, dims=0), w))
         model.head.bias.zero_()
         for block in model.blocks:
             qkv = block.attn.qkv
@@ -224,6 +228,20 @@ def test_rollout_is_the_same_map_for_every_target():
     for image in result.images:
         for found in image.maps[1:]:
             np.testing.assert_array_equal(found.values, image.maps[0].values)
+
+
+def test_rollout_alone_runs_forward_only_and_gives_the_same_maps():
+    x = torch.randn(2, 3, SIDE, SIDE, generator=torch.Generator().manual_seed(4))
+    engine = Engine(timm_vit("test_vit"))
+    grads = []
+    forward = engine.forward
+    engine.forward = lambda *args, **kwargs: grads.append(kwargs["grad"]) or forward(*args,
+                                                                                    **kwargs)
+    alone = engine.attribute(x, ["attention_rollout"])
+    together = engine.attribute(x, ["attention_gradcam", "attention_rollout"])
+    assert grads == [False, True]
+    for one, both in zip(alone.images, together.images, strict=True):
+        assert relative_error(one.maps[0].values, both.maps[1].values) <= 1e-6
 
 
 @pytest.mark.parametrize("method", METHODS)
