@@ -244,6 +244,23 @@ def test_rollout_alone_runs_forward_only_and_gives_the_same_maps():
         assert relative_error(one.maps[0].values, both.maps[1].values) <= 1e-6
 
 
+def test_maps_do_not_depend_on_the_micro_batches():
+    model = timm_vit("test_vit")
+    x = torch.randn(3, 3, SIDE, SIDE, generator=torch.Generator().manual_seed(6))
+    roomy = Engine(model).attribute(x, METHODS, TopKTarget(2))
+    one_row = Engine(model).footprint(x[:1]).per_row(grad=True)
+    results = 3 * len(x) * len(METHODS) * 2 * x[0].numel() * 4
+    tight = Engine(model, memory_budget_mb=(results + 1.5 * one_row) / 2**20)
+    rows = []
+    forward = tight.forward
+    tight.forward = lambda x, *args, **kwargs: rows.append(len(x)) or forward(x, *args, **kwargs)
+    chunked = tight.attribute(x, METHODS, TopKTarget(2))
+    assert rows == [1, 1, 1]
+    for a, b in zip(roomy.images, chunked.images, strict=True):
+        for m, n in zip(a.maps, b.maps, strict=True):
+            assert relative_error(n.values, m.values) <= 1e-6
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_a_layer_target_is_refused(method):
     x = torch.randn(1, 3, SIDE, SIDE)
