@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from shared.errors import TargetError
+from shared.layers import ModelLayers
 from shared.methods import MethodSpec
 from shared.seeds import item_seed
 from shared.targets import PREDICTED, LayerTarget, Target, TopKTarget
@@ -27,7 +29,7 @@ from worker.attention import explicit_attention
 from worker.baselines import Normalization
 from worker.call import Call, CoverageCount
 from worker.gated_units import catch_written_out_units
-from worker.layers import ModelLayers, read_layers
+from worker.layers import read_layers
 from worker.layouts import LayoutTrace
 from worker.membudget import (
     Footprint,
@@ -168,7 +170,7 @@ class Engine:
         self.model = model
         self.taps = LayerTaps(model)
         self._footprints: dict[tuple[int, ...], Footprint] = {}
-        self._layers: ModelLayers | None = None
+        self._layers: dict[tuple[int, ...], ModelLayers] = {}
 
     def _autocast(self):
         dtype = PRECISIONS[self.precision]
@@ -182,18 +184,21 @@ class Engine:
         memory_format = torch.channels_last if self.channels_last else torch.preserve_format
         x = x.to(self.device, torch.float32, memory_format=memory_format)
         return Pass(self.model, self.taps, x, layers, grad=grad, override=override,
-                    autocast=self._autocast, attention=attention)
+                    autocast=self._autocast, model_layers=self.layers(x[:1]),
+                    attention=attention)
 
     def layers(self, x1: torch.Tensor) -> ModelLayers:
-        """The model's feature-map layers and default Grad-CAM layer (`worker.layers`), read
-        once per engine from a forward pass of the 1×C×H×W input `x1`."""
-        if self._layers is None:
-            x1 = x1.to(self.device)
-            trace = LayoutTrace(x1)
+        """The model's layers, their layouts and the default Grad-CAM layer
+        (`worker.layers`), read once per input shape from a forward pass of two copies of
+        the 1×C×H×W input `x1` (two, so that the batch is told from windows or heads)."""
+        shape = tuple(x1.shape[1:])
+        if shape not in self._layers:
+            x2 = x1[:1].to(self.device, torch.float32).expand(2, *shape).contiguous()
+            trace = LayoutTrace(x2)
             with torch.no_grad(), self.taps.order(trace.finished), self._autocast(), trace:
-                self.model(x1)
-            self._layers = read_layers(trace)
-        return self._layers
+                self.model(x2)
+            self._layers[shape] = read_layers(trace, self.model)
+        return self._layers[shape]
 
     def default_layer(self, x1: torch.Tensor, field: str = "layer") -> str:
         """The default Grad-CAM layer; an `UnsupportedModelError` naming `field` if the model
@@ -245,6 +250,10 @@ class Engine:
                            tuple(sorted({t.layer for t in per_image
                                          if isinstance(t, LayerTarget)})))
         self.taps.check(request.target_layers)
+        for layer in request.target_layers:
+            problem = self.layers(x[:1]).layout_problem(layer)
+            if problem is not None:
+                raise TargetError(f"target.layer: {problem}")
         whole = request.call(self, x, 0, n)
         for p, (impl, spec) in enumerate(zip(request.impls, specs, strict=True)):
             impl.check(spec.params, whole, p)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from shared.errors import TargetError, UnsupportedModelError
+from shared.layers import ModelLayers
 from worker.attention import AttentionCapture, head_mean
 from worker.gated_units import UNIT_NAMES
 from worker.methods.base import BackwardRule
@@ -49,16 +50,18 @@ class Pass:
 
     `override` routes every rectifier and gated unit through the switchable rule, which
     methods with a rule of their own (guided backprop, DeconvNet) need; `layers` are recorded
-    on the way. `attention` records each global self-attention block's probabilities
-    (`worker.attention`), in forward order, in `self.attention`: with `grad`, the
-    rows×heads×T×T probabilities themselves (autograd keeps them anyway); without, only their
-    head means, rows×T×T, which the forward-only memory estimate leaves room for.
-    `attention_means` gives the head means either way.
+    on the way, and read in the layouts of `model_layers`. `attention` records each global
+    self-attention block's probabilities (`worker.attention`), in forward order, in
+    `self.attention`: with `grad`, the rows×heads×T×T probabilities themselves (autograd
+    keeps them anyway); without, only their head means, rows×T×T, which the forward-only
+    memory estimate leaves room for. `attention_means` gives the head means either way.
     """
 
     def __init__(self, model: nn.Module, taps: LayerTaps, x: torch.Tensor,
                  layers: Sequence[str], *, grad: bool, override: bool,
-                 autocast: Callable[[], Any], attention: bool = False) -> None:
+                 autocast: Callable[[], Any], model_layers: ModelLayers,
+                 attention: bool = False) -> None:
+        self.model_layers = model_layers
         self.x = x.detach().requires_grad_(grad)
         self.switch = RuleSwitch()
         self.override = override
@@ -107,7 +110,8 @@ class Pass:
 
     def scores(self, rank: int) -> torch.Tensor:
         """Each row's target score for map `rank` (float32; 0 where the row has none)."""
-        return target_scores(self.selections, rank, self.logits, self.activations)
+        return target_scores(self.selections, rank, self.logits, self.activations,
+                             self.model_layers)
 
     def input_grads(self, rule: BackwardRule, rank: int, *, last: bool = False
                     ) -> torch.Tensor | None:
@@ -121,7 +125,7 @@ class Pass:
             if rule.needs_every_rectifier and not self.override:
                 raise RuntimeError(f"{rule.name} needs a pass with the rectifier override")
             outputs, seeds = seed_gradients(self.selections, rank, self.logits,
-                                            self.activations)
+                                            self.activations, self.model_layers)
             grad = None
             if outputs:
                 self.switch.rule = rule
@@ -139,7 +143,7 @@ class Pass:
             if act is None:
                 raise TargetError(f"layer: module {layer!r} did not run in the forward pass")
             outputs, seeds = seed_gradients(self.selections, rank, self.logits,
-                                            self.activations)
+                                            self.activations, self.model_layers)
             found = None
             if outputs:
                 self.switch.rule = GRADIENT
@@ -167,7 +171,8 @@ class Pass:
         """d score / d attention probabilities (rows×heads×T×T float32), per block; None if
         no row has this rank. Needs a pass with `grad`; not cached (one method reads them,
         once per rank), so a rank's gradients are freed before the next rank's."""
-        outputs, seeds = seed_gradients(self.selections, rank, self.logits, self.activations)
+        outputs, seeds = seed_gradients(self.selections, rank, self.logits, self.activations,
+                                        self.model_layers)
         if not outputs:
             return None
         grads = torch.autograd.grad(outputs, self.attention, seeds, retain_graph=True,

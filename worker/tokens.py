@@ -15,8 +15,9 @@ A sequence whose length is P + H·W, or H·W, for that grid is read with it. Mod
 grid changes per stage or per image (LeViT, MViTv2, PiT, Twins, PVTv2, CoaT, Swin in
 transformers, ...) declare no single grid, or one that only fits their first stage: their
 grid is inferred from the sequence length and the input, the grids an input of H×W has
-being (⌊H/r⌋ or ⌈H/r⌉, ⌊W/r⌋ or ⌈W/r⌉) for a stride r. A length that fits no grid, or fits
-several, is refused with the reason. Hiera is refused by name: its tokens are not in raster
+being (⌊H/r⌋, ⌊W/r⌋) or (⌈H/r⌉, ⌈W/r⌉) for a stride r, after P, one (a class token of a
+stage, as CoaT's) or no prefix tokens. A length that fits no grid, or fits several, is
+refused with the reason. Hiera is refused by name: its tokens are not in raster
 order.
 """
 
@@ -112,14 +113,15 @@ def declared_patch(model: nn.Module) -> Grid | None:
 
 
 def input_grids(input_size: Grid, cells: int) -> list[Grid]:
-    """The grids of `cells` cells that an input of `input_size` has at some stride."""
+    """The grids of `cells` cells that an input of `input_size` has at some stride r: both
+    sides divided by r and rounded down, or both rounded up."""
     height, width = input_size
     found: list[Grid] = []
     for stride in range(1, max(height, width) + 1):
-        for h in {height // stride, math.ceil(height / stride)}:
-            for w in {width // stride, math.ceil(width / stride)}:
-                if h * w == cells and h > 0 and (h, w) not in found:
-                    found.append((h, w))
+        for grid in ((height // stride, width // stride),
+                     (math.ceil(height / stride), math.ceil(width / stride))):
+            if grid[0] * grid[1] == cells and grid[0] > 0 and grid not in found:
+                found.append(grid)
     return found
 
 
@@ -131,11 +133,11 @@ def token_grid(model: nn.Module, input_size: Grid, tokens: int) -> TokenGrid:
         raise UnsupportedModelError(refused)
     prefix = declared_prefix(model)
     grid = declared_grid(model, input_size)
-    prefixes = sorted({prefix, 0}, reverse=True)
     if grid is not None:
-        for p in prefixes:
+        for p in (prefix, 0):
             if tokens == p + grid[0] * grid[1]:
                 return TokenGrid(p, grid)
+    prefixes = sorted({prefix, 1, 0}, reverse=True)
     options = [TokenGrid(p, g) for p in prefixes if tokens > p
                for g in input_grids(input_size, tokens - p)]
     if len(options) == 1:
