@@ -177,6 +177,22 @@ METHODS: dict[str, MethodInfo] = {
             ),
         ),
         MethodInfo(
+            "attention_rollout",
+            "Attention rollout (Abnar & Zuidema 2020): per block the head-averaged attention "
+            "probabilities, half of them plus half the identity, rows renormalised, multiplied "
+            "through the blocks; the class token's row over the patch tokens, upsampled "
+            "bilinearly to the input (one channel). Class-agnostic: every target gets the same "
+            "map. Vision transformers with global self-attention only.",
+        ),
+        MethodInfo(
+            "attention_gradcam",
+            "Attention Grad-CAM (Chefer, Gur & Wolf 2021, without LRP): per block the "
+            "head-averaged positive part of the attention probabilities times the target's "
+            "gradient with respect to them, accumulated as R ← R + Ā·R from R = I; the class "
+            "token's row over the patch tokens, upsampled bilinearly to the input (one "
+            "channel). Vision transformers with global self-attention only.",
+        ),
+        MethodInfo(
             "occlusion",
             "Occlusion (Zeiler & Fergus 2014): slide a patch over the image; each pixel gets "
             "the mean drop of the target score over the patch positions that cover it.",

@@ -111,7 +111,8 @@ def check_layer(layer: str, channel: int | None, shapes: dict[str, tuple[int, in
         near = difflib.get_close_matches(layer, list(shapes), n=5, cutoff=0.3)
         hint = f"; nearest: {', '.join(near)}" if near else ""
         raise SpecError(f"{field_name}.layer",
-                        f"no layer {layer[:80]!r} with an N×C×H×W output in this model{hint}")
+                        f"no layer {layer[:80]!r} whose output is a grid of channels (N×C×H×W, "
+                        f"N×H×W×C or tokens) in this model{hint}")
     if channel is not None and not 0 <= channel < shapes[layer][0]:
         raise SpecError(f"{field_name}.channel",
                         f"{channel} is out of range; layer {layer!r} has {shapes[layer][0]} "

@@ -42,8 +42,8 @@ def nearest_hint(name: str, names: Iterable[str]) -> str:
 
 def unknown_layer_problem(layer: str, layer_shapes: LayerShapes) -> str:
     """Why `layer` cannot be scanned, listing the nearest feature-map layers."""
-    return (f"no module named {layer!r} outputs one N×C×H×W feature map in this model; "
-            f"{nearest_hint(layer, layer_shapes)}")
+    return (f"no module named {layer!r} outputs a grid of channels (N×C×H×W, N×H×W×C or "
+            f"tokens) in this model; {nearest_hint(layer, layer_shapes)}")
 
 
 @dataclass(frozen=True)

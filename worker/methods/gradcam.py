@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from shared.errors import SpecError
 from shared.methods import GATED_RULE
+from worker.layouts import as_nchw
 from worker.methods.base import BackwardRule, Computed, Maps, Method, Params
 from worker.methods.modified_relu import GuidedBackprop
 
@@ -25,8 +26,10 @@ class GradCam(Method):
     At a layer with activations A (C×h×w): α_c = mean over h, w of d score / d A_c, map =
     ReLU(Σ_c α_c A_c), upsampled bilinearly (align_corners=False) to the input: 1×H×W, as
     Captum's `LayerGradCam` followed by `LayerAttribution.interpolate(..., "bilinear")`.
-    The layer defaults to the last convolutional block before the global pooling, and must
-    be an N×C×H×W map (`worker.layers`).
+    A layer of channels-last or token layout is read on its grid (`worker.layouts.as_nchw`:
+    prefix tokens dropped, the patch tokens as an h×w grid of C channels), as
+    pytorch-grad-cam does with a reshape transform. The layer defaults to the one
+    `worker.layers` chooses for the model's family.
     """
 
     name = "gradcam"
@@ -51,16 +54,15 @@ class GradCam(Method):
         """Per rank, every image's upsampled map (N×1×H×W), from the shared pass."""
         assert call.shared is not None
         layer = call.layer(params["layer"])
+        layout = call.engine.layers(call.x[:1]).layout(layer)
+        assert layout is not None  # `check` refused a layer without one
         cams: list[torch.Tensor | None] = []
         for rank in range(call.ranks):
             found = call.shared.layer_grads(layer, rank)
             if found is None:
                 cams.append(None)
                 continue
-            act, grad = found
-            if act.dim() != 4:
-                raise SpecError("layer", f"module {layer!r} outputs shape {list(act.shape)}; "
-                                "Grad-CAM needs a convolutional layer's N×C×H×W output")
+            act, grad = (as_nchw(layout, t) for t in found)
             weights = grad.mean(dim=(2, 3), keepdim=True)
             cam = F.relu((weights * act).sum(dim=1, keepdim=True))
             cams.append(F.interpolate(cam, size=tuple(call.x.shape[-2:]), mode="bilinear",
