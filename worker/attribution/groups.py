@@ -63,6 +63,36 @@ def _copy_rows(source: int, slots: np.ndarray, out) -> None:
                            for s in slots[start:start + BLOCK]))
 
 
+def _scatter(ctx: WorkerContext, job: Job, slot: np.ndarray, count: int, tmp: str,
+             scratch: dict[int, tuple[int, np.ndarray]]) -> None:
+    """Write each thumbnail of an item with a `slot` (>= 0) at that row of its position's
+    scratch file in `tmp`, noting in `scratch` the file and which of the `count` rows it
+    has."""
+    for position, items, maps in _thumb_files(ctx, job):
+        if position not in scratch:
+            fd = os.open(f"{tmp}/{position}", os.O_RDWR | os.O_CREAT, 0o600)
+            scratch[position] = (fd, np.zeros(count, dtype=bool))
+        fd, filled = scratch[position]
+        at = slot[items]
+        for k in np.flatnonzero(at >= 0):
+            os.pwrite(fd, maps[k].tobytes(), int(at[k]) * ROW)
+        filled[at[at >= 0]] = True
+
+
+def _store_group(ctx: WorkerContext, keys: JobKeys, position: int, cls: int, source: int,
+                 slots: np.ndarray, ids: np.ndarray, sampled: int) -> None:
+    """One group's thumbnails (rows `slots` of the scratch file `source`) and its ids."""
+    with tempfile.TemporaryFile() as out:
+        _copy_rows(source, slots, out)
+        out.seek(0)
+        ctx.storage.put_stream(keys.artifact(group_maps_name(position, cls)), out,
+                               "application/octet-stream")
+    buf = io.BytesIO()
+    np.savez(buf, ids=ids, sampled=sampled)
+    ctx.storage.put(keys.artifact(group_name(position, cls)), buf.getvalue(),
+                    "application/octet-stream")
+
+
 def write_groups(ctx: WorkerContext, job: Job, predicted: np.ndarray, classes: list[int],
                  job_seed: int) -> list[dict]:
     """Store the (position, class) groups of at least `MIN_CLASS_ITEMS` maps; their tasks.
@@ -70,41 +100,26 @@ def write_groups(ctx: WorkerContext, job: Job, predicted: np.ndarray, classes: l
     `predicted` holds each item's predicted class (-1: none), `classes` those to cluster.
     """
     keys = JobKeys(job.tenant, job.id)
-    cap = ctx.settings.spray_sample
-    indices = np.flatnonzero(np.isin(predicted, classes))
+    indices = np.flatnonzero(np.isin(predicted, classes))  # scratch row r holds item indices[r]
     slot = np.full(len(predicted), -1, dtype=np.int64)
     slot[indices] = np.arange(len(indices))
-    classes_of = predicted[indices]
+    by_class = np.argsort(predicted[indices], kind="stable")  # rows by class, then item
+    first = np.searchsorted(predicted[indices][by_class], classes)
+    last = np.searchsorted(predicted[indices][by_class], classes, side="right")
     scratch: dict[int, tuple[int, np.ndarray]] = {}
     tasks = []
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            for position, items, maps in _thumb_files(ctx, job):
-                if position not in scratch:
-                    fd = os.open(f"{tmp}/{position}", os.O_RDWR | os.O_CREAT, 0o600)
-                    scratch[position] = (fd, np.zeros(len(indices), dtype=bool))
-                fd, filled = scratch[position]
-                at = slot[items]
-                for k in np.flatnonzero(at >= 0):
-                    os.pwrite(fd, maps[k].tobytes(), int(at[k]) * ROW)
-                filled[at[at >= 0]] = True
+            _scatter(ctx, job, slot, len(indices), tmp, scratch)
             for position, (fd, filled) in sorted(scratch.items()):
-                for cls in classes:
-                    members = np.flatnonzero((classes_of == cls) & filled)
-                    if len(members) < MIN_CLASS_ITEMS:
+                for cls, a, b in zip(classes, first, last, strict=True):
+                    rows = by_class[a:b][filled[by_class[a:b]]]
+                    if len(rows) < MIN_CLASS_ITEMS:
                         continue
-                    order, sampled = sample_order(len(members), cap,
+                    order, sampled = sample_order(len(rows), ctx.settings.spray_sample,
                                                   group_seed(job_seed, position, cls))
-                    slots = members[order]
-                    with tempfile.TemporaryFile() as out:
-                        _copy_rows(fd, slots, out)
-                        out.seek(0)
-                        ctx.storage.put_stream(keys.artifact(group_maps_name(position, cls)),
-                                               out, "application/octet-stream")
-                    buf = io.BytesIO()
-                    np.savez(buf, ids=indices[slots], sampled=sampled)
-                    ctx.storage.put(keys.artifact(group_name(position, cls)), buf.getvalue(),
-                                    "application/octet-stream")
+                    _store_group(ctx, keys, position, cls, fd, rows[order],
+                                 indices[rows[order]], sampled)
                     tasks.append({"group": [position, cls]})
         finally:
             for fd, _ in scratch.values():
