@@ -313,7 +313,7 @@ class ReportBuilder:
             })
         return {"class": cls, "class_name": self.class_name(cls),
                 "method": self.methods.get(position), "position": position,
-                "size": clustering.size,
+                "size": clustering.size, "sampled": clustering.sampled,
                 "eigenvalues": [_number(v) for v in clustering.eigenvalues],
                 "clusters": entries}
 

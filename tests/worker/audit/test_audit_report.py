@@ -55,7 +55,7 @@ def clustering() -> Clustering:
     flat = np.ones((32, 32), np.float32)
     return Clustering(
         clusters=(Cluster(np.array([3, 1]), 2 / 3, flat), Cluster(np.array([2]), 1 / 3, flat)),
-        labels=np.array([1, 0, 0]), eigenvalues=np.array([1.0, 0.99, 0.2]),
+        labels=np.array([1, 0, 0]), eigenvalues=np.array([1.0, 0.99, 0.2]), sampled=3,
     )
 
 
