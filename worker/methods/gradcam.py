@@ -25,7 +25,8 @@ class GradCam(Method):
     At a layer with activations A (C×h×w): α_c = mean over h, w of d score / d A_c, map =
     ReLU(Σ_c α_c A_c), upsampled bilinearly (align_corners=False) to the input: 1×H×W, as
     Captum's `LayerGradCam` followed by `LayerAttribution.interpolate(..., "bilinear")`.
-    The layer defaults to the last convolutional block (`worker.layers`).
+    The layer defaults to the last convolutional block (`worker.layers`). Each map reports
+    its layer grid (h, w) as `grid`, which its `cam` picture smooths over.
     """
 
     name = "gradcam"
@@ -40,11 +41,13 @@ class GradCam(Method):
         if params["layer"] is not None:
             call.engine.taps.check([params["layer"]], f"methods[{position}].layer")
 
-    def cams(self, call: Call, params: Params) -> list[torch.Tensor | None]:
-        """Per rank, every image's upsampled map (N×1×H×W), from the shared pass."""
+    def cams(self, call: Call, params: Params
+             ) -> list[tuple[torch.Tensor, tuple[int, int]] | None]:
+        """Per rank, every image's upsampled map (N×1×H×W) and the layer grid (h, w) it was
+        upsampled from, from the shared pass."""
         assert call.shared is not None
         layer = call.layer(params["layer"])
-        cams: list[torch.Tensor | None] = []
+        cams: list[tuple[torch.Tensor, tuple[int, int]] | None] = []
         for rank in range(call.ranks):
             found = call.shared.layer_grads(layer, rank)
             if found is None:
@@ -56,16 +59,17 @@ class GradCam(Method):
                                 "Grad-CAM needs a convolutional layer's N×C×H×W output")
             weights = grad.mean(dim=(2, 3), keepdim=True)
             cam = F.relu((weights * act).sum(dim=1, keepdim=True))
-            cams.append(F.interpolate(cam, size=tuple(call.x.shape[-2:]), mode="bilinear",
-                                      align_corners=False))
+            cams.append((F.interpolate(cam, size=tuple(call.x.shape[-2:]), mode="bilinear",
+                                       align_corners=False), (act.shape[2], act.shape[3])))
         return cams
 
     def compute(self, call: Call, params: Params, position: int) -> Maps:
         maps: Maps = [{} for _ in call.selections]
-        for rank, cam in enumerate(self.cams(call, params)):
+        for rank, found in enumerate(self.cams(call, params)):
             for i, chosen in enumerate(call.selections):
-                if cam is not None and rank < len(chosen):
-                    maps[i][rank] = Computed(cam[i])
+                if found is not None and rank < len(chosen):
+                    cam, grid = found
+                    maps[i][rank] = Computed(cam[i], extras={"grid": grid})
         return maps
 
 
@@ -88,9 +92,9 @@ class GuidedGradCam(GradCam):
         rule = GUIDED.rule(params)
         warnings = [rule.gated_warning(self.name)] if params["rule"] == GATED_RULE else []
         maps: Maps = [{} for _ in call.selections]
-        for rank, cam in enumerate(self.cams(call, params)):
+        for rank, found in enumerate(self.cams(call, params)):
             guided = call.shared.input_grads(rule, rank)
             for i, chosen in enumerate(call.selections):
-                if cam is not None and guided is not None and rank < len(chosen):
-                    maps[i][rank] = Computed(guided[i] * cam[i], warnings=list(warnings))
+                if found is not None and guided is not None and rank < len(chosen):
+                    maps[i][rank] = Computed(guided[i] * found[0][i], warnings=list(warnings))
         return maps
