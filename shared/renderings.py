@@ -69,12 +69,22 @@ class Rendering:
         """Whether the picture of `kind` is drawn over the input's photo."""
         return kind == "overlay" or (kind == "png" and self.render == CAM)
 
-    def colorbar(self, kind: str, values: np.ndarray) -> Colorbar:
-        """The colour bar of the picture of `kind`, without drawing it."""
-        if self._signed(kind):
-            bound = render.signed_bound(values)
-            return Colorbar("signed", -bound, bound)
-        return Colorbar("inferno", 0.0, self._display(values)[1])
+    def colorbars(self, kinds: tuple[str, ...], values: np.ndarray) -> dict[str, Colorbar]:
+        """The colour bars of the pictures of `kinds`, without drawing them; each bound is
+        computed once (a heatmap's png and overlay share theirs)."""
+        signed = inferno = None
+        bars: dict[str, Colorbar] = {}
+        for kind in kinds:
+            if self._signed(kind):
+                if signed is None:
+                    bound = render.signed_bound(values)
+                    signed = Colorbar("signed", -bound, bound)
+                bars[kind] = signed
+            else:
+                if inferno is None:
+                    inferno = Colorbar("inferno", 0.0, self._display(values)[1])
+                bars[kind] = inferno
+        return bars
 
     def draw(self, kind: str, values: np.ndarray, photo: np.ndarray | None = None
              ) -> tuple[bytes, Colorbar]:

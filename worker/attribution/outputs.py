@@ -65,8 +65,9 @@ def write_files(storage: Storage, keys: JobKeys, drawing: Rendering, model: Mode
 def colorbars(drawing: Rendering, values: np.ndarray, kinds: tuple[str, ...],
               drawn: dict[str, Any]) -> dict[str, Any]:
     """The colour bars of the job's pictures: those drawn, and those the API draws later."""
-    return {kind: drawn[kind] if kind in drawn else drawing.colorbar(kind, values).to_json()
-            for kind in kinds if kind in PICTURES}
+    later = tuple(kind for kind in kinds if kind in PICTURES and kind not in drawn)
+    computed = {kind: bar.to_json() for kind, bar in drawing.colorbars(later, values).items()}
+    return {kind: drawn.get(kind) or computed[kind] for kind in kinds if kind in PICTURES}
 
 
 def region(item: Loaded, model: ModelSpec) -> Region | None:
