@@ -121,6 +121,7 @@ function renderItem(item, names) {
       const kind = picture.dataset.kind;
       if (!out[kind]) { picture.remove(); continue; }
       const img = picture.querySelector("img");
+      if (kind === "png" && render) img.alt = `${render} picture`;
       showImage(img, out[kind]);
       picture.append(colorbar((out.colorbars || {})[kind]));
       img.addEventListener("click", () => enlarge(picture, `${item.index}: ${out.method} · ${kind}`));

@@ -44,7 +44,7 @@ def write_files(storage: Storage, keys: JobKeys, drawing: Rendering, model: Mode
     from worker.models import display_image
 
     files: dict[str, str] = {}
-    colorbars: dict[str, Any] = {}
+    bars: dict[str, Any] = {}
     values = amap.values
     photo = display_image(item.x, model.preprocessing) if any(
         drawing.needs_photo(kind) for kind in kinds) else None
@@ -55,11 +55,11 @@ def write_files(storage: Storage, keys: JobKeys, drawing: Rendering, model: Mode
             np.save(buf, np.ascontiguousarray(values, dtype=np.float32))
             data = buf.getvalue()
         else:
-            data, colorbar = drawing.draw(kind, values, photo)
-            colorbars[kind] = colorbar.to_json()
+            data, bar = drawing.draw(kind, values, photo)
+            bars[kind] = bar.to_json()
         storage.put(key, data, CONTENT_TYPES[kind])
         files[kind] = key
-    return files, colorbars
+    return files, bars
 
 
 def colorbars(drawing: Rendering, values: np.ndarray, kinds: tuple[str, ...],
