@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from flask import Blueprint, Flask, Response, render_template, request
+from flask import Blueprint, Flask, Response, abort, render_template, request
 
 from shared.methods import DEFAULT_METHODS, METHODS
-from shared.render import colorbar_png
+from shared.render import COLORMAPS, colorbar_png
 from shared.specs import DEFAULT_OUTPUTS, OUTPUTS, REDUCTIONS
 
 bp = Blueprint("pages", __name__, template_folder="templates", static_folder="static",
@@ -44,15 +44,19 @@ def report(job_id: str):
     return render_template("report.html", job_id=job_id)
 
 
-@lru_cache(maxsize=1)
-def _colorbar() -> bytes:
+@lru_cache(maxsize=len(COLORMAPS))
+def _colorbar(colormap: str) -> bytes:
     # The renderer that draws the maps draws the bar, so they match by construction.
-    return colorbar_png()
+    return colorbar_png(colormap=colormap)
 
 
 @bp.get("/colorbar.png")
 def colorbar():
-    response = Response(_colorbar(), mimetype="image/png")
+    """The inferno bar of heatmaps, or with `?colormap=signed` the grey ramp of signed maps."""
+    colormap = request.args.get("colormap", "inferno")
+    if colormap not in COLORMAPS:
+        abort(404)
+    response = Response(_colorbar(colormap), mimetype="image/png")
     response.cache_control.public = True
     response.cache_control.max_age = 86400
     return response

@@ -19,7 +19,9 @@ from torch import nn
 
 from demo.confounder.data import read_split
 from demo.confounder.figures import Figures, figures
+from shared.methods import method_spec
 from shared.modelspec import ModelSpec
+from shared.renderings import Rendering
 from shared.settings import Settings
 from worker.audit import (
     MIN_CLASS_ITEMS,
@@ -75,6 +77,7 @@ def audit(manifest: Path, model: nn.Module, spec: ModelSpec, *,
     thumbs: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = defaultdict(list)
     signed: dict[int, list[tuple[int, np.ndarray]]] = defaultdict(list)
     maps: dict[tuple[int, int], np.ndarray] = {}
+    drawings: dict[int, Rendering] = {}
     energy = np.full(len(items), np.nan)
     baseline = np.full(len(items), np.nan)
     for start in range(0, len(items), BATCH):
@@ -97,6 +100,8 @@ def audit(manifest: Path, model: nn.Module, spec: ModelSpec, *,
                 thumbs[(position, image.predicted_class)].append(
                     (index, thumbnail(output.values)))
                 maps[(index, position)] = output.values
+                drawings[position] = Rendering(method_spec(output.method)["render"],
+                                               grid=output.extras.get("grid"))
                 if position == 0 and metrics["energy_in_box"] is not None:
                     energy[index] = metrics["energy_in_box"]
                 if len(signed[position]) < DEPENDENCE_SAMPLE:
@@ -115,7 +120,7 @@ def audit(manifest: Path, model: nn.Module, spec: ModelSpec, *,
 
     def overlay(index: int, position: int) -> bytes:
         return suspect_overlay_png(display_image(x[index], prep), maps[(index, position)],
-                                   regions[index])
+                                   regions[index], drawings[position])
 
     report = builder.build(clusters=clusters, input_dependence=dependence, overlay=overlay)
     return DemoAudit(report, marked, figures(report.data, marked, energy, baseline))

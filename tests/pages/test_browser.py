@@ -40,7 +40,7 @@ def test_submit_through_the_page_and_see_every_map(browser, api_url, named_model
     prediction = cards[0].find_element(By.CSS_SELECTOR, ".pred").text
     assert re.fullmatch(r"→ [a-z]+ \(\d\) · [\d.]+%", prediction), prediction
     loaded = images_loaded(browser)
-    assert loaded == 3 * 2 * 3  # per item and method: heatmap, overlay, colour bar
+    assert loaded == 3 * 2 * 4  # per item and method: heatmap, overlay, a colour bar each
     links = browser.find_elements(By.CSS_SELECTOR, "#grid .links a")
     assert {a.text for a in links} == {"npy", "png", "overlay"}
     assert all(a.get_attribute("download") for a in links)
@@ -64,7 +64,7 @@ def test_try_an_example_without_a_file(browser, api_url, named_model):
     assert browser.find_element(By.CSS_SELECTOR, "#grid .card .input").text.startswith(
         "0: coffee.png")
     loaded = images_loaded(browser)
-    assert loaded == 3  # heatmap, overlay, colour bar
+    assert loaded == 4  # heatmap, overlay, a colour bar each
     browser.save_screenshot(str(OUTPUT / "example.png"))
 
 
@@ -115,5 +115,5 @@ def test_with_api_keys_the_page_asks_for_a_key_once(browser, stack, stack_model,
     WebDriverWait(browser, 30).until(lambda d: "/jobs/" in d.current_url)
     ready(browser)
     loaded = images_loaded(browser)
-    assert loaded == 2 * 3
+    assert loaded == 2 * 4
     browser.save_screenshot(str(OUTPUT / f"job-with-key-{stack.backend.name}.png"))

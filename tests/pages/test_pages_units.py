@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from flask import Flask
+from PIL import Image
 
 from api import pages
 from shared.methods import METHODS
@@ -93,3 +96,14 @@ def test_colorbar_is_a_png_ramp_and_keeps_torch_out_of_the_api():
         "assert 'torch' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_signed_colour_bar_is_a_grey_ramp_and_unknown_ones_are_not_found(client):
+    with client.get("/colorbar.png?colormap=signed") as response:
+        assert response.status_code == 200 and response.mimetype == "image/png"
+        pixels = np.asarray(Image.open(io.BytesIO(response.data)).convert("RGB")).astype(int)
+    row = pixels[0]
+    assert (row[:, 0] == row[:, 1]).all() and (row[:, 1] == row[:, 2]).all()  # grey
+    assert row[0, 0] == 0 and row[-1, 0] == 255 and (np.diff(row[:, 0]) >= 0).all()
+    assert abs(row[len(row) // 2, 0] - 128) <= 1  # zero, in the middle, is the signed grey
+    assert client.get("/colorbar.png?colormap=jet").status_code == 404

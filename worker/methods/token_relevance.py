@@ -84,7 +84,8 @@ class TokenRelevance(Method):
             values = _upsample(row, tokens, size)
             for i, chosen in enumerate(call.selections):
                 if rank < len(chosen):
-                    maps[i][rank] = Computed(values[i], warnings=list(warnings))
+                    maps[i][rank] = Computed(values[i], extras={"grid": tokens.grid},
+                                             warnings=list(warnings))
         return maps
 
 
