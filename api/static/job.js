@@ -186,9 +186,13 @@ function reportJsonLink() {
 function progressOf(job) {
   const { total, done, failed } = job.progress;
   const extra = job.progress.planning ? " · planning the data set…"
-    : job.progress.finalizing ? " · writing the results and the report…" : "";
+    : job.progress.finalizing ? " · finalizing: writing the results file and the report…" : "";
   const failures = failed ? ` (${failed} failed)` : "";
-  if (job.kind === "visualize") return [`${done} / ${total} steps${failures}${extra}`, done + failed, total];
+  if (job.kind === "visualize") {
+    const saving = job.status === "running" && !extra && total && done >= total
+      ? " · every step done: saving the pictures…" : "";
+    return [`${done} / ${total} steps${failures}${extra || saving}`, done + failed, total];
+  }
   if (job.kind === "top_activations") {
     const p = job.progress.projections || { done: 0, due: 0 };
     return [`${done + failed} / ${total} inputs scanned${failures} · ${p.done} / ${p.due} projections${extra}`,

@@ -15,6 +15,8 @@ from PIL import Image
 
 from api import pages
 from shared.methods import METHODS
+from shared.top_activations_spec import PROJECTION_METHODS
+from shared.visualize_spec import PARAMETRIZATIONS
 
 STATIC = Path(pages.__file__).parent / "static"
 
@@ -40,6 +42,23 @@ def test_index_offers_every_method_and_loads_only_local_assets(client):
     for name in METHODS:
         assert f'value="{name}"' in html
     assert_only_local_assets(client, html)
+
+
+def test_index_reaches_every_kind_and_every_methods_parameters(client):
+    html = client.get("/").get_data(as_text=True)
+    for kind in ("attribution", "top_activations", "visualize"):
+        assert f'name="kind" value="{kind}"' in html
+        assert re.search(rf'data-kinds="[^"]*\b{kind}\b', html), kind
+    for name, info in METHODS.items():
+        for param in info.params:
+            assert f'data-method="{name}" data-param="{param.name}"' in html, (name, param.name)
+    for method in PROJECTION_METHODS:
+        assert f'<option value="{method}">' in html
+    for parametrization in PARAMETRIZATIONS:
+        assert f'<option value="{parametrization}">' in html
+    for field in ("sanity-sample", "dataset-uri", "top-layer", "top-channels", "top-k",
+                  "vis-classes", "vis-layer", "vis-channel", "vis-steps", "vis-starts"):
+        assert f'id="{field}"' in html, field
 
 
 @pytest.mark.parametrize("path", ["/jobs/abc", "/jobs/abc/report"])
