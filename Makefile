@@ -5,12 +5,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test chaos lint bench-engine bench-service demo-audit clean
+.PHONY: install run test chaos lint bench-engine bench-service demo-audit export-check clean
 
 $(STAMP): pyproject.toml client/pyproject.toml
+	@echo "saliency: installing into $(VENV): the API, the worker (torch, torchvision, timm, captum), the test tools and the saliency CLI"
+	@echo "saliency: the first install takes a few minutes (pip's progress below); later runs skip it"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e ".[worker,test]" -e ./client
+	$(PY) -m pip install -e ".[worker,test]" -e ./client
 	touch $(STAMP)
+	@echo "saliency: installed; \`make run\` starts the stack, \`make test\` runs the tests"
 
 install: $(STAMP)
 
@@ -22,9 +25,10 @@ test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
-# The whole fault suite, the slow cases included (`make test` runs only the fast ones).
+# The whole fault suite, the slow cases included (`make test` runs only the fast ones), and
+# the READMEs' blocks marked slow (tests/docs).
 chaos: $(STAMP)
-	$(PY) -m pytest -m "" tests/faults
+	$(PY) -m pytest -m "" tests/faults tests/docs
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
@@ -42,6 +46,13 @@ bench-service: $(STAMP)
 demo-audit: $(STAMP)
 	$(PY) -m demo.confounder make var/demo-confounder
 	$(PY) -m demo.confounder submit var/demo-confounder
+
+# FiftyOne's own import of an unpacked export (`saliency export JOB --format fiftyone --out
+# DIR`), for a machine where FiftyOne's database (MongoDB) can run; `make test` checks every
+# sample with FiftyOne's Sample and Heatmap objects, which need no database.
+export-check: $(STAMP)
+	@test -n "$(DIR)" || (echo "usage: make export-check DIR=<an unpacked fiftyone export>"; exit 2)
+	$(PY) tools/fiftyone_import.py $(DIR)
 
 clean:
 	rm -rf var test-output bench/results

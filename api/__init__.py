@@ -85,6 +85,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         auth,
         errors,
         examples,
+        export,
         files,
         health,
         jobs,
@@ -120,8 +121,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         if request.path.startswith("/v1/"):
             ensure()
 
-    for module in (health, metrics, openapi, jobs, files, models, methods, examples, uploads,
-                   roots, webhooks):
+    for module in (health, metrics, openapi, jobs, files, export, models, methods, examples,
+                   uploads, roots, webhooks):
         module.init_app(app)
     pages.init_app(app)
     return app

@@ -90,7 +90,7 @@ def items(job_id: str):
                     "next_cursor": str(end) if end < job.total else None})
 
 
-def _final(job: Job, what: str) -> None:
+def require_final(job: Job, what: str) -> None:
     if not job.is_final:
         raise NotReadyError(f"the job's {what} is written when the job ends (it is "
                             f"{job.status.value}); poll the job until it is final")
@@ -99,7 +99,7 @@ def _final(job: Job, what: str) -> None:
 @bp.get("/<job_id>/report")
 def report(job_id: str):
     job = own_job(job_id)
-    _final(job, "report")
+    require_final(job, "report")
     keys = JobKeys(job.tenant, job.id)
     stored = json.loads(services().storage.get(keys.report))
     return jsonify(resolve_artifacts(stored, lambda name: artifact_url(job, name)))
@@ -111,7 +111,7 @@ def results(job_id: str):
     fmt = request.args.get("format", "parquet")
     if fmt not in RESULT_FORMATS:
         raise SpecError("format", f"must be one of {list(RESULT_FORMATS)}")
-    _final(job, "results file")
+    require_final(job, "results file")
     svc = services()
     key = JobKeys(job.tenant, job.id).results("parquet")
     filename = f"results-{job.id}.{fmt}"

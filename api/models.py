@@ -1,8 +1,10 @@
-"""Models: register (weights for a known architecture, or an admin's .pt2), list, show, delete.
+"""Models: register (weights for a known architecture, a Hugging Face bundle, or an admin's
+.pt2), list, show, delete.
 
 A registration is answered `201` with `"status": "validating"` once its container checks
 out; a worker then builds the model and makes it `ready` or `invalid` (see
-`worker.engines.validate_model`). Weights are streamed to storage, never held in memory.
+`worker.engines.validate_model`). Weights are streamed to storage, never held in memory; a
+bundle's spec gets what the spec leaves out from the bundle's configs (`shared.hfconfig`).
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from flask import Blueprint, Flask, jsonify, request
 from api.auth import require_admin
 from api.context import services, tenant
 from api.requests import check_artifact, read_model_request
-from shared.errors import NotFoundError
-from shared.modelspec import MODEL_NAME_RE, known_architectures, parse_model_spec
+from shared.bundles import read_bundle
+from shared.errors import NotFoundError, SpecError
+from shared.hfconfig import MODEL_TYPES, spec_from_bundle
+from shared.modelspec import MODEL_NAME_RE, TRANSFORMERS, known_architectures, parse_model_spec
 from shared.modelstore import ModelRecord
 from shared.registry import register_model
 from shared.taskqueue import VALIDATE_MODEL, send_control
@@ -31,11 +35,18 @@ def _model_size_limit() -> None:
 @bp.post("")
 def register():
     raw_spec, kind, stream = read_model_request()
+    svc = services()
     if kind == "pt2":
         require_admin("registering a .pt2 program")
-    spec = parse_model_spec(raw_spec, needs_architecture=kind == "safetensors")
-    check_artifact(kind, stream)
-    svc = services()
+    if kind == TRANSFORMERS:
+        raw_spec = spec_from_bundle(raw_spec, read_bundle(stream, svc.settings.max_model_bytes))
+    spec = parse_model_spec(raw_spec, needs_architecture=kind != "pt2")
+    if kind == "safetensors" and spec.architecture == TRANSFORMERS:
+        raise SpecError("architecture", f"{TRANSFORMERS!r} models are registered with a file "
+                                        "part 'bundle' (a save_pretrained folder as a zip or "
+                                        "a tar.gz), not 'weights'")
+    if kind != TRANSFORMERS:
+        check_artifact(kind, stream)
     record = register_model(svc.models, svc.storage, tenant(), spec, kind, stream)
     send_control(svc.sender, VALIDATE_MODEL, tenant(), spec.name)
     response = jsonify(record.api_json())
@@ -76,8 +87,9 @@ architectures = Blueprint("architectures", __name__, url_prefix="/v1/architectur
 
 @architectures.get("")
 def known():
-    """The architecture names a model spec may use."""
-    return jsonify({"architectures": sorted(known_architectures())})
+    """The architecture names a model spec may use, and the model types of a bundle."""
+    return jsonify({"architectures": sorted(known_architectures() | {TRANSFORMERS}),
+                    "transformers_model_types": list(MODEL_TYPES)})
 
 
 def init_app(app: Flask) -> None:

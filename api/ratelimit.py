@@ -13,7 +13,7 @@ import math
 from flask import Flask, g, request
 
 from api.context import services
-from shared.errors import RateLimitedError
+from shared.errors import RateLimitedError, TooLargeError
 from shared.redisio import TRANSIENT, now_ms, tenant_key
 
 # KEYS: bucket; ARGV: rate per s, burst, now ms, cost. Returns {allowed, wait ms}.
@@ -32,15 +32,23 @@ return {allowed, wait}
 """
 
 
-def check_queue_quota(tenant: str, items: int) -> None:
-    """Refuse a job that would take the tenant's queued items over `SALIENCY_MAX_QUEUED_ITEMS`."""
+def check_queue_quota(tenant: str, items: int | None) -> None:
+    """Refuse a job that would take the tenant's queued items over `SALIENCY_MAX_QUEUED_ITEMS`:
+    `413` if it could never fit, `429` (retry later) if it does not fit now. A data set
+    (`items` None) is counted when planned; it needs room for one item to be accepted."""
     svc = services()
-    queued = int(svc.redis.get(tenant_key(tenant, "queued")) or 0)
     limit = svc.settings.max_queued_items
-    if queued + items > limit:
+    if items is not None and items > limit:
+        raise TooLargeError(
+            f"quota: this job's {items} items exceed the limit of {limit} queued items per "
+            "tenant (SALIENCY_MAX_QUEUED_ITEMS): it can never run; split it into jobs of at "
+            f"most {limit} items")
+    queued = int(svc.redis.get(tenant_key(tenant, "queued")) or 0)
+    if queued + (items or 1) > limit:
+        what = "a data set's items" if items is None else f"this job's {items}"
         raise RateLimitedError(
-            f"quota: {queued} items queued, and this job's {items} would exceed the limit of "
-            f"{limit} per tenant (SALIENCY_MAX_QUEUED_ITEMS); retry when some have run",
+            f"quota: {queued} items queued, and {what} would exceed the limit of {limit} per "
+            "tenant (SALIENCY_MAX_QUEUED_ITEMS); retry when some have run",
             retry_after=30,
         )
 

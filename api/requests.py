@@ -20,6 +20,7 @@ from shared.datasets import DatasetSpec, parse_dataset, parse_inline_inputs
 from shared.errors import SpecError, TooLargeError, UnsupportedMediaError
 from shared.inputs import named_uploads
 from shared.jsonio import loads
+from shared.modelspec import TRANSFORMERS
 from shared.records import InputSource
 from shared.settings import Settings
 
@@ -142,20 +143,26 @@ def read_job_request(settings: Settings) -> JobRequest:
                       fingerprint=fingerprint, named=named)
 
 
+# The artifact's file part -> the model's format (`shared.keys.MODEL_EXTENSIONS`).
+ARTIFACT_PARTS = {"weights": "safetensors", "program": "pt2", "bundle": TRANSFORMERS}
+
+
 def read_model_request() -> tuple[Any, str, IO[bytes]]:
-    """The `spec` JSON and exactly one artifact part: `weights` (safetensors) or `program`
-    (`.pt2`), as a stream; `check_artifact` checks its container."""
+    """The `spec` JSON and exactly one artifact part: `weights` (safetensors), `program`
+    (`.pt2`) or `bundle` (a Hugging Face folder as zip or tar.gz), as a stream and its
+    format; `check_artifact` or `shared.bundles.read_bundle` checks its container."""
     if request.mimetype != "multipart/form-data":
         raise UnsupportedMediaError(
-            "POST /v1/models takes multipart/form-data: spec + weights (or program)"
+            "POST /v1/models takes multipart/form-data: spec + weights (or program, or bundle)"
         )
-    check_parts({"spec", "weights", "program"}, single={"spec", "weights", "program"})
+    parts = {"spec", *ARTIFACT_PARTS}
+    check_parts(parts, single=parts)
     spec = _json_part("spec")
-    present = [name for name in ("weights", "program") if name in request.files]
+    present = [name for name in ARTIFACT_PARTS if name in request.files]
     if len(present) != 1:
-        raise SpecError("weights", "exactly one file part is required: weights or program")
-    kind = "safetensors" if present[0] == "weights" else "pt2"
-    return spec, kind, request.files[present[0]].stream
+        raise SpecError("weights", "exactly one file part is required: weights, program or "
+                                   "bundle")
+    return spec, ARTIFACT_PARTS[present[0]], request.files[present[0]].stream
 
 
 def check_artifact(kind: str, stream: IO[bytes]) -> None:

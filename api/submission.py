@@ -121,10 +121,12 @@ def submit(req: JobRequest, idempotency_key: str | None) -> Accepted:
     if req.dataset and spec.kind == "visualize":
         raise SpecError("dataset", "a visualize job takes inputs or uploads (for its inversion "
                                    "and DeepDream objectives), not a data set")
+    work = spec.work.for_model(record.spec) if spec.kind == "visualize" else None
     if req.dataset:
         _check_dataset(svc, req)
-    else:
-        check_queue_quota(tenant(), len(req.uploads) + len(inline))
+        check_queue_quota(tenant(), None)
+    else:  # a visualization's items are its objectives × starts
+        check_queue_quota(tenant(), len(work.items()) if work else len(req.uploads) + len(inline))
 
     job_id = uuid.uuid4().hex
     idem = IdempotencyKeys(svc.redis)
@@ -155,8 +157,7 @@ def submit(req: JobRequest, idempotency_key: str | None) -> Accepted:
             echo["dataset"] = req.dataset.to_json()
         total, steps = len(sources), None
         ranges = chunk_ranges(len(sources), svc.settings.chunk_size)
-        if spec.kind == "visualize":  # items are objective × start, a chunk one batch
-            work = spec.work.for_model(record.spec)
+        if work is not None:  # items are objective × start, a chunk one batch
             total, steps = len(work.items()), work.total_steps
             ranges = [(b[0].index, b[-1].index + 1) for b in work.batches()]
         new = NewJob(id=job_id, tenant=tenant(), kind=spec.kind, spec=echo,

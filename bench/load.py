@@ -43,7 +43,14 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from devstack import stack_env, start_api, start_beat, start_redis, start_worker  # noqa: E402
+from devstack import (  # noqa: E402
+    stack_env,
+    start_api,
+    start_beat,
+    start_reconciler,
+    start_redis,
+    start_worker,
+)
 
 SPEC = {"name": "load-resnet18", "architecture": "resnet18", "num_classes": 10,
         "input_size": 32, "resize": 32}
@@ -276,6 +283,7 @@ def main() -> int:
                 url = services[-1].url
                 for i in range(args.workers):
                     services.append(start_worker(env, tmp_path / "log", name=f"worker{i}"))
+                services.append(start_reconciler(env, tmp_path / "log"))
                 services.append(start_beat(env, tmp_path / "log"))
                 (storage / "incoming").mkdir(parents=True)
                 (storage / "incoming" / "big.png").write_bytes(png(1))

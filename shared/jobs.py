@@ -42,7 +42,7 @@ CONTROL = "ctl"
 EXPIRY = PREFIX + "expiry"  # job id -> when its results expire (unix s)
 # Every Redis key of a job besides its hash, by suffix (the ledger's are `shared.chunks`').
 SUBKEYS = ("inputs", "items", "done", "failed", "attempts", "inflight", "losses", "cstop",
-           "cstate", "cattempts", "clost", "csent", "cworker", "cseg")
+           "cstate", "cattempts", "clost", "csent", "cworker", "cseg", "final")
 
 
 def tombstone_key(job_id: str) -> str:
@@ -111,6 +111,28 @@ if rest > 0 then
   redis.call('INCRBY', ARGV[4] .. 'tenant:' .. redis.call('HGET', KEYS[1], 'tenant')
              .. ':queued', -rest)
 end
+return 1
+"""
+
+# KEYS: job, the tenant's queued count; ARGV: total, skipped, quota, error, fail anyway (1/0).
+# A planned job's items are counted as queued; past the quota (or when told to), the job is
+# marked finalizing towards `failed` in the same step, so its chunks are never released.
+_END_PLANNING = """
+redis.call('HSET', KEYS[1], 'total', ARGV[1], 'skipped', ARGV[2], 'planning', 0)
+local queued = redis.call('INCRBY', KEYS[2], ARGV[1])
+if ARGV[5] ~= '1' and queued <= tonumber(ARGV[3]) then return 0 end
+local status = redis.call('HGET', KEYS[1], 'status')
+if redis.call('HGET', KEYS[1], 'finalizing') == '1' or (status ~= 'queued' and status ~= 'running')
+then return 0 end
+redis.call('HSET', KEYS[1], 'finalizing', '1', 'final_status', 'failed', 'error', ARGV[4])
+return 1
+"""
+
+# KEYS: control lease, checkpoint; ARGV: token, then field, value pairs. Only the holder of
+# the job's control lease records its finalizer's steps.
+_CHECKPOINT = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
 return 1
 """
 
@@ -209,6 +231,8 @@ class JobStore:
         self._progress_item = client.register_script(_PROGRESS_ITEM)
         self._request_final = client.register_script(_REQUEST_FINAL)
         self._finish = client.register_script(_FINISH)
+        self._end_planning = client.register_script(_END_PLANNING)
+        self._checkpoint = client.register_script(_CHECKPOINT)
         self._take = client.register_script(_TAKE)
 
     # --- creating -----------------------------------------------------------------------------
@@ -369,6 +393,15 @@ class JobStore:
         pipe.hset(job_key(job_id), "progress_ms", now_ms())
         pipe.execute()
 
+    def end_planning(self, job: Job, total: int, skipped: int, quota: int,
+                     error: str, fail: bool = False) -> bool:
+        """A data-set job's planning is over: `total` items, counted among its tenant's queued
+        items. If that takes the tenant past `quota` (or with `fail`), the job is marked
+        finalizing towards `failed` with `error`, at once: True if it was."""
+        return bool(self._end_planning(
+            keys=[job_key(job.id), tenant_key(job.tenant, "queued")],
+            args=[total, skipped, quota, error, int(fail)]))
+
     # --- ending -------------------------------------------------------------------------------
 
     def request_final(self, job_id: str, status: JobStatus, error: str | None = None,
@@ -444,3 +477,20 @@ class JobStore:
 
     def control_held(self, job_id: str) -> bool:
         return bool(self.redis.exists(lease_key(job_id, CONTROL)))
+
+    # --- the finalizer's checkpoint (the steps it has written) ------------------------------
+
+    def checkpoint(self, job_id: str) -> dict[str, str]:
+        """The steps a job's finalizers have recorded so far (field -> value)."""
+        return self.redis.hgetall(job_sub(job_id, "final"))
+
+    def record_step(self, job_id: str, token: int, steps: dict[str, str]) -> bool:
+        """Record finalizer steps under the control lease `token`; False if it was taken over."""
+        args: list[Any] = [token]
+        for name, value in steps.items():
+            args += [name, value]
+        return bool(self._checkpoint(keys=[lease_key(job_id, CONTROL), job_sub(job_id, "final")],
+                                     args=args))
+
+    def clear_checkpoint(self, job_id: str) -> None:
+        self.redis.delete(job_sub(job_id, "final"))

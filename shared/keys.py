@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from shared.storage import check_key
 
 INPUT_EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp", "npy": "npy"}
-MODEL_EXTENSIONS = {"safetensors": ".safetensors", "pt2": ".pt2"}
+# A model's artifact by its format; a Hugging Face bundle is kept as uploaded (zip or tar.gz).
+MODEL_EXTENSIONS = {"safetensors": ".safetensors", "pt2": ".pt2", "transformers": ".bundle"}
 RESULT_FORMATS = ("parquet", "csv", "jsonl")
 MAP_SUFFIXES = {"npy": ".npy", "png": ".png", "overlay": ".overlay.png", "signed": ".signed.png"}
 OUTPUT_SUFFIXES = {**MAP_SUFFIXES, "curve": ".curve.json"}
@@ -144,6 +145,11 @@ class JobKeys:
         if fmt not in RESULT_FORMATS:
             raise ValueError(f"results format must be one of {RESULT_FORMATS}")
         return f"{self.prefix}/results.{fmt}"
+
+    def results_part(self, start: int) -> str:
+        """The rows of the results file from item `start` on, as the finalizer writes them
+        before merging them into one file (Parquet)."""
+        return f"{self.prefix}/parts/{start:010d}.parquet"
 
     @property
     def report(self) -> str:

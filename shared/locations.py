@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlparse
 from shared.errors import SpecError
 from shared.file_storage import FileStorage
 from shared.keys import tenant_prefix
+from shared.records import InputSource
 from shared.s3_storage import S3Storage
 from shared.settings import Settings, SettingsError
 from shared.storage import Storage
@@ -102,6 +103,16 @@ class Locator:
                     raise SpecError(field, str(e)) from None
         where = "your area of the configured storage" if own_area else "the configured storage"
         raise SpecError(field, f"is not in {where} or a data-set root readable by you")
+
+    def read(self, tenant: str, source: InputSource, uri: str | None = None,
+             field: str = "uri") -> bytes:
+        """The bytes of an input (or of `uri`, e.g. its mask): an upload by its key, else
+        its URI located for `tenant`; `FileNotFoundError` or `SpecError` if it cannot be
+        read, `StorageError` if the backend fails."""
+        if uri is None and source.key is not None:
+            return self.storage.get(source.key)
+        location = self.locate(uri or source.uri or "", tenant, field)
+        return location.storage.get(location.key)
 
     def prefix(self, uri: str, tenant: str, field: str) -> Location:
         """A folder to list (a data-set prefix): its backend and key prefix ending in `/`."""

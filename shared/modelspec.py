@@ -17,6 +17,7 @@ MAX_INPUT_SIZE = 1024
 MAX_RESIZE = 2048
 MAX_CLASSES = 100_000
 TIMM_PREFIX = "timm:"
+TRANSFORMERS = "transformers"  # a Hugging Face bundle's model (`shared.hfconfig`)
 
 
 @functools.cache
@@ -43,7 +44,8 @@ class ModelSpec:
     name: str
     num_classes: int
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
-    architecture: str | None = None  # torchvision name, or "timm:<name>"; None for a .pt2 program
+    # A torchvision name, "timm:<name>" or "transformers"; None for a .pt2 program.
+    architecture: str | None = None
     class_names: tuple[str, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -92,13 +94,14 @@ def parse_model_spec(raw: Any, *, needs_architecture: bool = True) -> ModelSpec:
     if needs_architecture:
         if not isinstance(architecture, str) or not architecture:
             raise SpecError(
-                "architecture", "is required: a torchvision model name or 'timm:<name>'"
+                "architecture", "is required: a torchvision model name, 'timm:<name>' or "
+                f"{TRANSFORMERS!r}"
             )
-        if architecture not in known_architectures():
+        if architecture != TRANSFORMERS and architecture not in known_architectures():
             raise SpecError(
                 "architecture",
-                f"{architecture[:80]!r} is not a torchvision classification model or a timm "
-                "model ('timm:<name>'); see GET /v1/architectures",
+                f"{architecture[:80]!r} is not a torchvision classification model, a timm "
+                f"model ('timm:<name>') or {TRANSFORMERS!r}; see GET /v1/architectures",
             )
     elif architecture is not None:
         raise SpecError("architecture", "must be absent for an exported program (.pt2)")

@@ -42,7 +42,7 @@ class ModelRecord:
     """A registered model: its spec, where its artifact is, and whether it is usable."""
 
     spec: ModelSpec
-    format: str  # "safetensors" | "pt2"
+    format: str  # "safetensors" | "pt2" | "transformers" (a Hugging Face bundle)
     artifact: str
     sha256: str
     size: int

@@ -49,6 +49,7 @@ def lease_key(job_id: str, part: str) -> str:
 
 ACTIVE_JOBS = PREFIX + "active"  # ids of jobs not yet final: what the reconciler examines
 WORKERS = PREFIX + "workers"  # worker name -> last heartbeat (ms), a sorted set
+RECONCILERS = PREFIX + "reconcilers"  # the same for the reconciler's process
 STATS = PREFIX + "stats"
 WEBHOOKS_DUE = PREFIX + "webhooks:due"  # "job:event:attempt" -> when it is due (unix s)
 LATENCY = PREFIX + "stats:job_latency"

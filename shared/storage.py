@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from shared.settings import Settings
@@ -119,17 +120,40 @@ def make_storage(settings: Settings) -> Storage:
     raise ValueError(f"STORAGE_URL={url!r} must start with file:// or s3://")
 
 
-def iter_lines(storage: Storage, key: str, block: int = 8 << 20) -> Iterator[bytes]:
+@dataclass(frozen=True)
+class LongLine:
+    """A line longer than the cap `iter_lines` was given: skipped unread, only its length kept."""
+
+    size: int
+
+
+def iter_lines(storage: Storage, key: str, max_line: int,
+               block: int = 8 << 20) -> Iterator[bytes | LongLine]:
     """The lines of an object, read in ranged blocks: a manifest of any size is streamed,
-    never held in memory whole."""
-    offset, rest = 0, b""
+    never held in memory whole. A line longer than `max_line` bytes is never held either:
+    it comes out as a `LongLine`, so memory stays within a block and one line."""
+    offset, head, skipped = 0, b"", None  # skipped: the bytes of a long line seen so far
     while True:
         data = storage.get_range(key, offset, offset + block)
         offset += len(data)
-        lines = (rest + data).split(b"\n")
-        rest = lines.pop()
-        yield from lines
+        *lines, tail = data.split(b"\n")
+        for line in lines:
+            if skipped is not None:
+                yield LongLine(skipped + len(line))
+            elif len(head) + len(line) > max_line:
+                yield LongLine(len(head) + len(line))
+            else:
+                yield head + line
+            head, skipped = b"", None
+        if skipped is not None:
+            skipped += len(tail)
+        elif len(head) + len(tail) > max_line:
+            head, skipped = b"", len(head) + len(tail)
+        else:
+            head += tail
         if len(data) < block:
             break
-    if rest:
-        yield rest
+    if skipped is not None:
+        yield LongLine(skipped)
+    elif head:
+        yield head

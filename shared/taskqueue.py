@@ -3,8 +3,10 @@
 The API sends tasks by name (`send_task`) with a Celery app that registers no tasks, so it
 never imports the worker (nor torch). Task arguments are small JSON: ids and indices. Chunks
 go to the `saliency` queue a window at a time (`shared.fairqueue`); the job's control tasks
-(planning, finalizing, validating a model, webhooks) and the periodic ones go to
-`saliency.control`, which every worker also consumes.
+(planning, finalizing, validating a model, webhooks) and the retention sweep go to
+`saliency.control`, which every worker also consumes. The reconciler goes to a queue of its
+own, `saliency.reconcile`, which only the reconciler process consumes, one task at a time:
+no work task, however long, can delay it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from shared.settings import Settings
 
 QUEUE = "saliency"
 CONTROL_QUEUE = "saliency.control"
-QUEUES = (CONTROL_QUEUE, QUEUE)
+QUEUES = (CONTROL_QUEUE, QUEUE)  # what the workers consume
+RECONCILE_QUEUE = "saliency.reconcile"  # what only the reconciler process consumes
 
 RUN_CHUNK = "saliency.run_chunk"  # (job_id, start)
 PLAN = "saliency.plan"  # (job_id): stream a data set into chunks
@@ -30,7 +33,7 @@ RECONCILE = "saliency.reconcile"  # periodic
 SWEEP = "saliency.sweep"  # periodic: expired jobs
 PING = "saliency.ping"  # (worker name): proves a worker still consumes its queues
 
-CONTROL_TASKS = (PLAN, NEXT_PHASE, VALIDATE_MODEL, DELIVER_WEBHOOK, RECONCILE, SWEEP)
+CONTROL_TASKS = (PLAN, NEXT_PHASE, VALIDATE_MODEL, DELIVER_WEBHOOK, SWEEP)
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -47,7 +50,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "accept_content": ["json"],
         "task_ignore_result": True,
         "task_default_queue": QUEUE,
-        "task_routes": {RUN_CHUNK: {"queue": QUEUE},
+        "task_routes": {RUN_CHUNK: {"queue": QUEUE}, RECONCILE: {"queue": RECONCILE_QUEUE},
                         **{name: {"queue": CONTROL_QUEUE} for name in CONTROL_TASKS}},
         "enable_utc": True,
     }

@@ -56,7 +56,8 @@ class TopActivationsSpec:
     layer: str
     channels: tuple[int, ...] | str = ALL_CHANNELS
     k: int = DEFAULT_K
-    methods: tuple[MethodSpec, ...] = parse_methods(list(DEFAULT_PROJECTION_METHODS))
+    methods: tuple[MethodSpec, ...] = tuple(
+        m.without("render") for m in parse_methods(list(DEFAULT_PROJECTION_METHODS)))
 
     def channel_list(self, num_channels: int) -> tuple[int, ...]:
         """The channels to scan on a layer of `num_channels` channels."""
@@ -153,7 +154,12 @@ def _parse_projection_methods(raw: Any) -> tuple[MethodSpec, ...]:
                 "carries no warnings to say it used the service's own; use the gated rule in "
                 "an attribution job",
             )
-    return methods
+    for i, entry in enumerate(raw or ()):
+        if isinstance(entry, dict) and "render" in entry:
+            raise SpecError(f"methods[{i}].render",
+                            "projections are drawn as the papers' signed pictures, cropped to "
+                            "their patches; `render` is for attribution jobs")
+    return tuple(method.without("render") for method in methods)
 
 
 def parse_top_activations(

@@ -12,8 +12,10 @@ nothing between them. Then every reader sees the same entries with the same byte
 
 from __future__ import annotations
 
+import stat
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import IO
 
@@ -28,6 +30,8 @@ _FULL32, _FULL16 = 0xFFFFFFFF, 0xFFFF
 _ENCRYPTED = 0x0001 | 0x0040 | 0x2000  # encrypted, strongly encrypted, masked headers
 _DESCRIPTOR = 0x0008  # sizes and CRC follow the data
 _UTF8 = 0x0800
+_UNIX = 3  # the "made by" system whose external attributes hold a Unix mode
+_CHUNK = 1 << 20
 _DESCRIPTOR_SIG = b"PK\x07\x08"
 # Length of a data descriptor -> whether it starts with its signature.
 _DESCRIPTOR_LENGTHS = {12: False, 16: True, 20: False, 24: True}
@@ -46,6 +50,16 @@ class ZipEntry:
     size: int
     offset: int  # of the local header
     data: int = 0  # where the data starts (after the local header)
+    mode: int = 0  # the Unix file type and permissions an archiver recorded (0: none)
+
+    @property
+    def is_dir(self) -> bool:
+        return self.name.endswith("/") or stat.S_ISDIR(self.mode)
+
+    @property
+    def is_plain(self) -> bool:
+        """A file or a folder: no symbolic link, device or pipe, whatever a reader unpacks."""
+        return stat.S_IFMT(self.mode) in (0, stat.S_IFREG, stat.S_IFDIR)
 
 
 class NotPlainZip(ValueError):
@@ -122,8 +136,8 @@ def _central(directory: bytes, count: int) -> list[ZipEntry]:
     for _ in range(count):
         if pos + _CENTRAL.size > len(directory):
             raise NotPlainZip("the central directory is shorter than its entries")
-        (sig, _, _, flags, method, _, _, crc, compressed, size, name_len, extra_len,
-         comment_len, disk, _, _, offset) = _CENTRAL.unpack_from(directory, pos)
+        (sig, made_by, _, flags, method, _, _, crc, compressed, size, name_len, extra_len,
+         comment_len, disk, _, external, offset) = _CENTRAL.unpack_from(directory, pos)
         if sig != b"PK\x01\x02":
             raise NotPlainZip("a malformed central directory entry")
         raw = directory[pos + _CENTRAL.size: pos + _CENTRAL.size + name_len]
@@ -141,7 +155,10 @@ def _central(directory: bytes, count: int) -> list[ZipEntry]:
             name = raw.decode("utf-8" if flags & _UTF8 else "cp437")
         except UnicodeDecodeError:
             raise NotPlainZip(f"entry name {raw[:80]!r} is not UTF-8") from None
-        entries.append(ZipEntry(raw, name, flags, method, crc, compressed, size, offset))
+        # The high 16 bits of the external attributes are a Unix mode when made on Unix (3).
+        mode = external >> 16 if made_by >> 8 == _UNIX else 0
+        entries.append(ZipEntry(raw, name, flags, method, crc, compressed, size, offset,
+                                mode=mode))
     if pos != len(directory):
         raise NotPlainZip("bytes in the central directory that no entry takes")
     return entries
@@ -218,17 +235,41 @@ def read_entries(stream: IO[bytes]) -> list[ZipEntry]:
     return [placed[e.offset] for e in entries]
 
 
-def read_entry(stream: IO[bytes], entry: ZipEntry, limit: int) -> bytes:
-    """An entry's bytes (inflated, CRC checked); `NotPlainZip` beyond `limit` bytes."""
+def _pieces(stream: IO[bytes], entry: ZipEntry) -> Iterator[bytes]:
+    """An entry's data as stored, or inflated, in pieces of at most about `_CHUNK` bytes."""
+    inflater = zlib.decompressobj(-15) if entry.method == 8 else None
+    try:
+        for start in range(0, entry.compressed, _CHUNK):
+            raw = _read(stream, entry.data + start, min(_CHUNK, entry.compressed - start))
+            while raw:
+                if inflater is None:
+                    yield raw
+                    break
+                yield inflater.decompress(raw, _CHUNK)
+                raw = inflater.unconsumed_tail
+        if inflater is not None:
+            yield inflater.flush()
+    except zlib.error as e:
+        raise NotPlainZip(f"entry {entry.name[:80]!r} does not inflate ({e})") from None
+
+
+def entry_chunks(stream: IO[bytes], entry: ZipEntry, limit: int) -> Iterator[bytes]:
+    """An entry's bytes, inflated, in chunks of at most about a megabyte: `NotPlainZip`
+    beyond `limit` bytes, and, after the last chunk, unless its size and CRC match."""
     if entry.size > limit:
         raise NotPlainZip(f"entry {entry.name[:80]!r} is larger than {limit} bytes")
-    data = _read(stream, entry.data, entry.compressed)
-    if entry.method == 8:
-        inflater = zlib.decompressobj(-15)
-        try:
-            data = inflater.decompress(data, limit + 1)
-        except zlib.error as e:
-            raise NotPlainZip(f"entry {entry.name[:80]!r} does not inflate ({e})") from None
-    if len(data) != entry.size or zlib.crc32(data) != entry.crc:
+    crc = size = 0
+    for data in _pieces(stream, entry):
+        size += len(data)
+        if size > entry.size:
+            break
+        crc = zlib.crc32(data, crc)
+        if data:
+            yield data
+    if size != entry.size or crc != entry.crc:
         raise NotPlainZip(f"entry {entry.name[:80]!r} does not match its size and CRC")
-    return data
+
+
+def read_entry(stream: IO[bytes], entry: ZipEntry, limit: int) -> bytes:
+    """An entry's bytes (inflated, CRC checked); `NotPlainZip` beyond `limit` bytes."""
+    return b"".join(entry_chunks(stream, entry, limit))

@@ -1,7 +1,7 @@
 """Session fixtures: a real Redis, a real S3 server (moto), real API, worker and beat processes.
 
 - `file_backend` / `s3_backend`: Redis database + storage + one Celery worker process + the
-  scheduler (Celery beat, running the reconciler every 2 s).
+  reconciler's consumer + the scheduler (Celery beat, sending the reconciler every 2 s).
 - `stack`: the API with API keys and small limits over HTTP, parametrized over both backends.
 - `api_url`: the API as the embedded default runs it (no keys, default limits), file storage.
 - `stack_model` / `tiny_model`: a seeded resnet18 (10 classes, 32×32) registered on either;
@@ -29,6 +29,7 @@ from devstack import (
     start_api,
     start_beat,
     start_moto,
+    start_reconciler,
     start_redis,
     start_worker,
 )
@@ -105,9 +106,11 @@ def _backend(name: str, redis_url: str, storage_url: str, s3: str | None,
                     SALIENCY_DATASET_ROOTS=",".join(roots))
     env["SALIENCY_DATA_DIR"] = str(LOGS.parent / f"data-{name}")
     worker = start_worker(env, LOGS, name=f"worker-{name}")
+    reconciler = start_reconciler(env, LOGS, name=f"reconciler-{name}")
     beat = start_beat(env, LOGS, name=f"beat-{name}")
     yield Backend(name, env, redis_url, storage_url, s3, dataset_dir, dataset_bucket)
     beat.stop()
+    reconciler.stop()
     worker.stop()
 
 

@@ -1,11 +1,17 @@
 """What the test stacks share: where their logs go, the workers' settings, the tiny model's
-spec and how it is registered. A module of its own, so that test modules import it by name
-(several conftest.py files would shadow each other)."""
+spec and how it is registered, and `make run`'s stack as a process. A module of its own, so
+that test modules import it by name (several conftest.py files would shadow each other)."""
 
 from __future__ import annotations
 
 import io
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import requests
@@ -47,3 +53,44 @@ def register(url: str, spec: dict, weights: Path, session: requests.Session | No
                "weights": ("w.safetensors", io.BytesIO(weights.read_bytes()))},
         timeout=60,
     )
+
+
+READY = re.compile(r"saliency: API on (\S+)\s+\(Redis (\S+?)/\d+,")
+
+
+class Devstack:
+    """One `python -m devstack` process (what `make run` runs) in `data_dir`, its API on
+    `port`, its output in `<data dir>/devstack.out`. The test's own SALIENCY_ variables, Redis
+    and storage are left out; `settings` are its SALIENCY_ variables."""
+
+    def __init__(self, data_dir: Path, port: int, **settings: str) -> None:
+        self.data_dir, self.port = data_dir, port
+        self.out = data_dir / "devstack.out"
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("SALIENCY_") and k not in ("REDIS_URL", "STORAGE_URL")}
+        env.update(SALIENCY_DATA_DIR=str(data_dir), SALIENCY_PORT=str(port),
+                   PYTHONUNBUFFERED="1", **settings)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        start = self.out.stat().st_size if self.out.exists() else 0
+        with open(self.out, "ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "devstack"], cwd=ROOT, env=env,
+                                         stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            match = READY.search(self.out.read_bytes()[start:].decode(errors="replace"))
+            if match:
+                self.url, self.redis = match.group(1), match.group(2)
+                return
+            assert self.proc.poll() is None, self.out.read_text(errors="replace")[-3000:]
+            time.sleep(0.2)
+        self.stop()
+        raise AssertionError(f"devstack not ready in 180 s: {self.out}")
+
+    @property
+    def redis_port(self) -> int:
+        return int(self.redis.rsplit(":", 1)[1])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(120)

@@ -1,5 +1,7 @@
-"""`python -m worker [celery worker options]`: consume jobs; `python -m worker beat`: the one
-scheduler process (the reconciler, the retention sweep and webhook retries run on it)."""
+"""`python -m worker [celery worker options]`: consume jobs; `python -m worker reconciler
+[celery worker options]`: the reconciler's own consumer (one task at a time, its queue only);
+`python -m worker beat`: the one scheduler process (it sends the reconciler, the retention
+sweep and webhook retries)."""
 
 from __future__ import annotations
 
@@ -10,8 +12,8 @@ from pathlib import Path
 
 from shared.logs import configure_logging
 from shared.settings import Settings
-from shared.taskqueue import QUEUES
-from worker.celery_app import make_celery, own_queue
+from worker.celery_app import ROLES, make_celery, own_queue
+from worker.offline import hf_offline
 
 
 def _hostname(argv: list[str]) -> str:
@@ -28,9 +30,11 @@ def _hostname(argv: list[str]) -> str:
 
 
 def main(argv: list[str]) -> None:
+    hf_offline()  # before anything imports huggingface_hub: nothing is ever downloaded
     settings = Settings.from_env()
     configure_logging(settings)
-    app = make_celery(settings)
+    role = "reconciler" if argv[:1] == ["reconciler"] else "worker"
+    app = make_celery(settings, role)
     # In JSON mode every line is a log record: no start-up banner on stdout.
     quiet = ["--quiet"] if settings.log_format == "json" else []
     if argv[:1] == ["beat"]:
@@ -38,9 +42,11 @@ def main(argv: list[str]) -> None:
         Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
         app.start([*quiet, "beat", "--loglevel", "INFO", *argv[1:]])
         return
+    if role == "reconciler":
+        argv = argv[1:]
     if not any(a.startswith("--hostname") or a == "-n" for a in argv):
-        argv = [*argv, "--hostname", f"worker-{os.getpid()}@%h"]
-    queues = ",".join([*QUEUES, own_queue(_hostname(argv))])
+        argv = [*argv, "--hostname", f"{role}-{os.getpid()}@%h"]
+    queues = ",".join([*ROLES[role][0], own_queue(_hostname(argv))])
     app.worker_main([*quiet, "worker", "--queues", queues, "--concurrency", "1",
                      "--loglevel", "INFO", "--without-gossip", "--without-mingle", *argv])
 

@@ -17,6 +17,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 
 from shared.chunks import Lease
+from shared.itemrecords import inputs as job_inputs
 from shared.jobs import Job
 from shared.modelspec import ModelSpec
 from shared.records import InputSource
@@ -24,7 +25,6 @@ from worker.context import WorkerContext
 from worker.inputs import Loaded, load_input
 from worker.leases import LeaseKeeper
 from worker.losses import LostItems
-from worker.plans import planned_inputs
 from worker.retry import retrying
 
 
@@ -43,10 +43,7 @@ class Stop:
 
 def chunk_sources(ctx: WorkerContext, job: Job, lease: Lease) -> dict[int, InputSource]:
     """The inputs of a leased chunk, by item index."""
-    if job.layout == "items":
-        inputs = ctx.jobs.input_range(job.id, lease.start, lease.stop)
-    else:
-        inputs = planned_inputs(ctx, job, lease.start, lease.stop)
+    inputs = job_inputs(ctx.jobs, ctx.storage, job, lease.start, lease.stop)
     return dict(zip(range(lease.start, lease.stop), inputs, strict=True))
 
 

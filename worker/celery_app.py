@@ -1,10 +1,12 @@
 """The worker's Celery app: JSON only, late acks, one task at a time per process, the periodic
-tasks (run by the one `beat` process), and a watchdog that restarts a worker that stopped
+tasks (sent by the one `beat` process), and a watchdog that restarts a consumer that stopped
 consuming.
 
-Signal handlers: `setup_logging` hands logging to `shared.logs`; `celeryd_init` learns the
-worker's name; `worker_process_init` warms the pool child and starts its liveness heartbeat;
-`worker_ready` starts the watchdog in the main process.
+The same app runs in two roles: `worker` (the job queues: chunks and control tasks) and
+`reconciler` (only the reconciler's queue; no torch, no model). Signal handlers:
+`setup_logging` hands logging to `shared.logs`; `celeryd_init` learns the process's name;
+`worker_process_init` warms the pool child and starts its liveness heartbeat; `worker_ready`
+starts the watchdog in the main process.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ import threading
 import time
 from pathlib import Path
 
+import redis
 from celery import Celery, signals
 
 from shared.logs import configure_logging
-from shared.redisio import WORKERS, connect, now_ms
+from shared.redisio import RECONCILERS, WORKERS, connect, now_ms
 from shared.settings import Settings
-from shared.taskqueue import PING, RECONCILE, SWEEP, celery_config
+from shared.taskqueue import PING, QUEUES, RECONCILE, RECONCILE_QUEUE, SWEEP, celery_config
 from worker.tasks import PONG_KEY, register_tasks
 
 log = logging.getLogger(__name__)
@@ -29,6 +32,9 @@ log = logging.getLogger(__name__)
 # than Celery's default 4 s wait for a new pool process to report for work.
 PROCESS_START_TIMEOUT_S = 300
 _worker_name = {"name": f"worker-{os.getpid()}"}
+# Each role: the queues it consumes (besides its own) and where its pool child's liveness
+# heartbeat goes. Only workers count in WORKERS: the fair queue's window is twice their number.
+ROLES = {"worker": (QUEUES, WORKERS), "reconciler": ((RECONCILE_QUEUE,), RECONCILERS)}
 
 
 def own_queue(worker: str) -> str:
@@ -36,8 +42,10 @@ def own_queue(worker: str) -> str:
     return f"saliency.w.{worker}"
 
 
-def make_celery(settings: Settings | None = None) -> Celery:
+def make_celery(settings: Settings | None = None, role: str = "worker") -> Celery:
+    """The app of a worker process in `role` (see `ROLES`)."""
     settings = settings or Settings.from_env()
+    liveness = ROLES[role][1]
     app = Celery("saliency-worker", set_as_current=False)
     app.conf.update(celery_config(settings))
     app.conf.update(
@@ -66,10 +74,13 @@ def make_celery(settings: Settings | None = None) -> Celery:
         _worker_name["name"] = str(sender)
 
     def warm_up(**_) -> None:
-        warm_process(settings, app)
+        if role == "worker":
+            warm_process(settings, app)
+        else:
+            warm_reconciler(settings, app)
 
     def ready(sender=None, **_) -> None:
-        threading.Thread(target=watchdog, args=(app, settings, _worker_name["name"]),
+        threading.Thread(target=watchdog, args=(app, settings, _worker_name["name"], liveness),
                          name="watchdog", daemon=True).start()
 
     # weak=False: the receivers are closures that would otherwise be collected at once.
@@ -88,7 +99,9 @@ def warm_process(settings: Settings, app: Celery) -> None:
     the connections and imports torch and the model code (torchvision, timm).
     `torch._dynamo` is imported explicitly: anything decorated with `torch._disable_dynamo`
     imports it on first use, about 4 s on a 2-core VM that the first job would otherwise
-    wait for. The first task then pays only for its model.
+    wait for; so are the job kinds (`worker.kinds`: the engine, the audit, the
+    visualizations), which the task bodies import on first use. The first task then pays
+    only for its model.
     """
     start = time.perf_counter()
     if settings.faults:
@@ -105,29 +118,49 @@ def warm_process(settings: Settings, app: Celery) -> None:
     import torch
     import torch._dynamo  # noqa: F401
 
-    name = _worker_name["name"]
+    import worker.kinds  # noqa: F401
 
-    def heartbeat() -> None:
-        while True:
-            try:
-                ctx.redis.zadd(WORKERS, {name: now_ms()})
-            except OSError as e:
-                log.warning("liveness heartbeat failed: %s", e)
-            time.sleep(max(1.0, settings.lease_s / 3))
-
-    threading.Thread(target=heartbeat, name="liveness", daemon=True).start()
+    _heartbeat(ctx.redis, WORKERS, settings)
     log.info("worker process warmed up in %.1f s (torch threads: %d intra-op, %d inter-op)",
              time.perf_counter() - start, torch.get_num_threads(), torch.get_num_interop_threads())
 
 
-def watchdog(app: Celery, settings: Settings, worker: str) -> None:
+def warm_reconciler(settings: Settings, app: Celery) -> None:
+    """The reconciler's pool child: its connections, its metrics (the reconciler's actions)
+    and its liveness heartbeat; no torch."""
+    from worker.context import control_context
+    from worker.metrics import export
+
+    ctx = control_context(settings, app)
+    export(settings.metrics_port)
+    _heartbeat(ctx.redis, RECONCILERS, settings)
+    log.info("reconciler process ready")
+
+
+def _heartbeat(client: redis.Redis, key: str, settings: Settings) -> None:
+    """Record in the sorted set `key`, every third of a lease, that this pool child is up."""
+    name = _worker_name["name"]
+
+    def beat() -> None:
+        while True:
+            try:
+                client.zadd(key, {name: now_ms()})
+            except OSError as e:
+                log.warning("liveness heartbeat failed: %s", e)
+            time.sleep(max(1.0, settings.lease_s / 3))
+
+    threading.Thread(target=beat, name="liveness", daemon=True).start()
+
+
+def watchdog(app: Celery, settings: Settings, worker: str, liveness: str = WORKERS) -> None:
     """In the main process: every lease, send a ping to this worker's own queue; if an idle
     worker has not answered for three leases, it no longer consumes (a broker reconnect can
     leave Celery so, celery#8091): stop it, so that its supervisor starts a fresh one.
 
-    Only a worker whose pool child is up is judged: the child's liveness heartbeat starts
-    once it has warmed up, and a warm-up (torch, CUDA) can outlast three short leases on a
-    busy host; counting it would restart the worker before it ever took a task, forever."""
+    Only a worker whose pool child is up is judged (its heartbeat in `liveness`): the child's
+    heartbeat starts once it has warmed up, and a warm-up (torch, CUDA) can outlast three
+    short leases on a busy host; counting it would restart the worker before it ever took a
+    task, forever."""
     from celery.worker import state
 
     client = connect(settings.redis_url)
@@ -138,7 +171,7 @@ def watchdog(app: Celery, settings: Settings, worker: str) -> None:
         try:
             app.send_task(PING, args=[worker], queue=own_queue(worker))
             pong = client.get(PONG_KEY + worker)
-            alive = client.zscore(WORKERS, worker)
+            alive = client.zscore(liveness, worker)
         except OSError as e:
             log.warning("watchdog: broker unreachable: %s", e)
             continue

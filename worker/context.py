@@ -1,7 +1,9 @@
 """What a worker process keeps between tasks: settings, connections, caches and thread pools.
 
 Created on first use in each pool process (after the fork, so the Celery parent never
-imports torch), or explicitly by tests that call the worker's functions without Celery.
+imports torch), or explicitly by tests that call the worker's functions without Celery. The
+reconciler's process keeps only a `ControlContext` (connections and the task sender): it
+never imports torch.
 """
 
 from __future__ import annotations
@@ -19,10 +21,20 @@ from shared.taskqueue import make_sender
 
 
 @dataclass
-class WorkerContext(Stores):
-    """Connections, the engine cache and the thread pools of one worker process."""
+class ControlContext(Stores):
+    """Connections and the task sender: all that the control work (the reconciler) needs."""
 
     sender: Celery
+
+    @classmethod
+    def create(cls, settings: Settings, sender: Celery | None = None) -> ControlContext:
+        return cls(**Stores.open(settings), sender=sender or make_sender(settings))
+
+
+@dataclass
+class WorkerContext(ControlContext):
+    """Connections, the engine cache and the thread pools of one worker process."""
+
     cache: Any  # worker.models.ModelCache (imported lazily: torch stays out of the parent)
     artifact_dir: Path
     renderers: ThreadPoolExecutor
@@ -52,6 +64,7 @@ class WorkerContext(Stores):
 
 
 _context: WorkerContext | None = None
+_control: ControlContext | None = None
 
 
 def context(settings: Settings, sender: Celery | None = None) -> WorkerContext:
@@ -60,3 +73,11 @@ def context(settings: Settings, sender: Celery | None = None) -> WorkerContext:
     if _context is None:
         _context = WorkerContext.create(settings, sender)
     return _context
+
+
+def control_context(settings: Settings, sender: Celery | None = None) -> ControlContext:
+    """The reconciler process's context, created on first use (in its pool child)."""
+    global _control
+    if _control is None:
+        _control = ControlContext.create(settings, sender)
+    return _control

@@ -4,7 +4,8 @@ their own (micro-batched to fit memory) for the methods that sample, integrate o
 `Engine` owns a private, frozen, eval-mode copy of the model it is given, so the caller's
 model is never changed and several threads may share one engine. In that copy, QuickGELU
 modules that write their arithmetic out are swapped for one the rectifier override sees
-(`worker.gated_units`), with the same arithmetic.
+(`worker.gated_units`), with the same arithmetic, and attention computes its probabilities
+explicitly, for the attention methods to read (`worker.attention`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from shared.layers import ModelLayers
 from shared.methods import MethodSpec
 from shared.seeds import item_seed
 from shared.targets import PREDICTED, LayerTarget, Target, TopKTarget
+from worker.attention import explicit_attention
 from worker.baselines import Normalization
 from worker.call import Call, CoverageCount
 from worker.gated_units import catch_written_out_units
@@ -118,6 +120,16 @@ class _Request:
         """Positions of the methods computed from the images' one forward pass."""
         return [p for p, impl in enumerate(self.impls) if impl.shares_forward]
 
+    @property
+    def shared_grad(self) -> bool:
+        """Whether a method of the shared pass takes a backward pass from it."""
+        return any(self.impls[p].backward for p in self.shared)
+
+    @property
+    def attention(self) -> bool:
+        """Whether a method of the shared pass reads its attention probabilities."""
+        return any(self.impls[p].attention for p in self.shared)
+
     def call(self, engine: Engine, chunk: torch.Tensor, start: int, stop: int) -> Call:
         return Call(engine, chunk, [], self.seeds[start:stop], self.rows_with_grad,
                     self.rows_without_grad, self.target_layers)
@@ -152,6 +164,7 @@ class Engine:
         self.norm = Normalization.of(mean, std)
         model = copy.deepcopy(model).eval().requires_grad_(False).to(self.device)
         catch_written_out_units(model)  # the override then sees QuickGELU as one unit
+        explicit_attention(model)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
@@ -166,13 +179,13 @@ class Engine:
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
     def forward(self, x: torch.Tensor, layers: Sequence[str], *, grad: bool,
-                override: bool) -> Pass:
+                override: bool, attention: bool = False) -> Pass:
         """One forward pass of rows `x` on this engine's model (see `worker.passes.Pass`)."""
         memory_format = torch.channels_last if self.channels_last else torch.preserve_format
         x = x.to(self.device, torch.float32, memory_format=memory_format)
         known = self.layers(x[:1]) if layers else ModelLayers()  # layouts of what it records
         return Pass(self.model, self.taps, x, layers, grad=grad, override=override,
-                    autocast=self._autocast, model_layers=known)
+                    autocast=self._autocast, model_layers=known, attention=attention)
 
     def layers(self, x1: torch.Tensor) -> ModelLayers:
         """The model's layers, their layouts and the default Grad-CAM layer
@@ -259,7 +272,7 @@ class Engine:
                 coverage.setdefault(p, CoverageCount()).merge(count)
             done.update(zip(range(start, stop), images, strict=True))
 
-        chunk_rows = request.rows_with_grad if request.shared else request.rows_without_grad
+        chunk_rows = request.rows_with_grad if request.shared_grad else request.rows_without_grad
         in_micro_batches(n, chunk_rows, lambda a, b: x[a:b], compute, self.device)
         return BatchResult(
             images=[done[i] for i in range(n)],
@@ -273,7 +286,7 @@ class Engine:
         call = request.call(self, chunk, start, stop)
         rules = [request.impls[p].rule(request.specs[p].params) for p in request.shared]
         first = self.forward(chunk, (*request.target_layers, *request.layers),
-                             grad=bool(request.shared),
+                             grad=request.shared_grad, attention=request.attention,
                              override=any(r is not None and r.needs_every_rectifier
                                           for r in rules))
         call.selections = first.selections = select(request.targets[start:stop],

@@ -47,8 +47,8 @@ def engine_for(ctx: WorkerContext, tenant: str, record: ModelRecord):
     path = fetch_artifact(ctx, record)
     key = f"{tenant}/{record.name}/{record.sha256}"
     try:
-        return ctx.cache.get(key, lambda: build_model(record.spec, path),
-                             record.spec.preprocessing)
+        return ctx.cache.get(key, lambda: build_model(
+            record.spec, path, max_bytes=ctx.settings.max_model_bytes), record.spec.preprocessing)
     except InputError as e:
         raise InvalidModelError(e.message) from None
 
@@ -90,7 +90,8 @@ def validate_model(ctx: WorkerContext, tenant: str, name: str) -> ModelStatus | 
         record = _builtin_artifact(ctx, record)
     side = record.spec.preprocessing.input_size
     try:
-        model = build_model(record.spec, fetch_artifact(ctx, record)).eval().requires_grad_(False)
+        model = build_model(record.spec, fetch_artifact(ctx, record),
+                            max_bytes=ctx.settings.max_model_bytes).eval().requires_grad_(False)
         with torch.no_grad():
             logits = model_logits(model(torch.zeros(1, 3, side, side)))
         layers = model_layers(model, side)

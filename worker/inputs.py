@@ -35,12 +35,8 @@ class Loaded:
 
 def read_source(ctx: WorkerContext, tenant: str, source: InputSource, uri: str | None = None,
                 field: str = "uri") -> bytes:
-    """The bytes of a source (or of `uri`, e.g. its mask); `FileNotFoundError` or
-    `SpecError` if it cannot be read, `StorageError` if the backend fails."""
-    if uri is None and source.key is not None:
-        return ctx.storage.get(source.key)
-    location = ctx.locator.locate(uri or source.uri or "", tenant, field)
-    return location.storage.get(location.key)
+    """The bytes of a source (or of `uri`, e.g. its mask): `Locator.read`."""
+    return ctx.locator.read(tenant, source, uri, field)
 
 
 def _label(model: ModelSpec, source: InputSource) -> int | None:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +14,7 @@ from worker.attribution.chunk import run_attribution
 from worker.attribution.finalize import finalize_attribution
 from worker.attribution.finalize import next_phase as attribution_next
 from worker.context import WorkerContext
+from worker.finalizing import Finalizing
 from worker.top_activations.finalize import finalize_top_activations
 from worker.top_activations.finalize import next_phase as top_activations_next
 from worker.top_activations.project import run_projection
@@ -25,11 +26,12 @@ from worker.visualize_job import finalize_visualization, run_visualization
 class Kind:
     """`run_chunk(ctx, job, lease, keeper, worker)` returns what to commit and whether the
     chunk yielded; `next_phase(ctx, job)` adds a phase's chunks and says whether it did;
-    `finalize(ctx, job, model)` writes the results file and the report."""
+    `finalize(finalizing, model)` writes the results file and the report in checkpointed
+    steps (`worker.finalizing`), yielding after each, where its caller may stop."""
 
     run_chunk: Callable[..., tuple[Any, bool]]
     next_phase: Callable[[WorkerContext, Job], bool]
-    finalize: Callable[[WorkerContext, Job, ModelSpec | None], None]
+    finalize: Callable[[Finalizing, ModelSpec | None], Iterator[str]]
 
 
 def _no_next_phase(ctx: WorkerContext, job: Job) -> bool:

@@ -10,6 +10,9 @@ marks a tensor N×C×H×W only when one of these holds:
 - a module of a 2-D type returned it (PyTorch's naming: `Conv2d`, `BatchNorm2d`, timm's
   `LayerNorm2d`; also `GroupNorm`), pooling modules excepted (timm pools channels-last
   tensors too);
+- a torch function computed it from an N×C×H×W tensor of the same shape without exchanging
+  dimensions (element-wise operations, normalizations; permutes, transposes and views that
+  exchange strides are not taken for having the same shape);
 - it keeps the batch and channels (N, C) or the grid (H, W) of an N×C×H×W tensor it was
   computed from: an argument of the torch function that returned it (element-wise
   operations, concatenation, padding, pooling, a squeeze-and-excitation gate), the tensor a
@@ -70,6 +73,25 @@ def _tensors(value: Any) -> list[torch.Tensor]:
     return [leaf for leaf in tree_leaves(value) if isinstance(leaf, torch.Tensor)]
 
 
+# Functions that rearrange dimensions: their output inherits a layout only by the rule of
+# kept dimensions below, never for having its source's shape.
+_REARRANGING = {
+    torch.permute, torch.Tensor.permute, torch.transpose, torch.Tensor.transpose,
+    torch.swapaxes, torch.Tensor.swapaxes, torch.swapdims, torch.Tensor.swapdims,
+    torch.movedim, torch.Tensor.movedim, torch.moveaxis, torch.Tensor.moveaxis, torch.einsum,
+    torch.ops.aten.permute.default, torch.ops.aten.transpose.int,
+}
+
+
+def _same_layout(out: torch.Tensor, source: torch.Tensor) -> bool:
+    """Whether `out` has the shape of `source` and is not a view of it with its dimensions
+    exchanged (a square map with as many channels as rows keeps its shape when permuted)."""
+    if out.shape != source.shape:
+        return False
+    strides, given = out.stride(), source.stride()
+    return strides == given or sorted(strides) != sorted(given)
+
+
 def _keeps(out: torch.Tensor, sources: Iterable[tuple[int, ...]]) -> bool:
     """Whether a 4-D `out` keeps (N, C) or (H, W) of one of the N×C×H×W `sources` shapes."""
     shape = tuple(out.shape)
@@ -101,10 +123,12 @@ class LayoutTrace(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        sources = [tuple(t.shape) for t in _tensors((args, kwargs)) if t in self._nchw]
+        sources = [t for t in _tensors((args, kwargs)) if t in self._nchw]
         if sources:
+            shapes = [tuple(t.shape) for t in sources]
+            same = () if func in _REARRANGING else sources
             for tensor in _tensors(out):
-                if _keeps(tensor, sources):
+                if any(_same_layout(tensor, t) for t in same) or _keeps(tensor, shapes):
                     self._nchw[tensor] = True
         return out
 

@@ -1,7 +1,8 @@
 """Building registered models from local files, their preprocessing, and the engine cache.
 
 Weights are data: safetensors, or a state dict read with `torch.load(weights_only=True)`;
-never an arbitrary pickle. An exported program (`.pt2`) is a graph of tensor operations,
+never an arbitrary pickle. A Hugging Face bundle is configs and safetensors
+(`worker.hf_models`). An exported program (`.pt2`) is a graph of tensor operations,
 loaded with `torch.export.load` only after the archive is checked to need no unpickling
 (`worker.programs`). Nothing is ever downloaded.
 """
@@ -20,7 +21,8 @@ from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
 from shared.errors import InputError
-from shared.modelspec import TIMM_PREFIX, ModelSpec, Preprocessing
+from shared.modelspec import TIMM_PREFIX, TRANSFORMERS, ModelSpec, Preprocessing
+from shared.settings import Settings
 from worker.engine import Engine
 from worker.programs import load_program
 
@@ -116,10 +118,16 @@ def check_weight_shapes(spec: ModelSpec, artifact: Path) -> None:
     check_fit(_shapes(expected), shapes, spec.architecture)
 
 
-def build_model(spec: ModelSpec, artifact: Path) -> nn.Module:
-    """The model a spec describes, from its weights file or its exported program."""
+def build_model(spec: ModelSpec, artifact: Path, *,
+                max_bytes: int = Settings.max_model_bytes) -> nn.Module:
+    """The model a spec describes, from its weights file, its Hugging Face bundle (whose
+    members may hold at most `max_bytes`) or its exported program."""
     if spec.architecture is None:
         return load_program(artifact)
+    if spec.architecture == TRANSFORMERS:
+        from worker.hf_models import build_transformers
+
+        return build_transformers(artifact, max_bytes)
     if artifact.suffix == ".safetensors":
         check_weight_shapes(spec, artifact)
     model = build_architecture(spec.architecture, spec.num_classes)

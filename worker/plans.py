@@ -4,8 +4,10 @@ The API only checks that the manifest or prefix exists; this task reads it, one 
 key at a time, and writes the inputs of each chunk of `SALIENCY_DATASET_CHUNK_SIZE` items as
 one plan file (JSON lines), adding the chunk to the ledger as `planned`. Memory is one
 chunk's inputs, whatever the size of the data set. When planning ends the job's total is
-set and its chunks become ready (once its model is). A planner that dies is started again by
-the reconciler, from scratch (plan files are overwritten, the ledger reset).
+set and counted among the tenant's queued items, and its chunks become ready (once its model
+is); a data set past the tenant's quota (`SALIENCY_MAX_QUEUED_ITEMS`) fails the job instead.
+A planner that dies is started again by the reconciler, from scratch (plan files are
+overwritten, the ledger reset).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from shared.datasets import (
     DatasetSpec,
     folder_label,
     is_image_key,
+    long_manifest_line,
     parse_dataset,
     parse_manifest_line,
 )
@@ -27,27 +30,24 @@ from shared.errors import InputError, SpecError
 from shared.jobs import Job
 from shared.keys import JobKeys
 from shared.records import InputSource
-from shared.redisio import job_key, tenant_key
-from shared.status import JobStatus
-from shared.storage import iter_lines
+from shared.redisio import tenant_key
+from shared.storage import LongLine, iter_lines
+from shared.taskqueue import NEXT_PHASE, send_control
 from worker.context import WorkerContext
 
 log = logging.getLogger(__name__)
-
-
-def planned_inputs(ctx: WorkerContext, job: Job, start: int, stop: int) -> list[InputSource]:
-    """The inputs `start`..`stop` of a planned data-set job (from one plan file)."""
-    size = job.plan_chunk
-    first = start - start % size
-    lines = ctx.storage.get(JobKeys(job.tenant, job.id).plan(first)).splitlines()
-    return [InputSource.from_json(json.loads(line)) for line in lines[start - first:stop - first]]
 
 
 def _manifest(ctx: WorkerContext, job: Job, spec: DatasetSpec) -> Iterator[InputSource]:
     location = ctx.locator.locate(spec.manifest, job.tenant, "dataset.manifest", own_area=True)
     base = posixpath.dirname(spec.manifest)
     number = 0
-    for raw in iter_lines(location.storage, location.key):
+    limit = ctx.settings.max_manifest_line_bytes
+    for raw in iter_lines(location.storage, location.key, limit):
+        if isinstance(raw, LongLine):
+            yield long_manifest_line(number, raw.size, limit)
+            number += 1
+            continue
         line = raw.decode("utf-8", "replace").strip()
         if not line:
             continue
@@ -82,19 +82,22 @@ def _listing(ctx: WorkerContext, job: Job, spec: DatasetSpec,
 
 
 def plan_job(ctx: WorkerContext, job_id: str) -> None:
-    """Stream a planning job's data set into plan files and planned chunks."""
+    """Stream a planning job's data set into plan files and planned chunks. A data set that
+    does not fit the tenant's quota of queued items (`SALIENCY_MAX_QUEUED_ITEMS`) fails the
+    job, its planned items then listed as cancelled: planning stops as soon as it is known."""
     job = ctx.jobs.get(job_id)
     if job is None or not job.planning or job.finalizing or job.is_final:
         return
     spec = parse_dataset(job.spec["dataset"])
     keys = JobKeys(job.tenant, job.id)
     size = ctx.settings.dataset_chunk_size
-    limit = ctx.settings.max_dataset_items
+    limit, quota = ctx.settings.max_dataset_items, ctx.settings.max_queued_items
     ctx.chunks.reset(job_id)
     ctx.jobs.set_fields(job_id, plan_chunk=size)
     skipped = [0]
     sources = _manifest(ctx, job, spec) if spec.manifest else _listing(ctx, job, spec, skipped)
     total, batch = 0, []
+    over: str | None = None  # why planning stopped short of the quota
 
     def flush() -> None:
         start = total - len(batch)
@@ -113,23 +116,35 @@ def plan_job(ctx: WorkerContext, job_id: str) -> None:
             if total >= limit:
                 raise InputError(f"{spec.field}: the data set has more than {limit} items "
                                  "(SALIENCY_MAX_DATASET_ITEMS)")
+            if total >= quota:
+                over = (f"{spec.field}: the data set has more than {quota} items, more than a "
+                        f"tenant may have queued (SALIENCY_MAX_QUEUED_ITEMS): it can never "
+                        f"run; split it into data sets of at most {quota} items")
+                break
             batch.append(source)
             total += 1
             if len(batch) == size:
                 flush()
+                queued = int(ctx.redis.get(tenant_key(job.tenant, "queued")) or 0)
+                if queued + total > quota:
+                    over = _over_quota(f"at least {total}", quota)
+                    break
         if batch:
             flush()
     except FileNotFoundError as e:
         raise InputError(f"{spec.field}: {e}") from None
     except SpecError as e:
         raise InputError(e.message) from None
-    pipe = ctx.redis.pipeline(transaction=True)
-    pipe.hset(job_key(job_id), mapping={"total": total, "skipped": skipped[0], "planning": 0})
-    pipe.incrby(tenant_key(job.tenant, "queued"), total)
-    pipe.execute()
+    error = over or _over_quota(str(total), quota)
+    if ctx.jobs.end_planning(job, total, skipped[0], quota, error, fail=over is not None):
+        log.warning("job %s failed: %s", job_id, error)
+        send_control(ctx.sender, NEXT_PHASE, job_id)
+        return
     log.info("job %s planned: %d items in chunks of %d, %d keys skipped", job_id, total, size,
              skipped[0])
 
 
-def planning_failed(ctx: WorkerContext, job_id: str, message: str) -> bool:
-    return ctx.jobs.request_final(job_id, JobStatus.FAILED, message)
+def _over_quota(items: str, quota: int) -> str:
+    return (f"quota: this data set's {items} items and those the tenant already has queued "
+            f"exceed the limit of {quota} per tenant (SALIENCY_MAX_QUEUED_ITEMS); submit it "
+            "again when some have run")

@@ -1,5 +1,7 @@
-"""The reconciler: a periodic task (Celery beat, any worker) that finds lost work and restarts
-it. Nothing is lost for good when a worker, Redis or the broker fails mid-job:
+"""The reconciler: a periodic task (sent by Celery beat) that finds lost work and restarts it.
+It runs in a process of its own that consumes only its queue, one task at a time
+(`python -m worker reconciler`), so that busy workers never delay it; that process never
+imports torch. Nothing is lost for good when a worker, Redis or the broker fails mid-job:
 
 - a chunk `running` whose lease was not renewed for two thirds of its length (renewals come
   every third: its worker died, hung, or lost Redis) is fenced and made ready again — a
@@ -27,7 +29,7 @@ from shared.modelstore import BUILTIN_TENANT, ModelStatus
 from shared.redisio import ACTIVE_JOBS, PREFIX, job_key, job_sub, lease_key, now_ms
 from shared.registry import ensure_builtin_records
 from shared.taskqueue import NEXT_PHASE, PLAN, QUEUE, RUN_CHUNK, VALIDATE_MODEL, pump, send_control
-from worker.context import WorkerContext
+from worker.context import ControlContext
 from worker.metrics import RECONCILER
 from worker.runner import fail_job, release_waiting
 from worker.webhooks import send_due
@@ -53,7 +55,7 @@ class Actions:
                     or self.stalled or self.webhooks or self.models)
 
 
-def celery_chunk_refs(ctx: WorkerContext, delivered_after: float = 0.0) -> set[str]:
+def celery_chunk_refs(ctx: ControlContext, delivered_after: float = 0.0) -> set[str]:
     """`job:start` of every chunk task in Celery's queue, or delivered to a worker (in its
     unacknowledged set) after `delivered_after` (unix s).
 
@@ -79,7 +81,7 @@ def celery_chunk_refs(ctx: WorkerContext, delivered_after: float = 0.0) -> set[s
     return refs
 
 
-def _send_once(ctx: WorkerContext, name: str, *args: str) -> bool:
+def _send_once(ctx: ControlContext, name: str, *args: str) -> bool:
     """Send a control task unless the reconciler sent the same one within a lease."""
     key = RESEND_KEY + ":".join((name, *args))
     if not ctx.redis.set(key, 1, nx=True, ex=ctx.settings.lease_s):
@@ -88,7 +90,7 @@ def _send_once(ctx: WorkerContext, name: str, *args: str) -> bool:
     return True
 
 
-def reconcile(ctx: WorkerContext) -> Actions:
+def reconcile(ctx: ControlContext) -> Actions:
     """One pass over every unfinished job; see the module's docstring."""
     settings, actions = ctx.settings, Actions()
     if settings.builtin_models:
@@ -150,7 +152,7 @@ def reconcile(ctx: WorkerContext) -> Actions:
     return actions
 
 
-def _collect_inflight(ctx: WorkerContext) -> None:
+def _collect_inflight(ctx: ControlContext) -> None:
     """Drop window places held by chunks that are neither sent nor running any more."""
     from shared.fairqueue import INFLIGHT, parse_ref
 
@@ -160,7 +162,7 @@ def _collect_inflight(ctx: WorkerContext) -> None:
             ctx.redis.zrem(INFLIGHT, ref)
 
 
-def _stalled(ctx: WorkerContext, job_id: str, states) -> None:
+def _stalled(ctx: ControlContext, job_id: str, states) -> None:
     """No progress for the stall time: take the running chunks away from their workers."""
     stalls = int(ctx.redis.hincrby(job_key(job_id), "stalls", 1))
     ctx.redis.hset(job_key(job_id), "progress_ms", now_ms())

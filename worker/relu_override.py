@@ -6,11 +6,12 @@ Module hooks (what Captum uses) only see `nn.ReLU` modules; functional calls suc
 plain gradient. Here a `TorchFunctionMode` sees every call — modules, `F.relu`, `torch.relu`,
 `Tensor.relu_`, ReLU6 as `hardtanh(0, 6)`, and the aten ops of exported programs; the gated
 units of `worker.gated_units` (GELU, SiLU, Hardswish, Mish, QuickGELU) likewise. Then,
-independently of that mode, `count_rectifiers` walks the autograd graph the forward pass
+independently of that mode, `rectifier_nodes` walks the autograd graph the forward pass
 recorded: any rectifier or gated node autograd made itself (`ReluBackward0`,
 `HardtanhBackward0` with bounds 0 and 6, `ThresholdBackward0` at 0, `GeluBackward0`,
 `SiluBackward0`, `HardswishBackward0`, `MishBackward0`) escaped the override, and shows up as
-`relu_calls > overridden`.
+`relu_calls > overridden`; `count_plain_applications` counts their backward runs, which
+apply the gradient's rule, beside the override's.
 
 The mode is thread-local and the switch is per call, so threads sharing one model do not
 see each other's rules.
@@ -221,12 +222,13 @@ def _is_plain_rectifier(node: Any) -> bool:
     return False
 
 
-def count_rectifiers(outputs: list[torch.Tensor]) -> tuple[int, int]:
-    """(overridden, escaped): rectifier and gated nodes in the autograd graph behind `outputs`.
+def rectifier_nodes(outputs: list[torch.Tensor]) -> tuple[int, list[Any]]:
+    """(overridden, plain): how many rectifier and gated nodes in the autograd graph behind
+    `outputs` run through the override, and the ones autograd recorded itself.
 
     Only rectifiers the outputs depend on are counted: exactly those that shape the maps.
     """
-    overridden = escaped = 0
+    overridden, plain = 0, []
     seen: set[Any] = set()
     stack = [t.grad_fn for t in outputs if t.grad_fn is not None]
     while stack:
@@ -237,6 +239,29 @@ def count_rectifiers(outputs: list[torch.Tensor]) -> tuple[int, int]:
         if type(node).__name__ in _OVERRIDDEN:
             overridden += 1
         elif _is_plain_rectifier(node):
-            escaped += 1
+            plain.append(node)
         stack.extend(fn for fn, _ in node.next_functions if fn is not None and fn not in seen)
-    return overridden, escaped
+    return overridden, plain
+
+
+def count_rectifiers(outputs: list[torch.Tensor]) -> tuple[int, int]:
+    """(overridden, escaped): rectifier and gated nodes behind `outputs` (`rectifier_nodes`)."""
+    overridden, plain = rectifier_nodes(outputs)
+    return overridden, len(plain)
+
+
+def count_plain_applications(nodes: list[Any], switch: RuleSwitch) -> None:
+    """Count each backward run of `nodes` (rectifiers autograd recorded itself) as an
+    application of the switch's rule, as `Rectify` counts its own.
+
+    Their backward is autograd's, which is the gradient's rule; a rule that differs refuses
+    a pass with such nodes before any backward (`Pass.check_rule`). The hook holds the switch
+    only, not the pass, so the graph is freed as soon as the pass is.
+    """
+
+    def applied(grad_inputs: Any, grad_outputs: Any) -> None:
+        if switch.rule is not None:  # a backward of a method without a rule counts for none
+            switch.applied[switch.rule.name] += 1
+
+    for node in nodes:
+        node.register_hook(applied)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from shared.errors import InputError
 from shared.jobs import CONTROL, Job
@@ -19,8 +20,7 @@ from shared.redisio import WORKERS, job_key, lease_key, now_ms
 from shared.status import JobStatus
 from shared.taskqueue import DELIVER_WEBHOOK, NEXT_PHASE, pump, send_control
 from worker.batches import Fenced
-from worker.context import WorkerContext
-from worker.kinds import KINDS
+from worker.context import ControlContext, WorkerContext
 from worker.leases import LeaseKeeper
 from worker.metrics import QUEUE_WAIT
 from worker.retry import BudgetSpent
@@ -33,7 +33,7 @@ def beat(ctx: WorkerContext, worker: str) -> None:
     ctx.redis.zadd(WORKERS, {worker: now_ms()})
 
 
-def fail_job(ctx: WorkerContext, job_id: str, message: str) -> None:
+def fail_job(ctx: ControlContext, job_id: str, message: str) -> None:
     """Fail a job for a reason of its own; its finalizer then writes what exists."""
     if ctx.jobs.request_final(job_id, JobStatus.FAILED, message):
         log.warning("job %s failed: %s", job_id, message)
@@ -42,6 +42,8 @@ def fail_job(ctx: WorkerContext, job_id: str, message: str) -> None:
 
 def run_chunk(ctx: WorkerContext, job_id: str, start: int, worker: str) -> None:
     """Run chunk `start` of a job if no other worker holds it, then commit what was done."""
+    from worker.kinds import KINDS
+
     lease_s = ctx.settings.lease_s
     lease = ctx.chunks.acquire(job_id, start, worker, lease_s)
     if isinstance(lease, str):
@@ -71,7 +73,8 @@ def run_chunk(ctx: WorkerContext, job_id: str, start: int, worker: str) -> None:
         ctx.chunks.release(lease)
         return
     outcome = ctx.chunks.commit(lease, result.upto, segment=result.segment, done=result.done,
-                                failed=result.failed, to_back=to_back)
+                                failed=result.failed, first_error=result.first_error,
+                                to_back=to_back)
     log.info("job %s chunk [%d:%d): %s in %.2f s", job_id, start, result.upto,
              {-1: "fenced, not published", 1: "committed", 2: "committed, last"}[outcome],
              time.perf_counter() - t0)
@@ -80,7 +83,7 @@ def run_chunk(ctx: WorkerContext, job_id: str, start: int, worker: str) -> None:
     pump(ctx.sender, ctx.fair)
 
 
-def release_waiting(ctx: WorkerContext, job: Job) -> None:
+def release_waiting(ctx: ControlContext, job: Job) -> None:
     """A job whose chunks wait (planned) for its model or its planning: start or fail it."""
     if job.planning or job.finalizing or job.is_final:
         return
@@ -98,8 +101,8 @@ def release_waiting(ctx: WorkerContext, job: Job) -> None:
         pump(ctx.sender, ctx.fair)
 
 
-def _with_control(ctx: WorkerContext, job_id: str, work) -> bool:
-    """Run `work()` holding the job's control lease; False if another worker holds it."""
+def _with_control(ctx: WorkerContext, job_id: str, work: Callable[[int], None]) -> bool:
+    """Run `work(token)` holding the job's control lease; False if another worker holds it."""
     lease_s = ctx.settings.lease_s
     token = ctx.jobs.take_control(job_id, lease_s)
     if token is None:
@@ -108,7 +111,7 @@ def _with_control(ctx: WorkerContext, job_id: str, work) -> bool:
                          lease_s)
     try:
         with keeper:
-            work()
+            work(token)
     finally:
         ctx.jobs.release_control(job_id, token)
     return True
@@ -119,7 +122,7 @@ def plan(ctx: WorkerContext, job_id: str) -> None:
     (`SALIENCY_MAX_ATTEMPTS` times) fails the job."""
     from worker.plans import plan_job
 
-    def work() -> None:
+    def work(_token: int) -> None:
         attempts = int(ctx.redis.hincrby(job_key(job_id), "plan_attempts", 1))
         if attempts > ctx.settings.max_attempts:
             fail_job(ctx, job_id, f"planning the data set failed {attempts - 1} times")
@@ -136,9 +139,14 @@ def plan(ctx: WorkerContext, job_id: str) -> None:
 
 
 def advance(ctx: WorkerContext, job_id: str) -> None:
-    """A job whose chunks are all done: start its next phase, or finalize it."""
+    """A job whose chunks are all done: start its next phase, or finalize it. A finalizer
+    that used half the task's time limit continues in a fresh task (sent once its control
+    lease is released)."""
+    from worker.kinds import KINDS
 
-    def work() -> None:
+    unfinished: list[str] = []
+
+    def work(token: int) -> None:
         job = ctx.jobs.get(job_id)
         if job is None or job.is_final or job.planning:
             return
@@ -154,29 +162,50 @@ def advance(ctx: WorkerContext, job_id: str) -> None:
                 status = JobStatus.FAILED
                 error = f"every item failed; the first: {job.first_error or 'unknown'}"
             ctx.jobs.request_final(job_id, status, error, (JobStatus.QUEUED, JobStatus.RUNNING))
-        finalize(ctx, job_id)
+        if not finalize(ctx, job_id, token):
+            unfinished.append(job_id)
 
     _with_control(ctx, job_id, work)
+    if unfinished:
+        send_control(ctx.sender, NEXT_PHASE, job_id)
 
 
-def finalize(ctx: WorkerContext, job_id: str) -> None:
-    """Fence the job's chunks, write its results file and report, and make it final."""
+def finalize(ctx: WorkerContext, job_id: str, token: int) -> bool:
+    """Fence the job's chunks, write its results file and report (resuming after the steps
+    earlier finalizers recorded), and make it final. False if it stopped short: half the
+    task's time limit was used."""
+    from worker.finalizing import Finalizing
+    from worker.kinds import KINDS
+
     ctx.chunks.fence_all(job_id)
     job = ctx.jobs.get(job_id)
     if job is None or job.is_final or not job.finalizing:
-        return
+        return True
     try:
         spec = ctx.models.for_job(job).spec
     except InputError:  # the model was deleted or replaced: its class names are not the job's
         spec = None
-    KINDS[job.kind].finalize(ctx, job, spec)
+    finalizing = Finalizing.start(ctx, job, token)
+    deadline = time.monotonic() + ctx.settings.task_time_limit_s / 2
+    try:
+        for step in KINDS[job.kind].finalize(finalizing, spec):
+            log.info("job %s: finalizer step done: %s", job_id, step)
+            if time.monotonic() > deadline:
+                log.info("job %s: finalizer stopped after %s (half its time limit); it "
+                         "continues in a fresh task", job_id, step)
+                return False
+    except Fenced as e:
+        log.warning("%s; it stops", e)
+        return True
     retention = job.spec.get("retention_s") or ctx.settings.result_ttl_s
     status = job.final_status or JobStatus.SUCCEEDED
     ctx.jobs.compact(job_id)
     notify = job.spec.get("notify")
     event = status.value if notify and status.value in notify["events"] else None
     if not ctx.jobs.finish(job_id, status, retention, event, ctx.settings.lease_s):
-        return
+        return True
+    finalizing.delete_parts()
+    ctx.jobs.clear_checkpoint(job_id)
     reruns = int(ctx.redis.hget(job_key(job_id), "reruns") or 0)
     log.info("job %s is %s (%d item attempts repeated)", job_id, status.value, reruns)
     if ctx.settings.faults:
@@ -185,6 +214,7 @@ def finalize(ctx: WorkerContext, job_id: str) -> None:
         faults.at_point(ctx.settings, "finished")
     if event:
         send_control(ctx.sender, DELIVER_WEBHOOK, job_id, event, 0)
+    return True
 
 
 def validate(ctx: WorkerContext, tenant: str, name: str) -> None:

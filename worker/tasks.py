@@ -25,7 +25,7 @@ from shared.taskqueue import (
     SWEEP,
     VALIDATE_MODEL,
 )
-from worker.context import WorkerContext, context
+from worker.context import WorkerContext, context, control_context
 
 log = logging.getLogger(__name__)
 PONG_KEY = "saliency:pong:"
@@ -62,7 +62,7 @@ def validate_model(self: Task, tenant: str, name: str) -> None:
 def reconcile(self: Task) -> None:
     from worker.reconciler import reconcile as run
 
-    run(_ctx(self))
+    run(control_context(self.app.conf["saliency_settings"], self.app))
 
 
 def sweep(self: Task) -> None:

@@ -23,7 +23,7 @@ from shared.redisio import WEBHOOKS_DUE, job_key
 from shared.settings import Settings
 from shared.taskqueue import DELIVER_WEBHOOK, send_control
 from shared.webhooks import payload, resolve_allowed, signed_headers, tenant_secret
-from worker.context import WorkerContext
+from worker.context import ControlContext, WorkerContext
 
 log = logging.getLogger(__name__)
 DUE = WEBHOOKS_DUE  # "job:event:attempt" -> when it is due (unix s)
@@ -124,7 +124,7 @@ def deliver(ctx: WorkerContext, job_id: str, event: str, attempt: int) -> None:
     ctx.redis.zadd(DUE, {f"{job_id}:{event}:{attempt + 1}": time.time() + schedule[attempt]})
 
 
-def send_due(ctx: WorkerContext) -> int:
+def send_due(ctx: ControlContext) -> int:
     """Send the deliveries whose retry is due (called by the reconciler); returns how many."""
     due = ctx.redis.zrangebyscore(DUE, 0, time.time())
     sent = 0

@@ -1,8 +1,9 @@
 """Python SDK for the saliency attribution service (API v1). Needs no torch.
 
     from saliency_client import Client
-    job = Client("http://127.0.0.1:8000").submit(["cat.png"], model="resnet18",
-                                                 methods=["gradient", "guided_backprop"])
+    client = Client()  # SALIENCY_URL, else http://127.0.0.1:8000
+    job = client.submit(["shared/examples/chelsea.png"], model="efficientnet_lite0",
+                        methods=["gradient", "guided_backprop"])
     job.wait().download("out/")
 """
 

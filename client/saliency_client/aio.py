@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from saliency_client import download as dl
+from saliency_client import exports
 from saliency_client import results as res
 from saliency_client.datasets import (
     MAX_BATCH_BYTES,
@@ -133,10 +134,12 @@ class AsyncClient:
     def job(self, job_id: str) -> AsyncJob:
         return AsyncJob(self, job_id)
 
-    async def register_model(self, name: str, *, num_classes: int,
+    async def register_model(self, name: str, *, num_classes: int | None = None,
                              weights: str | Path | None = None, program: str | Path | None = None,
-                             architecture: str | None = None, **preprocessing: Any) -> Model:
-        data, files = model_registration(name, num_classes, weights, program, architecture,
+                             bundle: str | Path | None = None, architecture: str | None = None,
+                             **preprocessing: Any) -> Model:
+        artifacts = {"weights": weights, "program": program, "bundle": bundle}
+        data, files = model_registration(name, num_classes, artifacts, architecture,
                                          preprocessing)
         return Model.from_json(await self.transport.json("POST", "/v1/models", data=data,
                                                          files=files))
@@ -270,6 +273,18 @@ class AsyncJob:
             await self.save_report(out / res.REPORT_FILE)
         tmp.replace(out / dl.RESULTS)
         return out
+
+    async def export(self, directory: str | Path, format: str = "fiftyone",
+                     images: bool = True) -> Path:
+        """See `Job.export`."""
+        out = Path(directory)
+        path, params = exports.request(self.id, format, images)
+        archive = exports.archive_path(out, self.id)
+        try:
+            await self.client.transport.request("GET", path, params=params, sink=archive)
+            return exports.unpack(archive, out)
+        finally:
+            archive.unlink(missing_ok=True)
 
     async def cancel(self) -> AsyncJob:
         """See `Job.cancel`."""

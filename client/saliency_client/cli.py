@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from saliency_client import audit, findings, kinds
+from saliency_client import audit, exports, findings, kinds
 from saliency_client import results as res
 from saliency_client import top_activations as top
 from saliency_client.client import Client, Job
@@ -135,6 +135,15 @@ def cmd_items(client: Client, args: argparse.Namespace) -> int:
 def cmd_download(client: Client, args: argparse.Namespace) -> int:
     out = client.job(args.id).download(args.out)
     _emit(args, {"id": args.id, "dir": str(out)}, str(out))
+    return EXIT_OK
+
+
+def cmd_export(client: Client, args: argparse.Namespace) -> int:
+    out = client.job(args.id).export(args.out, args.format, images=not args.no_images)
+    _emit(args, {"id": args.id, "format": args.format, "dir": str(out)}, str(out))
+    if not args.json and args.format == "fiftyone":
+        print(f"import it: fiftyone.Dataset.from_dir({str(out)!r}, "
+              "dataset_type=fiftyone.types.FiftyOneDataset)", file=sys.stderr)
     return EXIT_OK
 
 
@@ -258,8 +267,11 @@ def cmd_register(client: Client, args: argparse.Namespace) -> int:
     if args.class_names:
         with open(args.class_names, encoding="utf-8") as f:
             extra["class_names"] = [line.strip() for line in f if line.strip()]
+    if args.num_classes is None and args.bundle is None:
+        return _fail(EXIT_USAGE, "--num-classes is required with --weights or --program")
     model = client.register_model(args.name, num_classes=args.num_classes, weights=args.weights,
-                                  program=args.program, architecture=args.architecture, **extra)
+                                  program=args.program, bundle=args.bundle,
+                                  architecture=args.architecture, **extra)
     _emit(args, model.raw, model.name)
     return EXIT_OK
 
@@ -330,7 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     _job_options(p)
     p.add_argument("--reduce", choices=REDUCTIONS, help="channel reduction (default max_abs)")
     p.add_argument("--output", action="append", choices=OUTPUT_KINDS,
-                   help="artifact kinds to make (repeatable; default all)")
+                   help="artifact kinds to make (repeatable; default npy, png and overlay: "
+                   "signed only when asked)")
     p.add_argument("--wait", action="store_true", help="wait for the job, with a progress bar")
     p.add_argument("--out", metavar="DIR", help="wait, then download the results into DIR")
     _waiting(p)
@@ -343,6 +356,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("download", cmd_download, "download every artifact and results.jsonl")
     p.add_argument("id")
     p.add_argument("--out", required=True, metavar="DIR")
+    p = add("export", cmd_export, "a finished job's export, unpacked into --out: for "
+            "fiftyone, a dataset folder FiftyOne imports (each item a sample, each map a "
+            "Heatmap field)")
+    p.add_argument("id")
+    p.add_argument("--format", choices=exports.FORMATS, default="fiftyone")
+    p.add_argument("--out", required=True, metavar="DIR", help="the folder to unpack into")
+    p.add_argument("--no-images", action="store_true", help="reference inputs under file:// "
+                   "URIs by their path instead of copying them (others are copied)")
     p = add("results", cmd_results, "a finished job's results file: one row per item x "
             "output (to --out, or csv/jsonl on stdout)")
     p.add_argument("id")
@@ -418,10 +439,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = msub.add_parser("register", parents=[common], help="register a model")
     p.set_defaults(func=cmd_register)
     p.add_argument("--name", required=True)
-    p.add_argument("--num-classes", type=int, required=True)
+    p.add_argument("--num-classes", type=int,
+                   help="number of classes (a bundle's config says it if left out)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--weights", metavar="FILE", help="safetensors weights (needs --architecture)")
     src.add_argument("--program", metavar="FILE", help="a torch.export .pt2 program (admin key)")
+    src.add_argument("--bundle", metavar="FILE",
+                     help="a Hugging Face save_pretrained folder as .zip or .tar.gz; its classes "
+                          "and preprocessing are used unless given")
     p.add_argument("--architecture", help="torchvision model name, or timm:<name>")
     p.add_argument("--input-size", type=int)
     p.add_argument("--resize", type=int)

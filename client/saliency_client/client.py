@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from saliency_client import download as dl
+from saliency_client import exports
 from saliency_client import results as res
 from saliency_client.datasets import (
     MAX_BATCH_BYTES,
@@ -152,12 +153,16 @@ class Client:
         """A handle on an existing job (nothing is fetched until asked)."""
         return Job(self, job_id)
 
-    def register_model(self, name: str, *, num_classes: int, weights: str | Path | None = None,
-                       program: str | Path | None = None, architecture: str | None = None,
+    def register_model(self, name: str, *, num_classes: int | None = None,
+                       weights: str | Path | None = None, program: str | Path | None = None,
+                       bundle: str | Path | None = None, architecture: str | None = None,
                        **preprocessing: Any) -> Model:
-        """Register safetensors `weights` for a torchvision `architecture`, or a `.pt2`
-        `program`; `preprocessing` takes input_size, resize, mean, std, class_names."""
-        data, files = model_registration(name, num_classes, weights, program, architecture,
+        """Register safetensors `weights` for a torchvision or timm `architecture`, a `.pt2`
+        `program`, or a Hugging Face `bundle` (a save_pretrained folder as .zip or .tar.gz,
+        whose classes and preprocessing are used unless given); `preprocessing` takes
+        input_size, resize, mean, std, class_names."""
+        artifacts = {"weights": weights, "program": program, "bundle": bundle}
+        data, files = model_registration(name, num_classes, artifacts, architecture,
                                          preprocessing)
         return Model.from_json(self.transport.json("POST", "/v1/models", data=data, files=files))
 
@@ -311,6 +316,20 @@ class Job:
             self.save_results(out / res.RESULTS_FILE)
             self.save_report(out / res.REPORT_FILE)
         tmp.replace(out / dl.RESULTS)
+
+    def export(self, directory: str | Path, format: str = "fiftyone",
+               images: bool = True) -> Path:
+        """Unpack the job's export into `directory` (`exports` module); the job must be
+        final (else ApiError `not_ready`, 409). `images=False` references inputs under
+        `file://` URIs by their path instead of copying them (others are copied)."""
+        out = Path(directory)
+        path, params = exports.request(self.id, format, images)
+        archive = exports.archive_path(out, self.id)
+        try:
+            self.client.transport.request("GET", path, params=params, sink=archive)
+            return exports.unpack(archive, out)
+        finally:
+            archive.unlink(missing_ok=True)
 
     def cancel(self) -> Job:
         """Ask the job to stop: it answers `running` with `progress.finalizing` while its

@@ -10,6 +10,14 @@ from saliency_client.errors import WaitTimeout
 from saliency_client.types import JobState
 
 
+class Bar(tqdm):
+    """A tqdm bar without tqdm's monitor, a daemon thread that outlives the bars (and would
+    still be running at interpreter exit): each bar here is refreshed by the loop that owns
+    it, so the monitor has nothing to do."""
+
+    monitor_interval = 0
+
+
 def phase(state: JobState) -> str:
     """`running`, `queued (planning)`, `running (finalizing)`: the status and its phase."""
     p = state.progress
@@ -44,7 +52,7 @@ class Waiter:
         self.deadline = None if timeout is None else time.monotonic() + timeout
         self.interval = 0.2
         self.max_interval = max_interval
-        self.bar = tqdm(total=None, unit="img", desc=f"job {job_id[:8]}", disable=not progress,
+        self.bar = Bar(total=None, unit="img", desc=f"job {job_id[:8]}", disable=not progress,
                         leave=True, dynamic_ncols=True)
 
     def update(self, state: JobState) -> bool:
@@ -72,7 +80,7 @@ class Waiter:
         self.bar.close()
 
 
-def upload_bar(total: int, progress: bool) -> tqdm:
+def upload_bar(total: int, progress: bool) -> Bar:
     """A bar of files uploaded, on stderr (a context manager)."""
-    return tqdm(total=total, unit="file", desc="upload", disable=not progress, leave=True,
+    return Bar(total=total, unit="file", desc="upload", disable=not progress, leave=True,
                 dynamic_ncols=True)

@@ -1,12 +1,12 @@
 """A job's results file and report on the client side: rows, a DataFrame, headline figures.
 
 `results()` reads the JSON-lines form, so it needs nothing beyond the standard library;
-`results_frame()` reads the Parquet form with pandas and pyarrow, imported only then.
+`results_frame()` reads the Parquet form with pandas and pyarrow, imported only then, on the
+calling thread alone (see `frame`).
 """
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -35,10 +35,29 @@ def pandas() -> Any:
     return pd
 
 
+def _nullable_dtypes(pd: Any, pa: Any) -> dict[Any, Any]:
+    """Arrow types -> pandas' nullable dtypes (what `dtype_backend="numpy_nullable"` gives)."""
+    ints = {getattr(pa, f"{sign}int{bits}")(): getattr(pd, f"{sign.upper()}Int{bits}Dtype")()
+            for sign in ("", "u") for bits in (8, 16, 32, 64)}
+    return {**ints, pa.bool_(): pd.BooleanDtype(), pa.float32(): pd.Float32Dtype(),
+            pa.float64(): pd.Float64Dtype(), pa.string(): pd.StringDtype(),
+            pa.large_string(): pd.StringDtype()}
+
+
 def frame(pd: Any, parquet: bytes) -> Any:
     """A DataFrame of a Parquet results file, with nullable dtypes (Int32, boolean, string),
-    so a missing label stays missing rather than turning the column into floats."""
-    return pd.read_parquet(io.BytesIO(parquet), dtype_backend="numpy_nullable")
+    so a missing label stays missing rather than turning the column into floats.
+
+    Read from an in-memory buffer with Arrow's threads off: `pd.read_parquet` goes through
+    pyarrow.dataset, whose thread pool outlives the call, and native threads torn down at
+    interpreter exit can abort it (`terminate called without an active exception`).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.ParquetFile(pa.BufferReader(parquet)).read(use_threads=False,
+                                                          use_pandas_metadata=True)
+    return table.to_pandas(use_threads=False, types_mapper=_nullable_dtypes(pd, pa).get)
 
 
 def format_of(path: str | Path, given: str | None = None) -> str:

@@ -59,11 +59,13 @@ def test_unknown_routes_and_methods_answer_the_error_shape(tmp_path):
     assert set(response.get_json()["error"]) == {"code", "message"}
 
 
-def test_the_api_never_imports_torch():
+def test_the_api_never_imports_torch_or_fiftyone():
     import subprocess
     import sys
 
-    code = "import sys, api.wsgi; assert 'torch' not in sys.modules, 'torch imported'"
+    code = ("import sys, api.wsgi, api.export\n"
+            "for heavy in ('torch', 'fiftyone'):\n"
+            "    assert heavy not in sys.modules, heavy + ' imported'")
     subprocess.run([sys.executable, "-c", code], check=True, env={"STORAGE_URL": "file:///tmp"})
 
 
@@ -147,3 +149,11 @@ def test_while_a_round_runs_other_requests_answer_the_last_result():
     release.set()
     waiter.join(timeout=60)
     assert answers == ["storage: bucket 'b' does not exist"]
+
+
+def test_methods_lists_the_attention_methods_with_their_papers(tmp_path):
+    client = create_app(Settings(storage_url=tmp_path.as_uri())).test_client()
+    listed = {m["name"]: m for m in client.get("/v1/methods").get_json()["methods"]}
+    assert listed["attention_rollout"]["params"] == listed["attention_gradcam"]["params"] == []
+    assert "Abnar & Zuidema 2020" in listed["attention_rollout"]["description"]
+    assert "Chefer, Gur & Wolf 2021" in listed["attention_gradcam"]["description"]

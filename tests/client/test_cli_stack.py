@@ -90,3 +90,21 @@ def test_register_a_model_with_class_names(run, tiny_weights, images, tmp_path):
     code, _, err = run("models", "register", "--name", "Bad Name", "--architecture", "resnet18",
                        "--num-classes", "10", "--weights", str(tiny_weights))
     assert code == cli.EXIT_API and "name" in err
+
+
+def test_register_a_hugging_face_bundle(run, tmp_path):
+    """`--bundle` takes a save_pretrained folder as a zip; classes and preprocessing come from
+    it, so --num-classes may be left out (it is needed with --weights)."""
+    from hf_bundles import CLASSES, save, tiny_model, zipped
+
+    bundle = tmp_path / "vit.zip"
+    bundle.write_bytes(zipped(save(tiny_model("vit"), tmp_path / "vit")))
+    code, _, err = run("models", "register", "--name", "bundle-cli", "--weights", str(bundle))
+    assert code == cli.EXIT_USAGE and "--num-classes is required" in err
+    code, out, err = run("models", "register", "--name", "bundle-cli", "--bundle", str(bundle),
+                         "--input-size", "32")
+    assert code == 0, err
+    code, out, _ = run("models", "--json")
+    model = next(m for m in json.loads(out) if m["name"] == "bundle-cli")
+    assert (model["architecture"], model["format"]) == ("transformers", "transformers")
+    assert model["class_names"] == list(CLASSES) and model["input_size"] == 32

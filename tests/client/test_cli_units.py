@@ -34,6 +34,20 @@ def test_options_go_before_or_after_the_subcommand():
     assert (d.labels, d.target, d.seed, d.batch_size) == ("folder-sorted", "label", 7, 32)
 
 
+def test_submit_help_names_the_services_default_outputs(capsys):
+    """`--output` left out sends no `outputs`, so the service's default applies: the help
+    names it, and `signed`, which the service makes only when asked, is not in it."""
+    from shared.specs import DEFAULT_OUTPUTS, OUTPUTS
+
+    with pytest.raises(SystemExit):
+        cli.main(["submit", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    default = text.split("artifact kinds to make (repeatable; default ", 1)[1].split(":")[0]
+    assert default == "npy, png and overlay"
+    assert [kind for kind in OUTPUTS if kind in default] == list(DEFAULT_OUTPUTS)
+    assert cli.build_parser().parse_args(["submit", "a.png", "--model", "m"]).output is None
+
+
 def test_usage_errors_exit_2(capsys):
     with pytest.raises(SystemExit) as info:
         cli.main(["submit", "a.png", "--model", "m", "--target", "class:x"])

@@ -85,6 +85,17 @@ def test_models_and_methods(client, tiny_model):
     assert {"gradient", "guided_backprop", "deconvnet"} <= {m.name for m in client.methods()}
 
 
+def test_register_a_hugging_face_bundle(client, tmp_path):
+    from hf_bundles import CLASSES, save, tarred, tiny_model
+
+    bundle = tmp_path / "vit.tar.gz"
+    bundle.write_bytes(tarred(save(tiny_model("vit"), tmp_path / "vit")))
+    model = client.register_model("bundle-sdk", bundle=bundle, mean=(0.5, 0.5, 0.5))
+    assert (model.architecture, model.num_classes, model.class_names) == (
+        "transformers", 3, CLASSES)
+    assert model.raw["mean"] == [0.5, 0.5, 0.5] and model.raw["input_size"] == 32
+
+
 def test_keys_tenants_and_presigned_downloads(stack, stack_model, images, tmp_path):
     """With keys on (file and S3 storage): the key reaches the API, never the storage nor a
     signed URL."""

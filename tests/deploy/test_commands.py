@@ -9,7 +9,7 @@ from celery import Celery
 from celery.bin.base import CLIContext
 from celery.bin.celery import celery as celery_cli
 
-from shared.taskqueue import QUEUES
+from shared.taskqueue import QUEUES, RECONCILE_QUEUE
 
 from .helpers import configmap, container, find, interpolate
 
@@ -28,7 +28,7 @@ def celery_argv(monkeypatch, env: dict[str, str], args: list[str]) -> list[str]:
 
         worker_main = start
 
-    monkeypatch.setattr(entry, "make_celery", lambda settings: App())
+    monkeypatch.setattr(entry, "make_celery", lambda settings, role="worker": App())
     monkeypatch.setattr(entry, "configure_logging", lambda settings: None)
     entry.main(list(args))
     (argv,) = calls
@@ -53,6 +53,27 @@ def test_the_worker_command_of_the_overlays_and_the_image_parses(rendered, monke
     assert parsed.info_name == "worker"
     assert set(QUEUES) <= set(parsed.params["queues"])
     assert parsed.params["concurrency"] == 1
+
+
+@pytest.mark.parametrize("where", ["k8s", "compose"])
+def test_the_reconciler_consumes_its_own_queue_only_one_task_at_a_time(
+        where, rendered, compose, monkeypatch):
+    if where == "k8s":
+        objects = rendered["gpu"]
+        c = container(find(objects, "Deployment", "saliency-reconciler"), "reconciler")
+        args, env = c["args"], configmap(objects)
+    else:
+        service = compose["services"]["reconciler"]
+        args = service["command"]
+        env = {k: interpolate(str(v)) for k, v in service["environment"].items()}
+    assert args[:4] == ["python", "-m", "worker", "reconciler"]
+    parsed = parse(celery_argv(monkeypatch, env, args[3:]))
+    assert parsed.info_name == "worker" and parsed.params["concurrency"] == 1
+    # Its queue, and its own (the watchdog's pings); none of the workers' queues.
+    queues = parsed.params["queues"]
+    assert queues[0] == RECONCILE_QUEUE and len(queues) == 2
+    assert queues[1].startswith("saliency.w.") and not set(QUEUES) & set(queues)
+    assert RECONCILE_QUEUE not in QUEUES
 
 
 @pytest.mark.parametrize("where", ["k8s", "compose"])

@@ -31,7 +31,7 @@ def test_minio_bucket_is_created_at_start_before_the_service_starts(compose, roo
     # The bucket it creates is the one the service writes to.
     assert init["environment"]["STORAGE_URL"] == services["api"]["environment"]["STORAGE_URL"]
     assert init.get("restart") == "no"
-    for name in ("api", "worker", "worker-cpu", "beat"):
+    for name in ("api", "worker", "worker-cpu", "reconciler", "beat"):
         depends = services[name]["depends_on"]
         assert depends["minio-init"]["condition"] == "service_completed_successfully"
         assert depends["redis"]["condition"] == "service_healthy"
@@ -84,6 +84,17 @@ def test_one_scheduler_on_the_worker_image_restarted_unless_stopped(compose):
                for v in beat["volumes"])
 
 
+def test_one_reconciler_consumer_on_the_worker_image_restarted_unless_stopped(compose):
+    services = compose["services"]
+    reconciler, worker = services["reconciler"], services["worker"]
+    assert reconciler["command"][:4] == ["python", "-m", "worker", "reconciler"]
+    assert reconciler["deploy"] == {"replicas": 1} and reconciler["restart"] == "unless-stopped"
+    assert reconciler["image"] == worker["image"] and reconciler["build"] == worker["build"]
+    assert reconciler["environment"] == services["api"]["environment"]
+    assert "inspect ping --destination celery@$$HOSTNAME" in reconciler["healthcheck"]["test"][1]
+    assert "--hostname=celery@%h" in reconciler["command"]
+
+
 def test_workers_restart_and_expose_their_metrics_port(compose):
     for name in ("worker", "worker-cpu"):
         worker = compose["services"][name]
@@ -121,5 +132,5 @@ def test_images_are_pinned_and_the_project_images_built_here(compose):
     for name, service in compose["services"].items():
         image = interpolate(service["image"])
         assert ":" in image and not image.endswith(":latest"), name
-        if name in ("api", "worker", "worker-cpu", "beat"):
+        if name in ("api", "worker", "worker-cpu", "reconciler", "beat"):
             assert "build" in service and service.get("read_only") is True

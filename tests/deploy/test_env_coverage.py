@@ -10,9 +10,9 @@ from shared.settings import Settings
 from .conftest import OVERLAYS
 from .helpers import container, find, interpolate
 
-COMPOSE_SERVICES = ("api", "worker", "worker-cpu", "beat")
+COMPOSE_SERVICES = ("api", "worker", "worker-cpu", "reconciler", "beat")
 K8S_CONTAINERS = (("saliency-api", "api"), ("saliency-worker", "worker"),
-                  ("saliency-beat", "beat"))
+                  ("saliency-reconciler", "reconciler"), ("saliency-beat", "beat"))
 
 
 def test_scan_finds_what_settings_reads(code_variables):

@@ -51,7 +51,7 @@ def test_selectors_services_ingress_and_scalers_find_their_targets(rendered, ove
     (source,) = rule["from"]
     allowed = {w["metadata"]["name"] for w in workloads(objects)
                if selects(source["podSelector"]["matchLabels"], w)}
-    assert {"saliency-api", "saliency-worker", "saliency-beat"} <= allowed
+    assert {"saliency-api", "saliency-worker", "saliency-reconciler", "saliency-beat"} <= allowed
     settings = Settings.from_env(configmap(objects))
     body = ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"]
     assert int(body.removesuffix("m")) * 2**20 >= max(settings.max_request_bytes,
@@ -95,6 +95,28 @@ def test_worker_liveness_pings_this_celery_node(rendered, overlay):
     assert re.search(r'inspect ping\s+--destination "celery@\$HOSTNAME"', command[2])
     assert '--broker "$REDIS_URL"' in command[2]
     assert worker["livenessProbe"]["timeoutSeconds"] > 10  # the ping's own --timeout
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_one_reconciler_consumer_pinged_alive_with_its_metrics_scraped(rendered, overlay):
+    objects = rendered[overlay]
+    deployment = find(objects, "Deployment", "saliency-reconciler")
+    assert deployment["spec"]["replicas"] == 1
+    targets = {o["spec"]["scaleTargetRef"]["name"] for o in objects
+               if o["kind"] in ("ScaledObject", "HorizontalPodAutoscaler")}
+    assert "saliency-reconciler" not in targets
+    c = container(deployment, "reconciler")
+    assert "--hostname=celery@%h" in c["args"] and "nvidia.com/gpu" not in str(c["resources"])
+    command = c["livenessProbe"]["exec"]["command"]
+    assert command[:2] == ["sh", "-c"]
+    assert re.search(r'inspect ping\s+--destination "celery@\$HOSTNAME"', command[2])
+    port = Settings.from_env(configmap(objects)).metrics_port
+    assert {"name": "metrics", "containerPort": port} in c["ports"]
+    assert deployment["spec"]["template"]["metadata"]["annotations"][
+        "prometheus.io/port"] == str(port)
+    reconcilers = [x["name"] for o in workloads(objects) for x in pod_spec(o)["containers"]
+                   if "reconciler" in x.get("args", []) + x.get("command", [])]
+    assert reconcilers == ["reconciler"]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -30,13 +30,14 @@ def test_overlay_renders_every_component_into_the_namespace(rendered, overlay):
 def test_overlay_images_point_at_a_registry_with_a_tag(rendered, overlay):
     objects = rendered[overlay]
     for deployment, name in (("saliency-api", "api"), ("saliency-worker", "worker"),
-                             ("saliency-beat", "beat")):
+                             ("saliency-reconciler", "reconciler"), ("saliency-beat", "beat")):
         image = container(find(objects, "Deployment", deployment), name)["image"]
         repository, tag = split_image(image)
         assert "/" in repository and tag and tag != "latest", image
-    # The scheduler runs on the worker image, whatever the overlay names it.
-    assert container(find(objects, "Deployment", "saliency-beat"), "beat")["image"] == (
-        container(find(objects, "Deployment", "saliency-worker"), "worker")["image"])
+    # The scheduler and the reconciler run on the worker image, whatever the overlay names it.
+    worker = container(find(objects, "Deployment", "saliency-worker"), "worker")["image"]
+    for deployment, name in (("saliency-reconciler", "reconciler"), ("saliency-beat", "beat")):
+        assert container(find(objects, "Deployment", deployment), name)["image"] == worker
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

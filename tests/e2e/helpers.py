@@ -85,7 +85,8 @@ def _settle(r, timeout: float = 60.0) -> None:
 
 
 # Keys that change without any request: counters, rate-limit buckets, liveness heartbeats.
-VOLATILE = ("saliency:stats", "saliency:workers", "saliency:pong:", "saliency:reconcile:")
+VOLATILE = ("saliency:stats", "saliency:workers", "saliency:reconcilers", "saliency:pong:",
+            "saliency:reconcile:")
 
 
 def _volatile(key: str) -> bool:

@@ -260,7 +260,8 @@ def test_an_expired_job_answers_410_on_every_route(stack, stack_model, alice):
     while alice.get(f"{stack.url}/v1/jobs/{job_id}", timeout=10).status_code != 410:
         assert time.monotonic() < deadline, "the job did not expire within 60 s"
         time.sleep(0.5)
-    for path in ("", "/items", "/report", "/results", "/files/0/x.npy", "/maps/0/0.npy"):
+    for path in ("", "/items", "/report", "/results", "/export", "/files/0/x.npy",
+                 "/maps/0/0.npy"):
         response = alice.get(f"{stack.url}/v1/jobs/{job_id}{path}", timeout=10)
         assert response.status_code == 410, path
         assert response.json()["error"]["code"] == "expired"

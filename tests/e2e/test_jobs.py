@@ -105,10 +105,10 @@ def test_every_grad_cam_output_names_its_layer_the_default_included(stack, stack
     job = wait(alice, stack.url, response.json()["id"])
     assert job["status"] == "succeeded", job
     assert job["methods"] == [{"name": "gradcam", "layer": None},
-                              {"name": "guided_gradcam", "layer": "layer2"}]
+                              {"name": "guided_gradcam", "layer": "layer2", "rule": "relu"}]
     (item,) = all_items(alice, stack.url, job["id"])
     assert [(o["method"], o["params"]) for o in item["outputs"]] == [
-        ("gradcam", {"layer": "layer3"}), ("guided_gradcam", {"layer": "layer2"})]
+        ("gradcam", {"layer": "layer3"}), ("guided_gradcam", {"layer": "layer2", "rule": "relu"})]
     engine = Engine(build_model(parse_model_spec(stack_model.spec), stack_model.weights))
     want = engine.attribute(torch.from_numpy(x)[None], [method_spec("gradcam", layer="layer3"),
                                                         method_spec("guided_gradcam",

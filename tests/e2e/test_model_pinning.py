@@ -18,13 +18,13 @@ import pytest
 import requests
 from stacks import LOGS, MODEL_SPEC, WORKER_ENV, register
 
-from devstack import Service, stack_env, start_api, start_beat, start_worker
+from devstack import Service, stack_env, start_api, start_beat, start_reconciler, start_worker
 from e2e.helpers import image_bytes, submit, wait
 
 
 @dataclass
 class HeldStack:
-    """An API whose worker and scheduler start only when `start()` is called."""
+    """An API whose worker, reconciler and scheduler start only when `start()` is called."""
 
     url: str
     env: dict[str, str]
@@ -33,6 +33,7 @@ class HeldStack:
 
     def start(self) -> None:
         self.services.append(start_worker(self.env, LOGS, name="worker-pinning"))
+        self.services.append(start_reconciler(self.env, LOGS, name="reconciler-pinning"))
         self.services.append(start_beat(self.env, LOGS, name="beat-pinning"))
 
 

@@ -23,7 +23,7 @@ from PIL import Image
 from safetensors.torch import load_file
 from stacks import LOGS, MODEL_SPEC, WORKER_ENV, register
 
-from devstack import stack_env, start_api, start_beat, start_worker
+from devstack import stack_env, start_api, start_beat, start_reconciler, start_worker
 from e2e.helpers import FINAL, all_items
 from shared.chunks import Chunks
 from shared.keys import JobKeys
@@ -117,13 +117,14 @@ class Continued:
 
 @pytest.fixture(scope="module")
 def own_stack(redis_server, tmp_path_factory) -> Iterator[tuple[str, dict]]:
-    """A worker, the scheduler and an API of their own, with 4 s tasks: the API's URL and
-    the environment. Redis database 11: the shared backends use 1 and 2."""
+    """A worker, the reconciler, the scheduler and an API of their own, with 4 s tasks: the
+    API's URL and the environment. Redis database 11: the shared backends use 1 and 2."""
     root = tmp_path_factory.mktemp("visualize-stack")
     env = stack_env(f"{redis_server}/11", (root / "storage").as_uri(), None,
                     **{**WORKER_ENV, "SALIENCY_TASK_TIME_LIMIT_S": str(TASK_TIME_LIMIT_S)},
                     SALIENCY_DATA_DIR=str(root / "data"))
     worker = start_worker(env, LOGS, name="worker-visualize-limit")
+    reconciler = start_reconciler(env, LOGS, name="reconciler-visualize-limit")
     beat = start_beat(env, LOGS, name="beat-visualize-limit")
     api = start_api(env, LOGS)
     try:
@@ -131,6 +132,7 @@ def own_stack(redis_server, tmp_path_factory) -> Iterator[tuple[str, dict]]:
     finally:
         api.stop()
         beat.stop()
+        reconciler.stop()
         worker.stop()
 
 

@@ -2,9 +2,10 @@
 
 Each case gets its own Redis (with an append-only file, as in compose, so that a restart
 keeps what was fsynced), S3 server behind a pausable TCP proxy (`devstack.proxy`) or local
-storage, API, workers and scheduler, on short leases. Workers are supervised as `make run`
-and the orchestrators do: one that dies is started again, so a poison input meets a fresh
-worker each time. Every process logs under `test-output/logs/faults/<case>/`.
+storage, API, workers, the reconciler's consumer and the scheduler, on short leases. Workers
+(and the reconciler) are supervised as `make run` and the orchestrators do: one that dies is
+started again, so a poison input meets a fresh worker each time. Every process logs under
+`test-output/logs/faults/<case>/`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from devstack import (
     start_api,
     start_beat,
     start_moto,
+    start_reconciler,
     start_redis,
     start_worker,
 )
@@ -85,6 +87,7 @@ class FaultStack:
     redis: Service
     api: Service
     beat: Service
+    reconciler: Service
     workers: list[Service]
     moto: Service | None = None
     proxy: TcpProxy | None = None
@@ -224,6 +227,11 @@ class FaultStack:
                         self.restarts += 1
                     except StartError:
                         continue  # tried again on the next round
+                if self.reconciler.proc.poll() is not None and not self._stop.is_set():
+                    try:
+                        self.reconciler = self.reconciler.restart()
+                    except StartError:
+                        continue
 
     def start_supervision(self) -> None:
         threading.Thread(target=self._supervise, name="supervisor", daemon=True).start()
@@ -231,7 +239,7 @@ class FaultStack:
     def stop(self) -> None:
         self._stop.set()
         with self._lock:
-            for service in [self.api, self.beat, *self.workers]:
+            for service in [self.api, self.beat, self.reconciler, *self.workers]:
                 if service.proc.poll() is None:  # a stopped one must go on to stop
                     os.killpg(service.proc.pid, signal.SIGCONT)
                 service.stop(timeout=20)
@@ -268,6 +276,8 @@ def start_stack(name: str, root: Path, *, workers: int = 2, s3: bool = False,
         env.update(extra or {})
         api = start_api(env, logs)
         started.append(api)
+        reconciler = start_reconciler(env, logs)
+        started.append(reconciler)
         beat = start_beat(env, logs)
         started.append(beat)
         pool = []
@@ -280,7 +290,8 @@ def start_stack(name: str, root: Path, *, workers: int = 2, s3: bool = False,
         if proxy:
             proxy.close()
         raise
-    stack = FaultStack(name, root, env, redis, api, beat, pool, moto, proxy, supervise)
+    stack = FaultStack(name, root, env, redis, api, beat, reconciler, pool, moto, proxy,
+                       supervise)
     if supervise:
         stack.start_supervision()
     return stack

@@ -9,63 +9,25 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import requests
 from e2e.helpers import image_bytes
+from stacks import Devstack
 
-from devstack import ROOT, free_port, port_is_free
+from devstack import free_port, port_is_free
 from faults.stack import MODEL_SPEC
 
-READY = re.compile(r"saliency: API on (\S+)\s+\(Redis (\S+?)/\d+,")
+SETTINGS = {"SALIENCY_BUILTIN_MODELS": "0", "SALIENCY_DEVICE": "cpu",
+            "SALIENCY_TORCH_THREADS": "1", "SALIENCY_LEASE_S": "6",
+            "SALIENCY_RECONCILE_EVERY_S": "1"}
 
 
-class Devstack:
-    """One `python -m devstack` process, its output in `<data dir>/devstack.out`."""
-
-    def __init__(self, data_dir: Path, port: int) -> None:
-        self.data_dir, self.port = data_dir, port
-        self.out = data_dir / "devstack.out"
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith("SALIENCY_") and k not in ("REDIS_URL", "STORAGE_URL")}
-        env.update(SALIENCY_DATA_DIR=str(data_dir), SALIENCY_PORT=str(port),
-                   SALIENCY_BUILTIN_MODELS="0", SALIENCY_DEVICE="cpu",
-                   SALIENCY_TORCH_THREADS="1", SALIENCY_LEASE_S="6",
-                   SALIENCY_RECONCILE_EVERY_S="1", PYTHONUNBUFFERED="1")
-        data_dir.mkdir(parents=True, exist_ok=True)
-        start = self.out.stat().st_size if self.out.exists() else 0
-        with open(self.out, "ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "devstack"], cwd=ROOT, env=env,
-                                         stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            match = READY.search(self.out.read_bytes()[start:].decode(errors="replace"))
-            if match:
-                self.url, self.redis = match.group(1), match.group(2)
-                return
-            assert self.proc.poll() is None, self.out.read_text(errors="replace")[-3000:]
-            time.sleep(0.2)
-        self.stop()
-        raise AssertionError(f"devstack not ready in 180 s: {self.out}")
-
-    @property
-    def redis_port(self) -> int:
-        return int(self.redis.rsplit(":", 1)[1])
-
-    def children(self) -> dict[int, str]:
-        """Every live descendant: pid -> command line."""
-        return {pid: cmd for pid, cmd in _descendants(self.proc.pid).items()}
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(120)
+def _start(data_dir: Path, port: int) -> Devstack:
+    return Devstack(data_dir, port, **SETTINGS)
 
 
 def _procs() -> dict[int, tuple[int, str, str]]:
@@ -126,10 +88,10 @@ def _final(url: str, job_id: str, timeout: float = 300) -> dict:
 
 @pytest.mark.chaos
 def test_make_run_restarts_a_dead_worker_while_the_api_answers(tmp_path, tiny_weights, figures):
-    stack = Devstack(tmp_path / "var", free_port())
+    stack = _start(tmp_path / "var", free_port())
     try:
-        (worker,) = [p for p, cmd in stack.children().items()
-                     if "-m worker" in cmd and "beat" not in cmd
+        (worker,) = [p for p, cmd in _descendants(stack.proc.pid).items()
+                     if "-m worker" in cmd and "beat" not in cmd and "reconciler" not in cmd
                      and _procs()[p][0] == stack.proc.pid]
         log = stack.data_dir / "log" / "worker.log"
         readies = log.read_text(errors="replace").count(" ready.")
@@ -155,9 +117,10 @@ def test_make_run_restarts_a_dead_worker_while_the_api_answers(tmp_path, tiny_we
 @pytest.mark.chaos
 @pytest.mark.parametrize("when", ["running", "mid-shutdown"])
 def test_make_run_killed_outright_leaves_no_child_holding_a_port(tmp_path, when, figures):
-    stack = Devstack(tmp_path / "var", free_port())
-    children = stack.children()
-    assert len(children) >= 4, children  # Redis, the API and its workers, a worker, beat
+    stack = _start(tmp_path / "var", free_port())
+    children = _descendants(stack.proc.pid)
+    # Redis, the API and its workers, a worker, the reconciler, beat
+    assert len(children) >= 5, children
     if when == "mid-shutdown":  # Ctrl-C, then killed while it stops its children one by one
         stack.proc.send_signal(signal.SIGTERM)
         time.sleep(0.5)
@@ -178,13 +141,13 @@ def test_make_run_killed_outright_leaves_no_child_holding_a_port(tmp_path, when,
 @pytest.mark.chaos
 def test_make_run_keeps_jobs_and_models_across_a_restart(tmp_path, tiny_weights, figures):
     data_dir, port = tmp_path / "var", free_port()
-    stack = Devstack(data_dir, port)
+    stack = _start(data_dir, port)
     try:
         job_id = _job_on_tiny_model(stack.url, tiny_weights)
         first = _final(stack.url, job_id)
     finally:
         stack.stop()
-    stack = Devstack(data_dir, port)
+    stack = _start(data_dir, port)
     try:
         again = requests.get(f"{stack.url}/v1/jobs/{job_id}", timeout=10)
         model = requests.get(f"{stack.url}/v1/models/{MODEL_SPEC['name']}", timeout=10)

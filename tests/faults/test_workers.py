@@ -136,3 +136,51 @@ def _reserved_not_started(r, job_id: str) -> int | None:
             return None
         time.sleep(1)
     return min(seen)
+
+
+# The documented bound: two renewals missed (2/3 of a lease) and the reconciler's next pass;
+# the margin is for beat's tick and the task's way through Celery on a loaded machine.
+REQUEUE_BOUND_S = 2 * LEASE_S / 3 + RECONCILE_EVERY_S
+REQUEUE_MARGIN_S = 2.0
+# A chunk of 8 items (two batches) takes about 20 s on the 2-core VM: far longer than the bound.
+SLOW_METHOD = {"name": "smoothgrad", "samples": 600}
+
+
+@pytest.mark.chaos
+def test_a_killed_workers_chunk_is_requeued_within_the_bound_while_every_worker_is_busy(
+        make_stack, pngs, tiny_weights, figures):
+    """Two workers, each running a long chunk; one is killed (and not restarted), the other
+    stays busy for many seconds more. Its chunk is requeued within 2/3 of a lease and a
+    reconciler pass: the reconciler's own consumer runs it, not a worker (it used to wait in
+    the control queue until the busy worker's chunk ended)."""
+    stack = make_stack(workers=2, supervise=False)
+    model = stack.register_model(tiny_weights)
+    r = stack.redis_client()
+    job_id = stack.submit({"model": model, "methods": [SLOW_METHOD]}, pngs(16, "busy"))
+    key = f"saliency:job:{job_id}"
+
+    def both_running() -> dict[str, str] | None:
+        states, names = r.hgetall(f"{key}:cstate"), r.hgetall(f"{key}:cworker")
+        running = {names[s]: s for s, state in states.items() if state == "running"}
+        return running if len(running) == 2 else None
+
+    running = stack.wait_for("both workers running a chunk", both_running, timeout=300,
+                             every=0.01)
+    victim, busy = stack.workers
+    lost, kept = running[stack.worker_name(victim)], running[stack.worker_name(busy)]
+    stack.signal(victim, signal.SIGKILL)
+    killed = time.monotonic()
+    stack.wait_for("the lost chunk requeued", lambda: r.hget(f"{key}:cstate", lost) != "running",
+                   timeout=300, every=0.01)
+    requeued_s = time.monotonic() - killed
+    still_busy = r.hget(f"{key}:cstate", kept) == "running"
+    job = stack.wait_final(job_id, timeout=600)
+    verdict = check(stack, job_id)
+    figures(case="worker kill -9 while every other worker is busy", requeued_s=round(
+        requeued_s, 1), bound_s=REQUEUE_BOUND_S, other_worker_still_busy=still_busy,
+        lease_s=LEASE_S, reconcile_every_s=RECONCILE_EVERY_S, **verdict.figures())
+    assert still_busy, "the other worker finished its chunk first: make the method slower"
+    assert requeued_s <= REQUEUE_BOUND_S + REQUEUE_MARGIN_S, requeued_s
+    assert job["status"] == "succeeded"
+    verdict.assert_clean()
+    assert verdict.statuses == {"succeeded": 16}

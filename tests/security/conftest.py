@@ -16,7 +16,15 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from devstack import ROOT, stack_env, start_api, start_beat, start_redis, start_worker
+from devstack import (
+    ROOT,
+    stack_env,
+    start_api,
+    start_beat,
+    start_reconciler,
+    start_redis,
+    start_worker,
+)
 
 LOGS = ROOT / "test-output" / "logs" / "security"
 SECRETS = {
@@ -84,6 +92,7 @@ def sec(tmp_path_factory, receiver) -> Iterator[SecStack]:
                     SALIENCY_WEBHOOK_ALLOWED_HOSTS=allowed)
     env["SALIENCY_DATA_DIR"] = str(tmp_path_factory.mktemp("sec-data"))
     worker = start_worker(env, LOGS, name="worker")
+    reconciler = start_reconciler(env, LOGS, name="reconciler")
     beat = start_beat(env, LOGS, name="beat")
     api = start_api({**env, **API_ENV}, LOGS)
     yield SecStack(api.url, {**env, **API_ENV}, root,
@@ -91,6 +100,7 @@ def sec(tmp_path_factory, receiver) -> Iterator[SecStack]:
                    redis_service.url)
     api.stop()
     beat.stop()
+    reconciler.stop()
     worker.stop()
     redis_service.stop()
 

@@ -11,6 +11,7 @@ from PIL import Image
 from shared.colormap import INFERNO
 from shared.render import (
     colorbar_png,
+    encode_png,
     heatmap_png,
     normalize,
     overlay_png,
@@ -117,3 +118,11 @@ def test_signed_rgb_of_one_channel_is_grey_scale():
     pixels = _decode(signed_rgb_png(values))
     assert pixels.shape == (4, 5, 3)
     assert (pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 1] == pixels[..., 2]).all()
+
+
+def test_uint16_grey_is_a_16_bit_png_whose_samples_are_kept_exactly():
+    pixels = np.array([[0, 1, 255, 256], [4097, 32768, 65534, 65535]], dtype=np.uint16)
+    png = encode_png(pixels)
+    assert png[24:26] == b"\x10\x00"  # IHDR: bit depth 16, colour type 0 (grey)
+    decoded = Image.open(io.BytesIO(png))
+    assert decoded.mode == "I;16" and np.array_equal(np.asarray(decoded), pixels)

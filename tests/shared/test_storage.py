@@ -97,6 +97,41 @@ def test_presigned_urls_are_signed_for_the_public_endpoint(s3_server, monkeypatc
     assert internal.presigned_url("a/b.png", 60).startswith(f"{s3_server}/public-endpoint/")
 
 
+def test_lines_come_out_whole_across_blocks_and_a_long_line_only_as_its_length(tmp_path):
+    from shared.storage import LongLine, iter_lines
+
+    storage = make_storage(Settings(storage_url=tmp_path.as_uri()))
+    lines = [b"a", b"", b"x" * 30, b"bb", b"y" * 11, b"c" * 10, b"z" * 25]
+    storage.put("m.jsonl", b"\n".join(lines))
+    expected = [LongLine(len(ln)) if len(ln) > 10 else ln for ln in lines]
+    for block in (1, 3, 7, 10, 11, 64):
+        assert list(iter_lines(storage, "m.jsonl", 10, block)) == expected, block
+
+
+def test_a_huge_manifest_line_is_never_held_in_memory(tmp_path):
+    """A 32 MiB line read in 1 MiB blocks under a 64 KiB cap: memory stays within a few
+    blocks, not the line (it grew by several times the line before the cap)."""
+    import tracemalloc
+
+    from shared.storage import LongLine, iter_lines
+
+    storage = make_storage(Settings(storage_url=tmp_path.as_uri()))
+    huge = 32 << 20
+    with open(tmp_path / "m.jsonl", "wb") as f:
+        f.write(b'{"uri": "a.png"}\n')
+        for _ in range(huge >> 20):
+            f.write(b"[" * (1 << 20))
+        f.write(b'\n{"uri": "b.png"}\n')
+    tracemalloc.start()
+    try:
+        out = list(iter_lines(storage, "m.jsonl", 64 << 10, block=1 << 20))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert out == [b'{"uri": "a.png"}', LongLine(huge), b'{"uri": "b.png"}']
+    assert peak < 4 << 20, peak
+
+
 def test_a_listing_never_follows_a_link_out_of_the_root(tmp_path):
     """A folder that is a link out of the root (`etc -> /etc`), or under such a link, is
     refused as a prefix; a link to a file outside is not listed; links inside still are."""

@@ -1,16 +1,19 @@
 """Plain zip archives are read as `zipfile` reads them; any archive two readers could read
 apart is refused: a name twice (in either order, or in other letter case), bytes before,
-between or after the entries, a comment, an entry the central directory does not list."""
+between or after the entries, a comment, an entry the central directory does not list.
+Entries stream in chunks, and say whether they are links or special files."""
 
 from __future__ import annotations
 
 import io
+import stat
 import warnings
 import zipfile
 
+import numpy as np
 import pytest
 
-from shared.ziparchive import NotPlainZip, read_entries, read_entry
+from shared.ziparchive import NotPlainZip, entry_chunks, read_entries, read_entry
 
 
 def archive(entries: list[tuple[str, bytes]], compression: int = zipfile.ZIP_STORED,
@@ -106,3 +109,30 @@ def test_an_entry_larger_than_the_limit_is_refused_before_it_is_inflated():
     (entry,) = read_entries(stream)
     with pytest.raises(NotPlainZip, match="larger than"):
         read_entry(stream, entry, 1000)
+
+
+def test_a_large_entry_streams_in_chunks_and_its_crc_is_checked_at_the_end():
+    payload = np.random.default_rng(0).integers(0, 256, 3 << 20, dtype=np.uint8).tobytes()
+    data = archive([("a/big", payload + bytes(2 << 20))], zipfile.ZIP_DEFLATED)
+    stream = io.BytesIO(data)
+    (entry,) = read_entries(stream)
+    chunks = list(entry_chunks(stream, entry, 8 << 20))
+    assert len(chunks) > 2 and max(map(len, chunks)) <= 1 << 20
+    assert b"".join(chunks) == payload + bytes(2 << 20)
+    damaged = bytearray(data)
+    damaged[entry.data + entry.compressed // 2] ^= 0xFF
+    with pytest.raises(NotPlainZip):
+        list(entry_chunks(io.BytesIO(bytes(damaged)), entry, 8 << 20))
+
+
+def test_the_type_an_archiver_recorded_says_whether_an_entry_is_plain():
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        for name, mode in (("a/file", stat.S_IFREG | 0o644), ("a/dir/", stat.S_IFDIR | 0o755),
+                           ("a/link", stat.S_IFLNK | 0o777), ("a/fifo", stat.S_IFIFO | 0o644)):
+            info = zipfile.ZipInfo(name)
+            info.create_system, info.external_attr = 3, mode << 16
+            z.writestr(info, b"")
+    entries = read_entries(io.BytesIO(out.getvalue()))
+    assert [(e.is_plain, e.is_dir) for e in entries] == [(True, False), (True, True),
+                                                          (False, False), (False, False)]

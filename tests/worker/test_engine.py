@@ -285,6 +285,33 @@ def test_an_escaped_relu_is_detected_and_refused(no_mode_left):
         Engine(model).attribute(x, methods=("guided_backprop",))
 
 
+@pytest.mark.parametrize(("spec", "rows_per_image"), [
+    ("gradient", 1),
+    (method_spec("smoothgrad", samples=5), 5),
+    (method_spec("smoothgrad", samples=5, base="guided_backprop"), 5),
+    (method_spec("integrated_gradients", steps=6), 6),
+], ids=["gradient", "smoothgrad", "smoothgrad-guided", "integrated_gradients"])
+def test_coverage_counts_the_rule_in_every_backward_pass(spec, rows_per_image, tiny_cnn,
+                                                         tiny_images):
+    """A method's `applied` is its rectifiers times its backward passes, whether the pass
+    runs the override (a guided base) or autograd's own rule (the gradient, SmoothGrad over
+    it, the integrated gradient's path): one pass, or one per micro-batch of rows."""
+    passes = []
+
+    def count_backward_passes(module, args):
+        if torch.is_grad_enabled():  # the forward passes that keep a graph for a backward
+            passes.append(len(args[0]))
+
+    tiny_cnn.register_forward_pre_hook(count_backward_passes)
+    engine = Engine(tiny_cnn)
+    engine.attribute(tiny_images, [spec], ClassTarget(1))  # measures the memory per row, once
+    passes.clear()
+    coverage = engine.attribute(tiny_images, [spec], ClassTarget(1)).coverage[0]
+    assert sum(passes) == len(tiny_images) * rows_per_image
+    assert coverage.relu_calls == 4
+    assert coverage.applied == coverage.relu_calls * len(passes)
+
+
 def test_bad_arguments(tiny_cnn, tiny_images):
     engine = Engine(tiny_cnn)
     with pytest.raises(SpecError, match="unknown method"):
@@ -325,9 +352,9 @@ def test_every_method_in_one_call(tiny_cnn, tiny_images, no_mode_left):
             assert m.values.dtype == np.float32
             assert m.values.shape == ((1, 32, 32) if m.method == "gradcam" else (3, 32, 32))
             assert set(m.extras) == ({"convergence_delta"} if m.method == "integrated_gradients"
-                                     else set())
+                                     else {"grid"} if m.method == "gradcam" else set())
             assert m.warnings == []
-    no_rule = {"gradcam", "integrated_gradients", "occlusion"}
+    no_rule = {"gradcam", "occlusion"}
     for p, name in enumerate(names):
         assert (result.coverage[p] is None) == (name in no_rule), name
         if name in ("guided_backprop", "deconvnet", "guided_gradcam"):

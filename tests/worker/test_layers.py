@@ -189,6 +189,30 @@ def test_a_channels_last_stage_is_read_as_channels_last():
     assert layers.default == "mix"
 
 
+class Square(nn.Module):
+    """A last map with as many channels as rows and columns (16×16×16), then a ReLU module,
+    and a stage that permutes such a map to N×H×W×C (same shape, other layout)."""
+
+    def __init__(self, permute: bool) -> None:
+        super().__init__()
+        self.conv, self.relu, self.permute = nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), permute
+        self.mix = nn.Identity()
+        self.fc = nn.Linear(16, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.conv(x))
+        if self.permute:
+            x = self.mix(x.permute(0, 2, 3, 1) * 1.0)
+            return self.fc(x.mean((1, 2)))
+        return self.fc(x.mean((2, 3)))
+
+
+def test_a_map_with_as_many_channels_as_rows_keeps_its_layout_through_element_wise_calls():
+    assert Engine(Square(permute=False)).default_layer(image(16)) == "relu"
+    with pytest.raises(UnsupportedModelError, match="'mix'.* still carries the image's grid"):
+        Engine(Square(permute=True)).default_layer(image(16))
+
+
 def test_a_model_without_feature_maps_is_told_to_name_a_layer():
     model = nn.Sequential(nn.Flatten(), nn.Linear(12, 2))
     with pytest.raises(UnsupportedModelError, match="`layer` parameter"):

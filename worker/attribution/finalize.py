@@ -1,89 +1,59 @@
-"""Finalizing an attribution job: every item's record, in order, into the results file and
-the audit report (`worker.audit.ReportBuilder`), with the clusters and the sanity check of
-the audit phase, the measured input dependence of each method, and the suspects' pictures.
-Items that never ran (a cancelled or failed job) appear as `cancelled`. The results file has
-every output; the report audits each item's leading map per method (of a top-k target, rank
-0: the predicted class).
+"""Finalizing an attribution job, in checkpointed steps (`worker.finalizing`): every item's
+record, in order, into the results file; then the audit report (`worker.audit.ReportBuilder`,
+fed the results' rows), with the clusters and the sanity check of the audit phase, the
+measured input dependence of each method (one step each) and the report's pictures (one step
+each, the suspects' overlays drawn then). Items that never ran (a cancelled or failed job)
+appear as `cancelled`. The results file has every output; the report audits each item's
+leading map per method (of a top-k target, rank 0: the predicted class).
 """
 
 from __future__ import annotations
 
 import io
 import json
-import tempfile
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from shared.inputs import InputRef
-from shared.itemrecords import find_record
+from shared.itemrecords import all_records, find_record
 from shared.jobs import Job
 from shared.keys import JobKeys
 from shared.modelspec import ModelSpec
-from shared.records import InputSource, ItemRecord, OutputRecord
+from shared.records import ItemRecord, OutputRecord
+from shared.renderings import Rendering
 from shared.reports import artifact_ref
-from shared.results import rows_of, write_parquet
 from shared.shards import read_map
-from shared.status import ItemStatus
 from worker.context import WorkerContext
-from worker.plans import planned_inputs
+from worker.finalizing import REPORT, Finalizing, part_rows, write_results
 
-PAGE = 1000
 DEPENDENCE_SAMPLE = 64
 
 
-def _unrun(index: int, source: InputSource) -> ItemRecord:
-    return ItemRecord(index=index, status=ItemStatus.CANCELLED, input=source.name,
-                      id=source.id, error="not run: the job ended first")
+def records(ctx: WorkerContext, job: Job, start: int = 0) -> Iterator[ItemRecord]:
+    """Every item's record in index order from item `start` on, the unrun ones as
+    `cancelled`."""
+    return all_records(ctx.jobs, ctx.chunks, ctx.storage, job, start)
 
 
-def _item_records(ctx: WorkerContext, job: Job) -> Iterator[ItemRecord]:
-    for start in range(0, job.total, PAGE):
-        stop = min(start + PAGE, job.total)
-        records = ctx.jobs.items(job.id, list(range(start, stop)))
-        sources = None
-        for offset, record in enumerate(records):
-            if record is None:
-                sources = sources or ctx.jobs.input_range(job.id, start, stop)
-                record = _unrun(start + offset, sources[offset])
-            yield record
-
-
-def _segment_records(ctx: WorkerContext, job: Job) -> Iterator[ItemRecord]:
-    covered = 0
-    for segment in [*(s for s in ctx.chunks.segments(job.id) if s.rows), None]:
-        gap_end = job.total if segment is None else segment.start
-        while covered < gap_end:
-            stop = min(gap_end, covered - covered % job.plan_chunk + job.plan_chunk)
-            for offset, source in enumerate(planned_inputs(ctx, job, covered, stop)):
-                yield _unrun(covered + offset, source)
-            covered = stop
-        if segment is None:
-            break
-        for line in ctx.storage.get(segment.rows).splitlines():
-            yield ItemRecord.from_json(json.loads(line))
-        covered = segment.stop
-
-
-def records(ctx: WorkerContext, job: Job) -> Iterator[ItemRecord]:
-    """Every item's record in index order, the unrun ones as `cancelled`."""
-    if job.layout == "items":
-        return _item_records(ctx, job)
-    return _segment_records(ctx, job)
-
-
-def _map(ctx: WorkerContext, output: OutputRecord) -> np.ndarray | None:
+def _read_map(ctx: WorkerContext, shard: str | None, position: int, row: int | None,
+              npy: str | None) -> np.ndarray | None:
     """An output's raw map, from its shard or its `.npy` file (None if neither was kept)."""
-    if output.map is not None:
-        return read_map(ctx.storage, output.map.shard, output.position, output.map.row)
-    if "npy" in output.files:
-        return np.load(io.BytesIO(ctx.storage.get(output.files["npy"])))
+    if shard is not None:
+        return read_map(ctx.storage, shard, position, row)
+    if npy is not None:
+        return np.load(io.BytesIO(ctx.storage.get(npy)))
     return None
 
 
+def _map(ctx: WorkerContext, output: OutputRecord) -> np.ndarray | None:
+    return _read_map(ctx, output.map.shard if output.map else None, output.position,
+                     output.map.row if output.map else None, output.files.get("npy"))
+
+
 class _Audit:
-    """The report's inputs gathered while the records stream past."""
+    """The report's inputs, gathered from the results' rows as they stream past."""
 
     def __init__(self, ctx: WorkerContext, job: Job, model: ModelSpec | None) -> None:
         from worker.audit import ReportBuilder
@@ -92,30 +62,29 @@ class _Audit:
         side = model.preprocessing.input_size if model else 0
         self.builder = ReportBuilder(input_size=side,
                                      class_names=model.class_names if model else None)
-        self.samples: dict[int, list[tuple[OutputRecord, int]]] = {}
+        self.samples: dict[int, list[dict[str, Any]]] = {}
 
-    def add(self, record: ItemRecord) -> None:
-        class_name = self.model.class_name if self.model else (lambda _i: None)
-        for row in rows_of(record, class_name):
-            self.builder.add(row)
-        for out in record.outputs:
-            if not out.leading:
-                continue  # a lower top-k rank: not the predicted class's map
-            sample = self.samples.setdefault(out.position, [])
-            if len(sample) < DEPENDENCE_SAMPLE and record.prediction is not None:
-                sample.append((out, record.prediction.cls))
+    def add(self, row: dict[str, Any]) -> None:
+        self.builder.add(row)
+        if row["rank"]:
+            return  # a lower top-k rank: not the predicted class's map
+        if row["method"] is not None and row["predicted"] is not None:
+            sample = self.samples.setdefault(row["position"], [])
+            if len(sample) < DEPENDENCE_SAMPLE:
+                sample.append(row)
 
-    def _dependence(self) -> dict[int, Any]:
+    def dependence(self, position: int) -> dict[str, Any] | None:
+        """The input dependence of the method at `position`, from its sampled maps."""
         from worker.audit import input_dependence
 
-        result = {}
-        for position, sample in self.samples.items():
-            maps = [(m, cls) for out, cls in sample if (m := _map(self.ctx, out)) is not None]
-            if len(maps) >= 2:
-                result[position] = input_dependence([m for m, _ in maps],
-                                                    [c for _, c in maps],
-                                                    sample[0][0].method)
-        return result
+        sample = self.samples[position]
+        maps = [(m, row["predicted"]) for row in sample
+                if (m := _read_map(self.ctx, row["shard"], position, row["row"], row["npy"]))
+                is not None]
+        if len(maps) < 2:
+            return None
+        return input_dependence([m for m, _ in maps], [c for _, c in maps],
+                                sample[0]["method"]).to_json()
 
     def _clusters(self) -> dict[tuple[int, int], Any]:
         from worker.attribution.audit import PLAN, clusters_name, load_clustering
@@ -165,22 +134,29 @@ class _Audit:
         if loaded.error is not None or values is None:
             raise LookupError(f"item {index}: no picture or map to draw")
         rgb = display_image(loaded.x, self.model.preprocessing)
-        return suspect_overlay_png(rgb, values, region(loaded, self.model))
+        return suspect_overlay_png(rgb, values, region(loaded, self.model),
+                                   Rendering.of(self.job.spec, out.params, out.grid))
 
-    def build(self) -> tuple[dict[str, Any], dict[str, bytes]]:
-        def overlay(index: int, position: int) -> bytes:
-            try:
-                return self._overlay(index, position)
-            except LookupError:
-                from shared.render import encode_png
+    def overlay(self, index: int, position: int) -> bytes:
+        """A suspect's picture: its map over its input (grey where neither can be had)."""
+        try:
+            return self._overlay(index, position)
+        except LookupError:
+            from shared.render import encode_png
 
-                return encode_png(np.full((8, 8, 3), 128, dtype=np.uint8))
+            return encode_png(np.full((8, 8, 3), 128, dtype=np.uint8))
 
-        report = self.builder.build(clusters=self._clusters(),
-                                    input_dependence=self._dependence(),
-                                    sanity=self._sanity(),
-                                    overlay=overlay if self.model else None)
-        return report.data, report.pictures
+    def build(self, dependence: dict[int, dict[str, Any]]
+              ) -> tuple[dict[str, Any], dict[str, bytes], dict[str, tuple[int, int]]]:
+        """The report's JSON, its pictures (a suspect's is drawn later: empty here), and each
+        suspect picture's (item, method position)."""
+        report = self.builder.build(
+            clusters=self._clusters(),
+            input_dependence={p: _Stored(d) for p, d in dependence.items()},
+            sanity=self._sanity(), overlay=(lambda _i, _p: b"") if self.model else None)
+        suspects = {s["overlay"]: (s["index"], s["position"])
+                    for s in report.data["suspects"] if s["overlay"]}
+        return report.data, report.pictures, suspects
 
 
 class _Stored:
@@ -211,24 +187,35 @@ def next_phase(ctx: WorkerContext, job: Job) -> bool:
     return job.phase == 0 and not job.finalizing and start_audit(ctx, job)
 
 
-def finalize_attribution(ctx: WorkerContext, job: Job, model: ModelSpec | None) -> None:
-    """Write the results file and the report of an attribution job."""
-    keys = JobKeys(job.tenant, job.id)
+def finalize_attribution(f: Finalizing, model: ModelSpec | None) -> Iterator[str]:
+    """Write the results file and the report of an attribution job, step by step."""
+    ctx, job = f.ctx, f.job
     class_name = model.class_name if model else (lambda _i: None)
+    yield from write_results(f, lambda start: records(ctx, job, start), class_name)
+    if f.has(REPORT):
+        return
     audit = _Audit(ctx, job, model)
-
-    def feed() -> Iterator[ItemRecord]:
-        for record in records(ctx, job):
-            audit.add(record)
-            yield record
-
-    with tempfile.TemporaryFile() as out:
-        write_parquet(feed(), out, class_name)
-        out.seek(0)
-        ctx.storage.put_stream(keys.results("parquet"), out, "application/vnd.apache.parquet")
-    data, pictures = audit.build()
-    for name, png in pictures.items():
-        ctx.storage.put(keys.artifact(name), png, "image/png")
+    for row in part_rows(f):
+        audit.add(row)
+    dependence = {}
+    for position in sorted(audit.samples):
+        step = f"dependence:{position}"
+        if not f.has(step):
+            f.record(**{step: json.dumps(audit.dependence(position))})
+            yield step
+        if (result := json.loads(f.done[step])) is not None:
+            dependence[position] = result
+    data, pictures, suspects = audit.build(dependence)
+    for name in sorted(pictures):
+        step = f"picture:{name}"
+        if f.has(step):
+            continue
+        png = audit.overlay(*suspects[name]) if name in suspects else pictures[name]
+        ctx.storage.put(f.keys.artifact(name), png, "image/png")
+        f.record(**{step: "1"})
+        yield step
     data = _referenced(data, pictures)
     data["spec"] = {"methods": job.spec.get("methods"), "target": job.spec.get("target")}
-    ctx.storage.put(keys.report, json.dumps(data).encode(), "application/json")
+    ctx.storage.put(f.keys.report, json.dumps(data).encode(), "application/json")
+    f.record(**{REPORT: "1"})
+    yield REPORT

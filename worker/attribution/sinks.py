@@ -43,6 +43,7 @@ class RunResult:
     segment: Segment | None = None
     done: int = 0
     failed: int = 0
+    first_error: str | None = None  # the error of the segment's first failed item
 
 
 class _Sink:
@@ -66,12 +67,15 @@ class _Sink:
         for amap in result.maps:
             if not amap.rank:
                 self.thumbs.add(amap.position, item.index, thumbnail(amap.values))
-            files = self._retry(lambda amap=amap: outputs.write_files(
-                self.ctx.storage, self.keys, self.spec, self.model, item, amap, kinds),
-                f"writing item {item.index}'s files") if kinds else {}
+            method = self.methods[amap.position]
+            drawing = outputs.rendering(self.spec, method, amap)
+            files, drawn = self._retry(lambda amap=amap, drawing=drawing: outputs.write_files(
+                self.ctx.storage, self.keys, drawing, self.model, item, amap, kinds),
+                f"writing item {item.index}'s files") if kinds else ({}, {})
             records.append(outputs.output_record(
-                amap, self.methods[amap.position], coverage.get(amap.position), item_region,
-                self.side, files, map_ref(amap) if map_ref else None))
+                amap, method, coverage.get(amap.position), item_region, self.side, files,
+                map_ref(amap) if map_ref else None,
+                outputs.colorbars(drawing, amap.values, self.spec.outputs, drawn)))
         return records, outputs.baseline(item_region, self.model)
 
     def _write_thumbs(self) -> str | None:
@@ -147,12 +151,15 @@ class ShardSink(_Sink):
         self.writer = ShardWriter(self.spec.map_dtype)
         self.rows: dict[int, bytes] = {}
         self.done = self.failed = 0
+        self.first_failed: tuple[int, str] | None = None  # (index, error), for the job's error
 
     def _row(self, record: ItemRecord) -> None:
         self.rows[record.index] = json.dumps(record.to_json()).encode() + b"\n"
 
     def fail(self, item: Loaded, message: str) -> None:
         self._row(outputs.failed(item, message, self.worker))
+        if self.first_failed is None or item.index < self.first_failed[0]:
+            self.first_failed = (item.index, message)
         self.failed += 1
         IMAGES.labels("failed").inc()
 
@@ -185,12 +192,14 @@ class ShardSink(_Sink):
         self._retry(lambda: self.ctx.storage.put(self.rows_key, rows, "application/x-ndjson"),
                     "writing a rows file")
         thumbs = self._write_thumbs()
+        first_error = self.first_failed[1] if self.first_failed else None
         self.abandon()
         segment = Segment(self.lease.start, upto, self.lease.token, shard_key, self.rows_key,
                           thumbs)
-        return RunResult(upto, segment, self.done, self.failed)
+        return RunResult(upto, segment, self.done, self.failed, first_error)
 
     def abandon(self) -> None:
         self.writer.close()
         self.thumbs.close()
         self.rows.clear()
+        self.first_failed = None

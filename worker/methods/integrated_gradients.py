@@ -52,8 +52,9 @@ class IntegratedGradients(Method):
     name = "integrated_gradients"
     shares_forward = False
 
-    def rule(self, params: Params) -> BackwardRule | None:
-        return None
+    def rule(self, params: Params) -> BackwardRule:
+        """The plain gradient's: its passes' coverage is counted as the gradient's is."""
+        return GRADIENT
 
     def check(self, params: Params, call: Call, position: int) -> None:
         baseline = params["baseline"]
@@ -99,12 +100,13 @@ class IntegratedGradients(Method):
         def compute(rows: torch.Tensor, start: int, stop: int) -> None:
             index = torch.arange(start, stop, device=call.device)
             images, k = index // steps, index % steps
-            done = call.run_pass(rows, images.tolist(), grad=True)
+            done = call.run_pass(rows, images.tolist(), grad=True, rule=GRADIENT)
             grads = [done.input_grads(GRADIENT, rank, last=rank == ranks - 1)
                      for rank in range(ranks)]
             for rank, grad in enumerate(grads):
                 if grad is not None:
                     add_rows(total[rank], grad * weight_of[k].view(-1, 1, 1, 1), images)
+            call.count(position, done, GRADIENT)
 
         call.in_micro_batches(len(x) * steps, build, compute, grad=True)
         attributions = total * (x - start_points)

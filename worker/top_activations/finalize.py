@@ -4,16 +4,15 @@ patches and grid) and the results file (each input's scan status)."""
 from __future__ import annotations
 
 import json
-import tempfile
+from collections.abc import Iterator
 
 from shared.jobs import Job
-from shared.keys import JobKeys
 from shared.modelspec import ModelSpec
-from shared.results import write_parquet
 from shared.specs import job_spec_from_json
 from shared.top_activations_spec import TopActivationsSpec
 from worker.attribution.finalize import records
 from worker.context import WorkerContext
+from worker.finalizing import REPORT, Finalizing, write_results
 
 
 def next_phase(ctx: WorkerContext, job: Job) -> bool:
@@ -23,24 +22,26 @@ def next_phase(ctx: WorkerContext, job: Job) -> bool:
     return job.phase == 0 and not job.finalizing and start_projections(ctx, job)
 
 
-def finalize_top_activations(ctx: WorkerContext, job: Job, model: ModelSpec | None) -> None:
+def finalize_top_activations(f: Finalizing, model: ModelSpec | None) -> Iterator[str]:
+    """The results file (in checkpointed steps, `worker.finalizing`), then the report."""
     from worker.top_activations.project import merged
 
-    keys = JobKeys(job.tenant, job.id)
+    ctx, job = f.ctx, f.job
     work: TopActivationsSpec = job_spec_from_json(job.spec).work
     class_name = model.class_name if model else (lambda _i: None)
-    with tempfile.TemporaryFile() as out:
-        write_parquet(records(ctx, job), out, class_name)
-        out.seek(0)
-        ctx.storage.put_stream(keys.results("parquet"), out, "application/vnd.apache.parquet")
+    yield from write_results(f, lambda start: records(ctx, job, start), class_name)
+    if f.has(REPORT):
+        return
     channels = []
     if job.phase == 1:
         for channel in merged(ctx, job).channels:
             try:
-                channels.append(json.loads(ctx.storage.get(keys.artifact(
+                channels.append(json.loads(ctx.storage.get(f.keys.artifact(
                     f"channels/{channel}.json"))))
             except FileNotFoundError:
                 continue  # a cancelled job's channel that was not projected
     report = {"kind": "top_activations", "layer": work.layer, "k": work.k,
               "methods": [m.name for m in work.methods], "channels": channels}
-    ctx.storage.put(keys.report, json.dumps(report).encode(), "application/json")
+    ctx.storage.put(f.keys.report, json.dumps(report).encode(), "application/json")
+    f.record(**{REPORT: "1"})
+    yield REPORT

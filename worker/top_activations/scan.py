@@ -83,5 +83,6 @@ def run_scan(ctx: WorkerContext, job: Job, lease: Lease, keeper: LeaseKeeper,
         retrying(lambda: ctx.storage.put(rows_key, rows, "application/x-ndjson"), budget,
                  "writing a rows file")
         counts = (sum(r.ok for r in done), sum(not r.ok for r in done))
+    first_error = next((r.error for r in done if not r.ok), None)
     segment = Segment(lease.start, upto, lease.token, None, rows_key, None, partial_key)
-    return RunResult(upto, segment, *counts), run.stop.to_back
+    return RunResult(upto, segment, *counts, first_error), run.stop.to_back

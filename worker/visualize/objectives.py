@@ -1,7 +1,8 @@
 """What each visualization optimizes, measured per image on one forward pass.
 
 An objective names the layers it reads and turns the logits and those layers' outputs into
-one value per image: a value to maximize, or for inversion a distance to minimize.
+one value per image: a value to maximize, or for inversion a distance to minimize (which
+way each kind goes is `shared.visualize_spec.minimizes`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ class ObjectiveFunction:
     """One item's objective; `where` names its spec field in errors (`objective[2]`)."""
 
     layers: tuple[str, ...] = ()
-    minimize = False
 
     def __init__(self, where: str) -> None:
         self.where = where
@@ -92,8 +92,6 @@ class RepresentationDistance(ObjectiveFunction):
     """Mahendran & Vedaldi 2015, "Understanding Deep Image Representations by Inverting
     Them": ‖Φ(x) − Φ(x₀)‖² / ‖Φ(x₀)‖², the distance to the input's representation at a
     layer, relative to its size."""
-
-    minimize = True
 
     def __init__(self, layer: str, target: torch.Tensor, where: str) -> None:
         super().__init__(where)

@@ -31,6 +31,7 @@ from shared.visualize_spec import (
     InvertObjective,
     VisualizeItem,
     VisualizeSpec,
+    minimizes,
 )
 from worker.engine import PRECISIONS, Engine, model_logits
 from worker.visualize.objectives import Activations, ObjectiveFunction, objective_function
@@ -102,8 +103,8 @@ class VisualizationRun:
         self._check_layers()
         self.inputs = self._inputs(inputs or {})
         self.functions = self._functions()
-        self.signs = torch.tensor([1.0 if f.minimize else -1.0 for f in self.functions],
-                                  device=self.device)
+        self.signs = torch.tensor([1.0 if minimizes(item.objective) else -1.0
+                                   for item in self.items], device=self.device)
         self.param = PARAMETRIZATIONS[spec.regularizers.parametrization](
             self.generators, self.size, self.norm)
         self.optimizer = torch.optim.Adam([self.param.tensor], lr=spec.lr)

@@ -1,0 +1,109 @@
+"""Planning data-set jobs on a real Redis and local storage: manifest lines past the cap, and
+the tenant's quota of queued items."""
+
+from __future__ import annotations
+
+import pytest
+from runtime_testing import TENANT
+
+from shared.itemrecords import planned_inputs
+from shared.keys import JobKeys
+from shared.redisio import tenant_key
+from shared.status import JobStatus
+
+
+def test_a_manifest_line_past_the_cap_fails_its_item_alone(runtime):
+    rt = runtime
+    rt.configure(max_manifest_line_bytes=100)
+    long = '{"uri": "b.png", "id": "' + "x" * 200 + '"}'
+    manifest = rt.manifest("m.jsonl", [{"uri": "a.png"}, long, {"uri": "c.png"}])
+    job_id = rt.dataset_job({"manifest": manifest})
+    rt.plan(job_id)
+    job = rt.ctx.jobs.get(job_id)
+    assert not job.planning and job.total == 3
+    a, b, c = planned_inputs(rt.ctx.storage, job, 0, 3)
+    assert (a.error, c.error) == (None, None) and (a.uri, c.uri) == (
+        f"{rt.root.as_uri()}/a.png", f"{rt.root.as_uri()}/c.png")
+    assert b.error == (f"manifest line 2: is {len(long)} bytes, longer than the limit of 100 "
+                       "bytes per line (SALIENCY_MAX_MANIFEST_LINE_BYTES)")
+    assert job.status is JobStatus.QUEUED
+
+
+def _images(rt, n: int) -> dict:
+    from e2e.helpers import image_bytes
+
+    folder = rt.root / "set"
+    folder.mkdir()
+    for i in range(n):
+        (folder / f"{i:03d}.png").write_bytes(image_bytes(i, size=32))
+    return {"prefix": folder.as_uri() + "/"}
+
+
+def _queued(rt) -> int:
+    return int(rt.ctx.redis.get(tenant_key(TENANT, "queued")) or 0)
+
+
+def _results(rt, job_id: str) -> list[dict]:
+    import io
+
+    import pyarrow.parquet as pq
+
+    data = rt.ctx.storage.get(JobKeys(TENANT, job_id).results())
+    return pq.read_table(io.BytesIO(data)).to_pylist()
+
+
+def test_a_data_set_larger_than_the_quota_fails_as_soon_as_planning_sees_it(runtime):
+    from worker.runner import advance
+
+    rt = runtime
+    rt.configure(max_queued_items=5)
+    job_id = rt.dataset_job(_images(rt, 12))
+    rt.plan(job_id)
+    job = rt.ctx.jobs.get(job_id)
+    assert job.finalizing and job.final_status is JobStatus.FAILED
+    assert job.error == ("dataset.prefix: the data set has more than 5 items, more than a "
+                         "tenant may have queued (SALIENCY_MAX_QUEUED_ITEMS): it can never run; "
+                         "split it into data sets of at most 5 items")
+    assert job.total == 5  # planning stopped there
+    assert all(c.state == "planned" for c in rt.ctx.chunks.states(job_id))  # none released
+    advance(rt.ctx, job_id)
+    job = rt.ctx.jobs.get(job_id)
+    assert job.status is JobStatus.FAILED and _queued(rt) == 0
+    rows = _results(rt, job_id)
+    assert [r["index"] for r in rows] == list(range(5))
+    assert {r["status"] for r in rows} == {"cancelled"}
+
+
+@pytest.mark.parametrize(("items", "seen"), [(10, "at least 8"), (6, "6")])
+def test_a_data_set_that_does_not_fit_beside_the_tenants_queued_items_fails(
+        runtime, items, seen):
+    """Another job's 6 items are queued, the quota is 10: planning stops at the first chunk
+    past it, or the last one is caught when planning ends."""
+    from worker.runner import advance
+
+    rt = runtime
+    rt.configure(max_queued_items=10)
+    rt.ctx.redis.set(tenant_key(TENANT, "queued"), 6)
+    job_id = rt.dataset_job(_images(rt, items))
+    rt.plan(job_id)
+    job = rt.ctx.jobs.get(job_id)
+    assert job.final_status is JobStatus.FAILED and job.error == (
+        f"quota: this data set's {seen} items and those the tenant already has queued exceed "
+        "the limit of 10 per tenant (SALIENCY_MAX_QUEUED_ITEMS); submit it again when some "
+        "have run")
+    assert all(c.state == "planned" for c in rt.ctx.chunks.states(job_id))
+    advance(rt.ctx, job_id)
+    assert rt.ctx.jobs.get(job_id).status is JobStatus.FAILED
+    assert _queued(rt) == 6  # the other job's, as before
+    assert {r["status"] for r in _results(rt, job_id)} == {"cancelled"}
+
+
+def test_a_data_set_that_fits_the_quota_is_counted_and_released(runtime):
+    rt = runtime
+    rt.configure(max_queued_items=10)
+    rt.ctx.redis.set(tenant_key(TENANT, "queued"), 2)
+    job_id = rt.dataset_job(_images(rt, 8))
+    rt.plan(job_id)
+    job = rt.ctx.jobs.get(job_id)
+    assert not job.finalizing and job.total == 8 and _queued(rt) == 10
+    assert {c.state for c in rt.ctx.chunks.states(job_id)} <= {"ready", "sent"}
