@@ -183,9 +183,9 @@ class Engine:
         """One forward pass of rows `x` on this engine's model (see `worker.passes.Pass`)."""
         memory_format = torch.channels_last if self.channels_last else torch.preserve_format
         x = x.to(self.device, torch.float32, memory_format=memory_format)
-        known = self.layers(x[:1]) if layers else ModelLayers()  # layouts of what it records
         return Pass(self.model, self.taps, x, layers, grad=grad, override=override,
-                    autocast=self._autocast, model_layers=known, attention=attention)
+                    autocast=self._autocast, model_layers=lambda: self.layers(x[:1]),
+                    attention=attention)
 
     def layers(self, x1: torch.Tensor) -> ModelLayers:
         """The model's layers, their layouts and the default Grad-CAM layer
