@@ -28,7 +28,7 @@ from shared.datasets import (
     parse_dataset,
     parse_manifest_line,
 )
-from shared.errors import InputError, SpecError
+from shared.errors import InputError
 from shared.jobs import Job
 from shared.keys import JobKeys
 from shared.records import InputSource
@@ -97,8 +97,9 @@ def _annotated(ctx: WorkerContext, job: Job, spec: DatasetSpec,
 
 def plan_job(ctx: WorkerContext, job_id: str) -> None:
     """Stream a planning job's data set into plan files and planned chunks. A data set that
-    does not fit the tenant's quota of queued items (`SALIENCY_MAX_QUEUED_ITEMS`) fails the
-    job, its planned items then listed as cancelled: planning stops as soon as it is known."""
+    does not fit the tenant's quota of queued items (`SALIENCY_MAX_QUEUED_ITEMS`), or that
+    cannot be read (its manifest gone, its annotations unusable), fails the job, its planned
+    items then listed as cancelled: planning stops as soon as it is known."""
     job = ctx.jobs.get(job_id)
     if job is None or not job.planning or job.finalizing or job.is_final:
         return
@@ -111,7 +112,7 @@ def plan_job(ctx: WorkerContext, job_id: str) -> None:
     skipped = [0]
     sources = _manifest(ctx, job, spec) if spec.manifest else _listing(ctx, job, spec, skipped)
     total, batch = 0, []
-    over: str | None = None  # why planning stopped short of the quota
+    over: str | None = None  # why planning stopped short: the quota, or the data set
 
     def flush() -> None:
         start = total - len(batch)
@@ -144,12 +145,12 @@ def plan_job(ctx: WorkerContext, job_id: str) -> None:
                     if queued + total > quota:
                         over = _over_quota(f"at least {total}", quota)
                         break
-        if batch:
-            flush()
     except FileNotFoundError as e:
-        raise InputError(f"{spec.field}: {e}") from None
-    except SpecError as e:
-        raise InputError(e.message) from None
+        over = f"{spec.field}: {e}"
+    except InputError as e:  # a SpecError too
+        over = e.message
+    if batch:
+        flush()
     error = over or _over_quota(str(total), quota)
     if ctx.jobs.end_planning(job, total, skipped[0], quota, error, fail=over is not None):
         log.warning("job %s failed: %s", job_id, error)

@@ -71,10 +71,16 @@ def _planned(rt, dataset: dict, **spec) -> tuple[str, list]:
 
 
 def _failed(rt, dataset: dict) -> str:
+    """Plan a data set whose annotations fail the job: planning ends (or the job would never
+    be finalized), and the finalizer makes it failed. Its error."""
+    from worker.runner import advance
+
     job_id = rt.dataset_job(dataset)
     rt.plan(job_id)
     job = rt.ctx.jobs.get(job_id)
-    assert job.final_status is JobStatus.FAILED
+    assert job.final_status is JobStatus.FAILED and not job.planning
+    advance(rt.ctx, job_id)
+    assert rt.ctx.jobs.get(job_id).status is JobStatus.FAILED
     return job.error
 
 
