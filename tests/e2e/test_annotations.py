@@ -157,6 +157,14 @@ def test_annotations_the_api_or_the_planner_cannot_use_are_refused(stack, stack_
         assert response.status_code == 400, response.text
         error = response.json()["error"]
         assert error["code"] == "invalid_spec" and error["message"].startswith(message), error
+    response = alice.post(f"{stack.url}/v1/jobs", json={
+        "kind": "top_activations", "model": stack_model.name, "layer": "layer1",
+        "channels": [0], "dataset": {"prefix": prefix, "annotations": {"coco": coco}}},
+        timeout=30)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["message"] == (
+        "dataset.annotations: only an attribution job reads annotations (for its audit's box "
+        "metrics), not top_activations")
     assert side_effects(stack) == before
 
     broken = put(stack, f"{run}/broken.json", b'{"images": [{"id": 1, "file_name": "a.png"}')
