@@ -8,7 +8,8 @@ whose category is a class of the model go into a temporary SQLite index, keyed b
 and by id, and `AnnotationIndex.join` gives each planned item its `ImageObjects`, which its
 plan line then carries to the worker: memory stays a few SQLite pages whatever the size of
 the annotations, and a chunk never reads them again. With `"objects": "masks"` each class's
-objects are rasterised with pycocotools and kept as one compressed RLE (their union).
+objects (polygons, RLE, or boxes where there is no segmentation) are merged by pycocotools
+into one compressed RLE, their union, which the worker decodes when the item runs.
 """
 
 from __future__ import annotations
@@ -177,7 +178,7 @@ class AnnotationIndex:
     def _union(self, found: list[tuple[tuple[int, ...], Any]],
                size: tuple[int, int] | None) -> str:
         """The union of a class's objects (segmentations, or boxes where there are none)
-        as a compressed RLE of the image."""
+        as a compressed RLE of the image, merged by pycocotools without drawing a mask."""
         from pycocotools import mask as coco_mask
 
         if size is None:
@@ -186,22 +187,29 @@ class AnnotationIndex:
         if width * height > self.max_pixels:
             raise AnnotationError(f"the image is annotated as {width}x{height}, more than "
                                   f"{self.max_pixels} pixels (SALIENCY_MAX_IMAGE_PIXELS)")
-        union = np.zeros((height, width), dtype=bool)
+        rles = []
         for (x0, y0, x1, y1), segmentation in found:
-            if segmentation is None:
-                union[max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)] = True
+            if segmentation is None:  # its box, within the image
+                x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+                if x0 < x1 and y0 < y1:
+                    rles += coco_mask.frPyObjects(np.array([[x0, y0, x1 - x0, y1 - y0]],
+                                                           dtype=np.float64), height, width)
                 continue
+            # Checked first: pycocotools' C code trusts what it is given.
             problem = coco.segmentation_error(segmentation, width, height)
             if problem is not None:
                 raise AnnotationError(problem)
-            if isinstance(segmentation, list):  # polygons, rasterised by pycocotools
-                rle = coco_mask.merge(coco_mask.frPyObjects(segmentation, height, width))
-                counts = rle["counts"].decode("ascii")
-            else:  # an RLE, compressed or not
-                counts = segmentation["counts"]
-            union |= coco.rle_mask(counts, width, height)
-        return coco_mask.encode(np.asfortranarray(union, dtype=np.uint8))["counts"].decode(
-            "ascii")
+            if isinstance(segmentation, list):  # polygons
+                rles += coco_mask.frPyObjects(segmentation, height, width)
+            elif isinstance(segmentation["counts"], list):  # an uncompressed RLE
+                rles.append(coco_mask.frPyObjects(segmentation, height, width))
+            else:
+                rles.append({"size": [height, width],
+                             "counts": segmentation["counts"].encode("ascii")})
+        if not rles:  # every box lies outside the image
+            rles.append(coco_mask.encode(np.zeros((height, width, 1), dtype=np.uint8,
+                                                  order="F"))[0])
+        return coco_mask.merge(rles, intersect=False)["counts"].decode("ascii")
 
 
 def _copy(location: Location, path: Path, limit: int, field: str) -> None:

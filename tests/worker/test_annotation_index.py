@@ -207,14 +207,15 @@ def test_masks_are_the_union_of_a_classs_objects_as_pycocotools_draws_them(rt, t
         {"image_id": 1, "category_id": 17, "bbox": [3, 3, 2, 2], "segmentation": []},
         {"image_id": 2, "category_id": 18, "bbox": [0, 0, 1, 1],
          "segmentation": {"size": [height, width], "counts": [5, 3]}},
+        {"image_id": 3, "category_id": 17, "bbox": [50, 40, 5, 5], "segmentation": []},
     ]
-    images = [_image(1, "a.png", (width, height)), _image(2, "b.png", (width, height))]
+    images = [_image(i, f"{n}.png", (width, height)) for i, n in enumerate("abc", start=1)]
     data = coco_json(images, annotations, CATEGORIES)
     reference = checked_coco(data, tmp_path)
     coco = _write(rt, "ann/masks.json", data)
-    prefix = _images(rt, ["a.png", "b.png"], (width, height))
-    _, (a, b) = _planned(rt, {"prefix": prefix,
-                              "annotations": {"coco": coco, "objects": "masks"}})
+    prefix = _images(rt, ["a.png", "b.png", "c.png"], (width, height))
+    _, (a, b, c) = _planned(rt, {"prefix": prefix,
+                                 "annotations": {"coco": coco, "objects": "masks"}})
     for cls, name in ((DOG, "dog"), (CAT, "cat")):
         anns = reference.loadAnns(reference.getAnnIds(
             imgIds=[1], catIds=reference.getCatIds(catNms=[name])))
@@ -234,6 +235,11 @@ def test_masks_are_the_union_of_a_classs_objects_as_pycocotools_draws_them(rt, t
         assert np.array_equal(got, union), name
     assert b.error == (f"{b.name}: its annotation in {coco} image 2: its RLE covers 8 pixels, "
                        f"not the image's {height * width}")
+    # A box wholly outside its image: an empty mask, which the metrics say marks no pixel.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        assert not coco_mask.decode({"size": [height, width],
+                                     "counts": c.objects.masks[CAT].encode()}).any()
 
 
 def test_voc_objects_by_filename_or_stem_and_refused_xml_fails_its_item_alone(rt):
