@@ -97,6 +97,8 @@ class AnnotationIndex:
             name = _name_key(file_name)
             self.depths.add(name.count("/") + 1)
             keys.append(f"name:{name}")
+            if "/" in name:  # its folders may not be the item's (an absolute path, say)
+                keys.append(f"base:{posixpath.basename(name)}")
         self.db.executemany("INSERT INTO keys VALUES (?, ?)",
                             [(key, cursor.lastrowid) for key in keys])
         return cursor.lastrowid
@@ -128,6 +130,8 @@ class AnnotationIndex:
             return list(dict.fromkeys(f"id:{_id_key(v)}" for v in (source.id, stem) if v))
         out = [f"name:{'/'.join(parts[-d:])}" for d in sorted(self.depths, reverse=True)
                if d <= len(parts)]
+        if parts:  # else the file name alone, against annotated names with folders
+            out.append(f"base:{parts[-1]}")
         if self.spec.voc and stem:  # an XML's own stem, as VOC's layout pairs them
             out.append(f"id:{_id_key(stem)}")
         return out
@@ -142,7 +146,7 @@ class AnnotationIndex:
                                    (key,)).fetchall()
             if len(rows) > 1:
                 what, value = key.split(":", 1)
-                named = "file name" if what == "name" else "id"
+                named = "id" if what == "id" else "file name"
                 return replace(source, error=(
                     f"{source.name}: more than one image in {self.spec.uri} has the {named} "
                     f"{value!r}; give them distinct names, or join by the other key "

@@ -162,13 +162,16 @@ def test_a_bad_annotation_fails_its_item_alone(rt, tmp_path):
 
 def test_items_join_by_path_suffix_by_id_and_ambiguity_fails_the_items_it_concerns(rt):
     images = [_image(1, "x/0.png"), _image(2, "y/0.png"), _image(3, "z.png"),
-              _image(4, "dup.png"), _image(5, "./dup.png"), _image(6, "000042.png")]
+              _image(4, "dup.png"), _image(5, "./dup.png"), _image(6, "000042.png"),
+              _image(7, "/mnt/data/coco/w.png")]
     annotations = [{"image_id": i, "category_id": 17, "bbox": [i, 0, 1, 1]}
-                   for i in range(1, 7)]
+                   for i in range(1, 8)]
     coco = _write(rt, "ann/paths.json", coco_json(images, annotations, CATEGORIES))
-    prefix = _images(rt, ["x/0.png", "y/0.png", "y/z.png", "dup.png", "000006.png"])
-    _, (six, dup, x0, y0, z) = _planned(rt, {"prefix": prefix, "annotations": {"coco": coco}})
-    assert [s.objects.boxes[CAT][0][0] for s in (x0, y0, z)] == [1, 2, 3]
+    prefix = _images(rt, ["x/0.png", "y/0.png", "y/z.png", "dup.png", "000006.png", "w.png"])
+    _, (six, dup, w, x0, y0, z) = _planned(rt, {"prefix": prefix,
+                                                "annotations": {"coco": coco}})
+    # By as many folders as the annotated name has; else (an absolute path) by file name.
+    assert [s.objects.boxes[CAT][0][0] for s in (x0, y0, z, w)] == [1, 2, 3, 7]
     assert dup.error == (f"{dup.name}: more than one image in {coco} has the file name "
                          "'dup.png'; give them distinct names, or join by the other key "
                          '(dataset.annotations.key: "id" or "file_name")')
