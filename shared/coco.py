@@ -52,13 +52,18 @@ def _integer(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _id(value: Any) -> bool:
+    """An image id: a non-negative integer that fits the index's 64 bits."""
+    return _integer(value) and 0 <= value < 1 << 63
+
+
 def _entries(f: BinaryIO, where: str, array: str) -> Iterator[tuple[int, Any]]:
     """The entries of the top-level `array`, numbered, streamed from the file's start."""
     f.seek(0)
     try:
         yield from enumerate(ijson.items(f, f"{array}.item", use_float=True))
-    except ijson.JSONError as e:
-        raise InputError(f"{where}: is not valid JSON ({e})") from None
+    except ijson.JSONError as e:  # yajl's message draws the spot over lines: keep one
+        raise InputError(f"{where}: is not valid JSON ({' '.join(str(e).split())})") from None
 
 
 def categories(f: BinaryIO, where: str) -> dict[int, str]:
@@ -89,10 +94,11 @@ def images(f: BinaryIO, where: str) -> Iterator[CocoImage]:
     (it could be no item's) and for a file with no images at all."""
     seen = False
     for i, raw in _entries(f, where, "images"):
-        if not (isinstance(raw, dict) and _integer(raw.get("id"))
+        if not (isinstance(raw, dict) and _id(raw.get("id"))
                 and isinstance(raw.get("file_name"), str)
                 and 0 < len(raw["file_name"]) <= MAX_FILE_NAME_CHARS):
-            raise InputError(f"{where}: images[{i}] needs an integer id and a file_name")
+            raise InputError(f"{where}: images[{i}] needs an integer id (0 to 2^63 - 1) and a "
+                             "file_name")
         size, error = _size(raw)
         seen = True
         yield CocoImage(raw["id"], raw["file_name"], size, error)
@@ -104,8 +110,9 @@ def objects(f: BinaryIO, where: str, with_segmentation: bool) -> Iterator[CocoOb
     """The file's annotations, each checked; `InputError` for one without an integer
     `image_id` (no image's item could carry its error)."""
     for i, raw in _entries(f, where, "annotations"):
-        if not isinstance(raw, dict) or not _integer(raw.get("image_id")):
-            raise InputError(f"{where}: annotations[{i}] needs an integer image_id")
+        if not isinstance(raw, dict) or not _id(raw.get("image_id")):
+            raise InputError(f"{where}: annotations[{i}] needs an integer image_id (0 to "
+                             "2^63 - 1)")
         name = f"annotation {raw['id']}" if _integer(raw.get("id")) else f"annotations[{i}]"
         image_id, category_id = raw["image_id"], raw.get("category_id")
         if not _integer(category_id):

@@ -156,6 +156,8 @@ def test_the_coco_reader_sees_what_pycocotools_sees(tmp_path):
     (b'{"categories": [{"id": 1, "name": "cat"}], "images": [', "x: is not valid JSON"),
     (b'{"images": [], "annotations": []}', "x: has no categories"),
     (b'{"categories": [{"id": 1}]}', "x: categories[0] needs an integer id and a name"),
+    (coco_json([{"id": -1, "file_name": "a.png"}], [], [{"id": 1, "name": "cat"}]),
+     "x: images[0] needs an integer id (0 to 2^63 - 1) and a file_name"),
 ])
 def test_a_file_that_is_not_a_coco_file_is_an_input_error(data, message):
     f = io.BytesIO(data)

@@ -277,7 +277,9 @@ def test_voc_objects_by_filename_or_stem_and_refused_xml_fails_its_item_alone(rt
     ("broken.json", b'{"images": [{"id": 1, "file_name": "a.png"}', "is not valid JSON"),
     ("list.json", b"[1, 2]", "has no categories; is it a COCO instances file?"),
     ("nameless.json", coco_json([{"id": 1}], [], CATEGORIES),
-     "images[0] needs an integer id and a file_name"),
+     "images[0] needs an integer id (0 to 2^63 - 1) and a file_name"),
+    ("twice.json", coco_json([_image(1, "a.png"), _image(1, "b.png")], [], CATEGORIES),
+     "image id 1 is given twice"),
     ("strangers.json", coco_json([_image(1, "a.png")], [], [{"id": 1, "name": "sofa"}]),
      "is a class of model"),
 ])
