@@ -95,7 +95,7 @@ def map_file(job_id: str, name: str):
     if wanted.kind == "signed":
         data = render.signed_rgb_png(values)
     else:
-        map2d = render.reduce_channels(values, job.spec.get("reduce", "max_abs"))
+        map2d = render.reduce_channels(values, job.spec.work.reduce)
         data = render.heatmap_png(map2d) if wanted.kind == "png" else render.overlay_png(
             _input_picture(job, record.input, values.shape[-1]), map2d)
     return _file(data, name)

@@ -2,7 +2,7 @@
 lines, and the places a job may read (the configured storage and `SALIENCY_DATASET_ROOTS`).
 
 Pure Python: the API validates a data set here and checks that it exists; the planner
-(`worker.planner`) streams the manifest or the listing with the same functions.
+(`worker.plans`) streams the manifest or the listing with the same functions.
 """
 
 from __future__ import annotations
@@ -58,6 +58,12 @@ class DatasetSpec:
         if self.label_map:
             out["label_map"] = self.label_map
         return out
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> DatasetSpec:
+        """A data set as `to_json` stored it (validated by `parse_dataset` before)."""
+        return cls(manifest=raw.get("manifest"), prefix=raw.get("prefix"),
+                   labels=raw.get("labels"), label_map=raw.get("label_map"))
 
 
 def parse_dataset(raw: Any) -> DatasetSpec:

@@ -9,9 +9,10 @@ retention, the completion webhook), and its kind's own fields.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from shared.datasets import DatasetSpec
 from shared.errors import SpecError
 from shared.jsonio import integer
 from shared.methods import MethodSpec, parse_methods
@@ -204,16 +205,21 @@ KIND_SPECS: dict[str, KindSpec] = {
 }
 
 
+WorkSpec = AttributionSpec | TopActivationsSpec | VisualizeSpec
+
+
 @dataclass(frozen=True)
 class JobSpec:
-    """A whole job spec: the common fields and the kind's own (`work`)."""
+    """A whole job spec: the common fields, the kind's own (`work`), and the data set a
+    data-set job reads (validated by the API with the request, stored with the spec)."""
 
     kind: str
     model: str
-    work: Any  # AttributionSpec, or the spec of another kind
+    work: WorkSpec
     seed: int = 0
     retention_s: int | None = None
     notify: dict[str, Any] | None = None
+    dataset: DatasetSpec | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "model": self.model, "seed": self.seed,
@@ -222,6 +228,8 @@ class JobSpec:
             out["retention_s"] = self.retention_s
         if self.notify is not None:
             out["notify"] = self.notify
+        if self.dataset is not None:
+            out["dataset"] = self.dataset.to_json()
         return out
 
 
@@ -264,5 +272,8 @@ def parse_job_spec(raw: Any, *, extra_fields: tuple[str, ...] = (),
 
 
 def job_spec_from_json(raw: dict[str, Any]) -> JobSpec:
-    """Read back a job's stored spec (`JobSpec.to_json`, and the `dataset` it named)."""
-    return parse_job_spec(raw, extra_fields=("dataset",))
+    """Read back a job's stored spec (`JobSpec.to_json`); its data set was validated when the
+    job was submitted and is read as stored."""
+    spec = parse_job_spec(raw, extra_fields=("dataset",))
+    dataset = raw.get("dataset")
+    return replace(spec, dataset=DatasetSpec.from_json(dataset)) if dataset else spec

@@ -14,11 +14,12 @@ import time
 from collections.abc import Callable
 
 from shared.errors import InputError
-from shared.jobs import CONTROL, Job
+from shared.jobs import Job
+from shared.jobschema import WORKERS, ChunkStatus, RecordKeys
 from shared.modelstore import ModelStatus
-from shared.redisio import WORKERS, job_key, lease_key, now_ms
+from shared.redisio import now_ms
 from shared.status import JobStatus
-from shared.taskqueue import DELIVER_WEBHOOK, NEXT_PHASE, pump, send_control
+from shared.taskqueue import DELIVER_WEBHOOK, NEXT_PHASE, chunk_ranges, pump, send_control
 from worker.batches import Fenced
 from worker.context import ControlContext, WorkerContext
 from worker.leases import LeaseKeeper
@@ -83,6 +84,19 @@ def run_chunk(ctx: WorkerContext, job_id: str, start: int, worker: str) -> None:
     pump(ctx.sender, ctx.fair)
 
 
+def start_phase(ctx: ControlContext, job: Job, phase: int, chunks: int,
+                projections_due: int | None = None) -> None:
+    """Move a job whose chunks are all done to its next `phase`, of `chunks` chunks of one
+    item each (the phase's own work items), in one transaction with the ledger (its segments
+    kept), and make them ready."""
+    pipe = ctx.redis.pipeline(transaction=True)
+    ctx.chunks.reset(job.id, keep_segments=True, pipe=pipe)
+    ctx.chunks.add(pipe, job.id, chunk_ranges(chunks, 1), ChunkStatus.PLANNED)
+    ctx.jobs.enter_phase(pipe, job.id, phase, projections_due)
+    pipe.execute()
+    ctx.chunks.activate(job.id)
+
+
 def release_waiting(ctx: ControlContext, job: Job) -> None:
     """A job whose chunks wait (planned) for its model or its planning: start or fail it."""
     if job.planning or job.finalizing or job.is_final:
@@ -107,7 +121,7 @@ def _with_control(ctx: WorkerContext, job_id: str, work: Callable[[int], None]) 
     token = ctx.jobs.take_control(job_id, lease_s)
     if token is None:
         return False
-    keeper = LeaseKeeper(lambda: ctx.chunks.renew(lease_key(job_id, CONTROL), token, lease_s),
+    keeper = LeaseKeeper(lambda: ctx.chunks.renew(RecordKeys(job_id).control, token, lease_s),
                          lease_s)
     try:
         with keeper:
@@ -123,7 +137,7 @@ def plan(ctx: WorkerContext, job_id: str) -> None:
     from worker.plans import plan_job
 
     def work(_token: int) -> None:
-        attempts = int(ctx.redis.hincrby(job_key(job_id), "plan_attempts", 1))
+        attempts = ctx.jobs.count_plan_attempt(job_id)
         if attempts > ctx.settings.max_attempts:
             fail_job(ctx, job_id, f"planning the data set failed {attempts - 1} times")
             return
@@ -197,16 +211,16 @@ def finalize(ctx: WorkerContext, job_id: str, token: int) -> bool:
     except Fenced as e:
         log.warning("%s; it stops", e)
         return True
-    retention = job.spec.get("retention_s") or ctx.settings.result_ttl_s
+    retention = job.spec.retention_s or ctx.settings.result_ttl_s
     status = job.final_status or JobStatus.SUCCEEDED
     ctx.jobs.compact(job_id)
-    notify = job.spec.get("notify")
+    notify = job.spec.notify
     event = status.value if notify and status.value in notify["events"] else None
     if not ctx.jobs.finish(job_id, status, retention, event, ctx.settings.lease_s):
         return True
     finalizing.delete_parts()
     ctx.jobs.clear_checkpoint(job_id)
-    reruns = int(ctx.redis.hget(job_key(job_id), "reruns") or 0)
+    reruns = ctx.jobs.reruns(job_id)
     log.info("job %s is %s (%d item attempts repeated)", job_id, status.value, reruns)
     if ctx.settings.faults:
         from worker import faults
@@ -225,6 +239,6 @@ def validate(ctx: WorkerContext, tenant: str, name: str) -> None:
         return
     for job_id in ctx.jobs.active():
         job = ctx.jobs.get(job_id)
-        if job is not None and job.spec.get("model") == name:
+        if job is not None and job.spec.model == name:
             release_waiting(ctx, job)
 

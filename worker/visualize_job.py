@@ -24,7 +24,6 @@ from shared.modelspec import ModelSpec
 from shared.records import ItemRecord, OutputRecord
 from shared.reports import artifact_ref
 from shared.results import write_parquet
-from shared.specs import job_spec_from_json
 from shared.status import ItemStatus
 from shared.visualize_spec import VisualizeSpec
 from worker.attribution.sinks import RunResult
@@ -40,7 +39,7 @@ STEPS_PER_CALL = 16
 
 
 def _spec(job: Job, model: ModelSpec) -> VisualizeSpec:
-    return job_spec_from_json(job.spec).work.for_model(model)
+    return job.spec.work.for_model(model)
 
 
 def _output(keys: JobKeys, item, snapshots: list[str], final: bool) -> OutputRecord:
@@ -99,8 +98,7 @@ def run_visualization(ctx: WorkerContext, job: Job, lease: Lease, keeper: LeaseK
             rec = _record(item, ItemStatus.SUCCEEDED if final else ItemStatus.PENDING, out,
                           worker)
             write = ctx.jobs.record_item if final else ctx.jobs.item_progress
-            if not retrying(lambda rec=rec, write=write: write(job.id, rec, lease.key,
-                                                                lease.token),
+            if not retrying(lambda rec=rec, write=write: write(lease, rec),
                             budget, f"recording item {item.index}"):
                 raise Fenced(f"job {job.id} chunk {lease.start}: lease taken over")
 
@@ -119,7 +117,7 @@ def run_visualization(ctx: WorkerContext, job: Job, lease: Lease, keeper: LeaseK
             key = keys.snapshot(snap.item, snap.step)
             put(key, snap.png(), "image/png")
             snapshots[snap.item].append(key)
-        ctx.jobs.add_progress(job.id, "steps_done", len(report.values) * len(items))
+        ctx.jobs.count_steps(job.id, len(report.values) * len(items))
         show(final=False)
     show(final=True)
     ctx.storage.delete(checkpoint)
@@ -143,9 +141,9 @@ def finalize_visualization(f: Finalizing, model: ModelSpec | None) -> Iterator[s
         write_parquet(feed(), out, model.class_name if model else (lambda _i: None))
         out.seek(0)
         ctx.storage.put_stream(keys.results("parquet"), out, "application/vnd.apache.parquet")
-    spec = job.spec
-    report = {"kind": "visualize", "objective": spec.get("objective"),
-              "steps": spec.get("steps"), "items": entries}
+    work = job.spec.work
+    report = {"kind": "visualize", "objective": work.to_json()["objective"],
+              "steps": work.steps, "items": entries}
     ctx.storage.put(keys.report, json.dumps(report).encode(), "application/json")
     f.record(**{REPORT: "1"})
     yield REPORT
@@ -154,7 +152,7 @@ def finalize_visualization(f: Finalizing, model: ModelSpec | None) -> Iterator[s
 def _final_records(ctx: WorkerContext, job: Job) -> list[ItemRecord]:
     """Every item's record, in order: those that never ran or stopped part-way (the job was
     cancelled or failed) as `cancelled`, the latter with the snapshots and curve they showed."""
-    items = job_spec_from_json(job.spec).work.items()
+    items = job.spec.work.items()
     stored = ctx.jobs.items(job.id, [item.index for item in items])
     return [rec.ended_unfinished() if rec is not None else
             _record(item, ItemStatus.CANCELLED, None, None, "not run: the job ended first")

@@ -14,6 +14,7 @@ from shared.modelspec import parse_model_spec
 from shared.modelstore import ModelStatus
 from shared.registry import register_model
 from shared.settings import Settings
+from shared.specs import job_spec_from_json
 from worker.context import WorkerContext
 
 TENANT = "t"
@@ -60,8 +61,7 @@ class Runtime:
         body = {"kind": "attribution", "model": self.model, "methods": ["gradient"],
                 "dataset": dataset, **spec}
         pipe = self.ctx.redis.pipeline(transaction=True)
-        self.ctx.jobs.create(NewJob(job_id, TENANT, "attribution", body, layout="shards",
-                                    planning=True), pipe)
+        self.ctx.jobs.create(NewJob(job_id, TENANT, job_spec_from_json(body)), pipe)
         pipe.execute()
         return job_id
 

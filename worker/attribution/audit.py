@@ -23,14 +23,14 @@ from shared.inputs import InputRef
 from shared.jobs import Job
 from shared.keys import JobKeys
 from shared.seeds import derive_seed
-from shared.specs import AttributionSpec, job_spec_from_json
+from shared.specs import AttributionSpec
 from shared.status import ItemStatus
-from shared.taskqueue import chunk_ranges
 from worker.attribution.sinks import RunResult
 from worker.audit import MIN_CLASS_ITEMS
 from worker.context import WorkerContext
 from worker.leases import LeaseKeeper
 from worker.retry import retrying
+from worker.runner import start_phase
 
 PLAN = "audit/plan.json"
 SIDE = 32
@@ -71,8 +71,7 @@ def _predictions(ctx: WorkerContext, job: Job) -> dict[int, int]:
 
 def start_audit(ctx: WorkerContext, job: Job) -> bool:
     """Plan the audit phase; False when there is nothing to fan out."""
-    spec = job_spec_from_json(job.spec)
-    work: AttributionSpec = spec.work
+    work: AttributionSpec = job.spec.work
     predicted = _predictions(ctx, job)
     counts = Counter(predicted.values())
     classes = sorted(c for c, n in counts.items() if n >= MIN_CLASS_ITEMS)
@@ -85,12 +84,7 @@ def start_audit(ctx: WorkerContext, job: Job) -> bool:
     if not tasks:
         return False
     ctx.storage.put(keys.artifact(PLAN), json.dumps(tasks).encode(), "application/json")
-    ctx.chunks.reset(job.id, keep_segments=True)
-    pipe = ctx.redis.pipeline(transaction=True)
-    ctx.chunks.add(pipe, job.id, chunk_ranges(len(tasks), 1), "planned")
-    pipe.execute()
-    ctx.jobs.set_fields(job.id, phase=1)
-    ctx.chunks.activate(job.id)
+    start_phase(ctx, job, 1, len(tasks))
     return True
 
 
@@ -160,7 +154,7 @@ def _sanity(ctx: WorkerContext, job: Job, sample: int) -> dict[str, Any]:
     from worker.inputs import load_input
     from worker.refs import ref_source, resolve_methods
 
-    spec = job_spec_from_json(job.spec)
+    spec = job.spec
     record, engine = job_model(ctx, job)
     images, targets = [], []
     for rec in records(ctx, job):
@@ -191,7 +185,7 @@ def run_audit(ctx: WorkerContext, job: Job, lease: Lease, keeper: LeaseKeeper,
         position, cls = task["group"]
         with np.load(io.BytesIO(ctx.storage.get(keys.artifact(group_name(position, cls))))) as z:
             thumbs, ids = z["thumbs"], z["ids"]
-        seed = derive_seed(job_spec_from_json(job.spec).seed, position, cls)
+        seed = derive_seed(job.spec.seed, position, cls)
         clustering = spray_clusters(thumbs, ids, seed=seed)
         data = _save_clustering(clustering)
         retrying(lambda: ctx.storage.put(keys.artifact(clusters_name(position, cls)), data),

@@ -24,6 +24,7 @@ from shared.modelspec import ModelSpec
 from shared.records import ItemRecord, OutputRecord
 from shared.reports import artifact_ref
 from shared.shards import read_map
+from shared.specs import AttributionSpec
 from worker.context import WorkerContext
 from worker.finalizing import REPORT, Finalizing, part_rows, write_results
 
@@ -213,7 +214,9 @@ def finalize_attribution(f: Finalizing, model: ModelSpec | None) -> Iterator[str
         f.record(**{step: "1"})
         yield step
     data = _referenced(data, pictures)
-    data["spec"] = {"methods": job.spec.get("methods"), "target": job.spec.get("target")}
+    work: AttributionSpec = job.spec.work
+    data["spec"] = {"methods": [m.to_json() for m in work.methods],
+                    "target": work.target.to_json()}
     ctx.storage.put(f.keys.report, json.dumps(data).encode(), "application/json")
     f.record(**{REPORT: "1"})
     yield REPORT
