@@ -16,7 +16,7 @@ description (`cseg`, written and read by Python) is stored as an opaque string. 
 every key as `KEYS` and the states as `ARGV` (`shared.jobschema`); the job's tenant, which
 names its ready list, is read first (it never changes). What they change in the job's own
 hash (its fencing token, its start, its counts, its open chunks) they change in the same step
-through the job store's Lua functions (`shared.jobstore.JOB_LUA`).
+through the job store's Lua functions (`shared.jobscripts.JOB_LUA`).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from shared.jobschema import (
     ready_key,
 )
 from shared.jobschema import JobField as F
-from shared.jobstore import JOB_LUA
+from shared.jobscripts import JOB_LUA
 from shared.redisio import now_iso, now_ms
 from shared.status import JobStatus
 

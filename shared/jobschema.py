@@ -7,9 +7,9 @@ a key: each declares what it touches, as Redis Cluster requires (Cluster also wa
 script's keys in one hash slot, which would take hash tags in these names). The scripts
 receive the states they compare or store as `ARGV`, and name hash fields as `$field`,
 filled in from `LUA_NAMES` by `lua` (an unknown name fails at import). Flags are stored as
-`1` or `0`. The model records (`shared.modelstore`), idempotency keys (`shared.idempotency`)
-and the workers' liveness pings (`worker.tasks`) are records of their own, named by their
-owners.
+`1` or `0`. The model records (`shared.modelstore`), idempotency keys (`shared.idempotency`),
+the workers' liveness pings (`worker.tasks`) and the reconciler's guard against sending a
+control task twice (`worker.reconciler`) are records of their own, named by their owners.
 """
 
 from __future__ import annotations

@@ -15,11 +15,11 @@ from collections.abc import Callable
 
 from shared.errors import InputError
 from shared.jobs import Job
-from shared.jobschema import WORKERS, ChunkStatus, RecordKeys
+from shared.jobschema import WORKERS, RecordKeys
 from shared.modelstore import ModelStatus
 from shared.redisio import now_ms
 from shared.status import JobStatus
-from shared.taskqueue import DELIVER_WEBHOOK, NEXT_PHASE, chunk_ranges, pump, send_control
+from shared.taskqueue import DELIVER_WEBHOOK, NEXT_PHASE, pump, send_control
 from worker.batches import Fenced
 from worker.context import ControlContext, WorkerContext
 from worker.leases import LeaseKeeper
@@ -82,19 +82,6 @@ def run_chunk(ctx: WorkerContext, job_id: str, start: int, worker: str) -> None:
     if outcome == 2:
         send_control(ctx.sender, NEXT_PHASE, job_id)
     pump(ctx.sender, ctx.fair)
-
-
-def start_phase(ctx: ControlContext, job: Job, phase: int, chunks: int,
-                projections_due: int | None = None) -> None:
-    """Move a job whose chunks are all done to its next `phase`, of `chunks` chunks of one
-    item each (the phase's own work items), in one transaction with the ledger (its segments
-    kept), and make them ready."""
-    pipe = ctx.redis.pipeline(transaction=True)
-    ctx.chunks.reset(job.id, keep_segments=True, pipe=pipe)
-    ctx.chunks.add(pipe, job.id, chunk_ranges(chunks, 1), ChunkStatus.PLANNED)
-    ctx.jobs.enter_phase(pipe, job.id, phase, projections_due)
-    pipe.execute()
-    ctx.chunks.activate(job.id)
 
 
 def release_waiting(ctx: ControlContext, job: Job) -> None:

@@ -14,7 +14,7 @@ from shared.settings import Settings
 from shared.specs import parse_job_spec
 from shared.taskqueue import chunk_ranges
 from worker.context import ControlContext
-from worker.runner import start_phase
+from worker.phases import start_phase
 
 
 @pytest.fixture

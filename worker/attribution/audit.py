@@ -29,8 +29,8 @@ from worker.attribution.sinks import RunResult
 from worker.audit import MIN_CLASS_ITEMS
 from worker.context import WorkerContext
 from worker.leases import LeaseKeeper
+from worker.phases import start_phase
 from worker.retry import retrying
-from worker.runner import start_phase
 
 PLAN = "audit/plan.json"
 SIDE = 32

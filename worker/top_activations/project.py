@@ -25,9 +25,9 @@ from worker.batches import Fenced
 from worker.context import WorkerContext
 from worker.engines import job_model
 from worker.leases import LeaseKeeper
+from worker.phases import start_phase
 from worker.refs import ref_source
 from worker.retry import retrying
-from worker.runner import start_phase
 
 MERGED = "topk.json"
 
