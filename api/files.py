@@ -12,11 +12,11 @@ from flask import Blueprint, Flask, Response
 from api.context import services
 from api.items import find_record
 from api.jobs import own_job
-from shared import render
 from shared.errors import InputError, NotFoundError
 from shared.images import display_picture, sniff_format
 from shared.jobs import Job
 from shared.keys import JobKeys, MapName
+from shared.renderings import Rendering
 from shared.shards import read_header, read_map
 
 bp = Blueprint("files", __name__, url_prefix="/v1/jobs")
@@ -92,12 +92,10 @@ def map_file(job_id: str, name: str):
         buf = io.BytesIO()
         np.save(buf, values)
         return _file(buf.getvalue(), name)
-    if wanted.kind == "signed":
-        data = render.signed_rgb_png(values)
-    else:
-        map2d = render.reduce_channels(values, job.spec.work.reduce)
-        data = render.heatmap_png(map2d) if wanted.kind == "png" else render.overlay_png(
-            _input_picture(job, record.input, values.shape[-1]), map2d)
+    drawing = Rendering.of(job.spec.work, output.params, output.grid)
+    photo = _input_picture(job, record.input, values.shape[-1]) if drawing.needs_photo(
+        wanted.kind) else None
+    data, _ = drawing.draw(wanted.kind, values, photo)
     return _file(data, name)
 
 

@@ -75,6 +75,8 @@ def _output_json(job: Job, index: int, out: OutputRecord, kinds: tuple[str, ...]
         entry["warnings"] = list(out.warnings)
     if out.params:
         entry["params"] = out.params
+    if out.colorbars:
+        entry["colorbars"] = {kind: bar for kind, bar in out.colorbars.items() if urls.get(kind)}
     if out.convergence_delta is not None:
         entry["convergence_delta"] = out.convergence_delta
     return entry

@@ -1,5 +1,5 @@
-"""Web pages: `/` submits images, `/jobs/<id>` follows a job and shows its results by kind
-(maps page by page, top-activation grids, visualizations as they arrive), and
+"""Web pages: `/` submits a job of any kind, `/jobs/<id>` follows a job and shows its results
+by kind (maps page by page, top-activation grids, visualizations as they arrive), and
 `/jobs/<id>/report` draws an attribution job's audit report.
 
 The pages are plain HTML plus a little JavaScript that speaks the v1 API from the browser,
@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from flask import Blueprint, Flask, Response, render_template, request
+from flask import Blueprint, Flask, Response, abort, render_template, request
 
 from shared.methods import DEFAULT_METHODS, METHODS
-from shared.render import colorbar_png
+from shared.render import COLORMAPS, colorbar_png
 from shared.specs import DEFAULT_OUTPUTS, OUTPUTS, REDUCTIONS
+from shared.top_activations_spec import DEFAULT_K, MAX_K, PROJECTION_METHODS
+from shared.visualize_spec import PARAMETRIZATIONS
 
 bp = Blueprint("pages", __name__, template_folder="templates", static_folder="static",
                static_url_path="/assets")
@@ -27,7 +29,9 @@ PAGE_SIZE, MAX_PAGE_SIZE = 24, 200
 def index():
     return render_template("index.html", methods=METHODS, default_methods=DEFAULT_METHODS,
                            reductions=REDUCTIONS, outputs=OUTPUTS,
-                           default_outputs=DEFAULT_OUTPUTS)
+                           default_outputs=DEFAULT_OUTPUTS, top_k=DEFAULT_K, top_max_k=MAX_K,
+                           projection_methods=PROJECTION_METHODS,
+                           parametrizations=PARAMETRIZATIONS)
 
 
 @bp.get("/jobs/<job_id>")
@@ -44,15 +48,19 @@ def report(job_id: str):
     return render_template("report.html", job_id=job_id)
 
 
-@lru_cache(maxsize=1)
-def _colorbar() -> bytes:
+@lru_cache(maxsize=len(COLORMAPS))
+def _colorbar(colormap: str) -> bytes:
     # The renderer that draws the maps draws the bar, so they match by construction.
-    return colorbar_png()
+    return colorbar_png(colormap=colormap)
 
 
 @bp.get("/colorbar.png")
 def colorbar():
-    response = Response(_colorbar(), mimetype="image/png")
+    """The inferno bar of heatmaps, or with `?colormap=signed` the grey ramp of signed maps."""
+    colormap = request.args.get("colormap", "inferno")
+    if colormap not in COLORMAPS:
+        abort(404)
+    response = Response(_colorbar(colormap), mimetype="image/png")
     response.cache_control.public = True
     response.cache_control.max_age = 86400
     return response

@@ -14,6 +14,14 @@ Redis bytes per item once the job has finished (`MEMORY USAGE` of the job's keys
 RSS (VmHWM) of the API processes and of the worker's pool process. With `--planner-lines`, the
 planner alone streams a manifest of that many lines in a subprocess, and its peak RSS is
 reported against a manifest of 1,000 lines.
+
+With `--audit-items 10000 100000` (and `--sizes` left empty to skip the jobs above), the audit
+phase alone (`bench/audit_phase.py`): a job of that many items of one predicted class, its
+item chunks committed with synthetic rows and thumbnails of planted strategies, then the
+worker's audit planning, SpRAy chunks and finalizer run in a fresh process; the peak RSS of
+each stage, the largest size's peak against the smallest's (the bound: 10 % or 20 MB,
+whichever is larger), and the clusters against the planted strategies. `--audit-checkout DIR`
+runs another checkout's worker code on the same jobs.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import audit_phase  # noqa: E402
 from devstack import (  # noqa: E402
     stack_env,
     start_api,
@@ -205,10 +214,40 @@ def planner_peak(lines: int, tmp: Path) -> dict:
         redis.stop()
 
 
+def print_runs(runs: list[dict]) -> None:
+    print(f"{'items':>8} {'img/s':>7} {'engine':>7} {'ratio':>6} {'obj/item':>9} "
+          f"{'B/item':>8} {'redis B/item':>13} {'API MB':>7} {'worker MB':>10}")
+    for r in runs:
+        r["ratio"] = r["images_per_s"] / r["engine_images_per_s"]
+        print(f"{r['items']:>8} {r['images_per_s']:>7.1f} {r['engine_images_per_s']:>7.1f} "
+              f"{r['ratio']:>6.2f} {r['objects_per_item']:>9.4f} {r['bytes_per_item']:>8.0f} "
+              f"{r['redis_bytes_per_item']:>13.1f} {r['api_peak_rss_mb']:>7.0f} "
+              f"{r['worker_peak_rss_mb']:>10.0f}")
+
+
+def print_audit(rows: list[dict]) -> None:
+    print(f"{'items':>8} {'sampled':>8} {'base MB':>8} {'plan MB':>8} {'cluster MB':>11} "
+          f"{'report MB':>10} {'peak MB':>8} {'seconds':>8}  clusters (ARI)")
+    for r in rows:
+        peaks = {s["stage"]: s["peak_mb"] for s in r["stages"]}
+        print(f"{r['items']:>8} {r['sampled']:>8} {r['base_mb']:>8.0f} {peaks['plan']:>8.0f} "
+              f"{peaks['cluster']:>11.0f} {peaks['report']:>10.0f} {r['peak_mb']:>8.0f} "
+              f"{r['seconds']:>8.0f}  {r['clusters']} ({r['adjusted_rand_index']:.3f})")
+    if len(rows) > 1:
+        small, large = rows[0], rows[-1]
+        allowed = max(0.1 * small["peak_mb"], 20.0)
+        growth = large["peak_mb"] - small["peak_mb"]
+        print(f"audit peak at {large['items']:,} items: {growth:+.0f} MB over {small['items']:,} "
+              f"({growth / small['peak_mb']:+.1%}); allowed {allowed:.0f} MB: "
+              f"{'within' if abs(growth) <= allowed else 'OUTSIDE'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[1000, 10000])
     parser.add_argument("--planner-lines", type=int, default=0)
+    parser.add_argument("--audit-items", type=int, nargs="*", default=[])
+    parser.add_argument("--audit-checkout", type=Path, default=audit_phase.ROOT)
     parser.add_argument("--torch-threads", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -218,20 +257,20 @@ def main() -> None:
         write_weights(weights)
         runs = [run_job(n, tmp, weights, args.torch_threads) for n in args.sizes]
         planner = [planner_peak(n, tmp) for n in sorted({1000, args.planner_lines} - {0})]
-    print(f"{'items':>8} {'img/s':>7} {'engine':>7} {'ratio':>6} {'obj/item':>9} "
-          f"{'B/item':>8} {'redis B/item':>13} {'API MB':>7} {'worker MB':>10}")
-    for r in runs:
-        r["ratio"] = r["images_per_s"] / r["engine_images_per_s"]
-        print(f"{r['items']:>8} {r['images_per_s']:>7.1f} {r['engine_images_per_s']:>7.1f} "
-              f"{r['ratio']:>6.2f} {r['objects_per_item']:>9.4f} {r['bytes_per_item']:>8.0f} "
-              f"{r['redis_bytes_per_item']:>13.1f} {r['api_peak_rss_mb']:>7.0f} "
-              f"{r['worker_peak_rss_mb']:>10.0f}")
+        audit = []
+        for n in sorted(args.audit_items):
+            audit.append(audit_phase.audit_peak(n, tmp, weights, SPEC, args.audit_checkout))
+            print_audit(audit[-1:])
+    if runs:
+        print_runs(runs)
     for p in planner:
         print(f"planner: {p['total']:>9} lines, peak RSS {p['peak_rss_mb']:.0f} MB, "
               f"{p['seconds']:.1f} s")
+    if audit:
+        print_audit(audit)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"runs": runs, "planner": planner,
+        args.json.write_text(json.dumps({"runs": runs, "planner": planner, "audit": audit,
                                          "torch_threads": args.torch_threads}, indent=2))
 
 

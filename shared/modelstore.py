@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from shared.errors import InputError
+from shared.layers import ModelLayers
 from shared.modelspec import ModelSpec, model_spec_from_json
 from shared.redisio import PREFIX
 
@@ -49,37 +50,48 @@ class ModelRecord:
     builtin: bool
     status: ModelStatus = ModelStatus.VALIDATING
     error: str | None = None
-    # Output shapes (C, H, W) of the modules whose output is one N×C×H×W feature map (a
-    # layout established, not read from the rank: worker/layouts.py), recorded when the model
-    # is validated: the API checks layer targets against them.
-    layer_shapes: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    # Every module's output shape and layout at the input size, and the default Grad-CAM
+    # layer (`shared.layers`), recorded when the model is validated: the API checks layer
+    # targets against them. Empty while the model is validating.
+    layers: ModelLayers = field(default_factory=ModelLayers)
 
     @property
     def name(self) -> str:
         return self.spec.name
 
+    @property
+    def layer_shapes(self) -> dict[str, tuple[int, int, int]]:
+        """(C, H, W) of the layers whose output is read as a grid of channels."""
+        return self.layers.shapes
+
     def with_status(self, status: ModelStatus, error: str | None = None,
-                    layer_shapes: dict[str, tuple[int, int, int]] | None = None) -> ModelRecord:
+                    layers: ModelLayers | None = None) -> ModelRecord:
         return replace(self, status=status, error=error,
-                       layer_shapes=self.layer_shapes if layer_shapes is None else layer_shapes)
+                       layers=self.layers if layers is None else layers)
 
     def to_json(self) -> dict[str, Any]:
+        """The stored record; `layer_shapes` is kept beside `layers` for readers that
+        predate it."""
         return {
             "spec": self.spec.to_json(), "format": self.format, "artifact": self.artifact,
             "sha256": self.sha256, "size": self.size, "created_at": self.created_at,
             "builtin": self.builtin, "status": self.status.value, "error": self.error,
             "layer_shapes": {k: list(v) for k, v in self.layer_shapes.items()},
+            "layers": self.layers.to_json(),
         }
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> ModelRecord:
+        """A stored record. One written before layouts were recorded lists only its N×C×H×W
+        layers, not the others a job may now name: its layers read as not known, as while
+        a model is validating, and the worker checks them against the loaded model."""
+        layers = ModelLayers.from_json(raw["layers"]) if "layers" in raw else ModelLayers()
         return cls(
             spec=model_spec_from_json(raw["spec"]), format=raw["format"],
             artifact=raw["artifact"], sha256=raw["sha256"], size=raw["size"],
             created_at=raw["created_at"], builtin=raw["builtin"],
             status=ModelStatus(raw.get("status", ModelStatus.READY.value)),
-            error=raw.get("error"),
-            layer_shapes={k: tuple(v) for k, v in raw.get("layer_shapes", {}).items()},
+            error=raw.get("error"), layers=layers,
         )
 
     def api_json(self) -> dict[str, Any]:

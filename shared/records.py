@@ -46,7 +46,9 @@ class OutputRecord:
     """One map of one item: which method made it, of what, and where its files are.
 
     `rank` is the target's rank among a `{"topk": k}` target's classes (0: the highest
-    score); None for any other target, which gives one map per method.
+    score); None for any other target, which gives one map per method. `colorbars` gives,
+    per picture kind, the values its colours stand for (`shared.renderings.Colorbar`);
+    `grid` is the layer grid (h, w) a CAM was upsampled from, which its pictures smooth over.
     """
 
     method: str
@@ -61,6 +63,8 @@ class OutputRecord:
     convergence_delta: float | None = None
     snapshots: tuple[str, ...] = ()  # a visualization's pictures as it went (storage keys)
     rank: int | None = None
+    colorbars: dict[str, Any] | None = None
+    grid: tuple[int, int] | None = None
 
     @property
     def leading(self) -> bool:
@@ -77,9 +81,11 @@ class OutputRecord:
             out["snapshots"] = list(self.snapshots)
         if self.map is not None:
             out["map"] = self.map.to_json()
-        for name in ("params", "coverage", "metrics"):
+        for name in ("params", "coverage", "metrics", "colorbars"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
+        if self.grid is not None:
+            out["grid"] = list(self.grid)
         if self.warnings:
             out["warnings"] = list(self.warnings)
         if self.convergence_delta is not None:
@@ -101,6 +107,8 @@ class OutputRecord:
             convergence_delta=raw.get("convergence_delta"),
             snapshots=tuple(raw.get("snapshots", ())),
             rank=raw.get("rank"),
+            colorbars=raw.get("colorbars"),
+            grid=tuple(raw["grid"]) if raw.get("grid") else None,
         )
 
 

@@ -35,18 +35,31 @@ def reduce_channels(values: np.ndarray, how: str = "max_abs") -> np.ndarray:
     raise ValueError(f"unknown reduction {how!r}; use max_abs, sum_abs, l2 or positive")
 
 
+def clip_bound(map2d: np.ndarray, clip_percentile: float = DEFAULT_CLIP_PERCENTILE) -> float:
+    """The value where a non-negative map's colours saturate: its percentile, or its maximum
+    when the percentile is 0 (a map of a few hot pixels); 0 for an all-zero map."""
+    map2d = np.asarray(map2d, dtype=np.float32)
+    top = float(np.percentile(map2d, clip_percentile)) if map2d.size else 0.0
+    if not np.isfinite(top) or top <= 0:
+        top = float(map2d.max()) if map2d.size else 0.0
+    return top
+
+
+def scaled(map2d: np.ndarray, top: float) -> np.ndarray:
+    """A non-negative map divided by `top` and clipped to [0, 1]; all zero when `top` is not
+    positive, rather than dividing by zero."""
+    map2d = np.asarray(map2d, dtype=np.float32)
+    if top <= 0:
+        return np.zeros_like(map2d)
+    return np.clip(map2d / top, 0.0, 1.0)
+
+
 def normalize(map2d: np.ndarray, clip_percentile: float = DEFAULT_CLIP_PERCENTILE) -> np.ndarray:
     """Scale a non-negative map to [0, 1], saturating above the given percentile.
 
     An all-zero map stays all zero rather than dividing by zero.
     """
-    map2d = np.asarray(map2d, dtype=np.float32)
-    top = float(np.percentile(map2d, clip_percentile)) if map2d.size else 0.0
-    if not np.isfinite(top) or top <= 0:
-        top = float(map2d.max()) if map2d.size else 0.0
-    if top <= 0:
-        return np.zeros_like(map2d)
-    return np.clip(map2d / top, 0.0, 1.0)
+    return scaled(map2d, clip_bound(map2d, clip_percentile))
 
 
 def color_indices(unit: np.ndarray) -> np.ndarray:
@@ -93,18 +106,69 @@ def heatmap_png(map2d: np.ndarray, clip_percentile: float = DEFAULT_CLIP_PERCENT
     return encode_png(color_indices(normalize(map2d, clip_percentile)), palette=INFERNO)
 
 
+def blend(rgb: np.ndarray, unit: np.ndarray, weight: np.ndarray | float) -> np.ndarray:
+    """The colours of `unit` (H×W in [0, 1], inferno) over a uint8 H×W×3 picture: weight 0
+    keeps the picture, 1 shows the colour; `weight` is one number or one per pixel."""
+    weight = np.broadcast_to(np.asarray(weight, dtype=np.float32), unit.shape)[..., None]
+    blended = rgb.astype(np.float32) * (1 - weight) + colorize(unit).astype(np.float32) * weight
+    return np.rint(blended).astype(np.uint8)
+
+
 def overlay_png(
     rgb: np.ndarray,
     map2d: np.ndarray,
     clip_percentile: float = DEFAULT_CLIP_PERCENTILE,
-    alpha: float = 0.6,
+    opacity: float = 1.0,
 ) -> bytes:
-    """The heatmap blended over the input picture: the heatmap's weight is `alpha` times the
-    normalized attribution, so low attribution shows the picture and the highest is `alpha`."""
+    """The heatmap over the input picture, each pixel's colour weighted by its value: the
+    weight is `opacity` times the normalized attribution, so zero shows the picture and the
+    clip value and above show the colour at `opacity` (1: a lone hot pixel at full colour)."""
     unit = normalize(map2d, clip_percentile)
-    weight = (alpha * unit)[..., None]
-    blended = rgb.astype(np.float32) * (1 - weight) + colorize(unit).astype(np.float32) * weight
-    return encode_png(np.rint(blended).astype(np.uint8))
+    return encode_png(blend(rgb, unit, opacity * unit))
+
+
+def smooth_cam(map2d: np.ndarray, grid: tuple[int, int] | None) -> np.ndarray:
+    """A map upsampled bilinearly from a layer's `grid` (h, w), its creases smoothed away.
+
+    Bilinear interpolation is continuous but its slope jumps at every cell centre, which a
+    colour map draws as straight creases. Three passes of a moving average one cell wide
+    along each axis (the map mirrored at its borders) round them off: close to a Gaussian
+    of σ = half a cell, in running sums rather than matrix products, which would contend for
+    threads with the model's on a busy worker. No grid, or one as fine as the map, leaves
+    the map as it is.
+    """
+    map2d = np.asarray(map2d, dtype=np.float32)
+    if grid is None:
+        return map2d
+    out = map2d.astype(np.float64)
+    for axis, cells in enumerate(grid):
+        width = int(round(map2d.shape[axis] / cells)) | 1  # odd, to stay centred
+        for _ in range(3 if width > 1 else 0):
+            out = _moving_average(out, width, axis)
+    return out.astype(np.float32)
+
+
+def _moving_average(values: np.ndarray, width: int, axis: int) -> np.ndarray:
+    """The mean over `width` (odd) pixels centred on each pixel along `axis`, the map
+    mirrored at its borders (a window cut at a border would put a kink where it starts)."""
+    pad = [(0, 0)] * values.ndim
+    pad[axis] = (width // 2, width // 2)
+    padded = np.pad(values, pad, mode="symmetric")
+    running = np.concatenate([np.zeros_like(np.take(padded, [0], axis)),
+                              np.cumsum(padded, axis=axis)], axis=axis)
+    start = np.arange(values.shape[axis])
+    return (np.take(running, start + width, axis) - np.take(running, start, axis)) / width
+
+
+def signed_bound(values: np.ndarray, clip_percentile: float = DEFAULT_CLIP_PERCENTILE
+                 ) -> float:
+    """The scale of the signed picture: the percentile of |values| (their maximum when that is
+    0); 0 for an all-zero map."""
+    values = np.asarray(values, dtype=np.float32)
+    scale = float(np.percentile(np.abs(values), clip_percentile)) if values.size else 0.0
+    if not np.isfinite(scale) or scale <= 0:
+        scale = float(np.abs(values).max()) if values.size else 0.0
+    return scale
 
 
 def signed_rgb(values: np.ndarray, clip_percentile: float = DEFAULT_CLIP_PERCENTILE
@@ -113,12 +177,10 @@ def signed_rgb(values: np.ndarray, clip_percentile: float = DEFAULT_CLIP_PERCENT
     as uint8 H×W×3.
 
     Zero is mid-grey; each value is scaled by the percentile of absolute values so that
-    both signs share one scale.
+    both signs share one scale (`signed_bound`): -bound is black, +bound white, per channel.
     """
     values = np.asarray(values, dtype=np.float32)
-    scale = float(np.percentile(np.abs(values), clip_percentile)) if values.size else 0.0
-    if not np.isfinite(scale) or scale <= 0:
-        scale = float(np.abs(values).max()) if values.size else 0.0
+    scale = signed_bound(values, clip_percentile)
     unit = np.full_like(values, 0.5) if scale <= 0 else np.clip(0.5 + values / (2 * scale), 0, 1)
     if unit.shape[0] == 1:
         unit = np.repeat(unit, 3, axis=0)
@@ -130,7 +192,16 @@ def signed_rgb_png(values: np.ndarray, clip_percentile: float = DEFAULT_CLIP_PER
     return encode_png(signed_rgb(values, clip_percentile))
 
 
-def colorbar_png(width: int = 256, height: int = 12) -> bytes:
-    """A horizontal colour bar, low (left) to high (right), for pages that show heatmaps."""
+COLORMAPS: dict[str, np.ndarray] = {
+    "inferno": INFERNO,
+    # The signed pictures: each channel from black (-bound) through grey (0) to white (+bound).
+    "signed": np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1),
+}
+
+
+def colorbar_png(width: int = 256, height: int = 12, colormap: str = "inferno") -> bytes:
+    """A horizontal colour bar, low (left) to high (right), for pages that show the maps: the
+    inferno of heatmaps, or the grey ramp of signed pictures."""
     ramp = np.linspace(0.0, 1.0, width, dtype=np.float32)
-    return encode_png(np.repeat(color_indices(ramp)[None, :], height, axis=0), palette=INFERNO)
+    return encode_png(np.repeat(color_indices(ramp)[None, :], height, axis=0),
+                      palette=COLORMAPS[colormap])

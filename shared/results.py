@@ -6,6 +6,9 @@ cancelled) item has one row, with `method` null and its `error`. Maps are pointe
 copied: `shard` and `row` (data-set jobs, `shared.shards`) or `npy` (other jobs). An output
 of a `{"topk": k}` target has its target's `rank` (0: the highest score), any other null; the
 column comes last, so the columns before it keep their places in a CSV.
+
+A `visualize` job's results file has columns of its own (`VISUALIZE_SCHEMA`): one row per item
+(objective × start) with its curve's figures (`shared.curves`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from typing import IO, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from shared.curves import CurveSummary
 from shared.records import ItemRecord
+from shared.visualize_spec import VisualizeItem
 
 METRICS = ("energy_in_box", "pointing_hit", "border_energy", "concentration")
 SCHEMA = pa.schema([
@@ -48,6 +53,20 @@ SCHEMA = pa.schema([
     ("baseline_energy_in_box", pa.float32()),
     ("baseline_pointing_hit", pa.bool_()),
     ("rank", pa.int32()),
+])
+VISUALIZE_SCHEMA = pa.schema([
+    ("index", pa.int64()),
+    ("objective", pa.string()),
+    ("objective_index", pa.int32()),
+    ("start", pa.int32()),
+    ("status", pa.string()),
+    ("error", pa.string()),
+    ("steps", pa.int32()),
+    ("final", pa.float64()),
+    ("final_mean", pa.float64()),
+    ("best", pa.float64()),
+    ("best_step", pa.int32()),
+    ("npy", pa.string()),
 ])
 ROW_GROUP = 8192
 MEDIA_TYPES = {"parquet": "application/vnd.apache.parquet", "csv": "text/csv",
@@ -84,19 +103,41 @@ def rows_of(record: ItemRecord, class_name) -> Iterator[dict[str, Any]]:
         }
 
 
+def visualize_row(item: VisualizeItem, record: ItemRecord, curve: CurveSummary
+                  ) -> dict[str, Any]:
+    """The row of one `visualize` item: its objective and start, status, and its curve's
+    figures (so far, for an item the job's end cut short)."""
+    out = record.outputs[0] if record.outputs else None
+    return {
+        "index": record.index,
+        "objective": json.dumps(item.objective.to_json(), separators=(",", ":")),
+        "objective_index": item.objective_index, "start": item.start,
+        "status": record.status.value, "error": record.error, "steps": curve.steps,
+        "final": curve.final, "final_mean": curve.final_mean, "best": curve.best,
+        "best_step": curve.best_step, "npy": out.files.get("npy") if out else None,
+    }
+
+
 def write_parquet(records: Iterable[ItemRecord], out: IO[bytes], class_name) -> int:
     """Stream records into a Parquet file; returns the number of rows."""
+    return write_rows((row for record in records for row in rows_of(record, class_name)), out)
+
+
+def write_rows(rows: Iterable[dict[str, Any]], out: IO[bytes], schema: pa.Schema = SCHEMA
+               ) -> int:
+    """Stream rows of `schema` into a Parquet file, in row groups; returns the number of
+    rows."""
     n = 0
-    with pq.ParquetWriter(out, SCHEMA) as writer:
+    with pq.ParquetWriter(out, schema) as writer:
         batch: list[dict[str, Any]] = []
-        for record in records:
-            batch.extend(rows_of(record, class_name))
+        for row in rows:
+            batch.append(row)
             if len(batch) >= ROW_GROUP:
-                writer.write_table(pa.Table.from_pylist(batch, SCHEMA))
+                writer.write_table(pa.Table.from_pylist(batch, schema))
                 n += len(batch)
                 batch = []
         if batch or n == 0:
-            writer.write_table(pa.Table.from_pylist(batch, SCHEMA))
+            writer.write_table(pa.Table.from_pylist(batch, schema))
             n += len(batch)
     return n
 

@@ -151,6 +151,7 @@ class Settings:
     dataset_chunk_size: int = 256  # items per chunk of a data-set job
     max_manifest_line_bytes: int = 1 << 20  # a longer manifest line fails its item unread
     results_part_rows: int = 8192  # rows per part the finalizer writes and checkpoints
+    spray_sample: int = 10_000  # maps of a class SpRAy clusters; the others are assigned
     max_aspect_ratio: float = 20.0  # of an input image, long side over short side
     webhook_allowed_hosts: tuple[str, ...] = ()  # "host" (its default port) or "host:port"
     webhook_ca_file: str | None = None  # CAs (PEM) of HTTPS webhooks; None: the system's
@@ -225,6 +226,8 @@ class Settings:
             max_manifest_line_bytes=_int(env, "SALIENCY_MAX_MANIFEST_LINE_BYTES",
                                          d.max_manifest_line_bytes, 1),
             results_part_rows=_int(env, "SALIENCY_RESULTS_PART_ROWS", d.results_part_rows, 1),
+            # At least the smallest class that is clustered (worker.audit.MIN_CLASS_ITEMS).
+            spray_sample=_int(env, "SALIENCY_SPRAY_SAMPLE", d.spray_sample, 20),
             max_aspect_ratio=_float(env, "SALIENCY_MAX_ASPECT_RATIO", d.max_aspect_ratio, 1.0),
             webhook_allowed_hosts=_host_ports(env, "SALIENCY_WEBHOOK_ALLOWED_HOSTS"),
             webhook_ca_file=env.get("SALIENCY_WEBHOOK_CA_FILE") or None,

@@ -33,6 +33,11 @@ OUTPUTS: tuple[str, ...] = ("npy", "png", "overlay", "signed")
 # `signed` (the papers' signed RGB picture, zero as grey) is asked for explicitly.
 DEFAULT_OUTPUTS: tuple[str, ...] = ("npy", "png", "overlay")
 MAP_DTYPES: tuple[str, ...] = ("float16", "float32")
+# The overlay's colour at a pixel is weighted by `overlay_opacity` × the normalized value: at 1
+# a lone hot pixel shows at full colour; 0.6 draws the overlays of v1, and of every job stored
+# before `overlay_opacity` existed (`job_spec_from_json`).
+DEFAULT_OVERLAY_OPACITY = 1.0
+V1_OVERLAY_OPACITY = 0.6
 MAX_SEED = 2**63 - 1
 MAX_RETENTION_S = 365 * 24 * 3600
 MAX_SANITY_SAMPLE = 256
@@ -46,6 +51,14 @@ def parse_reduce(raw: Any, field_name: str = "reduce") -> str:
     if raw not in REDUCTIONS:
         raise SpecError(field_name, f"must be one of {list(REDUCTIONS)}, got {raw!r}")
     return raw
+
+
+def parse_overlay_opacity(raw: Any) -> float:
+    if raw is None:
+        return DEFAULT_OVERLAY_OPACITY
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not 0 < raw <= 1:
+        raise SpecError("overlay_opacity", f"must be a number in (0, 1], got {raw!r}")
+    return float(raw)
 
 
 def parse_outputs(raw: Any, field_name: str = "outputs") -> tuple[str, ...]:
@@ -66,11 +79,13 @@ class AttributionSpec:
     target: Target = PREDICTED
     reduce: str = REDUCTIONS[0]
     outputs: tuple[str, ...] = DEFAULT_OUTPUTS
+    overlay_opacity: float = DEFAULT_OVERLAY_OPACITY
     map_dtype: str = "float16"  # of the maps of a data-set job's shards
     write: tuple[str, ...] = ()  # per-item files a data-set job's worker writes
     sanity_sample: int | None = None  # `"audit": {"sanity": {"sample": n}}`
 
-    FIELDS = ("methods", "target", "reduce", "outputs", "map_dtype", "write", "audit")
+    FIELDS = ("methods", "target", "reduce", "outputs", "overlay_opacity", "map_dtype", "write",
+              "audit")
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -78,6 +93,7 @@ class AttributionSpec:
             "target": self.target.to_json(),
             "reduce": self.reduce,
             "outputs": list(self.outputs),
+            "overlay_opacity": self.overlay_opacity,
             "map_dtype": self.map_dtype,
         }
         if self.write:
@@ -112,7 +128,8 @@ def check_layer(layer: str, channel: int | None, shapes: dict[str, tuple[int, in
         near = difflib.get_close_matches(layer, list(shapes), n=5, cutoff=0.3)
         hint = f"; nearest: {', '.join(near)}" if near else ""
         raise SpecError(f"{field_name}.layer",
-                        f"no layer {layer[:80]!r} with an N×C×H×W output in this model{hint}")
+                        f"no layer {layer[:80]!r} whose output is a grid of channels (N×C×H×W, "
+                        f"N×H×W×C or tokens) in this model{hint}")
     if channel is not None and not 0 <= channel < shapes[layer][0]:
         raise SpecError(f"{field_name}.channel",
                         f"{channel} is out of range; layer {layer!r} has {shapes[layer][0]} "
@@ -142,6 +159,7 @@ def parse_attribution(raw: dict[str, Any]) -> AttributionSpec:
         target=parse_target(raw.get("target")),
         reduce=parse_reduce(raw.get("reduce")),
         outputs=parse_outputs(raw.get("outputs")),
+        overlay_opacity=parse_overlay_opacity(raw.get("overlay_opacity")),
         map_dtype=map_dtype,
         write=parse_outputs(raw["write"], "write") if raw.get("write") else (),
         sanity_sample=_parse_audit(raw.get("audit")),
@@ -273,7 +291,10 @@ def parse_job_spec(raw: Any, *, extra_fields: tuple[str, ...] = (),
 
 def job_spec_from_json(raw: dict[str, Any]) -> JobSpec:
     """Read back a job's stored spec (`JobSpec.to_json`); its data set was validated when the
-    job was submitted and is read as stored."""
+    job was submitted and is read as stored. An attribution job stored before
+    `overlay_opacity` existed keeps the overlays it was drawn with."""
     spec = parse_job_spec(raw, extra_fields=("dataset",))
+    if isinstance(spec.work, AttributionSpec) and "overlay_opacity" not in raw:
+        spec = replace(spec, work=replace(spec.work, overlay_opacity=V1_OVERLAY_OPACITY))
     dataset = raw.get("dataset")
     return replace(spec, dataset=DatasetSpec.from_json(dataset)) if dataset else spec

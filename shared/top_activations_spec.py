@@ -42,8 +42,8 @@ def nearest_hint(name: str, names: Iterable[str]) -> str:
 
 def unknown_layer_problem(layer: str, layer_shapes: LayerShapes) -> str:
     """Why `layer` cannot be scanned, listing the nearest feature-map layers."""
-    return (f"no module named {layer!r} outputs one N×C×H×W feature map in this model; "
-            f"{nearest_hint(layer, layer_shapes)}")
+    return (f"no module named {layer!r} outputs a grid of channels (N×C×H×W, N×H×W×C or "
+            f"tokens) in this model; {nearest_hint(layer, layer_shapes)}")
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,8 @@ class TopActivationsSpec:
     layer: str
     channels: tuple[int, ...] | str = ALL_CHANNELS
     k: int = DEFAULT_K
-    methods: tuple[MethodSpec, ...] = parse_methods(list(DEFAULT_PROJECTION_METHODS))
+    methods: tuple[MethodSpec, ...] = tuple(
+        m.without("render") for m in parse_methods(list(DEFAULT_PROJECTION_METHODS)))
 
     def channel_list(self, num_channels: int) -> tuple[int, ...]:
         """The channels to scan on a layer of `num_channels` channels."""
@@ -153,7 +154,12 @@ def _parse_projection_methods(raw: Any) -> tuple[MethodSpec, ...]:
                 "carries no warnings to say it used the service's own; use the gated rule in "
                 "an attribution job",
             )
-    return methods
+    for i, entry in enumerate(raw or ()):
+        if isinstance(entry, dict) and "render" in entry:
+            raise SpecError(f"methods[{i}].render",
+                            "projections are drawn as the papers' signed pictures, cropped to "
+                            "their patches; `render` is for attribution jobs")
+    return tuple(method.without("render") for method in methods)
 
 
 def parse_top_activations(

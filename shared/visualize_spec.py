@@ -90,6 +90,12 @@ class DreamObjective:
 Objective = ClassObjective | ChannelObjective | InvertObjective | DreamObjective
 
 
+def minimizes(objective: Objective) -> bool:
+    """Whether the optimization lowers the objective (an inversion's distance) rather than
+    raising it (every other kind)."""
+    return isinstance(objective, InvertObjective)
+
+
 @dataclass(frozen=True)
 class Blur:
     """Yosinski et al. 2015: a Gaussian blur of width `sigma` pixels every `every` steps."""

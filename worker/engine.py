@@ -4,7 +4,8 @@ their own (micro-batched to fit memory) for the methods that sample, integrate o
 `Engine` owns a private, frozen, eval-mode copy of the model it is given, so the caller's
 model is never changed and several threads may share one engine. In that copy, QuickGELU
 modules that write their arithmetic out are swapped for one the rectifier override sees
-(`worker.gated_units`), with the same arithmetic.
+(`worker.gated_units`), with the same arithmetic, and attention computes its probabilities
+explicitly, for the attention methods to read (`worker.attention`).
 """
 
 from __future__ import annotations
@@ -19,13 +20,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from shared.errors import TargetError
+from shared.layers import ModelLayers
 from shared.methods import MethodSpec
 from shared.seeds import item_seed
 from shared.targets import PREDICTED, LayerTarget, Target, TopKTarget
+from worker.attention import explicit_attention
 from worker.baselines import Normalization
 from worker.call import Call, CoverageCount
 from worker.gated_units import catch_written_out_units
-from worker.layers import ModelLayers, read_layers
+from worker.layers import read_layers
 from worker.layouts import LayoutTrace
 from worker.membudget import (
     Footprint,
@@ -116,6 +120,16 @@ class _Request:
         """Positions of the methods computed from the images' one forward pass."""
         return [p for p, impl in enumerate(self.impls) if impl.shares_forward]
 
+    @property
+    def shared_grad(self) -> bool:
+        """Whether a method of the shared pass takes a backward pass from it."""
+        return any(self.impls[p].backward for p in self.shared)
+
+    @property
+    def attention(self) -> bool:
+        """Whether a method of the shared pass reads its attention probabilities."""
+        return any(self.impls[p].attention for p in self.shared)
+
     def call(self, engine: Engine, chunk: torch.Tensor, start: int, stop: int) -> Call:
         return Call(engine, chunk, [], self.seeds[start:stop], self.rows_with_grad,
                     self.rows_without_grad, self.target_layers)
@@ -150,12 +164,13 @@ class Engine:
         self.norm = Normalization.of(mean, std)
         model = copy.deepcopy(model).eval().requires_grad_(False).to(self.device)
         catch_written_out_units(model)  # the override then sees QuickGELU as one unit
+        explicit_attention(model)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
         self.taps = LayerTaps(model)
         self._footprints: dict[tuple[int, ...], Footprint] = {}
-        self._layers: ModelLayers | None = None
+        self._layers: dict[tuple[int, ...], ModelLayers] = {}
 
     def _autocast(self):
         dtype = PRECISIONS[self.precision]
@@ -164,23 +179,26 @@ class Engine:
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
     def forward(self, x: torch.Tensor, layers: Sequence[str], *, grad: bool,
-                override: bool) -> Pass:
+                override: bool, attention: bool = False) -> Pass:
         """One forward pass of rows `x` on this engine's model (see `worker.passes.Pass`)."""
         memory_format = torch.channels_last if self.channels_last else torch.preserve_format
         x = x.to(self.device, torch.float32, memory_format=memory_format)
         return Pass(self.model, self.taps, x, layers, grad=grad, override=override,
-                    autocast=self._autocast)
+                    autocast=self._autocast, model_layers=self.layers(x[:1]),
+                    attention=attention)
 
     def layers(self, x1: torch.Tensor) -> ModelLayers:
-        """The model's feature-map layers and default Grad-CAM layer (`worker.layers`), read
-        once per engine from a forward pass of the 1×C×H×W input `x1`."""
-        if self._layers is None:
-            x1 = x1.to(self.device)
-            trace = LayoutTrace(x1)
+        """The model's layers, their layouts and the default Grad-CAM layer
+        (`worker.layers`), read once per input shape from a forward pass of two copies of
+        the 1×C×H×W input `x1` (two, so that the batch is told from windows or heads)."""
+        shape = tuple(x1.shape[1:])
+        if shape not in self._layers:
+            x2 = x1[:1].to(self.device, torch.float32).expand(2, *shape).contiguous()
+            trace = LayoutTrace(x2)
             with torch.no_grad(), self.taps.order(trace.finished), self._autocast(), trace:
-                self.model(x1)
-            self._layers = read_layers(trace)
-        return self._layers
+                self.model(x2)
+            self._layers[shape] = read_layers(trace, self.model)
+        return self._layers[shape]
 
     def default_layer(self, x1: torch.Tensor, field: str = "layer") -> str:
         """The default Grad-CAM layer; an `UnsupportedModelError` naming `field` if the model
@@ -232,6 +250,10 @@ class Engine:
                            tuple(sorted({t.layer for t in per_image
                                          if isinstance(t, LayerTarget)})))
         self.taps.check(request.target_layers)
+        for layer in request.target_layers:
+            problem = self.layers(x[:1]).layout_problem(layer)
+            if problem is not None:
+                raise TargetError(f"target.layer: {problem}")
         whole = request.call(self, x, 0, n)
         for p, (impl, spec) in enumerate(zip(request.impls, specs, strict=True)):
             impl.check(spec.params, whole, p)
@@ -250,7 +272,7 @@ class Engine:
                 coverage.setdefault(p, CoverageCount()).merge(count)
             done.update(zip(range(start, stop), images, strict=True))
 
-        chunk_rows = request.rows_with_grad if request.shared else request.rows_without_grad
+        chunk_rows = request.rows_with_grad if request.shared_grad else request.rows_without_grad
         in_micro_batches(n, chunk_rows, lambda a, b: x[a:b], compute, self.device)
         return BatchResult(
             images=[done[i] for i in range(n)],
@@ -264,7 +286,7 @@ class Engine:
         call = request.call(self, chunk, start, stop)
         rules = [request.impls[p].rule(request.specs[p].params) for p in request.shared]
         first = self.forward(chunk, (*request.target_layers, *request.layers),
-                             grad=bool(request.shared),
+                             grad=request.shared_grad, attention=request.attention,
                              override=any(r is not None and r.needs_every_rectifier
                                           for r in rules))
         call.selections = first.selections = select(request.targets[start:stop],

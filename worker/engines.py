@@ -2,9 +2,9 @@
 
 `validate_model` is what makes a registration `ready` or `invalid`: the weights' shapes are
 compared with the architecture without building it, the model is built and run once on a
-blank input, and the output shape of every module whose output is one N×C×H×W tensor is
-recorded (the API checks layer targets against them). Built-in models get their artifact
-produced and uploaded first.
+blank input, and every module's output shape and layout, and the default Grad-CAM layer,
+are recorded (`shared.layers`; the API checks layer targets against them). Built-in models
+get their artifact produced and uploaded first.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def validate_model(ctx: WorkerContext, tenant: str, name: str) -> ModelStatus | 
     import torch
 
     from worker.engine import model_logits
-    from worker.feature_maps import layer_shapes
+    from worker.feature_maps import model_layers
     from worker.models import build_model
 
     owner = ctx.models.owner(tenant, name)
@@ -94,7 +94,7 @@ def validate_model(ctx: WorkerContext, tenant: str, name: str) -> ModelStatus | 
                             max_bytes=ctx.settings.max_model_bytes).eval().requires_grad_(False)
         with torch.no_grad():
             logits = model_logits(model(torch.zeros(1, 3, side, side)))
-        shapes = layer_shapes(model, side)
+        layers = model_layers(model, side)
         if logits.shape[1] != record.spec.num_classes:
             raise InputError(f"the model outputs {logits.shape[1]} classes, its spec says "
                              f"num_classes={record.spec.num_classes}")
@@ -104,7 +104,7 @@ def validate_model(ctx: WorkerContext, tenant: str, name: str) -> ModelStatus | 
         verdict = record.with_status(
             ModelStatus.INVALID, f"the model cannot run on a {side} px input: {str(e)[:500]}")
     else:
-        verdict = record.with_status(ModelStatus.READY, None, shapes)
+        verdict = record.with_status(ModelStatus.READY, None, layers)
     ctx.models.put(owner, verdict, replace=True)
     log.info("model %s/%s is %s%s", owner, name, verdict.status.value,
              f": {verdict.error}" if verdict.error else "")

@@ -23,6 +23,8 @@ marks a tensor N×C×H×W only when one of these holds:
 
 A layout that cannot be established is unknown: no layer of that layout is read as a
 feature map. The trace holds tensors weakly; only the module outputs in `calls` stay alive.
+`worker.layers` reads the other layouts (channels last, tokens) from the trace; `as_nchw`
+is how every reader of a layer sees its output.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.weak import WeakIdKeyDictionary
 
+from shared.layers import NCHW, NHWC, Layout
+
 
 class Finished(NamedTuple):
     """One module call of a forward pass: its name, the module, its first argument, its output."""
@@ -44,6 +48,16 @@ class Finished(NamedTuple):
     module: nn.Module
     input: Any
     output: Any
+
+
+def as_nchw(layout: Layout, output: torch.Tensor) -> torch.Tensor:
+    """A layer's output as an N×C×H×W view of its grid, prefix tokens dropped: a view, so
+    writing into it writes into the output, and gradients flow through it."""
+    if layout.kind == NCHW:
+        return output
+    if layout.kind == NHWC:
+        return output.permute(0, 3, 1, 2)
+    return output[:, layout.prefix:].unflatten(1, layout.grid).permute(0, 3, 1, 2)
 
 
 def is_pooling(module: nn.Module) -> bool:
@@ -99,6 +113,8 @@ class LayoutTrace(TorchFunctionMode):
         super().__init__()
         self._nchw: WeakIdKeyDictionary = WeakIdKeyDictionary()
         self._nchw[x] = True
+        self.batch = x.shape[0]
+        self.size: tuple[int, int] = (x.shape[-2], x.shape[-1])
         self._below: dict[str, list[tuple[int, ...]]] = {}  # name -> its submodules' maps
         self.calls: list[Finished] = []
 

@@ -16,6 +16,8 @@ import torch
 from torch import nn
 
 from shared.errors import TargetError, UnsupportedModelError
+from shared.layers import ModelLayers
+from worker.attention import AttentionCapture, head_mean
 from worker.gated_units import UNIT_NAMES
 from worker.methods.base import BackwardRule
 from worker.methods.gradient import Gradient
@@ -53,19 +55,29 @@ class Pass:
 
     `override` routes every rectifier and gated unit through the switchable rule, which
     methods with a rule of their own (guided backprop, DeconvNet) need; `layers` are recorded
-    on the way.
+    on the way, and read in the layouts of `model_layers`. `attention` records each global
+    self-attention block's probabilities (`worker.attention`), in forward order, in
+    `self.attention`: with `grad`, the rows×heads×T×T probabilities themselves (autograd
+    keeps them anyway); without, only their head means, rows×T×T, which the forward-only
+    memory estimate leaves room for. `attention_means` gives the head means either way.
     """
 
     def __init__(self, model: nn.Module, taps: LayerTaps, x: torch.Tensor,
                  layers: Sequence[str], *, grad: bool, override: bool,
-                 autocast: Callable[[], Any]) -> None:
+                 autocast: Callable[[], Any], model_layers: ModelLayers,
+                 attention: bool = False) -> None:
+        self.model_layers = model_layers
         self.x = x.detach().requires_grad_(grad)
         self.switch = RuleSwitch()
         self.override = override
         rectifiers = override_rectifiers(self.switch) if override else nullcontext()
+        capture = (AttentionCapture(keep=None if grad else head_mean) if attention
+                   else nullcontext())
         with torch.set_grad_enabled(grad), taps.capture(layers) as activations, rectifiers:
-            with autocast():
+            with autocast(), capture:
                 self.logits = model_logits(model(self.x))
+        self.attention = capture.global_attention(len(x)) if attention else []
+        self.grad = grad
         self.activations = activations
         self.overridden = self.escaped = 0
         if grad:
@@ -105,7 +117,8 @@ class Pass:
 
     def scores(self, rank: int) -> torch.Tensor:
         """Each row's target score for map `rank` (float32; 0 where the row has none)."""
-        return target_scores(self.selections, rank, self.logits, self.activations)
+        return target_scores(self.selections, rank, self.logits, self.activations,
+                             self.model_layers)
 
     def input_grads(self, rule: BackwardRule, rank: int, *, last: bool = False
                     ) -> torch.Tensor | None:
@@ -119,7 +132,7 @@ class Pass:
             if rule.needs_every_rectifier and not self.override:
                 raise RuntimeError(f"{rule.name} needs a pass with the rectifier override")
             outputs, seeds = seed_gradients(self.selections, rank, self.logits,
-                                            self.activations)
+                                            self.activations, self.model_layers)
             grad = None
             if outputs:
                 self.switch.rule = rule
@@ -137,7 +150,7 @@ class Pass:
             if act is None:
                 raise TargetError(f"layer: module {layer!r} did not run in the forward pass")
             outputs, seeds = seed_gradients(self.selections, rank, self.logits,
-                                            self.activations)
+                                            self.activations, self.model_layers)
             found = None
             if outputs:
                 self.switch.rule = GRADIENT
@@ -151,6 +164,27 @@ class Pass:
                 found = (act.detach().float(), grad.detach().float())
             self._cache[key] = found
         return self._cache[key]
+
+    def attention_means(self) -> list[torch.Tensor]:
+        """Each attention block's probabilities averaged over heads: rows×T×T float32."""
+        if not self.grad:
+            return self.attention
+        key = ("attention_means", "", 0)
+        if key not in self._cache:
+            self._cache[key] = [head_mean(probs) for probs in self.attention]
+        return self._cache[key]
+
+    def attention_grads(self, rank: int) -> list[torch.Tensor] | None:
+        """d score / d attention probabilities (rows×heads×T×T float32), per block; None if
+        no row has this rank. Needs a pass with `grad`; not cached (one method reads them,
+        once per rank), so a rank's gradients are freed before the next rank's."""
+        outputs, seeds = seed_gradients(self.selections, rank, self.logits, self.activations,
+                                        self.model_layers)
+        if not outputs:
+            return None
+        grads = torch.autograd.grad(outputs, self.attention, seeds, retain_graph=True,
+                                    materialize_grads=True)
+        return [g.detach().float() for g in grads]
 
     def applied(self, rule: BackwardRule) -> int:
         """Backward applications of `rule` at rectifiers in this pass's backward passes."""

@@ -260,7 +260,8 @@ def count_plain_applications(nodes: list[Any], switch: RuleSwitch) -> None:
     """
 
     def applied(grad_inputs: Any, grad_outputs: Any) -> None:
-        switch.applied[switch.rule.name] += 1
+        if switch.rule is not None:  # a backward of a method without a rule counts for none
+            switch.applied[switch.rule.name] += 1
 
     for node in nodes:
         node.register_hook(applied)

@@ -18,8 +18,9 @@ import torch
 from torch import nn
 
 from shared.errors import TargetError
+from shared.layers import ModelLayers
 from shared.targets import ClassTarget, LayerTarget, PredictedTarget, Target, TopKTarget
-from worker.layouts import Finished
+from worker.layouts import Finished, as_nchw
 
 _wanted: ContextVar[dict[str, torch.Tensor | None] | None] = ContextVar("_wanted", default=None)
 _order: ContextVar[Callable[[Finished], None] | None] = ContextVar("_order", default=None)
@@ -139,11 +140,14 @@ def seed_gradients(
     rank: int,
     logits: torch.Tensor,
     activations: dict[str, torch.Tensor | None],
+    layers: ModelLayers,
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Outputs and their seed gradients for the backward pass of map `rank` of every image.
 
     Each image's seed picks its own selection; images are independent in eval mode, so one
-    backward pass yields every image's map at once.
+    backward pass yields every image's map at once. A layer's channel and position are
+    read in its layout (`layers`): a channel is one of C, a position `(y, x)` on its grid,
+    and a channel's score sums its grid, prefix tokens excluded.
     """
     outputs: dict[str, torch.Tensor] = {}
     seeds: dict[str, torch.Tensor] = {}
@@ -164,23 +168,25 @@ def seed_gradients(
         act = activations.get(sel.layer)
         if act is None:
             raise TargetError(f"target.layer: module {sel.layer!r} did not run in the forward pass")
-        if not 0 <= sel.channel < act.shape[1]:
+        layout = layers.layout(sel.layer)
+        if layout is None:
+            raise TargetError(f"target.layer: {layers.layout_problem(sel.layer)}")
+        if not 0 <= sel.channel < layout.channels:
             raise TargetError(
                 f"target.channel: {sel.channel} is out of range; layer {sel.layer!r} has "
-                f"{act.shape[1]} channels"
+                f"{layout.channels} channels"
             )
         index: tuple[Any, ...] = (i, sel.channel)
         if sel.position is not None:
-            spatial = tuple(act.shape[2:])
-            if len(sel.position) != len(spatial) or any(
-                not 0 <= p < s for p, s in zip(sel.position, spatial, strict=True)
+            if len(sel.position) != 2 or any(
+                not 0 <= p < s for p, s in zip(sel.position, layout.grid, strict=True)
             ):
                 raise TargetError(
                     f"target.position: {list(sel.position)} does not fit layer {sel.layer!r}'s "
-                    f"spatial shape {list(spatial)}"
+                    f"grid {list(layout.grid)}"
                 )
             index += sel.position
-        seed_for(sel.layer, act)[index] = 1
+        as_nchw(layout, seed_for(sel.layer, act))[index] = 1
     return list(outputs.values()), list(seeds.values())
 
 
@@ -189,13 +195,14 @@ def target_scores(
     rank: int,
     logits: torch.Tensor,
     activations: dict[str, torch.Tensor | None],
+    layers: ModelLayers,
 ) -> torch.Tensor:
     """Each row's score for map `rank`: its logit, or its layer channel's (or neuron's) sum.
 
     The inner product of each output with its seed gradient, so that it is exactly what the
     backward pass of `seed_gradients` differentiates; 0 for rows without a map of this rank.
     """
-    outputs, seeds = seed_gradients(selections, rank, logits, activations)
+    outputs, seeds = seed_gradients(selections, rank, logits, activations, layers)
     total = torch.zeros(len(selections), dtype=torch.float32, device=logits.device)
     for output, seed in zip(outputs, seeds, strict=True):
         total = total + (output.detach().float() * seed.float()).flatten(1).sum(1)

@@ -6,7 +6,8 @@ progress — the items' snapshots and curves so far, and `progress.done` in step
 checked for cancellation. When its time budget is spent it saves a checkpoint (the image or
 its Fourier coefficients, Adam's state, the random generators) and hands the chunk back; the
 next run continues from the checkpoint exactly as the first would have. The finalizer writes
-the report (every item's objective curve) and the results file.
+the report (every item's objective curve and its figures, `shared.curves`) and the results
+file (visualize's own columns, `shared.results.VISUALIZE_SCHEMA`).
 """
 
 from __future__ import annotations
@@ -18,14 +19,15 @@ from collections.abc import Iterator
 from typing import Any
 
 from shared.chunks import Lease
+from shared.curves import CurveSummary, summarize
 from shared.jobs import Job
 from shared.keys import JobKeys
 from shared.modelspec import ModelSpec
 from shared.records import ItemRecord, OutputRecord
 from shared.reports import artifact_ref
-from shared.results import write_parquet
+from shared.results import VISUALIZE_SCHEMA, visualize_row, write_rows
 from shared.status import ItemStatus
-from shared.visualize_spec import VisualizeSpec
+from shared.visualize_spec import VisualizeItem, VisualizeSpec, minimizes
 from worker.attribution.sinks import RunResult
 from worker.batches import Fenced
 from worker.context import WorkerContext
@@ -124,21 +126,24 @@ def run_visualization(ctx: WorkerContext, job: Job, lease: Lease, keeper: LeaseK
     return RunResult(lease.stop), False
 
 
-def finalize_visualization(f: Finalizing, model: ModelSpec | None) -> Iterator[str]:
-    """The report (every item's objective curve and picture) and the results file, in one
-    step: a visualization's items are few (its objectives × starts)."""
+def finalize_visualization(f: Finalizing, _model: ModelSpec | None) -> Iterator[str]:
+    """The report (every item's objective curve, its figures and picture) and the results
+    file (one row per item, `VISUALIZE_SCHEMA`), in one step: a visualization's items are few
+    (its objectives × starts)."""
     if f.has(REPORT):
         return
     ctx, job, keys = f.ctx, f.job, f.keys
+    items = job.spec.work.items()
     entries: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
+    for item, rec in zip(items, _final_records(ctx, job, items), strict=True):
+        curve = _curve(ctx, rec)
+        summary = summarize(curve, minimize=minimizes(item.objective))
+        rows.append(visualize_row(item, rec, summary))
+        if rec.status == ItemStatus.SUCCEEDED and rec.outputs:
+            entries.append(_report_entry(ctx, keys, rec, curve, summary))
     with tempfile.TemporaryFile() as out:
-        def feed():
-            for rec in _final_records(ctx, job):
-                if rec.status == ItemStatus.SUCCEEDED and rec.outputs:
-                    entries.append(_report_entry(ctx, keys, rec))
-                yield rec
-
-        write_parquet(feed(), out, model.class_name if model else (lambda _i: None))
+        write_rows(rows, out, VISUALIZE_SCHEMA)
         out.seek(0)
         ctx.storage.put_stream(keys.results("parquet"), out, "application/vnd.apache.parquet")
     work = job.spec.work
@@ -149,20 +154,27 @@ def finalize_visualization(f: Finalizing, model: ModelSpec | None) -> Iterator[s
     yield REPORT
 
 
-def _final_records(ctx: WorkerContext, job: Job) -> list[ItemRecord]:
+def _final_records(ctx: WorkerContext, job: Job, items: list[VisualizeItem]
+                   ) -> list[ItemRecord]:
     """Every item's record, in order: those that never ran or stopped part-way (the job was
     cancelled or failed) as `cancelled`, the latter with the snapshots and curve they showed."""
-    items = job.spec.work.items()
     stored = ctx.jobs.items(job.id, [item.index for item in items])
     return [rec.ended_unfinished() if rec is not None else
             _record(item, ItemStatus.CANCELLED, None, None, "not run: the job ended first")
             for item, rec in zip(items, stored, strict=True)]
 
 
-def _report_entry(ctx: WorkerContext, keys: JobKeys, rec: ItemRecord) -> dict[str, Any]:
+def _curve(ctx: WorkerContext, rec: ItemRecord) -> list[float]:
+    """The objective curve an item showed (empty if it showed none)."""
+    if not rec.outputs or "curve" not in rec.outputs[0].files:
+        return []
+    return json.loads(ctx.storage.get(rec.outputs[0].files["curve"]))
+
+
+def _report_entry(ctx: WorkerContext, keys: JobKeys, rec: ItemRecord, curve: list[float],
+                  summary: CurveSummary) -> dict[str, Any]:
     out = rec.outputs[0]
-    curve = json.loads(ctx.storage.get(out.files["curve"]))
     name = f"items/{rec.index}.png"
     ctx.storage.put(keys.artifact(name), ctx.storage.get(out.files["png"]), "image/png")
     return {"index": rec.index, "objective": out.target, "curve": curve,
-            "final": curve[-1] if curve else None, "png": artifact_ref(name)}
+            **summary.report_fields(), "png": artifact_ref(name)}

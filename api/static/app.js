@@ -78,6 +78,15 @@ function el(tag, props = {}, ...children) {
   return node;
 }
 
+// An input by a short name, and the full one for hover: its id, or its file's name where the
+// id is a URI (a manifest line without an id takes its URI); `fallback` where neither is known.
+function shortName(id, uri, fallback) {
+  const full = [...new Set([id, uri].filter(Boolean).map(String))];
+  const named = id && !String(id).includes("://") ? String(id)
+    : String(id || uri || "").split("/").filter(Boolean).pop();
+  return [named || fallback, full.join("\n") || undefined];
+}
+
 function percent(x, digits = 0) {
   return x === null || x === undefined ? "–" : `${(x * 100).toFixed(digits)}%`;
 }

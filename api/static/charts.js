@@ -70,26 +70,52 @@ function histogramChart(main, baseline, { width = 300, height = 120, title = "" 
 
 // Lines over categories: `labels` along x, `series` [{label, values}] with a y range that
 // holds every value (and [lo, hi] at least). Points carry <title>s with their value.
+// Room for tick labels: a generous width of one character of a 10 px tick, and the slant of
+// x labels drawn at an angle.
+const CHAR_PX = 6.2;
+const SLANT = (35 * Math.PI) / 180;
+
+// The margins that hold every tick label inside the chart: the y labels at the left; x labels
+// under their points, or slanted so that each ends at its point and reaches back and down.
+function lineMargins(shown, n, yLabels, { width, rotate, xTitle }) {
+  const textWidth = (text) => String(text).length * CHAR_PX;
+  let left = Math.max(36, ...yLabels.map(textWidth).map((v) => v + 6));
+  let right = 10;
+  if (!rotate && shown.length) {
+    left = Math.max(left, textWidth(shown[0][0]) / 2 + 2);
+    right = Math.max(right, textWidth(shown[shown.length - 1][0]) / 2 + 2);
+  }
+  for (let pass = 0; rotate && pass < 2; pass++) {  // the step between points depends on `left`
+    const step = n > 1 ? (width - left - right) / (n - 1) : 0;
+    left = Math.max(left, ...shown.map(([label, i]) => textWidth(label) * Math.cos(SLANT) + 4 - i * step));
+  }
+  const longest = Math.max(0, ...shown.map(([label]) => textWidth(label)));
+  const bottom = (rotate ? 18 + longest * Math.sin(SLANT) : 18) + (xTitle ? 14 : 0);
+  return { l: left, r: right, t: 10, b: bottom };
+}
+
 function lineChart(labels, series, { width = 460, height = 220, lo = 0, hi = 1, title = "",
                                      xTitle = "", ticks = 12, rotate = true } = {}) {
-  const pad = { l: 36, r: 10, t: 10, b: (rotate ? 54 : 18) + (xTitle ? 14 : 0) };
-  const w = width - pad.l - pad.r, h = height - pad.t - pad.b;
   const values = series.flatMap((s) => s.values).filter((v) => v !== null && Number.isFinite(v));
   const min = Math.min(lo, ...values), max = Math.max(hi, ...values);
   const span = max - min || 1;
   const n = Math.max(labels.length, ...series.map((s) => s.values.length));
+  const every = Math.ceil(labels.length / ticks);
+  const shown = labels.map((label, i) => [label, i]).filter(([, i]) => !(i % every));
+  const yTicks = [min, (min + max) / 2, max];
+  const pad = lineMargins(shown, n, yTicks.map(tickLabel), { width, rotate, xTitle });
+  height = Math.max(height, pad.t + pad.b + 60);  // long slanted labels take room from the plot
+  const w = width - pad.l - pad.r, h = height - pad.t - pad.b;
   const x = (i) => pad.l + (n > 1 ? (i / (n - 1)) * w : w / 2);
   const y = (v) => pad.t + h - ((v - min) / span) * h;
   const svg = chartFrame(width, height, title);
   svg.append(svgEl("title", {}, title));
-  for (const v of [min, (min + max) / 2, max]) {
+  for (const v of yTicks) {
     svg.append(svgEl("line", { x1: pad.l, x2: pad.l + w, y1: y(v), y2: y(v), class: "grid" }));
     svg.append(svgEl("text", { x: pad.l - 4, y: y(v) + 4, class: "tick", "text-anchor": "end" },
                      tickLabel(v)));
   }
-  const every = Math.ceil(labels.length / ticks);
-  labels.forEach((label, i) => {
-    if (i % every) return;
+  shown.forEach(([label, i]) => {
     const at = [x(i), pad.t + h + 12];
     svg.append(svgEl("text", rotate
       ? { x: at[0], y: at[1], class: "tick", "text-anchor": "end", transform: `rotate(-35 ${at[0]} ${at[1]})` }

@@ -4,6 +4,8 @@
 
 function topEntryRow(entry, rank, channel, methods) {
   const stem = `ch${channel}-${rank}`;
+  const [name, title] = shortName(entry.id, typeof entry.input === "string" ? entry.input : null,
+                                  inputLabel(entry.input, entry.index));
   const links = [artifactLink(entry.patch, `${stem}-patch.png`, "patch")];
   for (const m of methods) {
     const p = (entry.projections || {})[m];
@@ -14,7 +16,7 @@ function topEntryRow(entry, rank, channel, methods) {
   return el("tr", {},
     el("td", { text: rank + 1 }),
     el("td", { class: "activation", text: Number(entry.activation).toPrecision(4) }),
-    el("td", { text: entry.id || inputLabel(entry.input, entry.index) }),
+    el("td", { text: name, title }),
     el("td", { class: "muted", text: `[${entry.position}]` }),
     el("td", { class: "links" }, ...links));
 }

@@ -50,6 +50,14 @@ function curveChart(values) {
   });
 }
 
+// The report's figures of a curve (docs/visualize.md): its last value is one noisy step, so
+// the mean of its last steps and its best value come beside it.
+function curveFigures(entry) {
+  const n = (v) => (v === null || v === undefined ? "–" : Number(v).toPrecision(4));
+  return `final ${n(entry.final)} · mean of the last 5 % of steps ${n(entry.final_mean)} · ` +
+    `best ${n(entry.best.value)} at step ${entry.best.step}`;
+}
+
 function visualCard(job, item, entry, names) {
   let state = visualCards.get(item.index);
   if (!state) {
@@ -57,7 +65,8 @@ function visualCard(job, item, entry, names) {
       el("header", {}, el("strong", { class: "input" }), el("span", { class: "muted start" })),
       el("p", { class: "error item-error", hidden: true }),
       el("div", { class: "maps" }, el("img", { class: "picture", alt: "optimized image", width: 160, height: 160 })),
-      el("div", { class: "snapshots" }), el("div", { class: "curve-box" }), el("p", { class: "links" }));
+      el("div", { class: "snapshots" }), el("div", { class: "curve-box" }),
+      el("p", { class: "figures", hidden: true }), el("p", { class: "links" }));
     state = { card, png: null, snapshots: [], curveLength: -1 };
     visualCards.set(item.index, state);
   }
@@ -81,6 +90,9 @@ function visualCard(job, item, entry, names) {
     card.querySelector(".snapshots").append(img);
     state.snapshots.push(url);
   }
+  const figures = card.querySelector(".figures");
+  figures.hidden = !(entry && entry.best);
+  if (entry && entry.best) figures.textContent = curveFigures(entry);
   const links = card.querySelector(".links");
   if (out) {
     const stem = `${String(item.index).padStart(5, "0")}_visualize`;

@@ -9,6 +9,7 @@ const pageSize = parseInt(section.dataset.pageSize, 10);
 const params = new URLSearchParams(location.search);
 const cursor = params.get("cursor") || "";
 const FINAL = new Set(["succeeded", "failed", "cancelled"]);
+const COLORBARS = { inferno: section.dataset.colorbarInferno, signed: section.dataset.colorbarSigned };
 
 function targetLabel(t) {
   if (t && typeof t === "object") {
@@ -50,6 +51,48 @@ function trail(next) {
   return map;
 }
 
+// A tick's number, short: three significant digits, exponents for the very small or large.
+function tickLabel(v) {
+  if (v === 0) return "0";
+  const a = Math.abs(v);
+  return a >= 0.01 && a < 10000 ? String(Number(v.toPrecision(3))) : v.toExponential(2);
+}
+
+// A picture's colour bar, its ends and middle labelled with the values they stand for
+// (`bar` from the output's `colorbars`; outputs recorded before them say "low" and "high").
+function colorbar(bar) {
+  const known = bar && bar.low !== null && bar.high !== null;
+  const ticks = known ? [bar.low, (bar.low + bar.high) / 2, bar.high].map(
+    (v) => el("span", { class: "tick", text: tickLabel(v), title: String(v) }))
+    : [el("span", { text: "low" }), el("span", { text: "high" })];
+  return el("div", { class: "colorbar", title: "values beyond the ends saturate" },
+            el("img", { src: COLORBARS[(bar && bar.colormap) || "inferno"], alt: "colour scale",
+                        width: 160, height: 10 }),
+            el("div", { class: "ticks" }, ...ticks));
+}
+
+// Rectifiers of the item's forward pass, and how the method's rule covered them.
+function coverageText(c) {
+  const overridden = c.overridden === null || c.overridden === undefined ? "–" : c.overridden;
+  return `coverage: ${overridden} of ${c.relu_calls} rectifiers through the rule · ` +
+    `${c.applied} rule applications`;
+}
+
+// A picture at a size to read it, with its colour bar; a click or Escape closes it.
+function enlarge(picture, caption) {
+  let dialog = document.getElementById("enlarged");
+  if (!dialog) {
+    dialog = el("dialog", { id: "enlarged" });
+    dialog.addEventListener("click", () => dialog.close());
+    document.body.append(dialog);
+  }
+  const img = picture.querySelector("img");
+  dialog.replaceChildren(el("img", { src: img.src, alt: img.alt }),
+                         picture.querySelector(".colorbar").cloneNode(true),
+                         el("p", { text: caption }));
+  dialog.showModal();
+}
+
 function renderItem(item, names) {
   const card = document.getElementById("card").content.firstElementChild.cloneNode(true);
   card.querySelector(".input").textContent = `${item.index}: ${inputLabel(item.input, item.index)}`;
@@ -71,10 +114,22 @@ function renderItem(item, names) {
     const cls = out.target && out.target.class;
     const clsName = (names && names[cls]) || (p && cls === p.class && (p.class_name || p.label));
     fig.querySelector(".target").textContent = label + (clsName ? ` (${clsName})` : "");
+    const render = out.params && out.params.render;
+    fig.querySelector(".render").textContent = render ? `· ${render}` : "";
     const stem = `${String(item.index).padStart(5, "0")}_${out.method}_${label}`;
-    for (const [kind, cssClass] of [["png", ".heatmap"], ["overlay", ".overlay"]]) {
-      const img = fig.querySelector(cssClass);
-      if (out[kind]) showImage(img, out[kind]); else img.remove();
+    for (const picture of fig.querySelectorAll(".picture")) {
+      const kind = picture.dataset.kind;
+      if (!out[kind]) { picture.remove(); continue; }
+      const img = picture.querySelector("img");
+      if (kind === "png" && render) img.alt = `${render} picture`;
+      showImage(img, out[kind]);
+      picture.append(colorbar((out.colorbars || {})[kind]));
+      img.addEventListener("click", () => enlarge(picture, `${item.index}: ${out.method} · ${kind}`));
+    }
+    if (out.coverage) {
+      const coverage = fig.querySelector(".coverage");
+      coverage.textContent = coverageText(out.coverage);
+      coverage.hidden = false;
     }
     const warnings = fig.querySelector(".warnings");
     warnings.replaceChildren(...(out.warnings || []).map((w) => el("li", { class: "warning", text: w })));
@@ -131,9 +186,13 @@ function reportJsonLink() {
 function progressOf(job) {
   const { total, done, failed } = job.progress;
   const extra = job.progress.planning ? " · planning the data set…"
-    : job.progress.finalizing ? " · writing the results and the report…" : "";
+    : job.progress.finalizing ? " · finalizing: writing the results file and the report…" : "";
   const failures = failed ? ` (${failed} failed)` : "";
-  if (job.kind === "visualize") return [`${done} / ${total} steps${failures}${extra}`, done + failed, total];
+  if (job.kind === "visualize") {
+    const saving = job.status === "running" && !extra && total && done >= total
+      ? " · every step done: saving the pictures…" : "";
+    return [`${done} / ${total} steps${failures}${extra || saving}`, done + failed, total];
+  }
   if (job.kind === "top_activations") {
     const p = job.progress.projections || { done: 0, due: 0 };
     return [`${done + failed} / ${total} inputs scanned${failures} · ${p.done} / ${p.due} projections${extra}`,

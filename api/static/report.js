@@ -8,9 +8,13 @@ const METRIC_TEXT = {
   concentration: "Gini coefficient of the relevance (0 uniform, 1 a single pixel)",
 };
 
-function itemLink(index, text) {
+function itemLink(index, text, title) {
   const query = new URLSearchParams({ cursor: index, limit: 1 });
-  return el("a", { href: `/jobs/${encodeURIComponent(reportJobId)}?${query}` }, text);
+  return el("a", { href: `/jobs/${encodeURIComponent(reportJobId)}?${query}`, title }, text);
+}
+
+function itemName(entry) {
+  return shortName(entry.id, entry.input && entry.input.uri, `item ${entry.index}`);
 }
 
 function className(name, index) {
@@ -49,10 +53,17 @@ function quantileTable(own, baseline) {
     el("tbody", {}, row("method", own), row("baseline", baseline)));
 }
 
+// Why a metric has no value on any item (docs/audits.md): the box metrics need a box or mask.
+const NO_DATA_TEXT = {
+  energy_in_box: "no item has a box or mask, or none survived the crop",
+};
+
 function showMethods(report) {
   document.getElementById("methods").replaceChildren(...report.methods.map((m) => {
     const base = (m.baseline && m.baseline.metrics) || {};
-    const figures = Object.keys(METRIC_TEXT).filter((name) => m.metrics[name]).map((name) =>
+    const drawn = Object.keys(METRIC_TEXT).filter((name) => m.metrics[name] && m.metrics[name].count);
+    const empty = Object.keys(METRIC_TEXT).filter((name) => !drawn.includes(name));
+    const figures = drawn.map((name) =>
       el("figure", { class: "metric", "data-metric": name },
         el("figcaption", {}, el("strong", { text: name }), " ",
            el("span", { class: "muted", text: METRIC_TEXT[name] })),
@@ -61,9 +72,12 @@ function showMethods(report) {
     const pointing = m.pointing_accuracy === null ? "no boxes, so no pointing game"
       : `pointing game: the peak lies on the object in ${percent(m.pointing_accuracy, 1)} of ` +
         `the maps (baseline ${percent(m.baseline && m.baseline.pointing_accuracy, 1)})`;
+    const missing = empty.map((name) => el("li", { class: "muted", "data-metric": name },
+      el("strong", { text: name }), `: not drawn, ${NO_DATA_TEXT[name] || "no item has a value"}`));
     return el("article", { class: "method", "data-method": m.method },
       el("h3", { text: `${m.method}` }, el("span", { class: "muted", text: ` · ${m.outputs} maps` })),
-      el("p", { text: pointing }), el("div", { class: "metrics" }, ...figures));
+      el("p", { text: pointing }), el("div", { class: "metrics" }, ...figures),
+      missing.length ? el("ul", { class: "no-data" }, ...missing) : null);
   }));
 }
 
@@ -96,6 +110,40 @@ function showSanity(report) {
   document.getElementById("verdicts").replaceChildren(...sanity.methods.map((m) =>
     el("li", { "data-method": m.method }, el("span", { class: `verdict ${m.verdict}`, text: m.verdict }),
        " ", el("strong", { text: m.method }), ": ", m.text)));
+  showBothChecks(report);
+}
+
+// The two trust checks measure different things, so any pair of outcomes can hold at once:
+// each method's two outcomes, read together in words.
+function bothChecksText(verdict, dependence) {
+  const warned = Boolean(dependence.warning);
+  const cosine = `median cosine ${fixed(dependence.median_cosine)} between different images`;
+  if (verdict === "passes" && warned) {
+    return "depends on the model but barely on the image. Both hold: its maps change when the " +
+      `weights are randomised, yet they look alike from image to image (${cosine}). Read them as ` +
+      "where the model looks for this class in general, not as the reason for one image.";
+  }
+  if (verdict === "passes") {
+    return `depends on the model and on the image (${cosine}): both checks pass.`;
+  }
+  const model = verdict === "fails" ? "barely depends on the model" : "depends only partly on the model";
+  if (warned) {
+    return `${model} and barely on the image (${cosine}): its maps say little about the model's ` +
+      "reasons for any one image.";
+  }
+  return `${model}, though it does depend on the image (${cosine}). Both hold: its maps follow ` +
+    "the image (its edges, say) more than what the model learned.";
+}
+
+function showBothChecks(report) {
+  // The sanity check covers each method name once, with its first configuration.
+  const dependence = new Map();
+  for (const d of report.input_dependence) if (!dependence.has(d.method)) dependence.set(d.method, d);
+  const rows = report.sanity.methods.map((m) => [m, dependence.get(m.method)]).filter(([, d]) => d);
+  document.getElementById("both-checks").replaceChildren(...rows.map(([m, d]) =>
+    el("li", { "data-method": m.method, class: m.verdict === "passes" && d.warning ? "warning" : null },
+       el("strong", { text: m.method }), ` ${bothChecksText(m.verdict, d)}`)));
+  document.getElementById("both").hidden = !rows.length;
 }
 
 function showClusters(report) {
@@ -123,18 +171,40 @@ function showClusters(report) {
   }
 }
 
+// The suspects the page lists: those scoring at least the report's threshold (a report
+// written before it had one lists all it ranked).
+function listedSuspects(report) {
+  const threshold = report.suspect_threshold;
+  return threshold === undefined ? report.suspects : report.suspects.filter((s) => s.score >= threshold);
+}
+
+function suspectsSummary(report, listed) {
+  const threshold = report.suspect_threshold;
+  if (threshold === undefined) return `The ${listed.length} highest suspect scores.`;
+  const below = report.suspects.length - listed.length;
+  const rest = below ? ` ${below} more ranked below it are in the report JSON.` : "";
+  if (!listed.length) {
+    const top = report.suspects.length ? ` The highest score is ${fixed(report.suspects[0].score)}.` : "";
+    return `No item scores ${fixed(threshold)} or more: none looks right for the wrong reason.${top}${rest}`;
+  }
+  return `${listed.length} item(s) score at least ${fixed(threshold)}, the level from which at least one ` +
+    `term of the score is large enough to be named among the reasons.${rest}`;
+}
+
 function showSuspects(report) {
   const root = document.getElementById("suspects");
-  root.replaceChildren(...report.suspects.map((s, rank) => {
+  const listed = listedSuspects(report);
+  document.getElementById("suspects-summary").textContent = suspectsSummary(report, listed);
+  root.replaceChildren(...listed.map((s, rank) => {
     const img = s.overlay ? el("img", { alt: `suspect ${rank + 1}`, width: 128, height: 128 }) : null;
     if (img) showImage(img, s.overlay);
+    const [name, title] = itemName(s);
     return el("figure", { class: "suspect", "data-index": s.index }, img,
       el("figcaption", {}, el("strong", { text: `#${rank + 1} · score ${fixed(s.score)}` }), el("br"),
-         itemLink(s.index, s.id || `item ${s.index}`), ` · ${s.method}`,
+         itemLink(s.index, name, title), ` · ${s.method}`,
          s.correct === false ? el("span", { class: "warning", text: "wrong prediction" }) : null),
       el("ul", { class: "reasons" }, ...s.reasons.map((r) => el("li", { text: r }))));
   }));
-  if (!report.suspects.length) root.append(el("p", { class: "muted", text: "No suspects." }));
 }
 
 function showReport(report) {

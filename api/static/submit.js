@@ -1,4 +1,6 @@
-// `/`: pick images (drop or file picker), a model, methods and target; POST /v1/jobs.
+// `/`: a job of any kind. Attribution (methods with their parameters, target, the audit's
+// sanity check) and top_activations take images (dropped, picked, an example) or a data set;
+// visualize takes objectives only. POST /v1/jobs, then the job's page.
 "use strict";
 
 const chosen = [];
@@ -24,22 +26,103 @@ drop.addEventListener("drop", (e) => {
   addFiles(e.dataTransfer.files);
 });
 
+// Which kind of job the form builds: the fields of the other kinds are hidden.
+function kind() {
+  return document.querySelector("input[name=kind]:checked").value;
+}
+
+function showKind() {
+  for (const node of document.querySelectorAll("[data-kinds]")) {
+    node.hidden = !node.dataset.kinds.split(" ").includes(kind());
+  }
+}
+for (const radio of document.querySelectorAll("input[name=kind]")) radio.addEventListener("change", showKind);
+showKind();
+
 const targetKind = document.getElementById("target-kind");
 targetKind.addEventListener("change", () => {
-  const kind = targetKind.value;
-  document.getElementById("target-k").hidden = !(kind === "class" || kind === "topk");
-  document.getElementById("target-layer").hidden = kind !== "layer";
-  document.getElementById("target-channel").hidden = kind !== "layer";
+  const k = targetKind.value;
+  document.getElementById("target-k").hidden = !(k === "class" || k === "topk");
+  document.getElementById("target-layer").hidden = k !== "layer";
+  document.getElementById("target-channel").hidden = k !== "layer";
 });
 
+const value = (id) => document.getElementById(id).value.trim();
+const integer = (id) => parseInt(value(id), 10);
+
 function target() {
-  const n = (id) => parseInt(document.getElementById(id).value, 10);
   switch (targetKind.value) {
-    case "class": return { class: n("target-k") };
-    case "topk": return { topk: n("target-k") };
-    case "layer": return { layer: document.getElementById("target-layer").value, channel: n("target-channel") };
+    case "class": return { class: integer("target-k") };
+    case "topk": return { topk: integer("target-k") };
+    case "layer": return { layer: value("target-layer"), channel: integer("target-channel") };
+    case "label": return "label";
     default: return "predicted";
   }
+}
+
+// A method by its name, or as {name, ...} with the parameters changed from their defaults
+// (a parameter left at its default is left to the service, which echoes it filled in).
+function methodSpec(name) {
+  const changed = {};
+  for (const input of document.querySelectorAll(`[data-method="${name}"]`)) {
+    const raw = input.value.trim();
+    if (raw === "" || raw === input.dataset.default) continue;
+    const type = input.dataset.type;
+    changed[input.dataset.param] = type === "int" ? parseInt(raw, 10) : type === "float" ? Number(raw) : raw;
+  }
+  return Object.keys(changed).length ? { name, ...changed } : name;
+}
+
+// "0, 1, 2" as [0, 1, 2]; an error naming `what` otherwise.
+function integers(text, what) {
+  const parts = text.split(",").map((p) => p.trim()).filter(Boolean);
+  if (!parts.length || parts.some((p) => !/^\d+$/.test(p))) {
+    throw new Error(`${what}: whole numbers separated by commas, e.g. 0, 1, 2`);
+  }
+  return parts.map(Number);
+}
+
+function attributionSpec(model) {
+  const checked = (name) => [...document.querySelectorAll(`input[name=${name}]:checked`)].map((i) => i.value);
+  const spec = { model, methods: checked("methods").map(methodSpec), target: target(),
+                 reduce: value("reduce"), outputs: checked("outputs") };
+  const sample = integer("sanity-sample");
+  if (sample > 0) spec.audit = { sanity: { sample } };
+  return spec;
+}
+
+function topActivationsSpec(model) {
+  const channels = value("top-channels");
+  const spec = { kind: "top_activations", model, layer: value("top-layer"),
+                 channels: channels === "all" ? "all" : integers(channels, "Channels"),
+                 k: integer("top-k") };
+  if (value("top-method")) spec.methods = [value("top-method")];
+  return spec;
+}
+
+function visualizeSpec(model) {
+  const spec = { kind: "visualize", model, starts: integer("vis-starts"), seed: integer("vis-seed") };
+  if (document.querySelector("input[name=objective-kind]:checked").value === "class") {
+    spec.objective = integers(value("vis-classes"), "Classes").map((c) => ({ class: c }));
+  } else {
+    const objective = { layer: value("vis-layer"), channel: integer("vis-channel") };
+    if (value("vis-position")) objective.position = integers(value("vis-position"), "Position");
+    spec.objective = [objective];
+  }
+  for (const [id, field] of [["vis-steps", "steps"], ["vis-size", "size"]]) {
+    if (value(id)) spec[field] = integer(id);
+  }
+  if (value("vis-parametrization")) spec.regularizers = { parametrization: value("vis-parametrization") };
+  return spec;
+}
+
+// The data set the form names, or null: a manifest, or a prefix with or without labels.
+function dataset() {
+  const uri = value("dataset-uri");
+  if (!uri) return null;
+  const form = value("dataset-form");
+  if (form === "manifest") return { manifest: uri };
+  return form === "prefix" ? { prefix: uri } : { prefix: uri, labels: form };
 }
 
 async function loadModels() {
@@ -58,25 +141,39 @@ async function loadModels() {
   }
 }
 
-async function submitJob(files) {
-  const button = document.getElementById("submit");
-  const checked = (name) => [...document.querySelectorAll(`input[name=${name}]:checked`)].map((i) => i.value);
-  document.getElementById("error").hidden = true;
-  if (!files.length) return showError("error", new Error("Choose at least one image."));
-  const spec = {
-    model: document.getElementById("model").value,
-    methods: checked("methods"),
-    target: target(),
-    reduce: document.getElementById("reduce").value,
-    outputs: checked("outputs"),
-  };
+// The request: JSON for a data set or a visualization, multipart with the images otherwise.
+function request(files) {
+  const model = value("model");
+  const k = kind();
+  const spec = k === "visualize" ? visualizeSpec(model)
+    : k === "top_activations" ? topActivationsSpec(model) : attributionSpec(model);
+  const data = k === "visualize" ? null : dataset();
+  if (k === "visualize" || data) {
+    if (data) spec.dataset = data;
+    return { body: JSON.stringify(spec), headers: { "Content-Type": "application/json" },
+             what: data ? "submitting the data set…" : "submitting…" };
+  }
+  if (!files.length) throw new Error("Choose at least one image, or name a data set.");
   const form = new FormData();
   form.append("spec", JSON.stringify(spec));
   for (const file of files) form.append("images", file, file.name);
-  button.disabled = true;
-  document.getElementById("submit-state").textContent = `uploading ${files.length} image(s)…`;
+  return { body: form, headers: {}, what: `uploading ${files.length} image(s)…` };
+}
+
+async function submitJob(files) {
+  const button = document.getElementById("submit");
+  document.getElementById("error").hidden = true;
+  let req;
   try {
-    const job = await api("/v1/jobs", { method: "POST", body: form, headers: { "Idempotency-Key": uuid4() } });
+    req = request(files);
+  } catch (error) {
+    return showError("error", error);
+  }
+  button.disabled = true;
+  document.getElementById("submit-state").textContent = req.what;
+  try {
+    const job = await api("/v1/jobs", { method: "POST", body: req.body,
+                                        headers: { ...req.headers, "Idempotency-Key": uuid4() } });
     location.assign(`/jobs/${encodeURIComponent(job.id)}`);
   } catch (error) {
     showError("error", error);

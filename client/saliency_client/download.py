@@ -51,6 +51,19 @@ def _snapshot(entry: Any) -> tuple[str | None, Any]:
     return entry, None
 
 
+def snapshot_steps(snapshots: tuple[Any, ...], job: dict[str, Any] | None) -> list[Any]:
+    """The step of each snapshot: its own, or from the job's echo, where snapshot n (from 0)
+    is the picture after (n + 1) · `snapshot_every` steps; None where neither says."""
+    every = (job or {}).get("snapshot_every")
+    steps = []
+    for n, entry in enumerate(snapshots):
+        step = _snapshot(entry)[1]
+        if not isinstance(step, int) and isinstance(every, int) and every > 0:
+            step = (n + 1) * every
+        steps.append(step)
+    return steps
+
+
 def item_objective(job: dict[str, Any], index: int) -> Any:
     """A visualize item's objective from the job's echo: item i is a start of objective
     i // starts."""
@@ -84,7 +97,7 @@ def output_files(item: Item, job: dict[str, Any] | None = None
         if isinstance(out.curve, str):
             names["curve"] = stem + "_curve.json"
         if out.snapshots:
-            steps = [_snapshot(entry)[1] for entry in out.snapshots]
+            steps = snapshot_steps(out.snapshots, job)
             names["snapshots"] = [stem + (f"_step{step:04d}.png" if isinstance(step, int)
                                           else f"_snapshot{n:02d}.png")
                                   for n, step in enumerate(steps)]

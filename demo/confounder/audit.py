@@ -19,8 +19,10 @@ from torch import nn
 
 from demo.confounder.data import read_split
 from demo.confounder.figures import Figures, figures
+from shared.methods import method_spec
 from shared.modelspec import ModelSpec
-from shared.seeds import derive_seed
+from shared.renderings import Rendering
+from shared.settings import Settings
 from worker.audit import (
     MIN_CLASS_ITEMS,
     Report,
@@ -33,6 +35,7 @@ from worker.audit import (
     suspect_overlay_png,
     thumbnail,
 )
+from worker.audit.spray import Clustering, group_seed, sample_order
 from worker.engine import Engine
 from worker.models import display_image, preprocess_image
 
@@ -48,9 +51,21 @@ class DemoAudit:
     figures: Figures
 
 
+def cluster(entries: list[tuple[int, np.ndarray]], seed: int, cap: int) -> Clustering:
+    """One group's (item index, thumbnail) pairs clustered as the service does: a seeded
+    sample of at most `cap` maps, the others assigned to their nearest cluster."""
+    order, sampled = sample_order(len(entries), cap, seed)
+    ids = np.array([entries[i][0] for i in order])
+    thumbs = np.stack([entries[i][1] for i in order])
+    return spray_clusters(thumbs[:sampled], ids[:sampled], seed=seed,
+                          rest=[(ids[sampled:], thumbs[sampled:])])
+
+
 def audit(manifest: Path, model: nn.Module, spec: ModelSpec, *,
-          methods: Sequence[str] = METHODS, seed: int = 0) -> DemoAudit:
-    """Audit the pictures of `manifest` (ids ending in `marked` carry the watermark)."""
+          methods: Sequence[str] = METHODS, seed: int = 0,
+          spray_sample: int = Settings.spray_sample) -> DemoAudit:
+    """Audit the pictures of `manifest` (ids ending in `marked` carry the watermark);
+    `spray_sample` is the service's `SALIENCY_SPRAY_SAMPLE`."""
     items = read_split(manifest)
     prep = spec.preprocessing
     side = prep.input_size
@@ -62,6 +77,7 @@ def audit(manifest: Path, model: nn.Module, spec: ModelSpec, *,
     thumbs: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = defaultdict(list)
     signed: dict[int, list[tuple[int, np.ndarray]]] = defaultdict(list)
     maps: dict[tuple[int, int], np.ndarray] = {}
+    drawings: dict[int, Rendering] = {}
     energy = np.full(len(items), np.nan)
     baseline = np.full(len(items), np.nan)
     for start in range(0, len(items), BATCH):
@@ -84,15 +100,15 @@ def audit(manifest: Path, model: nn.Module, spec: ModelSpec, *,
                 thumbs[(position, image.predicted_class)].append(
                     (index, thumbnail(output.values)))
                 maps[(index, position)] = output.values
+                drawings[position] = Rendering(method_spec(output.method)["render"],
+                                               grid=output.extras.get("grid"))
                 if position == 0 and metrics["energy_in_box"] is not None:
                     energy[index] = metrics["energy_in_box"]
                 if len(signed[position]) < DEPENDENCE_SAMPLE:
                     signed[position].append((image.predicted_class, output.values))
 
     clusters = {
-        (position, cls): spray_clusters(np.stack([t for _, t in entries]),
-                                        [i for i, _ in entries],
-                                        seed=derive_seed(seed, position, cls))
+        (position, cls): cluster(entries, group_seed(seed, position, cls), spray_sample)
         for (position, cls), entries in sorted(thumbs.items())
         if len(entries) >= MIN_CLASS_ITEMS
     }
@@ -104,7 +120,7 @@ def audit(manifest: Path, model: nn.Module, spec: ModelSpec, *,
 
     def overlay(index: int, position: int) -> bytes:
         return suspect_overlay_png(display_image(x[index], prep), maps[(index, position)],
-                                   regions[index])
+                                   regions[index], drawings[position])
 
     report = builder.build(clusters=clusters, input_dependence=dependence, overlay=overlay)
     return DemoAudit(report, marked, figures(report.data, marked, energy, baseline))

@@ -179,6 +179,19 @@ def test_a_visualize_items_picture_curve_and_snapshots_are_named_by_its_objectiv
                                    "00000_visualize_mixed4a-ch9_snapshot01.png"]}
 
 
+def test_snapshot_urls_are_named_by_their_step_from_the_jobs_snapshot_every():
+    """The API lists snapshots as URLs in step order: snapshot n is the picture after
+    (n + 1) · snapshot_every steps, the step its file is named by."""
+    job = {"kind": "visualize", "objective": {"class": 281}, "snapshot_every": 64}
+    item = Item.from_json({"index": 0, "status": "succeeded", "outputs": [
+        {"method": "visualize", "png": "u", "snapshots": ["s1", "s2", "s3"]}]})
+    plan = dl.output_files(item, job)
+    assert plan[0][1]["snapshots"] == ["00000_visualize_class281_step0064.png",
+                                       "00000_visualize_class281_step0128.png",
+                                       "00000_visualize_class281_step0192.png"]
+    assert ("s3", "00000_visualize_class281_step0192.png") in dl.fetches(plan)
+
+
 def test_visualize_items_without_their_objective_take_the_jobs():
     job = {"kind": "visualize", "objective": [{"class": 3}, {"layer": "layer1", "channel": 5}],
            "starts": 2}

@@ -70,8 +70,9 @@ def test_a_job_on_the_cat_returns_maps_and_a_named_prediction(builtin_api):
     assert response.status_code == 202, response.text
     job = wait(session, builtin_api, response.json()["id"], timeout=180)
     assert job["status"] == "succeeded", job
-    echoed = ["gradient", {"name": "guided_backprop", "rule": "relu"},
-              {"name": "deconvnet", "rule": "relu"}]  # with their defaults filled in
+    echoed = [{"name": "gradient", "render": "heatmap"},  # with their defaults filled in
+              {"name": "guided_backprop", "rule": "relu", "render": "signed"},
+              {"name": "deconvnet", "rule": "relu", "render": "signed"}]
     assert (job["model"], job["methods"], job["target"]) == ("efficientnet_lite0", echoed,
                                                              "predicted")
 

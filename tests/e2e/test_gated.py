@@ -59,7 +59,9 @@ def test_gated_outputs_are_echoed_warned_and_equal_the_engine(api_url, convnext)
     assert response.status_code == 202, response.text
     job = wait(session, api_url, response.json()["id"])
     assert job["status"] == "succeeded", job
-    assert job["methods"] == [GATED[0], GATED[1], {**GATED[2], "layer": None}, "gradient"]
+    assert job["methods"] == [{**GATED[0], "render": "signed"}, {**GATED[1], "render": "signed"},
+                              {**GATED[2], "layer": None, "render": "signed"},
+                              {"name": "gradient", "render": "heatmap"}]
 
     expected = _engine_maps(convnext, [data for _, data in inputs], spec["methods"])
     items = all_items(session, api_url, job["id"])
@@ -87,7 +89,7 @@ def test_the_default_rule_fails_the_item_and_names_the_option(api_url, convnext)
     response = submit(session, api_url, spec, [("a.png", image_bytes(13))])
     assert response.status_code == 202, response.text
     job = wait(session, api_url, response.json()["id"])
-    assert job["methods"] == [{"name": "guided_backprop", "rule": "relu"}]
+    assert job["methods"] == [{"name": "guided_backprop", "rule": "relu", "render": "signed"}]
     (item,) = all_items(session, api_url, job["id"])
     assert item["status"] == "failed"
     assert '"rule": "gated"' in item["error"] and "GELU (tanh)" in item["error"]

@@ -11,6 +11,7 @@ import pytest
 from e2e.helpers import image_bytes
 from shared.jobschema import RecordKeys
 from shared.keys import JobKeys
+from shared.layers import NCHW, Layout
 from shared.modelspec import parse_model_spec
 from shared.modelstore import ModelStatus
 from shared.records import InputSource
@@ -36,6 +37,19 @@ def ctx(redis_server, tmp_path, tiny_weights, tiny_spec):
     assert validate_model(ctx, "t", tiny_spec["name"]) is ModelStatus.READY
     yield ctx
     ctx.redis.flushdb()
+
+
+def test_validation_records_every_module_its_layout_and_the_default_layer(ctx, tiny_spec):
+    import torchvision
+
+    layers = ctx.models.get("t", tiny_spec["name"]).layers
+    assert layers.input_size == (32, 32)
+    assert set(layers.layers) == {n for n, _ in torchvision.models.resnet18().named_modules()
+                                  if n}
+    assert layers.default == "layer3"  # layer4 is 1×1 at 32 px
+    assert layers.layout("layer3") == Layout(NCHW, 256, (2, 2))
+    assert layers.layers["layer1.0.relu"].runs == 2 and layers.layout("layer1.0.relu") is None
+    assert layers.layers["fc"].shape == (10,) and layers.layers["fc"].module == "Linear"
 
 
 def _job(ctx, n: int = 5, size: int = 8) -> str:

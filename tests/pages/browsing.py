@@ -1,5 +1,6 @@
 """What the browser tests do again and again: wait for a page, count its loaded images, take
-screenshots. The `browser` fixture (headless Chromium) is in conftest.py."""
+screenshots, find what overflows its box. The `browser` fixture (headless Chromium) is in
+conftest.py."""
 
 from __future__ import annotations
 
@@ -15,6 +16,22 @@ const imgs = [...document.images];
 return imgs.length > 0 && imgs.every((i) => i.complete && i.naturalWidth > 0)
     ? imgs.length : imgs.filter((i) => !(i.complete && i.naturalWidth > 0)).map((i) => i.src);
 """
+
+
+# Every element whose content is larger than its box, unless its overflow is meant to scroll;
+# every chart label that reaches out of its chart; a page wider than the window.
+CLIPPED = (Path(__file__).parent / "clipped.js").read_text()
+
+
+def at_width(browser, width: int = 1280, height: int = 800):
+    """Lay the page out in a viewport of exactly `width` × `height` CSS pixels."""
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+        "width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+
+
+def clipped(browser) -> list[str]:
+    """What overflows its box on the page as laid out now (`CLIPPED`), in words."""
+    return browser.execute_script(CLIPPED)
 
 
 def option_values(browser, select_id: str) -> list[str]:
@@ -60,3 +77,17 @@ def screenshot(browser, name: str):
     height = browser.execute_script("return document.documentElement.scrollHeight")
     browser.set_window_size(width, min(max(height + 100, 600), 8000))
     browser.save_screenshot(str(OUTPUT / f"{name}.png"))
+
+
+def full_screenshot(browser, name: str):
+    """The whole page, as laid out in the viewport `at_width` set, as
+    test-output/pages/<name>.png."""
+    import base64
+
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    size = browser.execute_script("return [document.documentElement.scrollWidth, "
+                                  "document.documentElement.scrollHeight]")
+    shot = browser.execute_cdp_cmd("Page.captureScreenshot", {
+        "format": "png", "captureBeyondViewport": True,
+        "clip": {"x": 0, "y": 0, "width": size[0], "height": min(size[1], 16000), "scale": 1}})
+    (OUTPUT / f"{name}.png").write_bytes(base64.b64decode(shot["data"]))

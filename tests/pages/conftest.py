@@ -121,16 +121,18 @@ def run_job(session: requests.Session, url: str, **post) -> tuple[dict, dict]:
 
 @pytest.fixture(scope="module")
 def audited_job(stack, stack_model) -> MadeJob:
-    """An attribution job over a labelled manifest with boxes, audited with the sanity check,
-    on a stack with API keys (file storage: signed URLs; S3: presigned)."""
+    """An attribution job over a labelled manifest with boxes (a third of its lines without an
+    id), audited with the sanity check, on a stack with API keys (file storage: signed URLs;
+    S3: presigned)."""
     run = f"audit-{time.monotonic_ns()}"
     lines = []
     for i in range(AUDIT_ITEMS):
         data, box = picture(i)
         put_dataset_file(stack.backend, f"{run}/img/{i}.png", data)
-        label = 6 if i % 4 == 3 else 8
-        lines.append(json.dumps({"uri": f"img/{i}.png", "id": f"square-{i}", "label": label,
-                                 "box": box}))
+        line = {"uri": f"img/{i}.png", "label": 6 if i % 4 == 3 else 8, "box": box}
+        if i % 3 != 1:  # the others are named by their URI, as a line without an id is
+            line["id"] = f"square-{i}"
+        lines.append(json.dumps(line))
     manifest = put_dataset_file(stack.backend, f"{run}/manifest.jsonl",
                                 ("\n".join(lines) + "\n").encode())
     body = {"model": stack_model.name, "dataset": {"manifest": manifest},
@@ -163,4 +165,49 @@ def deconvnet_job(api_url, tiny_mobilenet) -> MadeJob:
     files = [("spec", (None, json.dumps(job_spec), "application/json"))]
     files += [("images", (f"square-{i}.png", io.BytesIO(picture(200 + i)[0]))) for i in range(2)]
     job, report = run_job(session, api_url, files=files)
+    return MadeJob(api_url, None, job, report)
+
+
+CLIPPED_ITEMS = 24
+LONG_FOLDER = "holiday-photos-from-the-summer-of-2026/camera-roll-exported-at-full-resolution"
+
+
+@pytest.fixture(scope="module")
+def uri_audit(api_url, file_backend, tiny_mobilenet) -> MadeJob:
+    """An audit of 24 labelled items without ids or boxes, named by their long URIs, with the
+    sanity check, on a model without max-pooling (DeconvNet barely depends on the input)."""
+    run = f"clipped-{time.monotonic_ns()}"
+    lines = []
+    for i in range(CLIPPED_ITEMS):
+        uri = f"{LONG_FOLDER}/IMG_2026_07_{i:04d}.png"
+        put_dataset_file(file_backend, f"{run}/{uri}", picture(i)[0])
+        lines.append(json.dumps({"uri": uri, "label": i % 3}))
+    manifest = put_dataset_file(file_backend, f"{run}/manifest.jsonl",
+                                ("\n".join(lines) + "\n").encode())
+    body = {"model": tiny_mobilenet, "dataset": {"manifest": manifest},
+            "methods": ["gradient", "deconvnet"], "audit": {"sanity": {"sample": 4}}}
+    job, report = run_job(requests.Session(), api_url, json=body)
+    return MadeJob(api_url, None, job, report)
+
+
+@pytest.fixture(scope="module")
+def long_named_top_activations(api_url, tiny_model) -> MadeJob:
+    """A `top_activations` job over uploads with long names, at a layer with a long name."""
+    spec = {"kind": "top_activations", "model": tiny_model, "layer": "layer1.0.conv1",
+            "channels": [0, 1], "k": 3}
+    files = [("spec", (None, json.dumps(spec), "application/json"))]
+    files += [("images", (f"a-photograph-with-a-rather-long-file-name-taken-on-holiday-{i}.png",
+                          io.BytesIO(picture(300 + i)[0]))) for i in range(4)]
+    job, report = run_job(requests.Session(), api_url, files=files)
+    return MadeJob(api_url, None, job, report)
+
+
+@pytest.fixture(scope="module")
+def small_visualize(api_url, tiny_model) -> MadeJob:
+    """A `visualize` job of two objectives, one at a layer with a long name, 120 steps."""
+    body = {"kind": "visualize", "model": tiny_model, "size": 32, "steps": 120,
+            "snapshot_every": 20, "objective": [{"class": 3},
+                                                {"layer": "layer2.0.conv2", "channel": 5}],
+            "regularizers": {"jitter": 1, "scale": None, "rotate": None}}
+    job, report = run_job(requests.Session(), api_url, json=body)
     return MadeJob(api_url, None, job, report)

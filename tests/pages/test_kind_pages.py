@@ -100,3 +100,24 @@ def test_a_visualize_page_shows_the_pictures_as_they_arrive(browser, api_url, na
         pytest.fail("the page redrew the snapshots it already showed")
     assert images_loaded(browser) == len(OBJECTIVES) * (1 + STEPS // SNAPSHOT_EVERY)
     screenshot(browser, "visualize")
+
+
+@pytest.mark.parametrize(("status", "progress", "says"), [
+    ("running", {"done": 512}, "512 / 1024 steps"),
+    ("running", {"done": 1024}, "1024 / 1024 steps · every step done: saving the pictures…"),
+    ("running", {"done": 1024, "finalizing": True},
+     "1024 / 1024 steps · finalizing: writing the results file and the report…"),
+    ("succeeded", {"done": 1024}, "1024 / 1024 steps"),
+])
+def test_a_visualize_page_says_when_the_steps_are_done_and_when_it_is_finalizing(
+        module_browser, small_visualize, status, progress, says):
+    """The job stays `running` after its last step: first its chunk saves the pictures, then
+    its finalizer runs (`progress.finalizing`); the page says which, not only 1024 / 1024."""
+    made = small_visualize
+    browser = module_browser
+    if "/jobs/" not in browser.current_url:
+        browser.get(f"{made.url}/jobs/{made.job['id']}")
+        ready(browser)
+    job = {"kind": "visualize", "status": status,
+           "progress": {"total": 1024, "failed": 0, "finalizing": False, **progress}}
+    assert browser.execute_script("return progressOf(arguments[0])[0];", job) == says

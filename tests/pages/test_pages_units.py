@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from flask import Flask
+from PIL import Image
 
 from api import pages
 from shared.methods import METHODS
+from shared.top_activations_spec import PROJECTION_METHODS
+from shared.visualize_spec import PARAMETRIZATIONS
 
 STATIC = Path(pages.__file__).parent / "static"
 
@@ -37,6 +42,23 @@ def test_index_offers_every_method_and_loads_only_local_assets(client):
     for name in METHODS:
         assert f'value="{name}"' in html
     assert_only_local_assets(client, html)
+
+
+def test_index_reaches_every_kind_and_every_methods_parameters(client):
+    html = client.get("/").get_data(as_text=True)
+    for kind in ("attribution", "top_activations", "visualize"):
+        assert f'name="kind" value="{kind}"' in html
+        assert re.search(rf'data-kinds="[^"]*\b{kind}\b', html), kind
+    for name, info in METHODS.items():
+        for param in info.params:
+            assert f'data-method="{name}" data-param="{param.name}"' in html, (name, param.name)
+    for method in PROJECTION_METHODS:
+        assert f'<option value="{method}">' in html
+    for parametrization in PARAMETRIZATIONS:
+        assert f'<option value="{parametrization}">' in html
+    for field in ("sanity-sample", "dataset-uri", "top-layer", "top-channels", "top-k",
+                  "vis-classes", "vis-layer", "vis-channel", "vis-steps", "vis-starts"):
+        assert f'id="{field}"' in html, field
 
 
 @pytest.mark.parametrize("path", ["/jobs/abc", "/jobs/abc/report"])
@@ -93,3 +115,14 @@ def test_colorbar_is_a_png_ramp_and_keeps_torch_out_of_the_api():
         "assert 'torch' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_signed_colour_bar_is_a_grey_ramp_and_unknown_ones_are_not_found(client):
+    with client.get("/colorbar.png?colormap=signed") as response:
+        assert response.status_code == 200 and response.mimetype == "image/png"
+        pixels = np.asarray(Image.open(io.BytesIO(response.data)).convert("RGB")).astype(int)
+    row = pixels[0]
+    assert (row[:, 0] == row[:, 1]).all() and (row[:, 1] == row[:, 2]).all()  # grey
+    assert row[0, 0] == 0 and row[-1, 0] == 255 and (np.diff(row[:, 0]) >= 0).all()
+    assert abs(row[len(row) // 2, 0] - 128) <= 1  # zero, in the middle, is the signed grey
+    assert client.get("/colorbar.png?colormap=jet").status_code == 404

@@ -15,14 +15,17 @@ from shared.targets import LABEL, PREDICTED, ClassTarget
 def test_defaults_and_round_trip():
     spec = parse_job_spec({"model": "m"})
     assert (spec.kind, spec.model, spec.seed) == ("attribution", "m", 0)
-    assert spec.work == AttributionSpec((MethodSpec("gradient"),), PREDICTED, "max_abs",
-                                        ("npy", "png", "overlay"))
+    assert spec.work == AttributionSpec((MethodSpec("gradient", {"render": "heatmap"}),),
+                                        PREDICTED, "max_abs", ("npy", "png", "overlay"))
+    assert spec.to_json()["overlay_opacity"] == 1.0
     full = parse_job_spec({"model": "m", "methods": ["deconvnet", "gradient"],
                            "target": {"class": 3}, "reduce": "l2", "outputs": ["png"]})
     again = job_spec_from_json(full.to_json())
-    # "deconvnet" has a parameter, so it echoes as an object (and reads back as one).
+    # Methods with parameters echo as objects, defaults filled in (and read back as ones).
     assert again.to_json() == full.to_json()
-    assert full.to_json()["methods"] == [{"name": "deconvnet", "rule": "relu"}, "gradient"]
+    assert full.to_json()["methods"] == [
+        {"name": "deconvnet", "rule": "relu", "render": "signed"},
+        {"name": "gradient", "render": "heatmap"}]
     assert [(m.name, m.params) for m in again.work.methods] == [
         (m.name, m.params) for m in full.work.methods]
     assert again.work.target == full.work.target and again.work.outputs == full.work.outputs
@@ -162,4 +165,6 @@ def test_methods_are_echoed_as_given():
     spec = parse_job_spec({"model": "m", "methods": ["gradient", {"name": "deconvnet"},
                                                      "gradient"]})
     assert [m.name for m in spec.work.methods] == ["gradient", "deconvnet"]
-    assert spec.to_json()["methods"] == ["gradient", {"name": "deconvnet", "rule": "relu"}]
+    assert spec.to_json()["methods"] == [{"name": "gradient", "render": "heatmap"},
+                                         {"name": "deconvnet", "rule": "relu",
+                                          "render": "signed"}]

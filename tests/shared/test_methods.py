@@ -8,24 +8,29 @@ from shared.errors import SpecError
 from shared.inputs import InputRef
 from shared.methods import METHODS, method_spec, parse_method, parse_methods
 
+# Each method's `render` default is its paper's picture (docs/engine.md, "Rendering").
 DEFAULTS = {
-    "gradient": {},
-    "guided_backprop": {"rule": "relu"},
-    "deconvnet": {"rule": "relu"},
-    "smoothgrad": {"samples": 25, "noise": 0.15, "base": "gradient", "variant": "mean"},
-    "integrated_gradients": {"baseline": "black", "steps": 50, "rule": "gausslegendre"},
-    "gradcam": {"layer": None},
-    "guided_gradcam": {"layer": None, "rule": "relu"},
-    "occlusion": {"patch": 16, "stride": 8, "fill": "mean"},
+    "gradient": {"render": "heatmap"},
+    "guided_backprop": {"rule": "relu", "render": "signed"},
+    "deconvnet": {"rule": "relu", "render": "signed"},
+    "smoothgrad": {"samples": 25, "noise": 0.15, "base": "gradient", "variant": "mean",
+                   "render": "heatmap"},
+    "integrated_gradients": {"baseline": "black", "steps": 50, "rule": "gausslegendre",
+                             "render": "heatmap"},
+    "gradcam": {"layer": None, "render": "cam"},
+    "guided_gradcam": {"layer": None, "rule": "relu", "render": "signed"},
+    "occlusion": {"patch": 16, "stride": 8, "fill": "mean", "render": "heatmap"},
+    "attention_rollout": {"render": "cam"},
+    "attention_gradcam": {"render": "cam"},
 }
+PAPER_YEARS = ("2014", "2015", "2017", "2020", "2021")
 
 
 @pytest.mark.parametrize("name", sorted(DEFAULTS))
 def test_each_method_has_its_parameters_with_defaults(name):
     assert dict(method_spec(name).params) == DEFAULTS[name]
-    # A plain name echoes as given, with the defaults filled in.
-    echo = parse_method(name, "m").to_json()
-    assert echo == ({"name": name, **DEFAULTS[name]} if DEFAULTS[name] else name)
+    # A plain name echoes with the defaults filled in.
+    assert parse_method(name, "m").to_json() == {"name": name, **DEFAULTS[name]}
     listed = METHODS[name].to_json()
     assert listed["name"] == name
     assert {p["name"]: p["default"] for p in listed["params"]} == DEFAULTS[name]
@@ -33,13 +38,13 @@ def test_each_method_has_its_parameters_with_defaults(name):
 
 @pytest.mark.parametrize("name", sorted(DEFAULTS))
 def test_each_description_cites_its_paper(name):
-    assert any(year in METHODS[name].description for year in ("2014", "2015", "2017"))
+    assert any(year in METHODS[name].description for year in PAPER_YEARS)
 
 
 def test_an_object_echoes_with_its_defaults_filled_in():
     spec = parse_method({"name": "smoothgrad", "samples": 50}, "methods[1]")
     assert spec.to_json() == {"name": "smoothgrad", "samples": 50, "noise": 0.15,
-                              "base": "gradient", "variant": "mean"}
+                              "base": "gradient", "variant": "mean", "render": "heatmap"}
     assert spec["samples"] == 50
 
 
@@ -62,7 +67,9 @@ def test_an_object_echoes_with_its_defaults_filled_in():
     ({"name": "guided_backprop", "rule": "gelu"}, "methods[0].rule", "one of ['relu', 'gated']"),
     ({"name": "deconvnet", "rule": None}, "methods[0].rule", "one of ['relu', 'gated']"),
     ({"name": "guided_gradcam", "rule": "Gated"}, "methods[0].rule", "one of"),
-    ({"name": "gradient", "rule": "gated"}, "methods[0].rule", "takes no parameters"),
+    ({"name": "gradient", "rule": "gated"}, "methods[0].rule", "its parameters are ['render']"),
+    ({"name": "gradcam", "render": "jet"}, "methods[0].render",
+     "one of ['heatmap', 'signed', 'cam']"),
     ({"name": "smoothgrad", "rule": "gated"}, "methods[0].rule", "not a parameter"),
 ])
 def test_bad_parameters_name_the_field(raw, field, problem):
@@ -90,3 +97,12 @@ def test_an_input_reference_baseline_is_kept_and_echoed():
 def test_two_configurations_of_one_method_are_both_kept():
     specs = parse_methods(["smoothgrad", {"name": "smoothgrad", "samples": 50}, "smoothgrad"])
     assert [s["samples"] for s in specs] == [25, 50]
+
+
+@pytest.mark.parametrize("name", sorted(DEFAULTS))
+@pytest.mark.parametrize("render", ["heatmap", "signed", "cam"])
+def test_any_method_takes_any_render_and_echoes_it(name, render):
+    spec = parse_method({"name": name, "render": render}, "methods[0]")
+    assert spec["render"] == render and spec.to_json()["render"] == render
+    (param,) = [p for p in METHODS[name].to_json()["params"] if p["name"] == "render"]
+    assert param["choices"] == ["heatmap", "signed", "cam"]

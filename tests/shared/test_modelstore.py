@@ -4,14 +4,24 @@ record it was accepted for."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import redis
 
 from shared.errors import InputError
 from shared.jobs import NewJob
 from shared.jobstore import JobStore
+from shared.layers import NCHW, NHWC, TOKENS, Layer, Layout, ModelLayers
 from shared.modelspec import parse_model_spec
-from shared.modelstore import BUILTIN_TENANT, ModelPin, ModelRecord, ModelStatus, ModelStore
+from shared.modelstore import (
+    BUILTIN_TENANT,
+    ModelPin,
+    ModelRecord,
+    ModelStatus,
+    ModelStore,
+    models_key,
+)
 from shared.specs import parse_job_spec
 
 
@@ -103,3 +113,43 @@ def test_a_job_keeps_its_pin_and_one_stored_without_a_pin_finds_its_model_by_nam
     models.delete("acme", "mine")
     with pytest.raises(InputError, match="no longer registered"):
         models.for_job(unpinned)
+
+
+LAYERS = ModelLayers({
+    "patch_embed.proj": Layer("Conv2d", (8, 4, 4), 1, Layout(NCHW, 8, (4, 4))),
+    "blocks.0.norm1": Layer("LayerNorm", (17, 8), 1, Layout(TOKENS, 8, (4, 4), 1)),
+    "stages.0.norm": Layer("LayerNorm", (4, 4, 8), 1, Layout(NHWC, 8, (4, 4))),
+    "blocks.0.attn.k_norm": Layer("Identity", (2, 17, 4), 1,
+                                  problem="an attention tensor or windows"),
+    "act": Layer("GELU", (17, 8), 2, problem="it runs 2 times in a forward pass"),
+    "spare": Layer("Linear", None, 0, problem="it does not run"),
+}, (64, 64), "blocks.0.norm1")
+
+
+def test_a_record_keeps_every_layer_its_layout_and_the_default_layer(r):
+    models = ModelStore(r)
+    ready = record("vit", 5).with_status(ModelStatus.READY, None, LAYERS)
+    models.put("acme", ready, replace=False)
+    stored = models.get("acme", "vit")
+    assert stored == ready and stored.layers == LAYERS
+    assert stored.layers.default == "blocks.0.norm1"
+    assert list(stored.layers.layers) == list(LAYERS.layers)  # the order modules returned
+    assert stored.layer_shapes == {"patch_embed.proj": (8, 4, 4), "blocks.0.norm1": (8, 4, 4),
+                                   "stages.0.norm": (8, 4, 4)}
+    raw = json.loads(r.hget(models_key("acme"), "vit"))
+    assert raw["layer_shapes"] == {k: list(v) for k, v in stored.layer_shapes.items()}
+    assert raw["layers"]["modules"]["blocks.0.norm1"] == {
+        "module": "LayerNorm", "runs": 1, "shape": [17, 8], "layout": "tokens",
+        "channels": 8, "grid": [4, 4], "prefix": 1}
+    # Validating again keeps the layers unless new ones are given.
+    assert ready.with_status(ModelStatus.READY).layers == LAYERS
+
+
+def test_a_record_written_before_layouts_reads_as_layers_not_known(r):
+    # It lists N×C×H×W layers only: checked against it, a ViT's token layers would be refused.
+    raw = record("old", 5).to_json()
+    del raw["layers"]
+    raw["layer_shapes"] = {"patch_embed.proj": [192, 14, 14]}
+    r.hset(models_key("acme"), "old", json.dumps(raw))
+    old = ModelStore(r).get("acme", "old")
+    assert old.layers == ModelLayers() and old.layer_shapes == {}

@@ -22,7 +22,9 @@ SHAPES = {"conv1": (64, 16, 16), "layer1.0.conv1": (64, 8, 8), "layer1.0.conv2":
 
 def test_defaults_are_k_9_and_deconvnet():
     spec = parse_top_activations({"layer": "conv1", "channels": [3, 1]})
-    assert spec == TopActivationsSpec("conv1", (3, 1), 9, (method_spec("deconvnet"),))
+    assert spec == TopActivationsSpec("conv1", (3, 1), 9,
+                                      (method_spec("deconvnet").without("render"),))
+    assert spec.to_json()["methods"] == [{"name": "deconvnet", "rule": "relu"}]
     assert spec == TopActivationsSpec("conv1", (3, 1))
 
 
@@ -72,6 +74,9 @@ def test_a_channel_listed_twice_is_kept_once_in_order():
      "methods[0].rule"),
     ({"layer": "a", "channels": [0], "methods": [{"name": "deconvnet", "rule": "x"}]},
      "methods[0].rule"),
+    ({"layer": "a", "channels": [0], "methods": ["gradient", {"name": "deconvnet",
+                                                             "render": "signed"}]},
+     "methods[1].render"),
     ([], "spec"),
 ])
 def test_errors_name_the_field(raw, field):

@@ -12,6 +12,19 @@ from engine_testing import seeded_architecture
 from toy_patterns import TinyCNN, trained_toy_cnn
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Run a module's many small models on one thread, then restore the setting.
+
+    Small convolutions gain little from a second thread, and on cores shared with other
+    work a second spinning thread can make them several times slower.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="session")
 def vgg11():
     """Shared by the Captum and zoo tests: building VGG's 120M parameters takes seconds."""

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.jobs import NewJob
+from shared.jobschema import ChunkStatus
 from shared.modelspec import parse_model_spec
 from shared.modelstore import ModelStatus
 from shared.registry import register_model
@@ -62,6 +63,22 @@ class Runtime:
                 "dataset": dataset, **spec}
         pipe = self.ctx.redis.pipeline(transaction=True)
         self.ctx.jobs.create(NewJob(job_id, TENANT, job_spec_from_json(body)), pipe)
+        pipe.execute()
+        return job_id
+
+    def visualize_job(self, **spec: Any) -> str:
+        """Store a `visualize` job as the API does, its chunks (one per batch) ready: the
+        model is validated. Its id."""
+        from shared.specs import parse_job_spec
+
+        parsed = parse_job_spec({"kind": "visualize", "model": self.model, **spec})
+        work = parsed.work.for_model(self.ctx.models.get(TENANT, self.model).spec)
+        job_id = uuid.uuid4().hex
+        pipe = self.ctx.redis.pipeline(transaction=True)
+        self.ctx.jobs.create(NewJob(job_id, TENANT, parsed, total=len(work.items()),
+                                    steps=work.total_steps), pipe)
+        self.ctx.chunks.add(pipe, job_id, [(b[0].index, b[-1].index + 1)
+                                           for b in work.batches()], ChunkStatus.READY)
         pipe.execute()
         return job_id
 

@@ -5,21 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 from engine_testing import seeded_architecture
+from small_transformers import SIDE, hf_vit, images, timm_model
 from torch import nn
 
 from shared.errors import SpecError, UnsupportedModelError
+from shared.layers import NCHW, NHWC, TOKENS, Layout
 from shared.methods import MethodSpec, method_spec
 from shared.targets import PREDICTED
 from worker.engine import Engine
 from worker.feature_maps import layer_shapes
-
-
-def timm_model(name: str, **kwargs) -> nn.Module:
-    """A timm model with seeded random weights (nothing downloaded)."""
-    import timm
-
-    torch.manual_seed(0)
-    return timm.create_model(name, pretrained=False, num_classes=4, **kwargs).eval()
 
 
 def image(side: int) -> torch.Tensor:
@@ -65,47 +59,97 @@ def test_a_last_stage_without_a_grid_gives_the_stage_before(resnet18):
     assert Engine(resnet18).default_layer(image(32)) == "layer3"
 
 
-TRANSFORMERS = {  # name: (timm arguments, input side, the N×C×H×W stem the error lists)
-    "vit_tiny_patch16_224": ({"img_size": 32}, 32, "patch_embed.proj"),
-    "swin_tiny_patch4_window7_224": ({"img_size": 64, "window_size": 2}, 64,
-                                     "patch_embed.proj"),
-    "levit_128s": ({"img_size": 64}, 64, "stem"),
+# Family: (the model, its default layer, that layer's layout, the stem it never is).
+FAMILIES = {
+    "vit": (lambda: timm_model("vit_tiny_patch16_224"), "blocks.1.norm1",
+            Layout(TOKENS, 192, (4, 4), 1), "patch_embed"),
+    "deit_distilled": (lambda: timm_model("deit_tiny_distilled_patch16_224"), "blocks.1.norm1",
+                       Layout(TOKENS, 192, (4, 4), 2), "patch_embed"),
+    "swin": (lambda: timm_model("swin_tiny_patch4_window7_224"), "layers.2.blocks.1.norm1",
+             Layout(NHWC, 96, (4, 4)), "patch_embed"),
+    # A token grid per stage (4×4, 2×2, 1×1), inferred from the token counts; no norm before
+    # its attention, so its last stage with a grid.
+    "levit": (lambda: timm_model("levit_128s"), "stages.1", Layout(TOKENS, 256, (2, 2)),
+              "stem"),
+    "convnext": (lambda: timm_model("test_convnext"), "stages", Layout(NCHW, 64, (2, 2)),
+                 "stem"),
+    "efficientnet": (lambda: timm_model("test_efficientnet"), "bn2",
+                     Layout(NCHW, 256, (2, 2)), "conv_stem"),
+    "mobilenetv3": (lambda: timm_model("mobilenetv3_small_050"), "blocks",
+                    Layout(NCHW, 288, (2, 2)), "conv_stem"),
+    "transformers_vit": (hf_vit, "model.vit.layers.1.layernorm_before",
+                         Layout(TOKENS, 48, (4, 4), 1), "model.vit.embeddings"),
 }
 
 
-@pytest.mark.parametrize("name", list(TRANSFORMERS))
-def test_transformers_get_no_default_and_are_told_which_layers_to_name(name, no_mode_left):
-    kwargs, side, stem = TRANSFORMERS[name]
-    engine = Engine(timm_model(name, **kwargs))
-    with pytest.raises(UnsupportedModelError) as info:
-        engine.attribute(image(side), ["gradient", "gradcam"])
-    message = str(info.value)
-    assert message.startswith("methods[1].layer: no default layer")
-    assert "`layer` parameter" in message and f"'{stem}'" in message
-    with pytest.raises(UnsupportedModelError, match=r"methods\[0\].layer: no default layer"):
-        engine.resolve_layers(["guided_gradcam"], image(side))
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_each_family_gets_its_default_layer_never_the_stem(family, no_mode_left):
+    build, layer, layout, stem = FAMILIES[family]
+    engine = Engine(build())
+    x = images(1)
+    layers = engine.layers(x)
+    assert layers.default == layer and layers.layout(layer) == layout
+    assert not layer.startswith(stem) and any(name.startswith(stem) for name in layers.layers)
+    assert engine.resolve_layers(["gradcam"], x)[0]["layer"] == layer
+    (amap,) = engine.attribute(x, ["gradcam"]).images[0].maps
+    assert amap.values.shape == (1, SIDE, SIDE)
+    assert amap.values.min() >= 0 and amap.values.max() > amap.values.min()
 
 
-@pytest.mark.parametrize(("name", "layer"), [
-    ("vit_tiny_patch16_224", "blocks.11.attn.k_norm"),  # heads × tokens × dim
-    ("swin_tiny_patch4_window7_224", "norm"),  # N×H×W×C
-])
-def test_a_named_layer_of_another_layout_is_refused(name, layer):
-    kwargs, side, stem = TRANSFORMERS[name]
-    engine = Engine(timm_model(name, **kwargs))
-    with pytest.raises(SpecError, match=rf"methods\[0\].layer: module '{layer}' outputs shape "
-                                        r".*not established as an N×C×H×W feature map"):
-        engine.attribute(image(side), [method_spec("gradcam", layer=layer)])
-    # The stem itself can be named.
-    result = engine.attribute(image(side), [method_spec("gradcam", layer=stem)])
-    assert result.images[0].maps[0].values.shape == (1, side, side)
+def test_hiera_is_refused_by_name():
+    engine = Engine(timm_model("hiera_tiny_224"))
+    with pytest.raises(UnsupportedModelError, match=r"methods\[0\].layer: no default layer.*"
+                                                    "Hiera is not supported: its tokens are not "
+                                                    "in raster order"):
+        engine.attribute(images(1), ["gradcam"])
+    with pytest.raises(SpecError, match="'blocks.1' outputs shape .*Hiera is not supported"):
+        engine.attribute(images(1), [method_spec("gradcam", layer="blocks.1")])
 
 
-@pytest.mark.parametrize("name", list(TRANSFORMERS))
-def test_layer_shapes_list_only_the_convolutional_stem(name):
-    kwargs, side, stem = TRANSFORMERS[name]
-    shapes = layer_shapes(timm_model(name, **kwargs), side)
-    assert stem in shapes and all(n.startswith(stem) for n in shapes), sorted(shapes)
+class StemOnly(nn.Module):
+    """A convolutional stem with a grid, then blocks that leave 1×1 of it."""
+
+    class Block(nn.Sequential):
+        def __init__(self, stride: int) -> None:
+            super().__init__(nn.Conv2d(8, 8, stride, stride), nn.BatchNorm2d(8),
+                             nn.Conv2d(8, 8, 1))
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 2, stride=2)
+        self.blocks = nn.Sequential(self.Block(8), self.Block(1))
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.blocks(self.stem(x)).flatten(1))
+
+
+def test_the_stem_is_never_the_default_and_the_error_lists_what_to_name():
+    with pytest.raises(UnsupportedModelError, match="`layer` parameter .*the last first: 'stem'"):
+        Engine(StemOnly().eval()).default_layer(image(16))
+
+
+def test_a_named_layer_in_no_layout_is_refused_with_the_reason():
+    engine = Engine(timm_model("vit_tiny_patch16_224"))
+    # batch × heads × tokens × dim: heads and tokens are no grid of the input.
+    with pytest.raises(SpecError, match=r"methods\[0\].layer: module 'blocks.1.attn.k_norm' "
+                                        r"outputs shape \[N, 3, 17, 64\].*nor N×H×W×C over a grid"):
+        engine.attribute(images(1), [method_spec("gradcam", layer="blocks.1.attn.k_norm")])
+    # The stem, or any layer read in a layout, can be named.
+    for layer in ("patch_embed.proj", "blocks.0", "norm"):
+        result = engine.attribute(images(1), [method_spec("gradcam", layer=layer)])
+        assert result.images[0].maps[0].values.shape == (1, SIDE, SIDE)
+
+
+def test_layer_shapes_list_every_layout_on_its_grid():
+    shapes = layer_shapes(timm_model("swin_tiny_patch4_window7_224"), SIDE)
+    assert shapes["patch_embed.proj"] == (24, 16, 16)  # N×C×H×W
+    assert shapes["layers.0.blocks.0.norm1"] == (24, 16, 16)  # N×H×W×C
+    assert shapes["layers.2"] == (96, 4, 4)
+    assert "layers.0.blocks.0.attn.softmax" not in shapes  # windows × heads × tokens²
+    shapes = layer_shapes(timm_model("deit_tiny_distilled_patch16_224"), SIDE)
+    assert shapes["blocks.0.mlp.fc1"] == (768, 4, 4)  # two prefix tokens, then 4×4
+    assert "head_dist" not in shapes
 
 
 def test_the_runtime_names_the_default_layer_and_keeps_a_named_one(resnet18):
@@ -137,11 +181,12 @@ class ChannelsLast(nn.Module):
         return self.fc(x.mean((1, 2)))
 
 
-def test_a_channels_last_stage_is_never_read_as_channels():
+def test_a_channels_last_stage_is_read_as_channels_last():
     engine = Engine(ChannelsLast())
-    with pytest.raises(UnsupportedModelError, match="'mix' still carries the image's grid"):
-        engine.default_layer(image(16))
-    assert list(layer_shapes(ChannelsLast(), 16)) == ["stem"]
+    layers = engine.layers(image(16))
+    assert layers.layout("stem") == Layout(NCHW, 6, (4, 4))
+    assert layers.layout("mix") == Layout(NHWC, 6, (4, 4))  # never 4 channels of 4×6
+    assert layers.default == "mix"
 
 
 class Square(nn.Module):
@@ -164,7 +209,7 @@ class Square(nn.Module):
 
 def test_a_map_with_as_many_channels_as_rows_keeps_its_layout_through_element_wise_calls():
     assert Engine(Square(permute=False)).default_layer(image(16)) == "relu"
-    with pytest.raises(UnsupportedModelError, match="'mix' still carries the image's grid"):
+    with pytest.raises(UnsupportedModelError, match="'mix'.* still carries the image's grid"):
         Engine(Square(permute=True)).default_layer(image(16))
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 from attribution_refs import layer_gradient, reference_maps
 from engine_testing import METHODS, seeded_architecture
+from small_transformers import images, timm_model
 from torch import nn
 
 from shared.errors import TargetError
@@ -151,3 +152,45 @@ def test_layer_that_does_not_run_is_refused(no_mode_left):
 
     with pytest.raises(TargetError, match="did not run"):
         Engine(Unused()).attribute(torch.randn(1, 1, 2, 2), targets=LayerTarget("spare", 0))
+
+
+# A layer target on tokens or a channels-last map: (model, layer, the channel's values on the
+# grid, N×H×W, read from the hooked output by hand).
+LAYOUT_CASES = {
+    "deit_tiny_distilled_patch16_224": (
+        "blocks.0.mlp.fc2", lambda out, c: out[:, 2:, c].reshape(-1, 4, 4)),
+    "swin_tiny_patch4_window7_224": ("layers.0.blocks.0.norm1", lambda out, c: out[..., c]),
+}
+
+
+@pytest.mark.parametrize("name", list(LAYOUT_CASES))
+def test_a_layer_target_reads_tokens_and_channels_last_on_their_grid(name):
+    layer, channel_values = LAYOUT_CASES[name]
+    model = timm_model(name)
+    x = images(2, seed=4)
+    targets = [LayerTarget(layer, 3), LayerTarget(layer, 5, (2, 1))]
+    result = Engine(model).attribute(x, ["gradient"], targets)
+    module = dict(model.named_modules())[layer]
+    for i, target in enumerate(targets):
+        image = x[i:i + 1].clone().requires_grad_(True)
+        recorded = []
+        handle = module.register_forward_hook(lambda m, a, out, into=recorded: into.append(out))
+        try:
+            model(image)
+        finally:
+            handle.remove()
+        values = channel_values(recorded[0], target.channel)[0]
+        score = values.sum() if target.position is None else values[target.position]
+        (expected,) = torch.autograd.grad(score, image)
+        np.testing.assert_allclose(result.images[i].maps[0].values, expected[0].numpy(),
+                                   rtol=1e-4, atol=1e-6 * float(expected.abs().max()))
+
+
+def test_a_position_off_a_token_grid_is_refused():
+    engine = Engine(timm_model("vit_tiny_patch16_224"))
+    with pytest.raises(TargetError, match=r"target.position: \[4, 0\] does not fit layer "
+                                          r"'blocks.0''s grid \[4, 4\]"):
+        engine.attribute(images(1), targets=LayerTarget("blocks.0", 0, (4, 0)))
+    with pytest.raises(TargetError, match="target.channel: 192 is out of range; layer "
+                                          "'blocks.0' has 192 channels"):
+        engine.attribute(images(1), targets=LayerTarget("blocks.0", 192))

@@ -1,19 +1,19 @@
 """Phase 1 of an attribution job: the audit's heavy parts, fanned out across workers.
 
 When every item is attributed, `start_audit` gathers the 32×32 thumbnails of the maps by
-method position and predicted class (streamed through one memory-mapped file per position,
-so memory stays flat however large the job), writes each group of at least
-`MIN_CLASS_ITEMS` maps as one file, and adds one chunk per group — its SpRAy clustering —
-plus one chunk for the sanity check when the job asks for it. Each chunk writes its result
-at a fixed name; the finalizer (`worker.attribution.finalize`) reads them into the report.
+method position and predicted class (`worker.attribution.groups`: streamed through scratch
+files, so memory stays flat however large the job), writes each group of at least
+`MIN_CLASS_ITEMS` maps with its seeded sample of at most `SALIENCY_SPRAY_SAMPLE` first, and
+adds one chunk per group — its SpRAy clustering of the sample, then the rest assigned block
+by block — plus one chunk for the sanity check when the job asks for it. Each chunk writes
+its result at a fixed name; the finalizer (`worker.attribution.finalize`) reads them into the
+report.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import tempfile
-from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -22,65 +22,49 @@ from shared.chunks import Lease
 from shared.inputs import InputRef
 from shared.jobs import Job
 from shared.keys import JobKeys
-from shared.seeds import derive_seed
 from shared.specs import AttributionSpec
 from shared.status import ItemStatus
+from worker.attribution.groups import read_group, write_groups
 from worker.attribution.sinks import RunResult
 from worker.audit import MIN_CLASS_ITEMS
+from worker.audit.spray import group_seed
 from worker.context import WorkerContext
 from worker.leases import LeaseKeeper
 from worker.phases import start_phase
 from worker.retry import retrying
 
 PLAN = "audit/plan.json"
-SIDE = 32
-
-
-def group_name(position: int, cls: int) -> str:
-    return f"audit/groups/{position}-{cls}.npz"
+SANITY = "audit/sanity.json"
 
 
 def clusters_name(position: int, cls: int) -> str:
     return f"audit/clusters/{position}-{cls}.npz"
 
 
-SANITY = "audit/sanity.json"
-
-
-def _thumb_files(ctx: WorkerContext, job: Job):
-    """Each committed run's thumbnails: (position, item indices, K×32×32 float32)."""
-    from safetensors.numpy import load
-
-    for segment in ctx.chunks.segments(job.id):
-        if not segment.thumbs:
-            continue
-        tensors = load(ctx.storage.get(segment.thumbs))
-        for name, maps in tensors.items():
-            if name.startswith("maps."):
-                position = int(name.split(".", 1)[1])
-                scale = tensors[f"scale.{position}"][:, None, None]
-                yield position, tensors[f"index.{position}"], maps.astype(np.float32) * scale
-
-
-def _predictions(ctx: WorkerContext, job: Job) -> dict[int, int]:
+def _predictions(ctx: WorkerContext, job: Job) -> np.ndarray:
+    """Each item's predicted class, -1 where it has none (failed or not run)."""
     from worker.attribution.finalize import records
 
-    return {r.index: r.prediction.cls for r in records(ctx, job)
-            if r.status == ItemStatus.SUCCEEDED and r.prediction is not None}
+    predicted = np.full(job.total, -1, dtype=np.int64)
+    for r in records(ctx, job):
+        if r.status == ItemStatus.SUCCEEDED and r.prediction is not None:
+            predicted[r.index] = r.prediction.cls
+    return predicted
 
 
 def start_audit(ctx: WorkerContext, job: Job) -> bool:
     """Plan the audit phase; False when there is nothing to fan out."""
     work: AttributionSpec = job.spec.work
     predicted = _predictions(ctx, job)
-    counts = Counter(predicted.values())
-    classes = sorted(c for c, n in counts.items() if n >= MIN_CLASS_ITEMS)
+    counts = np.bincount(predicted[predicted >= 0])
+    classes = np.flatnonzero(counts >= MIN_CLASS_ITEMS).tolist()
     keys = JobKeys(job.tenant, job.id)
     tasks: list[dict[str, Any]] = []
     if classes:
-        tasks += _write_groups(ctx, job, keys, predicted, set(classes))
-    if work.sanity_sample and predicted:
-        tasks.append({"sanity": min(work.sanity_sample, len(predicted))})
+        tasks += write_groups(ctx, job, predicted, classes, job.spec.seed)
+    succeeded = int((predicted >= 0).sum())
+    if work.sanity_sample and succeeded:
+        tasks.append({"sanity": min(work.sanity_sample, succeeded)})
     if not tasks:
         return False
     ctx.storage.put(keys.artifact(PLAN), json.dumps(tasks).encode(), "application/json")
@@ -88,43 +72,10 @@ def start_audit(ctx: WorkerContext, job: Job) -> bool:
     return True
 
 
-def _write_groups(ctx: WorkerContext, job: Job, keys: JobKeys, predicted: dict[int, int],
-                  classes: set[int]) -> list[dict[str, Any]]:
-    """Sort the thumbnails into (position, class) groups, one file each."""
-    indices = np.array(sorted(i for i, c in predicted.items() if c in classes), dtype=np.int64)
-    slot = {int(i): s for s, i in enumerate(indices)}
-    positions: dict[int, tuple[np.memmap, np.ndarray]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for position, items, maps in _thumb_files(ctx, job):
-            if position not in positions:
-                store = np.memmap(f"{tmp}/{position}", dtype=np.float16, mode="w+",
-                                  shape=(max(len(indices), 1), SIDE, SIDE))
-                positions[position] = (store, np.zeros(len(indices), dtype=bool))
-            store, filled = positions[position]
-            for k, index in enumerate(items.tolist()):
-                s = slot.get(int(index))
-                if s is not None:
-                    store[s] = maps[k]
-                    filled[s] = True
-        tasks = []
-        classes_of = np.array([predicted[int(i)] for i in indices], dtype=np.int64)
-        for position, (store, filled) in sorted(positions.items()):
-            for cls in sorted(classes):
-                members = np.flatnonzero((classes_of == cls) & filled)
-                if len(members) < MIN_CLASS_ITEMS:
-                    continue
-                buf = io.BytesIO()
-                np.savez(buf, thumbs=np.asarray(store[members], dtype=np.float32),
-                         ids=indices[members])
-                name = group_name(position, cls)
-                ctx.storage.put(keys.artifact(name), buf.getvalue(), "application/octet-stream")
-                tasks.append({"group": [position, cls]})
-    return tasks
-
-
 def _save_clustering(clustering) -> bytes:
     buf = io.BytesIO()
     arrays = {"labels": clustering.labels, "eigenvalues": clustering.eigenvalues,
+              "sampled": clustering.sampled,
               "shares": np.array([c.share for c in clustering.clusters], dtype=np.float64)}
     for c, cluster in enumerate(clustering.clusters):
         arrays[f"members{c}"] = np.asarray(cluster.members)
@@ -141,7 +92,7 @@ def load_clustering(data: bytes):
         shares = z["shares"]
         clusters = tuple(Cluster(z[f"members{c}"], float(shares[c]), z[f"mean{c}"])
                          for c in range(len(shares)))
-        return Clustering(clusters, z["labels"], z["eigenvalues"])
+        return Clustering(clusters, z["labels"], z["eigenvalues"], int(z["sampled"]))
 
 
 def _sanity(ctx: WorkerContext, job: Job, sample: int) -> dict[str, Any]:
@@ -183,10 +134,9 @@ def run_audit(ctx: WorkerContext, job: Job, lease: Lease, keeper: LeaseKeeper,
     budget = ctx.settings.retry_budget_s
     if "group" in task:
         position, cls = task["group"]
-        with np.load(io.BytesIO(ctx.storage.get(keys.artifact(group_name(position, cls))))) as z:
-            thumbs, ids = z["thumbs"], z["ids"]
-        seed = derive_seed(job.spec.seed, position, cls)
-        clustering = spray_clusters(thumbs, ids, seed=seed)
+        thumbs, ids, rest = read_group(ctx, keys, position, cls)
+        seed = group_seed(job.spec.seed, position, cls)
+        clustering = spray_clusters(thumbs, ids, seed=seed, rest=rest)
         data = _save_clustering(clustering)
         retrying(lambda: ctx.storage.put(keys.artifact(clusters_name(position, cls)), data),
                  budget, "writing a clustering")

@@ -22,6 +22,7 @@ from shared.jobs import Job
 from shared.keys import JobKeys
 from shared.modelspec import ModelSpec
 from shared.records import ItemRecord, OutputRecord
+from shared.renderings import Rendering
 from shared.reports import artifact_ref
 from shared.shards import read_map
 from shared.specs import AttributionSpec
@@ -134,7 +135,8 @@ class _Audit:
         if loaded.error is not None or values is None:
             raise LookupError(f"item {index}: no picture or map to draw")
         rgb = display_image(loaded.x, self.model.preprocessing)
-        return suspect_overlay_png(rgb, values, region(loaded, self.model))
+        return suspect_overlay_png(rgb, values, region(loaded, self.model),
+                                   Rendering.of(self.job.spec.work, out.params, out.grid))
 
     def overlay(self, index: int, position: int) -> bytes:
         """A suspect's picture: its map over its input (grey where neither can be had)."""

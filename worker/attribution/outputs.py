@@ -3,8 +3,8 @@
 Upload and inline jobs write every requested output as a file per item (v1); data-set jobs
 put the raw maps into the segment's shard (`shared.shards`) and write per-item files only
 for the kinds the job's `write` names. Every output gets the audit metrics of its map
-(`worker.audit`), computed on float32 before anything is stored. Rendering is
-`shared.render`, numpy only.
+(`worker.audit`), computed on float32 before anything is stored, and the colour bars of its
+pictures (the API draws a data-set job's on demand, from the same `shared.renderings`).
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from shared import render
 from shared.keys import JobKeys
 from shared.methods import MethodSpec
 from shared.modelspec import ModelSpec
 from shared.records import ItemRecord, MapRef, OutputRecord, Prediction, finite_or_none
+from shared.renderings import PICTURES, Rendering
 from shared.specs import AttributionSpec
 from shared.status import ItemStatus
 from shared.storage import Storage
@@ -29,29 +29,45 @@ CONTENT_TYPES = {"npy": "application/octet-stream", "png": "image/png", "overlay
                  "signed": "image/png"}
 
 
-def write_files(storage: Storage, keys: JobKeys, spec: AttributionSpec, model: ModelSpec,
-                item: Loaded, amap: Any, kinds: tuple[str, ...]) -> dict[str, str]:
-    """Write one map's files of the given kinds; returns kind -> storage key."""
+def rendering(spec: AttributionSpec, method: MethodSpec, amap: Any) -> Rendering:
+    """How the map's pictures are drawn: its method's `render`, the job's `reduce` and
+    `overlay_opacity`, and the layer grid a CAM was upsampled from."""
+    return Rendering(method["render"], spec.reduce, spec.overlay_opacity,
+                     amap.extras.get("grid"))
+
+
+def write_files(storage: Storage, keys: JobKeys, drawing: Rendering, model: ModelSpec,
+                item: Loaded, amap: Any, kinds: tuple[str, ...]
+                ) -> tuple[dict[str, str], dict[str, Any]]:
+    """Write one map's files of the given kinds; returns kind -> storage key, and the colour
+    bars of the pictures among them."""
     from worker.models import display_image
 
     files: dict[str, str] = {}
+    bars: dict[str, Any] = {}
     values = amap.values
-    map2d = render.reduce_channels(values, spec.reduce) if {"png", "overlay"} & set(kinds) else None
+    photo = display_image(item.x, model.preprocessing) if any(
+        drawing.needs_photo(kind) for kind in kinds) else None
     for kind in kinds:
         key = keys.output(item.index, amap.position, amap.method, kind, amap.rank)
         if kind == "npy":
             buf = io.BytesIO()
             np.save(buf, np.ascontiguousarray(values, dtype=np.float32))
             data = buf.getvalue()
-        elif kind == "png":
-            data = render.heatmap_png(map2d)
-        elif kind == "overlay":
-            data = render.overlay_png(display_image(item.x, model.preprocessing), map2d)
         else:
-            data = render.signed_rgb_png(values)
+            data, bar = drawing.draw(kind, values, photo)
+            bars[kind] = bar.to_json()
         storage.put(key, data, CONTENT_TYPES[kind])
         files[kind] = key
-    return files
+    return files, bars
+
+
+def colorbars(drawing: Rendering, values: np.ndarray, kinds: tuple[str, ...],
+              drawn: dict[str, Any]) -> dict[str, Any]:
+    """The colour bars of the job's pictures: those drawn, and those the API draws later."""
+    later = tuple(kind for kind in kinds if kind in PICTURES and kind not in drawn)
+    computed = {kind: bar.to_json() for kind, bar in drawing.colorbars(later, values).items()}
+    return {kind: drawn.get(kind) or computed[kind] for kind in kinds if kind in PICTURES}
 
 
 def region(item: Loaded, model: ModelSpec) -> Region | None:
@@ -76,8 +92,9 @@ def baseline(item_region: Region | None, model: ModelSpec) -> dict[str, Any] | N
 
 
 def output_record(amap: Any, spec: MethodSpec, coverage: Any, item_region: Region | None,
-                  side: int, files: dict[str, str], map_ref: MapRef | None) -> OutputRecord:
-    """One map's record: where it is, what it is of, its metrics and warnings."""
+                  side: int, files: dict[str, str], map_ref: MapRef | None,
+                  colorbars: dict[str, Any] | None = None) -> OutputRecord:
+    """One map's record: where it is, what it is of, its metrics, warnings and colour bars."""
     metrics = None
     if amap.values.ndim == 3 and amap.values.shape[1:] == (side, side):
         metrics = _clean(item_metrics(amap.values, item_region, side))
@@ -89,6 +106,7 @@ def output_record(amap: Any, spec: MethodSpec, coverage: Any, item_region: Regio
         map=map_ref, params=params, coverage=coverage.to_json() if coverage else None,
         metrics=metrics, warnings=tuple(amap.warnings),
         convergence_delta=finite_or_none(amap.extras.get("convergence_delta")), rank=amap.rank,
+        colorbars=colorbars or None, grid=amap.extras.get("grid"),
     )
 
 

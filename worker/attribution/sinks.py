@@ -67,12 +67,15 @@ class _Sink:
         for amap in result.maps:
             if not amap.rank:
                 self.thumbs.add(amap.position, item.index, thumbnail(amap.values))
-            files = self._retry(lambda amap=amap: outputs.write_files(
-                self.ctx.storage, self.keys, self.spec, self.model, item, amap, kinds),
-                f"writing item {item.index}'s files") if kinds else {}
+            method = self.methods[amap.position]
+            drawing = outputs.rendering(self.spec, method, amap)
+            files, drawn = self._retry(lambda amap=amap, drawing=drawing: outputs.write_files(
+                self.ctx.storage, self.keys, drawing, self.model, item, amap, kinds),
+                f"writing item {item.index}'s files") if kinds else ({}, {})
             records.append(outputs.output_record(
-                amap, self.methods[amap.position], coverage.get(amap.position), item_region,
-                self.side, files, map_ref(amap) if map_ref else None))
+                amap, method, coverage.get(amap.position), item_region, self.side, files,
+                map_ref(amap) if map_ref else None,
+                outputs.colorbars(drawing, amap.values, self.spec.outputs, drawn)))
         return records, outputs.baseline(item_region, self.model)
 
     def _write_thumbs(self) -> str | None:

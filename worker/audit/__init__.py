@@ -6,8 +6,9 @@ Per item and output (in the worker, on the float32 map):
     metrics     `item_metrics`: energy_in_box, pointing_hit, border_energy, concentration
     baseline    `baseline_metrics`: the centre-Gaussian map's figures for the same object
     thumbnails  `thumbnail`: the 32×32 relevance kept for clustering
-Per job (in the finalizer):
-    spray       `spray_clusters`: strategy clusters of one predicted class
+Per job (in the audit phase's chunks and the finalizer):
+    spray       `spray_clusters`: strategy clusters of one predicted class, on a seeded
+                sample (`sample_order`) with the other maps assigned to their nearest cluster
     dependence  `input_dependence` (measured), `probe_structure` (structural)
     sanity      `sanity_check`: cascading randomisation of the model
     report      `ReportBuilder`: the report from streamed result rows

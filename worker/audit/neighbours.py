@@ -7,6 +7,7 @@ nearest to its centre (the inverted-file search of Jégou et al. 2011, "Product 
 for nearest neighbor search", applied cell by cell). Each query meets at most
 `MAX_CANDIDATES` points, so the whole search costs O(n · MAX_CANDIDATES · d) and never forms
 an n×n matrix; neighbours across a cell boundary are found when the adjacent cell is probed.
+Queries go in blocks of at most `BLOCK_ENTRIES` distances, so memory stays bounded.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ EXACT_LIMIT = 4_000
 CELL_SIZE = 1_000
 PROBE = 4
 MAX_CANDIDATES = 8_000
-QUERY_BLOCK = 1_024
+BLOCK_ENTRIES = 1 << 21  # distances computed at once (with their ranks: 25 MB)
 
 
 def _nearest(points: np.ndarray, queries: np.ndarray, candidates: np.ndarray, k: int,
@@ -35,17 +36,48 @@ def _nearest(points: np.ndarray, queries: np.ndarray, candidates: np.ndarray, k:
     cand = points[candidates]
     cand_sq = np.einsum("ij,ij->i", cand, cand)
     out = np.empty((len(queries), k), dtype=np.int64)
-    for start in range(0, len(queries), QUERY_BLOCK):
-        block = queries[start:start + QUERY_BLOCK]
-        q = points[block]
-        d = cand_sq[None, :] - 2 * (q @ cand.T) + np.einsum("ij,ij->i", q, q)[:, None]
+    step = _block_rows(len(candidates))
+    for start in range(0, len(queries), step):
+        block = queries[start:start + step]
+        d = _distances(points[block], cand, cand_sq)
         self_col = where[block]
         rows = np.flatnonzero(self_col >= 0)
         d[rows, self_col[rows]] = np.inf
-        part = np.argpartition(d, k - 1, axis=1)[:, :k]
-        order = np.argsort(np.take_along_axis(d, part, axis=1), axis=1, kind="stable")
-        out[start:start + len(block)] = candidates[np.take_along_axis(part, order, axis=1)]
+        out[start:start + len(block)] = candidates[_k_smallest(d, k)]
     where[candidates] = -1
+    return out
+
+
+def _block_rows(candidates: int) -> int:
+    return max(1, BLOCK_ENTRIES // max(candidates, 1))
+
+
+def _distances(q: np.ndarray, cand: np.ndarray, cand_sq: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances of each query row to each candidate row."""
+    return cand_sq[None, :] - 2 * (q @ cand.T) + np.einsum("ij,ij->i", q, q)[:, None]
+
+
+def _k_smallest(d: np.ndarray, k: int) -> np.ndarray:
+    """Per row of `d`, the columns of its k smallest values, smallest first."""
+    part = np.argpartition(d, k - 1, axis=1)[:, :k]
+    order = np.argsort(np.take_along_axis(d, part, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1)
+
+
+def nearest_among(points: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """len(queries)×k indices of each query's k nearest `points` (Euclidean), nearest first.
+
+    Exhaustive, in blocks of queries: for assigning new points to a set already searched.
+    """
+    points = np.ascontiguousarray(points, dtype=np.float32)
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    k = min(k, len(points))
+    points_sq = np.einsum("ij,ij->i", points, points)
+    out = np.empty((len(queries), k), dtype=np.int64)
+    step = _block_rows(len(points))
+    for start in range(0, len(queries), step):
+        d = _distances(queries[start:start + step], points, points_sq)
+        out[start:start + len(d)] = _k_smallest(d, k)
     return out
 
 

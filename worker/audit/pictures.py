@@ -1,11 +1,14 @@
-"""The report's pictures: cluster mean maps and suspect overlays with the object outlined."""
+"""The report's pictures: cluster mean maps, and suspects drawn as their outputs are, with the
+object outlined."""
 
 from __future__ import annotations
 
 import numpy as np
 from scipy.ndimage import binary_erosion
 
-from shared.render import colorize, encode_png, heatmap_png, normalize, reduce_channels
+from shared.methods import HEATMAP
+from shared.render import encode_png, heatmap_png
+from shared.renderings import Rendering
 from worker.audit.regions import Region
 
 MEAN_MAP_SCALE = 4  # a 32×32 mean map is drawn 128×128, each cell a 4×4 block
@@ -13,7 +16,12 @@ OUTLINE_RGB = (0, 255, 255)
 
 
 def mean_map_png(mean_map: np.ndarray) -> bytes:
-    """A cluster's 32×32 mean map as a heatmap PNG, enlarged without smoothing."""
+    """A cluster's 32×32 mean map as a heatmap PNG, enlarged without smoothing.
+
+    The mean is of the relevance thumbnails the clustering compared (R = Σ_c |A_c| averaged
+    down to 32×32), of different images: a heatmap is its one meaningful picture,
+    whatever the method's `render`, and its blocks show the resolution that was compared.
+    """
     block = np.ones((MEAN_MAP_SCALE, MEAN_MAP_SCALE), dtype=np.float32)
     return heatmap_png(np.kron(np.asarray(mean_map, dtype=np.float32), block))
 
@@ -25,12 +33,11 @@ def outline(mask: np.ndarray) -> np.ndarray:
 
 
 def suspect_overlay_png(rgb: np.ndarray, values: np.ndarray, region: Region | None,
-                        alpha: float = 0.6) -> bytes:
-    """The map's relevance over the input picture (uint8 H×W×3), the object outlined in cyan."""
-    unit = normalize(reduce_channels(values, "sum_abs"))
-    weight = (alpha * unit)[..., None]
-    pixels = rgb.astype(np.float32) * (1 - weight) + colorize(unit).astype(np.float32) * weight
-    pixels = np.rint(pixels).astype(np.uint8)
+                        drawing: Rendering) -> bytes:
+    """A suspect's map as its output draws it, the object outlined in cyan: a heatmap as its
+    overlay on the input picture (uint8 H×W×3), a `cam` or `signed` map as its png."""
+    kind = "overlay" if drawing.render == HEATMAP else "png"
+    pixels, _ = drawing.pixels(kind, values, rgb)
     if region is not None and region.mask is not None:
         pixels[outline(region.mask)] = OUTLINE_RGB
     return encode_png(pixels)

@@ -25,6 +25,7 @@ from worker.audit.pictures import mean_map_png
 from worker.audit.sanity import SanityResult
 from worker.audit.spray import Clustering
 from worker.audit.suspects import (
+    SUSPECT_AT,
     border_excess,
     cluster_atypicality,
     off_object,
@@ -223,6 +224,7 @@ class ReportBuilder:
                         for p in sorted(self.methods)],
             "suspects": self._suspects(rows, metrics, terms, typical_border, join, overlay,
                                        pictures),
+            "suspect_threshold": SUSPECT_AT,
             "clusters": groups,
             "input_dependence": [
                 {"method": self.methods.get(p), "position": p, **result.to_json()}
@@ -313,7 +315,7 @@ class ReportBuilder:
             })
         return {"class": cls, "class_name": self.class_name(cls),
                 "method": self.methods.get(position), "position": position,
-                "size": clustering.size,
+                "size": clustering.size, "sampled": clustering.sampled,
                 "eigenvalues": [_number(v) for v in clustering.eigenvalues],
                 "clusters": entries}
 
@@ -321,7 +323,8 @@ class ReportBuilder:
                   terms: dict[str, np.ndarray], typical_border: dict[int, float],
                   join: _ClusterJoin, overlay: Overlay | None, pictures: dict[str, bytes]
                   ) -> list[dict[str, Any]]:
-        """The top `SUSPECTS` items by the suspect score, each by its best output."""
+        """The top `SUSPECTS` items by the suspect score, each by its best output (those
+        below `SUSPECT_AT` included: the report lists them, the page does not)."""
         if not len(rows["index"]):
             return []
         scores = suspect_scores(terms, rows["correct"])

@@ -7,12 +7,16 @@ normalised spectrum, the eigengap for the number of clusters, and k-means on the
 embedding. Maps are first reduced by PCA and
 the neighbours found by `worker.audit.neighbours`, so no n×n matrix is ever formed and time
 grows about linearly with the class size.
+
+A large class is clustered on a seeded sample (`sample_order`); every other map then joins
+the cluster most of its nearest sampled maps belong to (`assign`), block by block, so memory
+does not grow with the class beyond a few bytes per map.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +28,8 @@ from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
-from worker.audit.neighbours import knn_indices
+from shared.seeds import derive_seed
+from worker.audit.neighbours import knn_indices, nearest_among
 
 MIN_CLASS_ITEMS = 20  # classes with fewer predicted items are not clustered
 MAX_CLUSTERS = 8
@@ -53,8 +58,9 @@ class Clustering:
     """The clusters of one class (largest first), each map's cluster, and the spectrum."""
 
     clusters: tuple[Cluster, ...]
-    labels: np.ndarray  # per input map, its cluster's position in `clusters`
-    eigenvalues: np.ndarray  # of the normalised affinity, largest first
+    labels: np.ndarray  # per input map (the sample's, then the rest's), its cluster's position
+    eigenvalues: np.ndarray  # of the sample's normalised affinity, largest first
+    sampled: int  # the maps clustered; the others were assigned to their nearest cluster
 
     @property
     def size(self) -> int:
@@ -68,11 +74,18 @@ def unit_mean(thumbs: np.ndarray) -> np.ndarray:
     return np.divide(flat, means, out=np.zeros_like(flat), where=means > 0)
 
 
-def reduce(maps: np.ndarray, seed: int) -> np.ndarray:
-    """The maps projected on their first principal components (at most `PCA_DIMS`)."""
+def reduce(maps: np.ndarray, seed: int) -> tuple[PCA, np.ndarray]:
+    """The projection on the maps' first principal components (at most `PCA_DIMS`), fitted,
+    and the maps projected."""
     dims = min(PCA_DIMS, len(maps) - 1, maps.shape[1])
     # The randomized solver needs only products with the maps: no full SVD of n×1024.
-    return PCA(dims, svd_solver="randomized", random_state=seed).fit_transform(maps)
+    pca = PCA(dims, svd_solver="randomized", random_state=seed)
+    return pca, pca.fit_transform(maps)
+
+
+def _sums(maps: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
+    """count×(H·W): the sum of the maps of each cluster (float64)."""
+    return np.stack([maps[labels == c].sum(axis=0, dtype=np.float64) for c in range(count)])
 
 
 def affinity(points: np.ndarray, neighbours: np.ndarray) -> sparse.csr_matrix:
@@ -160,16 +173,56 @@ def embed_and_split(vectors: np.ndarray, k: int, seed: int) -> np.ndarray:
         return KMeans(k, n_init=4, random_state=seed).fit_predict(embedding)
 
 
+def group_seed(job_seed: int, position: int, cls: int) -> int:
+    """The seed of one method position's and predicted class's sample and clustering."""
+    return derive_seed(job_seed, position, cls)
+
+
+def sample_order(count: int, cap: int, seed: int) -> tuple[np.ndarray, int]:
+    """The positions of `count` maps with those to cluster first, and how many they are.
+
+    Up to `cap` maps, all of them; above, a sample of `cap` drawn with `seed`. Both parts are
+    in ascending order. It depends only on its arguments, so on the job's seed and the
+    class's members, never on how the job was chunked.
+    """
+    if count <= cap:
+        return np.arange(count), count
+    chosen = np.zeros(count, dtype=bool)
+    chosen[np.random.default_rng(seed).choice(count, size=cap, replace=False)] = True
+    return np.concatenate([np.flatnonzero(chosen), np.flatnonzero(~chosen)]), cap
+
+
+def assign(points: np.ndarray, labels: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Each query's cluster: the one most of its `NEIGHBOURS` nearest `points` belong to
+    (`labels` are the points' clusters), on a tie the cluster of the nearest of them."""
+    near = nearest_among(points, queries, NEIGHBOURS)
+    votes = np.zeros((len(queries), int(labels.max()) + 1))
+    rows = np.arange(len(queries))
+    np.add.at(votes, (rows[:, None], labels[near]), 1.0)
+    votes[rows, labels[near[:, 0]]] += 0.5
+    return votes.argmax(axis=1)
+
+
+def _check(thumbs: np.ndarray, ids: np.ndarray) -> None:
+    if thumbs.ndim != 3 or len(ids) != len(thumbs):
+        raise ValueError(f"expected n×H×W thumbnails and n ids, got {thumbs.shape}, {len(ids)}")
+
+
 def spray_clusters(
     thumbs: np.ndarray, ids: Sequence | np.ndarray, *, seed: int,
     max_clusters: int = MAX_CLUSTERS,
+    rest: Iterable[tuple[Sequence | np.ndarray, np.ndarray]] = (),
 ) -> Clustering:
-    """Cluster one class's n×32×32 relevance thumbnails into strategies; `ids` name the maps."""
+    """Cluster one class's n×32×32 relevance thumbnails into strategies; `ids` name the maps.
+
+    `rest` yields more (ids, thumbnails) of the class in blocks, left out of the clustered
+    sample: each of their maps joins its nearest cluster (`assign`) and counts in the
+    cluster's members, share and mean map; only one block is held at a time.
+    """
     thumbs = np.asarray(thumbs)
     ids = np.asarray(ids)
     n = len(thumbs)
-    if thumbs.ndim != 3 or len(ids) != n:
-        raise ValueError(f"expected n×H×W thumbnails and n ids, got {thumbs.shape}, {len(ids)}")
+    _check(thumbs, ids)
     if n < 3:
         raise ValueError(f"clustering needs at least 3 maps, got {n}")
     if not 1 <= max_clusters < n:
@@ -179,7 +232,7 @@ def spray_clusters(
     # Classes are clustered in parallel across workers; within one, the products are small
     # enough that BLAS threads cost more (and vary more) than they give.
     with threadpool_limits(limits=1, user_api="blas"):
-        points = reduce(maps, seed)
+        pca, points = reduce(maps, seed)
         neighbours = knn_indices(points, NEIGHBOURS, seed=seed)
         eigenvalues, vectors = spectrum(affinity(points, neighbours), max_clusters + 1, seed)
         k = eigengap(eigenvalues, max_clusters)
@@ -187,21 +240,36 @@ def spray_clusters(
             labels = np.zeros(n, dtype=np.int64)
         else:
             labels = embed_and_split(vectors[:, :k], k, seed)
+        count = int(labels.max()) + 1
+        sums = _sums(maps, labels, count)
+        del maps
+        all_ids, all_labels = [ids], [labels]
+        for block_ids, block in rest:
+            block_ids, block = np.asarray(block_ids), np.asarray(block)
+            _check(block, block_ids)
+            if not len(block):
+                continue
+            block_maps = unit_mean(block)
+            block_labels = assign(points, labels, pca.transform(block_maps))
+            sums += _sums(block_maps, block_labels, count)
+            all_ids.append(block_ids)
+            all_labels.append(block_labels)
+    ids, labels = np.concatenate(all_ids), np.concatenate(all_labels)
     # Largest cluster first; equal sizes in order of their first map.
-    found = np.unique(labels)
-    sizes = np.array([(labels == c).sum() for c in found])
+    sizes = np.bincount(labels, minlength=count)
+    found = np.flatnonzero(sizes)
     firsts = np.array([np.argmax(labels == c) for c in found])
-    order = found[np.lexsort((firsts, -sizes))]
-    relabel = np.empty(labels.max() + 1, dtype=np.int64)
+    order = found[np.lexsort((firsts, -sizes[found]))]
+    relabel = np.empty(count, dtype=np.int64)
     relabel[order] = np.arange(len(order))
     labels = relabel[labels]
     side = thumbs.shape[1:]
     clusters = tuple(
         Cluster(
-            members=ids[labels == c],
-            share=float((labels == c).mean()),
-            mean_map=maps[labels == c].mean(axis=0).reshape(side).astype(np.float32),
+            members=np.sort(ids[labels == new]),
+            share=float(sizes[old] / len(labels)),
+            mean_map=(sums[old] / sizes[old]).reshape(side).astype(np.float32),
         )
-        for c in range(len(order))
+        for new, old in enumerate(order)
     )
-    return Clustering(clusters, labels, eigenvalues)
+    return Clustering(clusters, labels, eigenvalues, n)

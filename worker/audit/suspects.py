@@ -10,7 +10,9 @@ score = w · (off_object + border + atypical), each term in [0, 1], per output:
                v = off_object + border per member (0 when not clustered);
 - w          = 1 for a correct (or unlabelled) prediction, 0.5 for a wrong one: a model that is
                right for the wrong reason is the case an audit exists to find.
-An item's score is that of its highest-scoring output.
+An item's score is that of its highest-scoring output. An item is a suspect when its score
+is at least `SUSPECT_AT`, the sum of the reason levels: a score that high has at least one term
+at its reason level, so every suspect comes with a reason in words.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ import numpy as np
 WRONG_WEIGHT = 0.5
 # A term at least this large is spelled out among the suspect's reasons.
 REASON_AT = {"off_object": 0.3, "border": 0.1, "atypical": 0.1}
+# Terms all below their reason levels sum to less than this (0.5); a weight of at most 1 keeps
+# that true of the score.
+SUSPECT_AT = round(sum(REASON_AT.values()), 6)
 
 
 def off_object(energy_in_box: np.ndarray, pointing_hit: np.ndarray) -> np.ndarray:

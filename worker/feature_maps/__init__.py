@@ -9,7 +9,7 @@ its unit sees (`receptive_field`). `channel_grid` lays one channel out as in the
 """
 
 from worker.feature_maps.grid import channel_grid, grid_png, projection_crop
-from worker.feature_maps.probe import layer_shapes
+from worker.feature_maps.probe import layer_shapes, model_layers
 from worker.feature_maps.projections import Projection, project
 from worker.feature_maps.receptive_field import (
     ReceptiveFields,
@@ -28,6 +28,7 @@ __all__ = [
     "grid_png",
     "layer_receptive_fields",
     "layer_shapes",
+    "model_layers",
     "project",
     "projection_crop",
     "receptive_field",

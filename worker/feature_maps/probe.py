@@ -2,9 +2,10 @@
 
 The copy is of the module tree only: it shares the model's parameters and buffers, so it
 costs no memory for weights, and hooks go on the copy, never on the model (which may be an
-engine's, shared by threads). `layer_shapes` lists the modules whose output is one N×C×H×W
-feature map (`worker.layers`), which the API checks a `top_activations` job's layer and
-channels against.
+engine's, shared by threads). `model_layers` lists every module with its output's shape
+and layout (`worker.layers`), and the default Grad-CAM layer: what a model's record keeps.
+`layer_shapes` lists the (C, H, W) of the modules whose output is read as a grid of
+channels, which the API checks a job's layer and channels against.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 
 from shared.errors import TargetError
+from shared.layers import ModelLayers
 from shared.top_activations_spec import nearest_hint
 from worker.engine import Engine
 from worker.layers import read_layers
@@ -46,11 +48,13 @@ def structural_copy(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model, shared).eval()
 
 
-def blank_input(model: nn.Module, input_size: InputSize, in_channels: int = 3) -> torch.Tensor:
-    """A 1×C×H×W zero image on the model's device: shapes and structure do not need pixels."""
+def blank_input(model: nn.Module, input_size: InputSize, in_channels: int = 3,
+                rows: int = 1) -> torch.Tensor:
+    """A rows×C×H×W zero batch on the model's device: shapes and structure do not need
+    pixels."""
     tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
     device = tensor.device if tensor is not None else torch.device("cpu")
-    return torch.zeros(1, in_channels, *grid_size(input_size), device=device)
+    return torch.zeros(rows, in_channels, *grid_size(input_size), device=device)
 
 
 def run_hooked(
@@ -80,19 +84,29 @@ def run_hooked(
             probe(x)
 
 
+def model_layers(
+    engine_or_model: Engine | nn.Module, input_size: InputSize, in_channels: int = 3
+) -> ModelLayers:
+    """Every module's output shape and layout, and the default Grad-CAM layer, at this
+    input size (an engine's are read once, and kept)."""
+    if isinstance(engine_or_model, Engine):
+        return engine_or_model.layers(blank_input(engine_or_model.model, input_size,
+                                                  in_channels))
+    x = blank_input(engine_or_model, input_size, in_channels, rows=2)  # see Engine.layers
+    trace = LayoutTrace(x)
+    run_hooked(engine_or_model, x, {name: trace.finished for name, _
+                                    in engine_or_model.named_modules() if name}, trace)
+    return read_layers(trace, engine_or_model)
+
+
 def layer_shapes(
     engine_or_model: Engine | nn.Module, input_size: InputSize, in_channels: int = 3
 ) -> dict[str, tuple[int, int, int]]:
-    """`{name: (C, H, W)}` of every module that runs once and outputs one N×C×H×W map.
+    """`{name: (C, H, W)}` of every module that runs once and outputs a grid of channels.
 
-    Only outputs whose layout is established (`worker.layers`): a channels-last map or an
-    attention tensor is not a feature map. A module that runs more than once per forward
-    pass (one ReLU reused) has no single feature map, and is left out; so are modules that
-    do not run.
+    Only outputs whose layout is established (`worker.layers`): N×C×H×W, N×H×W×C or
+    tokens, read on their grid; an attention tensor is not one. A module that runs more
+    than once per forward pass (one ReLU reused) has no single output, and is left out; so
+    are modules that do not run.
     """
-    model = model_of(engine_or_model)
-    x = blank_input(model, input_size, in_channels)
-    trace = LayoutTrace(x)
-    run_hooked(model, x, {name: trace.finished for name, _ in model.named_modules() if name},
-               trace)
-    return read_layers(trace).shapes
+    return model_layers(engine_or_model, input_size, in_channels).shapes

@@ -4,7 +4,8 @@ The projection of one activation is the map of that single unit, every other act
 the layer zero: the engine's layer target with a `position`, whose backward pass starts
 from a gradient of 1 at the unit (the engine's convention; DeconvNet is positively
 homogeneous, so the paper's seed, a positive activation itself, only rescales it). The patch is
-the unit's receptive field cut from the preprocessed input, un-normalized for display.
+the unit's receptive field cut from the preprocessed input, un-normalized for display (for a
+channels-last or token layer, its patch window: `receptive_field`).
 """
 
 from __future__ import annotations

@@ -7,6 +7,11 @@ that arithmetic is carried out on the network as it runs (`field_tracer`), so th
 (residual additions, concatenations, squeeze-and-excitation) are followed as they are, not
 as a hand-written chain assumes. One forward pass of a blank image gives the fields of
 every position of a layer; they are cached per model, layer and input size.
+
+A layer of channels-last or token layout (`shared.layers`) gets the patch window of each
+unit instead: the input pixels of its cell of the grid, for a token its patch (the model's
+patch size when the grid is its patch grid). After the first attention a token's receptive
+field is the whole image, so the window says where the token sits, not all it sees.
 """
 
 from __future__ import annotations
@@ -21,9 +26,18 @@ import torch
 from torch import nn
 
 from shared.errors import TargetError, UnsupportedModelError
+from shared.layers import NCHW, Layout
 from worker.engine import Engine
 from worker.feature_maps.field_tracer import Field, FieldTracer
-from worker.feature_maps.probe import InputSize, blank_input, grid_size, model_of, run_hooked
+from worker.feature_maps.probe import (
+    InputSize,
+    blank_input,
+    grid_size,
+    model_layers,
+    model_of,
+    run_hooked,
+)
+from worker.tokens import declared_grid, declared_patch, patch_window
 
 Box = tuple[int, int, int, int]
 
@@ -85,6 +99,19 @@ def trace_receptive_fields(
     return ReceptiveFields(layer, grid_size(input_size), field.rows.copy(), field.cols.copy())
 
 
+def patch_windows(model: nn.Module, layer: str, layout: Layout, input_size: InputSize
+                  ) -> ReceptiveFields:
+    """The patch window of every unit of a channels-last or token layer (module docstring)."""
+    size = grid_size(input_size)
+    stride = declared_patch(model) if declared_grid(model, size) == layout.grid else None
+    height, width = layout.grid
+    rows = np.array([patch_window(layout.grid, size, (y, 0), stride)[1::2]  # (y0, y1)
+                     for y in range(height)])
+    cols = np.array([patch_window(layout.grid, size, (0, x), stride)[0::2]  # (x0, x1)
+                     for x in range(width)])
+    return ReceptiveFields(layer, size, rows, cols)
+
+
 _cache: weakref.WeakKeyDictionary[nn.Module, dict[tuple, ReceptiveFields]] = (
     weakref.WeakKeyDictionary()
 )
@@ -101,7 +128,11 @@ def layer_receptive_fields(
         cached = _cache.get(model, {}).get(key)
     if cached is not None:
         return cached
-    fields = trace_receptive_fields(model, layer, input_size, in_channels)
+    layout = model_layers(engine_or_model, input_size, in_channels).layout(layer)
+    if layout is not None and layout.kind != NCHW:
+        fields = patch_windows(model, layer, layout, input_size)
+    else:
+        fields = trace_receptive_fields(model, layer, input_size, in_channels)
     with _cache_lock:
         _cache.setdefault(model, {})[key] = fields
     return fields

@@ -1,7 +1,10 @@
 """Phase 1 of the top-k figure: forward passes only, each image's maximum per channel.
 
 For every channel c and image i, a(i, c) is the maximum of the layer's output over its
-positions, and the position is the first maximum in row-major order. Each batch folds into
+positions, and the position is the first maximum in row-major order. The output is read in
+its layout (`worker.layouts.as_nchw`): a channels-last map or the patch tokens of a
+transformer layer (prefix tokens excluded) as an h×w grid, so a position is a token's
+`(y, x)`. Each batch folds into
 a running `TopK`, so a chunk of any length needs O(channels × k) memory.
 """
 
@@ -17,6 +20,7 @@ from shared.errors import TargetError
 from shared.top_activations_spec import ALL_CHANNELS, nearest_hint
 from worker.engine import PRECISIONS, Engine
 from worker.feature_maps.topk import TopK
+from worker.layouts import as_nchw
 
 
 def _autocast(engine: Engine):
@@ -52,19 +56,18 @@ def layer_maxima(engine: Engine, x: torch.Tensor, layer: str
         )
     memory_format = torch.channels_last if engine.channels_last else torch.preserve_format
     x = x.detach().to(engine.device, torch.float32, memory_format=memory_format)
+    layers = engine.layers(x[:1])
+    layout = layers.layout(layer)
+    if layout is None:
+        raise TargetError(f"layer: {layers.layout_problem(layer)}")
     with torch.inference_mode(), engine.taps.capture([layer]) as captured, _autocast(engine):
         engine.model(x)
         output = captured[layer]
         if output is None:
             raise TargetError(f"layer: module {layer!r} did not run in the forward pass")
-        if output.dim() != 4:
-            raise TargetError(
-                f"layer: module {layer!r} outputs shape {list(output.shape)}; a feature map "
-                "layer must output N×C×H×W"
-            )
         # torch.max returns the first maximal index: the first position in row-major order.
-        maxima, where = output.flatten(2).max(dim=2)
-    return maxima.float(), where, output.shape[3]
+        maxima, where = as_nchw(layout, output).flatten(2).max(dim=2)
+    return maxima.float(), where, layout.grid[1]
 
 
 def scan_batch(

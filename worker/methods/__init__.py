@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from shared.errors import SpecError
 from shared.methods import METHODS, MethodSpec, method_spec
+from worker.methods.attention_gradcam import AttentionGradCam
+from worker.methods.attention_rollout import AttentionRollout
 from worker.methods.base import BackwardRule, Method, Params
 from worker.methods.gradcam import GradCam, GuidedGradCam
 from worker.methods.gradient import Gradient
@@ -15,7 +17,8 @@ from worker.methods.smoothgrad import SmoothGrad
 REGISTRY: dict[str, Method] = {
     method.name: method
     for method in (Gradient(), GuidedBackprop(), DeconvNet(), SmoothGrad(),
-                   IntegratedGradients(), GradCam(), GuidedGradCam(), Occlusion())
+                   IntegratedGradients(), GradCam(), GuidedGradCam(), Occlusion(),
+                   AttentionRollout(), AttentionGradCam())
 }
 assert set(REGISTRY) == set(METHODS), "every public method name needs exactly one method"
 #: The methods that are one backward rule at the rectifiers of the shared forward pass.

@@ -44,6 +44,8 @@ class Method:
     shares_forward: bool = True
     #: Whether its passes take a backward pass (occlusion's only run forward).
     backward: bool = True
+    #: Whether it reads the shared pass's attention probabilities (`worker.attention`).
+    attention: bool = False
 
     def rule(self, params: Params) -> BackwardRule | None:
         """The rectifier rule of its backward passes; None for a method with no ReLU rule."""

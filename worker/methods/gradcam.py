@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from shared.errors import SpecError
 from shared.methods import GATED_RULE
+from worker.layouts import as_nchw
 from worker.methods.base import BackwardRule, Computed, Maps, Method, Params
 from worker.methods.modified_relu import GuidedBackprop
 
@@ -25,8 +26,11 @@ class GradCam(Method):
     At a layer with activations A (C×h×w): α_c = mean over h, w of d score / d A_c, map =
     ReLU(Σ_c α_c A_c), upsampled bilinearly (align_corners=False) to the input: 1×H×W, as
     Captum's `LayerGradCam` followed by `LayerAttribution.interpolate(..., "bilinear")`.
-    The layer defaults to the last convolutional block before the global pooling, and must
-    be an N×C×H×W map (`worker.layers`).
+    A layer of channels-last or token layout is read on its grid (`worker.layouts.as_nchw`:
+    prefix tokens dropped, the patch tokens as an h×w grid of C channels), as
+    pytorch-grad-cam does with a reshape transform. The layer defaults to the one
+    `worker.layers` chooses for the model's family.
+    Each map reports its layer grid (h, w) as `grid`, which its `cam` picture smooths over.
     """
 
     name = "gradcam"
@@ -47,32 +51,34 @@ class GradCam(Method):
         if problem is not None:
             raise SpecError(field, problem)
 
-    def cams(self, call: Call, params: Params) -> list[torch.Tensor | None]:
-        """Per rank, every image's upsampled map (N×1×H×W), from the shared pass."""
+    def cams(self, call: Call, params: Params
+             ) -> list[tuple[torch.Tensor, tuple[int, int]] | None]:
+        """Per rank, every image's upsampled map (N×1×H×W) and the layer grid (h, w) it was
+        upsampled from, from the shared pass."""
         assert call.shared is not None
         layer = call.layer(params["layer"])
-        cams: list[torch.Tensor | None] = []
+        layout = call.engine.layers(call.x[:1]).layout(layer)
+        assert layout is not None  # `check` refused a layer without one
+        cams: list[tuple[torch.Tensor, tuple[int, int]] | None] = []
         for rank in range(call.ranks):
             found = call.shared.layer_grads(layer, rank)
             if found is None:
                 cams.append(None)
                 continue
-            act, grad = found
-            if act.dim() != 4:
-                raise SpecError("layer", f"module {layer!r} outputs shape {list(act.shape)}; "
-                                "Grad-CAM needs a convolutional layer's N×C×H×W output")
+            act, grad = (as_nchw(layout, t) for t in found)
             weights = grad.mean(dim=(2, 3), keepdim=True)
             cam = F.relu((weights * act).sum(dim=1, keepdim=True))
-            cams.append(F.interpolate(cam, size=tuple(call.x.shape[-2:]), mode="bilinear",
-                                      align_corners=False))
+            cams.append((F.interpolate(cam, size=tuple(call.x.shape[-2:]), mode="bilinear",
+                                       align_corners=False), (act.shape[2], act.shape[3])))
         return cams
 
     def compute(self, call: Call, params: Params, position: int) -> Maps:
         maps: Maps = [{} for _ in call.selections]
-        for rank, cam in enumerate(self.cams(call, params)):
+        for rank, found in enumerate(self.cams(call, params)):
             for i, chosen in enumerate(call.selections):
-                if cam is not None and rank < len(chosen):
-                    maps[i][rank] = Computed(cam[i])
+                if found is not None and rank < len(chosen):
+                    cam, grid = found
+                    maps[i][rank] = Computed(cam[i], extras={"grid": grid})
         return maps
 
 
@@ -95,9 +101,9 @@ class GuidedGradCam(GradCam):
         rule = GUIDED.rule(params)
         warnings = [rule.gated_warning(self.name)] if params["rule"] == GATED_RULE else []
         maps: Maps = [{} for _ in call.selections]
-        for rank, cam in enumerate(self.cams(call, params)):
+        for rank, found in enumerate(self.cams(call, params)):
             guided = call.shared.input_grads(rule, rank)
             for i, chosen in enumerate(call.selections):
-                if cam is not None and guided is not None and rank < len(chosen):
-                    maps[i][rank] = Computed(guided[i] * cam[i], warnings=list(warnings))
+                if found is not None and guided is not None and rank < len(chosen):
+                    maps[i][rank] = Computed(guided[i] * found[0][i], warnings=list(warnings))
         return maps

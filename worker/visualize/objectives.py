@@ -1,7 +1,8 @@
 """What each visualization optimizes, measured per image on one forward pass.
 
 An objective names the layers it reads and turns the logits and those layers' outputs into
-one value per image: a value to maximize, or for inversion a distance to minimize.
+one value per image: a value to maximize, or for inversion a distance to minimize (which
+way each kind goes is `shared.visualize_spec.minimizes`).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from shared.errors import TargetError
+from shared.layers import Layout
 from shared.visualize_spec import (
     ChannelObjective,
     ClassObjective,
@@ -16,6 +18,7 @@ from shared.visualize_spec import (
     InvertObjective,
     Objective,
 )
+from worker.layouts import as_nchw
 
 Activations = dict[str, torch.Tensor]
 
@@ -24,7 +27,6 @@ class ObjectiveFunction:
     """One item's objective; `where` names its spec field in errors (`objective[2]`)."""
 
     layers: tuple[str, ...] = ()
-    minimize = False
 
     def __init__(self, where: str) -> None:
         self.where = where
@@ -58,27 +60,29 @@ class ClassLogit(ObjectiveFunction):
 
 class ChannelActivation(ObjectiveFunction):
     """Erhan et al. 2009, "Visualizing Higher-Layer Features of a Deep Network"; Yosinski et
-    al. 2015: the mean of one channel of a layer over its grid, or one neuron of it."""
+    al. 2015: the mean of one channel of a layer over its grid, or one neuron of it.
+
+    The layer is read in its layout (`shared.layers`): a channel of a channels-last or token
+    layer is one of its C features, its grid the patch tokens' (prefix tokens excluded)."""
 
     def __init__(self, layer: str, channel: int, position: tuple[int, int] | None,
-                 where: str) -> None:
+                 where: str, layout: Layout) -> None:
         super().__init__(where)
         self.layers = (layer,)
         self.channel = channel
         self.position = position
+        self.layout = layout
 
     def __call__(self, logits: torch.Tensor, acts: Activations) -> torch.Tensor:
         act = self._layer(acts, self.layers[0])
-        if act.dim() < 2 or self.channel >= act.shape[1]:
-            channels = act.shape[1] if act.dim() >= 2 else 0
+        if self.channel >= self.layout.channels:
             raise TargetError(f"{self.where}.channel: {self.channel} is out of range; layer "
-                              f"{self.layers[0]!r} has {channels} channels")
-        values = act[:, self.channel]
+                              f"{self.layers[0]!r} has {self.layout.channels} channels")
+        values = as_nchw(self.layout, act)[:, self.channel]
         if self.position is None:
             return values.flatten(1).mean(dim=1)
-        grid = tuple(values.shape[1:])
-        if len(grid) != 2 or not all(0 <= p < s for p, s in zip(self.position, grid,
-                                                                strict=True)):
+        grid = self.layout.grid
+        if not all(0 <= p < s for p, s in zip(self.position, grid, strict=True)):
             raise TargetError(f"{self.where}.position: {list(self.position)} is not on layer "
                               f"{self.layers[0]!r}'s grid {list(grid)} at this size")
         return values[:, self.position[0], self.position[1]]
@@ -88,8 +92,6 @@ class RepresentationDistance(ObjectiveFunction):
     """Mahendran & Vedaldi 2015, "Understanding Deep Image Representations by Inverting
     Them": ‖Φ(x) − Φ(x₀)‖² / ‖Φ(x₀)‖², the distance to the input's representation at a
     layer, relative to its size."""
-
-    minimize = True
 
     def __init__(self, layer: str, target: torch.Tensor, where: str) -> None:
         super().__init__(where)
@@ -115,12 +117,17 @@ class LayerEnergy(ObjectiveFunction):
 
 
 def objective_function(objective: Objective, where: str,
-                       target: torch.Tensor | None = None) -> ObjectiveFunction:
-    """The function of a spec objective; inversion needs its input's representation."""
+                       target: torch.Tensor | None = None,
+                       layout: Layout | None = None) -> ObjectiveFunction:
+    """The function of a spec objective; inversion needs its input's representation, a
+    channel or neuron its layer's layout."""
     if isinstance(objective, ClassObjective):
         return ClassLogit(objective.index, where)
     if isinstance(objective, ChannelObjective):
-        return ChannelActivation(objective.layer, objective.channel, objective.position, where)
+        if layout is None:
+            raise ValueError("a channel objective needs its layer's layout")
+        return ChannelActivation(objective.layer, objective.channel, objective.position, where,
+                                 layout)
     if isinstance(objective, InvertObjective):
         if target is None:
             raise ValueError("an inversion needs its input's representation")

@@ -22,13 +22,16 @@ import numpy as np
 import torch
 
 from shared.errors import TargetError
+from shared.layers import Layout
 from shared.modelspec import Preprocessing
 from shared.seeds import item_seed
 from shared.visualize_spec import (
+    ChannelObjective,
     DreamObjective,
     InvertObjective,
     VisualizeItem,
     VisualizeSpec,
+    minimizes,
 )
 from worker.engine import PRECISIONS, Engine, model_logits
 from worker.visualize.objectives import Activations, ObjectiveFunction, objective_function
@@ -100,8 +103,8 @@ class VisualizationRun:
         self._check_layers()
         self.inputs = self._inputs(inputs or {})
         self.functions = self._functions()
-        self.signs = torch.tensor([1.0 if f.minimize else -1.0 for f in self.functions],
-                                  device=self.device)
+        self.signs = torch.tensor([1.0 if minimizes(item.objective) else -1.0
+                                   for item in self.items], device=self.device)
         self.param = PARAMETRIZATIONS[spec.regularizers.parametrization](
             self.generators, self.size, self.norm)
         self.optimizer = torch.optim.Adam([self.param.tensor], lr=spec.lr)
@@ -328,6 +331,19 @@ class VisualizationRun:
                                       f"{item.objective.layer!r} did not run in the forward "
                                       "pass")
                 targets[item.index] = act[r:r + 1].detach()
-        return [objective_function(item.objective, self._where(item), targets.get(item.index))
+        return [objective_function(item.objective, self._where(item), targets.get(item.index),
+                                   self._layout(item))
                 for item in self.items]
+
+    def _layout(self, item: VisualizeItem) -> Layout | None:
+        """A channel objective's layer layout at the run's size (`Engine.layers`)."""
+        if not isinstance(item.objective, ChannelObjective):
+            return None
+        blank = torch.zeros(1, 3, self.size, self.size, device=self.device)
+        layers = self.engine.layers(blank)
+        layout = layers.layout(item.objective.layer)
+        if layout is None:
+            raise TargetError(f"{self._where(item)}.layer: "
+                              f"{layers.layout_problem(item.objective.layer)}")
+        return layout
 

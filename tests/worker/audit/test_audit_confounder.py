@@ -10,6 +10,7 @@ import json
 
 import numpy as np
 import pytest
+from sklearn.metrics import adjusted_rand_score
 
 from demo.confounder import data
 from demo.confounder import model as demo_model
@@ -97,3 +98,31 @@ def test_marks_sit_in_the_outer_band_and_objects_clear_of_it():
     for s in data.test_set(SEED, 64)[:30]:
         bx0, by0, bx1, by1 = s.box
         assert min(bx0, by0) >= geometry.margin and max(bx1, by1) <= 64 - geometry.margin
+
+
+def _groups(report) -> dict[tuple[int, int], tuple[int, int, dict[int, int]]]:
+    """Per (method position, class): its size, how many maps were clustered, and each
+    item's cluster."""
+    return {(g["position"], g["class"]): (
+        g["size"], g["sampled"],
+        {item: c for c, cluster in enumerate(g["clusters"]) for item in cluster["members"]})
+        for g in report.data["clusters"]}
+
+
+@pytest.mark.parametrize(("cap", "which"), [(45, "every group"), (25, "the watermark's")])
+def test_a_sample_below_the_class_size_gives_the_full_runs_clusters(confounder, cap, which):
+    """SALIENCY_SPRAY_SAMPLE below every class's size (49 to 52 items): each group's clusters,
+    its assigned items' included, are those of clustering all its maps (adjusted Rand index
+    1.0); the watermark's group (gradient, class 0) keeps them with half its class sampled."""
+    full = _groups(confounder["result"].report)
+    assert all(sampled == size for size, sampled, _ in full.values())
+    capped = _groups(audit(confounder["manifest"], confounder["model"], confounder["spec"],
+                           spray_sample=cap).report)
+    keys = sorted(full) if which == "every group" else [(0, data.MARKED_CLASS)]
+    assert set(capped) == set(full) and len(full) == 6
+    for key in keys:
+        size, sampled, clusters = capped[key]
+        assert sampled == cap < size and set(clusters) == set(full[key][2])
+        items = sorted(clusters)
+        assert adjusted_rand_score([full[key][2][i] for i in items],
+                                   [clusters[i] for i in items]) == 1.0, key

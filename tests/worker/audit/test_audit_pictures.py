@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pytest
 from PIL import Image
 
+from shared.renderings import Rendering
 from worker.audit.pictures import MEAN_MAP_SCALE, OUTLINE_RGB, mean_map_png, outline
 from worker.audit.pictures import suspect_overlay_png as overlay
 from worker.audit.regions import Region
@@ -41,9 +43,26 @@ def test_an_overlay_draws_the_object_outline():
     values = np.random.default_rng(0).normal(size=(3, 16, 16)).astype(np.float32)
     mask = np.zeros((16, 16), bool)
     mask[4:10, 4:10] = True
-    pixels = decode(overlay(rgb, values, Region(mask)))
+    pixels = decode(overlay(rgb, values, Region(mask), Rendering()))
     assert pixels.shape == (16, 16, 3)
     assert (pixels[outline(mask)] == OUTLINE_RGB).all()
     assert not (pixels[~outline(mask)] == OUTLINE_RGB).all(axis=1).any()
-    plain = decode(overlay(rgb, values, None))
+    plain = decode(overlay(rgb, values, None, Rendering()))
     np.testing.assert_array_equal(plain[~outline(mask)], pixels[~outline(mask)])
+
+
+@pytest.mark.parametrize(("render", "kind"), [("heatmap", "overlay"), ("signed", "png"),
+                                              ("cam", "png")])
+def test_a_suspect_is_drawn_as_its_output_draws_it(render, kind):
+    """The job's own rendering (its `reduce`, not a sum over channels; the method's
+    `render`), the object outlined on top."""
+    rgb = np.random.default_rng(1).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    values = np.random.default_rng(0).normal(size=(3, 16, 16)).astype(np.float32)
+    mask = np.zeros((16, 16), bool)
+    mask[4:10, 4:10] = True
+    drawing = Rendering(render, reduce="max_abs", grid=(4, 4))
+    pixels = decode(overlay(rgb, values, Region(mask), drawing))
+    expected, _ = drawing.pixels(kind, values, rgb)
+    edge = outline(mask)
+    np.testing.assert_array_equal(pixels[~edge], expected[~edge])
+    assert (pixels[edge] == OUTLINE_RGB).all()

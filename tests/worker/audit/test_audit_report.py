@@ -16,11 +16,12 @@ from worker.audit.dependence import InputDependence
 from worker.audit.report import SUSPECTS, ReportBuilder
 from worker.audit.sanity import SanityResult, Verdict
 from worker.audit.spray import Cluster, Clustering
+from worker.audit.suspects import SUSPECT_AT
 
 SIDE = 32
 NAMES = ("cat", "dog", "cow")
-TOP_LEVEL = {"kind", "counts", "accuracy", "confusions", "methods", "suspects", "clusters",
-             "input_dependence"}
+TOP_LEVEL = {"kind", "counts", "accuracy", "confusions", "methods", "suspects",
+             "suspect_threshold", "clusters", "input_dependence"}
 # index: label, predicted, then per method position (energy, hit, border, concentration)
 ITEMS = {
     0: (0, 0, [(0.6, True, 0.10, 0.5), (0.7, True, 0.05, 0.6)]),
@@ -55,7 +56,7 @@ def clustering() -> Clustering:
     flat = np.ones((32, 32), np.float32)
     return Clustering(
         clusters=(Cluster(np.array([3, 1]), 2 / 3, flat), Cluster(np.array([2]), 1 / 3, flat)),
-        labels=np.array([1, 0, 0]), eigenvalues=np.array([1.0, 0.99, 0.2]),
+        labels=np.array([1, 0, 0]), eigenvalues=np.array([1.0, 0.99, 0.2]), sampled=3,
     )
 
 
@@ -264,6 +265,19 @@ def test_at_most_fifty_suspects_each_item_once():
     suspects = builder.build().data["suspects"]
     assert len(suspects) == SUSPECTS
     assert len({s["index"] for s in suspects}) == SUSPECTS
+
+
+def test_the_report_names_the_suspect_threshold_and_keeps_the_suspects_below_it():
+    builder = ReportBuilder(input_size=SIDE)
+    # Item 0's peak misses the object (off_object 0.9); item 1's hits it (score 0).
+    for index, hit in ((0, False), (1, True)):
+        builder.add({"index": index, "method": "gradient", "position": 0,
+                     "energy_in_box": 0.1, "pointing_hit": hit, "border_energy": 0.2,
+                     "concentration": 0.5})
+    data = builder.build().data
+    assert data["suspect_threshold"] == SUSPECT_AT
+    assert [(s["index"], s["score"]) for s in data["suspects"]] == [(0, 0.9), (1, 0.0)]
+    assert data["suspects"][0]["reasons"] and not data["suspects"][1]["reasons"]
 
 
 def test_memory_per_row_is_a_few_dozen_bytes():

@@ -8,7 +8,14 @@ from scipy import sparse
 from sklearn.metrics import adjusted_rand_score
 
 from worker.audit import neighbours, spray
-from worker.audit.spray import affinity, eigengap, spectrum, spray_clusters, unit_mean
+from worker.audit.spray import (
+    affinity,
+    eigengap,
+    sample_order,
+    spectrum,
+    spray_clusters,
+    unit_mean,
+)
 
 
 def planted(sizes: tuple[int, ...], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -89,7 +96,7 @@ def test_spectrum_counts_every_connected_component():
 
 def test_the_sparse_spectrum_matches_a_dense_eigendecomposition(monkeypatch):
     thumbs, _ = planted((150, 100), seed=6)
-    points = spray.reduce(unit_mean(thumbs), 0)
+    _, points = spray.reduce(unit_mean(thumbs), 0)
     graph = affinity(points, neighbours.knn_indices(points, 10, seed=0))
     monkeypatch.setattr(spray, "DENSE_SPECTRUM_LIMIT", 50)
     values, _ = spectrum(graph, 5, seed=0)
@@ -182,3 +189,89 @@ def test_identical_and_all_zero_maps_cluster_without_numerical_trouble():
 def test_bad_input_is_refused(thumbs, ids, match):
     with pytest.raises(ValueError, match=match):
         spray_clusters(thumbs, list(ids), seed=0)
+
+
+def sampled_then_assigned(thumbs: np.ndarray, ids: np.ndarray, cap: int, seed: int,
+                          block: int):
+    """The clustering of a seeded sample of `cap`, the rest assigned in blocks of `block`."""
+    order, sampled = sample_order(len(ids), cap, seed)
+    thumbs, ids = thumbs[order], ids[order]
+    rest = [(ids[a:a + block], thumbs[a:a + block]) for a in range(sampled, len(ids), block)]
+    return spray_clusters(thumbs[:sampled], ids[:sampled], seed=seed, rest=rest)
+
+
+def by_id(result) -> dict[int, int]:
+    return {int(i): c for c, cluster in enumerate(result.clusters) for i in cluster.members}
+
+
+def test_a_sample_then_assign_finds_the_planted_strategies_for_every_map():
+    thumbs, truth = planted((600, 250, 150), seed=10)
+    ids = np.arange(5000, 6000)
+    result = sampled_then_assigned(thumbs, ids, cap=200, seed=3, block=128)
+    assert result.sampled == 200 and result.size == 1000
+    assert [c.size for c in result.clusters] == [600, 250, 150]
+    got = by_id(result)
+    assert sorted(got) == ids.tolist()  # every map keeps its cluster, sampled or not
+    assert adjusted_rand_score(truth, [got[i] for i in ids]) == pytest.approx(1.0)
+    for cluster in result.clusters:
+        members = cluster.members - 5000
+        np.testing.assert_array_equal(cluster.members, np.sort(cluster.members))
+        assert cluster.share == pytest.approx(len(members) / 1000)
+        expected = unit_mean(thumbs[members]).mean(axis=0).reshape(32, 32)
+        np.testing.assert_allclose(cluster.mean_map, expected, rtol=1e-5)
+
+
+def test_sample_then_assign_equals_the_full_run():
+    thumbs, _ = planted((300, 120, 60, 30), seed=11)
+    ids = np.arange(510)
+    full = by_id(spray_clusters(thumbs, ids, seed=5))
+    sampled = by_id(sampled_then_assigned(thumbs, ids, cap=250, seed=5, block=64))
+    assert adjusted_rand_score([full[i] for i in ids], [sampled[i] for i in ids]) == 1.0
+
+
+def test_the_blocks_of_the_rest_change_nothing():
+    thumbs, _ = planted((200, 100, 50), seed=12)
+    ids = np.arange(350)
+    one = sampled_then_assigned(thumbs, ids, cap=120, seed=2, block=1000)
+    many = sampled_then_assigned(thumbs, ids, cap=120, seed=2, block=7)
+    assert len(one.clusters) == len(many.clusters)
+    for a, b in zip(one.clusters, many.clusters, strict=True):
+        np.testing.assert_array_equal(a.members, b.members)
+        np.testing.assert_allclose(a.mean_map, b.mean_map, rtol=1e-6)
+    np.testing.assert_array_equal(one.labels, many.labels)
+
+
+def test_the_sample_follows_its_seed_and_keeps_every_position_once():
+    order, sampled = sample_order(1000, 100, seed=7)
+    assert sampled == 100 and sorted(order.tolist()) == list(range(1000))
+    assert (np.diff(order[:100]) > 0).all() and (np.diff(order[100:]) > 0).all()
+    again, _ = sample_order(1000, 100, seed=7)
+    np.testing.assert_array_equal(order, again)
+    other, _ = sample_order(1000, 100, seed=8)
+    assert set(other[:100].tolist()) != set(order[:100].tolist())
+    everything, n = sample_order(50, 100, seed=7)
+    assert n == 50 and everything.tolist() == list(range(50))
+
+
+def test_assign_takes_the_cluster_of_most_nearest_points_ties_to_the_nearest(monkeypatch):
+    monkeypatch.setattr(spray, "NEIGHBOURS", 4)
+    points = np.array([[0.0], [1.0], [2.0], [3.0], [10.0], [11.0]])
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    queries = np.array([[0.4], [2.6], [10.2], [1.6]])
+    # 0.4: 0, 1, 2, 3 -> clusters 0, 0, 1, 1: a tie, the nearest (point 0) is in cluster 0.
+    # 2.6: 3, 2, 1, 0 -> 1, 1, 0, 0: a tie, cluster 1. 10.2: 4, 5, 3, 2 -> 2, 2, 1, 1: tie,
+    # 2. 1.6: 2, 1, 3, 0 -> 1, 0, 1, 0: a tie, the nearest (point 2, at 0.4) is in 1.
+    np.testing.assert_array_equal(spray.assign(points, labels, queries), [0, 1, 2, 1])
+    five = np.array([[0.0], [0.1], [0.2], [3.0], [9.0]])
+    # At 2.0 the nearest point (3.0) is in cluster 1, but three of its four are in 0.
+    assert spray.assign(five, np.array([0, 0, 0, 1, 2]), np.array([[2.0]])).tolist() == [0]
+
+
+def test_nearest_among_matches_brute_force(monkeypatch):
+    monkeypatch.setattr(neighbours, "BLOCK_ENTRIES", 500)  # many blocks
+    rng = np.random.default_rng(9)
+    points = rng.normal(size=(200, 6))
+    queries = rng.normal(size=(90, 6))
+    d = ((queries[:, None, :] - points[None, :, :]) ** 2).sum(-1)
+    expected = np.argsort(d, axis=1, kind="stable")[:, :5]
+    assert (neighbours.nearest_among(points, queries, 5) == expected).mean() > 0.99

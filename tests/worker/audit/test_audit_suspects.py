@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from worker.audit.suspects import (
+    SUSPECT_AT,
     WRONG_WEIGHT,
     border_excess,
     cluster_atypicality,
@@ -63,3 +66,25 @@ def test_reasons_name_the_large_terms():
 def test_border_excess_stays_within_zero_and_one(typical):
     out = border_excess(np.linspace(0, 1, 11), typical)
     assert (out >= 0).all() and (out <= 1).all()
+
+
+TERM = st.floats(0.0, 1.0)
+
+
+@given(TERM, TERM, TERM, st.sampled_from([1, 0, -1]))
+def test_every_score_at_the_suspect_threshold_has_a_reason_in_words(off, border, atypical,
+                                                                       correct):
+    terms = {"off_object": off, "border": border, "atypical": atypical}
+    score = suspect_scores({k: np.array([v]) for k, v in terms.items()}, np.array([correct]))
+    # The reasons of the terms alone (a wrong prediction adds its own line whatever they are).
+    said = reasons(terms, energy_in_box=0.5, border_energy=0.5, typical_border=0.2,
+                   cluster_size=5, cluster_share=0.2, class_name="x", correct=1)
+    if score[0] >= SUSPECT_AT:
+        assert said, terms
+
+
+def test_the_suspect_threshold_is_the_sum_of_the_reason_levels():
+    assert SUSPECT_AT == 0.5
+    just_below = {"off_object": 0.2999, "border": 0.0999, "atypical": 0.0999}
+    assert reasons(just_below, energy_in_box=0.5, border_energy=0.5, typical_border=0.2,
+                   cluster_size=5, cluster_share=0.2, class_name="x", correct=1) == []

@@ -109,7 +109,8 @@ def test_a_mistyped_layer_lists_the_nearest_names(resnet18_engine, images32):
 
 
 def test_a_layer_that_is_not_a_feature_map_is_refused(resnet18_engine, images32):
-    with pytest.raises(TargetError, match=r"'fc' outputs shape \[2, 4\]; .* N×C×H×W"):
+    with pytest.raises(TargetError, match=r"'fc' outputs shape \[N, 4\], which is not read "
+                                          "as a grid"):
         scan_batch(resnet18_engine, images32[:2], [0, 1], "fc", [0], 3)
 
 

@@ -19,6 +19,18 @@ def maps_of(result, position: int) -> np.ndarray:
     return np.stack([image.maps[position].values for image in result.images])
 
 
+def layer_grid(model, module, x) -> tuple[int, int]:
+    """The (h, w) of a module's output, by a forward hook."""
+    seen = []
+    handle = module.register_forward_hook(lambda m, i, out: seen.append(tuple(out.shape[-2:])))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        handle.remove()
+    return seen[0]
+
+
 @pytest.mark.parametrize(("architecture", "side", "layer"), [
     ("resnet18", 64, None),  # layer4
     ("resnet18", 64, "layer3"),
@@ -36,6 +48,9 @@ def test_equals_captum(architecture, side, layer, request):
     assert cam.shape == (2, 1, side, side)
     assert np.abs(cam).max() > 0
     assert relative_error(cam, captum_gradcam(model, module, x, CLASSES)) <= 1e-4
+    # Each map names the layer grid it was upsampled from, which its picture smooths over.
+    grid = layer_grid(model, module, x[:1])
+    assert {image.maps[0].extras["grid"] for image in result.images} == {grid}
     guided = maps_of(result, 1)
     assert guided.shape == (2, 3, side, side)
     assert relative_error(guided, captum_guided_gradcam(model, module, x, CLASSES)) <= 1e-4
@@ -75,5 +90,5 @@ def test_layers_that_cannot_be_used_are_refused(tiny_cnn, tiny_images):
     engine = Engine(tiny_cnn)
     with pytest.raises(TargetError, match=r"methods\[1\].layer: no module named 'conv9'"):
         engine.attribute(tiny_images, ["gradient", method_spec("gradcam", layer="conv9")])
-    with pytest.raises(SpecError, match="outputs shape \\[3, 32\\].*N×C×H×W"):
+    with pytest.raises(SpecError, match="outputs shape \\[N, 32\\].*N×C×H×W"):
         engine.attribute(tiny_images, [method_spec("gradcam", layer="head")])
