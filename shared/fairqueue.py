@@ -113,6 +113,8 @@ class FairQueue:
         """Take the next chunks to send, round-robin across tenants, up to the window."""
         window = self.window() if limit is None else limit
         sent: list[tuple[str, int]] = []
+        if self.redis.zcard(INFLIGHT) >= window:  # full (the script checks again)
+            return sent
         for _ in range(MAX_TURNS):
             first = self.redis.zrange(READY_TENANTS, 0, 0)
             if not first:
