@@ -140,14 +140,15 @@ def seed_gradients(
     rank: int,
     logits: torch.Tensor,
     activations: dict[str, torch.Tensor | None],
-    layers: ModelLayers,
+    layers: Callable[[], ModelLayers],
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Outputs and their seed gradients for the backward pass of map `rank` of every image.
 
     Each image's seed picks its own selection; images are independent in eval mode, so one
     backward pass yields every image's map at once. A layer's channel and position are
-    read in its layout (`layers`): a channel is one of C, a position `(y, x)` on its grid,
-    and a channel's score sums its grid, prefix tokens excluded.
+    read in its layout (`layers()`, asked only for a layer target): a channel is one of C,
+    a position `(y, x)` on its grid, and a channel's score sums its grid, prefix tokens
+    excluded.
     """
     outputs: dict[str, torch.Tensor] = {}
     seeds: dict[str, torch.Tensor] = {}
@@ -168,9 +169,10 @@ def seed_gradients(
         act = activations.get(sel.layer)
         if act is None:
             raise TargetError(f"target.layer: module {sel.layer!r} did not run in the forward pass")
-        layout = layers.layout(sel.layer)
+        model_layers = layers()
+        layout = model_layers.layout(sel.layer)
         if layout is None:
-            raise TargetError(f"target.layer: {layers.layout_problem(sel.layer)}")
+            raise TargetError(f"target.layer: {model_layers.layout_problem(sel.layer)}")
         if not 0 <= sel.channel < layout.channels:
             raise TargetError(
                 f"target.channel: {sel.channel} is out of range; layer {sel.layer!r} has "
@@ -195,7 +197,7 @@ def target_scores(
     rank: int,
     logits: torch.Tensor,
     activations: dict[str, torch.Tensor | None],
-    layers: ModelLayers,
+    layers: Callable[[], ModelLayers],
 ) -> torch.Tensor:
     """Each row's score for map `rank`: its logit, or its layer channel's (or neuron's) sum.
 

@@ -154,6 +154,7 @@ def test_while_a_round_runs_other_requests_answer_the_last_result():
 def test_methods_lists_the_attention_methods_with_their_papers(tmp_path):
     client = create_app(Settings(storage_url=tmp_path.as_uri())).test_client()
     listed = {m["name"]: m for m in client.get("/v1/methods").get_json()["methods"]}
-    assert listed["attention_rollout"]["params"] == listed["attention_gradcam"]["params"] == []
+    for name in ("attention_rollout", "attention_gradcam"):
+        assert [(p["name"], p["default"]) for p in listed[name]["params"]] == [("render", "cam")]
     assert "Abnar & Zuidema 2020" in listed["attention_rollout"]["description"]
     assert "Chefer, Gur & Wolf 2021" in listed["attention_gradcam"]["description"]

@@ -157,9 +157,10 @@ def test_the_runtime_names_the_default_layer_and_keeps_a_named_one(resnet18):
                MethodSpec("gradcam", {"layer": None}, as_object=True)]
     specs = Engine(resnet18).resolve_layers(methods, image(64))
     assert [s.to_json() for s in specs] == [
-        "gradient", {"name": "gradcam", "layer": "layer4"},
-        {"name": "guided_gradcam", "layer": "layer2", "rule": "relu"},
-        {"name": "gradcam", "layer": "layer4"}]
+        {"name": "gradient", "render": "heatmap"},
+        {"name": "gradcam", "layer": "layer4", "render": "cam"},
+        {"name": "guided_gradcam", "layer": "layer2", "rule": "relu", "render": "signed"},
+        {"name": "gradcam", "layer": "layer4", "render": "cam"}]
 
 
 def test_a_block_that_ends_in_functional_calls_and_a_global_max_pool(tiny_cnn):
