@@ -18,6 +18,7 @@ from kombu.exceptions import OperationalError
 from api.context import Services, services, tenant
 from api.ratelimit import check_queue_quota
 from api.requests import JobRequest
+from shared.annotations import AnnotationsSpec
 from shared.errors import (
     IdempotencyMismatchError,
     InvalidModelError,
@@ -74,8 +75,32 @@ def _inline_sources(svc: Services, inline: tuple[InputSource, ...]) -> list[Inpu
     return out
 
 
+def _check_annotations(svc: Services, annotations: AnnotationsSpec) -> None:
+    """A COCO file must exist and start as a JSON object (one ranged read); a VOC prefix
+    must hold something. Everything else is checked by the planner."""
+    field = annotations.field
+    if annotations.coco:
+        location = svc.locator.locate(annotations.coco, tenant(), field, own_area=True)
+        try:
+            head = location.storage.get_range(location.key, 0, 1024).lstrip()
+        except FileNotFoundError:
+            raise SpecError(field, f"no object at {annotations.coco!r}") from None
+        if not head.startswith(b"{"):
+            raise SpecError(field, f"{annotations.coco!r} is not a JSON object (a COCO "
+                                   "instances file starts with '{')")
+        return
+    location = svc.locator.prefix(annotations.voc, tenant(), field)
+    try:
+        first = next(iter(location.storage.list(location.key)), None)
+    except FileNotFoundError as e:
+        raise SpecError(field, str(e)) from None
+    if first is None:
+        raise SpecError(field, f"nothing under {annotations.voc!r}")
+
+
 def _check_dataset(svc: Services, req: JobRequest) -> None:
-    """The manifest or prefix must be readable by the tenant and exist; nothing is read."""
+    """The manifest or prefix (and annotations) must be readable by the tenant and exist;
+    nothing else is read."""
     dataset = req.dataset
     if dataset.manifest:
         location = svc.locator.locate(dataset.manifest, tenant(), "dataset.manifest",
@@ -90,6 +115,8 @@ def _check_dataset(svc: Services, req: JobRequest) -> None:
             raise SpecError("dataset.prefix", str(e)) from None
         if first is None:
             raise SpecError("dataset.prefix", f"nothing under {dataset.prefix!r}")
+    if dataset.annotations is not None:
+        _check_annotations(svc, dataset.annotations)
 
 
 def _check_inputs(spec: JobSpec, model: ModelRecord, req: JobRequest) -> None:
@@ -124,6 +151,9 @@ def submit(req: JobRequest, idempotency_key: str | None) -> Accepted:
     if req.dataset and spec.kind == "visualize":
         raise SpecError("dataset", "a visualize job takes inputs or uploads (for its inversion "
                                    "and DeepDream objectives), not a data set")
+    if req.dataset and req.dataset.annotations and spec.kind != "attribution":
+        raise SpecError("dataset.annotations", "only an attribution job reads annotations "
+                                               f"(for its audit's box metrics), not {spec.kind}")
     work = spec.work.for_model(record.spec) if spec.kind == "visualize" else None
     if req.dataset:
         _check_dataset(svc, req)

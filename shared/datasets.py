@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
+from shared.annotations import AnnotationsSpec, parse_annotations
 from shared.errors import SpecError
 from shared.inputs import parse_uri
 from shared.jsonio import integer, loads
@@ -26,12 +27,14 @@ MAX_LABEL_MAP = 100_000
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """`{"manifest": uri}` or `{"prefix": uri, "labels": "folder"|"folder-sorted", ...}`."""
+    """`{"manifest": uri}` or `{"prefix": uri, "labels": "folder"|"folder-sorted", ...}`,
+    either with optional `annotations` (`shared.annotations`)."""
 
     manifest: str | None = None
     prefix: str | None = None
     labels: str | None = None
     label_map: dict[str, int] | None = None
+    annotations: AnnotationsSpec | None = None
 
     @property
     def uri(self) -> str:
@@ -49,6 +52,8 @@ class DatasetSpec:
                 raise SpecError(f"dataset.label_map.{name[:40]}",
                                 f"{index} is not a class of model {model.name!r} (it has "
                                 f"{model.num_classes}: 0 to {model.num_classes - 1})")
+        if self.annotations is not None:
+            self.annotations.check_classes(model)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"manifest": self.manifest} if self.manifest else {
@@ -57,23 +62,22 @@ class DatasetSpec:
             out["labels"] = self.labels
         if self.label_map:
             out["label_map"] = self.label_map
+        if self.annotations is not None:
+            out["annotations"] = self.annotations.to_json()
         return out
-
-    @classmethod
-    def from_json(cls, raw: dict[str, Any]) -> DatasetSpec:
-        """A data set as `to_json` stored it (validated by `parse_dataset` before)."""
-        return cls(manifest=raw.get("manifest"), prefix=raw.get("prefix"),
-                   labels=raw.get("labels"), label_map=raw.get("label_map"))
 
 
 def parse_dataset(raw: Any) -> DatasetSpec:
     if not isinstance(raw, dict):
         raise SpecError("dataset", 'must be {"manifest": uri} or {"prefix": uri, ...}')
-    keys = set(raw)
+    annotations = parse_annotations(raw["annotations"]) if "annotations" in raw else None
+    keys = set(raw) - {"annotations"}
     if "manifest" in keys:
         if keys != {"manifest"}:
-            raise SpecError("dataset", f"a manifest takes no other field, got {sorted(keys)}")
-        return DatasetSpec(manifest=parse_uri(raw["manifest"], "dataset.manifest"))
+            raise SpecError("dataset", "a manifest takes no other field than annotations, got "
+                                       f"{sorted(keys)}")
+        return DatasetSpec(manifest=parse_uri(raw["manifest"], "dataset.manifest"),
+                           annotations=annotations)
     if "prefix" not in keys or keys - {"prefix", "labels", "label_map"}:
         raise SpecError("dataset", 'must be {"manifest": uri} or {"prefix": uri, "labels": '
                                    '"folder", "label_map": {...}}')
@@ -90,7 +94,8 @@ def parse_dataset(raw: Any) -> DatasetSpec:
         label_map = {str(k): integer(v, f"dataset.label_map.{k}") for k, v in label_map.items()}
         if labels is None:
             raise SpecError("dataset.label_map", 'needs "labels": "folder"')
-    return DatasetSpec(prefix=prefix, labels=labels, label_map=label_map)
+    return DatasetSpec(prefix=prefix, labels=labels, label_map=label_map,
+                       annotations=annotations)
 
 
 def _box(raw: Any, where: str) -> tuple[int, int, int, int]:

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from shared.annotations import ImageObjects
 from shared.status import ItemStatus
 
 OUTPUT_FILES = ("npy", "png", "overlay", "signed")
@@ -222,6 +223,7 @@ class InputSource:
     box: tuple[int, int, int, int] | None = None
     mask: str | None = None  # URI of a PNG the size of the image
     error: str | None = None  # a manifest line that could not be read fails its item
+    objects: ImageObjects | None = None  # what the data set's annotations say of the image
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name}
@@ -231,6 +233,8 @@ class InputSource:
                 out[name] = value
         if self.box is not None:
             out["box"] = list(self.box)
+        if self.objects is not None:
+            out["objects"] = self.objects.to_json()
         return out
 
     @classmethod
@@ -239,4 +243,5 @@ class InputSource:
             name=raw["name"], key=raw.get("key"), uri=raw.get("uri"), id=raw.get("id"),
             label=raw.get("label"), box=tuple(raw["box"]) if raw.get("box") else None,
             mask=raw.get("mask"), error=raw.get("error"),
+            objects=ImageObjects.from_json(raw["objects"]) if raw.get("objects") else None,
         )

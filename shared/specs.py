@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from shared.datasets import DatasetSpec
+from shared.datasets import DatasetSpec, parse_dataset
 from shared.errors import SpecError
 from shared.jsonio import integer
 from shared.methods import MethodSpec, parse_methods
@@ -290,11 +290,11 @@ def parse_job_spec(raw: Any, *, extra_fields: tuple[str, ...] = (),
 
 
 def job_spec_from_json(raw: dict[str, Any]) -> JobSpec:
-    """Read back a job's stored spec (`JobSpec.to_json`); its data set was validated when the
-    job was submitted and is read as stored. An attribution job stored before
-    `overlay_opacity` existed keeps the overlays it was drawn with."""
+    """Read back a job's stored spec (`JobSpec.to_json`, with the data set it names), as the
+    API read it. An attribution job stored before `overlay_opacity` existed keeps the overlays
+    it was drawn with."""
     spec = parse_job_spec(raw, extra_fields=("dataset",))
     if isinstance(spec.work, AttributionSpec) and "overlay_opacity" not in raw:
         spec = replace(spec, work=replace(spec.work, overlay_opacity=V1_OVERLAY_OPACITY))
     dataset = raw.get("dataset")
-    return replace(spec, dataset=DatasetSpec.from_json(dataset)) if dataset else spec
+    return replace(spec, dataset=parse_dataset(dataset)) if dataset else spec

@@ -61,6 +61,17 @@ def _mask(ctx: WorkerContext, tenant: str, source: InputSource,
     return np.asarray(picture).max(axis=2) > 0
 
 
+def _check_annotated_size(source: InputSource, size: tuple[int, int] | None) -> None:
+    """An annotation made for another size of the image (another scan, a rotation its EXIF
+    orientation undoes) would put its objects in the wrong place: the item fails."""
+    objects = source.objects
+    if objects is None or objects.size is None or size is None or objects.size == size:
+        return
+    raise InputError(f"{source.name}: its annotation ({objects.source}) is of a "
+                     f"{objects.size[0]}x{objects.size[1]} image, but the image is "
+                     f"{size[0]}x{size[1]} (after its EXIF orientation)")
+
+
 def load_input(ctx: WorkerContext, tenant: str, model: ModelSpec, index: int,
                source: InputSource) -> Loaded:
     """Read, decode and preprocess one input; its own problems become `Loaded.error`."""
@@ -87,6 +98,7 @@ def load_input(ctx: WorkerContext, tenant: str, model: ModelSpec, index: int,
             picture = images.decode_image(data, settings.max_image_pixels, what,
                                           settings.max_aspect_ratio)
             picture_size = picture.size
+            _check_annotated_size(source, picture_size)
             x = preprocess_image(picture, model.preprocessing)
         label = _label(model, source)
         mask = _mask(ctx, tenant, source, picture_size)

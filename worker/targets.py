@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import torch
@@ -36,8 +35,12 @@ class LayerTaps:
     def __init__(self, model: nn.Module) -> None:
         self.names = [name for name, _ in model.named_modules() if name]
         for name, module in model.named_modules():
+            # A copy of another engine's model carries that engine's taps: drop them, or
+            # every module would report twice.
+            for key in [k for k, hook in module._forward_hooks.items() if isinstance(hook, _Tap)]:
+                del module._forward_hooks[key]
             if name:
-                module.register_forward_hook(partial(_record, name))
+                module.register_forward_hook(_Tap(name))
 
     def check(self, names: Sequence[str], field: str = "target.layer") -> None:
         """A TargetError naming `field` if a module name is not in the model."""
@@ -73,6 +76,16 @@ class LayerTaps:
             yield
         finally:
             _order.reset(token)
+
+
+class _Tap:
+    """The forward hook of one module of a `LayerTaps` model, by the module's name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, module: nn.Module, args: Any, output: Any) -> Any:
+        return _record(self.name, module, args, output)
 
 
 def _record(name: str, module: nn.Module, args: Any, output: Any) -> Any:

@@ -2,6 +2,9 @@
 
     Dataset(prefix="s3://bucket/pets/", labels="folder-sorted")    # an ImageFolder tree
     Dataset(manifest="s3://bucket/pets/manifest.jsonl")             # one {"uri", ...} a line
+    Dataset(prefix="s3://bucket/coco/val2017/",                     # with objects to audit
+            annotations=Annotations(coco="s3://bucket/coco/instances_val2017.json",
+                                    category_map={"18": "dog"}))
 
 Pure functions shared by the sync and async clients and the `saliency audit` command.
 """
@@ -18,19 +21,58 @@ from typing import Any
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".npy")  # what a prefix job reads
 LABEL_MODES = ("folder", "folder-sorted")
+ANNOTATION_KEYS = ("file_name", "id")
+ANNOTATION_OBJECTS = ("boxes", "masks")
 MAX_BATCH_BYTES = 16 * 1024 * 1024  # per upload request; a batch the API finds too large is split
 TOO_LARGE = 413
 
 
 @dataclass(frozen=True)
+class Annotations:
+    """Where a data set's objects are, for the audit's box metrics: a COCO instances file
+    (`coco`) or a prefix of Pascal VOC XML files (`voc`), joined to the items by `key`
+    (`file_name` or `id`), with `category_map` from annotation categories (names, or COCO
+    category ids) to model classes (indices or names); COCO `objects` are `boxes` or
+    `masks`. docs/api.md has the rules."""
+
+    coco: str | None = None
+    voc: str | None = None
+    key: str | None = None
+    category_map: dict[str, int | str] | None = None
+    objects: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.coco is None) == (self.voc is None):
+            raise ValueError("annotations are a COCO file or a VOC prefix (one of them)")
+        if self.key is not None and self.key not in ANNOTATION_KEYS:
+            raise ValueError(f"key must be one of {list(ANNOTATION_KEYS)}, got {self.key!r}")
+        if self.objects is not None and (self.voc is not None
+                                         or self.objects not in ANNOTATION_OBJECTS):
+            raise ValueError(f"objects is one of {list(ANNOTATION_OBJECTS)}, for COCO "
+                             f"annotations only; got {self.objects!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"coco": self.coco} if self.coco is not None else {
+            "voc": self.voc}
+        for name in ("key", "objects"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+        if self.category_map is not None:
+            out["category_map"] = dict(self.category_map)
+        return out
+
+
+@dataclass(frozen=True)
 class Dataset:
     """A data set a job reads in place: a JSONL `manifest`, or every image under a `prefix`
-    (with `labels` from the parent folder's name, optionally through `label_map`)."""
+    (with `labels` from the parent folder's name, optionally through `label_map`); either
+    with `annotations` (an `Annotations`, or its JSON)."""
 
     manifest: str | None = None
     prefix: str | None = None
     labels: str | None = None
     label_map: dict[str, int] | None = None
+    annotations: Annotations | dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if (self.manifest is None) == (self.prefix is None):
@@ -39,13 +81,15 @@ class Dataset:
             raise ValueError(f"labels must be one of {list(LABEL_MODES)}, got {self.labels!r}")
 
     def to_json(self) -> dict[str, Any]:
-        if self.manifest is not None:
-            return {"manifest": self.manifest}
-        out: dict[str, Any] = {"prefix": self.prefix}
+        out: dict[str, Any] = {"manifest": self.manifest} if self.manifest is not None else {
+            "prefix": self.prefix}
         if self.labels is not None:
             out["labels"] = self.labels
         if self.label_map is not None:
             out["label_map"] = dict(self.label_map)
+        if self.annotations is not None:
+            out["annotations"] = (self.annotations.to_json() if isinstance(
+                self.annotations, Annotations) else dict(self.annotations))
         return out
 
 
@@ -56,10 +100,11 @@ class Uploaded:
     prefix: str
     uris: list[str] = field(default_factory=list)
 
-    def dataset(self, labels: str | None = None,
-                label_map: dict[str, int] | None = None) -> Dataset:
+    def dataset(self, labels: str | None = None, label_map: dict[str, int] | None = None,
+                annotations: Annotations | dict[str, Any] | None = None) -> Dataset:
         """The uploaded folder as a prefix data set."""
-        return Dataset(prefix=self.prefix, labels=labels, label_map=label_map)
+        return Dataset(prefix=self.prefix, labels=labels, label_map=label_map,
+                       annotations=annotations)
 
 
 def is_image(name: str) -> bool:

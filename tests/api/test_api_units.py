@@ -69,6 +69,18 @@ def test_the_api_never_imports_torch_or_fiftyone():
     subprocess.run([sys.executable, "-c", code], check=True, env={"STORAGE_URL": "file:///tmp"})
 
 
+def test_the_api_reads_no_annotation_file():
+    """The planner reads COCO and VOC annotations with the worker's dependencies (ijson,
+    defusedxml, pycocotools), which the API's image does not install."""
+    import subprocess
+    import sys
+
+    code = ("import sys, api.wsgi, api.submission\n"
+            "for reader in ('ijson', 'defusedxml', 'pycocotools', 'shared.coco'):\n"
+            "    assert reader not in sys.modules, reader + ' imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, env={"STORAGE_URL": "file:///tmp"})
+
+
 def test_examples_are_listed_with_credits_and_served(tmp_path):
     from shared.examples import EXAMPLES
 

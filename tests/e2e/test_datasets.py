@@ -25,32 +25,10 @@ from e2e.helpers import (
     url_path,
     wait,
 )
+from e2e.helpers import dataset_uri as _uri
+from e2e.helpers import put_in_dataset_root as _put
 
 CLASSES = ("cat", "dog")
-
-
-def _uri(stack, rel: str) -> str:
-    """The URI of `rel` in the backend's data-set root (the S3 bucket, or the local folder)."""
-    backend = stack.backend
-    if backend.dataset_bucket:
-        return f"s3://{backend.dataset_bucket}/{rel}"
-    return (backend.dataset_dir / rel).as_uri()
-
-
-def _put(stack, rel: str, data: bytes) -> str:
-    """Write a file into the backend's data-set root; its URI."""
-    backend = stack.backend
-    if backend.dataset_bucket:
-        import boto3
-
-        s3 = boto3.client("s3", endpoint_url=backend.s3_endpoint_url, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
-        s3.put_object(Bucket=backend.dataset_bucket, Key=rel, Body=data)
-    else:
-        path = backend.dataset_dir / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    return _uri(stack, rel)
 
 
 def _norm_error(got: np.ndarray, want: np.ndarray) -> float:

@@ -111,8 +111,12 @@ def test_a_record_stored_by_the_earlier_version_reads_into_the_typed_spec(jobs):
 
 
 def test_a_data_set_job_is_stored_with_its_parsed_data_set_and_read_back_as_stored(jobs):
+    dataset = parse_dataset({"prefix": "s3://data/cats/", "labels": "folder",
+                             "label_map": {"cat": 3},
+                             "annotations": {"coco": "s3://data/instances.json",
+                                             "objects": "masks", "category_map": {"cat": 3}}})
     spec = replace(parse_job_spec({"model": "m", "methods": ["gradient"]}),
-                   dataset=parse_dataset({"manifest": "s3://data/m.jsonl"}))  # as submitted
+                   dataset=dataset)  # as the API accepts it
     _create(jobs, NewJob("d", "acme", spec))
     stored = json.loads(jobs.redis.hget(RecordKeys("d").hash, JobField.SPEC))
     assert stored == spec.to_json()

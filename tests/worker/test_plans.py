@@ -107,3 +107,19 @@ def test_a_data_set_that_fits_the_quota_is_counted_and_released(runtime):
     job = rt.ctx.jobs.get(job_id)
     assert not job.finalizing and job.total == 8 and _queued(rt) == 10
     assert {c.state for c in rt.ctx.chunks.states(job_id)} <= {"ready", "sent"}
+
+
+def test_a_data_set_gone_before_planning_fails_the_job_and_ends_its_planning(runtime):
+    """Its planner's error must end planning too: a job left `planning` is never finalized."""
+    from worker.runner import advance
+
+    rt = runtime
+    manifest = rt.manifest("gone.jsonl", [{"uri": "a.png"}])
+    (rt.root / "gone.jsonl").unlink()
+    job_id = rt.dataset_job({"manifest": manifest})
+    rt.plan(job_id)
+    job = rt.ctx.jobs.get(job_id)
+    assert not job.planning and job.final_status is JobStatus.FAILED
+    assert job.error.startswith("dataset.manifest: no such object")
+    advance(rt.ctx, job_id)
+    assert rt.ctx.jobs.get(job_id).status is JobStatus.FAILED and _queued(rt) == 0

@@ -117,7 +117,7 @@ class _Audit:
         return _Stored(data)
 
     def _overlay(self, index: int, position: int) -> bytes:
-        from worker.attribution.outputs import region
+        from worker.attribution.outputs import object_class, region
         from worker.audit import suspect_overlay_png
         from worker.inputs import load_input
         from worker.models import display_image
@@ -135,7 +135,8 @@ class _Audit:
         if loaded.error is not None or values is None:
             raise LookupError(f"item {index}: no picture or map to draw")
         rgb = display_image(loaded.x, self.model.preprocessing)
-        return suspect_overlay_png(rgb, values, region(loaded, self.model),
+        cls = object_class(self.job.spec.work.target, loaded.label, record.prediction.cls)
+        return suspect_overlay_png(rgb, values, region(loaded, self.model, cls),
                                    Rendering.of(self.job.spec.work, out.params, out.grid))
 
     def overlay(self, index: int, position: int) -> bytes:

@@ -62,7 +62,8 @@ class _Sink:
 
     def _outputs(self, item: Loaded, result: Any, coverage: dict[int, Any], kinds, map_ref):
         """The item's output records, writing the files of `kinds` (and the thumbnails)."""
-        item_region = outputs.region(item, self.model)
+        item_region = outputs.region(item, self.model, outputs.object_class(
+            self.spec.target, item.label, result.predicted_class))
         records = []
         for amap in result.maps:
             if not amap.rank:
