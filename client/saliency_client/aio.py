@@ -105,9 +105,9 @@ class AsyncClient:
                              weights: str | Path | None = None, program: str | Path | None = None,
                              bundle: str | Path | None = None, architecture: str | None = None,
                              **preprocessing: Any) -> Model:
-        artifacts = {"weights": weights, "program": program, "bundle": bundle}
         return await self.transport.call(protocol.register_model(
-            name, num_classes, artifacts, architecture, preprocessing))
+            name, num_classes=num_classes, weights=weights, program=program, bundle=bundle,
+            architecture=architecture, **preprocessing))
 
     async def models(self) -> list[Model]:
         return await self.transport.call(protocol.models())

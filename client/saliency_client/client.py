@@ -127,9 +127,9 @@ class Client:
         `program`, or a Hugging Face `bundle` (a save_pretrained folder as .zip or .tar.gz,
         whose classes and preprocessing are used unless given); `preprocessing` takes
         input_size, resize, mean, std, class_names."""
-        artifacts = {"weights": weights, "program": program, "bundle": bundle}
-        return self.transport.call(protocol.register_model(name, num_classes, artifacts,
-                                                           architecture, preprocessing))
+        return self.transport.call(protocol.register_model(
+            name, num_classes=num_classes, weights=weights, program=program, bundle=bundle,
+            architecture=architecture, **preprocessing))
 
     def models(self) -> list[Model]:
         return self.transport.call(protocol.models())

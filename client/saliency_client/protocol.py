@@ -85,9 +85,11 @@ def webhook_secret() -> Call[str]:
     return Call(Request("GET", "/v1/webhooks/secret"), _body(lambda answer: answer["secret"]))
 
 
-def register_model(name: str, num_classes: int | None, artifacts: dict[str, str | Path | None],
-                   architecture: str | None, preprocessing: dict[str, Any]) -> Call[Model]:
+def register_model(name: str, *, num_classes: int | None, weights: str | Path | None,
+                   program: str | Path | None, bundle: str | Path | None,
+                   architecture: str | None, **preprocessing: Any) -> Call[Model]:
     """`POST /v1/models`: the spec and the one artifact given (see `model_registration`)."""
+    artifacts = {"weights": weights, "program": program, "bundle": bundle}
     data, files = model_registration(name, num_classes, artifacts, architecture, preprocessing)
     return Call(Request("POST", "/v1/models", data=data, files=files), _body(Model.from_json))
 

@@ -150,8 +150,8 @@ def test_roots_and_webhook_secret():
 def test_register_model_sends_the_spec_and_its_one_artifact(tmp_path):
     weights = tmp_path / "tiny.safetensors"
     weights.write_bytes(b"weights")
-    call = protocol.register_model("tiny", 3, {"weights": weights, "program": None,
-                                               "bundle": None}, "resnet18", {"input_size": 32})
+    call = protocol.register_model("tiny", num_classes=3, weights=weights, program=None,
+                                   bundle=None, architecture="resnet18", input_size=32)
     assert sent(call.request)[:2] == ("POST", "http://api.test/v1/models")
     assert not call.request.may_repeat
     assert json.loads(call.request.data["spec"]) == {
