@@ -20,7 +20,7 @@ from saliency_client.errors import (
     WaitTimeout,
     WebhookVerificationError,
 )
-from saliency_client.transport import RetryPolicy
+from saliency_client.exchange import RetryPolicy
 from saliency_client.types import (
     Item,
     JobState,

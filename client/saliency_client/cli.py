@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from saliency_client import audit, exports, findings, kinds
+from saliency_client import audit, exports, findings, kinds, protocol
 from saliency_client import results as res
 from saliency_client import top_activations as top
 from saliency_client.client import Client, Job
@@ -156,9 +156,7 @@ def cmd_results(client: Client, args: argparse.Namespace) -> int:
     fmt = args.format or "jsonl"
     if fmt == "parquet":
         raise ValueError("parquet is binary: give --out FILE.parquet (or --format csv|jsonl)")
-    response = client.transport.request("GET", f"/v1/jobs/{args.id}/results",
-                                        params={"format": fmt})
-    sys.stdout.write(response.text)
+    sys.stdout.write(client.transport.send(protocol.results(args.id, fmt)).text)
     return EXIT_OK
 
 
