@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from kombu.exceptions import OperationalError
 
@@ -61,8 +61,6 @@ def _model(svc: Services, spec: JobSpec) -> ModelRecord:
 
 def _inline_sources(svc: Services, inline: tuple[InputSource, ...]) -> list[InputSource]:
     """Each inline input located (configured storage or a data-set root), or a 400."""
-    from dataclasses import replace
-
     out = []
     for i, source in enumerate(inline):
         location = svc.locator.locate(source.uri, tenant(), f"inputs[{i}].uri")
@@ -143,6 +141,8 @@ def submit(req: JobRequest, idempotency_key: str | None) -> Accepted:
     spec = parse_job_spec(req.spec, parse_notify=lambda raw: parse_notify(raw, svc.settings))
     record = _model(svc, spec)
     KIND_SPECS[spec.kind].check(spec.work, record.spec, record.layer_shapes, svc.settings)
+    if spec.kind == "top_activations":  # its default projection, chosen for the layer
+        spec = replace(spec, work=spec.work.for_model(record.layers))
     _check_inputs(spec, record, req)
     inline = _inline_sources(svc, req.inline)
     if req.dataset and spec.kind == "visualize":
