@@ -37,6 +37,7 @@ from saliency_client.types import (
     Item,
     JobState,
     JobStatus,
+    Layers,
     Method,
     Model,
     Roots,
@@ -150,6 +151,10 @@ class AsyncClient:
 
     async def model(self, name: str) -> Model:
         return Model.from_json(await self.transport.json("GET", f"/v1/models/{name}"))
+
+    async def layers(self, model: str) -> Layers:
+        """As `Client.layers`."""
+        return Layers.from_json(await self.transport.json("GET", f"/v1/models/{model}/layers"))
 
     async def methods(self) -> list[Method]:
         return parse_methods(await self.transport.json("GET", "/v1/methods"))

@@ -33,6 +33,7 @@ from saliency_client.types import (
     Item,
     JobState,
     JobStatus,
+    Layers,
     Method,
     Model,
     Progress,
@@ -172,6 +173,11 @@ class Client:
 
     def model(self, name: str) -> Model:
         return Model.from_json(self.transport.json("GET", f"/v1/models/{name}"))
+
+    def layers(self, model: str) -> Layers:
+        """Every module of `model` with its output shape and layout, as its first load
+        recorded them (`ApiError` 409 `not_ready` while it is being validated)."""
+        return Layers.from_json(self.transport.json("GET", f"/v1/models/{model}/layers"))
 
     def methods(self) -> list[Method]:
         return parse_methods(self.transport.json("GET", "/v1/methods"))
