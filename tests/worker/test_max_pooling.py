@@ -10,8 +10,10 @@ import torch.nn.functional as F
 from engine_testing import seeded_architecture
 from torch import nn
 
+from shared.builtin_models import EFFICIENTNET_LITE0_SPEC
 from shared.layers import ModelLayers
 from shared.modelstore import ModelRecord
+from shared.top_activations_spec import default_projection
 from worker.feature_maps import model_layers
 from worker.max_pooling import max_pool_before
 
@@ -111,6 +113,20 @@ def test_torchvision_models_with_max_pooling(name, before, after, request):
 def test_a_mobilenet_has_none_anywhere():
     found = max_pool_before(seeded_architecture("mobilenet_v2"), 32)
     assert len(found) > 100 and not any(found.values())
+
+
+def test_the_builtin_model_has_none_so_its_default_projection_is_guided_backprop():
+    """EfficientNet-Lite0 (seeded, at 32 px) pools by averages only: every layer's default
+    projection is guided backpropagation, with the reason."""
+    model = seeded_architecture(EFFICIENTNET_LITE0_SPEC["architecture"])
+    found = max_pool_before(model, 32)
+    assert len(found) > 100 and not any(found.values())
+    layers = model_layers(model, 32).with_max_pooling(found)
+    for name in (layers.default, "conv_stem", "blocks.3.0.conv_pw"):
+        method, reason = default_projection(layers, name)
+        assert method == "guided_backprop"
+        assert reason.startswith(f"guided_backprop: the default, as no max-pooling precedes "
+                                 f"layer {name!r}")
 
 
 def test_the_model_is_left_as_it_was():
