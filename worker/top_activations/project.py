@@ -134,7 +134,8 @@ def run_projection(ctx: WorkerContext, job: Job, lease: Lease, keeper: LeaseKeep
                             for m in methods},
             "patch": put(f"{base}-patch.png", render.encode_png(p.patch), "image/png"),
         })
-    grid = put(f"channels/{channel}/grid.png", grid_png(projections, methods), "image/png")
+    grid = put(f"channels/{channel}/grid.png", grid_png(projections, methods, layer=work.layer),
+               "image/png")
     fragment: dict[str, Any] = {"channel": channel, "grid": grid, "top": entries}
     if warnings:
         fragment["warnings"] = warnings
