@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -139,8 +140,19 @@ def test_an_unknown_layer_fails_the_job_or_the_request_with_its_name(run, tiny_m
     assert "layer9" in err and err.count("\n") == 1
 
 
+def validated(url: str, model: str) -> None:
+    """Wait for the model's first load to end: until then its record does not say where
+    max-pooling is, and the default projection stays DeconvNet."""
+    deadline = time.monotonic() + 120
+    with Client(url) as client:
+        while client.model(model).raw["status"] == "validating":
+            assert time.monotonic() < deadline, f"{model} was not validated within 120 s"
+            time.sleep(0.3)
+
+
 def test_on_a_model_without_max_pooling_the_default_is_guided_backprop_and_says_why(
-        run, tiny_mobilenet, images, tmp_path):
+        run, api_url, tiny_mobilenet, images, tmp_path):
+    validated(api_url, tiny_mobilenet)
     paths = [str(p) for p in images(4, size=32)]
     out = tmp_path / "out"
     code, stdout, err = run("top-activations", *paths, "--model", tiny_mobilenet, "--layer",
