@@ -24,7 +24,7 @@ from saliency_client.kinds import TOP_ACTIVATIONS
 from saliency_client.progress import UploadProgress, Waiter
 from saliency_client.protocol import Batch
 from saliency_client.transport import AsyncTransport, RetryPolicy
-from saliency_client.types import Item, JobState, JobStatus, Method, Model, Roots
+from saliency_client.types import Item, JobState, JobStatus, Layers, Method, Model, Roots
 
 
 class AsyncClient:
@@ -114,6 +114,10 @@ class AsyncClient:
 
     async def model(self, name: str) -> Model:
         return await self.transport.call(protocol.model(name))
+
+    async def layers(self, model: str) -> Layers:
+        """As `Client.layers`."""
+        return await self.transport.call(protocol.layers(model))
 
     async def methods(self) -> list[Method]:
         return await self.transport.call(protocol.methods())

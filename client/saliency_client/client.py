@@ -20,7 +20,7 @@ from saliency_client.kinds import TOP_ACTIVATIONS
 from saliency_client.progress import UploadProgress, Waiter
 from saliency_client.protocol import Batch
 from saliency_client.transport import RetryPolicy, Transport
-from saliency_client.types import Item, JobState, JobStatus, Method, Model, Progress, Roots
+from saliency_client.types import Item, JobState, JobStatus, Layers, Method, Model, Progress, Roots
 
 
 class Client:
@@ -136,6 +136,11 @@ class Client:
 
     def model(self, name: str) -> Model:
         return self.transport.call(protocol.model(name))
+
+    def layers(self, model: str) -> Layers:
+        """Every module of `model` with its output shape and layout, as its first load
+        recorded them (`ApiError` 409 `not_ready` while it is being validated)."""
+        return self.transport.call(protocol.layers(model))
 
     def methods(self) -> list[Method]:
         return self.transport.call(protocol.methods())

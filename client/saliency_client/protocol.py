@@ -22,7 +22,16 @@ from saliency_client.datasets import TOO_LARGE, Dataset, upload_parts
 from saliency_client.errors import ApiError
 from saliency_client.exchange import Request
 from saliency_client.spec import build_submit, job_spec
-from saliency_client.types import Item, JobState, Method, Model, Roots, parse_methods, unwrap_list
+from saliency_client.types import (
+    Item,
+    JobState,
+    Layers,
+    Method,
+    Model,
+    Roots,
+    parse_methods,
+    unwrap_list,
+)
 from saliency_client.uploads import model_registration
 
 T = TypeVar("T")
@@ -101,6 +110,10 @@ def models() -> Call[list[Model]]:
 
 def model(name: str) -> Call[Model]:
     return Call(Request("GET", f"/v1/models/{name}"), _body(Model.from_json))
+
+
+def layers(model: str) -> Call[Layers]:
+    return Call(Request("GET", f"/v1/models/{model}/layers"), _body(Layers.from_json))
 
 
 def methods() -> Call[list[Method]]:

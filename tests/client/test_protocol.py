@@ -182,6 +182,25 @@ def test_models_model_and_methods():
     assert isinstance(methods[0], Method) and methods[1].defaults == {"samples": 25}
 
 
+def test_layers_of_a_model():
+    call = protocol.layers("tiny")
+    assert sent(call.request)[:2] == ("GET", "http://api.test/v1/models/tiny/layers")
+    body = {"model": "tiny", "input_size": [32, 32], "default": "layer1",
+            "default_problem": None, "max_pooling_recorded": True, "layers": [
+                {"name": "conv1", "module": "Conv2d", "runs": 1, "shape": [8, 16, 16],
+                 "layout": "NCHW", "channels": 8, "grid": [16, 16], "prefix": 0,
+                 "usable": True, "default": False, "max_pool_before": False, "problem": None},
+                {"name": "layer1", "module": "Sequential", "runs": 1, "shape": [8, 8, 8],
+                 "layout": "NCHW", "channels": 8, "grid": [8, 8], "prefix": 0,
+                 "usable": True, "default": True, "max_pool_before": True, "problem": None}]}
+    layers = answer(call, recorded("/v1/models/{name}/layers", "GET", 200, body))
+    assert layers.default == "layer1" and [x.name for x in layers.usable] == ["conv1", "layer1"]
+    assert layers.layers[1].shape == (8, 8, 8) and layers.layers[1].max_pool_before is True
+    with pytest.raises(ApiError, match="validating"):
+        answer(call, error("/v1/models/{name}/layers", "GET", 409, "not_ready",
+                           "model 'tiny' is validating"))
+
+
 def test_urls_of_the_pages():
     assert protocol.page_url("http://api.test", "j1") == "http://api.test/jobs/j1"
     assert protocol.report_url("http://api.test", "j1") == "http://api.test/jobs/j1/report"
