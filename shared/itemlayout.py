@@ -63,7 +63,8 @@ class RecordSink(ABC):
     """Publishes the records of one lease's items; `Fenced` once the lease is taken over."""
 
     @abstractmethod
-    def add(self, record: ItemRecord) -> None: ...
+    def add(self, record: ItemRecord) -> None:
+        """Publish one item's record, or keep it for `finish`."""
 
     @abstractmethod
     def finish(self, upto: int) -> Recorded:
