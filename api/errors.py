@@ -14,15 +14,6 @@ from shared.storage import StorageError
 log = logging.getLogger(__name__)
 
 
-class ApiError(InputError):
-    """An error raised by a view with an explicit status and code."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-
-
 def error_response(status: int, code: str, message: str):
     return jsonify({"error": {"code": code, "message": message}}), status
 

@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 from flask import Blueprint, Flask, Response, request, stream_with_context
 
-from api.context import Services, services
+from api.context import services
 from api.jobs import own_job, require_final
 from shared.errors import InputError, SpecError
 from shared.fiftyone_format import (
@@ -32,7 +32,7 @@ from shared.fiftyone_format import (
     output_field,
 )
 from shared.images import sniff_format
-from shared.itemrecords import PAGE, all_records, inputs
+from shared.itemlayout import ItemLayout
 from shared.jobs import Job
 from shared.keys import INPUT_EXTENSIONS, JobKeys
 from shared.records import InputSource, ItemRecord, OutputRecord
@@ -65,17 +65,17 @@ def _stem(index: int) -> str:
 class _Sources:
     """Each item's input, read a page (or a plan file) at a time."""
 
-    def __init__(self, svc: Services, job: Job) -> None:
-        self.svc, self.job = svc, job
-        self.page = job.plan_chunk if job.layout != "items" else PAGE
+    def __init__(self, layout: ItemLayout) -> None:
+        self.layout = layout
         self._first, self._sources = -1, []
 
     def get(self, index: int) -> InputSource:
-        first = index - index % self.page
+        size = self.layout.page_size
+        first = index - index % size
         if first != self._first:
-            stop = min(first + self.page, self.job.total)
+            stop = min(first + size, self.layout.job.total)
             self._first = first
-            self._sources = inputs(self.svc.jobs, self.svc.storage, self.job, first, stop)
+            self._sources = self.layout.inputs(first, stop)
         return self._sources[index - first]
 
 
@@ -95,7 +95,8 @@ class FiftyOneExport:
         self.writer = SampleWriter(Ids(job.id, job.created_ts),
                                    model.class_name if model else (lambda _i: None),
                                    ReportIndex.of(report))
-        self.sources = _Sources(svc, job)
+        self.layout = svc.layout(job)
+        self.sources = _Sources(self.layout)
         self._header: tuple[str, ShardHeader] | None = None
 
     def chunks(self) -> Iterator[bytes]:
@@ -103,8 +104,7 @@ class FiftyOneExport:
         try:
             samples.write(b'{"samples":[')
             separator = b""
-            for record in all_records(self.svc.jobs, self.svc.chunks, self.svc.storage,
-                                      self.job):
+            for record in self.layout.records():
                 filepath, entry = self._input(record)
                 if entry is not None:
                     yield archive.entry(filepath, entry)

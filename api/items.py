@@ -1,4 +1,4 @@
-"""The items of a job in their v1 shape, from either layout.
+"""The items of a job in their v1 shape, from either layout (`shared.itemlayout`).
 
 Upload and inline jobs keep their item records in Redis and their outputs as files. A
 data-set job's records live in one rows file per committed segment and its maps in shards;
@@ -10,12 +10,10 @@ for what it serves itself.
 from __future__ import annotations
 
 import functools
-import json
 from typing import Any
 
 from api.context import base_url, services
-from shared.itemrecords import find_record as find_item
-from shared.itemrecords import segment_of, segment_rows
+from shared.itemlayout import read_rows, unrun
 from shared.jobs import Job
 from shared.keys import JobKeys, MapName
 from shared.records import OUTPUT_FILES, VISUALIZE_FILES, InputSource, ItemRecord, OutputRecord
@@ -23,7 +21,7 @@ from shared.specs import AttributionSpec
 from shared.status import ItemStatus, JobStatus
 
 # Rows files never change (their key has the writer's token): cache the last few read.
-_rows = functools.lru_cache(maxsize=64)(segment_rows)
+_rows = functools.lru_cache(maxsize=64)(read_rows)
 
 
 def signed_url(path: str) -> str:
@@ -84,17 +82,19 @@ def _output_json(job: Job, index: int, out: OutputRecord, kinds: tuple[str, ...]
 
 def item_json(job: Job, index: int, source: InputSource | None,
               record: ItemRecord | None) -> dict[str, Any]:
-    """One item as `/items` shows it."""
+    """One item as `/items` shows it; once the job has ended failed or cancelled, one that
+    never ran is `cancelled` with the error the results file gives it (`unrun`)."""
+    ended = job.status in (JobStatus.CANCELLED, JobStatus.FAILED)
+    if record is None and ended and source is not None:
+        record = unrun(index, source)
     if record is None:
-        final = job.status in (JobStatus.CANCELLED, JobStatus.FAILED)
-        status = ItemStatus.CANCELLED if final else ItemStatus.PENDING
         out = {"index": index, "input": source.name if source else None,
-               "status": status.value, "error": None, "prediction": None, "outputs": [],
-               "worker": None}
+               "status": ItemStatus.PENDING.value, "error": None, "prediction": None,
+               "outputs": [], "worker": None}
         if source is not None and source.id is not None:
             out["id"] = source.id
         return out
-    if job.status in (JobStatus.CANCELLED, JobStatus.FAILED):
+    if ended:
         record = record.ended_unfinished()
     work = job.spec.work
     kinds = work.outputs if isinstance(work, AttributionSpec) else OUTPUT_FILES
@@ -116,44 +116,13 @@ def item_json(job: Job, index: int, source: InputSource | None,
 
 def page(job: Job, start: int, stop: int) -> list[dict[str, Any]]:
     """Items `start`..`stop` of a job."""
-    svc = services()
-    indices = list(range(start, stop))
-    if not indices:
+    if stop <= start:
         return []
-    if job.kind == "visualize":  # items are objective × start, not the inputs
-        records = svc.jobs.items(job.id, indices)
-        objectives = _visualize_objectives(job, start, stop)
-        return [item_json(job, i, InputSource(name=o), r)
-                for i, o, r in zip(indices, objectives, records, strict=True)]
-    if job.layout == "items":
-        sources = svc.jobs.input_range(job.id, start, stop)
-        records = svc.jobs.items(job.id, indices)
-        return [item_json(job, i, s, r) for i, s, r in zip(indices, sources, records,
-                                                            strict=True)]
-    segments = svc.chunks.segments(job.id)
-    out = []
-    plans: dict[int, list[InputSource]] = {}
-    for index in indices:
-        segment = segment_of(segments, index)
-        record = _rows(svc.storage, segment.rows).get(index) if segment else None
-        source = None
-        if record is None:
-            first = index - index % job.plan_chunk
-            if first not in plans:
-                lines = svc.storage.get(JobKeys(job.tenant, job.id).plan(first)).splitlines()
-                plans[first] = [InputSource.from_json(json.loads(line)) for line in lines]
-            source = plans[first][index - first]
-        out.append(item_json(job, index, source, record))
-    return out
-
-
-def _visualize_objectives(job: Job, start: int, stop: int) -> list[str]:
-    """Each item's objective, as `/items` names a visualization's input."""
-    items = job.spec.work.items()[start:stop]
-    return [json.dumps(item.objective.to_json()) for item in items]
+    entries = services().layout(job, rows=_rows).page(start, stop)
+    return [item_json(job, index, source, record)
+            for index, (source, record) in enumerate(entries, start)]
 
 
 def find_record(job: Job, index: int) -> ItemRecord | None:
     """One item's record, from either layout."""
-    svc = services()
-    return find_item(svc.jobs, svc.chunks, svc.storage, job, index, rows=_rows)
+    return services().layout(job, rows=_rows).record(index)

@@ -23,6 +23,7 @@ from shared.jsonio import loads
 from shared.modelspec import TRANSFORMERS
 from shared.records import InputSource
 from shared.settings import Settings
+from shared.specs import KIND_SPECS
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,12 @@ def _fingerprint(spec: Any, files: list[tuple[str, bytes]]) -> str:
     return digest.hexdigest()
 
 
+def _inputs_optional(spec: Any) -> bool:
+    """Whether the spec's kind may name no input (`KindSpec.inputs_optional`)."""
+    name = spec.get("kind") if isinstance(spec, dict) else None
+    return isinstance(name, str) and name in KIND_SPECS and KIND_SPECS[name].inputs_optional
+
+
 def read_job_request(settings: Settings) -> JobRequest:
     """Multipart (`spec` + `images`) or JSON (spec fields + `inputs` or `dataset`)."""
     if request.mimetype == "application/json":
@@ -95,7 +102,7 @@ def read_job_request(settings: Settings) -> JobRequest:
         if "dataset" in body:
             return JobRequest(spec, dataset=parse_dataset(body["dataset"]),
                               fingerprint=_fingerprint(body, []))
-        if body.get("kind") == "visualize" and "inputs" not in body:
+        if _inputs_optional(body) and "inputs" not in body:
             return JobRequest(spec, fingerprint=_fingerprint(body, []))  # nothing to read
         inline = parse_inline_inputs(body.get("inputs"), settings.max_uris_per_job)
         return JobRequest(spec, inline=inline, fingerprint=_fingerprint(body, []))
@@ -118,7 +125,7 @@ def read_job_request(settings: Settings) -> JobRequest:
         raise SpecError(part[:80], 'is named as {"upload": ...} but no file part of that name '
                                    "was sent")
     files = request.files.getlist("images")
-    if not files and not (isinstance(spec, dict) and spec.get("kind") == "visualize"):
+    if not files and not _inputs_optional(spec):
         raise SpecError("images", "at least one file part 'images' is required")
     if len(files) > settings.max_images_per_job:
         raise TooLargeError(

@@ -143,23 +143,23 @@ def submit(req: JobRequest, idempotency_key: str | None) -> Accepted:
                                   parse_notify=lambda raw: parse_notify(raw, svc.settings)),
                    dataset=req.dataset)
     record = _model(svc, spec)
-    KIND_SPECS[spec.kind].check(spec.work, record.spec, record.layer_shapes, svc.settings)
-    if spec.kind == "top_activations":  # its default projection, chosen for the layer
-        spec = replace(spec, work=spec.work.for_model(record.layers))
+    kind = KIND_SPECS[spec.kind]
+    kind.check(spec.work, record.spec, record.layer_shapes, svc.settings)
+    spec = replace(spec, work=kind.with_layers(spec.work, record.layers))
     _check_inputs(spec, record, req)
     inline = _inline_sources(svc, req.inline)
-    if req.dataset and spec.kind == "visualize":
-        raise SpecError("dataset", "a visualize job takes inputs or uploads (for its inversion "
-                                   "and DeepDream objectives), not a data set")
-    if req.dataset and req.dataset.annotations and spec.kind != "attribution":
+    if req.dataset and kind.no_dataset:
+        raise SpecError("dataset", kind.no_dataset)
+    if req.dataset and req.dataset.annotations and not kind.reads_annotations:
         raise SpecError("dataset.annotations", "only an attribution job reads annotations "
                                                f"(for its audit's box metrics), not {spec.kind}")
-    work = spec.work.for_model(record.spec) if spec.kind == "visualize" else None
+    plan = None
     if req.dataset:
         _check_dataset(svc, req)
         check_queue_quota(tenant(), None)
-    else:  # a visualization's items are its objectives × starts
-        check_queue_quota(tenant(), len(work.items()) if work else len(req.uploads) + len(inline))
+    else:
+        plan = kind.plan(spec.work, record.spec, len(req.uploads) + len(inline))
+        check_queue_quota(tenant(), plan.total)
 
     job_id = uuid.uuid4().hex
     idem = IdempotencyKeys(svc.redis)
@@ -185,13 +185,11 @@ def submit(req: JobRequest, idempotency_key: str | None) -> Accepted:
         for name, upload in (req.named or {}).items():
             svc.storage.put(keys.ref(name), upload.data)
             stored.append(keys.ref(name))
-        total, steps = len(sources), None
-        ranges = chunk_ranges(len(sources), svc.settings.chunk_size)
-        if work is not None:  # items are objective × start, a chunk one batch
-            total, steps = len(work.items()), work.total_steps
-            ranges = [(b[0].index, b[-1].index + 1) for b in work.batches()]
+        total = plan.total if plan else 0
+        ranges = (plan.ranges if plan and plan.ranges is not None
+                  else chunk_ranges(total, svc.settings.chunk_size))
         new = NewJob(id=job_id, tenant=tenant(), spec=spec, inputs=tuple(sources), total=total,
-                     steps=steps, model_pin=ModelPin.of(tenant(), record))
+                     steps=plan.steps if plan else None, model_pin=ModelPin.of(tenant(), record))
         pipe = svc.redis.pipeline(transaction=True)
         svc.jobs.create(new, pipe)
         svc.chunks.add(pipe, job_id, ranges, ChunkStatus.PLANNED)

@@ -187,6 +187,11 @@ return #starts
 """
 
 
+class Fenced(Exception):
+    """A chunk's lease (or a job's control lease) was taken over: this run must not publish
+    anything more."""
+
+
 @dataclass(frozen=True)
 class Lease:
     """A worker's hold on a chunk: its fencing token and the chunk's current end."""

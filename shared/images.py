@@ -26,7 +26,6 @@ _MAGIC = (
     (b"\xff\xd8\xff", "jpeg"),
     (b"\x93NUMPY", "npy"),
 )
-EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp", "npy": "npy"}
 
 
 def sniff_format(data: bytes) -> str | None:

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from shared.jobschema import ItemsLayout
 from shared.jobschema import JobField as F
 from shared.modelstore import ModelPin
 from shared.records import InputSource
@@ -39,7 +40,7 @@ class Job:
     kind: str
     status: JobStatus
     spec: JobSpec
-    layout: str
+    layout: ItemsLayout
     total: int
     done: int
     failed: int
@@ -82,7 +83,7 @@ class Job:
             kind=raw.get(F.KIND, "attribution"),
             status=JobStatus(raw[F.STATUS]),
             spec=job_spec_from_json(json.loads(raw[F.SPEC])),
-            layout=raw.get(F.LAYOUT, "items"),
+            layout=ItemsLayout(raw.get(F.LAYOUT, ItemsLayout.REDIS)),
             total=int(raw[F.TOTAL]),
             done=_int(raw, F.DONE),
             failed=_int(raw, F.FAILED),
@@ -151,7 +152,8 @@ class NewJob:
         fields: dict[str, Any] = {
             F.TENANT: self.tenant, F.KIND: self.spec.kind, F.STATUS: JobStatus.QUEUED.value,
             F.SPEC: json.dumps(self.spec.to_json()),
-            F.LAYOUT: "shards" if self.spec.dataset else "items", F.TOTAL: self.items,
+            F.LAYOUT: ItemsLayout.PLANNED if self.spec.dataset else ItemsLayout.REDIS,
+            F.TOTAL: self.items,
             F.DONE: 0, F.FAILED: 0, F.SKIPPED: 0, F.PLANNING: int(self.spec.dataset is not None),
             F.FINALIZING: 0, F.OPEN: 0, F.FENCE: 0, F.CREATED_AT: now_iso(),
             F.CREATED_TS: repr(time.time()), F.PROGRESS_MS: now_ms(),

@@ -27,7 +27,7 @@ class JobField(StrEnum):
     KIND = "kind"
     STATUS = "status"  # a `JobStatus`
     SPEC = "spec"  # `JobSpec.to_json()`, with the `dataset` it names
-    LAYOUT = "layout"  # where its items live: `items` (Redis) or `shards` (plan/rows files)
+    LAYOUT = "layout"  # where its items live: an `ItemsLayout`
     MODEL_PIN = "model_pin"  # the model record it was accepted for (`ModelPin.to_json()`)
     CREATED_AT = "created_at"  # ISO 8601
     CREATED_TS = "created_ts"  # unix s, for the latency histogram
@@ -56,6 +56,13 @@ class JobField(StrEnum):
     PROJECTIONS_DUE = "projections_due"  # a top-activations job's projections
     PROJECTIONS_DONE = "projections_done"
     NOTIFY_ATTEMPTS = "notify_attempts"  # JSON list: its webhook's deliveries
+
+
+class ItemsLayout(StrEnum):
+    """Where a job's items live (`shared.itemlayout`)."""
+
+    REDIS = "items"  # inputs and records in Redis: upload, inline and visualize jobs
+    PLANNED = "shards"  # plan files, rows files and shards: data-set jobs
 
 
 class ChunkStatus(StrEnum):

@@ -24,7 +24,6 @@ from typing import Any
 from shared.errors import UnsupportedModelError
 
 NCHW, NHWC, TOKENS = "NCHW", "NHWC", "tokens"
-LAYOUTS = (NCHW, NHWC, TOKENS)
 _LISTED = 5  # layers an error lists
 _PASS_ON = ("Identity", "Dropout", "DropPath", "Pad")  # what passes its input on, by class
 

@@ -142,11 +142,12 @@ def write_rows(rows: Iterable[dict[str, Any]], out: IO[bytes], schema: pa.Schema
     return n
 
 
-def merge_parquet(parts: Iterable[IO[bytes]], out: IO[bytes]) -> int:
-    """Concatenate results files (parts written by `write_parquet`) into one, a row group at
-    a time; returns the number of rows."""
+def merge_parquet(parts: Iterable[IO[bytes]], out: IO[bytes], schema: pa.Schema = SCHEMA
+                  ) -> int:
+    """Concatenate results files of `schema` (parts written by `write_rows`) into one, a row
+    group at a time; returns the number of rows."""
     n = 0
-    with pq.ParquetWriter(out, SCHEMA) as writer:
+    with pq.ParquetWriter(out, schema) as writer:
         for part in parts:
             reader = pq.ParquetFile(part)
             for group in range(reader.num_row_groups):
@@ -154,7 +155,7 @@ def merge_parquet(parts: Iterable[IO[bytes]], out: IO[bytes]) -> int:
                 writer.write_table(table)
                 n += table.num_rows
         if n == 0:
-            writer.write_table(pa.Table.from_pylist([], SCHEMA))
+            writer.write_table(pa.Table.from_pylist([], schema))
     return n
 
 

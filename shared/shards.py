@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import struct
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -162,16 +161,3 @@ def read_map(storage: Storage, key: str, position: int, row: int,
     scale = float(np.frombuffer(storage.get_range(key, s_start, s_stop), dtype=np.float32)[0])
     return values.astype(np.float32) * scale
 
-
-def iter_maps(data: bytes) -> Iterator[tuple[int, int, np.ndarray]]:
-    """Every (position, item index, map) of a whole shard read into memory."""
-    from safetensors.numpy import load
-
-    tensors = load(data)
-    for name, maps in tensors.items():
-        if not name.startswith("maps."):
-            continue
-        position = int(name.split(".", 1)[1])
-        scales, indices = tensors[f"scale.{position}"], tensors[f"index.{position}"]
-        for k in range(maps.shape[0]):
-            yield position, int(indices[k]), maps[k].astype(np.float32) * float(scales[k])

@@ -8,6 +8,7 @@ retention, the completion webhook), and its kind's own fields.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -17,6 +18,7 @@ from shared.errors import SpecError
 from shared.jsonio import integer
 from shared.methods import MethodSpec, parse_methods
 from shared.modelspec import MODEL_NAME_RE, ModelSpec
+from shared.records import InputSource
 from shared.settings import Settings
 from shared.targets import PREDICTED, ClassTarget, LayerTarget, Target, TopKTarget, parse_target
 from shared.top_activations_spec import (
@@ -171,16 +173,46 @@ LayerShapes = dict[str, tuple[int, int, int]]
 
 
 @dataclass(frozen=True)
+class KindPlan:
+    """The items and chunks of a job of given inputs: `ranges` None cuts the items into
+    chunks of `SALIENCY_CHUNK_SIZE`; `steps` is what a kind that counts steps counts."""
+
+    total: int
+    ranges: list[tuple[int, int]] | None = None
+    steps: int | None = None
+
+
+def _one_item_per_input(work: Any, model: ModelSpec, inputs: int) -> KindPlan:
+    return KindPlan(inputs)
+
+
+def _as_given(work: Any, layers: Any) -> Any:
+    return work
+
+
+@dataclass(frozen=True)
 class KindSpec:
-    """How one kind's fields are named and parsed, and checked against the model: `check(work,
-    model, layer_shapes, settings)` raises a `SpecError` (layer shapes are those recorded when
-    the model was validated; empty while it is `validating`). `echoed` fields are written by
-    the service into a job's spec: read back from a stored spec, refused in a submission."""
+    """How one kind's fields are named and parsed, checked against the model, and planned.
+
+    `check(work, model, layer_shapes, settings)` raises a `SpecError` (layer shapes are those
+    recorded when the model was validated; empty while it is `validating`). `with_layers(work,
+    layers)` fills in what the kind chooses from the model's recorded layers at submission.
+    `echoed` fields are written by the service into a job's spec: read back from a stored
+    spec, refused in a submission. `plan(work, model, inputs)` gives the items and chunks of a
+    job that is not a data set's; `item_names(work, start, stop)` names a kind's items where
+    they are not its inputs. `no_dataset` says why a kind takes no data set;
+    `inputs_optional`, that a job of the kind may name no input."""
 
     fields: tuple[str, ...]
     parse: Callable[[dict[str, Any]], Any]
     check: Callable[[Any, ModelSpec, LayerShapes, Settings], None]
     echoed: tuple[str, ...] = ()
+    with_layers: Callable[[Any, Any], Any] = _as_given
+    plan: Callable[[Any, ModelSpec, int], KindPlan] = _one_item_per_input
+    item_names: Callable[[Any, int, int], list[InputSource]] | None = None
+    no_dataset: str | None = None
+    inputs_optional: bool = False
+    reads_annotations: bool = False
 
 
 def _check_attribution(work: AttributionSpec, model: ModelSpec, shapes: LayerShapes,
@@ -218,11 +250,32 @@ def _check_visualize(work: VisualizeSpec, model: ModelSpec, shapes: LayerShapes,
                         work.objective_field(k))
 
 
+def _plan_visualize(work: VisualizeSpec, model: ModelSpec, inputs: int) -> KindPlan:
+    """Items are objective × start, a chunk one batch of them; `progress` counts steps."""
+    work = work.for_model(model)
+    return KindPlan(len(work.items()), [(b[0].index, b[-1].index + 1) for b in work.batches()],
+                    work.total_steps)
+
+
+def _objectives(work: VisualizeSpec, start: int, stop: int) -> list[InputSource]:
+    """Each item's objective, as `/items` and the results file name a visualization's
+    input."""
+    return [InputSource(name=json.dumps(item.objective.to_json()))
+            for item in work.items()[start:stop]]
+
+
 KIND_SPECS: dict[str, KindSpec] = {
-    "attribution": KindSpec(AttributionSpec.FIELDS, parse_attribution, _check_attribution),
+    "attribution": KindSpec(AttributionSpec.FIELDS, parse_attribution, _check_attribution,
+                            reads_annotations=True),
     "top_activations": KindSpec(TOP_ACTIVATIONS_FIELDS, top_activations_from_json,
-                                _check_top_activations, (METHODS_REASON,)),
-    "visualize": KindSpec(VISUALIZE_FIELDS, _parse_visualize, _check_visualize),
+                                _check_top_activations, echoed=(METHODS_REASON,),
+                                with_layers=lambda work, layers: work.for_model(layers)),
+    "visualize": KindSpec(
+        VISUALIZE_FIELDS, _parse_visualize, _check_visualize, plan=_plan_visualize,
+        item_names=_objectives,
+        no_dataset="a visualize job takes inputs or uploads (for its inversion and DeepDream "
+                   "objectives), not a data set",
+        inputs_optional=True),
 }
 
 

@@ -9,6 +9,8 @@ import redis
 
 from shared.chunks import Chunks
 from shared.fairqueue import FairQueue
+from shared.itemlayout import ItemLayout, Rows, layout_of, read_rows
+from shared.jobs import Job
 from shared.jobstore import JobStore
 from shared.locations import Locator
 from shared.modelstore import ModelStore
@@ -27,6 +29,10 @@ class Stores:
     models: ModelStore
     storage: Storage
     locator: Locator
+
+    def layout(self, job: Job, rows: Rows = read_rows) -> ItemLayout:
+        """Where `job`'s items live (`rows` reads a data-set job's rows files)."""
+        return layout_of(self.jobs, self.chunks, self.storage, job, rows)
 
     @staticmethod
     def open(settings: Settings) -> dict:

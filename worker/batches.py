@@ -16,8 +16,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from shared.chunks import Lease
-from shared.itemrecords import inputs as job_inputs
+from shared.chunks import Fenced, Lease
 from shared.jobs import Job
 from shared.modelspec import ModelSpec
 from shared.records import InputSource
@@ -25,10 +24,6 @@ from worker.context import WorkerContext
 from worker.inputs import Loaded, load_input
 from worker.leases import LeaseKeeper
 from worker.retry import retrying
-
-
-class Fenced(Exception):
-    """The chunk's lease was taken over: this run must not publish anything more."""
 
 
 @dataclass(frozen=True)
@@ -42,7 +37,7 @@ class Stop:
 
 def chunk_sources(ctx: WorkerContext, job: Job, lease: Lease) -> dict[int, InputSource]:
     """The inputs of a leased chunk, by item index."""
-    inputs = job_inputs(ctx.jobs, ctx.storage, job, lease.start, lease.stop)
+    inputs = ctx.layout(job).inputs(lease.start, lease.stop)
     return dict(zip(range(lease.start, lease.stop), inputs, strict=True))
 
 

@@ -1,55 +1,43 @@
-"""The job kinds a worker runs, each as three functions: run one chunk, start the next phase
-(if the kind has one), and write the results file and the report."""
+"""The job kinds a worker runs, registered by name: each supplies to the runtime
+(`worker.runtime.Kind`) how to run a chunk of each phase, what its next phase is, its results
+file's rows and its report. No kind imports another."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from shared.jobs import Job
-from shared.modelspec import ModelSpec
-from worker.attribution.audit import run_audit
+from worker.attribution import audit as attribution_audit
 from worker.attribution.chunk import run_attribution
-from worker.attribution.finalize import finalize_attribution
-from worker.attribution.finalize import next_phase as attribution_next
+from worker.attribution.finalize import attribution_report
 from worker.context import WorkerContext
-from worker.finalizing import Finalizing
-from worker.top_activations.finalize import finalize_top_activations
-from worker.top_activations.finalize import next_phase as top_activations_next
-from worker.top_activations.project import run_projection
+from worker.finalizing import item_results
+from worker.runtime import Kind, RunResult
+from worker.top_activations import project as top_activations_project
+from worker.top_activations.finalize import top_activations_report
 from worker.top_activations.scan import run_scan
-from worker.visualize_job import finalize_visualization, run_visualization
-
-
-@dataclass(frozen=True)
-class Kind:
-    """`run_chunk(ctx, job, lease, keeper, worker)` returns what to commit and whether the
-    chunk yielded; `next_phase(ctx, job)` adds a phase's chunks and says whether it did;
-    `finalize(finalizing, model)` writes the results file and the report in checkpointed
-    steps (`worker.finalizing`), yielding after each, where its caller may stop."""
-
-    run_chunk: Callable[..., tuple[Any, bool]]
-    next_phase: Callable[[WorkerContext, Job], bool]
-    finalize: Callable[[Finalizing, ModelSpec | None], Iterator[str]]
+from worker.visualize_job import run_visualization, visualize_report, visualize_results
 
 
 def _no_next_phase(ctx: WorkerContext, job: Job) -> bool:
     return False
 
 
-def _by_phase(*phases: Callable[..., tuple[Any, bool]]) -> Callable[..., tuple[Any, bool]]:
+def _by_phase(*phases: Callable[..., tuple[RunResult | None, bool]]
+              ) -> Callable[..., tuple[RunResult | None, bool]]:
     """A kind whose chunks run one function per phase."""
-    def run(ctx: WorkerContext, job: Job, *args: Any) -> tuple[Any, bool]:
+    def run(ctx: WorkerContext, job: Job, *args: Any) -> tuple[RunResult | None, bool]:
         return phases[job.phase](ctx, job, *args)
 
     return run
 
 
 KINDS: dict[str, Kind] = {
-    "attribution": Kind(_by_phase(run_attribution, run_audit), attribution_next,
-                        finalize_attribution),
-    "top_activations": Kind(_by_phase(run_scan, run_projection), top_activations_next,
-                            finalize_top_activations),
-    "visualize": Kind(run_visualization, _no_next_phase, finalize_visualization),
+    "attribution": Kind(_by_phase(run_attribution, attribution_audit.run_audit),
+                        attribution_audit.next_phase, attribution_report, item_results),
+    "top_activations": Kind(_by_phase(run_scan, top_activations_project.run_projection),
+                            top_activations_project.next_phase, top_activations_report,
+                            item_results),
+    "visualize": Kind(run_visualization, _no_next_phase, visualize_report, visualize_results),
 }

@@ -8,7 +8,6 @@ from typing import Any
 
 from shared.errors import InputError
 from shared.inputs import InputRef
-from shared.itemrecords import inputs
 from shared.jobs import Job
 from shared.keys import JobKeys
 from shared.methods import MethodSpec
@@ -28,7 +27,7 @@ def ref_source(ctx: WorkerContext, job: Job, ref: InputRef) -> InputSource:
     index = int(ref.value)
     if not 0 <= index < job.total:
         raise InputError(f"item {index}: the job has {job.total} items")
-    return inputs(ctx.jobs, ctx.storage, job, index, index + 1)[0]
+    return ctx.layout(job).inputs(index, index + 1)[0]
 
 
 def resolve(ctx: WorkerContext, job: Job, model: ModelSpec, ref: InputRef, what: str) -> Any:

@@ -42,3 +42,9 @@ def retrying(fn: Callable[[], T], budget_s: float, what: str,
             log.warning("%s failed (retrying for up to %.0f s more): %s", what, left, e)
             time.sleep(min(delay, left, MAX_SLEEP_S))
             delay *= 2
+
+
+def within(budget_s: float) -> Callable[[Callable[[], T], str], T]:
+    """`retrying` with a budget of `budget_s`, as a record sink takes it
+    (`shared.itemlayout.Retry`)."""
+    return lambda fn, what: retrying(fn, budget_s, what)

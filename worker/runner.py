@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from shared.chunks import Fenced
 from shared.errors import InputError
 from shared.jobs import Job
 from shared.jobschema import WORKERS, RecordKeys
@@ -20,7 +21,6 @@ from shared.modelstore import ModelStatus
 from shared.redisio import now_ms
 from shared.status import JobStatus
 from shared.taskqueue import DELIVER_WEBHOOK, NEXT_PHASE, pump, send_control
-from worker.batches import Fenced
 from worker.context import ControlContext, WorkerContext
 from worker.leases import LeaseKeeper
 from worker.metrics import QUEUE_WAIT
@@ -175,7 +175,7 @@ def finalize(ctx: WorkerContext, job_id: str, token: int) -> bool:
     """Fence the job's chunks, write its results file and report (resuming after the steps
     earlier finalizers recorded), and make it final. False if it stopped short: half the
     task's time limit was used."""
-    from worker.finalizing import Finalizing
+    from worker.finalizing import Finalizing, finalizer_steps
     from worker.kinds import KINDS
 
     ctx.chunks.fence_all(job_id)
@@ -189,7 +189,7 @@ def finalize(ctx: WorkerContext, job_id: str, token: int) -> bool:
     finalizing = Finalizing.start(ctx, job, token)
     deadline = time.monotonic() + ctx.settings.task_time_limit_s / 2
     try:
-        for step in KINDS[job.kind].finalize(finalizing, spec):
+        for step in finalizer_steps(finalizing, KINDS[job.kind], spec):
             log.info("job %s: finalizer step done: %s", job_id, step)
             if time.monotonic() > deadline:
                 log.info("job %s: finalizer stopped after %s (half its time limit); it "

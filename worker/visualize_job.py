@@ -5,37 +5,35 @@ worker: the state is the image. Every `snapshot_every` steps (or every 16) the r
 progress — the items' snapshots and curves so far, and `progress.done` in steps — and is
 checked for cancellation. When its time budget is spent it saves a checkpoint (the image or
 its Fourier coefficients, Adam's state, the random generators) and hands the chunk back; the
-next run continues from the checkpoint exactly as the first would have. The finalizer writes
-the report (every item's objective curve and its figures, `shared.curves`) and the results
-file (visualize's own columns, `shared.results.VISUALIZE_SCHEMA`).
+next run continues from the checkpoint exactly as the first would have. Its results file has
+visualize's own columns (`shared.results.VISUALIZE_SCHEMA`), and its report every item's
+objective curve and its figures (`shared.curves`).
 """
 
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from collections.abc import Iterator
 from typing import Any
 
-from shared.chunks import Lease
+from shared.chunks import Fenced, Lease
 from shared.curves import CurveSummary, summarize
 from shared.jobs import Job
 from shared.keys import JobKeys
 from shared.modelspec import ModelSpec
 from shared.records import ItemRecord, OutputRecord
 from shared.reports import artifact_ref
-from shared.results import VISUALIZE_SCHEMA, visualize_row, write_rows
+from shared.results import VISUALIZE_SCHEMA, visualize_row
 from shared.status import ItemStatus
-from shared.visualize_spec import VisualizeItem, VisualizeSpec, minimizes
-from worker.attribution.sinks import RunResult
-from worker.batches import Fenced
+from shared.visualize_spec import VisualizeSpec, minimizes
 from worker.context import WorkerContext
 from worker.engines import job_model
-from worker.finalizing import REPORT, Finalizing
+from worker.finalizing import Finalizing, Results
 from worker.leases import LeaseKeeper
 from worker.refs import resolve
-from worker.retry import retrying
+from worker.retry import retrying, within
+from worker.runtime import RunResult
 
 STEPS_PER_CALL = 16
 
@@ -53,10 +51,10 @@ def _output(keys: JobKeys, item, snapshots: list[str], final: bool) -> OutputRec
                         files=files, snapshots=tuple(snapshots))
 
 
-def _record(item, status: ItemStatus, output: OutputRecord | None, worker: str | None,
-            error: str | None = None) -> ItemRecord:
+def _record(item, status: ItemStatus, output: OutputRecord, worker: str | None
+            ) -> ItemRecord:
     return ItemRecord(index=item.index, status=status, input=json.dumps(item.objective.to_json()),
-                      error=error, outputs=(output,) if output else (), worker=worker)
+                      outputs=(output,), worker=worker)
 
 
 def run_visualization(ctx: WorkerContext, job: Job, lease: Lease, keeper: LeaseKeeper,
@@ -83,6 +81,7 @@ def run_visualization(ctx: WorkerContext, job: Job, lease: Lease, keeper: LeaseK
         spec.snapshot_every) else ()
     snapshots = {it.index: [keys.snapshot(it.index, step) for step in taken] for it in items}
     deadline = time.monotonic() + ctx.settings.task_time_limit_s / 2
+    sink = ctx.layout(job).sink(lease, within(budget))
 
     def put(key: str, data: bytes, media: str) -> None:
         retrying(lambda: ctx.storage.put(key, data, media), budget, f"writing {key}")
@@ -97,11 +96,12 @@ def run_visualization(ctx: WorkerContext, job: Job, lease: Lease, keeper: LeaseK
             put(keys.output(item.index, 0, "visualize", "curve"),
                 json.dumps(run.curves[j]).encode(), "application/json")
             out = _output(keys, item, snapshots[item.index], final)
-            rec = _record(item, ItemStatus.SUCCEEDED if final else ItemStatus.PENDING, out,
-                          worker)
-            write = ctx.jobs.record_item if final else ctx.jobs.item_progress
-            if not retrying(lambda rec=rec, write=write: write(lease, rec),
-                            budget, f"recording item {item.index}"):
+            if final:
+                sink.add(_record(item, ItemStatus.SUCCEEDED, out, worker))
+                continue
+            rec = _record(item, ItemStatus.PENDING, out, worker)
+            if not retrying(lambda rec=rec: ctx.jobs.item_progress(lease, rec), budget,
+                            f"recording item {item.index}"):
                 raise Fenced(f"job {job.id} chunk {lease.start}: lease taken over")
 
     every = spec.snapshot_every or STEPS_PER_CALL
@@ -122,46 +122,9 @@ def run_visualization(ctx: WorkerContext, job: Job, lease: Lease, keeper: LeaseK
         ctx.jobs.count_steps(job.id, len(report.values) * len(items))
         show(final=False)
     show(final=True)
+    sink.finish(lease.stop)
     ctx.storage.delete(checkpoint)
     return RunResult(lease.stop), False
-
-
-def finalize_visualization(f: Finalizing, _model: ModelSpec | None) -> Iterator[str]:
-    """The report (every item's objective curve, its figures and picture) and the results
-    file (one row per item, `VISUALIZE_SCHEMA`), in one step: a visualization's items are few
-    (its objectives × starts)."""
-    if f.has(REPORT):
-        return
-    ctx, job, keys = f.ctx, f.job, f.keys
-    items = job.spec.work.items()
-    entries: list[dict[str, Any]] = []
-    rows: list[dict[str, Any]] = []
-    for item, rec in zip(items, _final_records(ctx, job, items), strict=True):
-        curve = _curve(ctx, rec)
-        summary = summarize(curve, minimize=minimizes(item.objective))
-        rows.append(visualize_row(item, rec, summary))
-        if rec.status == ItemStatus.SUCCEEDED and rec.outputs:
-            entries.append(_report_entry(ctx, keys, rec, curve, summary))
-    with tempfile.TemporaryFile() as out:
-        write_rows(rows, out, VISUALIZE_SCHEMA)
-        out.seek(0)
-        ctx.storage.put_stream(keys.results("parquet"), out, "application/vnd.apache.parquet")
-    work = job.spec.work
-    report = {"kind": "visualize", "objective": work.to_json()["objective"],
-              "steps": work.steps, "items": entries}
-    ctx.storage.put(keys.report, json.dumps(report).encode(), "application/json")
-    f.record(**{REPORT: "1"})
-    yield REPORT
-
-
-def _final_records(ctx: WorkerContext, job: Job, items: list[VisualizeItem]
-                   ) -> list[ItemRecord]:
-    """Every item's record, in order: those that never ran or stopped part-way (the job was
-    cancelled or failed) as `cancelled`, the latter with the snapshots and curve they showed."""
-    stored = ctx.jobs.items(job.id, [item.index for item in items])
-    return [rec.ended_unfinished() if rec is not None else
-            _record(item, ItemStatus.CANCELLED, None, None, "not run: the job ended first")
-            for item, rec in zip(items, stored, strict=True)]
 
 
 def _curve(ctx: WorkerContext, rec: ItemRecord) -> list[float]:
@@ -169,6 +132,35 @@ def _curve(ctx: WorkerContext, rec: ItemRecord) -> list[float]:
     if not rec.outputs or "curve" not in rec.outputs[0].files:
         return []
     return json.loads(ctx.storage.get(rec.outputs[0].files["curve"]))
+
+
+def visualize_results(f: Finalizing, _model: ModelSpec | None) -> Results:
+    """One row per item (`VISUALIZE_SCHEMA`): its objective, start, status and its curve's
+    figures (so far, for an item the job's end cut short)."""
+    items = f.job.spec.work.items()
+
+    def rows(rec: ItemRecord) -> Iterator[dict[str, Any]]:
+        item = items[rec.index]
+        yield visualize_row(item, rec, summarize(_curve(f.ctx, rec),
+                                                 minimize=minimizes(item.objective)))
+
+    return Results(rows, VISUALIZE_SCHEMA)
+
+
+def visualize_report(f: Finalizing, _model: ModelSpec | None) -> Iterator[str]:
+    """The report: every finished item's objective curve, its figures and picture, in one
+    step (a visualization's items are few: its objectives × starts)."""
+    ctx, job, keys = f.ctx, f.job, f.keys
+    items = job.spec.work.items()
+    entries: list[dict[str, Any]] = []
+    for rec in f.records():
+        if rec.status == ItemStatus.SUCCEEDED and rec.outputs:
+            curve = _curve(ctx, rec)
+            summary = summarize(curve, minimize=minimizes(items[rec.index].objective))
+            entries.append(_report_entry(ctx, keys, rec, curve, summary))
+    work = job.spec.work
+    yield f.write_report({"kind": "visualize", "objective": work.to_json()["objective"],
+                          "steps": work.steps, "items": entries})
 
 
 def _report_entry(ctx: WorkerContext, keys: JobKeys, rec: ItemRecord, curve: list[float],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import time
 
 import numpy as np
@@ -174,6 +175,25 @@ def test_cancel_stops_the_items_not_yet_run(stack, stack_model, alice):
     last = alice.get(f"{stack.url}/v1/jobs/{job_id}/items", params={"cursor": "399"},
                      timeout=10).json()["items"]
     assert last[0]["status"] == "cancelled" and last[0]["outputs"] == []
+
+
+def test_an_item_a_cancelled_job_never_ran_has_one_error_in_items_and_results(stack, stack_model,
+                                                                              alice):
+    """`/items` and the results file say the same of an item the job's end left unrun."""
+    storage = stack.backend.storage()
+    storage.put("incoming/unrun.png", image_bytes(31))
+    body = {"model": stack_model.name,
+            "inputs": [{"uri": storage.uri("incoming/unrun.png")}] * 400}
+    job_id = alice.post(f"{stack.url}/v1/jobs", json=body, timeout=30).json()["id"]
+    assert alice.delete(f"{stack.url}/v1/jobs/{job_id}", timeout=10).status_code == 200
+    assert wait(alice, stack.url, job_id)["status"] == "cancelled"
+    (item,) = alice.get(f"{stack.url}/v1/jobs/{job_id}/items",
+                        params={"cursor": "399", "limit": 1}, timeout=10).json()["items"]
+    lines = alice.get(f"{stack.url}/v1/jobs/{job_id}/results", params={"format": "jsonl"},
+                      timeout=30).text.splitlines()
+    row = next(r for r in map(json.loads, lines) if r["index"] == 399)
+    assert (item["status"], row["status"]) == ("cancelled", "cancelled")
+    assert item["error"] == row["error"] == "not run: the job ended first"
 
 
 def test_idempotency_key_returns_the_same_job_and_enqueues_nothing(stack, stack_model, alice):

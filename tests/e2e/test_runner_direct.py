@@ -102,8 +102,8 @@ def test_a_run_out_of_time_continues_in_a_split_chunk_and_nothing_is_redone(ctx)
 
 
 def test_a_run_whose_lease_was_taken_over_publishes_nothing(ctx):
+    from shared.chunks import Fenced
     from worker.attribution.chunk import run_attribution
-    from worker.batches import Fenced
     from worker.leases import LeaseKeeper
 
     job_id = _job(ctx, 2)

@@ -19,7 +19,6 @@ from annotation_files import (
 )
 
 from shared.annotations import ImageObjects, coco_box
-from shared.itemrecords import planned_inputs
 from shared.status import JobStatus
 
 CLASSES = ["plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -66,8 +65,8 @@ def _planned(rt, dataset: dict, **spec) -> tuple[str, list]:
     job = rt.ctx.jobs.get(job_id)
     assert not job.planning and job.final_status is None, job.error
     return job_id, [source for start in range(0, job.total, job.plan_chunk)
-                    for source in planned_inputs(rt.ctx.storage, job, start,
-                                                 min(start + job.plan_chunk, job.total))]
+                    for source in rt.ctx.layout(job).inputs(start,
+                                                            min(start + job.plan_chunk, job.total))]
 
 
 def _failed(rt, dataset: dict) -> str:
@@ -301,8 +300,6 @@ def test_an_annotation_file_over_the_limit_fails_the_job_naming_the_setting(rt):
 
 
 def test_a_run_gives_box_metrics_of_the_target_class_and_fails_a_resized_image(rt):
-    from shared.itemrecords import all_records
-
     images = [_image(1, "a.png"), _image(2, "b.png", (40, 30)), _image(3, "c.png")]
     annotations = [{"image_id": 1, "category_id": 18, "bbox": [4, 4, 20, 20]},
                    {"image_id": 2, "category_id": 18, "bbox": [4, 4, 20, 20]},
@@ -315,7 +312,7 @@ def test_a_run_gives_box_metrics_of_the_target_class_and_fails_a_resized_image(r
                             target="label")
     rt.run(job_id)
     job = rt.ctx.jobs.get(job_id)
-    a, b, c, d = all_records(rt.ctx.jobs, rt.ctx.chunks, rt.ctx.storage, job)
+    a, b, c, d = rt.ctx.layout(job).records()
     assert a.ok and a.outputs[0].metrics["energy_in_box"] is not None
     assert "reasons" not in a.outputs[0].metrics and a.baseline["energy_in_box"] is not None
     assert b.error == (f"{lines[1]['uri']}: its annotation ({coco} image 2) is of a 40x30 "

@@ -12,11 +12,11 @@ import pytest
 from e2e.helpers import image_bytes
 from runtime_testing import TENANT
 
+from shared.chunks import Fenced
 from shared.jobschema import RecordKeys
 from shared.keys import JobKeys
 from shared.status import JobStatus
-from worker.batches import Fenced
-from worker.finalizing import Finalizing
+from worker.finalizing import Finalizing, finalizer_steps
 from worker.kinds import KINDS
 from worker.runner import finalize
 
@@ -61,7 +61,7 @@ def test_a_finalizer_taken_over_after_every_step_writes_what_one_finalizer_write
     while True:  # each finalizer does one step, then is lost: its control lease expires
         token = ctx.jobs.take_control(job_id, ctx.settings.lease_s)
         job = ctx.jobs.get(job_id)
-        finalizer = KINDS[job.kind].finalize(Finalizing.start(ctx, job, token), model)
+        finalizer = finalizer_steps(Finalizing.start(ctx, job, token), KINDS[job.kind], model)
         step = next(finalizer, None)
         ctx.redis.delete(RecordKeys(job_id).control)
         if step is None:

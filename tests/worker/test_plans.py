@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 from runtime_testing import TENANT
 
-from shared.itemrecords import planned_inputs
 from shared.jobschema import queued_key
 from shared.keys import JobKeys
 from shared.status import JobStatus
@@ -21,7 +20,7 @@ def test_a_manifest_line_past_the_cap_fails_its_item_alone(runtime):
     rt.plan(job_id)
     job = rt.ctx.jobs.get(job_id)
     assert not job.planning and job.total == 3
-    a, b, c = planned_inputs(rt.ctx.storage, job, 0, 3)
+    a, b, c = rt.ctx.layout(job).inputs(0, 3)
     assert (a.error, c.error) == (None, None) and (a.uri, c.uri) == (
         f"{rt.root.as_uri()}/a.png", f"{rt.root.as_uri()}/c.png")
     assert b.error == (f"manifest line 2: is {len(long)} bytes, longer than the limit of 100 "

@@ -25,13 +25,13 @@ from shared.keys import JobKeys
 from shared.specs import AttributionSpec
 from shared.status import ItemStatus
 from worker.attribution.groups import read_group, write_groups
-from worker.attribution.sinks import RunResult
 from worker.audit import MIN_CLASS_ITEMS
 from worker.audit.spray import group_seed
 from worker.context import WorkerContext
 from worker.leases import LeaseKeeper
 from worker.phases import start_phase
 from worker.retry import retrying
+from worker.runtime import RunResult
 
 PLAN = "audit/plan.json"
 SANITY = "audit/sanity.json"
@@ -43,13 +43,16 @@ def clusters_name(position: int, cls: int) -> str:
 
 def _predictions(ctx: WorkerContext, job: Job) -> np.ndarray:
     """Each item's predicted class, -1 where it has none (failed or not run)."""
-    from worker.attribution.finalize import records
-
     predicted = np.full(job.total, -1, dtype=np.int64)
-    for r in records(ctx, job):
+    for r in ctx.layout(job).records():
         if r.status == ItemStatus.SUCCEEDED and r.prediction is not None:
             predicted[r.index] = r.prediction.cls
     return predicted
+
+
+def next_phase(ctx: WorkerContext, job: Job) -> bool:
+    """After the items, the audit's clustering and sanity check (once); then nothing."""
+    return job.phase == 0 and not job.finalizing and start_audit(ctx, job)
 
 
 def start_audit(ctx: WorkerContext, job: Job) -> bool:
@@ -99,7 +102,6 @@ def _sanity(ctx: WorkerContext, job: Job, sample: int) -> dict[str, Any]:
     """The sanity check on the first `sample` succeeded items, with their predicted classes."""
     import torch
 
-    from worker.attribution.finalize import records
     from worker.audit import sanity_check
     from worker.engines import job_model
     from worker.inputs import load_input
@@ -108,7 +110,7 @@ def _sanity(ctx: WorkerContext, job: Job, sample: int) -> dict[str, Any]:
     spec = job.spec
     record, engine = job_model(ctx, job)
     images, targets = [], []
-    for rec in records(ctx, job):
+    for rec in ctx.layout(job).records():
         if rec.status != ItemStatus.SUCCEEDED or rec.prediction is None:
             continue
         loaded = load_input(ctx, job.tenant, record.spec, rec.index,

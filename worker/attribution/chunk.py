@@ -12,7 +12,7 @@ from shared.jobs import Job
 from shared.seeds import item_seed
 from shared.specs import AttributionSpec
 from shared.targets import ClassTarget, LabelTarget
-from worker.attribution.sinks import ItemSink, RunResult, ShardSink
+from worker.attribution.sinks import ItemSink, ShardSink
 from worker.batches import BatchRun, chunk_sources
 from worker.context import WorkerContext
 from worker.engines import job_model
@@ -20,6 +20,7 @@ from worker.inputs import Loaded
 from worker.leases import LeaseKeeper
 from worker.metrics import BATCH_SECONDS, observe_gpu
 from worker.refs import resolve_methods
+from worker.runtime import RunResult
 
 
 def _targets(spec: AttributionSpec, items: list[Loaded], sink) -> tuple[list[Loaded], list]:
@@ -50,13 +51,10 @@ def run_attribution(ctx: WorkerContext, job: Job, lease: Lease, keeper: LeaseKee
     # Null layers become the model's default here, so that every output names its layer.
     methods = engine.resolve_layers(resolve_methods(ctx, job, model, work.methods),
                                     torch.zeros(1, 3, side, side))
-    indices = list(range(lease.start, lease.stop))
-    if job.layout == "items":
-        todo = ctx.jobs.unfinished(job.id, indices)
-        sink = ItemSink(ctx, job, lease, work, methods, model, worker)
-    else:
-        todo = indices
-        sink = ShardSink(ctx, job, lease, work, methods, model, worker)
+    layout = ctx.layout(job)
+    todo = layout.unfinished(lease.start, lease.stop)
+    sink = (ShardSink if layout.at_commit else ItemSink)(ctx, job, lease, work, methods, model,
+                                                        worker)
     run = BatchRun(ctx, job, lease, keeper, model, chunk_sources(ctx, job, lease), todo,
                    sink.fail)
     try:

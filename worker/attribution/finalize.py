@@ -1,10 +1,9 @@
-"""Finalizing an attribution job, in checkpointed steps (`worker.finalizing`): every item's
-record, in order, into the results file; then the audit report (`worker.audit.ReportBuilder`,
-fed the results' rows), with the clusters and the sanity check of the audit phase, the
-measured input dependence of each method (one step each) and the report's pictures (one step
-each, the suspects' overlays drawn then). Items that never ran (a cancelled or failed job)
-appear as `cancelled`. The results file has every output; the report audits each item's
-leading map per method (of a top-k target, rank 0: the predicted class).
+"""An attribution job's report, in checkpointed steps (`worker.finalizing`, after the results
+file): the audit report (`worker.audit.ReportBuilder`, fed the results' rows), with the
+clusters and the sanity check of the audit phase, the measured input dependence of each
+method (one step each) and the report's pictures (one step each, the suspects' overlays drawn
+then). The results file has every output; the report audits each item's leading map per
+method (of a top-k target, rank 0: the predicted class).
 """
 
 from __future__ import annotations
@@ -17,25 +16,19 @@ from typing import Any
 import numpy as np
 
 from shared.inputs import InputRef
-from shared.itemrecords import all_records, find_record
 from shared.jobs import Job
 from shared.keys import JobKeys
 from shared.modelspec import ModelSpec
-from shared.records import ItemRecord, OutputRecord
+from shared.records import OutputRecord
 from shared.renderings import Rendering
 from shared.reports import artifact_ref
 from shared.shards import read_map
 from shared.specs import AttributionSpec
+from worker.attribution.audit import PLAN, SANITY, clusters_name, load_clustering
 from worker.context import WorkerContext
-from worker.finalizing import REPORT, Finalizing, part_rows, write_results
+from worker.finalizing import Finalizing, part_rows
 
 DEPENDENCE_SAMPLE = 64
-
-
-def records(ctx: WorkerContext, job: Job, start: int = 0) -> Iterator[ItemRecord]:
-    """Every item's record in index order from item `start` on, the unrun ones as
-    `cancelled`."""
-    return all_records(ctx.jobs, ctx.chunks, ctx.storage, job, start)
 
 
 def _read_map(ctx: WorkerContext, shard: str | None, position: int, row: int | None,
@@ -88,8 +81,6 @@ class _Audit:
                                 sample[0]["method"]).to_json()
 
     def _clusters(self) -> dict[tuple[int, int], Any]:
-        from worker.attribution.audit import PLAN, clusters_name, load_clustering
-
         keys = JobKeys(self.job.tenant, self.job.id)
         try:
             tasks = json.loads(self.ctx.storage.get(keys.artifact(PLAN)))
@@ -107,8 +98,6 @@ class _Audit:
         return out
 
     def _sanity(self):
-        from worker.attribution.audit import SANITY
-
         try:
             data = json.loads(self.ctx.storage.get(
                 JobKeys(self.job.tenant, self.job.id).artifact(SANITY)))
@@ -124,7 +113,7 @@ class _Audit:
         from worker.refs import ref_source
 
         ctx = self.ctx
-        record = find_record(ctx.jobs, ctx.chunks, ctx.storage, self.job, index)
+        record = ctx.layout(self.job).record(index)
         out = next((o for o in record.outputs if o.position == position and o.leading),
                    None) if record else None
         if out is None:
@@ -182,20 +171,9 @@ def _referenced(data: Any, pictures: dict[str, bytes]) -> Any:
     return data
 
 
-def next_phase(ctx: WorkerContext, job: Job) -> bool:
-    """After the items, the audit's clustering and sanity check (once); then nothing."""
-    from worker.attribution.audit import start_audit
-
-    return job.phase == 0 and not job.finalizing and start_audit(ctx, job)
-
-
-def finalize_attribution(f: Finalizing, model: ModelSpec | None) -> Iterator[str]:
-    """Write the results file and the report of an attribution job, step by step."""
+def attribution_report(f: Finalizing, model: ModelSpec | None) -> Iterator[str]:
+    """Write the audit report of an attribution job, step by step."""
     ctx, job = f.ctx, f.job
-    class_name = model.class_name if model else (lambda _i: None)
-    yield from write_results(f, lambda start: records(ctx, job, start), class_name)
-    if f.has(REPORT):
-        return
     audit = _Audit(ctx, job, model)
     for row in part_rows(f):
         audit.add(row)
@@ -220,6 +198,4 @@ def finalize_attribution(f: Finalizing, model: ModelSpec | None) -> Iterator[str
     work: AttributionSpec = job.spec.work
     data["spec"] = {"methods": [m.to_json() for m in work.methods],
                     "target": work.target.to_json()}
-    ctx.storage.put(f.keys.report, json.dumps(data).encode(), "application/json")
-    f.record(**{REPORT: "1"})
-    yield REPORT
+    yield f.write_report(data)

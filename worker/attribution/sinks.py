@@ -1,21 +1,19 @@
 """Where a chunk's results go, and when they become visible.
 
-`ItemSink` (upload and inline jobs) records each item as it is finished, in Redis, and
-writes its files from the render pool beside the model: a result is visible at once.
-`ShardSink` (data-set jobs) gathers the segment's maps into one shard and its records into
-one rows file, written when the run ends: two objects per segment, whatever its size. Both
-keep a 32×32 thumbnail of every map, written as one file per run, which is all the audit's
-clustering reads: of a top-k target, the map of rank 0 (the predicted class) alone, since
-the clustering groups maps by predicted class. Every write is fenced by the chunk's lease
-token.
+Records go through the layout's record sink (`shared.itemlayout`). Where it publishes each
+record as it is added (upload and inline jobs), `ItemSink` writes each item's files from the
+render pool beside the model: a result is visible at once. Where it publishes at the commit
+(data-set jobs), `ShardSink` gathers the segment's maps into one shard, written when the run
+ends beside the rows file: two objects per segment, whatever its size. Both keep a 32×32
+thumbnail of every map, written as one file per run, which is all the audit's clustering
+reads: of a top-k target, the map of rank 0 (the predicted class) alone, since the clustering
+groups maps by predicted class. Every write is fenced by the chunk's lease token.
 """
 
 from __future__ import annotations
 
-import json
 import tempfile
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from dataclasses import dataclass
 from typing import Any
 
 from shared.chunks import Lease, Segment
@@ -23,27 +21,16 @@ from shared.jobs import Job
 from shared.keys import JobKeys
 from shared.methods import MethodSpec
 from shared.modelspec import ModelSpec
-from shared.records import ItemRecord, MapRef, OutputRecord
+from shared.records import MapRef, OutputRecord
 from shared.shards import ShardWriter
 from shared.specs import AttributionSpec
 from worker.attribution import outputs
 from worker.audit import thumbnail
-from worker.batches import Fenced
 from worker.context import WorkerContext
 from worker.inputs import Loaded
 from worker.metrics import IMAGES
-from worker.retry import retrying
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """How a run of a chunk ended: the first item it did not do, and what it committed."""
-
-    upto: int
-    segment: Segment | None = None
-    done: int = 0
-    failed: int = 0
-    first_error: str | None = None  # the error of the segment's first failed item
+from worker.retry import retrying, within
+from worker.runtime import RunResult
 
 
 class _Sink:
@@ -56,6 +43,7 @@ class _Sink:
         self.keys = JobKeys(job.tenant, job.id)
         self.side = model.preprocessing.input_size
         self.thumbs = ShardWriter("float16")
+        self.records = ctx.layout(job).sink(lease, within(ctx.settings.retry_budget_s))
 
     def _retry(self, fn, what: str):
         return retrying(fn, self.ctx.settings.retry_budget_s, what)
@@ -101,14 +89,8 @@ class ItemSink(_Sink):
         super().__init__(*args)
         self.pending: set[Future] = set()
 
-    def _record(self, record: ItemRecord) -> None:
-        ok = self._retry(lambda: self.ctx.jobs.record_item(self.lease, record),
-                         f"recording item {record.index}")
-        if not ok:
-            raise Fenced(f"job {self.job.id} chunk {self.lease.start}: lease taken over")
-
     def fail(self, item: Loaded, message: str) -> None:
-        self._record(outputs.failed(item, message, self.worker))
+        self.records.add(outputs.failed(item, message, self.worker))
         IMAGES.labels("failed").inc()
 
     def add(self, item: Loaded, result: Any, coverage: dict[int, Any]) -> None:
@@ -117,7 +99,8 @@ class ItemSink(_Sink):
 
     def _store(self, item: Loaded, result: Any, coverage: dict[int, Any]) -> None:
         records, base = self._outputs(item, result, coverage, self.spec.outputs, None)
-        self._record(outputs.succeeded(item, self.model, result, records, self.worker, base))
+        self.records.add(outputs.succeeded(item, self.model, result, records, self.worker,
+                                           base))
         IMAGES.labels("succeeded").inc()
 
     def _collect(self, keep: int) -> None:
@@ -142,25 +125,15 @@ class ItemSink(_Sink):
 
 
 class ShardSink(_Sink):
-    """Gathers a segment's maps and records, and writes them as one shard and one rows file."""
+    """Gathers a segment's maps into one shard, written with its records when the run ends."""
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.shard_key = self.keys.shard(self.lease.start, self.lease.token)
-        self.rows_key = self.keys.rows(self.lease.start, self.lease.token)
         self.writer = ShardWriter(self.spec.map_dtype)
-        self.rows: dict[int, bytes] = {}
-        self.done = self.failed = 0
-        self.first_failed: tuple[int, str] | None = None  # (index, error), for the job's error
-
-    def _row(self, record: ItemRecord) -> None:
-        self.rows[record.index] = json.dumps(record.to_json()).encode() + b"\n"
 
     def fail(self, item: Loaded, message: str) -> None:
-        self._row(outputs.failed(item, message, self.worker))
-        if self.first_failed is None or item.index < self.first_failed[0]:
-            self.first_failed = (item.index, message)
-        self.failed += 1
+        self.records.add(outputs.failed(item, message, self.worker))
         IMAGES.labels("failed").inc()
 
     def add(self, item: Loaded, result: Any, coverage: dict[int, Any]) -> None:
@@ -170,8 +143,8 @@ class ShardSink(_Sink):
 
         records: list[OutputRecord]
         records, base = self._outputs(item, result, coverage, self.spec.write, map_ref)
-        self._row(outputs.succeeded(item, self.model, result, records, self.worker, base))
-        self.done += 1
+        self.records.add(outputs.succeeded(item, self.model, result, records, self.worker,
+                                           base))
         IMAGES.labels("succeeded").inc()
 
     def finish(self, upto: int) -> RunResult:
@@ -188,18 +161,13 @@ class ShardSink(_Sink):
                     self.ctx.storage.put_stream(shard_key, shard, "application/octet-stream")
 
                 self._retry(upload, "writing a shard")
-        rows = b"".join(self.rows[i] for i in sorted(self.rows))
-        self._retry(lambda: self.ctx.storage.put(self.rows_key, rows, "application/x-ndjson"),
-                    "writing a rows file")
+        recorded = self.records.finish(upto)
         thumbs = self._write_thumbs()
-        first_error = self.first_failed[1] if self.first_failed else None
         self.abandon()
-        segment = Segment(self.lease.start, upto, self.lease.token, shard_key, self.rows_key,
+        segment = Segment(self.lease.start, upto, self.lease.token, shard_key, recorded.rows,
                           thumbs)
-        return RunResult(upto, segment, self.done, self.failed, first_error)
+        return RunResult(upto, segment, recorded.done, recorded.failed, recorded.first_error)
 
     def abandon(self) -> None:
         self.writer.close()
         self.thumbs.close()
-        self.rows.clear()
-        self.first_failed = None

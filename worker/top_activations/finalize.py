@@ -1,36 +1,21 @@
-"""Finalizing a `top_activations` job: the report (each channel's top-k with its projections,
-patches and grid) and the results file (each input's scan status)."""
+"""A `top_activations` job's report: each channel's top-k with its projections, patches and
+grid (its results file, each input's scan status, is the runtime's: `worker.finalizing`)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
 
-from shared.jobs import Job
 from shared.modelspec import ModelSpec
 from shared.top_activations_spec import TopActivationsSpec
-from worker.attribution.finalize import records
-from worker.context import WorkerContext
-from worker.finalizing import REPORT, Finalizing, write_results
+from worker.finalizing import Finalizing
+from worker.top_activations.project import merged
 
 
-def next_phase(ctx: WorkerContext, job: Job) -> bool:
-    """After the scan, the projections (once); after those, nothing."""
-    from worker.top_activations.project import start_projections
-
-    return job.phase == 0 and not job.finalizing and start_projections(ctx, job)
-
-
-def finalize_top_activations(f: Finalizing, model: ModelSpec | None) -> Iterator[str]:
-    """The results file (in checkpointed steps, `worker.finalizing`), then the report."""
-    from worker.top_activations.project import merged
-
+def top_activations_report(f: Finalizing, model: ModelSpec | None) -> Iterator[str]:
+    """The report: the projected channels' fragments, in the merged top-k's order."""
     ctx, job = f.ctx, f.job
     work: TopActivationsSpec = job.spec.work
-    class_name = model.class_name if model else (lambda _i: None)
-    yield from write_results(f, lambda start: records(ctx, job, start), class_name)
-    if f.has(REPORT):
-        return
     channels = []
     if job.phase == 1:
         for channel in merged(ctx, job).channels:
@@ -44,6 +29,4 @@ def finalize_top_activations(f: Finalizing, model: ModelSpec | None) -> Iterator
     if work.methods_reason is not None:  # the service chose the methods: why
         report["methods_reason"] = work.methods_reason
     report["channels"] = channels
-    ctx.storage.put(f.keys.report, json.dumps(report).encode(), "application/json")
-    f.record(**{REPORT: "1"})
-    yield REPORT
+    yield f.write_report(report)

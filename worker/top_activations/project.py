@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from shared import render
-from shared.chunks import Lease
+from shared.chunks import Fenced, Lease
 from shared.errors import InputError
 from shared.inputs import InputRef
 from shared.jobs import Job
@@ -23,14 +23,13 @@ from shared.keys import JobKeys
 from shared.layers import ModelLayers
 from shared.reports import artifact_ref
 from shared.top_activations_spec import TopActivationsSpec
-from worker.attribution.sinks import RunResult
-from worker.batches import Fenced
 from worker.context import WorkerContext
 from worker.engines import job_model
 from worker.leases import LeaseKeeper
 from worker.phases import start_phase
 from worker.refs import ref_source
 from worker.retry import retrying
+from worker.runtime import RunResult
 
 MERGED = "topk.json"
 
@@ -41,6 +40,11 @@ def merged(ctx: WorkerContext, job: Job):
 
     return TopK.from_json(json.loads(ctx.storage.get(JobKeys(job.tenant, job.id).artifact(
         MERGED))))
+
+
+def next_phase(ctx: WorkerContext, job: Job) -> bool:
+    """After the scan, the projections (once); after those, nothing."""
+    return job.phase == 0 and not job.finalizing and start_projections(ctx, job)
 
 
 def start_projections(ctx: WorkerContext, job: Job) -> bool:

@@ -7,21 +7,19 @@ never claim a scan whose partial was lost.
 
 from __future__ import annotations
 
-import json
-
 from shared.chunks import Lease, Segment
 from shared.jobs import Job
 from shared.keys import JobKeys
 from shared.records import ItemRecord
 from shared.status import ItemStatus
 from shared.top_activations_spec import TopActivationsSpec
-from worker.attribution.sinks import RunResult
-from worker.batches import BatchRun, Fenced, chunk_sources
+from worker.batches import BatchRun, chunk_sources
 from worker.context import WorkerContext
 from worker.engines import job_model
 from worker.inputs import Loaded
 from worker.leases import LeaseKeeper
-from worker.retry import retrying
+from worker.retry import retrying, within
+from worker.runtime import RunResult
 
 
 def _record(item: Loaded, status: ItemStatus, worker: str | None,
@@ -66,21 +64,10 @@ def run_scan(ctx: WorkerContext, job: Job, lease: Lease, keeper: LeaseKeeper,
         partial_key = keys.partial("scan", lease.start, lease.token)
         data = partial.to_bytes()
         retrying(lambda: ctx.storage.put(partial_key, data), budget, "writing a partial top-k")
-    done = [r for i, r in sorted(records.items()) if i < upto]
-    rows_key = None
-    if job.layout == "items":
-        for rec in done:
-            ok = retrying(lambda rec=rec: ctx.jobs.record_item(lease, rec), budget,
-                          f"recording item {rec.index}")
-            if not ok:
-                raise Fenced(f"job {job.id} chunk {lease.start}: lease taken over")
-        counts = (0, 0)
-    else:
-        rows_key = keys.rows(lease.start, lease.token)
-        rows = b"".join(json.dumps(r.to_json()).encode() + b"\n" for r in done)
-        retrying(lambda: ctx.storage.put(rows_key, rows, "application/x-ndjson"), budget,
-                 "writing a rows file")
-        counts = (sum(r.ok for r in done), sum(not r.ok for r in done))
-    first_error = next((r.error for r in done if not r.ok), None)
-    segment = Segment(lease.start, upto, lease.token, None, rows_key, None, partial_key)
-    return RunResult(upto, segment, *counts, first_error), run.stop.to_back
+    sink = ctx.layout(job).sink(lease, within(budget))
+    for _, rec in sorted(records.items()):
+        sink.add(rec)
+    recorded = sink.finish(upto)
+    segment = Segment(lease.start, upto, lease.token, None, recorded.rows, None, partial_key)
+    return (RunResult(upto, segment, recorded.done, recorded.failed, recorded.first_error),
+            run.stop.to_back)
