@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from shared.parts import Part
 from shared.status import ItemStatus
 
 OUTPUT_FILES = ("npy", "png", "overlay", "signed")
@@ -210,8 +211,9 @@ class ItemRecord:
 class InputSource:
     """Where a worker reads one input, and what the data set says about it.
 
-    `key` names an object in the configured storage; `uri` one under a data-set root. `name`
-    is what `/items` shows as the item's `input`.
+    `key` names an object in the configured storage; `uri` one under a data-set root; `part`
+    a sample or row inside a larger object (a WebDataset shard, a Parquet or Arrow file),
+    whose label and box are read with it. `name` is what `/items` shows as the item's `input`.
     """
 
     name: str
@@ -222,6 +224,7 @@ class InputSource:
     box: tuple[int, int, int, int] | None = None
     mask: str | None = None  # URI of a PNG the size of the image
     error: str | None = None  # a manifest line that could not be read fails its item
+    part: Part | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name}
@@ -231,6 +234,8 @@ class InputSource:
                 out[name] = value
         if self.box is not None:
             out["box"] = list(self.box)
+        if self.part is not None:
+            out["part"] = self.part.to_json()
         return out
 
     @classmethod
@@ -239,4 +244,5 @@ class InputSource:
             name=raw["name"], key=raw.get("key"), uri=raw.get("uri"), id=raw.get("id"),
             label=raw.get("label"), box=tuple(raw["box"]) if raw.get("box") else None,
             mask=raw.get("mask"), error=raw.get("error"),
+            part=Part.from_json(raw["part"]) if raw.get("part") else None,
         )
