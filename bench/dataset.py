@@ -173,24 +173,6 @@ def run_job(n: int, tmp: Path, weights: Path, threads: int) -> dict:
             service.stop()
 
 
-PLANNER = """
-import json, resource, sys
-from shared.settings import Settings
-from worker.context import WorkerContext
-from worker.plans import plan_job
-from shared.jobs import NewJob
-settings = Settings(redis_url=sys.argv[1], storage_url=sys.argv[2], dataset_roots=(sys.argv[3],),
-                    data_dir=sys.argv[4], builtin_models=False)
-ctx = WorkerContext.create(settings)
-spec = {"model": "m", "dataset": {"manifest": sys.argv[5]}}
-job = NewJob("p" * 32, "default", "attribution", spec, layout="shards", planning=True)
-pipe = ctx.redis.pipeline(); ctx.jobs.create(job, pipe); pipe.execute()
-plan_job(ctx, job.id)
-print(json.dumps({"total": ctx.jobs.get(job.id).total,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
-"""
-
-
 def planner_peak(lines: int, tmp: Path) -> dict:
     """The planner alone on a manifest of `lines` lines, in a fresh process."""
     root = tmp / f"manifest-{lines}"
@@ -199,12 +181,18 @@ def planner_peak(lines: int, tmp: Path) -> dict:
     with open(manifest, "w") as f:
         for i in range(lines):
             f.write(json.dumps({"uri": f"img/{i:08d}.png", "label": i % CLASSES}) + "\n")
-    redis = start_redis(tmp / f"planner-redis-{lines}")
+    return run_planner(tmp / f"planner-{lines}", root, {"manifest": manifest.as_uri()})
+
+
+def run_planner(work: Path, root: Path, dataset: dict) -> dict:
+    """`bench/planner.py` on `dataset` (under the data-set root `root`), with its own Redis
+    and storage under `work`: the items planned, the seconds, the peak RSS."""
+    redis = start_redis(work / "redis")
     try:
         start = time.perf_counter()
         out = subprocess.run(
-            [sys.executable, "-c", PLANNER, redis.url, (tmp / f"planner-{lines}").as_uri(),
-             root.as_uri(), str(tmp / f"planner-data-{lines}"), manifest.as_uri()],
+            [sys.executable, str(Path(__file__).with_name("planner.py")), redis.url,
+             str(work / "storage"), str(root), str(work / "data"), json.dumps(dataset)],
             check=True, capture_output=True, text=True, cwd=Path(__file__).parent.parent)
         result = json.loads(out.stdout.strip().splitlines()[-1])
         result["seconds"] = time.perf_counter() - start

@@ -258,9 +258,9 @@ class _Counted:
         return True
 
 
-def _messages(stream: _Counted) -> Iterator[tuple[int, int, int, bytes]]:
-    """(start, kind, rows, metadata) of each message of an Arrow IPC stream; the bodies are
-    skipped, never held. An IPC file (magic `ARROW1`) is read as the stream it holds."""
+def _messages(stream: _Counted) -> Iterator[tuple[Span, int, int, bytes]]:
+    """(span, kind, rows, metadata) of each whole message of an Arrow IPC stream; the bodies
+    are skipped, never held. An IPC file (magic `ARROW1`) is read as the stream it holds."""
     magic = stream.read(8)
     if magic != b"ARROW1\0\0":
         stream.put_back(magic)
@@ -280,9 +280,9 @@ def _messages(stream: _Counted) -> Iterator[tuple[int, int, int, bytes]]:
         if len(meta) != length:
             raise ValueError(f"truncated at byte {stream.offset}")
         kind, body, rows = _message(meta)
-        yield start, kind, rows, meta
         if not stream.skip(body):
             raise ValueError(f"truncated at byte {stream.offset}")
+        yield (start, stream.offset), kind, rows, meta
 
 
 def _schema(meta: bytes):
@@ -302,25 +302,23 @@ def index_arrow(open_file: Callable[[], Reader], uri: str, fid: str, image: str,
     head: Span | None = None
     row = 0
     try:
-        for start, kind, rows, meta in _messages(stream):
-            end = stream.offset  # the metadata's end; the body follows
+        for span, kind, rows, meta in _messages(stream):
             if head is None:
                 if kind != 1:
                     raise ValueError("the stream does not start with its schema")
-                head = (start, end)
+                head = span
                 label, _ = _columns(_schema(meta), image, label, label_given, uri)
                 continue
             if kind != 3:
                 raise ValueError("dictionary-encoded columns are not read" if kind == 2 else
                                  f"a message of type {kind} among the record batches")
-            body = _message(meta)[1]
-            span = (start, end + body)
+            size = span[1] - span[0]
             for r in range(rows):
                 name, item_id = f"{uri}#{row}", f"{fid}/{row}"
                 row += 1
-                if body > MAX_UNIT:
+                if size > MAX_UNIT:
                     yield InputSource(name=name, id=item_id, error=(
-                        f"{name}: its record batch is {body:,} bytes, more than the "
+                        f"{name}: its record batch is {size:,} bytes, more than the "
                         f"{MAX_UNIT:,} read at once"))
                     continue
                 yield InputSource(name=name, id=item_id, part=Part(
