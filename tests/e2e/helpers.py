@@ -122,3 +122,32 @@ def own_class_gradients(weights, x: np.ndarray, k: int) -> tuple[list[int], list
 def url_path(url: str) -> str:
     """A file URL without its query (a signature or a presigned token)."""
     return url.split("?", 1)[0]
+
+
+def dataset_uri(stack, rel: str) -> str:
+    """The URI of `rel` in the backend's data-set root (the S3 bucket, or the local folder)."""
+    backend = stack.backend
+    if backend.dataset_bucket:
+        return f"s3://{backend.dataset_bucket}/{rel}"
+    return (backend.dataset_dir / rel).as_uri()
+
+
+def put_dataset_file(stack, rel: str, data: bytes) -> str:
+    """Write a file into the backend's data-set root; its URI."""
+    backend = stack.backend
+    if backend.dataset_bucket:
+        import boto3
+
+        s3 = boto3.client("s3", endpoint_url=backend.s3_endpoint_url, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+        s3.put_object(Bucket=backend.dataset_bucket, Key=rel, Body=data)
+    else:
+        path = backend.dataset_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return dataset_uri(stack, rel)
+
+
+def norm_error(got: np.ndarray, want: np.ndarray) -> float:
+    """‖got − want‖ / ‖want‖: the service's tolerance on maps."""
+    return float(np.linalg.norm(got - want) / max(np.linalg.norm(want), 1e-30))

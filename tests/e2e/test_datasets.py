@@ -17,44 +17,19 @@ from PIL import Image
 from e2e.helpers import (
     all_items,
     counts,
+    dataset_uri,
     download,
     image_bytes,
+    norm_error,
     npy_bytes,
     own_class_gradients,
+    put_dataset_file,
     side_effects,
     url_path,
     wait,
 )
 
 CLASSES = ("cat", "dog")
-
-
-def _uri(stack, rel: str) -> str:
-    """The URI of `rel` in the backend's data-set root (the S3 bucket, or the local folder)."""
-    backend = stack.backend
-    if backend.dataset_bucket:
-        return f"s3://{backend.dataset_bucket}/{rel}"
-    return (backend.dataset_dir / rel).as_uri()
-
-
-def _put(stack, rel: str, data: bytes) -> str:
-    """Write a file into the backend's data-set root; its URI."""
-    backend = stack.backend
-    if backend.dataset_bucket:
-        import boto3
-
-        s3 = boto3.client("s3", endpoint_url=backend.s3_endpoint_url, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
-        s3.put_object(Bucket=backend.dataset_bucket, Key=rel, Body=data)
-    else:
-        path = backend.dataset_dir / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    return _uri(stack, rel)
-
-
-def _norm_error(got: np.ndarray, want: np.ndarray) -> float:
-    return float(np.linalg.norm(got - want) / max(np.linalg.norm(want), 1e-30))
 
 
 def _reference(model, images: list[bytes], targets: list[int | None]):
@@ -80,11 +55,12 @@ def test_a_manifest_job_with_labels_boxes_and_a_bad_line(stack, stack_model, ali
     images = [image_bytes(700 + i, size=40) for i in range(3)]
     lines = []
     for i, data in enumerate(images):
-        _put(stack, f"{run}/img/{i}.png", data)
+        put_dataset_file(stack, f"{run}/img/{i}.png", data)
         lines.append(json.dumps({"uri": f"img/{i}.png", "id": f"item-{i}", "label": i + 1,
                                  "box": [2, 2, 30, 30]}))
     lines.insert(1, "{this line is broken")
-    manifest = _put(stack, f"{run}/manifest.jsonl", ("\n".join(lines) + "\n\n").encode())
+    manifest = put_dataset_file(stack, f"{run}/manifest.jsonl",
+                                ("\n".join(lines) + "\n\n").encode())
     body = {"model": stack_model.name, "dataset": {"manifest": manifest}, "target": "label",
             "map_dtype": dtype}
     response = alice.post(f"{stack.url}/v1/jobs", json=body, timeout=30)
@@ -107,7 +83,7 @@ def test_a_manifest_job_with_labels_boxes_and_a_bad_line(stack, stack_model, ali
         assert item["label_score"] == pytest.approx(float(want.probs[item["label"]]), rel=1e-4)
         got = np.load(io.BytesIO(download(alice, stack, out["npy"])))
         assert got.dtype == np.float32 and got.shape == want.maps[0].values.shape
-        assert _norm_error(got, want.maps[0].values) <= tolerance
+        assert norm_error(got, want.maps[0].values) <= tolerance
         for kind in ("png", "overlay"):
             assert Image.open(io.BytesIO(download(alice, stack, out[kind]))).size == (32, 32)
 
@@ -135,9 +111,9 @@ def test_a_prefix_job_with_folder_labels(stack, stack_model, alice):
     run = f"folders-{time.monotonic_ns()}"
     for c, name in enumerate(CLASSES):
         for i in range(3):
-            _put(stack, f"{run}/train/{name}/{i}.png", image_bytes(800 + 10 * c + i))
-    _put(stack, f"{run}/train/notes.txt", b"not an image")
-    prefix = _uri(stack, f"{run}/train")
+            put_dataset_file(stack, f"{run}/train/{name}/{i}.png", image_bytes(800 + 10 * c + i))
+    put_dataset_file(stack, f"{run}/train/notes.txt", b"not an image")
+    prefix = dataset_uri(stack, f"{run}/train")
     for labels, extra, expected in (
         ("folder-sorted", {}, [0, 0, 0, 1, 1, 1]),
         ("folder", {"label_map": {"cat": 7, "dog": 4}}, [7, 7, 7, 4, 4, 4]),
@@ -160,8 +136,8 @@ def test_items_keep_the_v1_shape(stack, stack_model, alice):
     from jsonschema import Draft202012Validator
 
     run = f"shape-{time.monotonic_ns()}"
-    uri = _put(stack, f"{run}/a.png", image_bytes(900))
-    manifest = _put(stack, f"{run}/m.jsonl", json.dumps({"uri": uri}).encode())
+    uri = put_dataset_file(stack, f"{run}/a.png", image_bytes(900))
+    manifest = put_dataset_file(stack, f"{run}/m.jsonl", json.dumps({"uri": uri}).encode())
     response = alice.post(f"{stack.url}/v1/jobs", json={
         "model": stack_model.name, "dataset": {"manifest": manifest}}, timeout=30)
     job = wait(alice, stack.url, response.json()["id"], timeout=120)
@@ -182,9 +158,9 @@ def test_every_rank_of_a_topk_data_set_job_is_the_gradient_of_its_own_class(stac
     run = f"topk-{time.monotonic_ns()}"
     rng = np.random.default_rng(23)
     arrays = [rng.standard_normal((3, 32, 32)).astype(np.float32) for _ in range(2)]
-    lines = [json.dumps({"uri": _put(stack, f"{run}/{i}.npy", npy_bytes(a))})
+    lines = [json.dumps({"uri": put_dataset_file(stack, f"{run}/{i}.npy", npy_bytes(a))})
              for i, a in enumerate(arrays)]
-    manifest = _put(stack, f"{run}/m.jsonl", "\n".join(lines).encode())
+    manifest = put_dataset_file(stack, f"{run}/m.jsonl", "\n".join(lines).encode())
     response = alice.post(f"{stack.url}/v1/jobs", json={
         "model": stack_model.name, "dataset": {"manifest": manifest}, "methods": ["gradient"],
         "target": {"topk": 3}, "outputs": ["npy", "png"]}, timeout=30)
@@ -244,8 +220,8 @@ def test_a_data_set_outside_the_roots_is_refused_and_nothing_is_stored(stack, st
 def test_an_expired_job_answers_410_on_every_route(stack, stack_model, alice):
     """Its signed map URLs too, which need no key: their signature names the job."""
     run = f"expiry-{time.monotonic_ns()}"
-    manifest = _put(stack, f"{run}/m.jsonl",
-                    json.dumps({"uri": _put(stack, f"{run}/a.png", image_bytes(950))}).encode())
+    image = put_dataset_file(stack, f"{run}/a.png", image_bytes(950))
+    manifest = put_dataset_file(stack, f"{run}/m.jsonl", json.dumps({"uri": image}).encode())
     response = alice.post(f"{stack.url}/v1/jobs", json={
         "model": stack_model.name, "dataset": {"manifest": manifest}, "retention_s": 5,
         "outputs": ["npy", "png"]}, timeout=30)
