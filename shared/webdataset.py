@@ -12,10 +12,9 @@ line does; its mask may also be a `mask.png` member. The service reads tar heade
 
 from __future__ import annotations
 
-import itertools
 import posixpath
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from urllib.parse import urlparse
 
 from shared.errors import InputError, SpecError
@@ -46,9 +45,22 @@ def parse_label_field(raw: object, where: str) -> str:
     return raw.lower()
 
 
-def _groups(pattern: str, where: str) -> list[str | list[str]]:
-    """The pattern as literal text and brace groups (`{a,b}` or `{000..099}`), expanded."""
-    parts: list[str | list[str]] = []
+class _Numbers(Sequence[str]):
+    """The numbers of a range group (`{000..099}`), zero-padded to `width`, made on demand."""
+
+    def __init__(self, numbers: range, width: int) -> None:
+        self.numbers, self.width = numbers, width
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+    def __getitem__(self, i: int) -> str:  # type: ignore[override]
+        return f"{self.numbers[i]:0{self.width}d}"
+
+
+def _groups(pattern: str, where: str) -> list[str | Sequence[str]]:
+    """The pattern as literal text and brace groups (`{a,b}` or `{000..099}`)."""
+    parts: list[str | Sequence[str]] = []
     for i, piece in enumerate(re.split(r"(\{[^{}]*\})", pattern)):
         if i % 2 == 0:
             if "{" in piece or "}" in piece:
@@ -68,7 +80,7 @@ def _groups(pattern: str, where: str) -> list[str | list[str]]:
                 raise SpecError(where, f"{piece} names {count:,} shards, more than the limit "
                                        f"of {MAX_SHARDS:,}")
             step = 1 if b >= a else -1
-            parts.append([f"{n:0{width}d}" for n in range(a, b + step, step)])
+            parts.append(_Numbers(range(a, b + step, step), width))
         elif "," in body and all(alt and "/" not in alt and alt != ".." for alt in
                                  body.split(",")):
             parts.append(body.split(","))
@@ -82,7 +94,7 @@ def shard_count(pattern: str, where: str) -> int:
     """How many shards a brace pattern names (1 without braces); over `MAX_SHARDS` refused."""
     count = 1
     for part in _groups(pattern, where):
-        if isinstance(part, list):
+        if not isinstance(part, str):
             count *= len(part)
     if count > MAX_SHARDS:
         raise SpecError(where, f"names {count:,} shards, more than the limit of "
@@ -96,11 +108,20 @@ def is_pattern(uri: str) -> bool:
 
 
 def expand(pattern: str, where: str) -> Iterator[str]:
-    """The shard URIs a brace pattern names, in order (webdataset's `braceexpand`)."""
-    parts = _groups(pattern, where)
-    choices = [p if isinstance(p, list) else [p] for p in parts]
-    for combination in itertools.product(*choices):
-        yield "".join(combination)
+    """The shard URIs a brace pattern names, in order (webdataset's `braceexpand`), one at a
+    time."""
+    groups = _groups(pattern, where)
+
+    def names(i: int, head: str) -> Iterator[str]:
+        if i == len(groups):
+            yield head
+        elif isinstance(groups[i], str):
+            yield from names(i + 1, head + groups[i])
+        else:
+            for choice in groups[i]:
+                yield from names(i + 1, head + choice)
+
+    return names(0, "")
 
 
 def base_of(uri: str) -> str:
