@@ -85,9 +85,9 @@ class RunParts:
 def _read(ctx: WorkerContext, tenant: str, index: int, source: InputSource,
           parts: RunParts | None) -> tuple[InputSource, bytes, bytes | None]:
     """The input's bytes, its source with what its part says (label, box, mask URI), and
-    the bytes of a mask kept beside it. Read alone (no `parts`: a reference, a picture of
-    the report), a part gives only its image."""
-    if source.part is None or parts is None:
+    the bytes of a mask kept beside it. Read alone (not among `parts`: a reference), a part
+    gives only its image."""
+    if source.part is None or parts is None or index not in parts.sources:
         return source, read_source(ctx, tenant, source), None
     sample = parts.sample(index)
     source = replace(source, label=parts.label(sample), box=sample.box, mask=sample.mask_uri)

@@ -157,3 +157,31 @@ def test_a_link_in_a_shard_is_refused_not_followed():
         tar.addfile(info)
     (source,) = _index(buf.getvalue())
     assert "'a.png' is a symbolic link; only files are accepted" in source.error
+
+
+class _Trap:
+    """Unpickled, it would write `path`: what a hostile `.pyd` member could do."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_pickled_members_are_never_unpickled(tmp_path):
+    """webdataset's own decoders would unpickle `.pyd` and `.pth` members; the service reads
+    the sample's image and label and leaves every other member unread."""
+    import pickle
+
+    trap = tmp_path / "ran"
+    payload = pickle.dumps(_Trap(str(trap)))
+    data = _raw_tar([("a.png", b"png"), ("a.cls", b"3"), ("a.pyd", payload),
+                     ("a.pth", payload), ("a.pickle", payload)])
+    (source,) = _index(data)
+    sample = decode_sample(source.part, _cutter(data), source.name)
+    assert (sample.image, sample.label) == (b"png", 3)
+    assert set(source.part.members) == {IMAGE, LABEL}
+    assert not trap.exists()
+    pickle.loads(payload).close()  # the payload is live: unpickling it would have run it
+    assert trap.exists()

@@ -65,7 +65,9 @@ def test_webdataset_chunks_end_with_their_shards_and_read_one_range_each(runtime
     reads.clear()
     rt.run_chunks(job_id)
     assert reads == {"get_range": 4}  # a chunk's samples in one read; (12, 13) has none
-    rt.run(job_id)
+    reads.clear()
+    rt.run(job_id)  # the report draws its suspects over their inputs, read together
+    assert reads == {"get_range": 2}  # a read for each shard's suspects, not one each
 
     job, records = _records(rt, job_id)
     assert (job.total, job.done, job.failed) == (13, 10, 3)
