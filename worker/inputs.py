@@ -44,10 +44,33 @@ def read_source(ctx: WorkerContext, tenant: str, source: InputSource, uri: str |
     return ctx.locator.read(tenant, source, uri, field)
 
 
+READ_BYTES = 64 << 20  # what a run reads of its parts at once, and holds
+
+
+def _slices(sources: dict[int, InputSource]) -> list[list[int]]:
+    """The indices of a run's parts in runs of about `READ_BYTES` of spans (a row group or
+    record batch counted once), each read at once, so that a chunk of large images is not
+    held whole. A part larger than `READ_BYTES` is a slice of its own."""
+    slices: list[list[int]] = []
+    size, seen = 0, set()
+    for index in sorted(sources):
+        part = sources[index].part
+        unit = (part.object, part.span)
+        grows = 0 if unit in seen else part.span[1] - part.span[0]
+        if not slices or size + grows > READ_BYTES:
+            slices.append([])
+            size, seen = 0, set()
+        seen.add(unit)
+        size += grows
+        slices[-1].append(index)
+    return slices
+
+
 class RunParts:
     """The samples of a run's inputs that are parts of larger objects (WebDataset shards,
-    Parquet and Arrow files), all read together on first use — a range read per object, not
-    a read per input — with their labels resolved as the job's data set says."""
+    Parquet and Arrow files), read together — a range read per object for every
+    `READ_BYTES` of them, not a read per input — with their labels resolved as the job's
+    data set says. Only the slice being read from is held."""
 
     def __init__(self, ctx: WorkerContext, job: Job, model: ModelSpec,
                  sources: dict[int, InputSource]) -> None:
@@ -55,14 +78,16 @@ class RunParts:
         self.sources = {i: s for i, s in sources.items() if s.part is not None}
         dataset = job.spec.get("dataset") if self.sources else None
         self.label_map = parse_dataset(dataset).label_map if dataset else None
-        self.samples: dict[int, Sample | str] | None = None
+        self.slices = _slices(self.sources)
+        self.slice_of = {i: n for n, indices in enumerate(self.slices) for i in indices}
+        self.samples: dict[int, Sample | str] = {}
 
     def sample(self, index: int) -> Sample:
         """Input `index`'s sample; `InputError` saying why it cannot be had."""
-        if self.samples is None:
-            indices = list(self.sources)
+        if index not in self.samples:
+            indices = self.slices[self.slice_of[index]]
             read = self.ctx.locator.read_parts(self.tenant, [self.sources[i] for i in indices])
-            self.samples = dict(zip(indices, read, strict=True))
+            self.samples = dict(zip(indices, read, strict=True))  # the slice before: gone
         sample = self.samples[index]
         if isinstance(sample, str):
             raise InputError(sample)

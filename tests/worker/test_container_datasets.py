@@ -135,6 +135,27 @@ def test_a_data_set_without_shards_or_files_fails_its_job_with_the_reason(runtim
         assert job.final_status.value == "failed" and job.error.startswith(error), job.error
 
 
+def test_a_chunk_of_large_inputs_is_read_in_slices(runtime, reads, monkeypatch):
+    """A run holds about `READ_BYTES` of its parts at a time, not its whole chunk."""
+    from shared.itemrecords import planned_inputs
+
+    rt = runtime
+    buf = io.BytesIO()
+    with wds.TarWriter(buf) as sink:
+        for i in range(4):
+            sink.write({"__key__": f"k{i}", "png": image_bytes(i, size=32), "cls": i})
+    (rt.root / "big.tar").write_bytes(buf.getvalue())
+    job_id = rt.dataset_job({"webdataset": (rt.root / "big.tar").as_uri()}, target="label")
+    rt.plan(job_id)
+    spans = [s.part.span for s in planned_inputs(rt.ctx.storage, rt.ctx.jobs.get(job_id), 0, 4)]
+    monkeypatch.setattr("worker.inputs.READ_BYTES", max(b - a for a, b in spans) * 2)
+    reads.clear()
+    rt.run_chunks(job_id)
+    assert reads == {"get_range": 2}  # the chunk (0, 4) in two slices of two samples
+    _, records = _records(rt, job_id)
+    assert [r.label for r in records] == [0, 1, 2, 3]
+
+
 def test_an_input_read_alone_is_one_range_read(runtime, reads):
     """As a reference (`{"item": i}`) or a report's picture reads it."""
     from shared.itemrecords import planned_inputs
@@ -151,3 +172,32 @@ def test_an_input_read_alone_is_one_range_read(runtime, reads):
     (sample,) = rt.ctx.locator.read_parts("t", sources[2:3])
     assert sample.image == image_bytes(2, size=32)
     assert reads["get_range"] == 1
+
+
+def test_class_label_names_are_matched_to_the_models_class_names(runtime, tiny_spec,
+                                                                 tiny_weights):
+    """As folder names are: by name, through `label_map` first; not by the data set's own
+    numbering, which differs from the model's here."""
+    from runtime_testing import TENANT
+
+    from shared.modelspec import parse_model_spec
+    from shared.registry import register_model
+    from worker.engines import validate_model
+
+    rt = runtime
+    names = ["cat", "dog", "cow", "pig", "hen", "fox", "eel", "ant", "bee", "yak"]
+    spec = {**tiny_spec, "name": "named", "class_names": names}
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(
+        names=["fox", "cat", "owl"])})
+    datasets.Dataset.from_dict(
+        {"image": [{"bytes": image_bytes(i, size=32), "path": None} for i in range(3)],
+         "label": [0, 1, 2]}, features=features).to_parquet(str(rt.root / "named.parquet"))
+    with open(tiny_weights, "rb") as f:
+        register_model(rt.ctx.models, rt.ctx.storage, TENANT, parse_model_spec(spec),
+                       "safetensors", f)
+    validate_model(rt.ctx, TENANT, "named")
+    job_id = rt.dataset_job({"huggingface": (rt.root / "named.parquet").as_uri(),
+                             "label_map": {"owl": 9}}, model="named", target="label")
+    rt.run(job_id)
+    _, records = _records(rt, job_id)
+    assert [(r.label, r.error) for r in records] == [(5, None), (0, None), (9, None)]
