@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlparse
 
 from kombu.exceptions import OperationalError
@@ -20,6 +20,7 @@ from api.context import Services, services, tenant
 from api.ratelimit import check_queue_quota
 from api.requests import JobRequest
 from shared import webdataset
+from shared.annotations import AnnotationsSpec
 from shared.errors import (
     IdempotencyMismatchError,
     InvalidModelError,
@@ -30,6 +31,7 @@ from shared.errors import (
 from shared.idempotency import IdempotencyKeys
 from shared.images import npy_shape
 from shared.jobs import NewJob
+from shared.jobschema import ChunkStatus
 from shared.keys import JobKeys
 from shared.modelstore import ModelPin, ModelRecord, ModelStatus
 from shared.records import InputSource
@@ -75,9 +77,33 @@ def _inline_sources(svc: Services, inline: tuple[InputSource, ...]) -> list[Inpu
     return out
 
 
+def _check_annotations(svc: Services, annotations: AnnotationsSpec) -> None:
+    """A COCO file must exist and start as a JSON object (one ranged read); a VOC prefix
+    must hold something. Everything else is checked by the planner."""
+    field = annotations.field
+    if annotations.coco:
+        location = svc.locator.locate(annotations.coco, tenant(), field, own_area=True)
+        try:
+            head = location.storage.get_range(location.key, 0, 1024).lstrip()
+        except FileNotFoundError:
+            raise SpecError(field, f"no object at {annotations.coco!r}") from None
+        if not head.startswith(b"{"):
+            raise SpecError(field, f"{annotations.coco!r} is not a JSON object (a COCO "
+                                   "instances file starts with '{')")
+        return
+    location = svc.locator.prefix(annotations.voc, tenant(), field)
+    try:
+        first = next(iter(location.storage.list(location.key)), None)
+    except FileNotFoundError as e:
+        raise SpecError(field, str(e)) from None
+    if first is None:
+        raise SpecError(field, f"nothing under {annotations.voc!r}")
+
+
 def _check_dataset(svc: Services, req: JobRequest) -> None:
-    """The data set must be readable by the tenant and exist (its manifest, a pattern's
-    first shard or a `.parquet` file; something under a prefix); nothing is read."""
+    """The data set (and its annotations) must be readable by the tenant and exist (its
+    manifest, a pattern's first shard or a `.parquet` file; something under a prefix);
+    nothing else is read."""
     dataset = req.dataset
     uri, field = dataset.uri, dataset.field
     single = bool(dataset.manifest or (dataset.webdataset and webdataset.is_pattern(uri))
@@ -89,14 +115,16 @@ def _check_dataset(svc: Services, req: JobRequest) -> None:
         location = svc.locator.locate(uri, tenant(), field, own_area=True)
         if not location.storage.exists(location.key):
             raise SpecError(field, f"no object at {uri!r}")
-        return
-    location = svc.locator.prefix(uri, tenant(), field)
-    try:
-        first = next(iter(location.storage.list(location.key)), None)
-    except FileNotFoundError as e:  # a link out of its root
-        raise SpecError(field, str(e)) from None
-    if first is None:
-        raise SpecError(field, f"nothing under {uri!r}")
+    else:
+        location = svc.locator.prefix(uri, tenant(), field)
+        try:
+            first = next(iter(location.storage.list(location.key)), None)
+        except FileNotFoundError as e:  # a link out of its root
+            raise SpecError(field, str(e)) from None
+        if first is None:
+            raise SpecError(field, f"nothing under {uri!r}")
+    if dataset.annotations is not None:
+        _check_annotations(svc, dataset.annotations)
 
 
 def _check_inputs(spec: JobSpec, model: ModelRecord, req: JobRequest) -> None:
@@ -121,7 +149,9 @@ def _check_inputs(spec: JobSpec, model: ModelRecord, req: JobRequest) -> None:
 def submit(req: JobRequest, idempotency_key: str | None) -> Accepted:
     """Validate, store and start a job; see the module's docstring."""
     svc = services()
-    spec = parse_job_spec(req.spec, parse_notify=lambda raw: parse_notify(raw, svc.settings))
+    spec = replace(parse_job_spec(req.spec,
+                                  parse_notify=lambda raw: parse_notify(raw, svc.settings)),
+                   dataset=req.dataset)
     record = _model(svc, spec)
     KIND_SPECS[spec.kind].check(spec.work, record.spec, record.layer_shapes, svc.settings)
     _check_inputs(spec, record, req)
@@ -129,6 +159,9 @@ def submit(req: JobRequest, idempotency_key: str | None) -> Accepted:
     if req.dataset and spec.kind == "visualize":
         raise SpecError("dataset", "a visualize job takes inputs or uploads (for its inversion "
                                    "and DeepDream objectives), not a data set")
+    if req.dataset and req.dataset.annotations and spec.kind != "attribution":
+        raise SpecError("dataset.annotations", "only an attribution job reads annotations "
+                                               f"(for its audit's box metrics), not {spec.kind}")
     work = spec.work.for_model(record.spec) if spec.kind == "visualize" else None
     if req.dataset:
         _check_dataset(svc, req)
@@ -150,7 +183,6 @@ def submit(req: JobRequest, idempotency_key: str | None) -> Accepted:
             return Accepted(held[0], job.status.value if job else JobStatus.QUEUED.value)
     keys = JobKeys(tenant(), job_id)
     stored: list[str] = []
-    echo = spec.to_json()
     try:
         sources = list(inline)
         for i, upload in enumerate(req.uploads):
@@ -161,20 +193,16 @@ def submit(req: JobRequest, idempotency_key: str | None) -> Accepted:
         for name, upload in (req.named or {}).items():
             svc.storage.put(keys.ref(name), upload.data)
             stored.append(keys.ref(name))
-        if req.dataset:
-            echo["dataset"] = req.dataset.to_json()
         total, steps = len(sources), None
         ranges = chunk_ranges(len(sources), svc.settings.chunk_size)
         if work is not None:  # items are objective × start, a chunk one batch
             total, steps = len(work.items()), work.total_steps
             ranges = [(b[0].index, b[-1].index + 1) for b in work.batches()]
-        new = NewJob(id=job_id, tenant=tenant(), kind=spec.kind, spec=echo,
-                     layout="shards" if req.dataset else "items", inputs=tuple(sources),
-                     planning=bool(req.dataset), retention_s=spec.retention_s, total=total,
+        new = NewJob(id=job_id, tenant=tenant(), spec=spec, inputs=tuple(sources), total=total,
                      steps=steps, model_pin=ModelPin.of(tenant(), record))
         pipe = svc.redis.pipeline(transaction=True)
         svc.jobs.create(new, pipe)
-        svc.chunks.add(pipe, job_id, ranges, "planned")
+        svc.chunks.add(pipe, job_id, ranges, ChunkStatus.PLANNED)
         pipe.execute()
     except BaseException:
         for key in stored:

@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from shared.jobs import NewJob  # noqa: E402
 from shared.settings import Settings  # noqa: E402
+from shared.specs import job_spec_from_json  # noqa: E402
 from worker.context import ControlContext  # noqa: E402
 from worker.plans import plan_job  # noqa: E402
 
@@ -27,8 +28,8 @@ def main(redis_url: str, storage: str, root: str, data_dir: str, dataset: str) -
                         dataset_roots=(Path(root).as_uri(),), data_dir=data_dir,
                         builtin_models=False)
     ctx = ControlContext.create(settings)
-    spec = {"model": "m", "dataset": json.loads(dataset)}
-    job = NewJob("p" * 32, "default", "attribution", spec, layout="shards", planning=True)
+    spec = job_spec_from_json({"model": "m", "dataset": json.loads(dataset)})
+    job = NewJob("p" * 32, "default", spec)
     pipe = ctx.redis.pipeline()
     ctx.jobs.create(job, pipe)
     pipe.execute()

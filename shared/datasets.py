@@ -4,7 +4,7 @@ A data set is a manifest, a prefix of image files, WebDataset shards (`shared.we
 a Hugging Face data set (`shared.hfdatasets`).
 
 Pure Python: the API validates a data set here and checks that it exists; the planner
-(`worker.planner`) streams the manifest or the listing with the same functions.
+(`worker.plans`) streams the manifest or the listing with the same functions.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
+from shared.annotations import AnnotationsSpec, parse_annotations
 from shared.errors import SpecError
 from shared.inputs import parse_uri
 from shared.jsonio import integer, loads
@@ -32,7 +33,8 @@ MAX_LABEL_MAP = 100_000
 class DatasetSpec:
     """`{"manifest": uri}`, `{"prefix": uri, "labels": "folder"|"folder-sorted", ...}`,
     `{"webdataset": pattern, "label_field": ...}` or `{"huggingface": uri, "split": ...,
-    "image_column": ..., "label_column": ...}`; `label_map` maps label names to classes."""
+    "image_column": ..., "label_column": ...}`; `label_map` maps label names to classes.
+    A manifest or a prefix may have `annotations` (`shared.annotations`)."""
 
     manifest: str | None = None
     prefix: str | None = None
@@ -44,6 +46,7 @@ class DatasetSpec:
     split: str | None = None
     image_column: str | None = None
     label_column: str | None = None
+    annotations: AnnotationsSpec | None = None
 
     @property
     def uri(self) -> str:
@@ -66,14 +69,16 @@ class DatasetSpec:
                 raise SpecError(f"dataset.label_map.{name[:40]}",
                                 f"{index} is not a class of model {model.name!r} (it has "
                                 f"{model.num_classes}: 0 to {model.num_classes - 1})")
+        if self.annotations is not None:
+            self.annotations.check_classes(model)
 
     def to_json(self) -> dict[str, Any]:
-        if self.manifest:
-            return {"manifest": self.manifest}
         out: dict[str, Any] = {self.format: self.uri}
         for name in (*CONTAINER_FIELDS.get(self.format, ()), "labels", "label_map"):
             if getattr(self, name):
                 out[name] = getattr(self, name)
+        if self.annotations is not None:
+            out["annotations"] = self.annotations.to_json()
         return out
 
 
@@ -105,6 +110,10 @@ def _folder_uri(raw: Any, where: str) -> str:
 
 def _parse_container(raw: dict[str, Any], kind: str) -> DatasetSpec:
     """A WebDataset or Hugging Face data set's fields, each checked and named if wrong."""
+    if "annotations" in raw:
+        raise SpecError("dataset.annotations", f"is read for a manifest or a prefix of image "
+                                               f"files, not a {kind} data set: give the boxes "
+                                               "and masks in the data set itself")
     unknown = set(raw) - {kind, *CONTAINER_FIELDS[kind], "label_map"}
     if unknown:
         raise SpecError(f"dataset.{sorted(unknown)[0][:40]}",
@@ -134,16 +143,19 @@ def parse_dataset(raw: Any) -> DatasetSpec:
     if not isinstance(raw, dict):
         raise SpecError("dataset", 'must be {"manifest": uri}, {"prefix": uri, ...}, '
                                    '{"webdataset": pattern, ...} or {"huggingface": uri, ...}')
-    keys = set(raw)
-    given = [name for name in FORMATS if name in keys]
+    given = [name for name in FORMATS if name in raw]
     if len(given) > 1:
         raise SpecError("dataset", f"give one of {', '.join(FORMATS)}, not {' and '.join(given)}")
     if given and given[0] in CONTAINER_FIELDS:
         return _parse_container(raw, given[0])
+    annotations = parse_annotations(raw["annotations"]) if "annotations" in raw else None
+    keys = set(raw) - {"annotations"}
     if "manifest" in keys:
         if keys != {"manifest"}:
-            raise SpecError("dataset", f"a manifest takes no other field, got {sorted(keys)}")
-        return DatasetSpec(manifest=parse_uri(raw["manifest"], "dataset.manifest"))
+            raise SpecError("dataset", "a manifest takes no other field than annotations, got "
+                                       f"{sorted(keys)}")
+        return DatasetSpec(manifest=parse_uri(raw["manifest"], "dataset.manifest"),
+                           annotations=annotations)
     if "prefix" not in keys or keys - {"prefix", "labels", "label_map"}:
         raise SpecError("dataset", 'must be {"manifest": uri}, {"prefix": uri, "labels": '
                                    '"folder", "label_map": {...}}, {"webdataset": pattern} '
@@ -157,7 +169,8 @@ def parse_dataset(raw: Any) -> DatasetSpec:
         label_map = _label_map(label_map)
         if labels is None:
             raise SpecError("dataset.label_map", 'needs "labels": "folder"')
-    return DatasetSpec(prefix=prefix, labels=labels, label_map=label_map)
+    return DatasetSpec(prefix=prefix, labels=labels, label_map=label_map,
+                       annotations=annotations)
 
 
 def parse_box(raw: Any, where: str) -> tuple[int, int, int, int]:

@@ -24,7 +24,7 @@ from shared.errors import UnsupportedModelError
 NCHW, NHWC, TOKENS = "NCHW", "NHWC", "tokens"
 LAYOUTS = (NCHW, NHWC, TOKENS)
 _LISTED = 5  # layers an error lists
-_PASS_ON = ("Identity", "Dropout", "DropPath")  # modules that pass their input on, by class
+_PASS_ON = ("Identity", "Dropout", "DropPath", "Pad")  # what passes its input on, by class
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ class ModelLayers:
 
     def candidates(self) -> list[str]:
         """Layers with a grid of more than one cell, the last first, but those that pass
-        their input on (`Identity`, dropout)."""
+        their input on (`Identity`, dropout, padding)."""
         return [name for name in reversed(self.layers) if self.layers[name].has_grid
                 and not any(kind in self.layers[name].module for kind in _PASS_ON)]
 

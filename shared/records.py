@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from shared.annotations import ImageObjects
 from shared.parts import Part
 from shared.status import ItemStatus
 
@@ -225,6 +226,7 @@ class InputSource:
     mask: str | None = None  # URI of a PNG the size of the image
     error: str | None = None  # a manifest line that could not be read fails its item
     part: Part | None = None
+    objects: ImageObjects | None = None  # what the data set's annotations say of the image
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name}
@@ -236,6 +238,8 @@ class InputSource:
             out["box"] = list(self.box)
         if self.part is not None:
             out["part"] = self.part.to_json()
+        if self.objects is not None:
+            out["objects"] = self.objects.to_json()
         return out
 
     @classmethod
@@ -245,4 +249,5 @@ class InputSource:
             label=raw.get("label"), box=tuple(raw["box"]) if raw.get("box") else None,
             mask=raw.get("mask"), error=raw.get("error"),
             part=Part.from_json(raw["part"]) if raw.get("part") else None,
+            objects=ImageObjects.from_json(raw["objects"]) if raw.get("objects") else None,
         )

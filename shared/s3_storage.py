@@ -65,6 +65,8 @@ class S3Storage(Storage):
             return fn(Bucket=self.bucket, **kwargs)
         except ClientError as e:
             code = e.response.get("Error", {}).get("Code", "")
+            if code == "InvalidRange":  # a range from the end on (an empty object's)
+                raise EOFError(f"{key!r} in s3://{self.bucket} ends before the range") from None
             if code in ("NoSuchKey", "404", "NotFound"):
                 raise FileNotFoundError(f"no such object {key!r} in s3://{self.bucket}") from None
             if code in ("AccessDenied", "403") and fn.__name__ in ("get_object", "head_object"):
@@ -93,8 +95,11 @@ class S3Storage(Storage):
     def get_range(self, key: str, start: int, stop: int) -> bytes:
         if stop <= start:
             return b""
-        response = self._call(key, self.client.get_object, Key=self._full(key),
-                              Range=f"bytes={start}-{stop - 1}")
+        try:
+            response = self._call(key, self.client.get_object, Key=self._full(key),
+                                  Range=f"bytes={start}-{stop - 1}")
+        except EOFError:  # as reading past the end of a file: nothing
+            return b""
         return response["Body"].read()
 
     def get_tail(self, key: str, length: int) -> tuple[bytes, int]:

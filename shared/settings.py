@@ -150,6 +150,7 @@ class Settings:
     max_dataset_items: int = 10_000_000
     dataset_chunk_size: int = 256  # items per chunk of a data-set job
     max_manifest_line_bytes: int = 1 << 20  # a longer manifest line fails its item unread
+    max_annotation_bytes: int = 2 << 30  # a COCO file, or a VOC prefix's XMLs in all
     results_part_rows: int = 8192  # rows per part the finalizer writes and checkpoints
     spray_sample: int = 10_000  # maps of a class SpRAy clusters; the others are assigned
     max_aspect_ratio: float = 20.0  # of an input image, long side over short side
@@ -225,6 +226,8 @@ class Settings:
             dataset_chunk_size=_int(env, "SALIENCY_DATASET_CHUNK_SIZE", d.dataset_chunk_size, 1),
             max_manifest_line_bytes=_int(env, "SALIENCY_MAX_MANIFEST_LINE_BYTES",
                                          d.max_manifest_line_bytes, 1),
+            max_annotation_bytes=_int(env, "SALIENCY_MAX_ANNOTATION_BYTES",
+                                      d.max_annotation_bytes, 1),
             results_part_rows=_int(env, "SALIENCY_RESULTS_PART_ROWS", d.results_part_rows, 1),
             # At least the smallest class that is clustered (worker.audit.MIN_CLASS_ITEMS).
             spray_sample=_int(env, "SALIENCY_SPRAY_SAMPLE", d.spray_sample, 20),

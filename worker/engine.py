@@ -184,7 +184,7 @@ class Engine:
         memory_format = torch.channels_last if self.channels_last else torch.preserve_format
         x = x.to(self.device, torch.float32, memory_format=memory_format)
         return Pass(self.model, self.taps, x, layers, grad=grad, override=override,
-                    autocast=self._autocast, model_layers=self.layers(x[:1]),
+                    autocast=self._autocast, model_layers=lambda: self.layers(x[:1]),
                     attention=attention)
 
     def layers(self, x1: torch.Tensor) -> ModelLayers:

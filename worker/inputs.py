@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 
 from shared import images
-from shared.datasets import parse_dataset
 from shared.errors import InputError, SpecError
 from shared.jobs import Job
 from shared.modelspec import ModelSpec
@@ -76,8 +75,7 @@ class RunParts:
                  sources: dict[int, InputSource]) -> None:
         self.ctx, self.tenant, self.model = ctx, job.tenant, model
         self.sources = {i: s for i, s in sources.items() if s.part is not None}
-        dataset = job.spec.get("dataset") if self.sources else None
-        self.label_map = parse_dataset(dataset).label_map if dataset else None
+        self.label_map = job.spec.dataset.label_map if job.spec.dataset else None
         self.slices = _slices(self.sources)
         self.slice_of = {i: n for n, indices in enumerate(self.slices) for i in indices}
         self.samples: dict[int, Sample | str] = {}
@@ -142,6 +140,17 @@ def _mask(ctx: WorkerContext, tenant: str, source: InputSource,
     return np.asarray(picture).max(axis=2) > 0
 
 
+def _check_annotated_size(source: InputSource, size: tuple[int, int] | None) -> None:
+    """An annotation made for another size of the image (another scan, a rotation its EXIF
+    orientation undoes) would put its objects in the wrong place: the item fails."""
+    objects = source.objects
+    if objects is None or objects.size is None or size is None or objects.size == size:
+        return
+    raise InputError(f"{source.name}: its annotation ({objects.source}) is of a "
+                     f"{objects.size[0]}x{objects.size[1]} image, but the image is "
+                     f"{size[0]}x{size[1]} (after its EXIF orientation)")
+
+
 def load_input(ctx: WorkerContext, tenant: str, model: ModelSpec, index: int,
                source: InputSource, parts: RunParts | None = None) -> Loaded:
     """Read, decode and preprocess one input; its own problems become `Loaded.error`.
@@ -169,6 +178,7 @@ def load_input(ctx: WorkerContext, tenant: str, model: ModelSpec, index: int,
             picture = images.decode_image(data, settings.max_image_pixels, what,
                                           settings.max_aspect_ratio)
             picture_size = picture.size
+            _check_annotated_size(source, picture_size)
             x = preprocess_image(picture, model.preprocessing)
         label = _label(model, source)
         mask = _mask(ctx, tenant, source, picture_size, mask_data)

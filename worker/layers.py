@@ -13,7 +13,8 @@ global pooling (or the class token's selection) and what follows it, with no gri
 Modules return in order, so the last output that still has a grid is the last one before
 that head. When it is an N×C×H×W map (the model's last stage is convolutional), the default
 is the last such map returned by a module that runs once, not a pooling module's output (the
-block, not the pooling after it), and not an `Identity` or dropout passing its input on.
+block, not the pooling after it), and not an `Identity`, dropout or padding passing its
+input on.
 Otherwise the last stage is a transformer: the default is the input of its last attention,
 the output of the normalization its last attention block applies before the attention
 (`blocks.<last>.norm1`), the layer pytorch-grad-cam documents for ViT and Swin: after the
@@ -50,7 +51,9 @@ from shared.layers import NCHW, NHWC, TOKENS, Layer, Layout, ModelLayers
 from worker.layouts import Finished, LayoutTrace, is_pooling
 from worker.tokens import declared_grid, declared_prefix, input_grids, token_grid
 
-_PASS_ON = (nn.Identity, nn.modules.dropout._DropoutNd)
+_PADDING = nn.modules.padding
+_PASS_ON = (nn.Identity, nn.modules.dropout._DropoutNd, _PADDING._ConstantPadNd,
+            _PADDING._ReflectionPadNd, _PADDING._ReplicationPadNd, _PADDING._CircularPadNd)
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 _BLOCK_LEAVES = 3  # a block has at least this many submodules with weights of their own
 
@@ -168,7 +171,7 @@ class _Reader:
 
     def eligible(self, i: int) -> bool:
         """Whether call `i` may be the default: once-run, with a grid, past the stem, and
-        not a pooling, an `Identity` or a dropout passing its input on."""
+        not a pooling, an `Identity`, a dropout or a padding passing its input on."""
         call = self.calls[i]
         return (i >= self.body and self.layers[call.name].has_grid
                 and not is_pooling(call.module) and not isinstance(call.module, _PASS_ON))

@@ -55,7 +55,8 @@ class Pass:
 
     `override` routes every rectifier and gated unit through the switchable rule, which
     methods with a rule of their own (guided backprop, DeconvNet) need; `layers` are recorded
-    on the way, and read in the layouts of `model_layers`. `attention` records each global
+    on the way, and read in the layouts `model_layers()` gives (asked only when a target
+    reads a layer, so a pass without one traces no layouts). `attention` records each global
     self-attention block's probabilities (`worker.attention`), in forward order, in
     `self.attention`: with `grad`, the rows×heads×T×T probabilities themselves (autograd
     keeps them anyway); without, only their head means, rows×T×T, which the forward-only
@@ -64,9 +65,10 @@ class Pass:
 
     def __init__(self, model: nn.Module, taps: LayerTaps, x: torch.Tensor,
                  layers: Sequence[str], *, grad: bool, override: bool,
-                 autocast: Callable[[], Any], model_layers: ModelLayers,
+                 autocast: Callable[[], Any], model_layers: Callable[[], ModelLayers],
                  attention: bool = False) -> None:
-        self.model_layers = model_layers
+        self._model_layers = model_layers
+        self._read_layers: ModelLayers | None = None
         self.x = x.detach().requires_grad_(grad)
         self.switch = RuleSwitch()
         self.override = override
@@ -87,6 +89,12 @@ class Pass:
             count_plain_applications(plain, self.switch)
         self.selections: list[list[Selection]] = []
         self._cache: dict[tuple[str, str, int], Any] = {}
+
+    def _layers(self) -> ModelLayers:
+        """The model's layers and their layouts, read once, for targets that read a layer."""
+        if self._read_layers is None:
+            self._read_layers = self._model_layers()
+        return self._read_layers
 
     def check_rule(self, rule: BackwardRule) -> None:
         """Refuse a rule that would silently not apply to part of the model."""
@@ -118,7 +126,7 @@ class Pass:
     def scores(self, rank: int) -> torch.Tensor:
         """Each row's target score for map `rank` (float32; 0 where the row has none)."""
         return target_scores(self.selections, rank, self.logits, self.activations,
-                             self.model_layers)
+                             self._layers)
 
     def input_grads(self, rule: BackwardRule, rank: int, *, last: bool = False
                     ) -> torch.Tensor | None:
@@ -132,7 +140,7 @@ class Pass:
             if rule.needs_every_rectifier and not self.override:
                 raise RuntimeError(f"{rule.name} needs a pass with the rectifier override")
             outputs, seeds = seed_gradients(self.selections, rank, self.logits,
-                                            self.activations, self.model_layers)
+                                            self.activations, self._layers)
             grad = None
             if outputs:
                 self.switch.rule = rule
@@ -150,7 +158,7 @@ class Pass:
             if act is None:
                 raise TargetError(f"layer: module {layer!r} did not run in the forward pass")
             outputs, seeds = seed_gradients(self.selections, rank, self.logits,
-                                            self.activations, self.model_layers)
+                                            self.activations, self._layers)
             found = None
             if outputs:
                 self.switch.rule = GRADIENT
@@ -179,7 +187,7 @@ class Pass:
         no row has this rank. Needs a pass with `grad`; not cached (one method reads them,
         once per rank), so a rank's gradients are freed before the next rank's."""
         outputs, seeds = seed_gradients(self.selections, rank, self.logits, self.activations,
-                                        self.model_layers)
+                                        self._layers)
         if not outputs:
             return None
         grads = torch.autograd.grad(outputs, self.attention, seeds, retain_graph=True,

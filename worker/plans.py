@@ -11,7 +11,8 @@ job's total is set and counted among the tenant's queued items, and its chunks b
 (once its model is); a data set past the tenant's quota (`SALIENCY_MAX_QUEUED_ITEMS`) fails
 the job instead.
 A planner that dies is started again by the reconciler, from scratch (plan files are
-overwritten, the ledger reset).
+overwritten, the ledger reset). A data set with `annotations` has them read into an index
+first (`worker.annotation_index`), and each item's plan line carries its image's objects.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from __future__ import annotations
 import json
 import logging
 import posixpath
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from urllib.parse import quote, urlparse
 
 from shared import hfdatasets, webdataset
@@ -28,16 +30,16 @@ from shared.datasets import (
     folder_label,
     is_image_key,
     long_manifest_line,
-    parse_dataset,
     parse_manifest_line,
 )
-from shared.errors import InputError, SpecError
+from shared.errors import InputError
 from shared.jobs import Job
+from shared.jobschema import ChunkStatus
 from shared.keys import JobKeys
 from shared.records import InputSource
-from shared.redisio import tenant_key
 from shared.storage import LongLine, iter_lines
 from shared.taskqueue import NEXT_PHASE, send_control
+from worker.annotation_index import annotation_index
 from worker.context import WorkerContext
 
 log = logging.getLogger(__name__)
@@ -174,23 +176,35 @@ def _chunks(batch: list[InputSource], start: int) -> list[tuple[int, int]]:
     return ranges
 
 
+@contextmanager
+def _annotated(ctx: WorkerContext, job: Job, spec: DatasetSpec,
+               sources: Iterable[InputSource]) -> Iterator[Iterable[InputSource]]:
+    """The sources, each joined to its annotations when the data set has some."""
+    if spec.annotations is None:
+        yield sources
+        return
+    with annotation_index(ctx, job, spec) as index:
+        yield map(index.join, sources)
+
+
 def plan_job(ctx: WorkerContext, job_id: str) -> None:
     """Stream a planning job's data set into plan files and planned chunks. A data set that
-    does not fit the tenant's quota of queued items (`SALIENCY_MAX_QUEUED_ITEMS`) fails the
-    job, its planned items then listed as cancelled: planning stops as soon as it is known."""
+    does not fit the tenant's quota of queued items (`SALIENCY_MAX_QUEUED_ITEMS`), or that
+    cannot be read (its manifest gone, its annotations unusable), fails the job, its planned
+    items then listed as cancelled: planning stops as soon as it is known."""
     job = ctx.jobs.get(job_id)
     if job is None or not job.planning or job.finalizing or job.is_final:
         return
-    spec = parse_dataset(job.spec["dataset"])
+    spec = job.spec.dataset
     keys = JobKeys(job.tenant, job.id)
     size = ctx.settings.dataset_chunk_size
     limit, quota = ctx.settings.max_dataset_items, ctx.settings.max_queued_items
     ctx.chunks.reset(job_id)
-    ctx.jobs.set_fields(job_id, plan_chunk=size)
+    ctx.jobs.begin_planning(job_id, size)
     skipped = [0]
     sources = _sources(ctx, job, spec, skipped)
     total, batch = 0, []
-    over: str | None = None  # why planning stopped short of the quota
+    over: str | None = None  # why planning stopped short: the quota, or the data set
 
     def flush() -> None:
         start = total - len(batch)
@@ -198,36 +212,36 @@ def plan_job(ctx: WorkerContext, job_id: str) -> None:
                         b"".join(json.dumps(s.to_json()).encode() + b"\n" for s in batch),
                         "application/x-ndjson")
         pipe = ctx.redis.pipeline(transaction=True)
-        ctx.chunks.add(pipe, job_id, _chunks(batch, start), "planned")
+        ctx.chunks.add(pipe, job_id, _chunks(batch, start), ChunkStatus.PLANNED)
         pipe.execute()
         batch.clear()
 
     try:
-        for source in sources:
-            if ctx.jobs.stopping(job_id):
-                return
-            if total >= limit:
-                raise InputError(f"{spec.field}: the data set has more than {limit} items "
-                                 "(SALIENCY_MAX_DATASET_ITEMS)")
-            if total >= quota:
-                over = (f"{spec.field}: the data set has more than {quota} items, more than a "
-                        f"tenant may have queued (SALIENCY_MAX_QUEUED_ITEMS): it can never "
-                        f"run; split it into data sets of at most {quota} items")
-                break
-            batch.append(source)
-            total += 1
-            if len(batch) == size:
-                flush()
-                queued = int(ctx.redis.get(tenant_key(job.tenant, "queued")) or 0)
-                if queued + total > quota:
-                    over = _over_quota(f"at least {total}", quota)
+        with _annotated(ctx, job, spec, sources) as joined:
+            for source in joined:
+                if ctx.jobs.stopping(job_id):
+                    return
+                if total >= limit:
+                    raise InputError(f"{spec.field}: the data set has more than {limit} "
+                                     "items (SALIENCY_MAX_DATASET_ITEMS)")
+                if total >= quota:
+                    over = (f"{spec.field}: the data set has more than {quota} items, more "
+                            f"than a tenant may have queued (SALIENCY_MAX_QUEUED_ITEMS): it can "
+                            f"never run; split it into data sets of at most {quota} items")
                     break
-        if batch:
-            flush()
+                batch.append(source)
+                total += 1
+                if len(batch) == size:
+                    flush()
+                    if ctx.jobs.queued(job.tenant) + total > quota:
+                        over = _over_quota(f"at least {total}", quota)
+                        break
     except FileNotFoundError as e:
-        raise InputError(f"{spec.field}: {e}") from None
-    except SpecError as e:
-        raise InputError(e.message) from None
+        over = f"{spec.field}: {e}"
+    except InputError as e:  # a SpecError too
+        over = e.message
+    if batch:
+        flush()
     error = over or _over_quota(str(total), quota)
     if ctx.jobs.end_planning(job, total, skipped[0], quota, error, fail=over is not None):
         log.warning("job %s failed: %s", job_id, error)

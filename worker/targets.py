@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import torch
@@ -36,8 +35,12 @@ class LayerTaps:
     def __init__(self, model: nn.Module) -> None:
         self.names = [name for name, _ in model.named_modules() if name]
         for name, module in model.named_modules():
+            # A copy of another engine's model carries that engine's taps: drop them, or
+            # every module would report twice.
+            for key in [k for k, hook in module._forward_hooks.items() if isinstance(hook, _Tap)]:
+                del module._forward_hooks[key]
             if name:
-                module.register_forward_hook(partial(_record, name))
+                module.register_forward_hook(_Tap(name))
 
     def check(self, names: Sequence[str], field: str = "target.layer") -> None:
         """A TargetError naming `field` if a module name is not in the model."""
@@ -73,6 +76,16 @@ class LayerTaps:
             yield
         finally:
             _order.reset(token)
+
+
+class _Tap:
+    """The forward hook of one module of a `LayerTaps` model, by the module's name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, module: nn.Module, args: Any, output: Any) -> Any:
+        return _record(self.name, module, args, output)
 
 
 def _record(name: str, module: nn.Module, args: Any, output: Any) -> Any:
@@ -140,14 +153,15 @@ def seed_gradients(
     rank: int,
     logits: torch.Tensor,
     activations: dict[str, torch.Tensor | None],
-    layers: ModelLayers,
+    layers: Callable[[], ModelLayers],
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Outputs and their seed gradients for the backward pass of map `rank` of every image.
 
     Each image's seed picks its own selection; images are independent in eval mode, so one
     backward pass yields every image's map at once. A layer's channel and position are
-    read in its layout (`layers`): a channel is one of C, a position `(y, x)` on its grid,
-    and a channel's score sums its grid, prefix tokens excluded.
+    read in its layout (`layers()`, asked only for a layer target): a channel is one of C,
+    a position `(y, x)` on its grid, and a channel's score sums its grid, prefix tokens
+    excluded.
     """
     outputs: dict[str, torch.Tensor] = {}
     seeds: dict[str, torch.Tensor] = {}
@@ -168,9 +182,10 @@ def seed_gradients(
         act = activations.get(sel.layer)
         if act is None:
             raise TargetError(f"target.layer: module {sel.layer!r} did not run in the forward pass")
-        layout = layers.layout(sel.layer)
+        model_layers = layers()
+        layout = model_layers.layout(sel.layer)
         if layout is None:
-            raise TargetError(f"target.layer: {layers.layout_problem(sel.layer)}")
+            raise TargetError(f"target.layer: {model_layers.layout_problem(sel.layer)}")
         if not 0 <= sel.channel < layout.channels:
             raise TargetError(
                 f"target.channel: {sel.channel} is out of range; layer {sel.layer!r} has "
@@ -195,7 +210,7 @@ def target_scores(
     rank: int,
     logits: torch.Tensor,
     activations: dict[str, torch.Tensor | None],
-    layers: ModelLayers,
+    layers: Callable[[], ModelLayers],
 ) -> torch.Tensor:
     """Each row's score for map `rank`: its logit, or its layer channel's (or neuron's) sum.
 

@@ -10,7 +10,7 @@
 from saliency_client import webhooks
 from saliency_client.aio import AsyncClient, AsyncJob
 from saliency_client.client import Client, Job
-from saliency_client.datasets import Dataset, Uploaded
+from saliency_client.datasets import Annotations, Dataset, Uploaded
 from saliency_client.errors import (
     ApiError,
     ConnectionFailed,
@@ -34,6 +34,7 @@ from saliency_client.types import (
 )
 
 __all__ = [
+    "Annotations",
     "ApiError",
     "AsyncClient",
     "AsyncJob",

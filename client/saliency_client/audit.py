@@ -32,7 +32,7 @@ from typing import Any
 from saliency_client import labels as lab
 from saliency_client import results as res
 from saliency_client.client import Client, Job
-from saliency_client.datasets import Dataset, image_files, listing_digest
+from saliency_client.datasets import Annotations, Dataset, image_files, listing_digest
 from saliency_client.errors import ApiError
 
 STEM = ".audit"  # the state files: .audit-state.json and .audit-uploaded
@@ -202,16 +202,35 @@ def _follow(client: Client, state: AuditState, spec: dict[str, Any], out: Path,
     return Outcome(job, results, report, uploaded, in_place)
 
 
+def annotation_uri(client: Client, where: str, option: str) -> str:
+    """An annotations file's or prefix's URI: as given (`s3://`, `file://`), or a local
+    path's `file://` URI when the service reads it in place. Annotations are never
+    uploaded (uploads take images only): ValueError when the service cannot read them."""
+    if "://" in where:
+        return where
+    path = Path(where).resolve()
+    if not path.exists():
+        raise FileNotFoundError(f"{option} {where}: no such file or folder")
+    uri = path.as_uri() + ("/" if path.is_dir() else "")
+    if _readable_root(client, uri) is None:
+        raise ValueError(f"{option} {where}: the service cannot read it in place, and "
+                         "annotations are not uploaded; put it under a place `GET /v1/roots` "
+                         "names, or give the s3:// URI of a copy the service reads")
+    return uri
+
+
 def run(client: Client, folder: str | Path, out: str | Path, *, model: str,
         methods: Any = None, labels: str | None = None,
         label_map: dict[str, str] | None = None, target: Any = None,
         seed: int | None = None, sanity: int | None = None, batch_size: int = 32,
         timeout: float | None = None, progress: bool = True,
-        force_upload: bool = False) -> Outcome:
+        force_upload: bool = False, annotations: Annotations | None = None) -> Outcome:
     """Audit `folder` (see the module's docstring); the job's final state is on `job.state`.
 
     `label_map` maps folder names to classes (an index or a class name; it implies
-    `labels="folder"`); `sanity` asks for the sanity check on that many items.
+    `labels="folder"`); `sanity` asks for the sanity check on that many items;
+    `annotations` give the images' objects (their `category_map`'s classes are checked
+    against the model's, and resolved to indices, before anything is uploaded).
     """
     folder, out = Path(folder).resolve(), Path(out)
     if not folder.is_dir():
@@ -220,10 +239,15 @@ def run(client: Client, folder: str | Path, out: str | Path, *, model: str,
         labels = lab.FOLDER
     files = listing(folder)
     resolved = _labels(client, files, model, labels, label_map, target)
+    if annotations is not None and annotations.category_map:
+        annotations = replace(annotations, category_map=lab.resolve_label_map(
+            {k: str(v) for k, v in annotations.category_map.items()}, client.model(model),
+            "--category-map"))
     out.mkdir(parents=True, exist_ok=True)
     prefix, uploaded, in_place, state = place(client, folder, out, batch_size, progress,
                                               force_upload, files=files)
-    dataset = Dataset(prefix=prefix, labels=labels, label_map=resolved)
+    dataset = Dataset(prefix=prefix, labels=labels, label_map=resolved,
+                      annotations=annotations)
     spec = _job_spec(model, methods, target, seed, sanity, dataset)
     return _follow(client, state, spec, out, timeout, progress, uploaded, in_place)
 

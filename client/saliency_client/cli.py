@@ -23,7 +23,7 @@ from saliency_client import audit, exports, findings, kinds
 from saliency_client import results as res
 from saliency_client import top_activations as top
 from saliency_client.client import Client, Job
-from saliency_client.datasets import LABEL_MODES, Dataset
+from saliency_client.datasets import LABEL_MODES, Annotations, Dataset
 from saliency_client.errors import ApiError, ConnectionFailed, JobFailed, WaitTimeout
 from saliency_client.labels import parse_label_map
 from saliency_client.progress import phase
@@ -191,6 +191,9 @@ def _in_place(args: argparse.Namespace) -> Dataset | None:
         raise ValueError("--webdataset and --huggingface: give one")
     if args.labels is not None or args.upload:
         raise ValueError("--labels and --upload are for a local folder")
+    if args.coco or args.voc or args.category_map or args.annotation_key or args.masks:
+        raise ValueError("--coco, --voc and their options are for a local folder (a WebDataset "
+                         "or Hugging Face data set gives its boxes and masks itself)")
     if len(args.data) != 1:
         raise ValueError(f"one data set URI, got {len(args.data)}: quote a brace pattern "
                          "('s3://b/shards/{000..099}.tar') so that the shell leaves it whole")
@@ -201,6 +204,23 @@ def _in_place(args: argparse.Namespace) -> Dataset | None:
         raise ValueError("--label-field is for --webdataset (--label-column for --huggingface)")
     return Dataset(huggingface=uri, split=args.split, image_column=args.image_column,
                    label_column=args.label_column)
+
+
+def audit_annotations(client: Client, args: argparse.Namespace) -> Annotations | None:
+    """`saliency audit`'s `--coco`/`--voc` options as the data set's annotations."""
+    if args.coco is None and args.voc is None:
+        if args.category_map or args.annotation_key or args.masks:
+            raise ValueError("--category-map, --annotation-key and --masks go with --coco or "
+                             "--voc")
+        return None
+    if args.masks and args.coco is None:
+        raise ValueError("--masks goes with --coco (VOC annotations have boxes only)")
+    category_map = parse_label_map(args.category_map or (), "--category-map", "CATEGORY")
+    return Annotations(
+        coco=audit.annotation_uri(client, args.coco, "--coco") if args.coco else None,
+        voc=audit.annotation_uri(client, args.voc, "--voc") if args.voc else None,
+        key=args.annotation_key, category_map=category_map or None,
+        objects="masks" if args.masks else None)
 
 
 def cmd_audit(client: Client, args: argparse.Namespace) -> int:
@@ -218,7 +238,8 @@ def cmd_audit(client: Client, args: argparse.Namespace) -> int:
                             methods=args.method, labels=args.labels, label_map=label_map,
                             target=args.target, seed=args.seed, sanity=args.sanity,
                             batch_size=args.batch_size, timeout=args.timeout,
-                            progress=not args.no_progress, force_upload=args.upload)
+                            progress=not args.no_progress, force_upload=args.upload,
+                            annotations=audit_annotations(client, args))
     job = outcome.job
     report = json.loads(outcome.report.read_text())
     page = client.page_url(job.id)
@@ -430,6 +451,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-map", action="append", metavar="FOLDER=CLASS", help="the class of "
                    "a folder (implies --labels folder) or of a label name of the data set, an "
                    "index or a class name (repeatable)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--coco", metavar="FILE_URI", help="a COCO instances file with the "
+                       "images' objects, for the box metrics: an s3:// or file:// URI the "
+                       "service reads, or a local file it reads in place")
+    where.add_argument("--voc", metavar="PREFIX", help="a folder or prefix of Pascal VOC "
+                       "Annotations/*.xml files, as --coco")
+    p.add_argument("--category-map", action="append", metavar="CATEGORY=CLASS",
+                   help="the class of an annotation category (a name, or a COCO category "
+                   "id): a class index or name (repeatable; other categories are the class "
+                   "of the same name)")
+    p.add_argument("--annotation-key", choices=("file_name", "id"), help="join images to "
+                   "annotations by file name (default) or by id (the file's stem)")
+    p.add_argument("--masks", action="store_true", help="with --coco: the objects are their "
+                   "segmentation masks, not their boxes")
     _suspects(p)
     p.add_argument("--out", required=True, metavar="DIR", help="where results.parquet, "
                    "report.json and the audit's resume state go")

@@ -4,6 +4,9 @@
     Dataset(manifest="s3://bucket/pets/manifest.jsonl")             # one {"uri", ...} a line
     Dataset(webdataset="s3://bucket/pets/shard-{000000..000099}.tar")  # WebDataset shards
     Dataset(huggingface="s3://bucket/pets-hf/", split="validation")   # Parquet or save_to_disk
+    Dataset(prefix="s3://bucket/coco/val2017/",                     # with objects to audit
+            annotations=Annotations(coco="s3://bucket/coco/instances_val2017.json",
+                                    category_map={"18": "dog"}))
 
 Pure functions shared by the sync and async clients and the `saliency audit` command.
 """
@@ -20,11 +23,48 @@ from typing import Any
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".npy")  # what a prefix job reads
 LABEL_MODES = ("folder", "folder-sorted")
+ANNOTATION_KEYS = ("file_name", "id")
+ANNOTATION_OBJECTS = ("boxes", "masks")
 MAX_BATCH_BYTES = 16 * 1024 * 1024  # per upload request; a batch the API finds too large is split
 TOO_LARGE = 413
 
 
 FORMATS = ("manifest", "prefix", "webdataset", "huggingface")
+
+
+@dataclass(frozen=True)
+class Annotations:
+    """Where a data set's objects are, for the audit's box metrics: a COCO instances file
+    (`coco`) or a prefix of Pascal VOC XML files (`voc`), joined to the items by `key`
+    (`file_name` or `id`), with `category_map` from annotation categories (names, or COCO
+    category ids) to model classes (indices or names); COCO `objects` are `boxes` or
+    `masks`. docs/api.md has the rules."""
+
+    coco: str | None = None
+    voc: str | None = None
+    key: str | None = None
+    category_map: dict[str, int | str] | None = None
+    objects: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.coco is None) == (self.voc is None):
+            raise ValueError("annotations are a COCO file or a VOC prefix (one of them)")
+        if self.key is not None and self.key not in ANNOTATION_KEYS:
+            raise ValueError(f"key must be one of {list(ANNOTATION_KEYS)}, got {self.key!r}")
+        if self.objects is not None and (self.voc is not None
+                                         or self.objects not in ANNOTATION_OBJECTS):
+            raise ValueError(f"objects is one of {list(ANNOTATION_OBJECTS)}, for COCO "
+                             f"annotations only; got {self.objects!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"coco": self.coco} if self.coco is not None else {
+            "voc": self.voc}
+        for name in ("key", "objects"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+        if self.category_map is not None:
+            out["category_map"] = dict(self.category_map)
+        return out
 
 
 @dataclass(frozen=True)
@@ -34,7 +74,8 @@ class Dataset:
     or a brace pattern of `.tar` files, labels from each sample's `label_field` member or
     JSON field); or a Hugging Face data set (`huggingface`: Parquet files of a `split`, or a
     `save_to_disk` folder, with its `image_column` and `label_column`). `label_map` maps
-    label names to class indices (not for a manifest)."""
+    label names to class indices (not for a manifest). A manifest or a prefix takes
+    `annotations` (an `Annotations`, or its JSON)."""
 
     manifest: str | None = None
     prefix: str | None = None
@@ -46,6 +87,7 @@ class Dataset:
     split: str | None = None
     image_column: str | None = None
     label_column: str | None = None
+    annotations: Annotations | dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         given = [name for name in FORMATS if getattr(self, name) is not None]
@@ -54,11 +96,11 @@ class Dataset:
                              f"huggingface data set (one of them), got {given or 'none'}")
         if self.labels is not None and self.labels not in LABEL_MODES:
             raise ValueError(f"labels must be one of {list(LABEL_MODES)}, got {self.labels!r}")
-        allowed = {"manifest": set(), "prefix": {"labels", "label_map"},
+        allowed = {"manifest": {"annotations"}, "prefix": {"labels", "label_map", "annotations"},
                    "webdataset": {"label_field", "label_map"},
                    "huggingface": {"split", "image_column", "label_column", "label_map"}}
         extra = [name for name in ("labels", "label_map", "label_field", "split",
-                                   "image_column", "label_column")
+                                   "image_column", "label_column", "annotations")
                  if getattr(self, name) is not None and name not in allowed[given[0]]]
         if extra:
             raise ValueError(f"a {given[0]} data set takes no {', '.join(extra)}")
@@ -71,6 +113,9 @@ class Dataset:
                 out[name] = getattr(self, name)
         if self.label_map is not None:
             out["label_map"] = dict(self.label_map)
+        if self.annotations is not None:
+            out["annotations"] = (self.annotations.to_json() if isinstance(
+                self.annotations, Annotations) else dict(self.annotations))
         return out
 
 
@@ -81,10 +126,11 @@ class Uploaded:
     prefix: str
     uris: list[str] = field(default_factory=list)
 
-    def dataset(self, labels: str | None = None,
-                label_map: dict[str, int] | None = None) -> Dataset:
+    def dataset(self, labels: str | None = None, label_map: dict[str, int] | None = None,
+                annotations: Annotations | dict[str, Any] | None = None) -> Dataset:
         """The uploaded folder as a prefix data set."""
-        return Dataset(prefix=self.prefix, labels=labels, label_map=label_map)
+        return Dataset(prefix=self.prefix, labels=labels, label_map=label_map,
+                       annotations=annotations)
 
 
 def is_image(name: str) -> bool:

@@ -22,15 +22,17 @@ FOLDER, FOLDER_SORTED = "folder", "folder-sorted"
 SHOWN = 8  # folder names quoted in an error
 
 
-def parse_label_map(pairs: Iterable[str]) -> dict[str, str]:
-    """`--label-map FOLDER=CLASS` words as {folder: class}, the class an index or a name."""
+def parse_label_map(pairs: Iterable[str], option: str = "--label-map",
+                    key: str = "FOLDER") -> dict[str, str]:
+    """`--label-map FOLDER=CLASS` words (or another `option`'s `KEY=CLASS`) as {key: class},
+    the class an index or a name."""
     out: dict[str, str] = {}
     for pair in pairs:
-        folder, sep, cls = pair.partition("=")
-        if not sep or not folder or not cls:
-            raise ValueError(f"--label-map takes FOLDER=CLASS (a class index or name), got "
+        name, sep, cls = pair.partition("=")
+        if not sep or not name or not cls:
+            raise ValueError(f"{option} takes {key}=CLASS (a class index or name), got "
                              f"{pair!r}")
-        out[folder] = cls
+        out[name] = cls
     return out
 
 
@@ -57,9 +59,10 @@ def _classes_hint(model: Model) -> str:
     return f"it has {n} classes, numbered from 0, and no class names"
 
 
-def resolve_label_map(label_map: Mapping[str, str], model: Model) -> dict[str, int]:
-    """`--label-map`'s classes as indices, as the data-set spec's `label_map` takes them;
-    ValueError naming the classes the model does not have."""
+def resolve_label_map(label_map: Mapping[str, str], model: Model,
+                      option: str = "--label-map") -> dict[str, int]:
+    """`--label-map`'s (or `--category-map`'s) classes as indices, as the data-set spec's
+    `label_map` takes them; ValueError naming the classes the model does not have."""
     resolved: dict[str, int] = {}
     wrong = []
     for folder, cls in label_map.items():
@@ -69,7 +72,7 @@ def resolve_label_map(label_map: Mapping[str, str], model: Model) -> dict[str, i
         else:
             resolved[folder] = index
     if wrong:
-        raise ValueError(f"--label-map names {_quoted(sorted(wrong))}, not classes of model "
+        raise ValueError(f"{option} names {_quoted(sorted(wrong))}, not classes of model "
                          f"{model.name!r} ({_classes_hint(model)})")
     return resolved
 

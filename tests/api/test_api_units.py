@@ -69,6 +69,18 @@ def test_the_api_never_imports_torch_or_fiftyone():
     subprocess.run([sys.executable, "-c", code], check=True, env={"STORAGE_URL": "file:///tmp"})
 
 
+def test_the_api_reads_no_annotation_file():
+    """The planner reads COCO and VOC annotations with the worker's dependencies (ijson,
+    defusedxml, pycocotools), which the API's image does not install."""
+    import subprocess
+    import sys
+
+    code = ("import sys, api.wsgi, api.submission\n"
+            "for reader in ('ijson', 'defusedxml', 'pycocotools', 'shared.coco'):\n"
+            "    assert reader not in sys.modules, reader + ' imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, env={"STORAGE_URL": "file:///tmp"})
+
+
 def test_examples_are_listed_with_credits_and_served(tmp_path):
     from shared.examples import EXAMPLES
 
@@ -154,6 +166,7 @@ def test_while_a_round_runs_other_requests_answer_the_last_result():
 def test_methods_lists_the_attention_methods_with_their_papers(tmp_path):
     client = create_app(Settings(storage_url=tmp_path.as_uri())).test_client()
     listed = {m["name"]: m for m in client.get("/v1/methods").get_json()["methods"]}
-    assert listed["attention_rollout"]["params"] == listed["attention_gradcam"]["params"] == []
+    for name in ("attention_rollout", "attention_gradcam"):
+        assert [(p["name"], p["default"]) for p in listed[name]["params"]] == [("render", "cam")]
     assert "Abnar & Zuidema 2020" in listed["attention_rollout"]["description"]
     assert "Chefer, Gur & Wolf 2021" in listed["attention_gradcam"]["description"]

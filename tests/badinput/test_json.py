@@ -235,7 +235,12 @@ def test_an_input_field_of_the_wrong_type_is_a_400_naming_it(bad, mallory, bad_m
                                      {"prefix": "s3://b/p/", "labels": "folder",
                                       "label_map": [["cat", 1]]},
                                      {"prefix": "s3://b/p/", "labels": "folder",
-                                      "label_map": {"cat": [1]}}, [1], "s3://b/p/"],
+                                      "label_map": {"cat": [1]}}, [1], "s3://b/p/",
+                                     {"prefix": "s3://b/p/", "annotations": "s3://b/a.json"},
+                                     {"manifest": "s3://b/m.jsonl",
+                                      "annotations": {"coco": ["s3://b/a.json"]}},
+                                     {"prefix": "s3://b/p/", "annotations": {
+                                         "voc": "s3://b/v/", "category_map": {"cat": [1]}}}],
                          ids=lambda d: json.dumps(d)[:50])
 def test_a_dataset_of_the_wrong_type_is_a_400(bad, mallory, bad_model, dataset):
     before = side_effects(bad)

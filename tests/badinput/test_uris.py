@@ -114,6 +114,26 @@ def test_a_mask_or_data_set_outside_the_readable_places_is_refused(bad, mallory,
     tally(FAMILY)
 
 
+@pytest.mark.parametrize("field", ["coco", "voc"])
+def test_annotations_outside_the_readable_places_are_refused(bad, mallory, bad_model, field):
+    """Annotations are read where a manifest may be: the tenant's own area and the data-set
+    roots; nothing else is ever fetched, another tenant's area included."""
+    storage = bad.backend.storage()
+    storage.put("t/mallory/annotated/a.png", clean_png())
+    storage.put("t/trudy/annotations/instances.json", b"{}")
+    before = side_effects(bad)
+    for uri in ("http://169.254.169.254/latest/", "file:///etc/",
+                "s3://another-bucket/instances.json", f"{_root(bad)}/../instances.json",
+                storage.uri("t/trudy/annotations/instances.json")):
+        response = mallory.post(f"{bad.url}/v1/jobs", timeout=30, json={
+            "model": bad_model, "dataset": {
+                "prefix": storage.uri("t/mallory/annotated") + "/",
+                "annotations": {field: uri}}})
+        assert_error(response, 400, "invalid_spec", f"dataset.annotations.{field}")
+    assert side_effects(bad) == before
+    tally(FAMILY)
+
+
 LINKED_PREFIXES = ["a data-set root's link to /etc", "a folder under that link",
                    "a link out of the tenant's own area"]
 

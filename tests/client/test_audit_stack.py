@@ -125,3 +125,39 @@ def test_audit_reads_webdataset_shards_and_a_hugging_face_data_set_where_they_ar
     with Client(api_url) as client:
         (row,) = client.job(json.loads(stdout)["id"]).results()
     assert (row["id"], row["label"]) == ("data/test-00000-of-00001/0", 4)
+
+
+def test_audit_with_coco_annotations_read_in_place(run, api_url, tiny_model, image_folder,
+                                                   tmp_path):
+    """`--coco` names a file the service reads where it is, `--category-map` its classes
+    (checked before anything is uploaded); a file it cannot reach stops the audit first."""
+    from annotation_files import coco_json
+
+    with Client(api_url) as client:
+        own_area = Path(urlsplit(client.roots().storage).path)
+    folder = image_folder(own_area / "annotated-pets", {"a": 1, "b": 1})
+    coco = own_area / "annotated-pets-instances.json"
+    coco.write_bytes(coco_json(
+        [{"id": 1, "file_name": "a/000.png", "width": 32, "height": 32},
+         {"id": 2, "file_name": "b/000.png", "width": 32, "height": 32}],
+        [{"image_id": 1, "category_id": 7, "bbox": [4, 4, 12, 12]}],
+        [{"id": 7, "name": "tabby"}]))
+    audit = ("audit", str(folder), "--model", tiny_model, "--labels", "folder-sorted",
+             "--target", "label", "--out", str(tmp_path / "out"), "--no-progress", "--json")
+    code, stdout, err = run(*audit, "--coco", str(coco), "--category-map", "tabby=0")
+    assert code == 0, err
+    job_id = json.loads(stdout)["id"]
+    code, stdout, _ = run("status", job_id, "--json")
+    assert json.loads(stdout)["dataset"]["annotations"] == {
+        "coco": coco.as_uri(), "key": "file_name", "objects": "boxes",
+        "category_map": {"tabby": 0}}
+    code, stdout, _ = run("results", job_id)
+    rows = [json.loads(line) for line in stdout.splitlines()]
+    assert rows[0]["energy_in_box"] is not None and rows[1]["energy_in_box"] is None
+
+    code, _, err = run(*audit, "--coco", str(coco), "--category-map", "tabby=ocelot")
+    assert code == 2 and "--category-map names 'ocelot', not classes of model" in err
+    outside = tmp_path / "instances.json"
+    outside.write_bytes(coco.read_bytes())
+    code, _, err = run(*audit, "--coco", str(outside))
+    assert code == 2 and "the service cannot read it in place" in err

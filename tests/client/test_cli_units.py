@@ -87,6 +87,37 @@ def test_audit_options_that_cannot_label_exit_2_before_the_api_is_asked(capsys, 
     assert not (tmp_path / "o").exists()
 
 
+def test_audit_annotation_options_become_the_data_sets_annotations(capsys, fast_client,
+                                                                   tmp_path):
+    parser = cli.build_parser()
+    base = ["audit", "data", "--model", "m", "--out", "o"]
+    args = parser.parse_args([*base, "--coco", "s3://b/instances.json", "--category-map",
+                              "18=dog", "--category-map", "kitty=3", "--masks"])
+    assert cli.audit_annotations(Client("http://127.0.0.1:9"), args).to_json() == {
+        "coco": "s3://b/instances.json", "objects": "masks",
+        "category_map": {"18": "dog", "kitty": "3"}}
+    args = parser.parse_args([*base, "--voc", "s3://b/Annotations/", "--annotation-key", "id"])
+    assert cli.audit_annotations(Client("http://127.0.0.1:9"), args).to_json() == {
+        "voc": "s3://b/Annotations/", "key": "id"}
+    assert cli.audit_annotations(Client("http://127.0.0.1:9"),
+                                 parser.parse_args(base)) is None
+    with pytest.raises(SystemExit):
+        parser.parse_args([*base, "--coco", "s3://b/a.json", "--voc", "s3://b/v/"])
+    capsys.readouterr()
+    with pytest.raises(ValueError, match="--masks goes with --coco"):
+        cli.audit_annotations(Client("http://127.0.0.1:9"), parser.parse_args(
+            [*base, "--voc", "s3://b/v/", "--masks"]))
+    with pytest.raises(ValueError, match="go with --coco or --voc"):
+        cli.audit_annotations(Client("http://127.0.0.1:9"), parser.parse_args(
+            [*base, "--category-map", "18=dog"]))
+    with pytest.raises(ValueError, match="--category-map takes CATEGORY=CLASS"):
+        cli.audit_annotations(Client("http://127.0.0.1:9"), parser.parse_args(
+            [*base, "--coco", "s3://b/a.json", "--category-map", "dog"]))
+    with pytest.raises(FileNotFoundError, match="--coco .*: no such file"):
+        cli.audit_annotations(Client("http://127.0.0.1:9"), parser.parse_args(
+            [*base, "--coco", str(tmp_path / "none.json")]))
+
+
 def test_a_missing_input_file_exits_2_with_one_line(capsys, fast_client):
     code = cli.main(["--url", "http://127.0.0.1:9", "submit", "/nonexistent.png", "--model", "m"])
     err = capsys.readouterr().err
@@ -127,6 +158,7 @@ def test_audit_names_a_data_set_in_place_or_says_how(capsys, fast_client, tmp_pa
             (["s3://b/hf/", "--split", "test"], "--split needs --webdataset or --huggingface"),
             (["s3://b/hf/", "--huggingface", "--webdataset"], "give one"),
             (["s3://b/hf/", "--huggingface", "--labels", "folder"], "for a local folder"),
+            (["s3://b/s.tar", "--webdataset", "--coco", "s3://b/i.json"], "for a local folder"),
             (["s3://b/hf/", "--huggingface", "--label-field", "cls"], "--label-column")):
         code = cli.main([*base, *extra])
         assert code == cli.EXIT_USAGE and says in capsys.readouterr().err, extra

@@ -129,6 +129,27 @@ def test_datasets_in_place_as_the_api_takes_them():
             Dataset(**wrong)
 
 
+def test_a_dataset_with_annotations():
+    from saliency_client import Annotations
+
+    coco = Annotations(coco="s3://b/instances.json", category_map={"18": "dog"},
+                       objects="masks")
+    assert Dataset(prefix="s3://b/p/", annotations=coco).to_json() == {
+        "prefix": "s3://b/p/", "annotations": {"coco": "s3://b/instances.json",
+                                               "objects": "masks",
+                                               "category_map": {"18": "dog"}}}
+    assert Dataset(manifest="s3://b/m.jsonl", annotations={"voc": "s3://b/v/"}).to_json() == {
+        "manifest": "s3://b/m.jsonl", "annotations": {"voc": "s3://b/v/"}}
+    assert Annotations(voc="s3://b/v/", key="id").to_json() == {"voc": "s3://b/v/",
+                                                                "key": "id"}
+    with pytest.raises(ValueError, match="one of them"):
+        Annotations(coco="s3://b/a.json", voc="s3://b/v/")
+    with pytest.raises(ValueError, match="key must be one of"):
+        Annotations(coco="s3://b/a.json", key="image_id")
+    with pytest.raises(ValueError, match="for COCO annotations only"):
+        Annotations(voc="s3://b/v/", objects="masks")
+
+
 def test_image_files_named_by_relative_path_without_hidden_ones(tmp_path):
     for name in ["b/2.PNG", "a/1.jpg", "a/notes.txt", ".hidden/3.png", "a/.4.png", "5.webp"]:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)

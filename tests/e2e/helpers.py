@@ -132,7 +132,7 @@ def dataset_uri(stack, rel: str) -> str:
     return (backend.dataset_dir / rel).as_uri()
 
 
-def put_dataset_file(stack, rel: str, data: bytes) -> str:
+def put_in_dataset_root(stack, rel: str, data: bytes) -> str:
     """Write a file into the backend's data-set root; its URI."""
     backend = stack.backend
     if backend.dataset_bucket:

@@ -23,7 +23,7 @@ from e2e.helpers import (
     download,
     image_bytes,
     norm_error,
-    put_dataset_file,
+    put_in_dataset_root,
     wait,
 )
 
@@ -39,7 +39,7 @@ def _upload(stack, local: Path, rel: str) -> str:
     """Every file under `local` put under `rel` in the data-set root; the folder's URI."""
     for path in sorted(local.rglob("*")):
         if path.is_file():
-            put_dataset_file(stack, f"{rel}/{path.relative_to(local).as_posix()}",
+            put_in_dataset_root(stack, f"{rel}/{path.relative_to(local).as_posix()}",
                              path.read_bytes())
     return dataset_uri(stack, rel)
 
@@ -66,7 +66,7 @@ def folder_maps(stack, stack_model):
     session = stack.session()
     run = f"folder-{time.monotonic_ns()}"
     for i in range(N):
-        put_dataset_file(stack, f"{run}/{i % 10}/{i:03d}.png", _image(i))
+        put_in_dataset_root(stack, f"{run}/{i % 10}/{i:03d}.png", _image(i))
     _, items = _run(session, stack, stack_model.name,
                     {"prefix": dataset_uri(stack, run), "labels": "folder"})
     assert [i["label"] for i in items] == list(range(N))

@@ -17,17 +17,17 @@ from PIL import Image
 from e2e.helpers import (
     all_items,
     counts,
-    dataset_uri,
     download,
     image_bytes,
     norm_error,
     npy_bytes,
     own_class_gradients,
-    put_dataset_file,
     side_effects,
     url_path,
     wait,
 )
+from e2e.helpers import dataset_uri as _uri
+from e2e.helpers import put_in_dataset_root as _put
 
 CLASSES = ("cat", "dog")
 
@@ -55,12 +55,11 @@ def test_a_manifest_job_with_labels_boxes_and_a_bad_line(stack, stack_model, ali
     images = [image_bytes(700 + i, size=40) for i in range(3)]
     lines = []
     for i, data in enumerate(images):
-        put_dataset_file(stack, f"{run}/img/{i}.png", data)
+        _put(stack, f"{run}/img/{i}.png", data)
         lines.append(json.dumps({"uri": f"img/{i}.png", "id": f"item-{i}", "label": i + 1,
                                  "box": [2, 2, 30, 30]}))
     lines.insert(1, "{this line is broken")
-    manifest = put_dataset_file(stack, f"{run}/manifest.jsonl",
-                                ("\n".join(lines) + "\n\n").encode())
+    manifest = _put(stack, f"{run}/manifest.jsonl", ("\n".join(lines) + "\n\n").encode())
     body = {"model": stack_model.name, "dataset": {"manifest": manifest}, "target": "label",
             "map_dtype": dtype}
     response = alice.post(f"{stack.url}/v1/jobs", json=body, timeout=30)
@@ -111,9 +110,9 @@ def test_a_prefix_job_with_folder_labels(stack, stack_model, alice):
     run = f"folders-{time.monotonic_ns()}"
     for c, name in enumerate(CLASSES):
         for i in range(3):
-            put_dataset_file(stack, f"{run}/train/{name}/{i}.png", image_bytes(800 + 10 * c + i))
-    put_dataset_file(stack, f"{run}/train/notes.txt", b"not an image")
-    prefix = dataset_uri(stack, f"{run}/train")
+            _put(stack, f"{run}/train/{name}/{i}.png", image_bytes(800 + 10 * c + i))
+    _put(stack, f"{run}/train/notes.txt", b"not an image")
+    prefix = _uri(stack, f"{run}/train")
     for labels, extra, expected in (
         ("folder-sorted", {}, [0, 0, 0, 1, 1, 1]),
         ("folder", {"label_map": {"cat": 7, "dog": 4}}, [7, 7, 7, 4, 4, 4]),
@@ -136,8 +135,8 @@ def test_items_keep_the_v1_shape(stack, stack_model, alice):
     from jsonschema import Draft202012Validator
 
     run = f"shape-{time.monotonic_ns()}"
-    uri = put_dataset_file(stack, f"{run}/a.png", image_bytes(900))
-    manifest = put_dataset_file(stack, f"{run}/m.jsonl", json.dumps({"uri": uri}).encode())
+    uri = _put(stack, f"{run}/a.png", image_bytes(900))
+    manifest = _put(stack, f"{run}/m.jsonl", json.dumps({"uri": uri}).encode())
     response = alice.post(f"{stack.url}/v1/jobs", json={
         "model": stack_model.name, "dataset": {"manifest": manifest}}, timeout=30)
     job = wait(alice, stack.url, response.json()["id"], timeout=120)
@@ -158,9 +157,9 @@ def test_every_rank_of_a_topk_data_set_job_is_the_gradient_of_its_own_class(stac
     run = f"topk-{time.monotonic_ns()}"
     rng = np.random.default_rng(23)
     arrays = [rng.standard_normal((3, 32, 32)).astype(np.float32) for _ in range(2)]
-    lines = [json.dumps({"uri": put_dataset_file(stack, f"{run}/{i}.npy", npy_bytes(a))})
+    lines = [json.dumps({"uri": _put(stack, f"{run}/{i}.npy", npy_bytes(a))})
              for i, a in enumerate(arrays)]
-    manifest = put_dataset_file(stack, f"{run}/m.jsonl", "\n".join(lines).encode())
+    manifest = _put(stack, f"{run}/m.jsonl", "\n".join(lines).encode())
     response = alice.post(f"{stack.url}/v1/jobs", json={
         "model": stack_model.name, "dataset": {"manifest": manifest}, "methods": ["gradient"],
         "target": {"topk": 3}, "outputs": ["npy", "png"]}, timeout=30)
@@ -220,8 +219,8 @@ def test_a_data_set_outside_the_roots_is_refused_and_nothing_is_stored(stack, st
 def test_an_expired_job_answers_410_on_every_route(stack, stack_model, alice):
     """Its signed map URLs too, which need no key: their signature names the job."""
     run = f"expiry-{time.monotonic_ns()}"
-    image = put_dataset_file(stack, f"{run}/a.png", image_bytes(950))
-    manifest = put_dataset_file(stack, f"{run}/m.jsonl", json.dumps({"uri": image}).encode())
+    manifest = _put(stack, f"{run}/m.jsonl",
+                    json.dumps({"uri": _put(stack, f"{run}/a.png", image_bytes(950))}).encode())
     response = alice.post(f"{stack.url}/v1/jobs", json={
         "model": stack_model.name, "dataset": {"manifest": manifest}, "retention_s": 5,
         "outputs": ["npy", "png"]}, timeout=30)

@@ -104,11 +104,13 @@ def test_every_grad_cam_output_names_its_layer_the_default_included(stack, stack
     assert response.status_code == 202, response.text
     job = wait(alice, stack.url, response.json()["id"])
     assert job["status"] == "succeeded", job
-    assert job["methods"] == [{"name": "gradcam", "layer": None},
-                              {"name": "guided_gradcam", "layer": "layer2", "rule": "relu"}]
+    assert job["methods"] == [
+        {"name": "gradcam", "layer": None, "render": "cam"},
+        {"name": "guided_gradcam", "layer": "layer2", "rule": "relu", "render": "signed"}]
     (item,) = all_items(alice, stack.url, job["id"])
     assert [(o["method"], o["params"]) for o in item["outputs"]] == [
-        ("gradcam", {"layer": "layer3"}), ("guided_gradcam", {"layer": "layer2", "rule": "relu"})]
+        ("gradcam", {"layer": "layer3", "render": "cam"}),
+        ("guided_gradcam", {"layer": "layer2", "rule": "relu", "render": "signed"})]
     engine = Engine(build_model(parse_model_spec(stack_model.spec), stack_model.weights))
     want = engine.attribute(torch.from_numpy(x)[None], [method_spec("gradcam", layer="layer3"),
                                                         method_spec("guided_gradcam",

@@ -163,7 +163,8 @@ def test_the_home_page_submits_methods_with_parameters_and_the_sanity_check(
     assert job["kind"] == "attribution"
     smoothgrad = [m for m in job["methods"] if isinstance(m, dict) and m["name"] == "smoothgrad"]
     assert len(smoothgrad) == 1 and smoothgrad[0]["samples"] == 4  # the others at their defaults
-    assert "gradient" in job["methods"]  # the default method, unchanged: by its name
+    # the default method, its defaults filled in
+    assert {"name": "gradient", "render": "heatmap"} in job["methods"]
     assert job["audit"] == {"sanity": {"sample": 2}}
 
 

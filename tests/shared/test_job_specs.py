@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+
 import pytest
 
 from shared.datasets import parse_dataset, parse_inline_inputs, parse_manifest_line
@@ -124,6 +127,9 @@ def test_too_many_inline_inputs_is_413():
     ({"huggingface": "s3://b/hf", "label_column": 3}, "dataset.label_column"),
     ({"huggingface": "s3://b/hf", "label_field": "cls"}, "dataset.label_field"),
     ({"huggingface": 7}, "dataset.huggingface"),
+    ({"webdataset": "s3://b/s.tar", "annotations": {"coco": "s3://b/i.json"}},
+     "dataset.annotations"),
+    ({"huggingface": "s3://b/hf", "annotations": {"voc": "s3://b/A/"}}, "dataset.annotations"),
 ])
 def test_dataset_errors_name_the_field(raw, field):
     with pytest.raises(SpecError) as info:
@@ -139,6 +145,8 @@ def test_container_data_sets_echo_what_was_given():
     for raw in (wds, hf, {"webdataset": "s3://b/pets/"}, {"huggingface": "s3://b/hf"},
                 {"prefix": "s3://b/p", "labels": "folder", "label_map": {"a": 1}}):
         assert parse_dataset(raw).to_json() == raw
+        spec = replace(parse_job_spec({"model": "m"}), dataset=parse_dataset(raw))
+        assert job_spec_from_json(json.loads(json.dumps(spec.to_json()))).dataset == spec.dataset
     assert parse_dataset(wds).field == "dataset.webdataset"
     assert parse_dataset(hf).field == "dataset.huggingface"
 

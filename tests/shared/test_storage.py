@@ -172,3 +172,15 @@ def test_a_listing_never_follows_a_link_out_of_the_root(tmp_path):
     for prefix in ("etc/", "etc/deep/", "data/etc/", "data/etc/deep/x", "etc/secret"):
         with pytest.raises(FileNotFoundError, match="leads out of .* symbolic link"):
             list(storage.list(prefix))
+
+
+def test_a_range_past_the_end_is_empty(storage):
+    """As reading a file past its end: the block after a last full one, or an empty object's
+    first block, is nothing (S3 answers 416 there, which is not a failure of the storage)."""
+    storage.put("eight.bin", b"12345678")
+    storage.put("empty.bin", b"")
+    assert storage.get_range("eight.bin", 4, 16) == b"5678"
+    assert storage.get_range("eight.bin", 8, 16) == b""
+    assert storage.get_range("empty.bin", 0, 8) == b""
+    with pytest.raises(FileNotFoundError):
+        storage.get_range("none.bin", 0, 8)

@@ -405,3 +405,26 @@ def test_new_methods_leave_the_callers_model_untouched(tiny_images, no_mode_left
     assert hook_count(model) == 0 and model.training
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_an_engine_of_another_engines_model_sees_each_module_once(tiny_images):
+    """An engine's model carries its layer taps; an engine built on a copy of it (the audit's
+    sanity check does so) drops them, so each module reports once: the same default layer,
+    the same layer activations, the same maps."""
+    import timm
+
+    torch.manual_seed(0)
+    model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=4).eval()
+    x = F.interpolate(tiny_images, size=64)
+    first = Engine(model)
+    second = Engine(first.model)
+    assert first.default_layer(x[:1]) == second.default_layer(x[:1]) == "bn2"
+    methods = ["gradcam", "gradient"]
+    target = LayerTarget("bn2", 3)
+    for a, b in zip(first.attribute(x, methods, ClassTarget(1)).images,
+                    second.attribute(x, methods, ClassTarget(1)).images, strict=True):
+        for ma, mb in zip(a.maps, b.maps, strict=True):
+            np.testing.assert_allclose(mb.values, ma.values, rtol=1e-6, atol=1e-9)
+    one = first.attribute(x, ["gradient"], target).images[0].maps[0].values
+    np.testing.assert_allclose(second.attribute(x, ["gradient"], target).images[0].maps[0].values,
+                               one, rtol=1e-6, atol=1e-9)

@@ -157,9 +157,10 @@ def test_the_runtime_names_the_default_layer_and_keeps_a_named_one(resnet18):
                MethodSpec("gradcam", {"layer": None}, as_object=True)]
     specs = Engine(resnet18).resolve_layers(methods, image(64))
     assert [s.to_json() for s in specs] == [
-        "gradient", {"name": "gradcam", "layer": "layer4"},
-        {"name": "guided_gradcam", "layer": "layer2", "rule": "relu"},
-        {"name": "gradcam", "layer": "layer4"}]
+        {"name": "gradient", "render": "heatmap"},
+        {"name": "gradcam", "layer": "layer4", "render": "cam"},
+        {"name": "guided_gradcam", "layer": "layer2", "rule": "relu", "render": "signed"},
+        {"name": "gradcam", "layer": "layer4", "render": "cam"}]
 
 
 def test_a_block_that_ends_in_functional_calls_and_a_global_max_pool(tiny_cnn):
@@ -217,3 +218,29 @@ def test_a_model_without_feature_maps_is_told_to_name_a_layer():
     model = nn.Sequential(nn.Flatten(), nn.Linear(12, 2))
     with pytest.raises(UnsupportedModelError, match="`layer` parameter"):
         Engine(model).default_layer(torch.zeros(1, 3, 2, 2))
+
+
+# Every transformers model type a bundle may hold, built as the service builds it
+# (`HFClassifier`: the model's own module names), at 32 px.
+HF_DEFAULTS = {
+    "vit": ("vit.layers.1.layernorm_before", Layout(TOKENS, 32, (4, 4), 1)),
+    "deit": ("deit.layers.1.layernorm_before", Layout(TOKENS, 32, (4, 4), 2)),
+    "beit": ("beit.layers.1.layernorm_before", Layout(TOKENS, 32, (4, 4), 1)),
+    "swin": ("swin.encoder.layers.1.blocks.0.layernorm_before", Layout(TOKENS, 32, (4, 4))),
+    "convnext": ("convnext.encoder.stages.1", Layout(NCHW, 16, (4, 4))),
+    "resnet": ("resnet.encoder.stages.1", Layout(NCHW, 16, (4, 4))),
+    # Its last blocks are 1×1 at 32 px; the padding before a depthwise conv is not a layer.
+    "efficientnet": ("efficientnet.encoder.blocks.5.expansion", Layout(NCHW, 96, (2, 2))),
+}
+
+
+@pytest.mark.parametrize("model_type", list(HF_DEFAULTS))
+def test_transformers_bundle_models_get_their_default_layer_never_the_embeddings(model_type):
+    from hf_bundles import tiny_model
+
+    from worker.hf_models import HFClassifier
+
+    layer, layout = HF_DEFAULTS[model_type]
+    layers = Engine(HFClassifier(tiny_model(model_type))).layers(image(32))
+    assert (layers.default, layers.layout(layer)) == (layer, layout)
+    assert ".embed" not in layers.default and "embedder" not in layers.default

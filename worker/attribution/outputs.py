@@ -22,7 +22,15 @@ from shared.renderings import PICTURES, Rendering
 from shared.specs import AttributionSpec
 from shared.status import ItemStatus
 from shared.storage import Storage
-from worker.audit import Region, baseline_metrics, box_to_input, item_metrics, mask_to_input
+from shared.targets import ClassTarget, LabelTarget, LayerTarget, Target
+from worker.audit import (
+    Region,
+    baseline_metrics,
+    box_to_input,
+    item_metrics,
+    mask_to_input,
+    objects_to_input,
+)
 from worker.inputs import Loaded
 
 CONTENT_TYPES = {"npy": "application/octet-stream", "png": "image/png", "overlay": "image/png",
@@ -70,13 +78,32 @@ def colorbars(drawing: Rendering, values: np.ndarray, kinds: tuple[str, ...],
     return {kind: drawn.get(kind) or computed[kind] for kind in kinds if kind in PICTURES}
 
 
-def region(item: Loaded, model: ModelSpec) -> Region | None:
-    """The item's object (box or mask) in the model's input space, if the input gives one."""
+def object_class(target: Target, label: int | None, predicted: int) -> tuple[int, str]:
+    """The class whose annotated objects are an item's object, and what it is to the item:
+    a `{"class": k}` target's class; the label for a `"label"` target (and for a layer
+    target, when the item has one); else the predicted class (`"predicted"`, and a top-k
+    target's rank 0, the map the audit reads)."""
+    if isinstance(target, ClassTarget):
+        return target.index, "the target class"
+    if isinstance(target, (LabelTarget, LayerTarget)) and label is not None:
+        return label, "the label"
+    return predicted, "the predicted class"
+
+
+def region(item: Loaded, model: ModelSpec,
+           cls: tuple[int, str] | None = None) -> Region | None:
+    """The item's object in the model's input space, if the input gives one: its own box or
+    mask, else its annotation's objects of the class `cls` (`object_class`)."""
     prep = model.preprocessing
     if item.mask is not None:
         return mask_to_input(item.mask, prep)
     if item.source.box is not None and item.size is not None:
         return box_to_input(item.source.box, item.size, prep)
+    if item.source.objects is not None and cls is not None:
+        index, role = cls
+        name = model.class_name(index)
+        what = f"class {index}" + (f" ({name})" if name else "") + f", {role}"
+        return objects_to_input(item.source.objects, index, what, item.size, prep)
     return None
 
 

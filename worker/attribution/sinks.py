@@ -62,7 +62,8 @@ class _Sink:
 
     def _outputs(self, item: Loaded, result: Any, coverage: dict[int, Any], kinds, map_ref):
         """The item's output records, writing the files of `kinds` (and the thumbnails)."""
-        item_region = outputs.region(item, self.model)
+        item_region = outputs.region(item, self.model, outputs.object_class(
+            self.spec.target, item.label, result.predicted_class))
         records = []
         for amap in result.maps:
             if not amap.rank:
@@ -101,9 +102,8 @@ class ItemSink(_Sink):
         self.pending: set[Future] = set()
 
     def _record(self, record: ItemRecord) -> None:
-        ok = self._retry(lambda: self.ctx.jobs.record_item(
-            self.job.id, record, self.lease.key, self.lease.token),
-            f"recording item {record.index}")
+        ok = self._retry(lambda: self.ctx.jobs.record_item(self.lease, record),
+                         f"recording item {record.index}")
         if not ok:
             raise Fenced(f"job {self.job.id} chunk {self.lease.start}: lease taken over")
 

@@ -2,7 +2,8 @@
 whether a method's maps can be trusted at all. Definitions are in docs/audits.md.
 
 Per item and output (in the worker, on the float32 map):
-    regions     `box_to_input`, `mask_to_input`: the object in the model's input space
+    regions     `box_to_input`, `mask_to_input`, `objects_to_input` (an annotation's objects
+                of one class): the object in the model's input space
     metrics     `item_metrics`: energy_in_box, pointing_hit, border_energy, concentration
     baseline    `baseline_metrics`: the centre-Gaussian map's figures for the same object
     thumbnails  `thumbnail`: the 32×32 relevance kept for clustering
@@ -19,7 +20,7 @@ from worker.audit.baseline import baseline_metrics, centre_gaussian
 from worker.audit.dependence import InputDependence, input_dependence, probe_structure
 from worker.audit.metrics import METRICS, item_metrics, relevance
 from worker.audit.pictures import mean_map_png, suspect_overlay_png
-from worker.audit.regions import Region, box_to_input, mask_to_input
+from worker.audit.regions import Region, box_to_input, mask_to_input, objects_to_input
 from worker.audit.report import Report, ReportBuilder
 from worker.audit.sanity import SanityResult, sanity_check
 from worker.audit.spray import MIN_CLASS_ITEMS, Cluster, Clustering, spray_clusters
@@ -29,6 +30,6 @@ __all__ = [
     "METRICS", "MIN_CLASS_ITEMS", "Cluster", "Clustering", "InputDependence", "Region",
     "Report", "ReportBuilder", "SanityResult", "baseline_metrics", "box_to_input",
     "centre_gaussian", "input_dependence", "item_metrics", "mask_to_input", "mean_map_png",
-    "probe_structure", "relevance", "sanity_check", "spray_clusters", "suspect_overlay_png",
-    "thumbnail",
+    "objects_to_input", "probe_structure", "relevance", "sanity_check", "spray_clusters",
+    "suspect_overlay_png", "thumbnail",
 ]

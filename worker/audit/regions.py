@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from shared.annotations import ImageObjects
+from shared.coco import rle_mask
 from shared.errors import InputError
 from shared.modelspec import Preprocessing
 
@@ -131,3 +133,24 @@ def mask_to_input(mask: np.ndarray, preprocessing: Preprocessing) -> Region:
     cover = TF.center_crop(tensor, [side, side])[0].numpy()
     strongest = float(cover.max())
     return Region(cover >= (MASK_THRESHOLD if strongest >= MASK_THRESHOLD else strongest / 2))
+
+
+def objects_to_input(objects: ImageObjects, cls: int, what: str,
+                     image_size: tuple[int, int] | None, preprocessing: Preprocessing) -> Region:
+    """The input pixels of an annotated image's objects of class `cls`: the union of their
+    boxes (each as `box_to_input` places it), or of their masks (`mask_to_input`). `what`
+    names the class in the reason when there are none."""
+    if not objects.found:
+        return Region(None, f"no annotation of this image in {objects.source}")
+    if image_size is None:
+        return Region(None, "a .npy input is in the model's input space: the objects of its "
+                            "annotation cannot be placed on it")
+    if not objects.has_class(cls):
+        return Region(None, f"its annotation ({objects.source}) has no object of {what}")
+    if cls in objects.masks:
+        return mask_to_input(rle_mask(objects.masks[cls], *image_size), preprocessing)
+    placed = [box_to_input(box, image_size, preprocessing) for box in objects.boxes[cls]]
+    masks = [r.mask for r in placed if r.mask is not None]
+    if not masks:
+        return Region(None, "; ".join(dict.fromkeys(r.reason for r in placed)))
+    return Region(np.logical_or.reduce(masks))

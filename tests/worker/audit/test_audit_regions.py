@@ -143,3 +143,57 @@ def test_a_mask_thinner_than_half_a_pixel_keeps_its_strongest_pixels():
 def test_a_mask_of_the_wrong_rank_is_an_input_error():
     with pytest.raises(InputError, match="^mask: "):
         mask_to_input(np.ones((2, 3, 4)), Preprocessing(8, 8))
+
+
+def test_an_annotations_boxes_of_a_class_cover_what_preprocess_image_puts_them_in():
+    """The union of the class's boxes, each placed as `box_to_input` places one; the other
+    class's box is not the object."""
+    from shared.annotations import ImageObjects
+    from worker.audit.regions import objects_to_input
+
+    width, height, prep = 160, 120, Preprocessing(input_size=48, resize=56, **PLAIN)
+    boxes = ((20, 10, 60, 50), (90, 60, 150, 110))
+    objects = ImageObjects("s3://b/instances.json image 1", (width, height),
+                           boxes={3: boxes, 5: ((0, 0, 10, 10),)})
+    region = objects_to_input(objects, 3, "class 3", (width, height), prep)
+    image = Image.new("L", (width, height), 0)
+    for x0, y0, x1, y1 in boxes:
+        ImageDraw.Draw(image).rectangle([x0, y0, x1 - 1, y1 - 1], fill=255)
+    cover = preprocess_image(image, prep)[0].numpy()
+    assert region.mask[cover > 0.75].all() and not region.mask[cover < 0.25].any()
+    assert np.array_equal(region.mask, box_to_input(boxes[0], (width, height), prep).mask
+                          | box_to_input(boxes[1], (width, height), prep).mask)
+
+
+def test_an_annotations_mask_of_a_class_is_placed_as_a_mask_is():
+    from pycocotools import mask as coco_mask
+
+    from shared.annotations import ImageObjects
+    from worker.audit.regions import objects_to_input
+
+    width, height, prep = 90, 160, Preprocessing(input_size=32, resize=40, **PLAIN)
+    mask = disc(width, height, 40, 90, 25)
+    counts = coco_mask.encode(np.asfortranarray(mask, dtype=np.uint8))["counts"].decode()
+    objects = ImageObjects("s3://b/instances.json image 1", (width, height), masks={3: counts})
+    region = objects_to_input(objects, 3, "class 3", (width, height), prep)
+    assert np.array_equal(region.mask, mask_to_input(mask, prep).mask)
+
+
+def test_an_annotation_without_the_items_object_says_why():
+    from shared.annotations import ImageObjects
+    from worker.audit.regions import objects_to_input
+
+    prep, size = Preprocessing(32, 32), (100, 100)
+    annotated = ImageObjects("s3://b/a.xml", size, boxes={3: ((200, 0, 250, 10),)})
+    cases = {
+        "no annotation of this image in s3://b/instances.json": (
+            ImageObjects("s3://b/instances.json", found=False), 3, size),
+        "its annotation (s3://b/a.xml) has no object of class 5 (dog), the label": (
+            annotated, 5, size),
+        "the box [200, 0, 250, 10] lies outside the 100×100 image": (annotated, 3, size),
+        "a .npy input is in the model's input space: the objects of its annotation cannot "
+        "be placed on it": (annotated, 3, None),
+    }
+    for reason, (objects, cls, image_size) in cases.items():
+        region = objects_to_input(objects, cls, "class 5 (dog), the label", image_size, prep)
+        assert region == Region(None, reason)
