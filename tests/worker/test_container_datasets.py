@@ -5,6 +5,7 @@ file once, and a chunk's inputs are one range read (plus, once per process, a fi
 from __future__ import annotations
 
 import io
+import json
 from collections import Counter
 
 import datasets
@@ -14,6 +15,7 @@ from e2e.helpers import image_bytes
 
 from shared.file_storage import FileStorage
 from shared.itemrecords import all_records
+from shared.keys import JobKeys
 
 READS = ("get", "get_range", "get_tail", "reader", "list", "exists")
 
@@ -154,6 +156,22 @@ def test_a_chunk_of_large_inputs_is_read_in_slices(runtime, reads, monkeypatch):
     assert reads == {"get_range": 2}  # the chunk (0, 4) in two slices of two samples
     _, records = _records(rt, job_id)
     assert [r.label for r in records] == [0, 1, 2, 3]
+
+    ranges: list[tuple] = []
+    get_range = FileStorage.get_range
+
+    def recorded(self, key, start, stop):
+        ranges.append((key, start, stop))
+        return get_range(self, key, start, stop)
+
+    monkeypatch.setattr(FileStorage, "get_range", recorded)
+    rt.run(job_id)  # the report draws its suspects, ranked by score, over their inputs
+    job = rt.ctx.jobs.get(job_id)
+    report = json.loads(rt.ctx.storage.get(JobKeys(job.tenant, job_id).report))
+    drawn = {s["index"] for s in report["suspects"] if s["overlay"]}
+    assert len(drawn) > 2, drawn  # from both slices
+    shard = [r for r in ranges if r[0].endswith("big.tar")]
+    assert len(shard) == len(set(shard)) == len({i // 2 for i in drawn})  # each slice once
 
 
 def test_an_input_read_alone_is_one_range_read(runtime, reads):

@@ -222,7 +222,9 @@ def finalize_attribution(f: Finalizing, model: ModelSpec | None) -> Iterator[str
     data, pictures, suspects = audit.build(dependence)
     audit.prefetch(sorted({suspects[name][0] for name in pictures
                            if name in suspects and not f.has(f"picture:{name}")}))
-    for name in sorted(pictures):
+    # Suspects in the order of their inputs, which are read together in that order a slice at
+    # a time (`worker.inputs.RunParts`): in rank order a slice would be read again and again.
+    for name in sorted(pictures, key=lambda n: (suspects.get(n, (-1, 0)), n)):
         step = f"picture:{name}"
         if f.has(step):
             continue
