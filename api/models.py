@@ -1,5 +1,5 @@
 """Models: register (weights for a known architecture, a Hugging Face bundle, or an admin's
-.pt2), list, show, delete.
+.pt2), list, show, list a model's layers, delete.
 
 A registration is answered `201` with `"status": "validating"` once its container checks
 out; a worker then builds the model and makes it `ready` or `invalid` (see
@@ -15,10 +15,16 @@ from api.auth import require_admin
 from api.context import services, tenant
 from api.requests import check_artifact, read_model_request
 from shared.bundles import read_bundle
-from shared.errors import NotFoundError, SpecError
+from shared.errors import (
+    ConflictError,
+    InvalidModelError,
+    NotFoundError,
+    NotReadyError,
+    SpecError,
+)
 from shared.hfconfig import MODEL_TYPES, spec_from_bundle
 from shared.modelspec import MODEL_NAME_RE, TRANSFORMERS, known_architectures, parse_model_spec
-from shared.modelstore import ModelRecord
+from shared.modelstore import ModelRecord, ModelStatus
 from shared.registry import register_model
 from shared.taskqueue import VALIDATE_MODEL, send_control
 
@@ -70,6 +76,22 @@ def _lookup(name: str) -> ModelRecord:
 @bp.get("/<name>")
 def show(name: str):
     return jsonify(_lookup(name).api_json())
+
+
+@bp.get("/<name>/layers")
+def layers(name: str):
+    """Every module with its output shape and layout, as the model's first load found them."""
+    record = _lookup(name)
+    if record.status == ModelStatus.VALIDATING:
+        raise NotReadyError(f"model {name!r} is being validated; its layers are recorded when "
+                            "its first load ends: try again shortly")
+    if record.status == ModelStatus.INVALID:
+        raise InvalidModelError(f"model {name!r} is invalid, it has no layers: {record.error}")
+    if not record.layers.known:
+        raise ConflictError(f"model {name!r} was validated before layers were recorded, so "
+                            "they are not known: register it again (delete it first, or use "
+                            "another name) to have it validated again")
+    return jsonify({"model": record.name, **record.layers.api_json()})
 
 
 @bp.delete("/<name>")

@@ -64,8 +64,6 @@ def _model(svc: Services, spec: JobSpec) -> ModelRecord:
 
 def _inline_sources(svc: Services, inline: tuple[InputSource, ...]) -> list[InputSource]:
     """Each inline input located (configured storage or a data-set root), or a 400."""
-    from dataclasses import replace
-
     out = []
     for i, source in enumerate(inline):
         location = svc.locator.locate(source.uri, tenant(), f"inputs[{i}].uri")
@@ -154,6 +152,8 @@ def submit(req: JobRequest, idempotency_key: str | None) -> Accepted:
                    dataset=req.dataset)
     record = _model(svc, spec)
     KIND_SPECS[spec.kind].check(spec.work, record.spec, record.layer_shapes, svc.settings)
+    if spec.kind == "top_activations":  # its default projection, chosen for the layer
+        spec = replace(spec, work=spec.work.for_model(record.layers))
     _check_inputs(spec, record, req)
     inline = _inline_sources(svc, req.inline)
     if req.dataset and spec.kind == "visualize":

@@ -11,12 +11,14 @@ A layer's output is read as a grid of feature vectors in one of three layouts:
 
 `position` is `[y, x]` on the layer's grid, prefix tokens excluded; a channel is one of C.
 Any other output (a vector, an attention tensor, windows, a tuple) has no layout, and the
-record says why.
+record says why. Each layer also records whether a max-pooling precedes it (its output
+depends on a max-pool's switches: `worker.max_pooling`), which sets the default projection
+of a `top_activations` job; None where that was not recorded.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from shared.errors import UnsupportedModelError
@@ -67,14 +69,15 @@ class Layout:
 @dataclass(frozen=True)
 class Layer:
     """One module in a forward pass: its class name, its output's shape (batch excluded;
-    None when it does not output one tensor or did not run), how often it ran, and its
-    layout or why none."""
+    None when it does not output one tensor or did not run), how often it ran, its layout
+    or why none, and whether a max-pooling precedes it (None: not recorded)."""
 
     module: str
     shape: tuple[int, ...] | None
     runs: int = 1
     layout: Layout | None = None
     problem: str | None = None
+    max_pool_before: bool | None = None
 
     @property
     def has_grid(self) -> bool:
@@ -87,14 +90,18 @@ class Layer:
             out.update(self.layout.to_json())
         if self.problem is not None:
             out["problem"] = self.problem
+        if self.max_pool_before is not None:
+            out["max_pool_before"] = self.max_pool_before
         return out
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Layer:
         shape = raw.get("shape")
+        pooled = raw.get("max_pool_before")
         return cls(raw.get("module", ""), None if shape is None else tuple(int(s) for s in shape),
                    int(raw.get("runs", 1)),
-                   Layout.from_json(raw) if "layout" in raw else None, raw.get("problem"))
+                   Layout.from_json(raw) if "layout" in raw else None, raw.get("problem"),
+                   None if pooled is None else bool(pooled))
 
 
 @dataclass(frozen=True)
@@ -151,6 +158,41 @@ class ModelLayers:
             return "the model has no layer whose output is a grid of more than one cell"
         more = ", ..." if len(names) > _LISTED else ""
         return f"layers with a grid, the last first: {', '.join(names[:_LISTED])}{more}"
+
+    def with_max_pooling(self, before: dict[str, bool]) -> ModelLayers:
+        """These layers with `max_pool_before` set from `before` (a module it lacks, one
+        that did not run, keeps None)."""
+        return replace(self, layers={
+            name: replace(layer, max_pool_before=before.get(name, layer.max_pool_before))
+            for name, layer in self.layers.items()})
+
+    @property
+    def known(self) -> bool:
+        """Whether the layers were recorded (a model's first load records them)."""
+        return bool(self.layers)
+
+    @property
+    def max_pooling_recorded(self) -> bool:
+        """Whether `max_pool_before` was recorded (records of older validations lack it)."""
+        return any(layer.max_pool_before is not None for layer in self.layers.values())
+
+    def api_json(self) -> dict[str, Any]:
+        """The API's listing (`GET /v1/models/{name}/layers`): every module in order, each
+        marked `usable` (a job may name it: its output has a layout) and `default` (the
+        default Grad-CAM layer)."""
+        listed = []
+        for name, layer in self.layers.items():
+            entry = {"name": name, "module": layer.module, "runs": layer.runs,
+                     "shape": None if layer.shape is None else list(layer.shape),
+                     "layout": None, "channels": None, "grid": None, "prefix": None,
+                     "usable": layer.layout is not None, "default": name == self.default,
+                     "max_pool_before": layer.max_pool_before, "problem": layer.problem}
+            if layer.layout is not None:
+                entry.update(layer.layout.to_json())
+            listed.append(entry)
+        return {"input_size": None if self.input_size is None else list(self.input_size),
+                "default": self.default, "default_problem": self.problem,
+                "max_pooling_recorded": self.max_pooling_recorded, "layers": listed}
 
     def to_json(self) -> dict[str, Any]:
         return {"input_size": None if self.input_size is None else list(self.input_size),

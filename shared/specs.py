@@ -20,6 +20,7 @@ from shared.modelspec import MODEL_NAME_RE, ModelSpec
 from shared.settings import Settings
 from shared.targets import PREDICTED, ClassTarget, LayerTarget, Target, TopKTarget, parse_target
 from shared.top_activations_spec import (
+    METHODS_REASON,
     TOP_ACTIVATIONS_FIELDS,
     TopActivationsSpec,
     parse_top_activations,
@@ -173,11 +174,13 @@ LayerShapes = dict[str, tuple[int, int, int]]
 class KindSpec:
     """How one kind's fields are named and parsed, and checked against the model: `check(work,
     model, layer_shapes, settings)` raises a `SpecError` (layer shapes are those recorded when
-    the model was validated; empty while it is `validating`)."""
+    the model was validated; empty while it is `validating`). `echoed` fields are written by
+    the service into a job's spec: read back from a stored spec, refused in a submission."""
 
     fields: tuple[str, ...]
     parse: Callable[[dict[str, Any]], Any]
     check: Callable[[Any, ModelSpec, LayerShapes, Settings], None]
+    echoed: tuple[str, ...] = ()
 
 
 def _check_attribution(work: AttributionSpec, model: ModelSpec, shapes: LayerShapes,
@@ -218,7 +221,7 @@ def _check_visualize(work: VisualizeSpec, model: ModelSpec, shapes: LayerShapes,
 KIND_SPECS: dict[str, KindSpec] = {
     "attribution": KindSpec(AttributionSpec.FIELDS, parse_attribution, _check_attribution),
     "top_activations": KindSpec(TOP_ACTIVATIONS_FIELDS, top_activations_from_json,
-                                _check_top_activations),
+                                _check_top_activations, (METHODS_REASON,)),
     "visualize": KindSpec(VISUALIZE_FIELDS, _parse_visualize, _check_visualize),
 }
 
@@ -252,11 +255,13 @@ class JobSpec:
 
 
 def parse_job_spec(raw: Any, *, extra_fields: tuple[str, ...] = (),
-                   parse_notify: Callable[[Any], dict[str, Any]] | None = None) -> JobSpec:
+                   parse_notify: Callable[[Any], dict[str, Any]] | None = None,
+                   stored: bool = False) -> JobSpec:
     """Validate a job spec; `extra_fields` are keys the caller handles itself (e.g. `inputs`).
 
     `parse_notify` validates a completion webhook (the API passes its SSRF-checking parser);
-    without one, `notify` is kept as stored.
+    without one, `notify` is kept as stored. A `stored` spec (the service's echo) may hold
+    the kind's `echoed` fields.
     """
     if not isinstance(raw, dict):
         raise SpecError("spec", "must be a JSON object")
@@ -265,6 +270,8 @@ def parse_job_spec(raw: Any, *, extra_fields: tuple[str, ...] = (),
         raise SpecError("kind", f"must be one of {list(KINDS)}, got {str(kind)[:40]!r}")
     kind_spec = KIND_SPECS[kind]
     allowed = set(COMMON_FIELDS) | set(kind_spec.fields) | set(extra_fields)
+    if stored:
+        allowed |= set(kind_spec.echoed)
     unknown = set(raw) - allowed
     if unknown:
         raise SpecError(sorted(map(str, unknown))[0][:80],
@@ -293,7 +300,7 @@ def job_spec_from_json(raw: dict[str, Any]) -> JobSpec:
     """Read back a job's stored spec (`JobSpec.to_json`, with the data set it names), as the
     API read it. An attribution job stored before `overlay_opacity` existed keeps the overlays
     it was drawn with."""
-    spec = parse_job_spec(raw, extra_fields=("dataset",))
+    spec = parse_job_spec(raw, extra_fields=("dataset",), stored=True)
     if isinstance(spec.work, AttributionSpec) and "overlay_opacity" not in raw:
         spec = replace(spec, work=replace(spec.work, overlay_opacity=V1_OVERLAY_OPACITY))
     dataset = raw.get("dataset")

@@ -4,20 +4,30 @@ Pure Python (no torch, no Flask): the API validates a submission with it, and ch
 layer and channels there when the model's layer shapes are already known (recorded at the
 model's first load); the worker checks them again against the loaded model, which also
 settles the projection cap of `"channels": "all"`.
+
+**The default projection** is resolved at submission from the model's record (`for_model`)
+and echoed in the job's `methods`, with the reason in `methods_reason`: DeconvNet where a
+max-pooling precedes the layer (its switches are what ties a DeconvNet projection to its
+image), guided backpropagation where none does; DeconvNet, as before, where the record does
+not say. Methods given explicitly are kept as given, with no reason.
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from shared.errors import SpecError
+from shared.layers import ModelLayers
 from shared.methods import PAPER_RULE, MethodSpec, parse_methods
 from shared.settings import Settings
 
 TOP_ACTIVATIONS_FIELDS: tuple[str, ...] = ("layer", "channels", "k", "methods")
+# Written by the service into a job's echo (read back from a stored spec, refused in a
+# submission): why it chose the projection methods.
+METHODS_REASON = "methods_reason"
 ALL_CHANNELS = "all"
 DEFAULT_K = 9
 MAX_K = 64
@@ -27,6 +37,30 @@ MAX_LAYER_CHARS = 256
 DEFAULT_MAX_PROJECTIONS = Settings.max_projections
 
 LayerShapes = Mapping[str, tuple[int, int, int]]
+
+NOT_RECORDED = (
+    "deconvnet: the default where the model's record does not say whether a max-pooling "
+    "precedes the layer (the model was still being validated when the job was submitted, or "
+    "was validated before that was recorded); without max-pooling a DeconvNet projection "
+    "barely depends on its image: ask for guided_backprop if the model has none"
+)
+
+
+def default_projection(layers: ModelLayers, layer: str) -> tuple[str, str]:
+    """The default projection method for `layer` of a model with these layers, and why."""
+    found = layers.layers.get(layer)
+    pooled = None if found is None else found.max_pool_before
+    if pooled is None:
+        return "deconvnet", NOT_RECORDED
+    if pooled:
+        return "deconvnet", (
+            f"deconvnet: the default, as a max-pooling precedes layer {layer!r}: its switches "
+            "make each projection follow its own image (Zeiler & Fergus 2014)")
+    return "guided_backprop", (
+        f"guided_backprop: the default, as no max-pooling precedes layer {layer!r}: without "
+        "max-pooling switches a DeconvNet projection barely depends on its image (every "
+        "image gives the same picture), so guided backpropagation (Springenberg et al. 2015) "
+        'projects instead; ask for "methods": ["deconvnet"] to get DeconvNet')
 
 
 def nearest_names(name: str, names: Iterable[str], n: int = 5) -> list[str]:
@@ -51,6 +85,7 @@ class TopActivationsSpec:
     """Which feature maps to explain, how many top images each, and the projection methods.
 
     `channels` is a tuple of channel indices, or `"all"` (every channel of the layer).
+    `methods_reason` says why the service chose `methods` (None: they were given).
     """
 
     layer: str
@@ -58,6 +93,15 @@ class TopActivationsSpec:
     k: int = DEFAULT_K
     methods: tuple[MethodSpec, ...] = tuple(
         m.without("render") for m in parse_methods(list(DEFAULT_PROJECTION_METHODS)))
+    methods_reason: str | None = None
+
+    def for_model(self, layers: ModelLayers) -> TopActivationsSpec:
+        """This spec with its default projection chosen for the model's layers (methods
+        that were given are kept)."""
+        if self.methods_reason is None:
+            return self
+        method, reason = default_projection(layers, self.layer)
+        return replace(self, methods=_parse_projection_methods([method]), methods_reason=reason)
 
     def channel_list(self, num_channels: int) -> tuple[int, ...]:
         """The channels to scan on a layer of `num_channels` channels."""
@@ -91,8 +135,11 @@ class TopActivationsSpec:
 
     def to_json(self) -> dict[str, Any]:
         channels = self.channels if self.channels == ALL_CHANNELS else list(self.channels)
-        return {"layer": self.layer, "channels": channels, "k": self.k,
-                "methods": [m.to_json() for m in self.methods]}
+        out = {"layer": self.layer, "channels": channels, "k": self.k,
+               "methods": [m.to_json() for m in self.methods]}
+        if self.methods_reason is not None:
+            out[METHODS_REASON] = self.methods_reason
+        return out
 
 
 def _check_cap(projections: int, spec: TopActivationsSpec, max_projections: int) -> None:
@@ -162,6 +209,17 @@ def _parse_projection_methods(raw: Any) -> tuple[MethodSpec, ...]:
     return tuple(method.without("render") for method in methods)
 
 
+def _parse_reason(raw: Mapping[str, Any]) -> str | None:
+    """Why the methods are what they are: a stored spec says; methods left out are the
+    default until `for_model` chooses for the model; methods given need none."""
+    reason = raw.get(METHODS_REASON)
+    if reason is not None and not isinstance(reason, str):
+        raise SpecError(METHODS_REASON, "must be a string (the service writes it)")
+    if reason is None and raw.get("methods") is None:
+        return NOT_RECORDED
+    return reason
+
+
 def parse_top_activations(
     raw: Mapping[str, Any],
     *,
@@ -181,6 +239,7 @@ def parse_top_activations(
         channels=_parse_channels(raw.get("channels")),
         k=_parse_k(raw.get("k")),
         methods=_parse_projection_methods(raw.get("methods")),
+        methods_reason=_parse_reason(raw),
     )
     if spec.channels != ALL_CHANNELS and max_projections is not None:
         _check_cap(len(spec.channels) * spec.k * len(spec.methods), spec, max_projections)

@@ -2,9 +2,10 @@
 
 `validate_model` is what makes a registration `ready` or `invalid`: the weights' shapes are
 compared with the architecture without building it, the model is built and run once on a
-blank input, and every module's output shape and layout, and the default Grad-CAM layer,
-are recorded (`shared.layers`; the API checks layer targets against them). Built-in models
-get their artifact produced and uploaded first.
+blank input, and every module's output shape and layout, whether a max-pooling precedes it
+(`worker.max_pooling`), and the default Grad-CAM layer are recorded (`shared.layers`; the
+API checks layer targets against them and picks a `top_activations` job's default
+projection from them). Built-in models get their artifact produced and uploaded first.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ def validate_model(ctx: WorkerContext, tenant: str, name: str) -> ModelStatus | 
 
     from worker.engine import model_logits
     from worker.feature_maps import model_layers
+    from worker.max_pooling import max_pool_before
     from worker.models import build_model
 
     owner = ctx.models.owner(tenant, name)
@@ -94,7 +96,7 @@ def validate_model(ctx: WorkerContext, tenant: str, name: str) -> ModelStatus | 
                             max_bytes=ctx.settings.max_model_bytes).eval().requires_grad_(False)
         with torch.no_grad():
             logits = model_logits(model(torch.zeros(1, 3, side, side)))
-        layers = model_layers(model, side)
+        layers = model_layers(model, side).with_max_pooling(max_pool_before(model, side))
         if logits.shape[1] != record.spec.num_classes:
             raise InputError(f"the model outputs {logits.shape[1]} classes, its spec says "
                              f"num_classes={record.spec.num_classes}")

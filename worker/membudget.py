@@ -64,14 +64,16 @@ def measure_footprint(model: nn.Module, x1: torch.Tensor, autocast: Callable[[],
     constant = {t.data_ptr() for t in (*model.parameters(), *model.buffers())}
     storages: dict[int, int] = {}
 
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
+    def pack(tensor: torch.Tensor) -> None:
         ptr = tensor.untyped_storage().data_ptr()
         if ptr not in constant:
             storages[ptr] = max(storages.get(ptr, 0), tensor.untyped_storage().nbytes())
-        return tensor
+        # Nothing is kept: this pass runs no backward, and a node keeping its own output
+        # would be a cycle through autograd that the garbage collector cannot free (the
+        # graph, and with it every weight it saved, would outlive the engine).
 
     x = x1.detach().clone().requires_grad_(True)
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), autocast():
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda _: None), autocast():
         model(x)
     input_bytes = x.numel() * x.element_size()
     return Footprint(saved=sum(storages.values()), largest=max(storages.values(), default=0),

@@ -20,11 +20,13 @@ from saliency_client.errors import (
     WaitTimeout,
     WebhookVerificationError,
 )
-from saliency_client.transport import RetryPolicy
+from saliency_client.exchange import RetryPolicy
 from saliency_client.types import (
     Item,
     JobState,
     JobStatus,
+    Layer,
+    Layers,
     Method,
     Model,
     Output,
@@ -46,6 +48,8 @@ __all__ = [
     "JobFailed",
     "JobState",
     "JobStatus",
+    "Layer",
+    "Layers",
     "Method",
     "MissingDependency",
     "Model",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -17,35 +16,15 @@ from typing import Any
 import httpx
 
 from saliency_client import download as dl
-from saliency_client import exports
+from saliency_client import exports, protocol
 from saliency_client import results as res
-from saliency_client.datasets import (
-    MAX_BATCH_BYTES,
-    TOO_LARGE,
-    Dataset,
-    Uploaded,
-    batches,
-    named_files,
-    upload_parts,
-)
+from saliency_client.datasets import MAX_BATCH_BYTES, Dataset, Uploaded, batches, named_files
 from saliency_client.errors import ApiError
 from saliency_client.kinds import TOP_ACTIVATIONS
-from saliency_client.progress import Waiter, upload_bar
-from saliency_client.spec import build_submit, job_spec
+from saliency_client.progress import UploadProgress, Waiter
+from saliency_client.protocol import Batch
 from saliency_client.transport import AsyncTransport, RetryPolicy
-from saliency_client.types import (
-    Item,
-    JobState,
-    JobStatus,
-    Method,
-    Model,
-    Roots,
-    parse_methods,
-    unwrap_list,
-)
-from saliency_client.uploads import model_registration
-
-Batch = list[tuple[str, Path]]
+from saliency_client.types import Item, JobState, JobStatus, Layers, Method, Model, Roots
 
 
 class AsyncClient:
@@ -75,12 +54,9 @@ class AsyncClient:
                      kind: str | None = None, idempotency_key: str | None = None,
                      **fields: Any) -> AsyncJob:
         """See `Client.submit`; the Idempotency-Key is reused across retries."""
-        spec = job_spec(model, methods, target, reduce, outputs, seed=seed, kind=kind, **fields)
-        body, data, files = build_submit(inputs, spec, dataset)
-        key = idempotency_key or str(uuid.uuid4())
-        answer = await self.transport.json("POST", "/v1/jobs", json=body, data=data, files=files,
-                                           headers={"Idempotency-Key": key}, idempotent=True)
-        return AsyncJob(self, answer["id"])
+        return AsyncJob(self, await self.transport.call(protocol.submit(
+            inputs, model=model, methods=methods, target=target, reduce=reduce, outputs=outputs,
+            dataset=dataset, seed=seed, kind=kind, idempotency_key=idempotency_key, **fields)))
 
     async def upload(self, files: Any, *, prefix: str | None = None,
                      root: str | Path | None = None, batch_size: int = 32,
@@ -90,46 +66,37 @@ class AsyncClient:
         named = named_files(files, root)
         if not named:
             raise ValueError(f"no image files to upload in {files!r}")
-        result = Uploaded(prefix="")
-        with upload_bar(len(named), progress) as bar:
-
-            def stored(batch: Batch, answer: dict[str, Any]) -> None:
-                result.uris.extend(answer["uris"])
-                result.prefix = answer["prefix"]
-                bar.update(len(batch))
-                if on_batch is not None:
-                    on_batch([name for name, _ in batch], answer["prefix"])
-
-            for batch in batches(named, batch_size, max_batch_bytes):
-                await self._store(batch, prefix, stored)
-        return result
-
-    async def _store(self, batch: Batch, prefix: str | None,
-                     stored: Callable[[Batch, dict[str, Any]], None]) -> None:
-        data, parts = upload_parts(batch, prefix)
+        uploads = UploadProgress(len(named), progress, on_batch)
         try:
-            answer = await self.transport.json("POST", "/v1/uploads", data=data, files=parts,
-                                               idempotent=True)
+            for batch in batches(named, batch_size, max_batch_bytes):
+                await self._store(batch, prefix, uploads)
+        finally:
+            uploads.close()
+        return uploads.result
+
+    async def _store(self, batch: Batch, prefix: str | None, uploads: UploadProgress) -> None:
+        try:
+            answer = await self.transport.call(protocol.upload(batch, prefix))
         except ApiError as exc:
-            if exc.status != TOO_LARGE or len(batch) == 1:
+            halves = protocol.halves(batch, exc)
+            if halves is None:
                 raise
-            half = len(batch) // 2
-            await self._store(batch[:half], prefix, stored)
-            await self._store(batch[half:], prefix, stored)
+            for half in halves:
+                await self._store(half, prefix, uploads)
             return
-        stored(batch, answer)
+        uploads.stored(batch, answer)
 
     async def roots(self) -> Roots:
-        return Roots.from_json(await self.transport.json("GET", "/v1/roots"))
+        return await self.transport.call(protocol.roots())
 
     async def webhook_secret(self) -> str:
-        return (await self.transport.json("GET", "/v1/webhooks/secret"))["secret"]
+        return await self.transport.call(protocol.webhook_secret())
 
     def page_url(self, job_id: str) -> str:
-        return f"{self.base_url}/jobs/{job_id}"
+        return protocol.page_url(self.base_url, job_id)
 
     def report_url(self, job_id: str) -> str:
-        return f"{self.page_url(job_id)}/report"
+        return protocol.report_url(self.base_url, job_id)
 
     def job(self, job_id: str) -> AsyncJob:
         return AsyncJob(self, job_id)
@@ -138,21 +105,22 @@ class AsyncClient:
                              weights: str | Path | None = None, program: str | Path | None = None,
                              bundle: str | Path | None = None, architecture: str | None = None,
                              **preprocessing: Any) -> Model:
-        artifacts = {"weights": weights, "program": program, "bundle": bundle}
-        data, files = model_registration(name, num_classes, artifacts, architecture,
-                                         preprocessing)
-        return Model.from_json(await self.transport.json("POST", "/v1/models", data=data,
-                                                         files=files))
+        return await self.transport.call(protocol.register_model(
+            name, num_classes=num_classes, weights=weights, program=program, bundle=bundle,
+            architecture=architecture, **preprocessing))
 
     async def models(self) -> list[Model]:
-        body = await self.transport.json("GET", "/v1/models")
-        return [Model.from_json(m) for m in unwrap_list(body, "models")]
+        return await self.transport.call(protocol.models())
 
     async def model(self, name: str) -> Model:
-        return Model.from_json(await self.transport.json("GET", f"/v1/models/{name}"))
+        return await self.transport.call(protocol.model(name))
+
+    async def layers(self, model: str) -> Layers:
+        """As `Client.layers`."""
+        return await self.transport.call(protocol.layers(model))
 
     async def methods(self) -> list[Method]:
-        return parse_methods(await self.transport.json("GET", "/v1/methods"))
+        return await self.transport.call(protocol.methods())
 
 
 class AsyncJob:
@@ -173,8 +141,7 @@ class AsyncJob:
         return self.state.status if self.state else None
 
     async def refresh(self) -> AsyncJob:
-        body = await self.client.transport.json("GET", f"/v1/jobs/{self.id}")
-        self.state = JobState.from_json(body)
+        self.state = await self.client.transport.call(protocol.job(self.id))
         return self
 
     async def wait(self, timeout: float | None = None, progress: bool = False,
@@ -194,43 +161,33 @@ class AsyncJob:
         """Every item, page after page by `next_cursor`."""
         cursor = None
         while True:
-            params: dict[str, Any] = {"limit": page_size}
-            if cursor:
-                params["cursor"] = cursor
-            page = await self.client.transport.json("GET", f"/v1/jobs/{self.id}/items",
-                                                    params=params)
-            for raw in page.get("items", []):
-                yield Item.from_json(raw)
-            cursor = page.get("next_cursor")
+            page, cursor = await self.client.transport.call(
+                protocol.items(self.id, page_size, cursor))
+            for item in page:
+                yield item
             if not cursor:
                 return
 
     async def results(self) -> list[dict[str, Any]]:
         """See `Job.results`."""
-        response = await self.client.transport.request(
-            "GET", f"/v1/jobs/{self.id}/results", params={"format": "jsonl"})
-        return res.parse_rows(response.content)
+        return await self.client.transport.call(protocol.result_rows(self.id))
 
     async def results_frame(self) -> Any:
         """See `Job.results_frame`."""
-        pd = res.pandas()
-        response = await self.client.transport.request(
-            "GET", f"/v1/jobs/{self.id}/results", params={"format": "parquet"})
-        return res.frame(pd, response.content)
+        return await self.client.transport.call(protocol.result_frame(self.id))
 
     async def save_results(self, path: str | Path, format: str | None = None) -> Path:
         path = Path(path)
         fmt = res.format_of(path, format)
-        await self.client.transport.request("GET", f"/v1/jobs/{self.id}/results",
-                                            params={"format": fmt}, sink=path)
+        await self.client.transport.send(protocol.results(self.id, fmt), sink=path)
         return path
 
     async def report(self) -> dict[str, Any]:
-        return await self.client.transport.json("GET", f"/v1/jobs/{self.id}/report")
+        return await self.client.transport.call(protocol.report(self.id))
 
     async def save_report(self, path: str | Path) -> Path:
         path = Path(path)
-        await self.client.transport.request("GET", f"/v1/jobs/{self.id}/report", sink=path)
+        await self.client.transport.send(protocol.report(self.id).request, sink=path)
         return path
 
     async def download(self, directory: str | Path, concurrency: int = 8) -> Path:
@@ -244,7 +201,7 @@ class AsyncJob:
         async def fetch(url: str, name: str) -> None:
             async with limit:
                 (out / name).parent.mkdir(parents=True, exist_ok=True)
-                await self.client.transport.request("GET", url, sink=out / name)
+                await self.client.transport.send(protocol.file(url), sink=out / name)
 
         if (await self.refresh()).state.kind == TOP_ACTIVATIONS:
             report = await self.report()
@@ -278,16 +235,15 @@ class AsyncJob:
                      images: bool = True) -> Path:
         """See `Job.export`."""
         out = Path(directory)
-        path, params = exports.request(self.id, format, images)
         archive = exports.archive_path(out, self.id)
         try:
-            await self.client.transport.request("GET", path, params=params, sink=archive)
+            await self.client.transport.send(protocol.export(self.id, format, images),
+                                             sink=archive)
             return exports.unpack(archive, out)
         finally:
             archive.unlink(missing_ok=True)
 
     async def cancel(self) -> AsyncJob:
         """See `Job.cancel`."""
-        body = await self.client.transport.json("DELETE", f"/v1/jobs/{self.id}")
-        self.state = JobState.from_json(body)
+        self.state = await self.client.transport.call(protocol.cancel(self.id))
         return self

@@ -19,7 +19,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from saliency_client import audit, exports, findings, kinds
+from saliency_client import audit, exports, findings, kinds, protocol
+from saliency_client import layers as layer_table
 from saliency_client import results as res
 from saliency_client import top_activations as top
 from saliency_client.client import Client, Job
@@ -156,9 +157,7 @@ def cmd_results(client: Client, args: argparse.Namespace) -> int:
     fmt = args.format or "jsonl"
     if fmt == "parquet":
         raise ValueError("parquet is binary: give --out FILE.parquet (or --format csv|jsonl)")
-    response = client.transport.request("GET", f"/v1/jobs/{args.id}/results",
-                                        params={"format": fmt})
-    sys.stdout.write(response.text)
+    sys.stdout.write(client.transport.send(protocol.results(args.id, fmt)).text)
     return EXIT_OK
 
 
@@ -268,10 +267,17 @@ def cmd_top_activations(client: Client, args: argparse.Namespace) -> int:
         print(json.dumps({"id": job.id, "status": job.state.status.value, "page": page,
                           "out": str(args.out), "report": str(outcome.report),
                           "channels": [c["channel"] for c in report.get("channels") or ()],
+                          "methods": report.get("methods"),
+                          "methods_reason": report.get("methods_reason"),
+                          "warnings": {str(c["channel"]): c["warnings"]
+                                       for c in report.get("channels") or ()
+                                       if c.get("warnings")},
                           "uploaded": outcome.uploaded, "in_place": outcome.in_place}))
     else:
         print(_summary(job.state))
-        for line in top.channel_lines(report, outcome.report.parent):
+        print(top.method_line(report))
+        for line in [*top.channel_lines(report, outcome.report.parent),
+                     *top.warning_lines(report)]:
             print(line)
         print(f"report: {outcome.report}\npage: {page}")
     job.state.raise_for_status()
@@ -313,6 +319,15 @@ def cmd_models(client: Client, args: argparse.Namespace) -> int:
         print(json.dumps([m.raw for m in models]))
     for m in [] if args.json else models:
         print(f"{m.name:24s}  {m.architecture or '(program)':20s}  {m.num_classes} classes")
+    return EXIT_OK
+
+
+def cmd_layers(client: Client, args: argparse.Namespace) -> int:
+    layers = client.layers(args.model)
+    if args.json:
+        print(json.dumps(layers.raw))
+    for line in [] if args.json else layer_table.table(layers, args.usable):
+        print(line)
     return EXIT_OK
 
 
@@ -485,7 +500,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, help="top images per channel (default 9)")
     p.add_argument("--method", action="append", type=_method, metavar="NAME",
                    help="a projection method: deconvnet, guided_backprop or gradient "
-                   "(repeatable; default deconvnet)")
+                   "(repeatable; default deconvnet where a max-pooling precedes the layer, "
+                   "else guided_backprop: see `saliency layers MODEL`)")
     p.add_argument("--out", required=True, metavar="DIR", help="where the grids, the units' "
                    "files and report.json go")
     p.add_argument("--batch-size", type=int, default=32, help="images per upload request")
@@ -514,6 +530,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("cancel", cmd_cancel, "cancel a job (it is final once its results are written)"
         ).add_argument("id")
     add("methods", cmd_methods, "list the attribution methods")
+
+    p = add("layers", cmd_layers, "a model's modules: output shape, layout, whether a job "
+            "may name it as a layer; the default Grad-CAM layer marked *")
+    p.add_argument("model", metavar="MODEL", help="a registered model's name")
+    p.add_argument("--usable", action="store_true", help="only the layers a job may name")
 
     models = add("models", cmd_models, "list registered models (or: models register ...)")
     msub = models.add_subparsers(dest="models_command", metavar="{register}")

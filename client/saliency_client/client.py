@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,36 +12,15 @@ from typing import Any
 import httpx
 
 from saliency_client import download as dl
-from saliency_client import exports
+from saliency_client import exports, protocol
 from saliency_client import results as res
-from saliency_client.datasets import (
-    MAX_BATCH_BYTES,
-    TOO_LARGE,
-    Dataset,
-    Uploaded,
-    batches,
-    named_files,
-    upload_parts,
-)
+from saliency_client.datasets import MAX_BATCH_BYTES, Dataset, Uploaded, batches, named_files
 from saliency_client.errors import ApiError
 from saliency_client.kinds import TOP_ACTIVATIONS
-from saliency_client.progress import Waiter, upload_bar
-from saliency_client.spec import build_submit, job_spec
+from saliency_client.progress import UploadProgress, Waiter
+from saliency_client.protocol import Batch
 from saliency_client.transport import RetryPolicy, Transport
-from saliency_client.types import (
-    Item,
-    JobState,
-    JobStatus,
-    Method,
-    Model,
-    Progress,
-    Roots,
-    parse_methods,
-    unwrap_list,
-)
-from saliency_client.uploads import model_registration
-
-Batch = list[tuple[str, Path]]
+from saliency_client.types import Item, JobState, JobStatus, Layers, Method, Model, Progress, Roots
 
 
 class Client:
@@ -80,12 +58,9 @@ class Client:
         is reused by every retry, so a submit retried after a dropped connection never makes
         a second job.
         """
-        spec = job_spec(model, methods, target, reduce, outputs, seed=seed, kind=kind, **fields)
-        body, data, files = build_submit(inputs, spec, dataset)
-        key = idempotency_key or str(uuid.uuid4())
-        answer = self.transport.json("POST", "/v1/jobs", json=body, data=data, files=files,
-                                     headers={"Idempotency-Key": key}, idempotent=True)
-        return Job(self, answer["id"])
+        return Job(self, self.transport.call(protocol.submit(
+            inputs, model=model, methods=methods, target=target, reduce=reduce, outputs=outputs,
+            dataset=dataset, seed=seed, kind=kind, idempotency_key=idempotency_key, **fields)))
 
     def upload(self, files: Any, *, prefix: str | None = None, root: str | Path | None = None,
                batch_size: int = 32, max_batch_bytes: int = MAX_BATCH_BYTES,
@@ -104,50 +79,41 @@ class Client:
         named = named_files(files, root)
         if not named:
             raise ValueError(f"no image files to upload in {files!r}")
-        result = Uploaded(prefix="")
-        with upload_bar(len(named), progress) as bar:
-
-            def stored(batch: Batch, answer: dict[str, Any]) -> None:
-                result.uris.extend(answer["uris"])
-                result.prefix = answer["prefix"]
-                bar.update(len(batch))
-                if on_batch is not None:
-                    on_batch([name for name, _ in batch], answer["prefix"])
-
-            for batch in batches(named, batch_size, max_batch_bytes):
-                self._store(batch, prefix, stored)
-        return result
-
-    def _store(self, batch: Batch, prefix: str | None,
-               stored: Callable[[Batch, dict[str, Any]], None]) -> None:
-        data, parts = upload_parts(batch, prefix)
+        uploads = UploadProgress(len(named), progress, on_batch)
         try:
-            answer = self.transport.json("POST", "/v1/uploads", data=data, files=parts,
-                                         idempotent=True)  # the same names overwrite
+            for batch in batches(named, batch_size, max_batch_bytes):
+                self._store(batch, prefix, uploads)
+        finally:
+            uploads.close()
+        return uploads.result
+
+    def _store(self, batch: Batch, prefix: str | None, uploads: UploadProgress) -> None:
+        try:
+            answer = self.transport.call(protocol.upload(batch, prefix))
         except ApiError as exc:
-            if exc.status != TOO_LARGE or len(batch) == 1:
+            halves = protocol.halves(batch, exc)
+            if halves is None:
                 raise
-            half = len(batch) // 2
-            self._store(batch[:half], prefix, stored)
-            self._store(batch[half:], prefix, stored)
+            for half in halves:
+                self._store(half, prefix, uploads)
             return
-        stored(batch, answer)
+        uploads.stored(batch, answer)
 
     def roots(self) -> Roots:
         """Where this tenant's data-set jobs may read (its own area and data-set roots)."""
-        return Roots.from_json(self.transport.json("GET", "/v1/roots"))
+        return self.transport.call(protocol.roots())
 
     def webhook_secret(self) -> str:
         """The tenant's webhook signing secret (`whsec_…`), for `webhooks.verify`."""
-        return self.transport.json("GET", "/v1/webhooks/secret")["secret"]
+        return self.transport.call(protocol.webhook_secret())
 
     def page_url(self, job_id: str) -> str:
         """The job's page in the browser."""
-        return f"{self.base_url}/jobs/{job_id}"
+        return protocol.page_url(self.base_url, job_id)
 
     def report_url(self, job_id: str) -> str:
         """The page of the job's report (an attribution job's audit) in the browser."""
-        return f"{self.page_url(job_id)}/report"
+        return protocol.report_url(self.base_url, job_id)
 
     def job(self, job_id: str) -> Job:
         """A handle on an existing job (nothing is fetched until asked)."""
@@ -161,20 +127,23 @@ class Client:
         `program`, or a Hugging Face `bundle` (a save_pretrained folder as .zip or .tar.gz,
         whose classes and preprocessing are used unless given); `preprocessing` takes
         input_size, resize, mean, std, class_names."""
-        artifacts = {"weights": weights, "program": program, "bundle": bundle}
-        data, files = model_registration(name, num_classes, artifacts, architecture,
-                                         preprocessing)
-        return Model.from_json(self.transport.json("POST", "/v1/models", data=data, files=files))
+        return self.transport.call(protocol.register_model(
+            name, num_classes=num_classes, weights=weights, program=program, bundle=bundle,
+            architecture=architecture, **preprocessing))
 
     def models(self) -> list[Model]:
-        return [Model.from_json(m) for m in unwrap_list(self.transport.json("GET", "/v1/models"),
-                                                        "models")]
+        return self.transport.call(protocol.models())
 
     def model(self, name: str) -> Model:
-        return Model.from_json(self.transport.json("GET", f"/v1/models/{name}"))
+        return self.transport.call(protocol.model(name))
+
+    def layers(self, model: str) -> Layers:
+        """Every module of `model` with its output shape and layout, as its first load
+        recorded them (`ApiError` 409 `not_ready` while it is being validated)."""
+        return self.transport.call(protocol.layers(model))
 
     def methods(self) -> list[Method]:
-        return parse_methods(self.transport.json("GET", "/v1/methods"))
+        return self.transport.call(protocol.methods())
 
 
 class Job:
@@ -198,7 +167,7 @@ class Job:
         return (self.state or self.refresh().state).progress
 
     def refresh(self) -> Job:
-        self.state = JobState.from_json(self.client.transport.json("GET", f"/v1/jobs/{self.id}"))
+        self.state = self.client.transport.call(protocol.job(self.id))
         return self
 
     def wait(self, timeout: float | None = None, progress: bool = True,
@@ -221,45 +190,34 @@ class Job:
         """Every item of the job, fetching page after page by `next_cursor`."""
         cursor = None
         while True:
-            params: dict[str, Any] = {"limit": page_size}
-            if cursor:
-                params["cursor"] = cursor
-            page = self.client.transport.json("GET", f"/v1/jobs/{self.id}/items", params=params)
-            for raw in page.get("items", []):
-                yield Item.from_json(raw)
-            cursor = page.get("next_cursor")
+            page, cursor = self.client.transport.call(protocol.items(self.id, page_size, cursor))
+            yield from page
             if not cursor:
                 return
 
     def results(self) -> list[dict[str, Any]]:
         """The results file as rows (one per item × output; a failed item has one row with
         `method` None); the job must be final (else ApiError `not_ready`, 409)."""
-        response = self.client.transport.request("GET", f"/v1/jobs/{self.id}/results",
-                                                 params={"format": "jsonl"})
-        return res.parse_rows(response.content)
+        return self.client.transport.call(protocol.result_rows(self.id))
 
     def results_frame(self) -> Any:
         """The results file as a pandas DataFrame (needs pandas and pyarrow)."""
-        pd = res.pandas()
-        response = self.client.transport.request("GET", f"/v1/jobs/{self.id}/results",
-                                                 params={"format": "parquet"})
-        return res.frame(pd, response.content)
+        return self.client.transport.call(protocol.result_frame(self.id))
 
     def save_results(self, path: str | Path, format: str | None = None) -> Path:
         """Stream the results file into `path`; the format is `format`, else the extension."""
         path = Path(path)
         fmt = res.format_of(path, format)
-        self.client.transport.request("GET", f"/v1/jobs/{self.id}/results",
-                                      params={"format": fmt}, sink=path)
+        self.client.transport.send(protocol.results(self.id, fmt), sink=path)
         return path
 
     def report(self) -> dict[str, Any]:
         """The job's report (`{"kind": ..., ...}`; an attribution job's audit figures)."""
-        return self.client.transport.json("GET", f"/v1/jobs/{self.id}/report")
+        return self.client.transport.call(protocol.report(self.id))
 
     def save_report(self, path: str | Path) -> Path:
         path = Path(path)
-        self.client.transport.request("GET", f"/v1/jobs/{self.id}/report", sink=path)
+        self.client.transport.send(protocol.report(self.id).request, sink=path)
         return path
 
     def download(self, directory: str | Path, workers: int = 8) -> Path:
@@ -277,7 +235,7 @@ class Job:
 
         def fetch(url: str, name: str) -> None:
             (out / name).parent.mkdir(parents=True, exist_ok=True)
-            transport.request("GET", url, sink=out / name)
+            transport.send(protocol.file(url), sink=out / name)
 
         with ThreadPoolExecutor(workers) as pool:
             if self.refresh().state.kind == TOP_ACTIVATIONS:
@@ -323,10 +281,9 @@ class Job:
         final (else ApiError `not_ready`, 409). `images=False` references inputs under
         `file://` URIs by their path instead of copying them (others are copied)."""
         out = Path(directory)
-        path, params = exports.request(self.id, format, images)
         archive = exports.archive_path(out, self.id)
         try:
-            self.client.transport.request("GET", path, params=params, sink=archive)
+            self.client.transport.send(protocol.export(self.id, format, images), sink=archive)
             return exports.unpack(archive, out)
         finally:
             archive.unlink(missing_ok=True)
@@ -334,6 +291,5 @@ class Job:
     def cancel(self) -> Job:
         """Ask the job to stop: it answers `running` with `progress.finalizing` while its
         results file and report are written, then turns `cancelled` (`wait()` for it)."""
-        self.state = JobState.from_json(
-            self.client.transport.json("DELETE", f"/v1/jobs/{self.id}"))
+        self.state = self.client.transport.call(protocol.cancel(self.id))
         return self

@@ -1,11 +1,16 @@
-"""The bookkeeping of `wait()` shared by the sync and async jobs: poll interval, deadline, bar."""
+"""The bookkeeping of `wait()` and `upload()` shared by the sync and async clients: poll
+interval, deadline, what is stored so far, and the bars."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
+from saliency_client.datasets import Uploaded
 from saliency_client.errors import WaitTimeout
 from saliency_client.types import JobState
 
@@ -80,7 +85,24 @@ class Waiter:
         self.bar.close()
 
 
-def upload_bar(total: int, progress: bool) -> Bar:
-    """A bar of files uploaded, on stderr (a context manager)."""
-    return Bar(total=total, unit="file", desc="upload", disable=not progress, leave=True,
-                dynamic_ncols=True)
+class UploadProgress:
+    """The bookkeeping of `upload()` shared by the sync and async clients: what is stored so
+    far, a bar of files uploaded on stderr, and the caller's `on_batch(names, prefix)`."""
+
+    def __init__(self, total: int, progress: bool,
+                 on_batch: Callable[[list[str], str], None] | None) -> None:
+        self.result = Uploaded(prefix="")
+        self.on_batch = on_batch
+        self.bar = Bar(total=total, unit="file", desc="upload", disable=not progress,
+                       leave=True, dynamic_ncols=True)
+
+    def stored(self, batch: list[tuple[str, Path]], answer: dict[str, Any]) -> None:
+        """Note a batch the API stored (its answer names the prefix and the URIs)."""
+        self.result.uris.extend(answer["uris"])
+        self.result.prefix = answer["prefix"]
+        self.bar.update(len(batch))
+        if self.on_batch is not None:
+            self.on_batch([name for name, _ in batch], answer["prefix"])
+
+    def close(self) -> None:
+        self.bar.close()

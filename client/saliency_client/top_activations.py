@@ -1,7 +1,9 @@
 """`saliency top-activations`: what a layer's channels detect, over a data set.
 
 The Zeiler–Fergus figure: per channel, the k images that excite it most, each with the
-projection of that one activation (DeconvNet by default) and the image patch it sees. DATA is:
+projection of that one activation and the image patch it sees. The projection is DeconvNet
+where a max-pooling precedes the layer and guided backprop where none does, unless `--method`
+says; the command prints which and why, and each channel's warnings. DATA is:
 
 - a local folder: its images, read in place when `GET /v1/roots` says the service can reach
   it, else uploaded (`POST /v1/uploads`, resumable) as `saliency audit` does;
@@ -98,6 +100,20 @@ def run(client: Client, data: Sequence[str], out: str | Path, *, model: str, lay
     job.wait(timeout=timeout, progress=progress)
     job.download(out)
     return Outcome(job, out / res.REPORT_FILE, src.uploaded, src.in_place)
+
+
+def method_line(report: dict[str, Any]) -> str:
+    """Which projection methods the report used, and why when the service chose them."""
+    methods = ", ".join(report.get("methods") or ())
+    reason = report.get("methods_reason")
+    return f"projection: {reason}" if reason else f"projection: {methods} (as asked)"
+
+
+def warning_lines(report: dict[str, Any]) -> list[str]:
+    """Each channel's warnings (projections that barely depend on their images)."""
+    return [f"warning: channel {channel['channel']}: {warning}"
+            for channel in report.get("channels") or () for warning in channel.get("warnings")
+            or ()]
 
 
 def channel_lines(report: dict[str, Any], out: Path) -> list[str]:

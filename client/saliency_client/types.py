@@ -175,6 +175,54 @@ class Model:
 
 
 @dataclass(frozen=True)
+class Layer:
+    """One module of a model as its first load recorded it (`GET /v1/models/{name}/layers`):
+    its output's shape (batch excluded) and layout, whether a job may name it (`usable`),
+    whether it is the default Grad-CAM layer, and whether a max-pooling precedes it (None:
+    not recorded)."""
+
+    name: str
+    module: str
+    shape: tuple[int, ...] | None
+    layout: str | None
+    usable: bool
+    default: bool
+    max_pool_before: bool | None
+    problem: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Layer:
+        shape = raw.get("shape")
+        return cls(raw["name"], raw.get("module", ""),
+                   None if shape is None else tuple(shape), raw.get("layout"),
+                   bool(raw.get("usable")), bool(raw.get("default")),
+                   raw.get("max_pool_before"), raw.get("problem"), raw)
+
+
+@dataclass(frozen=True)
+class Layers:
+    """A model's layers, in the order a forward pass returned them, and its default Grad-CAM
+    layer (None: `default_problem` says why)."""
+
+    model: str
+    layers: tuple[Layer, ...]
+    default: str | None
+    default_problem: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Layers:
+        return cls(raw["model"], tuple(Layer.from_json(x) for x in raw.get("layers") or ()),
+                   raw.get("default"), raw.get("default_problem"), raw)
+
+    @property
+    def usable(self) -> list[Layer]:
+        """The layers a job may name (Grad-CAM, layer targets, top_activations, visualize)."""
+        return [layer for layer in self.layers if layer.usable]
+
+
+@dataclass(frozen=True)
 class Param:
     """A method's parameter: its type (`int`, `float`, `choice`, …), default and bounds."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -44,6 +45,9 @@ def test_submit_wait_page_and_download(client, tiny_model, images, tmp_path):
 
 def test_cancel_stops_the_items_not_yet_run(client, tiny_model, images):
     job = client.submit(images(1) * 200, model=tiny_model, methods=METHODS)
+    deadline = time.monotonic() + 60
+    while job.refresh().status is JobStatus.QUEUED and time.monotonic() < deadline:
+        time.sleep(0.05)  # cancelled once a worker has started it
     state = job.cancel().state  # final once its results file and report are written
     assert state.status is JobStatus.RUNNING and state.progress.finalizing
     job.wait(timeout=30, progress=False)

@@ -12,9 +12,9 @@ from saliency_client import download as dl
 from saliency_client import results as res
 from saliency_client.datasets import batches, image_files, named_files
 from saliency_client.errors import ApiError
+from saliency_client.exchange import raise_for_error, settings
 from saliency_client.progress import describe
 from saliency_client.spec import build_submit, job_spec, parse_method, parse_target
-from saliency_client.transport import raise_for_error, settings
 from saliency_client.types import Item, JobState, JobStatus, Roots, parse_methods
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 16

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -16,8 +17,6 @@ from PIL import Image
 from saliency_client import AsyncClient, Client, cli
 
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
 
 
 def _unit_files(out: Path, channel: int, rank: int, method: str) -> list[Path]:
@@ -37,6 +36,9 @@ def test_a_folder_is_uploaded_and_each_channel_downloaded(run, api_url, tiny_mod
     assert "uploading 4 of 4 images" in err
     job_id = stdout.split()[0]
     assert f"{job_id}  succeeded  4/4 done, 6/6 projections" in stdout
+    assert ("projection: deconvnet: the default, as a max-pooling precedes layer 'layer1'"
+            in stdout)  # resnet18's layer1 follows its max-pool
+    assert "warning:" not in stdout
     assert "channel    0  max " in stdout and str(out / "channel-0001.png") in stdout
 
     report = json.loads((out / "report.json").read_text())
@@ -84,7 +86,8 @@ def test_image_files_go_with_the_job_and_the_json_answer_names_the_files(run, ti
     assert answer["status"] == "succeeded" and answer["channels"] == [4, 2]
     assert not answer["in_place"] and answer["uploaded"] == 0
     report = json.loads(Path(answer["report"]).read_text())
-    assert report["methods"] == ["gradient"]
+    assert report["methods"] == answer["methods"] == ["gradient"]
+    assert answer["methods_reason"] is None and "methods_reason" not in report
     inputs = {Path(p).name for p in paths}
     for channel in report["channels"]:
         assert {unit["input"] for unit in channel["top"]} <= inputs
@@ -135,3 +138,59 @@ def test_an_unknown_layer_fails_the_job_or_the_request_with_its_name(run, tiny_m
                        "--no-progress")
     assert code in (cli.EXIT_API, cli.EXIT_JOB_FAILED)
     assert "layer9" in err and err.count("\n") == 1
+
+
+def validated(url: str, model: str) -> None:
+    """Wait for the model's first load to end: until then its record does not say where
+    max-pooling is, and the default projection stays DeconvNet."""
+    deadline = time.monotonic() + 120
+    with Client(url) as client:
+        while client.model(model).raw["status"] == "validating":
+            assert time.monotonic() < deadline, f"{model} was not validated within 120 s"
+            time.sleep(0.3)
+
+
+def test_on_a_model_without_max_pooling_the_default_is_guided_backprop_and_says_why(
+        run, api_url, tiny_mobilenet, images, tmp_path):
+    validated(api_url, tiny_mobilenet)
+    paths = [str(p) for p in images(4, size=32)]
+    out = tmp_path / "out"
+    code, stdout, err = run("top-activations", *paths, "--model", tiny_mobilenet, "--layer",
+                            "features.4", "--channels", "0,5", "--k", "3", "--out", str(out),
+                            "--no-progress")
+    assert code == 0, err
+    report = json.loads((out / "report.json").read_text())
+    assert report["methods"] == ["guided_backprop"]
+    reason = report["methods_reason"]
+    assert reason.startswith("guided_backprop: the default, as no max-pooling precedes layer "
+                             "'features.4'")
+    assert f"projection: {reason}" in stdout.splitlines()
+    assert "warning:" not in stdout and not any(c.get("warnings") for c in report["channels"])
+    for channel in (0, 5):
+        assert all(f.exists() for f in _unit_files(out, channel, 0, "guided_backprop"))
+    assert not list(out.glob("channel-*/*deconvnet*"))
+
+
+def test_deconvnet_asked_for_there_prints_each_channels_warning(run, tiny_mobilenet, images,
+                                                                tmp_path):
+    paths = [str(p) for p in images(4, size=32)]
+    argv = ("top-activations", *paths, "--model", tiny_mobilenet, "--layer", "features.4",
+            "--channels", "0,5", "--k", "3", "--method", "deconvnet", "--no-progress")
+    code, stdout, err = run(*argv, "--out", str(tmp_path / "out"))
+    assert code == 0, err
+    assert "projection: deconvnet (as asked)" in stdout
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert "methods_reason" not in report
+    printed = [line for line in stdout.splitlines() if line.startswith("warning: ")]
+    assert printed == [f"warning: channel {c['channel']}: {w}" for c in report["channels"]
+                       for w in c["warnings"]]
+    assert [c["channel"] for c in report["channels"]] == [0, 5] and len(printed) == 2
+    for line in printed:
+        assert "deconvnet: projected again on another of the top images" in line
+        assert "no max-pooling precedes layer 'features.4'" in line
+
+    code, stdout, err = run(*argv, "--out", str(tmp_path / "json"), "--json")
+    assert code == 0, err
+    answer = json.loads(stdout)
+    assert answer["methods"] == ["deconvnet"] and answer["methods_reason"] is None
+    assert answer["warnings"] == {str(c["channel"]): c["warnings"] for c in report["channels"]}

@@ -10,7 +10,8 @@ import httpx
 import pytest
 from saliency_client import transport as transport_module
 from saliency_client.errors import ApiError, ConnectionFailed
-from saliency_client.transport import AsyncTransport, RetryPolicy, Transport, retry_after
+from saliency_client.exchange import RetryPolicy, retry_after
+from saliency_client.transport import AsyncTransport, Transport
 
 FAST = RetryPolicy(attempts=4, base=0.001, cap=0.002)
 

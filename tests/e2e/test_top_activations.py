@@ -4,8 +4,10 @@ Two jobs (two layers of the seeded tiny resnet18, 16 uploads of 32×32, so four 
 each) run on the file backend's worker and a second worker started for this module. Their
 top-k sets and positions equal a brute-force scan of every image written here with forward
 hooks alone; each projection equals the in-process engine's layer-position map of the same
-unit; every URL of the report loads. A layer the validated model lacks is refused at
-submission, and a job cancelled mid-scan ends `cancelled` with its report and results.
+unit, and its picture is that map cropped to the unit's patch; every URL of the report
+loads; the methods given are echoed as given, with no reason and no warnings. A layer the
+validated model lacks is refused at submission, and a job cancelled mid-scan (its methods
+left to the service) ends `cancelled` with its report, the reason and results.
 """
 
 from __future__ import annotations
@@ -226,6 +228,35 @@ def test_every_grid_and_file_of_the_report_loads(done, name):
                 assert np.load(io.BytesIO(fetch(files["npy"]))).dtype == np.float32
 
 
+@pytest.mark.parametrize("name", list(JOBS))
+def test_each_projection_picture_is_its_map_cropped_to_the_patch(done, name):
+    """The `png` of a projection is its `npy` inside `patch_box`, drawn on its own (the
+    window of the whole map, not the whole map shrunk), the size of the patch."""
+    from shared.render import signed_rgb
+
+    for channel in done[name].report["channels"]:
+        for unit in channel["top"]:
+            x0, y0, x1, y1 = unit["patch_box"]
+            for method in JOBS[name]["methods"]:
+                files = unit["projections"][method]
+                whole = np.load(io.BytesIO(fetch(files["npy"])))
+                with Image.open(io.BytesIO(fetch(files["png"]))) as crop:
+                    pixels = np.asarray(crop.convert("RGB"))
+                np.testing.assert_array_equal(pixels, signed_rgb(whole[:, y0:y1, x0:x1]))
+
+
+@pytest.mark.parametrize("name", list(JOBS))
+def test_methods_given_are_echoed_as_given_with_no_reason_or_warning(done, name):
+    """DeconvNet asked for after a max-pool (and the other methods) are what they were: the
+    job and report name the methods as before, with no reason and no channel warnings."""
+    made = done[name]
+    assert "methods_reason" not in made.job and "methods_reason" not in made.report
+    assert made.report["methods"] == JOBS[name]["methods"]
+    assert [m if isinstance(m, str) else m["name"] for m in made.job["methods"]] == JOBS[
+        name]["methods"]
+    assert not any("warnings" in channel for channel in made.report["channels"])
+
+
 def fetch(url: str) -> bytes:
     response = requests.get(url, timeout=30)  # signed URLs: no key
     assert response.status_code == 200, (url, response.text[:200])
@@ -287,8 +318,11 @@ def test_a_job_cancelled_mid_scan_ends_cancelled_with_its_report_and_results(
 
     report = session.get(f"{api_url}/v1/jobs/{job_id}/report", timeout=30)
     assert report.status_code == 200, report.text
-    assert report.json() == {"kind": "top_activations", "layer": "layer1", "k": 3,
-                             "methods": ["deconvnet"], "channels": []}
+    answer = report.json()
+    reason = answer.pop("methods_reason")  # the methods were left to the service
+    assert reason.startswith("deconvnet: the default, as a max-pooling precedes layer 'layer1'")
+    assert answer == {"kind": "top_activations", "layer": "layer1", "k": 3,
+                      "methods": ["deconvnet"], "channels": []}
     results = session.get(f"{api_url}/v1/jobs/{job_id}/results", params={"format": "jsonl"},
                           timeout=30)
     assert results.status_code == 200, results.text

@@ -168,6 +168,19 @@ def deconvnet_job(api_url, tiny_mobilenet) -> MadeJob:
     return MadeJob(api_url, None, job, report)
 
 
+@pytest.fixture(scope="module")
+def mobilenet_deconvnet_top(api_url, tiny_mobilenet) -> MadeJob:
+    """A `top_activations` job asking for DeconvNet on a model without max-pooling (a seeded
+    MobileNetV2 at 32 px): every image gives a unit the same projection, which is warned
+    about."""
+    spec = {"kind": "top_activations", "model": tiny_mobilenet, "layer": "features.4",
+            "channels": [0], "k": 3, "methods": ["deconvnet"]}
+    files = [("spec", (None, json.dumps(spec), "application/json"))]
+    files += [("images", (f"square-{i}.png", io.BytesIO(picture(400 + i)[0]))) for i in range(4)]
+    job, report = run_job(requests.Session(), api_url, files=files)
+    return MadeJob(api_url, None, job, report)
+
+
 CLIPPED_ITEMS = 24
 LONG_FOLDER = "holiday-photos-from-the-summer-of-2026/camera-roll-exported-at-full-resolution"
 

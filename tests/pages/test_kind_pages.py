@@ -11,24 +11,75 @@ from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+# Per cell of a block: its picture's own size, its size on the page, and its caption.
+CELLS = """
+return [...arguments[0].querySelectorAll('.zf-cell')].map((cell) => {
+  const img = cell.querySelector('img'), box = img.getBoundingClientRect();
+  return [img.naturalWidth, img.naturalHeight, box.width, box.height,
+          cell.querySelector('figcaption').textContent];
+});
+"""
+
 
 @pytest.mark.parametrize("stack", ["s3"], indirect=True)
-def test_a_top_activations_page_shows_a_grid_per_channel(browser, top_activations_job):
+def test_a_top_activations_page_shows_each_channels_figure_labelled(browser,
+                                                                    top_activations_job):
+    """Per channel two labelled 3×3 blocks, the projections and their patches, each cell
+    captioned with its activation, each projection cropped to its patch and shown at the
+    patch's size; the projection method with the reason the service chose it."""
     made = top_activations_job
+    report = made.report
     browser.get(f"{made.url}/jobs/{made.job['id']}")
     give_key(browser, made.key)
     ready(browser)
-    channels = made.report["channels"]
+    assert report["methods"] == ["deconvnet"]  # layer1 of a resnet18 is after its max-pool
+    assert browser.find_element(By.ID, "projection-reason").text == (
+        f"Projection: {report['methods_reason']}.")
+    channels = report["channels"]
     rows = browser.find_elements(By.CSS_SELECTOR, "#channels section.channel")
     assert [int(r.get_attribute("data-channel")) for r in rows] == [c["channel"] for c in channels]
+
+    def shown(value: float) -> str:  # as the page writes a number
+        return browser.execute_script("return Number(arguments[0]).toPrecision(4);", value)
+
     for row, channel in zip(rows, channels, strict=True):
-        assert len(row.find_elements(By.CSS_SELECTOR, "img.channel-grid")) == 1
+        blocks = row.find_elements(By.CSS_SELECTOR, ".zf-block")
+        assert [b.get_attribute("data-block") for b in blocks] == ["deconvnet", "patches"]
+        labels = [b.find_element(By.CSS_SELECTOR, ".zf-label").text for b in blocks]
+        where = f" · layer {report['layer']} · channel {channel['channel']}"
+        assert labels == [f"deconvnet projections{where}", f"image patches{where}"]
+        projections, patches = (browser.execute_script(CELLS, b) for b in blocks)
+        assert len(projections) == len(patches) == len(channel["top"]) == 3
+        for rank, (unit, projection, patch) in enumerate(zip(channel["top"], projections,
+                                                             patches, strict=True)):
+            x0, y0, x1, y1 = unit["patch_box"]
+            assert projection[:2] == patch[:2] == [x1 - x0, y1 - y0]  # cropped to the patch
+            assert projection[2:4] == patch[2:4]  # and shown at the patch's size
+            assert projection[2] >= x1 - x0 and projection[3] >= y1 - y0
+            assert projection[4] == patch[4] == f"#{rank + 1} · {shown(unit['activation'])}"
         values = [td.text for td in row.find_elements(By.CSS_SELECTOR, "td.activation")]
-        assert values == [f"{t['activation']:.4g}" for t in channel["top"]]
-    assert images_loaded(browser) == len(channels)
+        assert values == [shown(t["activation"]) for t in channel["top"]]
+        assert not row.find_element(By.CSS_SELECTOR, "ul.warnings").is_displayed()
+    assert images_loaded(browser) == sum(2 * len(c["top"]) for c in channels)
     assert browser.find_element(By.CSS_SELECTOR, "#report-json a").text == "report JSON"
     assert "inputs scanned" in browser.find_element(By.ID, "counts").text
     screenshot(browser, "top-activations")
+
+
+def test_a_top_activations_page_shows_a_channels_warnings(browser, mobilenet_deconvnet_top):
+    made = mobilenet_deconvnet_top
+    browser.get(f"{made.url}/jobs/{made.job['id']}")
+    ready(browser)
+    (channel,) = made.report["channels"]
+    assert channel["warnings"] and channel["warnings"][0].startswith("deconvnet: ")
+    assert "methods_reason" not in made.report  # DeconvNet was asked for
+    assert browser.find_element(By.ID, "projection-reason").text == (
+        "Projection: deconvnet, as asked.")
+    row = browser.find_element(By.CSS_SELECTOR, "#channels section.channel")
+    shown = [li.text for li in row.find_elements(By.CSS_SELECTOR, "ul.warnings li")]
+    assert shown == channel["warnings"]
+    images_loaded(browser)
+    screenshot(browser, "top-activations-warning")
 
 
 def test_each_output_shows_its_warnings_with_its_map(browser, deconvnet_job):

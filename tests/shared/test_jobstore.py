@@ -196,3 +196,20 @@ def test_a_control_lease_taken_over_fences_its_first_holder(jobs):
     assert jobs.control_held(job_id)
     assert jobs.checkpoint(job_id) == {"results": "1"}
     assert jobs.redis.get(queued_key("acme")) == "1"
+
+
+# --- a kind's echo --------------------------------------------------------------------------
+
+
+def test_a_top_activations_job_keeps_why_the_service_chose_its_methods(jobs):
+    """The reason is part of the typed spec the store writes, read back and echoed; methods
+    given have none."""
+    from shared.top_activations_spec import NOT_RECORDED
+
+    fields = {"kind": "top_activations", "layer": "layer1", "channels": [0]}
+    _job(jobs, "chosen", **fields)
+    _job(jobs, "given", **fields, methods=["deconvnet"])
+    chosen, given = jobs.get("chosen"), jobs.get("given")
+    assert chosen.spec.work.methods_reason == NOT_RECORDED
+    assert chosen.to_json()["methods_reason"] == NOT_RECORDED
+    assert given.spec.work.methods_reason is None and "methods_reason" not in given.to_json()

@@ -6,9 +6,11 @@ from __future__ import annotations
 import pytest
 
 from shared.errors import SpecError
+from shared.layers import Layer, ModelLayers
 from shared.methods import method_spec
 from shared.settings import Settings
 from shared.top_activations_spec import (
+    NOT_RECORDED,
     TOP_ACTIVATIONS_FIELDS,
     TopActivationsSpec,
     nearest_names,
@@ -20,18 +22,22 @@ SHAPES = {"conv1": (64, 16, 16), "layer1.0.conv1": (64, 8, 8), "layer1.0.conv2":
           "layer2.0.conv1": (128, 4, 4), "layer4": (512, 1, 1)}
 
 
-def test_defaults_are_k_9_and_deconvnet():
+def test_defaults_are_k_9_and_deconvnet_until_the_model_says_otherwise():
     spec = parse_top_activations({"layer": "conv1", "channels": [3, 1]})
     assert spec == TopActivationsSpec("conv1", (3, 1), 9,
-                                      (method_spec("deconvnet").without("render"),))
+                                      (method_spec("deconvnet").without("render"),),
+                                      NOT_RECORDED)
     assert spec.to_json()["methods"] == [{"name": "deconvnet", "rule": "relu"}]
-    assert spec == TopActivationsSpec("conv1", (3, 1))
+    assert spec.to_json()["methods_reason"] == NOT_RECORDED
+    assert spec.methods == TopActivationsSpec("conv1", (3, 1)).methods
 
 
 def test_to_json_echoes_with_defaults_and_reads_back():
     spec = parse_top_activations({"layer": "conv1", "channels": "all"})
     assert spec.to_json() == {"layer": "conv1", "channels": "all", "k": 9,
-                              "methods": [{"name": "deconvnet", "rule": "relu"}]}
+                              "methods": [{"name": "deconvnet", "rule": "relu"}],
+                              "methods_reason": NOT_RECORDED}
+    assert top_activations_from_json(spec.to_json()).to_json() == spec.to_json()
     full = parse_top_activations({"layer": "layer4", "channels": [0, 5], "k": 64,
                                   "methods": ["gradient", {"name": "guided_backprop"}]})
     assert full.to_json() == {"layer": "layer4", "channels": [0, 5], "k": 64,
@@ -153,3 +159,46 @@ def test_check_shapes_is_what_the_worker_runs_at_first_load():
 def test_nearest_names_puts_the_closest_first():
     assert nearest_names("layr4", SHAPES)[0] == "layer4"
     assert nearest_names("anything", []) == []
+
+
+# A VGG-style model's layers as its record keeps them: the first convolution comes before its
+# max-pooling, the later ones after; `conv0` was validated before max-pooling was recorded.
+LAYERS = ModelLayers({"conv0": Layer("Conv2d", (8, 32, 32)),
+                      "features.0": Layer("Conv2d", (8, 32, 32), max_pool_before=False),
+                      "features.3": Layer("Conv2d", (16, 16, 16), max_pool_before=True)})
+
+
+@pytest.mark.parametrize(("layer", "method", "says"), [
+    ("features.3", "deconvnet", "a max-pooling precedes layer 'features.3'"),
+    ("features.0", "guided_backprop", "no max-pooling precedes layer 'features.0'"),
+    ("conv0", "deconvnet", "does not say whether a max-pooling precedes the layer"),
+    ("unknown", "deconvnet", "does not say whether a max-pooling precedes the layer"),
+])
+def test_the_default_projection_is_deconvnet_only_after_a_max_pooling(layer, method, says):
+    spec = parse_top_activations({"layer": layer, "channels": [0]}).for_model(LAYERS)
+    assert [m.name for m in spec.methods] == [method]
+    assert spec.methods_reason.startswith(f"{method}: ") and says in spec.methods_reason
+    echo = spec.to_json()
+    assert echo["methods"] == [{"name": method, "rule": "relu"}]
+    assert echo["methods_reason"] == spec.methods_reason
+    assert top_activations_from_json(echo).to_json() == echo  # the worker reads it back
+
+
+@pytest.mark.parametrize("methods", [["deconvnet"], ["gradient", "guided_backprop"]])
+def test_methods_given_are_kept_whatever_the_layer(methods):
+    raw = {"layer": "features.0", "channels": [0], "methods": methods}
+    spec = parse_top_activations(raw)
+    assert spec.for_model(LAYERS) == spec
+    assert spec.methods_reason is None
+    assert "methods_reason" not in spec.to_json()  # as echoed before defaults were chosen
+
+
+def test_a_submission_cannot_set_the_reason_a_stored_spec_keeps():
+    from shared.specs import job_spec_from_json, parse_job_spec
+
+    raw = {"kind": "top_activations", "model": "m", "layer": "a", "channels": [0],
+           "methods": ["deconvnet"], "methods_reason": "because"}
+    with pytest.raises(SpecError) as err:
+        parse_job_spec(raw)
+    assert err.value.field == "methods_reason"
+    assert job_spec_from_json(raw).work.methods_reason == "because"

@@ -3,9 +3,11 @@ cannot fit, and a request far beyond memory that completes under its budget."""
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
+import weakref
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -33,6 +35,17 @@ def test_the_footprint_counts_what_autograd_saves_once_per_storage():
     assert footprint.largest == relu and footprint.input == image
     assert footprint.per_row(grad=True) == SAFETY * (image + relu + 2 * relu + 4 * image)
     assert footprint.per_row(grad=False) == SAFETY * (4 * relu + 2 * image)
+
+
+def test_an_engine_and_its_weights_are_freed_once_dropped(tiny_cnn, tiny_images):
+    """The footprint's pass keeps no graph: the engine's copy of the model (and every weight
+    the graph saved) is freed with the engine, as a model cache evicting it expects."""
+    engine = Engine(tiny_cnn)
+    engine.attribute(tiny_images, ["gradient"], ClassTarget(1))
+    weight = weakref.ref(next(engine.model.parameters()))
+    del engine
+    gc.collect()
+    assert weight() is None
 
 
 def test_the_budget_is_the_setting_when_given():

@@ -39,8 +39,11 @@ def finalize_top_activations(f: Finalizing, model: ModelSpec | None) -> Iterator
                     f"channels/{channel}.json"))))
             except FileNotFoundError:
                 continue  # a cancelled job's channel that was not projected
-    report = {"kind": "top_activations", "layer": work.layer, "k": work.k,
-              "methods": [m.name for m in work.methods], "channels": channels}
+    report: dict = {"kind": "top_activations", "layer": work.layer, "k": work.k,
+                    "methods": [m.name for m in work.methods]}
+    if work.methods_reason is not None:  # the service chose the methods: why
+        report["methods_reason"] = work.methods_reason
+    report["channels"] = channels
     ctx.storage.put(f.keys.report, json.dumps(report).encode(), "application/json")
     f.record(**{REPORT: "1"})
     yield REPORT

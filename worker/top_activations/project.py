@@ -1,5 +1,7 @@
 """Phase 1 of a `top_activations` job: the merge of the scan's partials, and one chunk per
-channel that projects its top-k units, cuts their patches and draws the channel's grid.
+channel that projects its top-k units, cuts their patches and draws the channel's grid. A
+few units are projected again on other top images: projections that barely depend on their
+images earn the channel a warning (`worker.feature_maps.dependence`).
 
 Every file of a channel has a fixed name, so a redone chunk rewrites the same objects.
 """
@@ -18,6 +20,7 @@ from shared.errors import InputError
 from shared.inputs import InputRef
 from shared.jobs import Job
 from shared.keys import JobKeys
+from shared.layers import ModelLayers
 from shared.reports import artifact_ref
 from shared.top_activations_spec import TopActivationsSpec
 from worker.attribution.sinks import RunResult
@@ -64,6 +67,15 @@ def _item_id(ctx: WorkerContext, job: Job, index: int) -> tuple[str, str | None]
     return source.name, source.id
 
 
+def _why(layers: ModelLayers, layer: str, method: str) -> str:
+    """What a DeconvNet warning adds when no max-pooling precedes the layer."""
+    found = layers.layers.get(layer)
+    if method != "deconvnet" or found is None or found.max_pool_before is not False:
+        return ""
+    return (f"; no max-pooling precedes layer {layer!r}, so DeconvNet follows no image's "
+            "switches (guided_backprop is this layer's default projection)")
+
+
 def _npy(values: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(values, dtype=np.float32))
@@ -74,6 +86,7 @@ def run_projection(ctx: WorkerContext, job: Job, lease: Lease, keeper: LeaseKeep
                    worker: str | None) -> tuple[RunResult | None, bool]:
     """Project the top-k units of one channel (chunk `start` is the channel's rank)."""
     from worker.feature_maps import grid_png, project, projection_crop
+    from worker.feature_maps.dependence import alike_warning, probe_units
     from worker.inputs import load_input
 
     work: TopActivationsSpec = job.spec.work
@@ -90,6 +103,11 @@ def run_projection(ctx: WorkerContext, job: Job, lease: Lease, keeper: LeaseKeep
         images[unit.index] = loaded.x
     methods = [m.name for m in work.methods]
     projections = project(engine, work.layer, units, images, methods, record.spec.preprocessing)
+    # Apart, so the top-k's own projections are batched (and computed) as they always were.
+    probed = project(engine, work.layer, probe_units(units), images, methods,
+                     record.spec.preprocessing)
+    warnings = [w for m in methods if (w := alike_warning(
+        projections, probed, m, _why(record.layers, work.layer, m))) is not None]
     if keeper.lost.is_set():
         raise Fenced(f"job {job.id} channel {channel}: lease taken over")
     keys = JobKeys(job.tenant, job.id)
@@ -116,8 +134,11 @@ def run_projection(ctx: WorkerContext, job: Job, lease: Lease, keeper: LeaseKeep
                             for m in methods},
             "patch": put(f"{base}-patch.png", render.encode_png(p.patch), "image/png"),
         })
-    grid = put(f"channels/{channel}/grid.png", grid_png(projections, methods), "image/png")
-    fragment = {"channel": channel, "grid": grid, "top": entries}
+    grid = put(f"channels/{channel}/grid.png", grid_png(projections, methods, layer=work.layer),
+               "image/png")
+    fragment: dict[str, Any] = {"channel": channel, "grid": grid, "top": entries}
+    if warnings:
+        fragment["warnings"] = warnings
     put(f"channels/{channel}.json", json.dumps(fragment).encode(), "application/json")
     ctx.jobs.count_projections(job.id, len(projections) * len(methods))
     return RunResult(lease.stop), False

@@ -1,17 +1,20 @@
 """The channel picture: blocks of projections beside the block of patches, each projection
-cropped to its patch and scaled on its own, decoded back from the PNG."""
+cropped to its patch and scaled on its own, decoded back from the PNG; the stored one
+labelled (each block's method, layer and channel; each cell's rank and activation)."""
 
 from __future__ import annotations
 
 import io
+import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from shared.render import signed_rgb
 from worker.feature_maps import TopActivation, channel_grid, grid_png
-from worker.feature_maps.grid import BACKGROUND, BLOCK_GAP, CELL_GAP
+from worker.feature_maps.grid import BACKGROUND, BLOCK_GAP, CELL_GAP, LINE
 from worker.feature_maps.projections import Projection
 
 
@@ -73,11 +76,52 @@ def test_clipped_patches_are_centred_and_small_cells_enlarged():
     assert (second[:, :2] == BACKGROUND).all() and (second[:, 6:] == BACKGROUND).all()
 
 
-def test_png_decodes_to_the_picture():
+def test_png_decodes_to_the_labelled_picture():
     units = [projection(i, (0, 0, 6, 6), 1.0) for i in range(4)]
-    with Image.open(io.BytesIO(grid_png(units, ["deconvnet"]))) as image:
+    with Image.open(io.BytesIO(grid_png(units, ["deconvnet"], layer="layer3"))) as image:
         decoded = np.asarray(image.convert("RGB"))
-    np.testing.assert_array_equal(decoded, channel_grid(units, ["deconvnet"]))
+    np.testing.assert_array_equal(decoded, channel_grid(units, ["deconvnet"], labelled=True,
+                                                        layer="layer3"))
+
+
+def text(lines, size):
+    """`lines` written on a white `size` (h, w), one per LINE px from the top left."""
+    image = Image.new("RGB", size[::-1], (BACKGROUND,) * 3)
+    draw = ImageDraw.Draw(image)
+    for i, line in enumerate(lines):
+        draw.text((0, i * LINE), line, fill=(0, 0, 0), font=ImageFont.load_default())
+    return np.asarray(image)
+
+
+def test_the_labelled_figure_titles_each_block_and_captions_each_cell():
+    """Each block titled with its method (or "patches"), the layer and the channel, above the
+    bare figure's cells; under each cell its rank and activation."""
+    units = [replace(projection(i, (0, 0, 6, 6), 1.0, channel=7),
+                     top=TopActivation(i, 10.5 - i, (0, 0))) for i in range(4)]
+    bare = channel_grid(units, ["deconvnet"])  # 6 px patches enlarged to 48 px cells
+    figure = channel_grid(units, ["deconvnet"], labelled=True, layer="layer3")
+    side, block_width, top = 48, 3 * 48 + 2 * CELL_GAP, 3 * LINE + CELL_GAP
+    assert figure.shape == (top + 2 * (side + LINE) + CELL_GAP, bare.shape[1], 3)
+    for block, name in enumerate(["deconvnet", "patches"]):
+        left = block * (block_width + BLOCK_GAP)
+        np.testing.assert_array_equal(figure[:3 * LINE, left:left + block_width],
+                                      text([name, "layer3", "channel 7"], (3 * LINE, block_width)))
+        for i in range(4):
+            row, col = divmod(i, 3)
+            y, x = top + row * (side + LINE + CELL_GAP), left + col * (side + CELL_GAP)
+            bare_y = row * (side + CELL_GAP)
+            np.testing.assert_array_equal(figure[y:y + side, x:x + side],
+                                          bare[bare_y:bare_y + side, x:x + side])
+            np.testing.assert_array_equal(figure[y + side:y + side + LINE, x:x + side],
+                                          text([f"#{i + 1} {10.5 - i:.4g}"], (LINE, side)))
+
+
+def test_a_title_wider_than_its_block_widens_the_block():
+    units = [projection(0, (0, 0, 6, 6), 1.0)]
+    layer = "blocks.5.0.conv_pwl.a_rather_long_module_name"
+    figure = channel_grid(units, ["deconvnet"], labelled=True, layer=layer)
+    width = math.ceil(ImageFont.load_default().getlength(layer))
+    assert width > 48 and figure.shape[1] == 2 * width + BLOCK_GAP
 
 
 def test_one_channel_per_picture_and_an_empty_one_is_blank():
