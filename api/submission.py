@@ -12,12 +12,14 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, replace
+from urllib.parse import urlparse
 
 from kombu.exceptions import OperationalError
 
 from api.context import Services, services, tenant
 from api.ratelimit import check_queue_quota
 from api.requests import JobRequest
+from shared import webdataset
 from shared.annotations import AnnotationsSpec
 from shared.errors import (
     IdempotencyMismatchError,
@@ -97,22 +99,28 @@ def _check_annotations(svc: Services, annotations: AnnotationsSpec) -> None:
 
 
 def _check_dataset(svc: Services, req: JobRequest) -> None:
-    """The manifest or prefix (and annotations) must be readable by the tenant and exist;
+    """The data set (and its annotations) must be readable by the tenant and exist (its
+    manifest, a pattern's first shard or a `.parquet` file; something under a prefix);
     nothing else is read."""
     dataset = req.dataset
-    if dataset.manifest:
-        location = svc.locator.locate(dataset.manifest, tenant(), "dataset.manifest",
-                                      own_area=True)
+    uri, field = dataset.uri, dataset.field
+    single = bool(dataset.manifest or (dataset.webdataset and webdataset.is_pattern(uri))
+                  or (dataset.huggingface and urlparse(uri).path.endswith(".parquet")))
+    if single:
+        if dataset.webdataset:  # the whole pattern lies under the folder before its braces
+            svc.locator.prefix(webdataset.base_of(uri), tenant(), field)
+            uri = next(webdataset.expand(uri, field))
+        location = svc.locator.locate(uri, tenant(), field, own_area=True)
         if not location.storage.exists(location.key):
-            raise SpecError("dataset.manifest", f"no object at {dataset.manifest!r}")
+            raise SpecError(field, f"no object at {uri!r}")
     else:
-        location = svc.locator.prefix(dataset.prefix, tenant(), "dataset.prefix")
+        location = svc.locator.prefix(uri, tenant(), field)
         try:
             first = next(iter(location.storage.list(location.key)), None)
         except FileNotFoundError as e:  # a link out of its root
-            raise SpecError("dataset.prefix", str(e)) from None
+            raise SpecError(field, str(e)) from None
         if first is None:
-            raise SpecError("dataset.prefix", f"nothing under {dataset.prefix!r}")
+            raise SpecError(field, f"nothing under {uri!r}")
     if dataset.annotations is not None:
         _check_annotations(svc, dataset.annotations)
 

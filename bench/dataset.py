@@ -2,6 +2,7 @@
 item, and memory flat in the job's size.
 
     .venv/bin/python bench/dataset.py [--sizes 1000 10000] [--planner-lines 1000000]
+                                      [--formats prefix webdataset parquet] [--items 10000]
                                       [--json bench/results/dataset.json]
 
 For each size it writes that many seeded 64×64 PNGs in ten class folders under a data-set
@@ -14,6 +15,10 @@ Redis bytes per item once the job has finished (`MEMORY USAGE` of the job's keys
 RSS (VmHWM) of the API processes and of the worker's pool process. With `--planner-lines`, the
 planner alone streams a manifest of that many lines in a subprocess, and its peak RSS is
 reported against a manifest of 1,000 lines.
+
+With `--formats prefix webdataset parquet` (and `--sizes` left empty to skip the jobs above),
+the same images as each format on a counting S3 server (`bench/dataset_formats.py`): storage
+requests per item on the data set and the end-to-end rate against the engine, `--items` each.
 
 With `--audit-items 10000 100000` (and `--sizes` left empty to skip the jobs above), the audit
 phase alone (`bench/audit_phase.py`): a job of that many items of one predicted class, its
@@ -42,7 +47,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import audit_phase  # noqa: E402
+from bench import audit_phase, dataset_formats  # noqa: E402
 from devstack import (  # noqa: E402
     stack_env,
     start_api,
@@ -173,25 +178,6 @@ def run_job(n: int, tmp: Path, weights: Path, threads: int) -> dict:
             service.stop()
 
 
-PLANNER = """
-import json, resource, sys
-from shared.settings import Settings
-from worker.context import WorkerContext
-from worker.plans import plan_job
-from shared.jobs import NewJob
-from shared.specs import job_spec_from_json
-settings = Settings(redis_url=sys.argv[1], storage_url=sys.argv[2], dataset_roots=(sys.argv[3],),
-                    data_dir=sys.argv[4], builtin_models=False)
-ctx = WorkerContext.create(settings)
-spec = job_spec_from_json({"model": "m", "dataset": {"manifest": sys.argv[5]}})
-job = NewJob("p" * 32, "default", spec)
-pipe = ctx.redis.pipeline(); ctx.jobs.create(job, pipe); pipe.execute()
-plan_job(ctx, job.id)
-print(json.dumps({"total": ctx.jobs.get(job.id).total,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
-"""
-
-
 def planner_peak(lines: int, tmp: Path) -> dict:
     """The planner alone on a manifest of `lines` lines, in a fresh process."""
     root = tmp / f"manifest-{lines}"
@@ -200,12 +186,18 @@ def planner_peak(lines: int, tmp: Path) -> dict:
     with open(manifest, "w") as f:
         for i in range(lines):
             f.write(json.dumps({"uri": f"img/{i:08d}.png", "label": i % CLASSES}) + "\n")
-    redis = start_redis(tmp / f"planner-redis-{lines}")
+    return run_planner(tmp / f"planner-{lines}", root, {"manifest": manifest.as_uri()})
+
+
+def run_planner(work: Path, root: Path, dataset: dict) -> dict:
+    """`bench/planner.py` on `dataset` (under the data-set root `root`), with its own Redis
+    and storage under `work`: the items planned, the seconds, the peak RSS."""
+    redis = start_redis(work / "redis")
     try:
         start = time.perf_counter()
         out = subprocess.run(
-            [sys.executable, "-c", PLANNER, redis.url, (tmp / f"planner-{lines}").as_uri(),
-             root.as_uri(), str(tmp / f"planner-data-{lines}"), manifest.as_uri()],
+            [sys.executable, str(Path(__file__).with_name("planner.py")), redis.url,
+             str(work / "storage"), str(root), str(work / "data"), json.dumps(dataset)],
             check=True, capture_output=True, text=True, cwd=Path(__file__).parent.parent)
         result = json.loads(out.stdout.strip().splitlines()[-1])
         result["seconds"] = time.perf_counter() - start
@@ -246,6 +238,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="*", default=[1000, 10000])
     parser.add_argument("--planner-lines", type=int, default=0)
+    parser.add_argument("--formats", nargs="*", choices=dataset_formats.FORMATS, default=[],
+                        help="one job per format on the counting S3 server (--items images)")
+    parser.add_argument("--items", type=int, default=10000)
     parser.add_argument("--audit-items", type=int, nargs="*", default=[])
     parser.add_argument("--audit-checkout", type=Path, default=audit_phase.ROOT)
     parser.add_argument("--torch-threads", type=int, default=max(1, (os.cpu_count() or 2) - 1))
@@ -256,6 +251,9 @@ def main() -> None:
         weights = tmp / "w.safetensors"
         write_weights(weights)
         runs = [run_job(n, tmp, weights, args.torch_threads) for n in args.sizes]
+        formats = dataset_formats.run_formats(
+            args.formats, args.items, tmp, weights, args.torch_threads, SPEC, write_images,
+            engine_rate, CLASSES) if args.formats else []
         planner = [planner_peak(n, tmp) for n in sorted({1000, args.planner_lines} - {0})]
         audit = []
         for n in sorted(args.audit_items):
@@ -263,6 +261,8 @@ def main() -> None:
             print_audit(audit[-1:])
     if runs:
         print_runs(runs)
+    if formats:
+        dataset_formats.print_formats(formats)
     for p in planner:
         print(f"planner: {p['total']:>9} lines, peak RSS {p['peak_rss_mb']:.0f} MB, "
               f"{p['seconds']:.1f} s")
@@ -271,6 +271,7 @@ def main() -> None:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"runs": runs, "planner": planner, "audit": audit,
+                                         "formats": formats,
                                          "torch_threads": args.torch_threads}, indent=2))
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlparse
 
-from shared.storage import Storage, StorageError, check_key
+from shared.storage import Reader, Storage, StorageError, check_key
 
 
 class FileStorage(Storage):
@@ -56,12 +56,10 @@ class FileStorage(Storage):
     def put_stream(self, key: str, stream: BinaryIO, content_type: str | None = None) -> None:
         self._write(key, lambda f: shutil.copyfileobj(stream, f, 1 << 20))
 
-    def _read(self, key: str, start: int = 0, stop: int | None = None) -> bytes:
+    def _open(self, key: str) -> BinaryIO:
         path = self._path(key)
         try:
-            with open(path, "rb") as f:
-                f.seek(start)
-                return f.read() if stop is None else f.read(max(0, stop - start))
+            return open(path, "rb")  # noqa: SIM115 - the caller closes it
         except (IsADirectoryError, NotADirectoryError):
             raise FileNotFoundError(f"{key!r} is a folder, not a file") from None
         except PermissionError:
@@ -71,11 +69,33 @@ class FileStorage(Storage):
         except OSError as e:
             raise StorageError(f"cannot read {key!r} under {self.root}: {e}") from e
 
+    def _read(self, key: str, start: int = 0, stop: int | None = None) -> bytes:
+        with self._open(key) as f:
+            try:
+                f.seek(start)
+                return f.read() if stop is None else f.read(max(0, stop - start))
+            except IsADirectoryError:
+                raise FileNotFoundError(f"{key!r} is a folder, not a file") from None
+            except OSError as e:
+                raise StorageError(f"cannot read {key!r} under {self.root}: {e}") from e
+
     def get(self, key: str) -> bytes:
         return self._read(key)
 
     def get_range(self, key: str, start: int, stop: int) -> bytes:
         return self._read(key, start, stop)
+
+    def get_tail(self, key: str, length: int) -> tuple[bytes, int]:
+        with self._open(key) as f:
+            try:
+                size = f.seek(0, os.SEEK_END)
+                f.seek(max(0, size - length))
+                return f.read(), size
+            except OSError as e:
+                raise StorageError(f"cannot read {key!r} under {self.root}: {e}") from e
+
+    def reader(self, key: str) -> Reader:
+        return self._open(key)
 
     def exists(self, key: str) -> bool:
         try:

@@ -11,12 +11,15 @@ fetches a URL: only storage backends are read.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote, urlparse
 
-from shared.errors import SpecError
+from shared.errors import InputError, SpecError
 from shared.file_storage import FileStorage
 from shared.keys import tenant_prefix
+from shared.partreader import Heads, read_parts
+from shared.parts import Sample
 from shared.records import InputSource
 from shared.s3_storage import S3Storage
 from shared.settings import Settings, SettingsError
@@ -64,6 +67,7 @@ class Locator:
         self.settings = settings
         self.storage = storage
         self.roots = parse_roots(settings.dataset_roots)
+        self.heads = Heads()  # of the Parquet and Arrow files read here
 
     @functools.cache  # noqa: B019 - one Locator per process; a handful of roots
     def _root_storage(self, root: Root) -> Storage:
@@ -106,13 +110,39 @@ class Locator:
 
     def read(self, tenant: str, source: InputSource, uri: str | None = None,
              field: str = "uri") -> bytes:
-        """The bytes of an input (or of `uri`, e.g. its mask): an upload by its key, else
-        its URI located for `tenant`; `FileNotFoundError` or `SpecError` if it cannot be
-        read, `StorageError` if the backend fails."""
+        """The bytes of an input (or of `uri`, e.g. its mask): an upload by its key, a part of
+        a larger object, else its URI located for `tenant`; `FileNotFoundError` or
+        `InputError` if it cannot be read, `StorageError` if the backend fails."""
         if uri is None and source.key is not None:
             return self.storage.get(source.key)
+        if uri is None and source.part is not None:
+            (sample,) = self.read_parts(tenant, [source])
+            if isinstance(sample, str):
+                raise InputError(sample)
+            return sample.image
         location = self.locate(uri or source.uri or "", tenant, field)
         return location.storage.get(location.key)
+
+    def read_parts(self, tenant: str, sources: Sequence[InputSource]) -> list[Sample | str]:
+        """The samples of inputs kept inside larger objects, or why each cannot be had: each
+        object located for `tenant` as a data set is, and read with as few range reads as
+        its parts allow (`shared.partreader`)."""
+        out: list[Sample | str] = [""] * len(sources)
+        by_object: dict[str, list[int]] = {}
+        for i, source in enumerate(sources):
+            by_object.setdefault(source.part.object, []).append(i)
+        for uri, indices in by_object.items():
+            try:
+                location = self.locate(uri, tenant, "dataset", own_area=True)
+            except SpecError as e:
+                samples: list[Sample | str] = [e.message] * len(indices)
+            else:
+                samples = read_parts(location.storage, location.key,
+                                     [sources[i].part for i in indices],
+                                     [sources[i].name for i in indices], self.heads)
+            for i, sample in zip(indices, samples, strict=True):
+                out[i] = sample
+        return out
 
     def prefix(self, uri: str, tenant: str, field: str) -> Location:
         """A folder to list (a data-set prefix): its backend and key prefix ending in `/`."""

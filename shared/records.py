@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from shared.annotations import ImageObjects
+from shared.parts import Part
 from shared.status import ItemStatus
 
 OUTPUT_FILES = ("npy", "png", "overlay", "signed")
@@ -211,8 +212,9 @@ class ItemRecord:
 class InputSource:
     """Where a worker reads one input, and what the data set says about it.
 
-    `key` names an object in the configured storage; `uri` one under a data-set root. `name`
-    is what `/items` shows as the item's `input`.
+    `key` names an object in the configured storage; `uri` one under a data-set root; `part`
+    a sample or row inside a larger object (a WebDataset shard, a Parquet or Arrow file),
+    whose label and box are read with it. `name` is what `/items` shows as the item's `input`.
     """
 
     name: str
@@ -223,6 +225,7 @@ class InputSource:
     box: tuple[int, int, int, int] | None = None
     mask: str | None = None  # URI of a PNG the size of the image
     error: str | None = None  # a manifest line that could not be read fails its item
+    part: Part | None = None
     objects: ImageObjects | None = None  # what the data set's annotations say of the image
 
     def to_json(self) -> dict[str, Any]:
@@ -233,6 +236,8 @@ class InputSource:
                 out[name] = value
         if self.box is not None:
             out["box"] = list(self.box)
+        if self.part is not None:
+            out["part"] = self.part.to_json()
         if self.objects is not None:
             out["objects"] = self.objects.to_json()
         return out
@@ -243,5 +248,6 @@ class InputSource:
             name=raw["name"], key=raw.get("key"), uri=raw.get("uri"), id=raw.get("id"),
             label=raw.get("label"), box=tuple(raw["box"]) if raw.get("box") else None,
             mask=raw.get("mask"), error=raw.get("error"),
+            part=Part.from_json(raw["part"]) if raw.get("part") else None,
             objects=ImageObjects.from_json(raw["objects"]) if raw.get("objects") else None,
         )

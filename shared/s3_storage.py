@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import BinaryIO
 from urllib.parse import urlparse
 
-from shared.storage import Storage, StorageError, check_key
+from shared.storage import Reader, Storage, StorageError, check_key
 
 S3_CONNECT_TIMEOUT_S = 3
 S3_READ_TIMEOUT_S = 10
@@ -102,6 +102,22 @@ class S3Storage(Storage):
             return b""
         return response["Body"].read()
 
+    def get_tail(self, key: str, length: int) -> tuple[bytes, int]:
+        try:
+            response = self._call(key, self.client.get_object, Key=self._full(key),
+                                  Range=f"bytes=-{length}")
+        except StorageError as e:
+            if "InvalidRange" in str(e):  # an empty object has no last byte to range over
+                return b"", 0
+            raise
+        total = response.get("ContentRange", "").rpartition("/")[2]
+        data = response["Body"].read()
+        return data, int(total) if total.isdigit() else len(data)
+
+    def reader(self, key: str) -> Reader:
+        response = self._call(key, self.client.get_object, Key=self._full(key))
+        return _BodyReader(response["Body"], key)
+
     def exists(self, key: str) -> bool:
         try:
             self._call(key, self.client.head_object, Key=self._full(key))
@@ -171,3 +187,23 @@ class S3Storage(Storage):
             self._call("", lambda **kw: self._checker.head_bucket(**kw))
         except FileNotFoundError:
             raise StorageError(f"bucket {self.bucket!r} does not exist") from None
+
+
+class _BodyReader:
+    """An S3 object's streamed body, its read errors (a stalled or cut connection) made
+    `StorageError`s like those of every other call."""
+
+    def __init__(self, body, key: str) -> None:
+        self.body, self.key = body, key
+
+    def read(self, n: int) -> bytes:
+        from botocore.exceptions import BotoCoreError
+        from urllib3.exceptions import HTTPError
+
+        try:
+            return self.body.read(n)
+        except (BotoCoreError, HTTPError, OSError) as e:
+            raise StorageError(f"S3 read of {self.key!r} failed: {e}") from e
+
+    def close(self) -> None:
+        self.body.close()

@@ -15,7 +15,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from shared.settings import Settings
 
@@ -41,6 +41,14 @@ def check_key(key: str) -> str:
     return key
 
 
+class Reader(Protocol):
+    """What `Storage.reader` answers: `read(n)` gives at most `n` bytes, `b""` at the end."""
+
+    def read(self, n: int) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
 class Storage(ABC):
     """Where inputs, model artifacts and results live."""
 
@@ -59,6 +67,16 @@ class Storage(ABC):
     @abstractmethod
     def get_range(self, key: str, start: int, stop: int) -> bytes:
         """Bytes `start` to `stop` (exclusive) of one object."""
+
+    @abstractmethod
+    def get_tail(self, key: str, length: int) -> tuple[bytes, int]:
+        """The last `length` bytes of one object (all of it if shorter) and its size, in one
+        read: where a Parquet file's footer is."""
+
+    @abstractmethod
+    def reader(self, key: str) -> Reader:
+        """One object streamed from its start in a single read (one GET on S3), for a caller
+        that walks it once, holding a block at a time; close it when done."""
 
     @abstractmethod
     def delete(self, key: str) -> None:

@@ -1,4 +1,5 @@
-"""A gzip-compressed tar archive read one way only: plain files and folders, nothing else.
+"""A tar archive (gzip-compressed, or plain) read one way only: plain files and folders,
+nothing else.
 
 Python's `tarfile` reads an extended (pax) header or a GNU long name whole into memory,
 however long its header says it is, so a small upload could make it hold gigabytes; and it
@@ -6,6 +7,8 @@ unpacks links, devices and pipes as they come. This reader reads ustar headers i
 member data is streamed in chunks, a pax header or long name is read only up to a small
 bound, and a member that is a link, a device, a pipe or a sparse file is refused, naming it.
 After the end of the archive only zeros may follow (a few kilobytes of record padding).
+Each member says where its data starts in the (uncompressed) archive, so that a plain tar's
+member can be read again later by a range read.
 """
 
 from __future__ import annotations
@@ -27,31 +30,45 @@ _REFUSED = {b"1": "a hard link", b"2": "a symbolic link", b"3": "a character dev
 
 
 class NotPlainTar(ValueError):
-    """The archive is not a gzip-compressed tar, or not a plain one; the message says why."""
+    """The archive is not a tar (or not gzip-compressed where it must be), or not a plain
+    one; the message says why."""
 
 
 @dataclass(frozen=True)
 class TarMember:
-    """A member as the archive names it (pax and GNU long names applied) and its size."""
+    """A member as the archive names it (pax and GNU long names applied), its size, and the
+    offset of its data in the uncompressed archive."""
 
     name: str
     size: int
     is_dir: bool
+    offset: int = 0
 
 
 class _Reader:
-    """The decompressed stream, read exactly, with gzip's errors made `NotPlainTar`."""
+    """The archive's bytes (decompressed when `compressed`), read exactly, counted, with
+    gzip's errors made `NotPlainTar`."""
 
-    def __init__(self, stream: IO[bytes]) -> None:
-        self.gz = gzip.GzipFile(fileobj=stream, mode="rb")
+    def __init__(self, stream: IO[bytes], compressed: bool) -> None:
+        self.source = gzip.GzipFile(fileobj=stream, mode="rb") if compressed else stream
+        self.compressed = compressed
+        self.offset = 0
 
     def read(self, n: int, *, exact: bool = True) -> bytes:
         try:
-            data = self.gz.read(n)
+            data = self.source.read(n)
         except (OSError, EOFError, zlib.error) as e:
+            if not self.compressed:
+                raise
             raise NotPlainTar(f"not a gzip-compressed archive ({e})") from None
+        while not self.compressed and data and len(data) < n:  # a short read of a network stream
+            more = self.source.read(n - len(data))
+            if not more:
+                break
+            data += more
+        self.offset += len(data)
         if exact and len(data) != n:
-            raise NotPlainTar("truncated")
+            raise NotPlainTar(f"truncated at byte {self.offset}")
         return data
 
 
@@ -104,8 +121,8 @@ def _padded(size: int) -> int:
 class _Members:
     """Walks the headers; `data` streams the current member's bytes."""
 
-    def __init__(self, stream: IO[bytes]) -> None:
-        self.reader = _Reader(stream)
+    def __init__(self, stream: IO[bytes], compressed: bool) -> None:
+        self.reader = _Reader(stream, compressed)
         self._left = self._pad = 0
 
     def _header_data(self, size: int, what: str) -> bytes:
@@ -130,15 +147,16 @@ class _Members:
                 if pax or long_name is not None:
                     raise NotPlainTar("an extended header with no member after it")
                 if len(block) not in (0, BLOCK):
-                    raise NotPlainTar("truncated")
+                    raise NotPlainTar(f"truncated at byte {self.reader.offset}")
                 self._end()
                 return
+            at = self.reader.offset - len(block)
             if len(block) != BLOCK:
-                raise NotPlainTar("truncated")
+                raise NotPlainTar(f"truncated at byte {self.reader.offset}")
             if block[257:262] != b"ustar":
-                raise NotPlainTar("not a tar archive (no ustar header)")
+                raise NotPlainTar(f"not a tar archive (no ustar header at byte {at})")
             if not _checksum_ok(block):
-                raise NotPlainTar("a header whose checksum does not match")
+                raise NotPlainTar(f"a header whose checksum does not match at byte {at}")
             kind = block[156:157]
             size = _number(block[124:136], "size")
             name = block[:100].split(b"\0", 1)[0]
@@ -168,7 +186,8 @@ class _Members:
                 size = int(pax["size"])
             pax, long_name = {}, None
             self._left, self._pad = size, _padded(size)
-            yield TarMember(text.rstrip("/") if kind == _DIR else text, size, kind == _DIR)
+            yield TarMember(text.rstrip("/") if kind == _DIR else text, size, kind == _DIR,
+                            self.reader.offset)
             for _ in self.data():  # what the caller left unread
                 pass
 
@@ -182,9 +201,11 @@ class _Members:
         self._pad = 0
 
 
-def read_members(stream: IO[bytes]) -> Iterator[tuple[TarMember, Iterator[bytes]]]:
+def read_members(stream: IO[bytes], compressed: bool = True
+                 ) -> Iterator[tuple[TarMember, Iterator[bytes]]]:
     """Each member in order, with an iterator over its bytes; the caller reads them, or not,
-    before asking for the next member (its size is known first, so it can refuse it unread)."""
-    members = _Members(stream)
+    before asking for the next member (its size is known first, so it can refuse it unread).
+    `compressed`: a gzip-compressed archive (a bundle), else a plain tar (a data-set shard)."""
+    members = _Members(stream, compressed)
     for member in members:
         yield member, members.data()

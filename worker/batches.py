@@ -21,7 +21,7 @@ from shared.jobs import Job
 from shared.modelspec import ModelSpec
 from shared.records import InputSource
 from worker.context import WorkerContext
-from worker.inputs import Loaded, load_input
+from worker.inputs import Loaded, RunParts, load_input
 from worker.leases import LeaseKeeper
 from worker.retry import retrying
 
@@ -49,13 +49,15 @@ class BatchRun:
                  fail: Callable[[Loaded, str], None]) -> None:
         self.ctx, self.job, self.lease, self.keeper = ctx, job, lease, keeper
         self.model, self.sources, self.todo, self.fail = model, sources, todo, fail
+        self.parts = RunParts(ctx, job, model, {i: sources[i] for i in todo})
         self.stop = Stop(lease.stop)
         self._next: Future | None = None
 
     def _load(self, batch: list[int]) -> Future:
         ctx, budget = self.ctx, self.ctx.settings.retry_budget_s
         return ctx.loader.submit(lambda: [retrying(
-            lambda i=i: load_input(ctx, self.job.tenant, self.model, i, self.sources[i]),
+            lambda i=i: load_input(ctx, self.job.tenant, self.model, i, self.sources[i],
+                                   self.parts),
             budget, f"reading input {i}", self.keeper.lost.is_set) for i in batch])
 
     def _batches(self) -> tuple[list[list[int]], bool]:

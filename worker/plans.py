@@ -1,11 +1,15 @@
-"""Planning a data-set job: the manifest or the listing streamed into plan files and chunks.
+"""Planning a data-set job: the manifest, the listing, or the index of each WebDataset shard
+or Hugging Face file streamed into plan files and chunks.
 
-The API only checks that the manifest or prefix exists; this task reads it, one line or one
-key at a time, and writes the inputs of each chunk of `SALIENCY_DATASET_CHUNK_SIZE` items as
-one plan file (JSON lines), adding the chunk to the ledger as `planned`. Memory is one
-chunk's inputs, whatever the size of the data set. When planning ends the job's total is
-set and counted among the tenant's queued items, and its chunks become ready (once its model
-is); a data set past the tenant's quota (`SALIENCY_MAX_QUEUED_ITEMS`) fails the job instead.
+The API only checks that the data set exists; this task reads it, one line, one key or one
+shard's headers at a time, and writes the inputs of each run of `SALIENCY_DATASET_CHUNK_SIZE`
+items as one plan file (JSON lines), adding its chunks to the ledger as `planned`: one chunk
+per plan file, split where the inputs pass from one shard or file to the next, so that a
+chunk reads its inputs with one range read. Memory is one plan file's inputs (and one shard
+or file's header at a time), whatever the size of the data set. When planning ends the
+job's total is set and counted among the tenant's queued items, and its chunks become ready
+(once its model is); a data set past the tenant's quota (`SALIENCY_MAX_QUEUED_ITEMS`) fails
+the job instead.
 A planner that dies is started again by the reconciler, from scratch (plan files are
 overwritten, the ledger reset). A data set with `annotations` has them read into an index
 first (`worker.annotation_index`), and each item's plan line carries its image's objects.
@@ -16,10 +20,11 @@ from __future__ import annotations
 import json
 import logging
 import posixpath
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from urllib.parse import quote
+from urllib.parse import quote, urlparse
 
+from shared import hfdatasets, webdataset
 from shared.datasets import (
     DatasetSpec,
     folder_label,
@@ -59,17 +64,11 @@ def _manifest(ctx: WorkerContext, job: Job, spec: DatasetSpec) -> Iterator[Input
 
 def _listing(ctx: WorkerContext, job: Job, spec: DatasetSpec,
              skipped: list[int]) -> Iterator[InputSource]:
-    location = ctx.locator.prefix(spec.prefix, job.tenant, "dataset.prefix")
     classes: dict[str, int] = {}
-    root = spec.prefix.rstrip("/") + "/"
-    for key in location.storage.list(location.key):
-        if not is_image_key(key):
-            skipped[0] += 1
-            continue
-        rel = key[len(location.key):]
+    for rel, uri in _listed(ctx, job, spec.prefix, spec.field, is_image_key, skipped):
         label: int | str | None = None
         if spec.labels == "folder":
-            name = folder_label(key, location.key)
+            name = folder_label(rel, "")
             if name is not None:
                 label = spec.label_map.get(name, name) if spec.label_map else name
                 if isinstance(label, str) and label.isdecimal() and label.isascii():
@@ -78,9 +77,103 @@ def _listing(ctx: WorkerContext, job: Job, spec: DatasetSpec,
             # torchvision's ImageFolder: the class folders directly under the root, numbered
             # in sorted order; a key-ordered listing meets them in that order.
             label = classes.setdefault(rel.split("/", 1)[0], len(classes))
-        # file:// URIs are percent-decoded when read back (`shared.storage`): quote the key.
-        uri = root + (quote(rel) if root.startswith("file:") else rel)
         yield InputSource(name=uri, uri=uri, id=uri, label=label)
+
+
+def _webdataset(ctx: WorkerContext, job: Job, spec: DatasetSpec,
+                skipped: list[int]) -> Iterator[InputSource]:
+    """The samples of each shard the pattern names, or of each `.tar` under the prefix."""
+    field, label_field = spec.field, spec.label_field or webdataset.DEFAULT_LABEL_FIELD
+    base = webdataset.base_of(spec.webdataset)
+    if webdataset.is_pattern(spec.webdataset):
+        shards: Iterator[str] = webdataset.expand(spec.webdataset, field)
+    else:
+        shards = (uri for _, uri in _listed(ctx, job, spec.webdataset, field,
+                                            lambda key: key.endswith(".tar"), skipped))
+    count = 0
+    for uri in shards:
+        count += 1
+        location = ctx.locator.locate(uri, job.tenant, field, own_area=True)
+        yield from webdataset.index_shard(
+            lambda loc=location: loc.storage.reader(loc.key), uri,
+            webdataset.shard_id(uri, base), label_field)
+    if not count:
+        raise InputError(f"{field}: no .tar shards under {spec.webdataset!r}")
+
+
+def _huggingface(ctx: WorkerContext, job: Job, spec: DatasetSpec) -> Iterator[InputSource]:
+    """The rows of each Parquet or Arrow file of the split."""
+    field, uri = spec.field, spec.huggingface
+    if urlparse(uri).path.endswith(".parquet"):
+        location = ctx.locator.locate(uri, job.tenant, field, own_area=True)
+        root, key = posixpath.dirname(uri) + "/", location.key
+    else:
+        location = ctx.locator.prefix(uri, job.tenant, field)
+        root, key = uri.rstrip("/") + "/", location.key
+    fmt, files = hfdatasets.data_files(location.storage, key, spec.split, field)
+    image = spec.image_column or hfdatasets.DEFAULT_IMAGE
+    label = spec.label_column or hfdatasets.DEFAULT_LABEL
+    folder = key[:key.rfind("/") + 1]  # the prefix's key ends with "/"
+    count = 0
+    for file_key in files:
+        count += 1
+        rel = file_key[len(folder):]
+        file_uri = root + (quote(rel) if root.startswith("file:") else rel)
+        fid = rel.rpartition(".")[0]
+        if fmt == hfdatasets.PARQUET:
+            yield from hfdatasets.index_parquet(location.storage, file_key, file_uri, fid,
+                                                image, label, spec.label_column is not None)
+        else:
+            yield from hfdatasets.index_arrow(
+                lambda k=file_key: location.storage.reader(k), file_uri, fid, image, label,
+                spec.label_column is not None)
+    if not count:
+        split = spec.split or hfdatasets.DEFAULT_SPLIT
+        raise InputError(f"{field}: no files of split {split!r} under {uri!r}: neither Parquet "
+                         f"files named data/{split}-00000-of-00001.parquet (or {split}.parquet, "
+                         f"{split}/*.parquet) nor a save_to_disk folder (state.json)")
+
+
+def _listed(ctx: WorkerContext, job: Job, prefix: str, field: str,
+            wanted: Callable[[str], bool], skipped: list[int]) -> Iterator[tuple[str, str]]:
+    """(path under the prefix, URI) of each key under a prefix that is `wanted`; the others
+    are counted as skipped."""
+    location = ctx.locator.prefix(prefix, job.tenant, field)
+    root = prefix.rstrip("/") + "/"
+    for key in location.storage.list(location.key):
+        if not wanted(key):
+            skipped[0] += 1
+            continue
+        rel = key[len(location.key):]
+        # file:// URIs are percent-decoded when read back (`shared.storage`): quote the key.
+        yield rel, root + (quote(rel) if root.startswith("file:") else rel)
+
+
+def _sources(ctx: WorkerContext, job: Job, spec: DatasetSpec,
+             skipped: list[int]) -> Iterator[InputSource]:
+    if spec.manifest:
+        return _manifest(ctx, job, spec)
+    if spec.webdataset:
+        return _webdataset(ctx, job, spec, skipped)
+    if spec.huggingface:
+        return _huggingface(ctx, job, spec)
+    return _listing(ctx, job, spec, skipped)
+
+
+def _chunks(batch: list[InputSource], start: int) -> list[tuple[int, int]]:
+    """The chunks of a plan file: split where its inputs pass from one object (a shard, a
+    file) to another, so that a chunk's parts are read together. An input that is no part
+    (a sample that failed at planning) stays in the run it is in."""
+    ranges, first, current = [], 0, None
+    for i, source in enumerate(batch):
+        if source.part is None:
+            continue
+        if current is not None and source.part.object != current:
+            ranges.append((start + first, start + i))
+            first = i
+        current = source.part.object
+    ranges.append((start + first, start + len(batch)))
+    return ranges
 
 
 @contextmanager
@@ -109,7 +202,7 @@ def plan_job(ctx: WorkerContext, job_id: str) -> None:
     ctx.chunks.reset(job_id)
     ctx.jobs.begin_planning(job_id, size)
     skipped = [0]
-    sources = _manifest(ctx, job, spec) if spec.manifest else _listing(ctx, job, spec, skipped)
+    sources = _sources(ctx, job, spec, skipped)
     total, batch = 0, []
     over: str | None = None  # why planning stopped short: the quota, or the data set
 
@@ -119,7 +212,7 @@ def plan_job(ctx: WorkerContext, job_id: str) -> None:
                         b"".join(json.dumps(s.to_json()).encode() + b"\n" for s in batch),
                         "application/x-ndjson")
         pipe = ctx.redis.pipeline(transaction=True)
-        ctx.chunks.add(pipe, job_id, [(start, total)], ChunkStatus.PLANNED)
+        ctx.chunks.add(pipe, job_id, _chunks(batch, start), ChunkStatus.PLANNED)
         pipe.execute()
         batch.clear()
 

@@ -1,4 +1,6 @@
-"""`saliency audit`: audit a local ImageFolder tree with one data-set job.
+"""`saliency audit`: audit a local ImageFolder tree with one data-set job (or, with
+`run_dataset`, a data set the service reads where it is: WebDataset shards, a Hugging Face
+data set, a prefix or a manifest).
 
 1. List the folder's images (`class/name.jpg`, hidden files left out), and work out the
    label each will get (`saliency_client.labels`): folders the model has no class for are
@@ -181,6 +183,25 @@ def _labels(client: Client, files: list[tuple[str, Path]], model: str, labels: s
     return resolved
 
 
+def _job_spec(model: str, methods: Any, target: Any, seed: int | None, sanity: int | None,
+              dataset: Dataset) -> dict[str, Any]:
+    spec = {"model": model, "methods": methods, "target": target, "seed": seed,
+            "dataset": dataset.to_json()}
+    if sanity is not None:
+        spec["audit"] = {"sanity": {"sample": sanity}}
+    return spec
+
+
+def _follow(client: Client, state: AuditState, spec: dict[str, Any], out: Path,
+            timeout: float | None, progress: bool, uploaded: int, in_place: bool) -> Outcome:
+    """Submit (once), wait, and save the results and the report into `out`."""
+    job = submit_once(client, state, spec)
+    job.wait(timeout=timeout, progress=progress)
+    results = job.save_results(out / res.RESULTS_FILE)
+    report = job.save_report(out / res.REPORT_FILE)
+    return Outcome(job, results, report, uploaded, in_place)
+
+
 def annotation_uri(client: Client, where: str, option: str) -> str:
     """An annotations file's or prefix's URI: as given (`s3://`, `file://`), or a local
     path's `file://` URI when the service reads it in place. Annotations are never
@@ -226,13 +247,26 @@ def run(client: Client, folder: str | Path, out: str | Path, *, model: str,
     prefix, uploaded, in_place, state = place(client, folder, out, batch_size, progress,
                                               force_upload, files=files)
     dataset = Dataset(prefix=prefix, labels=labels, label_map=resolved,
-                      annotations=annotations).to_json()
-    spec = {"model": model, "methods": methods, "target": target, "seed": seed,
-            "dataset": dataset}
-    if sanity is not None:
-        spec["audit"] = {"sanity": {"sample": sanity}}
-    job = submit_once(client, state, spec)
-    job.wait(timeout=timeout, progress=progress)
-    results = job.save_results(out / res.RESULTS_FILE)
-    report = job.save_report(out / res.REPORT_FILE)
-    return Outcome(job, results, report, uploaded, in_place)
+                      annotations=annotations)
+    spec = _job_spec(model, methods, target, seed, sanity, dataset)
+    return _follow(client, state, spec, out, timeout, progress, uploaded, in_place)
+
+
+def run_dataset(client: Client, dataset: Dataset, out: str | Path, *, model: str,
+                methods: Any = None, label_map: dict[str, str] | None = None,
+                target: Any = None, seed: int | None = None, sanity: int | None = None,
+                timeout: float | None = None, progress: bool = True) -> Outcome:
+    """Audit a data set the service reads in place (`Dataset(webdataset=...)`,
+    `Dataset(huggingface=...)`, ...): nothing is uploaded; the same audit run again follows
+    the job it submitted. `label_map` maps label names to classes (indices or class names of
+    the model)."""
+    out = Path(out)
+    if label_map:
+        dataset = replace(dataset, label_map=lab.resolve_label_map(label_map,
+                                                                   client.model(model)))
+    out.mkdir(parents=True, exist_ok=True)
+    identity = {"url": client.base_url, "dataset": json.dumps(dataset.to_json(),
+                                                              sort_keys=True)}
+    state = AuditState(out, identity)
+    spec = _job_spec(model, methods, target, seed, sanity, dataset)
+    return _follow(client, state, spec, out, timeout, progress, 0, True)

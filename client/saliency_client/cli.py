@@ -24,7 +24,7 @@ from saliency_client import layers as layer_table
 from saliency_client import results as res
 from saliency_client import top_activations as top
 from saliency_client.client import Client, Job
-from saliency_client.datasets import LABEL_MODES, Annotations
+from saliency_client.datasets import LABEL_MODES, Annotations, Dataset
 from saliency_client.errors import ApiError, ConnectionFailed, JobFailed, WaitTimeout
 from saliency_client.labels import parse_label_map
 from saliency_client.progress import phase
@@ -178,6 +178,33 @@ def cmd_report(client: Client, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _in_place(args: argparse.Namespace) -> Dataset | None:
+    """The data set `--webdataset` or `--huggingface` names (None: a local folder)."""
+    if not (args.webdataset or args.huggingface):
+        for flag in ("label_field", "split", "image_column", "label_column"):
+            if getattr(args, flag) is not None:
+                raise ValueError(f"--{flag.replace('_', '-')} needs --webdataset or "
+                                 "--huggingface")
+        return None
+    if args.webdataset and args.huggingface:
+        raise ValueError("--webdataset and --huggingface: give one")
+    if args.labels is not None or args.upload:
+        raise ValueError("--labels and --upload are for a local folder")
+    if args.coco or args.voc or args.category_map or args.annotation_key or args.masks:
+        raise ValueError("--coco, --voc and their options are for a local folder (a WebDataset "
+                         "or Hugging Face data set gives its boxes and masks itself)")
+    if len(args.data) != 1:
+        raise ValueError(f"one data set URI, got {len(args.data)}: quote a brace pattern "
+                         "('s3://b/shards/{000..099}.tar') so that the shell leaves it whole")
+    (uri,) = args.data
+    if args.webdataset:
+        return Dataset(webdataset=uri, label_field=args.label_field)
+    if args.label_field is not None:
+        raise ValueError("--label-field is for --webdataset (--label-column for --huggingface)")
+    return Dataset(huggingface=uri, split=args.split, image_column=args.image_column,
+                   label_column=args.label_column)
+
+
 def audit_annotations(client: Client, args: argparse.Namespace) -> Annotations | None:
     """`saliency audit`'s `--coco`/`--voc` options as the data set's annotations."""
     if args.coco is None and args.voc is None:
@@ -196,12 +223,22 @@ def audit_annotations(client: Client, args: argparse.Namespace) -> Annotations |
 
 
 def cmd_audit(client: Client, args: argparse.Namespace) -> int:
-    outcome = audit.run(client, args.folder, args.out, model=args.model, methods=args.method,
-                        labels=args.labels, label_map=parse_label_map(args.label_map or ()),
-                        target=args.target, seed=args.seed, sanity=args.sanity,
-                        batch_size=args.batch_size, timeout=args.timeout,
-                        progress=not args.no_progress, force_upload=args.upload,
-                        annotations=audit_annotations(client, args))
+    label_map = parse_label_map(args.label_map or ())
+    dataset = _in_place(args)
+    if dataset is not None:
+        outcome = audit.run_dataset(
+            client, dataset, args.out, model=args.model, methods=args.method,
+            label_map=label_map, target=args.target, seed=args.seed, sanity=args.sanity,
+            timeout=args.timeout, progress=not args.no_progress)
+    elif len(args.data) != 1:
+        raise ValueError(f"one folder, got {len(args.data)}")
+    else:
+        outcome = audit.run(client, args.data[0], args.out, model=args.model,
+                            methods=args.method, labels=args.labels, label_map=label_map,
+                            target=args.target, seed=args.seed, sanity=args.sanity,
+                            batch_size=args.batch_size, timeout=args.timeout,
+                            progress=not args.no_progress, force_upload=args.upload,
+                            annotations=audit_annotations(client, args))
     job = outcome.job
     report = json.loads(outcome.report.read_text())
     page = client.page_url(job.id)
@@ -407,16 +444,28 @@ def build_parser() -> argparse.ArgumentParser:
             "warnings, suspects, clusters and trust checks (--json: all of it)")
     p.add_argument("id")
     _suspects(p)
-    p = add("audit", cmd_audit, "audit a local ImageFolder tree: one data-set job, read in place "
-            "when the service can, else uploaded (resumable); results into --out")
-    p.add_argument("folder", metavar="FOLDER", help="a folder of class folders of images")
+    p = add("audit", cmd_audit, "audit a local ImageFolder tree (one data-set job, read in place "
+            "when the service can, else uploaded; resumable), or WebDataset shards or a "
+            "Hugging Face data set where they are; results into --out")
+    p.add_argument("data", nargs="+", metavar="DATA", help="a folder of class folders of "
+                   "images; with --webdataset, a prefix or a quoted brace pattern of .tar "
+                   "shards; with --huggingface, a data set's folder or .parquet file")
+    p.add_argument("--webdataset", action="store_true", help="DATA is WebDataset shards")
+    p.add_argument("--label-field", help="--webdataset: the label member's extension, also "
+                   "the label's field in the json member (default cls)")
+    p.add_argument("--huggingface", action="store_true", help="DATA is a Hugging Face data "
+                   "set: Parquet files of --split, or a save_to_disk folder")
+    p.add_argument("--split", help="--huggingface: the split (default train)")
+    p.add_argument("--image-column", help="--huggingface: the image column (default image)")
+    p.add_argument("--label-column", help="--huggingface: the label column (default label)")
     _job_options(p)
     p.add_argument("--labels", choices=LABEL_MODES, help="label each image by its folder: its "
                    "name matched to the model's class names (folder), or the sorted folders "
                    "numbered as torchvision's ImageFolder does (folder-sorted); checked "
                    "against the model's classes before anything is uploaded")
     p.add_argument("--label-map", action="append", metavar="FOLDER=CLASS", help="the class of "
-                   "a folder, an index or a class name (repeatable; implies --labels folder)")
+                   "a folder (implies --labels folder) or of a label name of the data set, an "
+                   "index or a class name (repeatable)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--coco", metavar="FILE_URI", help="a COCO instances file with the "
                        "images' objects, for the box metrics: an s3:// or file:// URI the "

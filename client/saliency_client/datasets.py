@@ -2,6 +2,8 @@
 
     Dataset(prefix="s3://bucket/pets/", labels="folder-sorted")    # an ImageFolder tree
     Dataset(manifest="s3://bucket/pets/manifest.jsonl")             # one {"uri", ...} a line
+    Dataset(webdataset="s3://bucket/pets/shard-{000000..000099}.tar")  # WebDataset shards
+    Dataset(huggingface="s3://bucket/pets-hf/", split="validation")   # Parquet or save_to_disk
     Dataset(prefix="s3://bucket/coco/val2017/",                     # with objects to audit
             annotations=Annotations(coco="s3://bucket/coco/instances_val2017.json",
                                     category_map={"18": "dog"}))
@@ -25,6 +27,9 @@ ANNOTATION_KEYS = ("file_name", "id")
 ANNOTATION_OBJECTS = ("boxes", "masks")
 MAX_BATCH_BYTES = 16 * 1024 * 1024  # per upload request; a batch the API finds too large is split
 TOO_LARGE = 413
+
+
+FORMATS = ("manifest", "prefix", "webdataset", "huggingface")
 
 
 @dataclass(frozen=True)
@@ -64,27 +69,48 @@ class Annotations:
 
 @dataclass(frozen=True)
 class Dataset:
-    """A data set a job reads in place: a JSONL `manifest`, or every image under a `prefix`
-    (with `labels` from the parent folder's name, optionally through `label_map`); either
-    with `annotations` (an `Annotations`, or its JSON)."""
+    """A data set a job reads in place: a JSONL `manifest`; every image under a `prefix`
+    (with `labels` from the parent folder's name); WebDataset shards (`webdataset`: a prefix
+    or a brace pattern of `.tar` files, labels from each sample's `label_field` member or
+    JSON field); or a Hugging Face data set (`huggingface`: Parquet files of a `split`, or a
+    `save_to_disk` folder, with its `image_column` and `label_column`). `label_map` maps
+    label names to class indices (not for a manifest). A manifest or a prefix takes
+    `annotations` (an `Annotations`, or its JSON)."""
 
     manifest: str | None = None
     prefix: str | None = None
     labels: str | None = None
     label_map: dict[str, int] | None = None
+    webdataset: str | None = None
+    label_field: str | None = None
+    huggingface: str | None = None
+    split: str | None = None
+    image_column: str | None = None
+    label_column: str | None = None
     annotations: Annotations | dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        if (self.manifest is None) == (self.prefix is None):
-            raise ValueError("a data set is a manifest or a prefix (one of them)")
+        given = [name for name in FORMATS if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("a data set is a manifest, a prefix, webdataset shards or a "
+                             f"huggingface data set (one of them), got {given or 'none'}")
         if self.labels is not None and self.labels not in LABEL_MODES:
             raise ValueError(f"labels must be one of {list(LABEL_MODES)}, got {self.labels!r}")
+        allowed = {"manifest": {"annotations"}, "prefix": {"labels", "label_map", "annotations"},
+                   "webdataset": {"label_field", "label_map"},
+                   "huggingface": {"split", "image_column", "label_column", "label_map"}}
+        extra = [name for name in ("labels", "label_map", "label_field", "split",
+                                   "image_column", "label_column", "annotations")
+                 if getattr(self, name) is not None and name not in allowed[given[0]]]
+        if extra:
+            raise ValueError(f"a {given[0]} data set takes no {', '.join(extra)}")
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"manifest": self.manifest} if self.manifest is not None else {
-            "prefix": self.prefix}
-        if self.labels is not None:
-            out["labels"] = self.labels
+        out: dict[str, Any] = {}
+        for name in (*FORMATS, "labels", "label_field", "split", "image_column",
+                     "label_column"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
         if self.label_map is not None:
             out["label_map"] = dict(self.label_map)
         if self.annotations is not None:

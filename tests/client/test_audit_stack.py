@@ -81,6 +81,52 @@ def test_audit_reads_a_folder_the_service_can_reach_in_place(run, api_url, tiny_
     assert code == 0 and "kind: attribution" in stdout and "counts.items: 2" in stdout
 
 
+def test_audit_reads_webdataset_shards_and_a_hugging_face_data_set_where_they_are(
+        run, api_url, tiny_model, tmp_path):
+    import datasets
+    import webdataset as wds
+    from e2e.helpers import image_bytes
+
+    with Client(api_url) as client:
+        own_area = Path(urlsplit(client.roots().storage).path)
+    shards = own_area / "cli-wds"
+    shards.mkdir(parents=True)
+    with wds.ShardWriter(str(shards / "pets-%03d.tar"), maxcount=2, verbose=0) as sink:
+        for i in range(3):
+            sink.write({"__key__": f"k{i}", "png": image_bytes(40 + i), "cls": f"n{i}"})
+    pattern = shards.as_uri() + "/pets-{000..001}.tar"
+    audit = ("audit", pattern, "--webdataset", "--model", tiny_model, "--target", "label",
+             "--label-map", "n0=7", "--label-map", "n1=8", "--label-map", "n2=9",
+             "--out", str(tmp_path / "wds"), "--no-progress", "--json")
+    code, stdout, err = run(*audit)
+    assert code == 0, err
+    answer = json.loads(stdout)
+    assert answer["status"] == "succeeded" and answer["uploaded"] == 0
+    with Client(api_url) as client:
+        rows = client.job(answer["id"]).results()
+    code, stdout, _ = run("status", answer["id"], "--json")
+    assert json.loads(stdout)["dataset"] == {"webdataset": pattern, "label_map": {
+        "n0": 7, "n1": 8, "n2": 9}}
+    assert [(r["id"], r["label"]) for r in rows] == [("pets-000/k0", 7), ("pets-000/k1", 8),
+                                                     ("pets-001/k2", 9)]
+    code, stdout, err = run(*audit)  # again: the same job followed
+    assert code == 0 and "following job" in err and json.loads(stdout)["id"] == answer["id"]
+
+    features = datasets.Features({"image": datasets.Image(), "cat": datasets.Value("int64")})
+    hub = own_area / "cli-hub"
+    (hub / "data").mkdir(parents=True)
+    datasets.Dataset.from_dict({"image": [{"bytes": image_bytes(50), "path": None}],
+                                "cat": [4]}, features=features).to_parquet(
+        str(hub / "data" / "test-00000-of-00001.parquet"))
+    code, stdout, err = run("audit", hub.as_uri(), "--huggingface", "--split", "test",
+                            "--label-column", "cat", "--model", tiny_model, "--target",
+                            "label", "--out", str(tmp_path / "hub"), "--no-progress", "--json")
+    assert code == 0, err
+    with Client(api_url) as client:
+        (row,) = client.job(json.loads(stdout)["id"]).results()
+    assert (row["id"], row["label"]) == ("data/test-00000-of-00001/0", 4)
+
+
 def test_audit_with_coco_annotations_read_in_place(run, api_url, tiny_model, image_folder,
                                                    tmp_path):
     """`--coco` names a file the service reads where it is, `--category-map` its classes

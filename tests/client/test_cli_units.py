@@ -137,3 +137,29 @@ def test_a_wait_that_times_out_exits_6(monkeypatch, capsys, fake_api):
     monkeypatch.setattr(cli, "Client", functools.partial(Client, http=http))
     assert cli.main(["wait", "j", "--timeout", "0.2", "--no-progress"]) == cli.EXIT_TIMEOUT
     assert "not finished" in capsys.readouterr().err
+
+
+def test_audit_names_a_data_set_in_place_or_says_how(capsys, fast_client, tmp_path):
+    from saliency_client.datasets import Dataset
+
+    parser = cli.build_parser()
+    wds = parser.parse_args(["audit", "s3://b/s-{000..099}.tar", "--webdataset",
+                             "--label-field", "json_label", "--model", "m", "--out", "o"])
+    assert cli._in_place(wds) == Dataset(webdataset="s3://b/s-{000..099}.tar",
+                                         label_field="json_label")
+    hf = parser.parse_args(["audit", "s3://b/hf/", "--huggingface", "--split", "validation",
+                            "--image-column", "img", "--model", "m", "--out", "o"])
+    assert cli._in_place(hf).to_json() == {"huggingface": "s3://b/hf/", "split": "validation",
+                                           "image_column": "img"}
+    base = ["--url", "http://127.0.0.1:9", "audit", "--model", "m", "--out", str(tmp_path / "o")]
+    for extra, says in (
+            (["s3://b/s-000.tar", "s3://b/s-001.tar", "--webdataset"],
+             "quote a brace pattern"),
+            (["s3://b/hf/", "--split", "test"], "--split needs --webdataset or --huggingface"),
+            (["s3://b/hf/", "--huggingface", "--webdataset"], "give one"),
+            (["s3://b/hf/", "--huggingface", "--labels", "folder"], "for a local folder"),
+            (["s3://b/s.tar", "--webdataset", "--coco", "s3://b/i.json"], "for a local folder"),
+            (["s3://b/hf/", "--huggingface", "--label-field", "cls"], "--label-column")):
+        code = cli.main([*base, *extra])
+        assert code == cli.EXIT_USAGE and says in capsys.readouterr().err, extra
+    assert not (tmp_path / "o").exists()

@@ -112,6 +112,23 @@ def test_build_submit_a_dataset():
         Dataset(prefix="s3://b/p/", labels="by-folder")
 
 
+def test_datasets_in_place_as_the_api_takes_them():
+    wds = Dataset(webdataset="s3://b/pets/shard-{000000..000099}.tar", label_field="species",
+                  label_map={"tabby": 281})
+    assert wds.to_json() == {"webdataset": "s3://b/pets/shard-{000000..000099}.tar",
+                             "label_field": "species", "label_map": {"tabby": 281}}
+    hf = Dataset(huggingface="s3://b/pets-hf/", split="validation", label_column="breed")
+    assert build_submit(None, {"model": "m"}, hf)[0]["dataset"] == {
+        "huggingface": "s3://b/pets-hf/", "split": "validation", "label_column": "breed"}
+    for wrong, says in (({"webdataset": "s3://b/s.tar", "huggingface": "s3://b/h"}, "one of"),
+                        ({"huggingface": "s3://b/h", "label_field": "cls"}, "no label_field"),
+                        ({"webdataset": "s3://b/s.tar", "labels": "folder"}, "no labels"),
+                        ({"manifest": "s3://b/m.jsonl", "label_map": {"a": 1}},
+                         "no label_map")):
+        with pytest.raises(ValueError, match=says):
+            Dataset(**wrong)
+
+
 def test_a_dataset_with_annotations():
     from saliency_client import Annotations
 

@@ -1,4 +1,5 @@
-"""Every code block of README.md and client/README.md, run as written against a real stack.
+"""Every code block of README.md, client/README.md and docs/datasets.md, run as written
+against a real stack.
 
 Each fenced block carries a mark on the line before its fence, an HTML comment that GitHub
 does not show:
@@ -38,7 +39,7 @@ from stacks import Devstack
 
 from devstack import ROOT, free_port
 
-READMES = ("README.md", "client/README.md")
+READMES = ("README.md", "client/README.md", "docs/datasets.md")
 MARK = re.compile(r"<!-- (run|slow|not-here:\s*(.*?)) -->")
 FENCE = re.compile(r" {0,3}(```+|~~~+)\s*([\w+-]*)")
 LIST_ITEM = re.compile(r"\s*([-*+]|\d+[.)])\s")

@@ -146,3 +146,8 @@ def put_in_dataset_root(stack, rel: str, data: bytes) -> str:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
     return dataset_uri(stack, rel)
+
+
+def norm_error(got: np.ndarray, want: np.ndarray) -> float:
+    """‖got − want‖ / ‖want‖: the service's tolerance on maps."""
+    return float(np.linalg.norm(got - want) / max(np.linalg.norm(want), 1e-30))

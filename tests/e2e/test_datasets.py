@@ -19,6 +19,7 @@ from e2e.helpers import (
     counts,
     download,
     image_bytes,
+    norm_error,
     npy_bytes,
     own_class_gradients,
     side_effects,
@@ -29,10 +30,6 @@ from e2e.helpers import dataset_uri as _uri
 from e2e.helpers import put_in_dataset_root as _put
 
 CLASSES = ("cat", "dog")
-
-
-def _norm_error(got: np.ndarray, want: np.ndarray) -> float:
-    return float(np.linalg.norm(got - want) / max(np.linalg.norm(want), 1e-30))
 
 
 def _reference(model, images: list[bytes], targets: list[int | None]):
@@ -85,7 +82,7 @@ def test_a_manifest_job_with_labels_boxes_and_a_bad_line(stack, stack_model, ali
         assert item["label_score"] == pytest.approx(float(want.probs[item["label"]]), rel=1e-4)
         got = np.load(io.BytesIO(download(alice, stack, out["npy"])))
         assert got.dtype == np.float32 and got.shape == want.maps[0].values.shape
-        assert _norm_error(got, want.maps[0].values) <= tolerance
+        assert norm_error(got, want.maps[0].values) <= tolerance
         for kind in ("png", "overlay"):
             assert Image.open(io.BytesIO(download(alice, stack, out[kind]))).size == (32, 32)
 

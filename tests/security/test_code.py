@@ -92,3 +92,23 @@ def test_no_code_of_the_service_unpickles():
             found += unsafe_calls(path.read_text(encoding="utf-8"),
                                   str(Path(path).relative_to(ROOT)))
     assert found == []
+
+
+# Libraries that decode a data set by running what is in it: webdataset's decoders unpickle
+# `.pyd`/`.pickle`/`.pth` members; `datasets` can run a data set's loading script. The
+# service reads tar headers and Arrow/Parquet files itself (shared/webdataset.py,
+# shared/hfdatasets.py); the tests write data sets with these libraries.
+RUNNING_DECODERS = {"webdataset", "wids", "datasets"}
+
+
+def test_no_code_of_the_service_imports_a_library_that_runs_a_data_set():
+    found = []
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+            for node in ast.walk(tree):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                         [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                found += [f"{path.relative_to(ROOT)}:{node.lineno}: {name}" for name in names
+                          if name.split(".")[0] in RUNNING_DECODERS]
+    assert found == []

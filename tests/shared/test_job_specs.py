@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+
 import pytest
 
 from shared.datasets import parse_dataset, parse_inline_inputs, parse_manifest_line
@@ -107,11 +110,45 @@ def test_too_many_inline_inputs_is_413():
     ({"prefix": "s3://b"}, "dataset.prefix"), ({"prefix": "s3://b/"}, "dataset.prefix"),
     ({"prefix": "s3://b/p", "labels": "colour"}, "dataset.labels"),
     ({"prefix": "s3://b/p", "label_map": {"a": 1}}, "dataset.label_map"),
+    ({"webdataset": "s3://b/s-{0..9}.tar", "huggingface": "s3://b/hf"}, "dataset"),
+    ({"webdataset": "s3://b/s-{0..9}.tar", "split": "train"}, "dataset.split"),
+    ({"webdataset": "s3://b/s-{000000..099999}.tar", "labels": "folder"}, "dataset.labels"),
+    ({"webdataset": "s3://b/s-{000000..100000}.tar"}, "dataset.webdataset"),
+    ({"webdataset": "s3://b/{0..999}/s-{0..999}.tar"}, "dataset.webdataset"),
+    ({"webdataset": "s3://b/s-{0..9.tar"}, "dataset.webdataset"),
+    ({"webdataset": "s3://b/s-{a}.tar"}, "dataset.webdataset"),
+    ({"webdataset": "s3://b/{a,../x}.tar"}, "dataset.webdataset"),
+    ({"webdataset": "s3://b"}, "dataset.webdataset"),
+    ({"webdataset": "s3://b/s.tar", "label_field": "json"}, "dataset.label_field"),
+    ({"webdataset": "s3://b/s.tar", "label_field": ""}, "dataset.label_field"),
+    ({"webdataset": "s3://b/s.tar", "label_map": ["cat"]}, "dataset.label_map"),
+    ({"huggingface": "s3://b/hf", "split": "../x"}, "dataset.split"),
+    ({"huggingface": "s3://b/hf", "image_column": ""}, "dataset.image_column"),
+    ({"huggingface": "s3://b/hf", "label_column": 3}, "dataset.label_column"),
+    ({"huggingface": "s3://b/hf", "label_field": "cls"}, "dataset.label_field"),
+    ({"huggingface": 7}, "dataset.huggingface"),
+    ({"webdataset": "s3://b/s.tar", "annotations": {"coco": "s3://b/i.json"}},
+     "dataset.annotations"),
+    ({"huggingface": "s3://b/hf", "annotations": {"voc": "s3://b/A/"}}, "dataset.annotations"),
 ])
 def test_dataset_errors_name_the_field(raw, field):
     with pytest.raises(SpecError) as info:
         parse_dataset(raw)
     assert info.value.field == field
+
+
+def test_container_data_sets_echo_what_was_given():
+    wds = {"webdataset": "s3://b/pets/shard-{000000..000099}.tar", "label_field": "cls",
+           "label_map": {"cat": 3}}
+    hf = {"huggingface": "s3://b/hf", "split": "validation", "image_column": "img",
+          "label_column": "fine_label"}
+    for raw in (wds, hf, {"webdataset": "s3://b/pets/"}, {"huggingface": "s3://b/hf"},
+                {"prefix": "s3://b/p", "labels": "folder", "label_map": {"a": 1}}):
+        assert parse_dataset(raw).to_json() == raw
+        spec = replace(parse_job_spec({"model": "m"}), dataset=parse_dataset(raw))
+        assert job_spec_from_json(json.loads(json.dumps(spec.to_json()))).dataset == spec.dataset
+    assert parse_dataset(wds).field == "dataset.webdataset"
+    assert parse_dataset(hf).field == "dataset.huggingface"
 
 
 @pytest.mark.parametrize("index", [10, 11, 10**12])

@@ -46,6 +46,25 @@ def test_a_missing_object_is_file_not_found(storage):
         storage.get("nothing/here.png")
 
 
+def test_ranges_tails_and_streams_read_what_they_name(storage):
+    data = bytes(range(256)) * 40
+    storage.put("big.bin", data)
+    storage.put("empty.bin", b"")
+    assert storage.get_range("big.bin", 100, 3000) == data[100:3000]
+    assert storage.get_tail("big.bin", 1000) == (data[-1000:], len(data))
+    assert storage.get_tail("big.bin", 1 << 20) == (data, len(data))
+    assert storage.get_tail("empty.bin", 10) == (b"", 0)
+    reader = storage.reader("big.bin")
+    try:
+        blocks = iter(lambda: reader.read(777), b"")
+        assert b"".join(blocks) == data
+    finally:
+        reader.close()
+    for read in (lambda: storage.get_tail("none.bin", 8), lambda: storage.reader("none.bin")):
+        with pytest.raises(FileNotFoundError):
+            read()
+
+
 def test_uris_round_trip_and_foreign_uris_are_refused(storage):
     assert storage.key_for_uri(storage.uri("x/y.png")) == "x/y.png"
     for foreign in ("s3://other-bucket/x.png", "file:///etc/passwd", "http://example.com/x.png"):

@@ -171,3 +171,44 @@ def test_record_padding_after_the_end_is_accepted():
 def test_what_is_not_a_gzip_stream_is_refused(data):
     with pytest.raises(NotPlainTar):
         contents(data)
+
+
+class _Trickle(io.RawIOBase):
+    """A stream that answers at most 100 bytes a read, as a network stream may."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        n = min(n if n >= 0 else len(self.data), 100)
+        out = self.data[self.pos:self.pos + n]
+        self.pos += len(out)
+        return out
+
+
+@pytest.mark.parametrize("fmt", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT])
+def test_a_plain_tar_reads_with_the_offset_of_each_members_data(fmt):
+    """Uncompressed (a WebDataset shard): each member's offset is where its bytes are, so a
+    range read finds them again; a stream that answers in short reads reads the same."""
+    raw = gzip.decompress(tgz(FILES, fmt))
+    for stream in (io.BytesIO(raw), _Trickle(raw)):
+        found = {}
+        for member, chunks in read_members(stream, compressed=False):
+            found[member.name] = b"".join(chunks)
+            assert raw[member.offset:member.offset + member.size] == found[member.name]
+        assert found == dict(FILES)
+
+
+def test_a_plain_tar_says_where_it_is_damaged():
+    raw = _raw_tar([("a.png", b"x" * 600), ("b.png", b"y")])
+    with pytest.raises(NotPlainTar, match="truncated at byte 1000"):
+        contents_plain(raw[:1000])
+    with pytest.raises(NotPlainTar, match="no ustar header at byte 1536"):
+        contents_plain(raw[:1536] + b"garbage!" * 64 + raw[2048:])
+
+
+def contents_plain(data: bytes) -> dict[str, bytes]:
+    return {m.name: b"".join(chunks) for m, chunks in read_members(io.BytesIO(data), False)}

@@ -57,6 +57,18 @@ class _Audit:
         self.builder = ReportBuilder(input_size=side,
                                      class_names=model.class_names if model else None)
         self.samples: dict[int, list[dict[str, Any]]] = {}
+        self.parts = None  # worker.inputs.RunParts: the suspects' inputs, read together
+
+    def prefetch(self, indices: list[int]) -> None:
+        """Have the inputs of items `indices` (the suspects to draw) read together when the
+        first is drawn: those kept in one shard or file are one range read where they lie
+        close, not a read each."""
+        from worker.inputs import RunParts
+        from worker.refs import ref_source
+
+        if self.model is not None and indices:
+            self.parts = RunParts(self.ctx, self.job, self.model, {
+                i: ref_source(self.ctx, self.job, InputRef("item", i)) for i in indices})
 
     def add(self, row: dict[str, Any]) -> None:
         self.builder.add(row)
@@ -119,7 +131,7 @@ class _Audit:
         if out is None:
             raise LookupError(f"item {index}: no output {position}")
         loaded = load_input(self.ctx, self.job.tenant, self.model, index,
-                            ref_source(self.ctx, self.job, InputRef("item", index)))
+                            ref_source(self.ctx, self.job, InputRef("item", index)), self.parts)
         values = _map(self.ctx, out)
         if loaded.error is not None or values is None:
             raise LookupError(f"item {index}: no picture or map to draw")
@@ -186,7 +198,11 @@ def attribution_report(f: Finalizing, model: ModelSpec | None) -> Iterator[str]:
         if (result := json.loads(f.done[step])) is not None:
             dependence[position] = result
     data, pictures, suspects = audit.build(dependence)
-    for name in sorted(pictures):
+    audit.prefetch(sorted({suspects[name][0] for name in pictures
+                           if name in suspects and not f.has(f"picture:{name}")}))
+    # Suspects in the order of their inputs, which are read together in that order a slice at
+    # a time (`worker.inputs.RunParts`): in rank order a slice would be read again and again.
+    for name in sorted(pictures, key=lambda n: (suspects.get(n, (-1, 0)), n)):
         step = f"picture:{name}"
         if f.has(step):
             continue
