@@ -99,7 +99,7 @@ class GuidedGradCam(GradCam):
     def compute(self, call: Call, params: Params, position: int) -> Maps:
         assert call.shared is not None
         rule = GUIDED.rule(params)
-        warnings = [rule.gated_warning(self.name)] if params["rule"] == GATED_RULE else []
+        warnings = rule.gated_warnings(self.name, call) if params["rule"] == GATED_RULE else []
         maps: Maps = [{} for _ in call.selections]
         for rank, found in enumerate(self.cams(call, params)):
             guided = call.shared.input_grads(rule, rank)
