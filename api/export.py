@@ -85,7 +85,7 @@ class FiftyOneExport:
     def __init__(self, job: Job, images: bool) -> None:
         svc = services()
         self.job, self.images, self.svc = job, images, svc
-        self.reduce = job.spec.get("reduce", "max_abs")
+        self.reduce = job.spec.work.reduce
         report = json.loads(svc.storage.get(JobKeys(job.tenant, job.id).report))
         try:
             model = svc.models.for_job(job).spec
@@ -126,8 +126,9 @@ class FiftyOneExport:
     def _dataset(self) -> dict:
         spec = self.job.spec
         info = {"saliency": {
-            "job": self.job.id, "model": spec.get("model"), "methods": spec.get("methods"),
-            "target": spec.get("target"), "reduce": self.reduce,
+            "job": self.job.id, "model": spec.model,
+            "methods": [m.to_json() for m in spec.work.methods],
+            "target": spec.work.target.to_json(), "reduce": self.reduce,
             "heatmaps": "16-bit PNG of the channel-reduced map: value = pixel / 65535 * "
                         "value_range[1]; the raw map is the .npy beside it"}}
         name = f"saliency-{self.job.id}"

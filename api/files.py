@@ -92,7 +92,7 @@ def map_file(job_id: str, name: str):
         buf = io.BytesIO()
         np.save(buf, values)
         return _file(buf.getvalue(), name)
-    drawing = Rendering.of(job.spec, output.params, output.grid)
+    drawing = Rendering.of(job.spec.work, output.params, output.grid)
     photo = _input_picture(job, record.input, values.shape[-1]) if drawing.needs_photo(
         wanted.kind) else None
     data, _ = drawing.draw(wanted.kind, values, photo)

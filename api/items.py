@@ -19,6 +19,7 @@ from shared.itemrecords import segment_of, segment_rows
 from shared.jobs import Job
 from shared.keys import JobKeys, MapName
 from shared.records import OUTPUT_FILES, VISUALIZE_FILES, InputSource, ItemRecord, OutputRecord
+from shared.specs import AttributionSpec
 from shared.status import ItemStatus, JobStatus
 
 # Rows files never change (their key has the writer's token): cache the last few read.
@@ -95,7 +96,8 @@ def item_json(job: Job, index: int, source: InputSource | None,
         return out
     if job.status in (JobStatus.CANCELLED, JobStatus.FAILED):
         record = record.ended_unfinished()
-    kinds = tuple(job.spec.get("outputs", OUTPUT_FILES))
+    work = job.spec.work
+    kinds = work.outputs if isinstance(work, AttributionSpec) else OUTPUT_FILES
     out = {
         "index": index, "input": record.input, "status": record.status.value,
         "error": record.error,
@@ -147,9 +149,7 @@ def page(job: Job, start: int, stop: int) -> list[dict[str, Any]]:
 
 def _visualize_objectives(job: Job, start: int, stop: int) -> list[str]:
     """Each item's objective, as `/items` names a visualization's input."""
-    from shared.specs import job_spec_from_json
-
-    items = job_spec_from_json(job.spec).work.items()[start:stop]
+    items = job.spec.work.items()[start:stop]
     return [json.dumps(item.objective.to_json()) for item in items]
 
 

@@ -11,8 +11,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from api.context import Services, services
-from shared.jobs import LATENCY_BUCKETS_S
-from shared.redisio import LATENCY, STATS
+from shared.jobschema import ITEMS_DONE, ITEMS_FAILED, LATENCY, STATS, jobs_stat
+from shared.jobstore import LATENCY_BUCKETS_S
 from shared.status import JobStatus
 from shared.taskqueue import queue_depth
 
@@ -32,12 +32,12 @@ class StoreCollector:
         counters, latency = pipe.execute()
         jobs = GaugeMetricFamily("saliency_jobs", "Jobs by status.", labels=["status"])
         for status in JobStatus:
-            jobs.add_metric([status.value], int(counters.get("jobs:" + status.value, 0)))
+            jobs.add_metric([status.value], int(counters.get(jobs_stat(status), 0)))
         yield jobs
         yield CounterMetricFamily("saliency_items_done", "Items attributed successfully.",
-                                  value=int(counters.get("items_done", 0)))
+                                  value=int(counters.get(ITEMS_DONE, 0)))
         yield CounterMetricFamily("saliency_items_failed", "Items that failed.",
-                                  value=int(counters.get("items_failed", 0)))
+                                  value=int(counters.get(ITEMS_FAILED, 0)))
         yield GaugeMetricFamily("saliency_queue_depth", "Chunks and tasks waiting, in every "
                                 "queue (Celery's and the tenants' ready lists).",
                                 value=queue_depth(self.svc.redis, self.svc.fair))

@@ -14,7 +14,8 @@ from flask import Flask, g, request
 
 from api.context import services
 from shared.errors import RateLimitedError, TooLargeError
-from shared.redisio import TRANSIENT, now_ms, tenant_key
+from shared.jobschema import rate_key
+from shared.redisio import TRANSIENT, now_ms
 
 # KEYS: bucket; ARGV: rate per s, burst, now ms, cost. Returns {allowed, wait ms}.
 _TAKE = """
@@ -43,7 +44,7 @@ def check_queue_quota(tenant: str, items: int | None) -> None:
             f"quota: this job's {items} items exceed the limit of {limit} queued items per "
             "tenant (SALIENCY_MAX_QUEUED_ITEMS): it can never run; split it into jobs of at "
             f"most {limit} items")
-    queued = int(svc.redis.get(tenant_key(tenant, "queued")) or 0)
+    queued = svc.jobs.queued(tenant)
     if queued + (items or 1) > limit:
         what = "a data set's items" if items is None else f"this job's {items}"
         raise RateLimitedError(
@@ -68,7 +69,7 @@ def init_app(app: Flask) -> None:
         else:
             kind, rate, burst = "submit", settings.rate_submit, settings.rate_submit_burst
         try:
-            allowed, wait_ms = take(keys=[tenant_key(g.tenant, f"rate:{kind}")],
+            allowed, wait_ms = take(keys=[rate_key(g.tenant, kind)],
                                     args=[rate, burst, now_ms(), 1])
         except TRANSIENT:
             return  # Redis is down: the view answers 503 if it needs Redis; probes do not

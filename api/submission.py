@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from kombu.exceptions import OperationalError
 
@@ -29,6 +29,7 @@ from shared.errors import (
 from shared.idempotency import IdempotencyKeys
 from shared.images import npy_shape
 from shared.jobs import NewJob
+from shared.jobschema import ChunkStatus
 from shared.keys import JobKeys
 from shared.modelstore import ModelPin, ModelRecord, ModelStatus
 from shared.records import InputSource
@@ -140,7 +141,9 @@ def _check_inputs(spec: JobSpec, model: ModelRecord, req: JobRequest) -> None:
 def submit(req: JobRequest, idempotency_key: str | None) -> Accepted:
     """Validate, store and start a job; see the module's docstring."""
     svc = services()
-    spec = parse_job_spec(req.spec, parse_notify=lambda raw: parse_notify(raw, svc.settings))
+    spec = replace(parse_job_spec(req.spec,
+                                  parse_notify=lambda raw: parse_notify(raw, svc.settings)),
+                   dataset=req.dataset)
     record = _model(svc, spec)
     KIND_SPECS[spec.kind].check(spec.work, record.spec, record.layer_shapes, svc.settings)
     _check_inputs(spec, record, req)
@@ -172,7 +175,6 @@ def submit(req: JobRequest, idempotency_key: str | None) -> Accepted:
             return Accepted(held[0], job.status.value if job else JobStatus.QUEUED.value)
     keys = JobKeys(tenant(), job_id)
     stored: list[str] = []
-    echo = spec.to_json()
     try:
         sources = list(inline)
         for i, upload in enumerate(req.uploads):
@@ -183,20 +185,16 @@ def submit(req: JobRequest, idempotency_key: str | None) -> Accepted:
         for name, upload in (req.named or {}).items():
             svc.storage.put(keys.ref(name), upload.data)
             stored.append(keys.ref(name))
-        if req.dataset:
-            echo["dataset"] = req.dataset.to_json()
         total, steps = len(sources), None
         ranges = chunk_ranges(len(sources), svc.settings.chunk_size)
         if work is not None:  # items are objective × start, a chunk one batch
             total, steps = len(work.items()), work.total_steps
             ranges = [(b[0].index, b[-1].index + 1) for b in work.batches()]
-        new = NewJob(id=job_id, tenant=tenant(), kind=spec.kind, spec=echo,
-                     layout="shards" if req.dataset else "items", inputs=tuple(sources),
-                     planning=bool(req.dataset), retention_s=spec.retention_s, total=total,
+        new = NewJob(id=job_id, tenant=tenant(), spec=spec, inputs=tuple(sources), total=total,
                      steps=steps, model_pin=ModelPin.of(tenant(), record))
         pipe = svc.redis.pipeline(transaction=True)
         svc.jobs.create(new, pipe)
-        svc.chunks.add(pipe, job_id, ranges, "planned")
+        svc.chunks.add(pipe, job_id, ranges, ChunkStatus.PLANNED)
         pipe.execute()
     except BaseException:
         for key in stored:

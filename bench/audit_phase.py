@@ -145,6 +145,7 @@ def build_job(n: int, tmp: Path, redis_url: str, weights: Path, spec: dict) -> t
     from shared.modelspec import parse_model_spec
     from shared.registry import register_model
     from shared.settings import Settings
+    from shared.specs import job_spec_from_json
     from worker import runner
     from worker.context import WorkerContext
     from worker.engines import validate_model
@@ -169,8 +170,7 @@ def build_job(n: int, tmp: Path, redis_url: str, weights: Path, spec: dict) -> t
     body = {"kind": "attribution", "model": spec["name"], "methods": ["gradient"],
             "dataset": {"manifest": (root / "manifest.jsonl").as_uri()}, "seed": 0}
     pipe = ctx.redis.pipeline(transaction=True)
-    ctx.jobs.create(NewJob(job_id, "default", "attribution", body, layout="shards",
-                           planning=True), pipe)
+    ctx.jobs.create(NewJob(job_id, "default", job_spec_from_json(body)), pipe)
     pipe.execute()
     runner.plan(ctx, job_id)
     assert ctx.jobs.get(job_id).total == n, ctx.jobs.get(job_id)

@@ -179,11 +179,12 @@ from shared.settings import Settings
 from worker.context import WorkerContext
 from worker.plans import plan_job
 from shared.jobs import NewJob
+from shared.specs import job_spec_from_json
 settings = Settings(redis_url=sys.argv[1], storage_url=sys.argv[2], dataset_roots=(sys.argv[3],),
                     data_dir=sys.argv[4], builtin_models=False)
 ctx = WorkerContext.create(settings)
-spec = {"model": "m", "dataset": {"manifest": sys.argv[5]}}
-job = NewJob("p" * 32, "default", "attribution", spec, layout="shards", planning=True)
+spec = job_spec_from_json({"model": "m", "dataset": {"manifest": sys.argv[5]}})
+job = NewJob("p" * 32, "default", spec)
 pipe = ctx.redis.pipeline(); ctx.jobs.create(job, pipe); pipe.execute()
 plan_job(ctx, job.id)
 print(json.dumps({"total": ctx.jobs.get(job.id).total,

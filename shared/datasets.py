@@ -2,7 +2,7 @@
 lines, and the places a job may read (the configured storage and `SALIENCY_DATASET_ROOTS`).
 
 Pure Python: the API validates a data set here and checks that it exists; the planner
-(`worker.planner`) streams the manifest or the listing with the same functions.
+(`worker.plans`) streams the manifest or the listing with the same functions.
 """
 
 from __future__ import annotations

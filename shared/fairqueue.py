@@ -15,90 +15,76 @@ from __future__ import annotations
 
 import redis
 
-from shared.redisio import PREFIX, WORKERS, now_ms
+from shared.jobschema import (
+    INFLIGHT,
+    READY_TENANTS,
+    TURN,
+    WORKERS,
+    ChunkStatus,
+    RecordKeys,
+    lua,
+    parse_ref,
+    ready_key,
+)
+from shared.jobschema import JobField as F
+from shared.redisio import now_ms
 
-READY_TENANTS = PREFIX + "dispatch:tenants"  # tenant -> turn: who is served next
-TURN = PREFIX + "dispatch:turn"
-INFLIGHT = PREFIX + "dispatch:inflight"  # "job:start" -> ms when sent
 MIN_WINDOW = 2
 WINDOW_PER_WORKER = 2
+MAX_TURNS = 10_000  # turns one `pop` takes at most
 
-
-def ready_key(tenant: str) -> str:
-    return f"{PREFIX}dispatch:ready:{tenant}"
-
-
-def chunk_ref(job_id: str, start: int) -> str:
-    return f"{job_id}:{start}"
-
-
-def parse_ref(ref: str) -> tuple[str, int]:
-    job_id, _, start = ref.partition(":")
-    return job_id, int(start)
-
-
-# Pop up to ARGV[1] - |inflight| chunks, one tenant at a time in turn order. A chunk whose
-# state is no longer `ready` (done, or taken by a redelivered task) or whose job is being
-# finalized is dropped. ARGV[2]: now (ms); ARGV[3]: the key prefix.
-_POP = """
-local room = tonumber(ARGV[1]) - redis.call('ZCARD', KEYS[2])
-local out = {}
-local guard = 0
-while room > 0 and guard < 10000 do
-  guard = guard + 1
-  local first = redis.call('ZRANGE', KEYS[1], 0, 0)
-  if #first == 0 then break end
-  local tenant = first[1]
-  local list = ARGV[3] .. 'dispatch:ready:' .. tenant
-  local ref = redis.call('LPOP', list)
-  if not ref or redis.call('LLEN', list) == 0 then
-    redis.call('ZREM', KEYS[1], tenant)
-  else
-    redis.call('ZADD', KEYS[1], redis.call('INCR', KEYS[3]), tenant)
-  end
-  if ref then
-    local sep = string.find(ref, ':', 1, true)
-    local job, start = string.sub(ref, 1, sep - 1), string.sub(ref, sep + 1)
-    local jkey = ARGV[3] .. 'job:' .. job
-    local state = redis.call('HGET', jkey .. ':cstate', start)
-    if state == 'ready' and redis.call('HGET', jkey, 'finalizing') ~= '1' then
-      redis.call('HSET', jkey .. ':cstate', start, 'sent')
-      redis.call('HSET', jkey .. ':csent', start, ARGV[2])
-      redis.call('ZADD', KEYS[2], ARGV[2], ref)
-      table.insert(out, ref)
-      room = room - 1
-    end
+# KEYS: ready tenants, turn, the window (inflight), the tenant's ready list, the job's hash,
+# its chunk states, its send times; ARGV: tenant, job id, the list's head when it was read,
+# window, now ms, then the states ready, sent. One turn of the tenant first in line: its
+# chunk at the head of its list is sent (marked `sent`, put in the window), and the tenant
+# goes to the back of the line (or leaves it, its list empty). Chunks of the same job that
+# cannot be sent (no longer `ready`: done, or taken by a redelivered task; or their job is
+# being finalized) are dropped on the way. {'sent', ref}, {'dropped'}, {'full'} if the
+# window is, or {'moved'} if the line or the list changed since they were read.
+_SEND_NEXT = lua("""
+if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[4]) then return {'full'} end
+if redis.call('ZRANGE', KEYS[1], 0, 0)[1] ~= ARGV[1]
+    or redis.call('LINDEX', KEYS[4], 0) ~= ARGV[3] then
+  return {'moved'}
+end
+local stale = redis.call('HGET', KEYS[5], '$finalizing') == '1'
+local prefix = ARGV[2] .. ':'
+local sent = nil
+while not sent do
+  local ref = redis.call('LINDEX', KEYS[4], 0)
+  if not ref or string.sub(ref, 1, #prefix) ~= prefix then break end
+  redis.call('LPOP', KEYS[4])
+  local start = string.sub(ref, #prefix + 1)
+  if not stale and redis.call('HGET', KEYS[6], start) == ARGV[6] then
+    redis.call('HSET', KEYS[6], start, ARGV[7])
+    redis.call('HSET', KEYS[7], start, ARGV[5])
+    redis.call('ZADD', KEYS[3], ARGV[5], ref)
+    sent = ref
   end
 end
-return out
+if redis.call('LLEN', KEYS[4]) == 0 then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+else
+  redis.call('ZADD', KEYS[1], redis.call('INCR', KEYS[2]), ARGV[1])
+end
+if sent then return {'sent', sent} end
+return {'dropped'}
+""")
+
+# KEYS: ready tenants, the tenant's ready list; ARGV: tenant. A tenant whose list is empty
+# leaves the line.
+_LEAVE_IF_EMPTY = """
+if redis.call('LLEN', KEYS[2]) == 0 then redis.call('ZREM', KEYS[1], ARGV[1]) end
+return 1
 """
 
-# KEYS: ready tenants, inflight; ARGV: tenant, key prefix. 1 if another tenant has a chunk
-# waiting: ready, or sent and still in Celery's queue (sent chunks are in the window, a few
-# per worker, so the scan is short).
-_OTHERS_WAITING = """
-for _, t in ipairs(redis.call('ZRANGE', KEYS[1], 0, 1)) do
-  if t ~= ARGV[1] then return 1 end
-end
-for _, ref in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
-  local sep = string.find(ref, ':', 1, true)
-  local jkey = ARGV[2] .. 'job:' .. string.sub(ref, 1, sep - 1)
-  if redis.call('HGET', jkey .. ':cstate', string.sub(ref, sep + 1)) == 'sent'
-      and redis.call('HGET', jkey, 'tenant') ~= ARGV[1] then
-    return 1
-  end
-end
-return 0
-"""
-
-# Lua snippet (used by the chunk ledger's scripts): make chunk `ref` of `tenant` ready again.
-# `front` puts it first in its tenant's list (a chunk that was already started); `to_back`
-# sends the tenant to the back of the line (a chunk that yielded its worker to others). A
-# tenant new to the line goes just before the tenant served last.
+# Lua snippet (used by the chunk ledger's scripts): make chunk `ref` of `tenant` ready again,
+# in the tenant's ready `list`, the line of `tenants` and its `turn` counter (all keys the
+# script was given). `front` puts it first in its tenant's list (a chunk that was already
+# started); `to_back` sends the tenant to the back of the line (a chunk that yielded its
+# worker to others). A tenant new to the line goes just before the tenant served last.
 PUSH_READY_LUA = """
-local function push_ready(prefix, tenant, ref, front, to_back)
-  local list = prefix .. 'dispatch:ready:' .. tenant
-  local tenants, turn = prefix .. 'dispatch:tenants', prefix .. 'dispatch:turn'
+local function push_ready(list, tenants, turn, tenant, ref, front, to_back)
   if front then redis.call('LPUSH', list, ref) else redis.call('RPUSH', list, ref) end
   if to_back then
     redis.call('ZADD', tenants, redis.call('INCR', turn), tenant)
@@ -115,8 +101,8 @@ class FairQueue:
     def __init__(self, client: redis.Redis, lease_s: int) -> None:
         self.redis = client
         self.lease_s = lease_s
-        self._pop = client.register_script(_POP)
-        self._others_waiting = client.register_script(_OTHERS_WAITING)
+        self._send_next = client.register_script(_SEND_NEXT)
+        self._leave_if_empty = client.register_script(_LEAVE_IF_EMPTY)
 
     def window(self) -> int:
         """How many chunks may be in Celery's queue or running: twice the live workers."""
@@ -125,16 +111,64 @@ class FairQueue:
 
     def pop(self, limit: int | None = None) -> list[tuple[str, int]]:
         """Take the next chunks to send, round-robin across tenants, up to the window."""
-        refs = self._pop(keys=[READY_TENANTS, INFLIGHT, TURN],
-                         args=[self.window() if limit is None else limit, now_ms(), PREFIX])
-        return [parse_ref(r) for r in refs]
+        window = self.window() if limit is None else limit
+        sent: list[tuple[str, int]] = []
+        if self.redis.zcard(INFLIGHT) >= window:  # full (the script checks again)
+            return sent
+        for _ in range(MAX_TURNS):
+            first = self.redis.zrange(READY_TENANTS, 0, 0)
+            if not first:
+                break
+            tenant = first[0]
+            head = self.redis.lindex(ready_key(tenant), 0)
+            if head is None:
+                self._leave_if_empty(keys=[READY_TENANTS, ready_key(tenant)], args=[tenant])
+                continue
+            job_id, _ = parse_ref(head)
+            keys = RecordKeys(job_id)
+            out = self._send_next(
+                keys=[READY_TENANTS, TURN, INFLIGHT, ready_key(tenant), keys.hash, keys.cstate,
+                      keys.csent],
+                args=[tenant, job_id, head, window, now_ms(), ChunkStatus.READY,
+                      ChunkStatus.SENT])
+            if out[0] == "full":
+                break
+            if out[0] == "sent":
+                sent.append(parse_ref(out[1]))
+        return sent
 
     def others_waiting(self, tenant: str) -> bool:
         """Whether another tenant has chunks waiting (a running chunk then yields its worker):
         in the ready lists, or already sent and still in Celery's queue (without the latter,
         a small job sent behind a big job's next chunk would wait for all of that chunk, not
-        one batch of it)."""
-        return bool(self._others_waiting(keys=[READY_TENANTS, INFLIGHT], args=[tenant, PREFIX]))
+        one batch of it). Sent chunks are in the window, a few per worker: the scan is short."""
+        if any(t != tenant for t in self.redis.zrange(READY_TENANTS, 0, 1)):
+            return True
+        refs = [parse_ref(ref) for ref in self.redis.zrange(INFLIGHT, 0, -1)]
+        if not refs:
+            return False
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id, start in refs:
+            keys = RecordKeys(job_id)
+            pipe.hget(keys.cstate, str(start))
+            pipe.hget(keys.hash, F.TENANT)
+        found = pipe.execute()
+        return any(state == ChunkStatus.SENT and owner != tenant
+                   for state, owner in zip(found[::2], found[1::2], strict=True))
+
+    def collect(self) -> None:
+        """Drop window places held by chunks that are neither sent nor running any more."""
+        refs = self.redis.zrange(INFLIGHT, 0, -1)
+        if not refs:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for ref in refs:
+            job_id, start = parse_ref(ref)
+            pipe.hget(RecordKeys(job_id).cstate, str(start))
+        stale = [ref for ref, state in zip(refs, pipe.execute(), strict=True)
+                 if state not in (ChunkStatus.SENT, ChunkStatus.RUNNING)]
+        if stale:
+            self.redis.zrem(INFLIGHT, *stale)
 
     def depth(self) -> int:
         """Chunks waiting in every tenant's ready list (not yet sent to Celery)."""

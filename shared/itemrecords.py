@@ -8,7 +8,8 @@ import json
 from collections.abc import Callable, Iterator
 
 from shared.chunks import Chunks, Segment
-from shared.jobs import Job, JobStore
+from shared.jobs import Job
+from shared.jobstore import JobStore
 from shared.keys import JobKeys
 from shared.records import InputSource, ItemRecord
 from shared.status import ItemStatus

@@ -176,9 +176,9 @@ class ModelStore:
         the record its tenant finds by name."""
         if job.model_pin is not None:
             return self.pinned(job.model_pin)
-        record = self.get(job.tenant, job.spec["model"])
+        record = self.get(job.tenant, job.spec.model)
         if record is None:
-            raise InputError(f"model {job.spec['model']!r} is no longer registered")
+            raise InputError(f"model {job.spec.model!r} is no longer registered")
         return record
 
     def list(self, tenant: str) -> list[ModelRecord]:

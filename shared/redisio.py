@@ -1,7 +1,6 @@
-"""The Redis connection every process uses, and the naming of the service's Redis keys.
-
-Every key lives under `saliency:`. Connections time out quickly, so that a Redis outage is
-an error a request or a task can handle (503, a retry), never a hang.
+"""The Redis connection every process uses, and the prefix of every key (`saliency:`; the
+job record's keys are named in `shared.jobschema`). Connections time out quickly, so that a
+Redis outage is an error a request or a task can handle (503, a retry), never a hang.
 """
 
 from __future__ import annotations
@@ -32,28 +31,3 @@ def now_iso() -> str:
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def job_key(job_id: str) -> str:
-    return f"{PREFIX}job:{job_id}"
-
-
-def job_sub(job_id: str, what: str) -> str:
-    return f"{PREFIX}job:{job_id}:{what}"
-
-
-def lease_key(job_id: str, part: str) -> str:
-    """The lease of one chunk (`part` is its start) or of the job's control task (`ctl`)."""
-    return f"{PREFIX}lease:{job_id}:{part}"
-
-
-ACTIVE_JOBS = PREFIX + "active"  # ids of jobs not yet final: what the reconciler examines
-WORKERS = PREFIX + "workers"  # worker name -> last heartbeat (ms), a sorted set
-RECONCILERS = PREFIX + "reconcilers"  # the same for the reconciler's process
-STATS = PREFIX + "stats"
-WEBHOOKS_DUE = PREFIX + "webhooks:due"  # "job:event:attempt" -> when it is due (unix s)
-LATENCY = PREFIX + "stats:job_latency"
-
-
-def tenant_key(tenant: str, what: str) -> str:
-    return f"{PREFIX}tenant:{tenant}:{what}"

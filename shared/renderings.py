@@ -18,11 +18,11 @@ import numpy as np
 from shared import render
 from shared.methods import CAM, HEATMAP, SIGNED
 from shared.records import finite_or_none
-from shared.specs import DEFAULT_OVERLAY_OPACITY
+from shared.specs import DEFAULT_OVERLAY_OPACITY, AttributionSpec
 
-# What outputs and jobs stored before `render` and `overlay_opacity` existed were drawn with.
+# What outputs stored before `render` existed were drawn with (and jobs stored before
+# `overlay_opacity` existed: `shared.specs.V1_OVERLAY_OPACITY`).
 V1_RENDER = HEATMAP
-V1_OVERLAY_OPACITY = 0.6
 # A CAM is drawn over the photo half and half, as Grad-CAM's figures are.
 CAM_PHOTO_WEIGHT = 0.5
 PICTURES: tuple[str, ...] = ("png", "overlay", "signed")
@@ -56,14 +56,12 @@ class Rendering:
     grid: tuple[int, int] | None = None
 
     @classmethod
-    def of(cls, job_spec: Mapping[str, Any], params: Mapping[str, Any] | None,
+    def of(cls, work: AttributionSpec, params: Mapping[str, Any] | None,
            grid: Any = None) -> Rendering:
-        """An output's rendering from its job's spec (as stored) and its `params`; what was
-        stored before these settings existed is drawn as it was then."""
-        return cls(render=(params or {}).get("render", V1_RENDER),
-                   reduce=job_spec.get("reduce", "max_abs"),
-                   overlay_opacity=job_spec.get("overlay_opacity", V1_OVERLAY_OPACITY),
-                   grid=tuple(grid) if grid else None)
+        """An output's rendering from its job's spec and its `params`; an output stored
+        before `render` existed is drawn as it was then."""
+        return cls(render=(params or {}).get("render", V1_RENDER), reduce=work.reduce,
+                   overlay_opacity=work.overlay_opacity, grid=tuple(grid) if grid else None)
 
     def needs_photo(self, kind: str) -> bool:
         """Whether the picture of `kind` is drawn over the input's photo."""

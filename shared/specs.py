@@ -9,9 +9,10 @@ retention, the completion webhook), and its kind's own fields.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from shared.datasets import DatasetSpec, parse_dataset
 from shared.errors import SpecError
 from shared.jsonio import integer
 from shared.methods import MethodSpec, parse_methods
@@ -33,8 +34,10 @@ OUTPUTS: tuple[str, ...] = ("npy", "png", "overlay", "signed")
 DEFAULT_OUTPUTS: tuple[str, ...] = ("npy", "png", "overlay")
 MAP_DTYPES: tuple[str, ...] = ("float16", "float32")
 # The overlay's colour at a pixel is weighted by `overlay_opacity` × the normalized value: at 1
-# a lone hot pixel shows at full colour; 0.6 draws the overlays of v1.
+# a lone hot pixel shows at full colour; 0.6 draws the overlays of v1, and of every job stored
+# before `overlay_opacity` existed (`job_spec_from_json`).
 DEFAULT_OVERLAY_OPACITY = 1.0
+V1_OVERLAY_OPACITY = 0.6
 MAX_SEED = 2**63 - 1
 MAX_RETENTION_S = 365 * 24 * 3600
 MAX_SANITY_SAMPLE = 256
@@ -220,16 +223,21 @@ KIND_SPECS: dict[str, KindSpec] = {
 }
 
 
+WorkSpec = AttributionSpec | TopActivationsSpec | VisualizeSpec
+
+
 @dataclass(frozen=True)
 class JobSpec:
-    """A whole job spec: the common fields and the kind's own (`work`)."""
+    """A whole job spec: the common fields, the kind's own (`work`), and the data set a
+    data-set job reads (validated by the API with the request, stored with the spec)."""
 
     kind: str
     model: str
-    work: Any  # AttributionSpec, or the spec of another kind
+    work: WorkSpec
     seed: int = 0
     retention_s: int | None = None
     notify: dict[str, Any] | None = None
+    dataset: DatasetSpec | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "model": self.model, "seed": self.seed,
@@ -238,6 +246,8 @@ class JobSpec:
             out["retention_s"] = self.retention_s
         if self.notify is not None:
             out["notify"] = self.notify
+        if self.dataset is not None:
+            out["dataset"] = self.dataset.to_json()
         return out
 
 
@@ -280,5 +290,11 @@ def parse_job_spec(raw: Any, *, extra_fields: tuple[str, ...] = (),
 
 
 def job_spec_from_json(raw: dict[str, Any]) -> JobSpec:
-    """Read back a job's stored spec (`JobSpec.to_json`, and the `dataset` it named)."""
-    return parse_job_spec(raw, extra_fields=("dataset",))
+    """Read back a job's stored spec (`JobSpec.to_json`, with the data set it names), as the
+    API read it. An attribution job stored before `overlay_opacity` existed keeps the overlays
+    it was drawn with."""
+    spec = parse_job_spec(raw, extra_fields=("dataset",))
+    if isinstance(spec.work, AttributionSpec) and "overlay_opacity" not in raw:
+        spec = replace(spec, work=replace(spec.work, overlay_opacity=V1_OVERLAY_OPACITY))
+    dataset = raw.get("dataset")
+    return replace(spec, dataset=parse_dataset(dataset)) if dataset else spec

@@ -9,7 +9,7 @@ import redis
 
 from shared.chunks import Chunks
 from shared.fairqueue import FairQueue
-from shared.jobs import JobStore
+from shared.jobstore import JobStore
 from shared.locations import Locator
 from shared.modelstore import ModelStore
 from shared.redisio import connect

@@ -5,8 +5,8 @@ on this one. Between batches the run stops, at a batch boundary, when the job is
 finalized (cancelled, failed), when its lease was taken over, when its time budget (half the
 task time limit) is spent, or — after at least one batch — when another tenant has work
 waiting (fair share: the rest of the chunk goes back to the queue, at the back of the line).
-An item in flight each time its worker was lost fails alone (`worker.losses`), and so does
-an input that cannot be read; the caller gets the rest, loaded.
+An item in flight each time its worker was lost fails alone (`JobStore.charge_lost_run`),
+and so does an input that cannot be read; the caller gets the rest, loaded.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from shared.records import InputSource
 from worker.context import WorkerContext
 from worker.inputs import Loaded, load_input
 from worker.leases import LeaseKeeper
-from worker.losses import LostItems
 from worker.retry import retrying
 
 
@@ -55,7 +54,6 @@ class BatchRun:
                  fail: Callable[[Loaded, str], None]) -> None:
         self.ctx, self.job, self.lease, self.keeper = ctx, job, lease, keeper
         self.model, self.sources, self.todo, self.fail = model, sources, todo, fail
-        self.losses = LostItems(ctx.redis, job.id, lease.start)
         self.stop = Stop(lease.stop)
         self._next: Future | None = None
 
@@ -70,8 +68,9 @@ class BatchRun:
         `SALIENCY_MAX_ATTEMPTS` lost runs fails here, unread; while any item of the chunk was
         in flight in one, items go one at a time, unread ahead, so that a loss is charged
         to the item that caused it alone."""
-        self.losses.charge_last_run()
-        counts, limit = self.losses.losses(self.todo), self.ctx.settings.max_attempts
+        jobs, job_id, start = self.ctx.jobs, self.job.id, self.lease.start
+        jobs.charge_lost_run(job_id, start)
+        counts, limit = jobs.losses(job_id, self.todo), self.ctx.settings.max_attempts
         keep = []
         for index in self.todo:
             if counts.get(index, 0) >= limit:
@@ -100,7 +99,7 @@ class BatchRun:
                     break
                 self.ctx.jobs.bump_attempts(self.job.id, batch)
                 ahead = batches[b + 1] if read_ahead and b + 1 < len(batches) else []
-                self.losses.in_flight(batch + ahead)
+                self.ctx.jobs.in_flight(self.job.id, self.lease.start, batch + ahead)
                 loading = self._next or self._load(batch)
                 self._next = self._load(ahead) if ahead else None
                 good = []
@@ -111,7 +110,8 @@ class BatchRun:
                         self.fail(item, item.error)
                 if good:
                     yield good
-            self.losses.clear()  # a run that dies before here leaves its window to be charged
+            # A run that dies before here leaves its window to be charged.
+            self.ctx.jobs.clear_in_flight(self.job.id, self.lease.start)
         finally:
             if self._next is not None:
                 self._next.cancel()

@@ -21,8 +21,9 @@ from pathlib import Path
 import redis
 from celery import Celery, signals
 
+from shared.jobschema import RECONCILERS, WORKERS
 from shared.logs import configure_logging
-from shared.redisio import RECONCILERS, WORKERS, connect, now_ms
+from shared.redisio import connect, now_ms
 from shared.settings import Settings
 from shared.taskqueue import PING, QUEUES, RECONCILE, RECONCILE_QUEUE, SWEEP, celery_config
 from worker.tasks import PONG_KEY, register_tasks

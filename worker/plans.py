@@ -25,14 +25,13 @@ from shared.datasets import (
     folder_label,
     is_image_key,
     long_manifest_line,
-    parse_dataset,
     parse_manifest_line,
 )
 from shared.errors import InputError
 from shared.jobs import Job
+from shared.jobschema import ChunkStatus
 from shared.keys import JobKeys
 from shared.records import InputSource
-from shared.redisio import tenant_key
 from shared.storage import LongLine, iter_lines
 from shared.taskqueue import NEXT_PHASE, send_control
 from worker.annotation_index import annotation_index
@@ -103,12 +102,12 @@ def plan_job(ctx: WorkerContext, job_id: str) -> None:
     job = ctx.jobs.get(job_id)
     if job is None or not job.planning or job.finalizing or job.is_final:
         return
-    spec = parse_dataset(job.spec["dataset"])
+    spec = job.spec.dataset
     keys = JobKeys(job.tenant, job.id)
     size = ctx.settings.dataset_chunk_size
     limit, quota = ctx.settings.max_dataset_items, ctx.settings.max_queued_items
     ctx.chunks.reset(job_id)
-    ctx.jobs.set_fields(job_id, plan_chunk=size)
+    ctx.jobs.begin_planning(job_id, size)
     skipped = [0]
     sources = _manifest(ctx, job, spec) if spec.manifest else _listing(ctx, job, spec, skipped)
     total, batch = 0, []
@@ -120,7 +119,7 @@ def plan_job(ctx: WorkerContext, job_id: str) -> None:
                         b"".join(json.dumps(s.to_json()).encode() + b"\n" for s in batch),
                         "application/x-ndjson")
         pipe = ctx.redis.pipeline(transaction=True)
-        ctx.chunks.add(pipe, job_id, [(start, total)], "planned")
+        ctx.chunks.add(pipe, job_id, [(start, total)], ChunkStatus.PLANNED)
         pipe.execute()
         batch.clear()
 
@@ -141,8 +140,7 @@ def plan_job(ctx: WorkerContext, job_id: str) -> None:
                 total += 1
                 if len(batch) == size:
                     flush()
-                    queued = int(ctx.redis.get(tenant_key(job.tenant, "queued")) or 0)
-                    if queued + total > quota:
+                    if ctx.jobs.queued(job.tenant) + total > quota:
                         over = _over_quota(f"at least {total}", quota)
                         break
     except FileNotFoundError as e:

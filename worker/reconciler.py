@@ -24,9 +24,9 @@ import json
 import logging
 from dataclasses import dataclass, field
 
-from shared.fairqueue import chunk_ref
+from shared.jobschema import ChunkStatus, chunk_ref
 from shared.modelstore import BUILTIN_TENANT, ModelStatus
-from shared.redisio import ACTIVE_JOBS, PREFIX, job_key, job_sub, lease_key, now_ms
+from shared.redisio import PREFIX, now_ms
 from shared.registry import ensure_builtin_records
 from shared.taskqueue import NEXT_PHASE, PLAN, QUEUE, RUN_CHUNK, VALIDATE_MODEL, pump, send_control
 from worker.context import ControlContext
@@ -108,7 +108,7 @@ def reconcile(ctx: ControlContext) -> Actions:
     for job_id in ctx.jobs.active():
         job = ctx.jobs.get(job_id)
         if job is None:
-            ctx.redis.srem(ACTIVE_JOBS, job_id)
+            ctx.jobs.forget(job_id)
             continue
         if job.is_final:
             continue
@@ -119,29 +119,29 @@ def reconcile(ctx: ControlContext) -> Actions:
             continue
         states = ctx.chunks.states(job_id)
         for chunk in states:
-            if chunk.state == "running" and ctx.chunks.requeue(
-                    job_id, chunk.start, "running", silent_ms=silent_ms):
+            if chunk.state == ChunkStatus.RUNNING and ctx.chunks.requeue(
+                    job_id, chunk.start, ChunkStatus.RUNNING, silent_ms=silent_ms):
                 actions.requeued_lost += 1
                 log.warning("job %s chunk %d: its lease was not renewed (worker %s lost); "
                             "requeued", job_id, chunk.start, chunk.worker)
-            elif chunk.state == "sent" and (chunk.sent_ms or 0) < now - grace_ms:
+            elif chunk.state == ChunkStatus.SENT and (chunk.sent_ms or 0) < now - grace_ms:
                 if in_celery is None:
                     in_celery = celery_chunk_refs(ctx, (now - grace_ms) / 1000)
                 if chunk_ref(job_id, chunk.start) not in in_celery and ctx.chunks.requeue(
-                        job_id, chunk.start, "sent", now - grace_ms):
+                        job_id, chunk.start, ChunkStatus.SENT, now - grace_ms):
                     actions.requeued_vanished += 1
                     log.warning("job %s chunk %d: its task vanished; requeued", job_id,
                                 chunk.start)
-        if any(c.state == "planned" for c in states):
+        if any(c.state == ChunkStatus.PLANNED for c in states):
             release_waiting(ctx, job)
-        elif (all(c.state == "done" for c in states) if states else job.total == 0):
+        elif (all(c.state == ChunkStatus.DONE for c in states) if states else job.total == 0):
             if not ctx.jobs.control_held(job_id) and _send_once(ctx, NEXT_PHASE, job_id):
                 actions.control_sent += 1
         if now - job.progress_ms > settings.stall_s * 1000 and any(
-                c.state == "running" for c in states):
+                c.state == ChunkStatus.RUNNING for c in states):
             _stalled(ctx, job_id, states)
             actions.stalled += 1
-    _collect_inflight(ctx)
+    ctx.fair.collect()
     actions.webhooks = send_due(ctx)
     pump(ctx.sender, ctx.fair)
     if actions.any():
@@ -152,27 +152,16 @@ def reconcile(ctx: ControlContext) -> Actions:
     return actions
 
 
-def _collect_inflight(ctx: ControlContext) -> None:
-    """Drop window places held by chunks that are neither sent nor running any more."""
-    from shared.fairqueue import INFLIGHT, parse_ref
-
-    for ref in ctx.fair.inflight():
-        job_id, start = parse_ref(ref)
-        if ctx.redis.hget(job_sub(job_id, "cstate"), str(start)) not in ("sent", "running"):
-            ctx.redis.zrem(INFLIGHT, ref)
-
-
 def _stalled(ctx: ControlContext, job_id: str, states) -> None:
     """No progress for the stall time: take the running chunks away from their workers."""
-    stalls = int(ctx.redis.hincrby(job_key(job_id), "stalls", 1))
-    ctx.redis.hset(job_key(job_id), "progress_ms", now_ms())
+    stalls = ctx.jobs.count_stall(job_id)
     if stalls > ctx.settings.max_attempts:
         fail_job(ctx, job_id, f"no progress for {ctx.settings.stall_s} s, "
                               f"{ctx.settings.max_attempts} times")
         return
-    running = [c.start for c in states if c.state == "running"]
+    running = [c.start for c in states if c.state == ChunkStatus.RUNNING]
     log.warning("job %s: no progress for %d s; fencing its running chunks %s", job_id,
                 ctx.settings.stall_s, running)
     for start in running:
-        ctx.redis.delete(lease_key(job_id, str(start)))
+        ctx.chunks.revoke(job_id, start)
 

@@ -14,9 +14,10 @@ import time
 from collections.abc import Callable
 
 from shared.errors import InputError
-from shared.jobs import CONTROL, Job
+from shared.jobs import Job
+from shared.jobschema import WORKERS, RecordKeys
 from shared.modelstore import ModelStatus
-from shared.redisio import WORKERS, job_key, lease_key, now_ms
+from shared.redisio import now_ms
 from shared.status import JobStatus
 from shared.taskqueue import DELIVER_WEBHOOK, NEXT_PHASE, pump, send_control
 from worker.batches import Fenced
@@ -107,7 +108,7 @@ def _with_control(ctx: WorkerContext, job_id: str, work: Callable[[int], None]) 
     token = ctx.jobs.take_control(job_id, lease_s)
     if token is None:
         return False
-    keeper = LeaseKeeper(lambda: ctx.chunks.renew(lease_key(job_id, CONTROL), token, lease_s),
+    keeper = LeaseKeeper(lambda: ctx.chunks.renew(RecordKeys(job_id).control, token, lease_s),
                          lease_s)
     try:
         with keeper:
@@ -123,7 +124,7 @@ def plan(ctx: WorkerContext, job_id: str) -> None:
     from worker.plans import plan_job
 
     def work(_token: int) -> None:
-        attempts = int(ctx.redis.hincrby(job_key(job_id), "plan_attempts", 1))
+        attempts = ctx.jobs.count_plan_attempt(job_id)
         if attempts > ctx.settings.max_attempts:
             fail_job(ctx, job_id, f"planning the data set failed {attempts - 1} times")
             return
@@ -197,16 +198,16 @@ def finalize(ctx: WorkerContext, job_id: str, token: int) -> bool:
     except Fenced as e:
         log.warning("%s; it stops", e)
         return True
-    retention = job.spec.get("retention_s") or ctx.settings.result_ttl_s
+    retention = job.spec.retention_s or ctx.settings.result_ttl_s
     status = job.final_status or JobStatus.SUCCEEDED
     ctx.jobs.compact(job_id)
-    notify = job.spec.get("notify")
+    notify = job.spec.notify
     event = status.value if notify and status.value in notify["events"] else None
     if not ctx.jobs.finish(job_id, status, retention, event, ctx.settings.lease_s):
         return True
     finalizing.delete_parts()
     ctx.jobs.clear_checkpoint(job_id)
-    reruns = int(ctx.redis.hget(job_key(job_id), "reruns") or 0)
+    reruns = ctx.jobs.reruns(job_id)
     log.info("job %s is %s (%d item attempts repeated)", job_id, status.value, reruns)
     if ctx.settings.faults:
         from worker import faults
@@ -225,6 +226,6 @@ def validate(ctx: WorkerContext, tenant: str, name: str) -> None:
         return
     for job_id in ctx.jobs.active():
         job = ctx.jobs.get(job_id)
-        if job is not None and job.spec.get("model") == name:
+        if job is not None and job.spec.model == name:
             release_waiting(ctx, job)
 

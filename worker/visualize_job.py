@@ -26,7 +26,6 @@ from shared.modelspec import ModelSpec
 from shared.records import ItemRecord, OutputRecord
 from shared.reports import artifact_ref
 from shared.results import VISUALIZE_SCHEMA, visualize_row, write_rows
-from shared.specs import job_spec_from_json
 from shared.status import ItemStatus
 from shared.visualize_spec import VisualizeItem, VisualizeSpec, minimizes
 from worker.attribution.sinks import RunResult
@@ -42,7 +41,7 @@ STEPS_PER_CALL = 16
 
 
 def _spec(job: Job, model: ModelSpec) -> VisualizeSpec:
-    return job_spec_from_json(job.spec).work.for_model(model)
+    return job.spec.work.for_model(model)
 
 
 def _output(keys: JobKeys, item, snapshots: list[str], final: bool) -> OutputRecord:
@@ -101,8 +100,7 @@ def run_visualization(ctx: WorkerContext, job: Job, lease: Lease, keeper: LeaseK
             rec = _record(item, ItemStatus.SUCCEEDED if final else ItemStatus.PENDING, out,
                           worker)
             write = ctx.jobs.record_item if final else ctx.jobs.item_progress
-            if not retrying(lambda rec=rec, write=write: write(job.id, rec, lease.key,
-                                                                lease.token),
+            if not retrying(lambda rec=rec, write=write: write(lease, rec),
                             budget, f"recording item {item.index}"):
                 raise Fenced(f"job {job.id} chunk {lease.start}: lease taken over")
 
@@ -121,7 +119,7 @@ def run_visualization(ctx: WorkerContext, job: Job, lease: Lease, keeper: LeaseK
             key = keys.snapshot(snap.item, snap.step)
             put(key, snap.png(), "image/png")
             snapshots[snap.item].append(key)
-        ctx.jobs.add_progress(job.id, "steps_done", len(report.values) * len(items))
+        ctx.jobs.count_steps(job.id, len(report.values) * len(items))
         show(final=False)
     show(final=True)
     ctx.storage.delete(checkpoint)
@@ -135,7 +133,7 @@ def finalize_visualization(f: Finalizing, _model: ModelSpec | None) -> Iterator[
     if f.has(REPORT):
         return
     ctx, job, keys = f.ctx, f.job, f.keys
-    items = job_spec_from_json(job.spec).work.items()
+    items = job.spec.work.items()
     entries: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
     for item, rec in zip(items, _final_records(ctx, job, items), strict=True):
@@ -148,9 +146,9 @@ def finalize_visualization(f: Finalizing, _model: ModelSpec | None) -> Iterator[
         write_rows(rows, out, VISUALIZE_SCHEMA)
         out.seek(0)
         ctx.storage.put_stream(keys.results("parquet"), out, "application/vnd.apache.parquet")
-    spec = job.spec
-    report = {"kind": "visualize", "objective": spec.get("objective"),
-              "steps": spec.get("steps"), "items": entries}
+    work = job.spec.work
+    report = {"kind": "visualize", "objective": work.to_json()["objective"],
+              "steps": work.steps, "items": entries}
     ctx.storage.put(keys.report, json.dumps(report).encode(), "application/json")
     f.record(**{REPORT: "1"})
     yield REPORT

@@ -10,7 +10,6 @@ attempt is recorded on the job (`notify.attempts`).
 from __future__ import annotations
 
 import http.client
-import json
 import logging
 import socket
 import ssl
@@ -19,7 +18,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlparse
 
 from shared.errors import SpecError
-from shared.redisio import WEBHOOKS_DUE, job_key
+from shared.jobschema import WEBHOOKS_DUE
 from shared.settings import Settings
 from shared.taskqueue import DELIVER_WEBHOOK, send_control
 from shared.webhooks import payload, resolve_allowed, signed_headers, tenant_secret
@@ -28,7 +27,6 @@ from worker.context import ControlContext, WorkerContext
 log = logging.getLogger(__name__)
 DUE = WEBHOOKS_DUE  # "job:event:attempt" -> when it is due (unix s)
 TIMEOUT_S = 10
-MAX_RECORDED = 50
 
 
 class PinnedConnection(http.client.HTTPConnection):
@@ -85,19 +83,12 @@ def post(url: str, body: str, headers: dict[str, str], settings: Settings) -> in
         conn.close()
 
 
-def _record(ctx: WorkerContext, job_id: str, attempt: dict) -> None:
-    raw = ctx.redis.hget(job_key(job_id), "notify_attempts")
-    attempts = json.loads(raw) if raw else []
-    attempts = [*attempts, attempt][-MAX_RECORDED:]
-    ctx.redis.hset(job_key(job_id), "notify_attempts", json.dumps(attempts))
-
-
 def deliver(ctx: WorkerContext, job_id: str, event: str, attempt: int) -> None:
     """One delivery attempt; on failure, the next one is scheduled."""
     ctx.redis.zrem(DUE, f"{job_id}:{event}:{attempt}")  # taken: the reconciler won't send it
     settings = ctx.settings
     job = ctx.jobs.get(job_id)
-    notify = job.spec.get("notify") if job else None
+    notify = job.spec.notify if job else None
     if job is None or not notify or event not in notify["events"] or not (
             settings.webhook_master_key):
         return
@@ -112,8 +103,10 @@ def deliver(ctx: WorkerContext, job_id: str, event: str, attempt: int) -> None:
         outcome = {"status": status}
     except (OSError, http.client.HTTPException, SpecError) as e:
         status, outcome = 0, {"error": f"{type(e).__name__}: {e}"[:300]}
-    _record(ctx, job_id, {"attempt": attempt + 1, "at": when.isoformat(timespec="seconds"),
-                          "duration_ms": round((time.time() - started) * 1000), **outcome})
+    ctx.jobs.note_delivery(job_id, {"attempt": attempt + 1,
+                                    "at": when.isoformat(timespec="seconds"),
+                                    "duration_ms": round((time.time() - started) * 1000),
+                                    **outcome})
     if 200 <= status < 300:
         return
     schedule = settings.webhook_retry_schedule

@@ -9,9 +9,9 @@ import pytest
 import redis
 
 from api import create_app
+from shared.jobschema import queued_key
 from shared.modelspec import parse_model_spec
 from shared.modelstore import ModelStore
-from shared.redisio import tenant_key
 from shared.registry import register_model
 from shared.settings import Settings
 from shared.storage import make_storage
@@ -57,17 +57,17 @@ def test_a_job_that_fits_the_quota_but_not_now_waits(api):
     response = client.post("/v1/jobs", json=_job(root, 2))
     assert response.status_code == 429 and response.headers["Retry-After"] == "30"
     assert response.get_json()["error"]["code"] == "rate_limited"
-    assert int(r.get(tenant_key("default", "queued"))) == 2
+    assert int(r.get(queued_key("default"))) == 2
 
 
 def test_a_data_set_needs_room_for_one_item(api):
     client, r, root = api
     body = {"model": "m", "methods": ["gradient"], "dataset": {"prefix": f"{root}/set/"}}
-    r.set(tenant_key("default", "queued"), 3)
+    r.set(queued_key("default"), 3)
     response = client.post("/v1/jobs", json=body)
     assert response.status_code == 429
     assert response.get_json()["error"]["message"] == (
         "quota: 3 items queued, and a data set's items would exceed the limit of 3 per tenant "
         "(SALIENCY_MAX_QUEUED_ITEMS); retry when some have run")
-    r.set(tenant_key("default", "queued"), 2)
+    r.set(queued_key("default"), 2)
     assert client.post("/v1/jobs", json=body).status_code == 202

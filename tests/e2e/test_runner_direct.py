@@ -9,12 +9,12 @@ import uuid
 import pytest
 
 from e2e.helpers import image_bytes
+from shared.jobschema import RecordKeys
 from shared.keys import JobKeys
 from shared.layers import NCHW, Layout
 from shared.modelspec import parse_model_spec
 from shared.modelstore import ModelStatus
 from shared.records import InputSource
-from shared.redisio import job_sub
 from shared.registry import register_model
 from shared.settings import Settings
 from shared.status import ItemStatus, JobStatus
@@ -54,6 +54,7 @@ def test_validation_records_every_module_its_layout_and_the_default_layer(ctx, t
 
 def _job(ctx, n: int = 5, size: int = 8) -> str:
     from shared.jobs import NewJob
+    from shared.specs import parse_job_spec
 
     job_id = uuid.uuid4().hex
     keys = JobKeys("t", job_id)
@@ -64,7 +65,7 @@ def _job(ctx, n: int = 5, size: int = 8) -> str:
     spec = {"kind": "attribution", "model": "tiny-resnet18", "methods": ["gradient"],
             "outputs": ["npy"]}
     pipe = ctx.redis.pipeline(transaction=True)
-    ctx.jobs.create(NewJob(job_id, "t", "attribution", spec, inputs=tuple(sources)), pipe)
+    ctx.jobs.create(NewJob(job_id, "t", parse_job_spec(spec), inputs=tuple(sources)), pipe)
     ctx.chunks.add(pipe, job_id, chunk_ranges(n, size), "planned")
     pipe.execute()
     ctx.chunks.activate(job_id)
@@ -122,8 +123,8 @@ def test_an_item_tried_too_often_fails_alone(ctx):
 
     job_id = _job(ctx, 3)
     limit = ctx.settings.max_attempts
-    ctx.redis.hset(job_sub(job_id, "losses"), "1", limit - 1)  # workers lost on it before
-    ctx.redis.hset(job_sub(job_id, "inflight"), "0", "[1]")  # ... and once more, last run
+    ctx.redis.hset(RecordKeys(job_id).losses, "1", limit - 1)  # workers lost on it before
+    ctx.redis.hset(RecordKeys(job_id).inflight, "0", "[1]")  # ... and once more, last run
     runner.run_chunk(ctx, job_id, 0, "w")
     _finish(ctx, job_id)
     job = ctx.jobs.get(job_id)

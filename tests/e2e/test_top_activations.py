@@ -27,8 +27,8 @@ from stacks import MODEL_SPEC
 from devstack import ROOT, start_worker
 from e2e.helpers import FINAL, all_items, submit, wait
 from shared.images import decode_image
+from shared.jobschema import WORKERS
 from shared.modelspec import parse_model_spec
-from shared.redisio import WORKERS
 
 LOGS = ROOT / "test-output" / "logs"
 PREP = parse_model_spec(MODEL_SPEC).preprocessing

@@ -3,7 +3,7 @@ the test-only fault injection): each time Celery starts a fresh pool process, an
 `SALIENCY_MAX_ATTEMPTS` attempts the item fails, the job ends, and nothing is lost.
 
 Its neighbours do not fail with it: a loss is charged to the items in flight when the worker
-died, and after the first the chunk's items go one at a time (`worker.losses`).
+died, and after the first the chunk's items go one at a time (`JobStore.charge_lost_run`).
 """
 
 from __future__ import annotations

@@ -11,11 +11,14 @@ import pytest
 import redis
 
 from shared.chunks import Chunks, Lease, Segment
-from shared.fairqueue import FairQueue, ready_key
-from shared.jobs import JobStore, NewJob
+from shared.fairqueue import FairQueue
+from shared.jobs import NewJob
+from shared.jobschema import READY_TENANTS, WORKERS, RecordKeys, queued_key, ready_key
+from shared.jobstore import JobStore
 from shared.records import InputSource, ItemRecord
-from shared.redisio import WORKERS, lease_key, now_ms, tenant_key
+from shared.redisio import now_ms
 from shared.settings import Settings
+from shared.specs import parse_job_spec
 from shared.status import ItemStatus, JobStatus
 from shared.taskqueue import QUEUE, RUN_CHUNK, chunk_ranges, make_sender, pump
 
@@ -37,7 +40,7 @@ def _job(r, jobs: JobStore, chunks: Chunks, tenant="acme", n=10, size=4, state="
     job_id = uuid.uuid4().hex
     inputs = tuple(InputSource(name=f"{i}.png", key=f"k/{i}") for i in range(n))
     pipe = r.pipeline(transaction=True)
-    jobs.create(NewJob(job_id, tenant, "attribution", {"model": "m"}, inputs=inputs), pipe)
+    jobs.create(NewJob(job_id, tenant, parse_job_spec({"model": "m"}), inputs=inputs), pipe)
     chunks.add(pipe, job_id, chunk_ranges(n, size), "planned")
     pipe.execute()
     if state == "ready":
@@ -86,10 +89,10 @@ def test_only_the_lease_holder_records_and_commits(r, stores):
     assert chunks.requeue(job_id, 0, "running")
     new = chunks.acquire(job_id, 0, "w2", 30)
     assert new.token > old.token and new.attempts == 2
-    assert not jobs.record_item(job_id, _record(0), old.key, old.token)  # fenced
+    assert not jobs.record_item(old, _record(0))  # fenced
     assert not chunks.renew(old.key, old.token, 30)
     assert chunks.commit(old, 4) == -1
-    assert jobs.record_item(job_id, _record(0), new.key, new.token)
+    assert jobs.record_item(new, _record(0))
     assert jobs.get(job_id).done == 1
 
 
@@ -98,12 +101,12 @@ def test_recording_an_item_twice_counts_it_once_and_moves_it_between_sets(r, sto
     job_id = _job(r, jobs, chunks)
     lease = chunks.acquire(job_id, 0, "w1", 30)
     for _ in range(2):
-        jobs.record_item(job_id, _record(1, ok=False), lease.key, lease.token)
+        jobs.record_item(lease, _record(1, ok=False))
     assert (jobs.get(job_id).done, jobs.get(job_id).failed) == (0, 1)
-    jobs.record_item(job_id, _record(1), lease.key, lease.token)
+    jobs.record_item(lease, _record(1))
     job = jobs.get(job_id)
     assert (job.done, job.failed, job.first_error) == (1, 0, "broken")
-    assert int(r.get(tenant_key("acme", "queued"))) == 9
+    assert int(r.get(queued_key("acme"))) == 9
 
 
 def test_a_partial_commit_splits_the_chunk_and_the_rest_is_ready_first(r, stores):
@@ -161,6 +164,16 @@ def test_chunks_are_sent_round_robin_across_tenants_within_the_window(r, stores)
     assert fair.depth() == 10 - 3
 
 
+def test_a_finalizing_jobs_waiting_chunks_are_dropped_and_the_next_tenant_served(r, stores):
+    jobs, chunks, fair = stores
+    big = _job(r, jobs, chunks, tenant="big", n=40, size=4)
+    small = _job(r, jobs, chunks, tenant="small", n=4, size=4)
+    assert jobs.request_final(big, JobStatus.CANCELLED, "cancelled by the client")
+    assert fair.pop() == [(small, 0)]
+    assert r.llen(ready_key("big")) == 0 and fair.depth() == 0
+    assert r.zrange(READY_TENANTS, 0, -1) == []
+
+
 def test_pump_sends_one_task_per_chunk_with_ids_only(r, stores, redis_server):
     jobs, chunks, fair = stores
     job_id = _job(r, jobs, chunks, n=8, size=4)
@@ -185,7 +198,7 @@ def test_finalizing_is_requested_once_and_the_job_becomes_final_after(r, stores)
     job = jobs.get(job_id)
     assert job.status is JobStatus.CANCELLED and not job.finalizing
     assert job.error == "cancelled by the client"
-    assert int(r.get(tenant_key("acme", "queued"))) == 0  # its unrun items left the quota
+    assert int(r.get(queued_key("acme"))) == 0  # its unrun items left the quota
     assert job_id not in jobs.active()
 
 
@@ -207,4 +220,4 @@ def test_the_control_lease_is_held_by_one_task(r, stores):
     token = jobs.take_control(job_id, 30)
     assert token is not None and jobs.take_control(job_id, 30) is None
     jobs.release_control(job_id, token)
-    assert not jobs.control_held(job_id) and r.get(lease_key(job_id, "ctl")) is None
+    assert not jobs.control_held(job_id) and r.get(RecordKeys(job_id).control) is None

@@ -10,7 +10,8 @@ import pytest
 import redis
 
 from shared.errors import InputError
-from shared.jobs import JobStore, NewJob
+from shared.jobs import NewJob
+from shared.jobstore import JobStore
 from shared.layers import NCHW, NHWC, TOKENS, Layer, Layout, ModelLayers
 from shared.modelspec import parse_model_spec
 from shared.modelstore import (
@@ -21,6 +22,7 @@ from shared.modelstore import (
     ModelStore,
     models_key,
 )
+from shared.specs import parse_job_spec
 
 
 @pytest.fixture
@@ -95,8 +97,8 @@ def test_a_job_keeps_its_pin_and_one_stored_without_a_pin_finds_its_model_by_nam
     pin = ModelPin.of("acme", mine)
     for job_id, job_pin in (("pinned", pin), ("unpinned", None)):
         pipe = r.pipeline(transaction=True)
-        jobs.create(NewJob(job_id, "acme", "attribution", {"model": "mine"}, model_pin=job_pin),
-                    pipe)
+        jobs.create(NewJob(job_id, "acme", parse_job_spec({"model": "mine"}),
+                           model_pin=job_pin), pipe)
         pipe.execute()
     pinned, unpinned = jobs.get("pinned"), jobs.get("unpinned")
     assert (pinned.model_pin, unpinned.model_pin) == (pin, None)

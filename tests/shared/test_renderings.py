@@ -13,7 +13,8 @@ from PIL import Image
 from shared.colormap import INFERNO
 from shared.methods import METHODS, method_spec
 from shared.render import encode_png, smooth_cam
-from shared.renderings import CAM_PHOTO_WEIGHT, V1_OVERLAY_OPACITY, Colorbar, Rendering
+from shared.renderings import CAM_PHOTO_WEIGHT, Colorbar, Rendering
+from shared.specs import V1_OVERLAY_OPACITY, job_spec_from_json, parse_job_spec
 
 RNG = np.random.default_rng(0)
 VALUES = RNG.normal(size=(3, 12, 12)).astype(np.float32)
@@ -73,11 +74,13 @@ def test_v1s_overlay_and_signed_files_are_kept_byte_for_byte():
 
 
 def test_what_was_stored_before_render_existed_is_drawn_as_v1_drew_it():
-    old = Rendering.of({"reduce": "max_abs"}, {"rule": "relu"})
+    old = Rendering.of(job_spec_from_json({"model": "m", "reduce": "max_abs"}).work,
+                       {"rule": "relu"})
     assert old == Rendering("heatmap", "max_abs", V1_OVERLAY_OPACITY)
     assert old.draw("png", VALUES)[0] == v1_png(VALUES)
     assert old.draw("overlay", VALUES, PHOTO)[0] == v1_overlay(PHOTO, VALUES)
-    new = Rendering.of({"reduce": "l2", "overlay_opacity": 0.8}, {"render": "cam"}, [7, 7])
+    new = Rendering.of(parse_job_spec({"model": "m", "reduce": "l2", "overlay_opacity": 0.8}).work,
+                       {"render": "cam"}, [7, 7])
     assert new == Rendering("cam", "l2", 0.8, (7, 7))
 
 

@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from shared.jobs import NewJob
+from shared.jobschema import ChunkStatus
 from shared.modelspec import parse_model_spec
 from shared.modelstore import ModelStatus
 from shared.registry import register_model
 from shared.settings import Settings
+from shared.specs import job_spec_from_json
 from worker.context import WorkerContext
 
 TENANT = "t"
@@ -60,8 +62,7 @@ class Runtime:
         body = {"kind": "attribution", "model": self.model, "methods": ["gradient"],
                 "dataset": dataset, **spec}
         pipe = self.ctx.redis.pipeline(transaction=True)
-        self.ctx.jobs.create(NewJob(job_id, TENANT, "attribution", body, layout="shards",
-                                    planning=True), pipe)
+        self.ctx.jobs.create(NewJob(job_id, TENANT, job_spec_from_json(body)), pipe)
         pipe.execute()
         return job_id
 
@@ -74,10 +75,10 @@ class Runtime:
         work = parsed.work.for_model(self.ctx.models.get(TENANT, self.model).spec)
         job_id = uuid.uuid4().hex
         pipe = self.ctx.redis.pipeline(transaction=True)
-        self.ctx.jobs.create(NewJob(job_id, TENANT, "visualize", parsed.to_json(),
-                                    total=len(work.items()), steps=work.total_steps), pipe)
+        self.ctx.jobs.create(NewJob(job_id, TENANT, parsed, total=len(work.items()),
+                                    steps=work.total_steps), pipe)
         self.ctx.chunks.add(pipe, job_id, [(b[0].index, b[-1].index + 1)
-                                           for b in work.batches()], "ready")
+                                           for b in work.batches()], ChunkStatus.READY)
         pipe.execute()
         return job_id
 

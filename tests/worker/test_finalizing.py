@@ -12,9 +12,8 @@ import pytest
 from e2e.helpers import image_bytes
 from runtime_testing import TENANT
 
-from shared.jobs import CONTROL
+from shared.jobschema import RecordKeys
 from shared.keys import JobKeys
-from shared.redisio import job_sub, lease_key
 from shared.status import JobStatus
 from worker.batches import Fenced
 from worker.finalizing import Finalizing
@@ -64,7 +63,7 @@ def test_a_finalizer_taken_over_after_every_step_writes_what_one_finalizer_write
         job = ctx.jobs.get(job_id)
         finalizer = KINDS[job.kind].finalize(Finalizing.start(ctx, job, token), model)
         step = next(finalizer, None)
-        ctx.redis.delete(lease_key(job_id, CONTROL))
+        ctx.redis.delete(RecordKeys(job_id).control)
         if step is None:
             break
         steps.append(step)
@@ -91,7 +90,7 @@ def test_a_finalizer_taken_over_after_every_step_writes_what_one_finalizer_write
     assert sorted((r["index"], r["position"]) for r in rows) == sorted(
         [(i, p) for i in range(ITEMS - 1) for p in (0, 1)] + [(ITEMS - 1, None)],
         key=lambda k: (k[0], -1 if k[1] is None else k[1]))
-    assert not ctx.redis.exists(job_sub(job_id, "final"))  # the checkpoint is gone
+    assert not ctx.redis.exists(RecordKeys(job_id).checkpoint)  # the checkpoint is gone
     assert not list(ctx.storage.list(JobKeys(TENANT, job_id).prefix + "/parts/"))
 
 

@@ -7,8 +7,8 @@ import pytest
 from runtime_testing import TENANT
 
 from shared.itemrecords import planned_inputs
+from shared.jobschema import queued_key
 from shared.keys import JobKeys
-from shared.redisio import tenant_key
 from shared.status import JobStatus
 
 
@@ -40,7 +40,7 @@ def _images(rt, n: int) -> dict:
 
 
 def _queued(rt) -> int:
-    return int(rt.ctx.redis.get(tenant_key(TENANT, "queued")) or 0)
+    return int(rt.ctx.redis.get(queued_key(TENANT)) or 0)
 
 
 def _results(rt, job_id: str) -> list[dict]:
@@ -83,7 +83,7 @@ def test_a_data_set_that_does_not_fit_beside_the_tenants_queued_items_fails(
 
     rt = runtime
     rt.configure(max_queued_items=10)
-    rt.ctx.redis.set(tenant_key(TENANT, "queued"), 6)
+    rt.ctx.redis.set(queued_key(TENANT), 6)
     job_id = rt.dataset_job(_images(rt, items))
     rt.plan(job_id)
     job = rt.ctx.jobs.get(job_id)
@@ -101,7 +101,7 @@ def test_a_data_set_that_does_not_fit_beside_the_tenants_queued_items_fails(
 def test_a_data_set_that_fits_the_quota_is_counted_and_released(runtime):
     rt = runtime
     rt.configure(max_queued_items=10)
-    rt.ctx.redis.set(tenant_key(TENANT, "queued"), 2)
+    rt.ctx.redis.set(queued_key(TENANT), 2)
     job_id = rt.dataset_job(_images(rt, 8))
     rt.plan(job_id)
     job = rt.ctx.jobs.get(job_id)

@@ -22,15 +22,15 @@ from shared.chunks import Lease
 from shared.inputs import InputRef
 from shared.jobs import Job
 from shared.keys import JobKeys
-from shared.specs import AttributionSpec, job_spec_from_json
+from shared.specs import AttributionSpec
 from shared.status import ItemStatus
-from shared.taskqueue import chunk_ranges
 from worker.attribution.groups import read_group, write_groups
 from worker.attribution.sinks import RunResult
 from worker.audit import MIN_CLASS_ITEMS
 from worker.audit.spray import group_seed
 from worker.context import WorkerContext
 from worker.leases import LeaseKeeper
+from worker.phases import start_phase
 from worker.retry import retrying
 
 PLAN = "audit/plan.json"
@@ -54,27 +54,21 @@ def _predictions(ctx: WorkerContext, job: Job) -> np.ndarray:
 
 def start_audit(ctx: WorkerContext, job: Job) -> bool:
     """Plan the audit phase; False when there is nothing to fan out."""
-    spec = job_spec_from_json(job.spec)
-    work: AttributionSpec = spec.work
+    work: AttributionSpec = job.spec.work
     predicted = _predictions(ctx, job)
     counts = np.bincount(predicted[predicted >= 0])
     classes = np.flatnonzero(counts >= MIN_CLASS_ITEMS).tolist()
     keys = JobKeys(job.tenant, job.id)
     tasks: list[dict[str, Any]] = []
     if classes:
-        tasks += write_groups(ctx, job, predicted, classes, spec.seed)
+        tasks += write_groups(ctx, job, predicted, classes, job.spec.seed)
     succeeded = int((predicted >= 0).sum())
     if work.sanity_sample and succeeded:
         tasks.append({"sanity": min(work.sanity_sample, succeeded)})
     if not tasks:
         return False
     ctx.storage.put(keys.artifact(PLAN), json.dumps(tasks).encode(), "application/json")
-    ctx.chunks.reset(job.id, keep_segments=True)
-    pipe = ctx.redis.pipeline(transaction=True)
-    ctx.chunks.add(pipe, job.id, chunk_ranges(len(tasks), 1), "planned")
-    pipe.execute()
-    ctx.jobs.set_fields(job.id, phase=1)
-    ctx.chunks.activate(job.id)
+    start_phase(ctx, job, 1, len(tasks))
     return True
 
 
@@ -111,7 +105,7 @@ def _sanity(ctx: WorkerContext, job: Job, sample: int) -> dict[str, Any]:
     from worker.inputs import load_input
     from worker.refs import ref_source, resolve_methods
 
-    spec = job_spec_from_json(job.spec)
+    spec = job.spec
     record, engine = job_model(ctx, job)
     images, targets = [], []
     for rec in records(ctx, job):
@@ -141,7 +135,7 @@ def run_audit(ctx: WorkerContext, job: Job, lease: Lease, keeper: LeaseKeeper,
     if "group" in task:
         position, cls = task["group"]
         thumbs, ids, rest = read_group(ctx, keys, position, cls)
-        seed = group_seed(job_spec_from_json(job.spec).seed, position, cls)
+        seed = group_seed(job.spec.seed, position, cls)
         clustering = spray_clusters(thumbs, ids, seed=seed, rest=rest)
         data = _save_clustering(clustering)
         retrying(lambda: ctx.storage.put(keys.artifact(clusters_name(position, cls)), data),

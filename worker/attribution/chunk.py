@@ -10,7 +10,7 @@ from shared.chunks import Lease
 from shared.errors import InputError
 from shared.jobs import Job
 from shared.seeds import item_seed
-from shared.specs import AttributionSpec, job_spec_from_json
+from shared.specs import AttributionSpec
 from shared.targets import ClassTarget, LabelTarget
 from worker.attribution.sinks import ItemSink, RunResult, ShardSink
 from worker.batches import BatchRun, chunk_sources
@@ -42,7 +42,7 @@ def run_attribution(ctx: WorkerContext, job: Job, lease: Lease, keeper: LeaseKee
     being finalized) and whether the rest yielded to another tenant."""
     import torch
 
-    spec = job_spec_from_json(job.spec)
+    spec = job.spec
     work: AttributionSpec = spec.work
     record, engine = job_model(ctx, job)
     model = record.spec

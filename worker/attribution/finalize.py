@@ -25,6 +25,7 @@ from shared.records import ItemRecord, OutputRecord
 from shared.renderings import Rendering
 from shared.reports import artifact_ref
 from shared.shards import read_map
+from shared.specs import AttributionSpec
 from worker.context import WorkerContext
 from worker.finalizing import REPORT, Finalizing, part_rows, write_results
 
@@ -116,7 +117,6 @@ class _Audit:
         return _Stored(data)
 
     def _overlay(self, index: int, position: int) -> bytes:
-        from shared.targets import parse_target
         from worker.attribution.outputs import object_class, region
         from worker.audit import suspect_overlay_png
         from worker.inputs import load_input
@@ -135,10 +135,9 @@ class _Audit:
         if loaded.error is not None or values is None:
             raise LookupError(f"item {index}: no picture or map to draw")
         rgb = display_image(loaded.x, self.model.preprocessing)
-        cls = object_class(parse_target(self.job.spec.get("target")), loaded.label,
-                           record.prediction.cls)
+        cls = object_class(self.job.spec.work.target, loaded.label, record.prediction.cls)
         return suspect_overlay_png(rgb, values, region(loaded, self.model, cls),
-                                   Rendering.of(self.job.spec, out.params, out.grid))
+                                   Rendering.of(self.job.spec.work, out.params, out.grid))
 
     def overlay(self, index: int, position: int) -> bytes:
         """A suspect's picture: its map over its input (grey where neither can be had)."""
@@ -218,7 +217,9 @@ def finalize_attribution(f: Finalizing, model: ModelSpec | None) -> Iterator[str
         f.record(**{step: "1"})
         yield step
     data = _referenced(data, pictures)
-    data["spec"] = {"methods": job.spec.get("methods"), "target": job.spec.get("target")}
+    work: AttributionSpec = job.spec.work
+    data["spec"] = {"methods": [m.to_json() for m in work.methods],
+                    "target": work.target.to_json()}
     ctx.storage.put(f.keys.report, json.dumps(data).encode(), "application/json")
     f.record(**{REPORT: "1"})
     yield REPORT

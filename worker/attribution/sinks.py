@@ -102,9 +102,8 @@ class ItemSink(_Sink):
         self.pending: set[Future] = set()
 
     def _record(self, record: ItemRecord) -> None:
-        ok = self._retry(lambda: self.ctx.jobs.record_item(
-            self.job.id, record, self.lease.key, self.lease.token),
-            f"recording item {record.index}")
+        ok = self._retry(lambda: self.ctx.jobs.record_item(self.lease, record),
+                         f"recording item {record.index}")
         if not ok:
             raise Fenced(f"job {self.job.id} chunk {self.lease.start}: lease taken over")
 

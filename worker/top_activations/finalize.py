@@ -8,7 +8,6 @@ from collections.abc import Iterator
 
 from shared.jobs import Job
 from shared.modelspec import ModelSpec
-from shared.specs import job_spec_from_json
 from shared.top_activations_spec import TopActivationsSpec
 from worker.attribution.finalize import records
 from worker.context import WorkerContext
@@ -27,7 +26,7 @@ def finalize_top_activations(f: Finalizing, model: ModelSpec | None) -> Iterator
     from worker.top_activations.project import merged
 
     ctx, job = f.ctx, f.job
-    work: TopActivationsSpec = job_spec_from_json(job.spec).work
+    work: TopActivationsSpec = job.spec.work
     class_name = model.class_name if model else (lambda _i: None)
     yield from write_results(f, lambda start: records(ctx, job, start), class_name)
     if f.has(REPORT):

@@ -19,14 +19,13 @@ from shared.inputs import InputRef
 from shared.jobs import Job
 from shared.keys import JobKeys
 from shared.reports import artifact_ref
-from shared.specs import job_spec_from_json
-from shared.taskqueue import chunk_ranges
 from shared.top_activations_spec import TopActivationsSpec
 from worker.attribution.sinks import RunResult
 from worker.batches import Fenced
 from worker.context import WorkerContext
 from worker.engines import job_model
 from worker.leases import LeaseKeeper
+from worker.phases import start_phase
 from worker.refs import ref_source
 from worker.retry import retrying
 
@@ -45,7 +44,7 @@ def start_projections(ctx: WorkerContext, job: Job) -> bool:
     """Merge the scan's partials and add one chunk per channel; False if nothing to project."""
     from worker.feature_maps import TopK
 
-    spec: TopActivationsSpec = job_spec_from_json(job.spec).work
+    spec: TopActivationsSpec = job.spec.work
     parts = [TopK.from_bytes(ctx.storage.get(s.partial)) for s in ctx.chunks.segments(job.id)
              if s.partial]
     if not parts:
@@ -56,12 +55,7 @@ def start_projections(ctx: WorkerContext, job: Job) -> bool:
                     "application/json")
     channels = list(top.channels)
     due = sum(len(top.top(c)) for c in channels) * len(spec.methods)
-    ctx.chunks.reset(job.id, keep_segments=True)
-    pipe = ctx.redis.pipeline(transaction=True)
-    ctx.chunks.add(pipe, job.id, chunk_ranges(len(channels), 1), "planned")
-    pipe.execute()
-    ctx.jobs.set_fields(job.id, phase=1, projections_due=due, projections_done=0)
-    ctx.chunks.activate(job.id)
+    start_phase(ctx, job, 1, len(channels), projections_due=due)
     return True
 
 
@@ -82,8 +76,7 @@ def run_projection(ctx: WorkerContext, job: Job, lease: Lease, keeper: LeaseKeep
     from worker.feature_maps import grid_png, project, projection_crop
     from worker.inputs import load_input
 
-    spec = job_spec_from_json(job.spec)
-    work: TopActivationsSpec = spec.work
+    work: TopActivationsSpec = job.spec.work
     record, engine = job_model(ctx, job)
     top = merged(ctx, job)
     channel = top.channels[lease.start]
@@ -126,5 +119,5 @@ def run_projection(ctx: WorkerContext, job: Job, lease: Lease, keeper: LeaseKeep
     grid = put(f"channels/{channel}/grid.png", grid_png(projections, methods), "image/png")
     fragment = {"channel": channel, "grid": grid, "top": entries}
     put(f"channels/{channel}.json", json.dumps(fragment).encode(), "application/json")
-    ctx.jobs.add_progress(job.id, "projections_done", len(projections) * len(methods))
+    ctx.jobs.count_projections(job.id, len(projections) * len(methods))
     return RunResult(lease.stop), False

@@ -13,7 +13,6 @@ from shared.chunks import Lease, Segment
 from shared.jobs import Job
 from shared.keys import JobKeys
 from shared.records import ItemRecord
-from shared.specs import job_spec_from_json
 from shared.status import ItemStatus
 from shared.top_activations_spec import TopActivationsSpec
 from worker.attribution.sinks import RunResult
@@ -38,7 +37,7 @@ def run_scan(ctx: WorkerContext, job: Job, lease: Lease, keeper: LeaseKeeper,
 
     from worker.feature_maps import scan_batch
 
-    spec = job_spec_from_json(job.spec)
+    spec = job.spec
     work: TopActivationsSpec = spec.work
     record, engine = job_model(ctx, job)
     if work.channels == "all" and record.layer_shapes:
@@ -71,9 +70,8 @@ def run_scan(ctx: WorkerContext, job: Job, lease: Lease, keeper: LeaseKeeper,
     rows_key = None
     if job.layout == "items":
         for rec in done:
-            ok = retrying(lambda rec=rec: ctx.jobs.record_item(job.id, rec, lease.key,
-                                                               lease.token),
-                          budget, f"recording item {rec.index}")
+            ok = retrying(lambda rec=rec: ctx.jobs.record_item(lease, rec), budget,
+                          f"recording item {rec.index}")
             if not ok:
                 raise Fenced(f"job {job.id} chunk {lease.start}: lease taken over")
         counts = (0, 0)
