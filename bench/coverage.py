@@ -13,8 +13,10 @@ none does), counted on the meta device by `--find`, which takes minutes and so i
 rather than repeated; and per transformers model type, a small configuration, saved with
 `save_pretrained`, zipped and built as the service builds a registered bundle
 (`worker.hf_models.build_transformers`). `--all` takes every timm architecture instead.
-Random weights (seeded), 10 classes, a batch of 2 seeded N(0, 1) images at the
-architecture's default input size, capped at 224 px where the model takes any size.
+Random weights (seeded), layer scales at 1 (`live_layer_scales`), BatchNorm statistics from
+a seeded batch (`calibrate`), 10 classes,
+a batch of 2 seeded N(0, 1) images at the architecture's default input size, capped at
+224 px where the model takes any size.
 
 Cells (`bench/coverage_cells.py`): the attribution methods through `Engine.attribute`,
 a `top_activations` scan and two `visualize` steps at the default Grad-CAM layer. Each is
@@ -161,6 +163,41 @@ def build(subject: Subject) -> nn.Module:
         return build_transformers(bundle, Settings().max_model_bytes)
 
 
+def calibrate(model: nn.Module, size: int) -> None:
+    """BatchNorm's running statistics from a seeded batch of 4 (a cumulative average). At
+    random initialisation the statistics are mean 0 and variance 1, with which the
+    activations of some deep CNNs vanish in eval mode (cspnext_tiny's logits are the same
+    for every input), so that no method could show anything; real weights come with real
+    statistics."""
+    norms = [m for m in model.modules()
+             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(4, 3, size, size, generator=torch.Generator().manual_seed(2)))
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    model.eval()
+
+
+def live_layer_scales(model: nn.Module) -> None:
+    """Layer scales at 1: a parameter whose entries all hold one value in (0, 1e-4] is one
+    (timm's and transformers' LayerScale, ConvNeXt's gamma, BEiT's lambdas start at 1e-5
+    or 1e-6 for training from scratch). At that start a residual branch adds almost
+    nothing: attention Grad-CAM's relevance is the identity to float32's precision, which
+    a trained model's (order 0.1 to 1) is not."""
+    with torch.no_grad():
+        for p in model.parameters():
+            first = p.flatten()[0]
+            if p.numel() > 0 and 0 < float(first) <= 1e-4 and bool((p == first).all()):
+                p.fill_(1.0)
+
+
 def run_subject(subject: Subject, timeout: float) -> dict:
     """The subject's row: how it was built, and each cell."""
     from bench.coverage_cells import Cell, classify
@@ -171,7 +208,10 @@ def run_subject(subject: Subject, timeout: float) -> dict:
            "params": subject.params}
     started = time.perf_counter()
     try:
-        engine = Engine(build(subject), memory_budget_mb=2048)
+        model = build(subject)
+        live_layer_scales(model)
+        calibrate(model, subject.size)
+        engine = Engine(model, memory_budget_mb=2048)
     except Exception as exc:  # noqa: BLE001 — the row records it; the table goes on
         failed = Cell(*classify(exc), time.perf_counter() - started)
         row["build"] = failed.to_json()

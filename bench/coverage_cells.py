@@ -25,6 +25,7 @@ from worker.visualize import VisualizationRun
 ROOT = Path(__file__).resolve().parent.parent
 SERVICE_CODE = (ROOT / "worker", ROOT / "shared")
 VISUALIZE_STEPS = 2
+LIVE_CANDIDATES = 8  # channels tried for a visualization that is not dead at its start
 
 
 class CellTimeout(Exception):
@@ -116,29 +117,33 @@ def _top_activations(engine: Engine, x: torch.Tensor, context: dict) -> tuple[st
     top = scan_batch(engine, x, list(range(len(x))), layer, "all", 2)
     if not np.isfinite(top.values).all():
         raise SilentFallback(f"top activations of {layer!r} are not finite")
-    context["channel"] = int(top.channels[int(np.argmax(top.values[:, 0]))])
+    order = np.argsort(-top.values[:, 0], kind="stable")
+    context["channels"] = [int(top.channels[i]) for i in order[:LIVE_CANDIDATES]]
     return ()
 
 
 def _visualize(engine: Engine, x: torch.Tensor, context: dict) -> tuple[str, ...]:
-    """Two steps maximising a channel of the default layer from the seeded start: the one the
-    scan found most active (random weights leave some channels dead), else channel 0."""
+    """Two steps maximising a channel of the default layer from the seeded start: the first,
+    of those the scan found most active, that is not dead at the start (random weights
+    leave some channels at 0 there, where no gradient can move them), else channel 0."""
     layer = engine.default_layer(x[:1])
     side = x.shape[-1]
-    spec = parse_visualize_spec({"model": "coverage", "objective": {
-        "layer": layer, "channel": context.get("channel", 0)},
-                                 "size": side, "steps": VISUALIZE_STEPS, "snapshot_every": 0},
-                                max_steps=VISUALIZE_STEPS)
-    run = VisualizationRun.start(engine, spec, spec.items(),
-                                 preprocessing=Preprocessing(input_size=side, resize=side))
+    for channel in context.get("channels", [0]):
+        spec = parse_visualize_spec({"model": "coverage", "objective": {
+            "layer": layer, "channel": channel}, "size": side, "steps": VISUALIZE_STEPS,
+            "snapshot_every": 0}, max_steps=VISUALIZE_STEPS)
+        run = VisualizationRun.start(engine, spec, spec.items(),
+                                     preprocessing=Preprocessing(input_size=side, resize=side))
+        if any(value != 0 for value in run.initial):
+            break
     run.step(VISUALIZE_STEPS)
     (result,) = run.results()
     values = [*result.curve, result.metrics["initial"], result.metrics["final"]]
     if not np.isfinite(values).all() or not np.isfinite(result.image).all():
         raise SilentFallback(f"the objective or image of {layer!r} is not finite: {values}")
     if result.metrics["final"] == result.metrics["initial"]:
-        raise SilentFallback(f"two steps left the objective of {layer!r} where it was "
-                             f"({result.metrics['initial']})")
+        raise SilentFallback(f"two steps left the objective of {layer!r} channel {channel} "
+                             f"where it was ({result.metrics['initial']})")
     return ()
 
 
