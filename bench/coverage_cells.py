@@ -20,6 +20,7 @@ from shared.modelspec import Preprocessing
 from shared.visualize_spec import parse_visualize_spec
 from worker.engine import Engine
 from worker.feature_maps import scan_batch
+from worker.methods.gradcam import ZERO_CAM
 from worker.visualize import VisualizationRun
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,14 +75,16 @@ def classify(exc: BaseException) -> tuple[str, str]:
     return "error", f"{type(exc).__name__}: {str(exc)[:400]}{where}"
 
 
-def _check(maps: list[np.ndarray], *, any_constant: bool) -> None:
+def _check(maps: list[np.ndarray], *, any_constant: bool, said_zero: bool = False) -> None:
     """Refuse maps that are not finite, or constant: each one when `any_constant`, else all
-    (a rectified map, as Grad-CAM's, may be zero for one image)."""
+    (a rectified map, as Grad-CAM's, may be zero for one image), unless every output says
+    that its map is zero (`said_zero`: Grad-CAM's ReLU clipped all of it, not a fallback)."""
     for i, values in enumerate(maps):
         if not np.isfinite(values).all():
             raise SilentFallback(f"map {i} is not finite")
     constant = [float(np.ptp(values)) == 0.0 for values in maps]
-    if (any(constant) if any_constant else all(constant)):
+    zero = said_zero and all(not values.any() for values in maps)
+    if (any(constant) if any_constant else all(constant)) and not zero:
         raise SilentFallback(f"map {constant.index(True)} is constant "
                              f"({float(maps[constant.index(True)].flat[0])})")
 
@@ -91,7 +94,10 @@ def _attribute(spec, *, any_constant: bool = True) -> Callable:
     def run(engine: Engine, x: torch.Tensor, context: dict) -> tuple[str, ...]:
         result = engine.attribute(x, [spec])
         maps = [image.maps[0].values for image in result.images]
-        _check(maps, any_constant=any_constant)
+        zero_cam = ZERO_CAM.split("{layer!r}")[0].format(name=spec.name)
+        said = all(any(w.startswith(zero_cam) for w in image.maps[0].warnings)
+                   for image in result.images)
+        _check(maps, any_constant=any_constant, said_zero=said)
         context[spec.name] = maps
         if spec.name == "guided_backprop":  # its rule must reach every rectifier
             coverage = result.coverage[0]
