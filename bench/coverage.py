@@ -13,10 +13,10 @@ none does), counted on the meta device by `--find`, which takes minutes and so i
 rather than repeated; and per transformers model type, a small configuration, saved with
 `save_pretrained`, zipped and built as the service builds a registered bundle
 (`worker.hf_models.build_transformers`). `--all` takes every timm architecture instead.
-Random weights (seeded), layer scales at 1 (`live_layer_scales`), BatchNorm statistics from
-a seeded batch (`calibrate`), 10 classes,
-a batch of 2 seeded N(0, 1) images at the architecture's default input size, capped at
-224 px where the model takes any size.
+Random weights (seeded), layer scales at 1 and zero weights drawn again (`live_weights`),
+BatchNorm statistics from a seeded batch (`calibrate`), 10 classes, a batch of 2 seeded
+N(0, 1) images at the architecture's default input size, capped at 224 px where the model
+takes any size (halonet_h1 takes only multiples of 256: it runs at its own 256).
 
 Cells (`bench/coverage_cells.py`): the attribution methods through `Engine.attribute`,
 a `top_activations` scan and two `visualize` steps at the default Grad-CAM layer. Each is
@@ -185,17 +185,26 @@ def calibrate(model: nn.Module, size: int) -> None:
     model.eval()
 
 
-def live_layer_scales(model: nn.Module) -> None:
-    """Layer scales at 1: a parameter whose entries all hold one value in (0, 1e-4] is one
-    (timm's and transformers' LayerScale, ConvNeXt's gamma, BEiT's lambdas start at 1e-5
-    or 1e-6 for training from scratch). At that start a residual branch adds almost
-    nothing: attention Grad-CAM's relevance is the identity to float32's precision, which
-    a trained model's (order 0.1 to 1) is not."""
+def live_weights(model: nn.Module) -> None:
+    """Layer scales at 1, and weights of all zeros drawn again (seeded, std 0.02): a
+    parameter whose entries all hold one value in (0, 1e-4] is a layer scale (timm's and
+    transformers' LayerScale, ConvNeXt's gamma, BEiT's lambdas start at 1e-5 or 1e-6 for
+    training from scratch), at which a residual branch adds almost nothing, so that
+    attention Grad-CAM's relevance is the identity to float32's precision; a linear or
+    convolution weight of all zeros (timm's MLP-Mixer and gMLP heads) makes the logits
+    constant. Trained weights are neither."""
+    generator = torch.Generator().manual_seed(3)
     with torch.no_grad():
-        for p in model.parameters():
-            first = p.flatten()[0]
-            if p.numel() > 0 and 0 < float(first) <= 1e-4 and bool((p == first).all()):
-                p.fill_(1.0)
+        for module in model.modules():
+            for name, p in module.named_parameters(recurse=False):
+                if p.numel() == 0:
+                    continue
+                first = p.flatten()[0]
+                if 0 < float(first) <= 1e-4 and bool((p == first).all()):
+                    p.fill_(1.0)
+                elif (name == "weight" and isinstance(module, (nn.Linear, nn.Conv2d))
+                      and not p.any()):
+                    p.copy_(0.02 * torch.randn(p.shape, generator=generator))
 
 
 def run_subject(subject: Subject, timeout: float) -> dict:
@@ -209,7 +218,7 @@ def run_subject(subject: Subject, timeout: float) -> dict:
     started = time.perf_counter()
     try:
         model = build(subject)
-        live_layer_scales(model)
+        live_weights(model)
         calibrate(model, subject.size)
         engine = Engine(model, memory_budget_mb=2048)
     except Exception as exc:  # noqa: BLE001 — the row records it; the table goes on
@@ -302,10 +311,14 @@ def markdown(result: dict) -> str:
     if errors:
         lines += ["", "**Errors:**", ""]
         lines += [f"- `{arch}` `{name}`: {reason}" for arch, name, reason in errors]
+    not_run = result.get("not_run", [])
+    if not_run:
+        lines += ["", f"**Not run** ({len(not_run)}, the largest, past `--stop-after`): "
+                  + ", ".join(f"`{n['architecture']}`" for n in not_run)]
     header = "| module | architecture | px | " + " | ".join(
         f"`{name}`" for name in CELLS) + " |"
     lines += ["", header, "|" + "---|" * (3 + len(CELLS))]
-    for r in rows:
+    for r in sorted(rows, key=lambda r: (r["family"], r["module"])):
         marks = " | ".join(MARK[r["cells"][name]["status"]] for name in CELLS)
         family = "" if r["family"] == "timm" else " (transformers)"
         lines.append(f"| {r['module']}{family} | `{r['architecture']}` | {r['size']} | "

@@ -129,28 +129,33 @@ def _top_activations(engine: Engine, x: torch.Tensor, context: dict) -> tuple[st
 
 
 def _visualize(engine: Engine, x: torch.Tensor, context: dict) -> tuple[str, ...]:
-    """Two steps maximising a channel of the default layer from the seeded start: the first,
-    of those the scan found most active, that is not dead at the start (random weights
-    leave some channels at 0 there, where no gradient can move them), else channel 0."""
+    """Two steps maximising a channel of the default layer from the seeded start, checked to
+    move its objective: the channels the scan found most active, largest objective at the
+    start first, until one moves (random weights leave some channels dead at the start, or
+    constant, a bias the image does not reach, where no gradient can move them)."""
     layer = engine.default_layer(x[:1])
     side = x.shape[-1]
+    runs = []
     for channel in context.get("channels", [0]):
         spec = parse_visualize_spec({"model": "coverage", "objective": {
             "layer": layer, "channel": channel}, "size": side, "steps": VISUALIZE_STEPS,
             "snapshot_every": 0}, max_steps=VISUALIZE_STEPS)
         run = VisualizationRun.start(engine, spec, spec.items(),
                                      preprocessing=Preprocessing(input_size=side, resize=side))
-        if any(value != 0 for value in run.initial):
-            break
-    run.step(VISUALIZE_STEPS)
-    (result,) = run.results()
-    values = [*result.curve, result.metrics["initial"], result.metrics["final"]]
-    if not np.isfinite(values).all() or not np.isfinite(result.image).all():
-        raise SilentFallback(f"the objective or image of {layer!r} is not finite: {values}")
-    if result.metrics["final"] == result.metrics["initial"]:
-        raise SilentFallback(f"two steps left the objective of {layer!r} channel {channel} "
-                             f"where it was ({result.metrics['initial']})")
-    return ()
+        runs.append((abs(run.initial[0]), channel, run))
+    tried = []
+    for _, channel, run in sorted(runs, key=lambda found: found[:2], reverse=True):
+        run.step(VISUALIZE_STEPS)
+        (result,) = run.results()
+        values = [*result.curve, result.metrics["initial"], result.metrics["final"]]
+        if not np.isfinite(values).all() or not np.isfinite(result.image).all():
+            raise SilentFallback(f"the objective or image of {layer!r} channel {channel} is "
+                                 f"not finite: {values}")
+        if result.metrics["final"] != result.metrics["initial"]:
+            return ()
+        tried.append(f"{channel} ({result.metrics['initial']:.4g})")
+    raise SilentFallback(f"two steps left the objective of {layer!r} where it was, for "
+                         f"channels {', '.join(tried)}")
 
 
 CELLS: dict[str, Callable[[Engine, torch.Tensor, dict], tuple[str, ...]]] = {
