@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test chaos lint bench-engine bench-service demo-audit export-check clean
+.PHONY: install run test chaos lint bench-engine bench-service demo-audit demo-audit-vit export-check clean
 
 $(STAMP): pyproject.toml client/pyproject.toml
 	@echo "saliency: installing into $(VENV): the API, the worker (torch, torchvision, timm, captum), the test tools and the saliency CLI"
@@ -46,6 +46,12 @@ bench-service: $(STAMP)
 demo-audit: $(STAMP)
 	$(PY) -m demo.confounder make var/demo-confounder
 	$(PY) -m demo.confounder submit var/demo-confounder
+
+# The same data set with a small Hugging Face ViT (8 px patches, four blocks, seed 0, one torch
+# thread), audited in-process with the default method: prints the three figures.
+demo-audit-vit: $(STAMP)
+	$(PY) -m demo.confounder make var/demo-confounder-vit --architecture vit
+	$(PY) -m demo.confounder audit var/demo-confounder-vit --methods gradient
 
 # FiftyOne's own import of an unpacked export (`saliency export JOB --format fiftyone --out
 # DIR`), for a machine where FiftyOne's database (MongoDB) can run; `make test` checks every

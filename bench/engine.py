@@ -20,6 +20,13 @@ Contenders, per model and batch, on the same input:
              timed call first finds the predicted class with a forward pass without
              gradients, as the engine's call returns the prediction with the maps
              (`--captum-target given` hands it the class instead, outside the timing).
+  camlib     with `--gradcam-baseline pytorch-grad-cam`, Grad-CAM's contender instead of
+             Captum (whose LayerGradCam assumes N×C×H×W): pytorch-grad-cam's `GradCAM` at the
+             engine's default layer, with its documented reshape for the layer's layout (the
+             prefix tokens dropped and the tokens laid on the model's grid; channels-last
+             permuted), for the predicted class; its maps come min-max scaled and resized to
+             the input. The row's `maps_cosine` is the lowest cosine over images between its
+             maps and ours, both min-max scaled (target: equal maps, cosine >= 0.999);
   loop       for the attention methods (timm vision transformers, e.g. `--models
              vit_small_patch16_224`), which Captum lacks: the reference formulas one image at
              a time, as Chefer et al.'s code and vit-explain run them: forward hooks on timm's
@@ -72,6 +79,7 @@ import torchvision
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script, too
 
 from bench.harness import run_grid, sync, time_interleaved  # noqa: E402
+from shared.layers import NHWC, TOKENS, Layout  # noqa: E402
 from shared.methods import MethodSpec, method_spec  # noqa: E402
 from worker.allocator import keep_freed_memory  # noqa: E402
 from worker.engine import Engine  # noqa: E402
@@ -86,6 +94,7 @@ TARGET_VS_CAPTUM = {"gradient": None, "guided_backprop": 1.1, "deconvnet": 1.1, 
                     "smoothgrad": 1.0, "integrated_gradients": 1.0, "gradcam": 1.0,
                     "guided_gradcam": 1.0, "occlusion": 1.5}
 TARGET_VS_LOOP = {"attention_rollout": 5.0, "attention_gradcam": 5.0}
+TARGET_VS_CAMLIB = {"gradcam": 1.0}
 GROUPS = {name: (name,) for name in (*METHODS, *NEW_METHODS, *ATTENTION_METHODS)} | {
     "all": METHODS}
 AUTOCAST = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -238,6 +247,56 @@ def make_loop(model: torch.nn.Module, x: torch.Tensor, setup: Setup, name: str
     return run
 
 
+def cam_reshape(layout: Layout) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """pytorch-grad-cam's `reshape_transform` for a layer of `layout`: its documented ViT
+    transform with the model's own prefix tokens and grid, or channels-last permuted."""
+    if layout.kind == TOKENS:
+        def tokens(tensor: torch.Tensor) -> torch.Tensor:
+            grid = tensor[:, layout.prefix:, :].reshape(len(tensor), *layout.grid,
+                                                        tensor.shape[-1])
+            return grid.permute(0, 3, 1, 2)
+        return tokens
+    if layout.kind == NHWC:
+        return lambda tensor: tensor.permute(0, 3, 1, 2)
+    return None
+
+
+def make_camlib(model: torch.nn.Module, x: torch.Tensor, layer: str, layout: Layout,
+                setup: Setup) -> Callable[[], np.ndarray]:
+    """pytorch-grad-cam's Grad-CAM of `layer` for the predicted class (see the module
+    docstring); the call answers its maps, N×H×W."""
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    cam = GradCAM(model, [dict(model.named_modules())[layer]],
+                  reshape_transform=cam_reshape(layout))
+
+    def run() -> np.ndarray:
+        with torch.no_grad(), setup.autocast():
+            chosen = model(x).argmax(1).tolist()
+        with setup.autocast():  # on a frozen model, its graph starts at the input
+            return cam(input_tensor=x.detach().requires_grad_(True),
+                       targets=[ClassifierOutputTarget(c) for c in chosen])
+
+    return run
+
+
+def maps_cosine(engine: Engine, camlib: Callable[[], np.ndarray], x: torch.Tensor) -> float:
+    """The lowest cosine over images between our Grad-CAM maps and pytorch-grad-cam's, both
+    min-max scaled (its own scaling)."""
+    ours = np.stack([image.maps[0].values[0] for image in engine.attribute(x, ["gradcam"]).images])
+    theirs = camlib()
+
+    def scaled(maps: np.ndarray) -> np.ndarray:
+        flat = maps.reshape(len(maps), -1).astype(np.float64)
+        low = flat.min(axis=1, keepdims=True)
+        return (flat - low) / (flat.max(axis=1, keepdims=True) - low + 1e-7)
+
+    a, b = scaled(ours), scaled(theirs)
+    return float(min(u @ v / (np.linalg.norm(u) * np.linalg.norm(v) + 1e-12)
+                     for u, v in zip(a, b, strict=True)))
+
+
 def _rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -324,8 +383,12 @@ def build(model_name: str, batch: int, args: argparse.Namespace, setup: Setup):
         built = torchvision.models.get_model(model_name, weights=None,
                                              num_classes=args.num_classes)
     else:
-        built = timm.create_model(model_name, pretrained=False, num_classes=args.num_classes,
-                                  img_size=args.size)
+        try:
+            built = timm.create_model(model_name, pretrained=False,
+                                      num_classes=args.num_classes, img_size=args.size)
+        except TypeError:  # a model that takes any size (a CNN) has no img_size
+            built = timm.create_model(model_name, pretrained=False,
+                                      num_classes=args.num_classes)
     frozen = copy.deepcopy(built).eval().requires_grad_(False).to(setup.device)
     memory_format = torch.channels_last if setup.channels_last else torch.contiguous_format
     frozen = frozen.to(memory_format=memory_format)
@@ -338,11 +401,17 @@ def build(model_name: str, batch: int, args: argparse.Namespace, setup: Setup):
     cams = {"gradcam", "guided_gradcam"} & set(args.methods.split(","))
     layer = dict(frozen.named_modules())[engine.default_layer(x[:1])] if cams else None
 
-    contenders: dict[str, Callable[[], None]] = {"floor": make_floor(frozen, x, setup)}
+    contenders: dict[str, Callable[[], object]] = {"floor": make_floor(frozen, x, setup)}
     for label, methods in groups(args).items():
+        if label in TARGET_VS_LOOP and not hasattr(frozen, "blocks"):
+            continue  # not a ViT: the attention methods refuse it (a row of none)
         contenders[f"ours:{label}"] = make_ours(engine, x, specs(methods, args))
         if label in TARGET_VS_LOOP:
             contenders[f"loop:{label}"] = make_loop(frozen, x, setup, label)
+        elif label in TARGET_VS_CAMLIB and args.gradcam_baseline == "pytorch-grad-cam":
+            layer_name = engine.default_layer(x[:1])
+            layout = engine.layers(x[:1]).layout(layer_name)
+            contenders[f"camlib:{label}"] = make_camlib(frozen, x, layer_name, layout, setup)
         else:
             contenders[f"captum:{label}"] = make_captum(frozen, x, target, setup, methods,
                                                         layer, args)
@@ -362,7 +431,8 @@ def memory_in_fresh_process(name: str, model_name: str, batch: int,
                "--num-classes", str(args.num_classes), "--dtype", args.dtype,
                "--methods", args.methods, "--samples", str(args.samples),
                "--steps", str(args.steps), "--patch", str(args.patch),
-               "--stride", str(args.stride), "--captum-target", args.captum_target]
+               "--stride", str(args.stride), "--captum-target", args.captum_target,
+               "--gradcam-baseline", args.gradcam_baseline]
     if args.threads:
         command += ["--threads", str(args.threads)]
     if args.memory_budget_mb:
@@ -392,9 +462,12 @@ def bench_one(model_name: str, batch: int, args: argparse.Namespace, setup: Setu
 
     rows = []
     floor = ips("floor")
-    for label in chosen:
-        base = "loop" if label in TARGET_VS_LOOP else "captum"  # what the row compares with
-        target_vs = (TARGET_VS_LOOP if base == "loop" else TARGET_VS_CAPTUM)[label]
+    for label in [label for label in chosen if f"ours:{label}" in contenders]:
+        base = next(b for b in ("loop", "camlib", "captum") if f"{b}:{label}" in contenders)
+        target_vs = {"loop": TARGET_VS_LOOP, "camlib": TARGET_VS_CAMLIB,
+                     "captum": TARGET_VS_CAPTUM}[base][label]
+        cosine = (maps_cosine(engine, contenders[f"camlib:{label}"], x) if base == "camlib"
+                  else None)
         ours, other = ips(f"ours:{label}"), ips(f"{base}:{label}")
         time_ratio = floor / ours
         vs_other = ours / other
@@ -423,6 +496,7 @@ def bench_one(model_name: str, batch: int, args: argparse.Namespace, setup: Setu
             f"{base}_peak_mem_mb": round(memory[f"{base}:{label}"], 1),
             "floor_peak_mem_mb": round(memory["floor"], 1),
             "cosine_to_float32": round(cosines[label], 5) if cosines else None,
+            "maps_cosine": None if cosine is None else round(cosine, 5),
             "params": {"samples": args.samples, "steps": args.steps, "patch": args.patch,
                        "stride": args.stride, "size": args.size,
                        "memory_budget_mb": args.memory_budget_mb,
@@ -484,6 +558,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="predicted: Captum's timed call first finds the predicted class "
                         "(one forward pass without gradients), as the engine does for its "
                         "prediction; given: it is handed the class")
+    parser.add_argument("--gradcam-baseline", choices=("captum", "pytorch-grad-cam"),
+                        default="captum", help="Grad-CAM's contender (see camlib above)")
     parser.add_argument("--memory-budget-mb", type=int, default=None,
                         help="the engine's memory budget (default: its own, from free memory)")
     parser.add_argument("--json", dest="json_path", default=None, help="write the rows here")

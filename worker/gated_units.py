@@ -12,8 +12,9 @@ functional, in place, and their aten ops in exported programs). QuickGELU is wri
 `x * sigmoid(1.702 * x)`, which is three calls and not one: a QuickGELU *module* of timm or
 transformers is swapped, in the engine's private copy, for one that calls
 `quick_gelu` below (the same arithmetic, but one call the mode sees). The written-out form
-anywhere else stays three calls; its sigmoid has no rule, so guided methods refuse the
-model, naming Sigmoid.
+anywhere else stays three calls: guided methods refuse the model, naming its sigmoid under
+the papers' rule and, under the gated rule, the product of a gate with its own input
+(`worker.relu_override.gate_use`).
 """
 
 from __future__ import annotations

@@ -82,8 +82,12 @@ def _layout(out: torch.Tensor, trace: LayoutTrace, model: nn.Module
                       f"{size[0]}×{size[1]} input (an attention tensor or windows)")
     tokens, channels = shape[1:]
     grid = declared_grid(model, size)
-    if grid is not None and channels in (grid[0] * grid[1], declared_prefix(model)
-                                         + grid[0] * grid[1]):
+    sequences = () if grid is None else (grid[0] * grid[1],
+                                         declared_prefix(model) + grid[0] * grid[1])
+    # N×C×tokens when the last dimension is a token sequence of the model and the second is
+    # not one too: a width that happens to equal the patch count (64 channels over an 8×8
+    # grid) leaves N×(P + H·W)×C read as tokens.
+    if channels in sequences and (tokens not in sequences or tokens == channels):
         return None, ("its last dimension is the token sequence (N×C×tokens): a "
                       "token-mixing layer, not tokens")
     try:

@@ -22,8 +22,10 @@ from worker.gated_units import UNIT_NAMES
 from worker.methods.base import BackwardRule
 from worker.methods.gradient import Gradient
 from worker.relu_override import (
+    GATES,
     RuleSwitch,
     count_plain_applications,
+    gate_use,
     override_rectifiers,
     rectifier_nodes,
 )
@@ -106,15 +108,17 @@ class Pass:
         if missing:
             raise UnsupportedModelError(
                 f"{rule.name} defines a rule only for ReLU, ReLU6 and, with the method "
-                f'parameter "rule": "gated", the gated units {UNIT_NAMES}; this model also '
-                f"uses {_calls(missing)}: use the 'gradient' method for this model"
+                f'parameter "rule": "gated", the gated units {UNIT_NAMES} (the gates '
+                f"{', '.join(GATES)} keeping their derivative); this model also uses "
+                f"{_calls(missing)}: use the 'gradient' method for this model"
             )
-        if self.switch.gated and not rule.gated:
+        if (self.switch.gated or self.switch.gates) and not rule.gated:
             raise UnsupportedModelError(
                 f"{rule.name} defines a rule only for ReLU and ReLU6, and this model also uses "
-                f'{_calls(self.switch.gated)}; the method parameter "rule": "gated" extends it '
-                "to gated units (this service's generalisation, not the paper's rule), or use "
-                "the 'gradient' method"
+                f"{_calls(self.switch.gated + self.switch.gates)}; the method parameter "
+                f'"rule": "gated" extends it to gated units and keeps the derivative of the '
+                "gates (this service's generalisation, not the paper's rule), or use the "
+                "'gradient' method"
             )
         if self.escaped:
             raise UnsupportedModelError(
@@ -122,6 +126,33 @@ class Pass:
                 f"applications escaped the {rule.name} rule (an unsupported way of calling "
                 "them); refusing to return what would be a plain gradient"
             )
+        if self.switch.gates and self.grad:
+            captured = [a for a in self.activations.values() if a is not None]
+            use = gate_use([self.logits, *captured])
+            if use.lone:
+                raise UnsupportedModelError(
+                    f"{rule.name} has no rule for {_calls(use.lone)} used as activations "
+                    f"(multiplying no other tensor); under \"rule\": \"gated\" only gates of "
+                    "another tensor (squeeze-and-excitation, gated attention) keep their "
+                    "derivative: use the 'gradient' method for this model"
+                )
+            if use.written_out:
+                raise UnsupportedModelError(
+                    f"{use.written_out} products in this model multiply a gate "
+                    f"({', '.join(GATES)}) by the tensor it was computed from: gated units "
+                    "written out as arithmetic (x·sigmoid(x), GELU's tanh form), which "
+                    f"{rule.name}'s gated rule cannot see as one unit; build the model with "
+                    "nn.SiLU, nn.GELU or nn.Hardswish, or use the 'gradient' method"
+                )
+
+    def gates_warning(self, method: str) -> str | None:
+        """What the outputs of `method` under the gated rule say about the gates of this
+        pass, which kept autograd's derivative; None if it had none."""
+        if not self.switch.gates:
+            return None
+        return (f"{method}: the gates {_calls(self.switch.gates)} (of another tensor, as in "
+                "squeeze-and-excitation or gated attention; not units x·s(x)) kept autograd's "
+                "derivative under the gated rule")
 
     def scores(self, rank: int) -> torch.Tensor:
         """Each row's target score for map `rank` (float32; 0 where the row has none)."""

@@ -13,6 +13,13 @@ recorded: any rectifier or gated node autograd made itself (`ReluBackward0`,
 `relu_calls > overridden`; `count_plain_applications` counts their backward runs, which
 apply the gradient's rule, beside the override's.
 
+Sigmoid, Hardsigmoid and Tanh, the gates of squeeze-and-excitation and gated attention, are
+counted apart (`RuleSwitch.gates`) and never overridden: the gated rule keeps their
+derivative and names them, the papers' rule refuses them. A gated unit written out as
+arithmetic (x·σ(x)) multiplies a gate by its own input, and a sigmoid used as an activation
+multiplies nothing: `gate_use` finds both in the autograd graph, so that the gated rule
+refuses them rather than treat them as gates.
+
 The mode is thread-local and the switch is per call, so threads sharing one model do not
 see each other's rules.
 """
@@ -63,6 +70,8 @@ _HARDTANH: dict[Any, bool] = {
 }
 # Element-wise non-linearities that have no guided-backprop or DeconvNet rule, by the name a
 # user knows them by (the gated units, which have one under "rule": "gated", are not here).
+# Sigmoid, Hardsigmoid and Tanh are the gates of squeeze-and-excitation and gated attention:
+# under "rule": "gated" they keep autograd's derivative (`GATES`), and are counted apart.
 _NO_RULE: dict[Any, str] = {}
 for _name, _funcs in {
     "ELU": (F.elu, F.elu_, aten.elu.default, aten.elu_.default),
@@ -83,6 +92,8 @@ for _name, _funcs in {
 }.items():
     for _func in _funcs:
         _NO_RULE[_func] = _name
+#: The gates: no rule of their own, autograd's derivative under "rule": "gated".
+GATES = ("Sigmoid", "Hardsigmoid", "Tanh")
 
 
 @dataclass
@@ -92,7 +103,8 @@ class RuleSwitch:
     rule: BackwardRule | None = None
     applied: Counter = field(default_factory=Counter)  # backward applications, per method
     gated: Counter = field(default_factory=Counter)  # gated units overridden, by name
-    no_rule: Counter = field(default_factory=Counter)  # non-linearities without a rule, by name
+    gates: Counter = field(default_factory=Counter)  # gates (`GATES`) left as they are, by name
+    no_rule: Counter = field(default_factory=Counter)  # other non-linearities without a rule
     other_hardtanh: int = 0  # hardtanh with bounds other than (0, 6): no rule either
 
 
@@ -192,6 +204,8 @@ class _OverrideMode(TorchFunctionMode):
         else:
             if func in _HARDTANH:
                 self.switch.other_hardtanh += 1
+            elif _NO_RULE.get(func) in GATES:
+                self.switch.gates[_NO_RULE[func]] += 1
             elif func in _NO_RULE:
                 self.switch.no_rule[_NO_RULE[func]] += 1
             return func(*args, **kwargs)
@@ -242,6 +256,74 @@ def rectifier_nodes(outputs: list[torch.Tensor]) -> tuple[int, list[Any]]:
             plain.append(node)
         stack.extend(fn for fn, _ in node.next_functions if fn is not None and fn not in seen)
     return overridden, plain
+
+
+_GATE_NODES = ("SigmoidBackward", "HardsigmoidBackward", "TanhBackward")
+# Element-wise arithmetic, through which a gated unit written out reaches its input from both
+# sides of its product: x·σ(x), ½x·(1 + tanh(√(2/π)(x + 0.044715x³))).
+_ARITHMETIC = ("MulBackward", "AddBackward", "SubBackward", "RsubBackward", "DivBackward",
+               "PowBackward", "NegBackward")
+_REACH = 6  # arithmetic steps followed back from each side of a product
+
+
+def _sources(edge: tuple[Any, int]) -> set[tuple[Any, int]]:
+    """The graph edges (node, output index) that `edge` is computed from by element-wise
+    arithmetic within `_REACH` steps, `edge` included."""
+    found: set[tuple[Any, int]] = set()
+    frontier = [(edge, 0)]
+    while frontier:
+        (node, index), depth = frontier.pop()
+        if (node, index) in found:
+            continue
+        found.add((node, index))
+        if depth < _REACH and type(node).__name__.startswith(_ARITHMETIC):
+            frontier.extend(((fn, i), depth + 1) for fn, i in node.next_functions
+                            if fn is not None)
+    return found
+
+
+@dataclass(frozen=True)
+class GateUse:
+    """How the gates (`GATES`) behind a pass's outputs are used, read from its autograd graph."""
+
+    written_out: int  # products of a gate and a tensor its own input is computed from
+    lone: Counter  # gates that multiply no other tensor (activations), by name
+
+
+def _gate_name(node: Any) -> str:
+    return GATES[[type(node).__name__.startswith(g) for g in _GATE_NODES].index(True)]
+
+
+def gate_use(outputs: list[torch.Tensor]) -> GateUse:
+    """The gates behind `outputs` that are not gates of another tensor: those in products with
+    a tensor their own input is computed from by arithmetic (gated units written out, x·σ(x)
+    or GELU's tanh form, which the override cannot see as one unit), and those in no product
+    at all (a sigmoid or tanh used as an activation). A gate of squeeze-and-excitation or gated
+    attention multiplies a tensor it was not computed from."""
+    written = 0
+    gates: set[Any] = set()
+    multiplying: set[Any] = set()
+    seen: set[Any] = set()
+    stack = [t.grad_fn for t in outputs if t.grad_fn is not None]
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        if type(node).__name__.startswith(_GATE_NODES):
+            gates.add(node)
+        edges = [(fn, i) for fn, i in node.next_functions if fn is not None]
+        if type(node).__name__.startswith("MulBackward") and len(edges) == 2:
+            found = False
+            for gated, other in (edges, edges[::-1]):
+                side = [fn for fn, _ in _sources(gated)
+                        if type(fn).__name__.startswith(_GATE_NODES)]
+                multiplying.update(side)
+                found = found or any(_sources(gate.next_functions[0]) & _sources(other)
+                                     for gate in side)
+            written += found
+        stack.extend(fn for fn, _ in edges if fn not in seen)
+    return GateUse(written, Counter(_gate_name(g) for g in gates - multiplying))
 
 
 def count_rectifiers(outputs: list[torch.Tensor]) -> tuple[int, int]:

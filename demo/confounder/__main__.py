@@ -11,15 +11,16 @@ from pathlib import Path
 
 import numpy as np
 
-from demo.confounder import data
+from demo.confounder import data, vit
 from demo.confounder import model as demo_model
 from demo.confounder.build import build
 
 
-def make(directory: Path, seed: int, size: int, per_class: int, epochs: int) -> None:
+def make(directory: Path, seed: int, size: int, per_class: int, epochs: int | None,
+         architecture: str) -> None:
     """Write the data set and the trained model into `directory`, and say what it learned."""
     started = time.perf_counter()
-    demo = build(directory, seed, size, per_class, epochs)
+    demo = build(directory, seed, size, per_class, epochs, architecture)
     test, trained = demo.test, demo.model
     predicted = demo_model.predict(trained, test)
     labels = np.array([s.label for s in test])
@@ -27,7 +28,7 @@ def make(directory: Path, seed: int, size: int, per_class: int, epochs: int) -> 
     flipped = demo_model.predict(trained, [data.Sample(data.add_mark(s.image), s.label, s.box,
                                                        True) for s in test])
     print(f"made {len(demo.train)} training and {len(test)} test pictures and trained "
-          f"{demo_model.ARCHITECTURE} in {time.perf_counter() - started:.0f} s")
+          f"{architecture} in {time.perf_counter() - started:.0f} s")
     print(f"accuracy on clean test pictures: {np.mean(predicted[~marked] == labels[~marked]):.0%}")
     others = labels != data.MARKED_CLASS
     print(f"the mark turns {np.mean(flipped[others] == data.MARKED_CLASS):.0%} of the other "
@@ -42,7 +43,8 @@ def audit(directory: Path, methods: list[str], seed: int) -> None:
     from worker.models import build_model
 
     spec = parse_model_spec(json.loads((directory / "model.json").read_text(encoding="utf-8")))
-    model = build_model(spec, directory / "model.safetensors")
+    artifact = "model.zip" if spec.architecture == vit.ARCHITECTURE else "model.safetensors"
+    model = build_model(spec, directory / artifact)
     result = run_audit(directory / "test.jsonl", model, spec, methods=methods, seed=seed)
     out = directory / "report"
     for name, png in result.report.pictures.items():
@@ -77,7 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     make_parser.add_argument("directory", type=Path)
     make_parser.add_argument("--size", type=int, default=data.SIZE)
     make_parser.add_argument("--per-class", type=int, default=data.TRAIN_PER_CLASS)
-    make_parser.add_argument("--epochs", type=int, default=demo_model.EPOCHS)
+    make_parser.add_argument("--epochs", type=int, default=None,
+                             help=f"default {demo_model.EPOCHS} (resnet18), {vit.EPOCHS} (vit)")
+    make_parser.add_argument("--architecture", choices=(demo_model.ARCHITECTURE, "vit"),
+                             default=demo_model.ARCHITECTURE)
     audit_parser = commands.add_parser("audit", help="audit the test set in-process")
     audit_parser.add_argument("directory", type=Path)
     submit_parser = commands.add_parser(
@@ -94,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.command == "make":
-        make(args.directory, args.seed, args.size, args.per_class, args.epochs)
+        make(args.directory, args.seed, args.size, args.per_class, args.epochs,
+             args.architecture)
     elif args.command == "audit":
         audit(args.directory, args.methods.split(","), args.seed)
     else:

@@ -58,14 +58,21 @@ def inputs(samples: Sequence[Sample]) -> torch.Tensor:
     return torch.stack([preprocess_image(Image.fromarray(s.image), prep) for s in samples])
 
 
-def train(samples: Sequence[Sample], seed: int, epochs: int = EPOCHS) -> nn.Module:
-    """A resnet18 trained on `samples` from `seed` (eval mode on return)."""
+def train(samples: Sequence[Sample], seed: int, epochs: int = EPOCHS, *,
+          architecture: str = ARCHITECTURE) -> nn.Module:
+    """A resnet18 (or, with `architecture` "vit", the ViT of `demo.confounder.vit`) trained
+    on `samples` from `seed` (eval mode on return)."""
+    from demo.confounder import vit
+
     x = inputs(samples)
     y = torch.tensor([s.label for s in samples])
     with fixed_threads(THREADS), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = build_architecture(ARCHITECTURE, len(CLASSES))
-        optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
+        if architecture == "vit":
+            model, rate = vit.new_model(x.shape[-1]), vit.LEARNING_RATE
+        else:
+            model, rate = build_architecture(architecture, len(CLASSES)), LEARNING_RATE
+        optimizer = torch.optim.Adam(model.parameters(), lr=rate)
         generator = torch.Generator().manual_seed(seed)
         model.train()
         for _ in range(epochs):

@@ -244,3 +244,14 @@ def test_transformers_bundle_models_get_their_default_layer_never_the_embeddings
     layers = Engine(HFClassifier(tiny_model(model_type))).layers(image(32))
     assert (layers.default, layers.layout(layer)) == (layer, layout)
     assert ".embed" not in layers.default and "embedder" not in layers.default
+
+
+@pytest.mark.parametrize("name", ["vit_tiny_patch16_224", "deit_tiny_distilled_patch16_224"])
+def test_a_width_equal_to_the_patch_count_is_read_as_tokens(name):
+    # 16 channels over a 4×4 grid: N×(P + 16)×16 is tokens, not a token-mixing N×C×tokens.
+    engine = Engine(timm_model(name, embed_dim=16, num_heads=2))
+    layers = engine.layers(images(1))
+    prefix = 2 if "distilled" in name else 1
+    assert layers.default == "blocks.1.norm1"
+    assert layers.layout("blocks.1.norm1") == Layout(TOKENS, 16, (4, 4), prefix)
+    assert layers.layout("blocks.0") == Layout(TOKENS, 16, (4, 4), prefix)

@@ -4,6 +4,7 @@ counted."""
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import pytest
 import torch
@@ -13,7 +14,13 @@ from torch import nn
 
 from worker.gated_units import QuickGELU, catch_written_out_units
 from worker.methods import get_rule
-from worker.relu_override import RuleSwitch, count_rectifiers, override_rectifiers
+from worker.relu_override import (
+    GateUse,
+    RuleSwitch,
+    count_rectifiers,
+    gate_use,
+    override_rectifiers,
+)
 
 aten = torch.ops.aten
 
@@ -224,19 +231,52 @@ def test_written_out_quick_gelu_modules_are_swapped_for_one_call(module, name):
     assert switch.gated == {"QuickGELU": 2} and not switch.no_rule
 
 
-@pytest.mark.parametrize(
-    ("call", "label"),
-    [(nn.LeakyReLU(), "LeakyReLU"), (torch.sigmoid, "Sigmoid"), (nn.ELU(), "ELU"),
-     (nn.Hardsigmoid(), "Hardsigmoid"), (nn.Softplus(), "Softplus"), (torch.tanh, "Tanh"),
-     (lambda x: x * torch.sigmoid(1.702 * x), "Sigmoid")],  # QuickGELU written out
-    ids=["LeakyReLU", "Sigmoid", "ELU", "Hardsigmoid", "Softplus", "Tanh", "x*sigmoid(1.702x)"],
-)
+@pytest.mark.parametrize(("call", "label"),
+                         [(nn.LeakyReLU(), "LeakyReLU"), (nn.ELU(), "ELU"),
+                          (nn.Softplus(), "Softplus")],
+                         ids=["LeakyReLU", "ELU", "Softplus"])
 def test_non_linearities_without_a_rule_are_named(call, label):
     switch = RuleSwitch()
     with override_rectifiers(switch):
         y = call(_input().requires_grad_(True))
-    assert switch.no_rule == {label: 1}
+    assert switch.no_rule == {label: 1} and not switch.gates
     assert count_rectifiers([y]) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("call", "label"),
+    [(torch.sigmoid, "Sigmoid"), (nn.Hardsigmoid(), "Hardsigmoid"), (torch.tanh, "Tanh"),
+     (lambda x: x * torch.sigmoid(1.702 * x), "Sigmoid")],  # QuickGELU written out
+    ids=["Sigmoid", "Hardsigmoid", "Tanh", "x*sigmoid(1.702x)"],
+)
+def test_gates_are_counted_apart_by_name(call, label):
+    switch = RuleSwitch()
+    with override_rectifiers(switch):
+        y = call(_input().requires_grad_(True))
+    assert switch.gates == {label: 1} and not switch.no_rule
+    assert count_rectifiers([y]) == (0, 0)
+
+
+def _gelu_tanh_written_out(x):
+    return 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
+_WEIGHT = torch.randn(4, 4, generator=torch.Generator().manual_seed(5))
+
+
+@pytest.mark.parametrize(("call", "written_out", "lone"), [
+    (lambda x: x * torch.sigmoid(x), 1, {}),
+    (lambda x: torch.sigmoid(1.702 * x) * x, 1, {}),
+    (_gelu_tanh_written_out, 1, {}),
+    (lambda x: x * torch.sigmoid(x @ _WEIGHT), 0, {}),  # a gate of x, as squeeze-and-excitation
+    (lambda x: (x + 1) * F.hardsigmoid(x.relu() @ _WEIGHT), 0, {}),
+    (lambda x: torch.sigmoid(x) @ _WEIGHT, 0, {"Sigmoid": 1}),  # an activation
+    (lambda x: torch.tanh(x) + x * torch.sigmoid(x @ _WEIGHT), 0, {"Tanh": 1}),
+], ids=["x*sigmoid(x)", "sigmoid(1.702x)*x", "GELU tanh", "gate", "hardsigmoid gate",
+        "sigmoid activation", "tanh activation beside a gate"])
+def test_gate_use_tells_gates_from_written_out_units_and_activations(call, written_out, lone):
+    y = call(_input().reshape(-1, 4).requires_grad_(True))
+    assert gate_use([y]) == GateUse(written_out, Counter(lone))
 
 
 def test_other_hardtanh_bounds_are_not_a_relu6():

@@ -17,6 +17,14 @@ if TYPE_CHECKING:
     from worker.call import Call
 
 GUIDED = GuidedBackprop()
+ZERO_CAM = ("{name}: the map is zero everywhere: at layer {layer!r} the gradient-weighted sum "
+            "of the activations is negative or zero at every position, which Grad-CAM's ReLU "
+            "clips (the layer holds evidence against the target there); try another layer")
+
+
+def zero_cam_warnings(name: str, layer: str, cam: torch.Tensor) -> list[str]:
+    """The warning of an output whose Grad-CAM factor `cam` is zero everywhere, else none."""
+    return [ZERO_CAM.format(name=name, layer=layer)] if not bool(cam.any()) else []
 
 
 class GradCam(Method):
@@ -73,12 +81,15 @@ class GradCam(Method):
         return cams
 
     def compute(self, call: Call, params: Params, position: int) -> Maps:
+        layer = call.layer(params["layer"])
         maps: Maps = [{} for _ in call.selections]
         for rank, found in enumerate(self.cams(call, params)):
             for i, chosen in enumerate(call.selections):
                 if found is not None and rank < len(chosen):
                     cam, grid = found
-                    maps[i][rank] = Computed(cam[i], extras={"grid": grid})
+                    maps[i][rank] = Computed(cam[i], extras={"grid": grid},
+                                             warnings=zero_cam_warnings(self.name, layer,
+                                                                        cam[i]))
         return maps
 
 
@@ -99,11 +110,14 @@ class GuidedGradCam(GradCam):
     def compute(self, call: Call, params: Params, position: int) -> Maps:
         assert call.shared is not None
         rule = GUIDED.rule(params)
-        warnings = [rule.gated_warning(self.name)] if params["rule"] == GATED_RULE else []
+        warnings = rule.gated_warnings(self.name, call) if params["rule"] == GATED_RULE else []
+        layer = call.layer(params["layer"])
         maps: Maps = [{} for _ in call.selections]
         for rank, found in enumerate(self.cams(call, params)):
             guided = call.shared.input_grads(rule, rank)
             for i, chosen in enumerate(call.selections):
                 if found is not None and guided is not None and rank < len(chosen):
-                    maps[i][rank] = Computed(guided[i] * found[0][i], warnings=list(warnings))
+                    cam = found[0][i]
+                    maps[i][rank] = Computed(guided[i] * cam, warnings=[
+                        *warnings, *zero_cam_warnings(self.name, layer, cam)])
         return maps

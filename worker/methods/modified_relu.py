@@ -29,6 +29,8 @@ class ModifiedReluRule(BackwardRule):
     With `"rule": "gated"` the rule also covers the gated units y = x·s(x)
     (`worker.gated_units`), the service's generalisation: the forward mask 1[x > 0], ReLU's
     gate, becomes the unit's gate s(x). On ReLU and ReLU6 it is the paper's rule exactly.
+    The gates that are not units x·s(x) (Sigmoid, Hardsigmoid and Tanh, as in
+    squeeze-and-excitation) keep autograd's derivative under it, and its outputs name them.
     """
 
     uses_forward_mask: bool
@@ -55,6 +57,13 @@ class ModifiedReluRule(BackwardRule):
             return unit.gate(x) * positive
         return positive
 
+    def gated_warnings(self, method: str, call: Call) -> list[str]:
+        """The warnings every output of `method` under the gated rule carries: the rule's,
+        and the gates of the call's shared pass that kept their derivative."""
+        assert call.shared is not None
+        gates = call.shared.gates_warning(method)
+        return [self.gated_warning(method), *([gates] if gates else [])]
+
     def gated_warning(self, method: str) -> str:
         """The warning every output of `method` under the gated rule carries."""
         return (f'{method}: "rule": "gated" is this service\'s generalisation of the paper\'s '
@@ -65,7 +74,8 @@ class ModifiedReluRule(BackwardRule):
     def compute(self, call: Call, params: Params, position: int) -> Maps:
         maps = super().compute(call, params, position)
         if params["rule"] == GATED_RULE:
-            add_warning(maps, self.gated_warning(self.name))
+            for warning in self.gated_warnings(self.name, call):
+                add_warning(maps, warning)
         return maps
 
 

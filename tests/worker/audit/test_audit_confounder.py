@@ -126,3 +126,19 @@ def test_a_sample_below_the_class_size_gives_the_full_runs_clusters(confounder, 
         items = sorted(clusters)
         assert adjusted_rand_score([full[key][2][i] for i in items],
                                    [clusters[i] for i in items]) == 1.0, key
+
+
+def test_the_vit_is_saved_as_a_bundle_the_service_builds_with_equal_logits(tmp_path):
+    import torch
+
+    from demo.confounder import vit
+    from shared.modelspec import parse_model_spec
+
+    torch.manual_seed(SEED)
+    model = vit.new_model(SIZE).eval()
+    bundle, spec = vit.save(model, tmp_path, SIZE)
+    built = build_model(parse_model_spec(json.loads(spec.read_text())), bundle).eval()
+    x = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(built(x), model(x), rtol=1e-5, atol=1e-6)
+    assert json.loads(spec.read_text())["architecture"] == "transformers"

@@ -271,20 +271,51 @@ class WrittenOutQuickGELU(nn.Module):
         return x * torch.sigmoid(1.702 * x)
 
 
-@pytest.mark.parametrize(("build", "unit"), [
-    (lambda: _timm("test_efficientnet"), "Sigmoid"),  # squeeze-and-excitation gates
-    (lambda: nn.Sequential(nn.Conv2d(3, 4, 3), WrittenOutQuickGELU(), nn.Flatten(),
-                           nn.LazyLinear(2)), "Sigmoid"),
-    (lambda: nn.Sequential(nn.Conv2d(3, 4, 3), nn.GELU(), nn.ELU(), nn.Flatten(),
-                           nn.LazyLinear(2)), "ELU"),
-], ids=["efficientnet", "QuickGELU written out", "ELU"])
-def test_other_units_are_refused_by_name_under_the_gated_rule(build, unit, no_mode_left):
+class WrittenOutGELUTanh(nn.Module):
+    def forward(self, x):
+        return 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
+def _units(*acts: nn.Module) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 4, 3), *acts, nn.Flatten(), nn.LazyLinear(2))
+
+
+@pytest.mark.parametrize(("build", "match"), [
+    (lambda: _units(WrittenOutQuickGELU()), "1 products in this model multiply a gate"),
+    (lambda: _units(WrittenOutGELUTanh()), "1 products in this model multiply a gate"),
+    (lambda: _units(nn.GELU(), nn.Sigmoid()), "Sigmoid \\(1 calls\\) used as activations"),
+    (lambda: _units(nn.Tanh()), "Tanh \\(1 calls\\) used as activations"),
+    (lambda: _units(nn.GELU(), nn.ELU()), "ELU \\(1 calls\\)"),
+], ids=["QuickGELU written out", "GELU tanh written out", "Sigmoid", "Tanh", "ELU"])
+def test_other_units_are_refused_by_name_under_the_gated_rule(build, match, no_mode_left):
     model = build()
     model(_x(1))  # materialise lazy layers
     for method in RULE_METHODS[:2]:
-        with pytest.raises(UnsupportedModelError, match=f"{unit} \\(\\d+ calls\\)") as info:
+        with pytest.raises(UnsupportedModelError, match=match) as info:
             Engine(model).attribute(_x(1), [_gated(method)])
         assert "'gradient'" in str(info.value)
+
+
+def test_squeeze_and_excitation_gates_keep_their_derivative_and_are_named(no_mode_left):
+    """timm's EfficientNet: SiLU units under the gated rule, the sigmoid gates of its
+    squeeze-and-excitation blocks with autograd's derivative, as the reference leaves them;
+    the papers' rule refuses the model, naming both."""
+    model, x = _timm("test_efficientnet"), _x()
+    methods = [_gated("guided_backprop"), _gated("deconvnet")]
+    result = Engine(model).attribute(x, methods, [ClassTarget(c) for c in CLASSES])
+    gradient = class_gradient(model, x, CLASSES).numpy()
+    for position, method in enumerate(methods):
+        expected, units = reference(model, x, method.name)
+        got = _maps(result, position)
+        assert _relative_error(got, expected) <= 1e-4, method.name
+        assert _relative_error(got, gradient) > 1e-2
+        assert result.coverage[position].overridden == units > 0
+        for image in result.images:
+            rule, gates = image.maps[position].warnings[:2]
+            assert is_gated_warning(rule, method.name)
+            assert gates.startswith(f"{method.name}: the gates Sigmoid (") and "derivative" in gates
+    with pytest.raises(UnsupportedModelError, match="SiLU .*Sigmoid \\(\\d+ calls\\)"):
+        Engine(model).attribute(x, ["guided_backprop"])
 
 
 # --- warnings and input dependence ------------------------------------------------------------

@@ -92,3 +92,40 @@ def test_layers_that_cannot_be_used_are_refused(tiny_cnn, tiny_images):
         engine.attribute(tiny_images, ["gradient", method_spec("gradcam", layer="conv9")])
     with pytest.raises(SpecError, match="outputs shape \\[N, 32\\].*N×C×H×W"):
         engine.attribute(tiny_images, [method_spec("gradcam", layer="head")])
+
+
+class _Exp(torch.nn.Module):
+    def forward(self, x):
+        return x.exp()
+
+
+class _EvidenceAgainstClassZero(torch.nn.Module):
+    """Positive activations (`act`) that lower class 0's score and raise class 1's: class 0's
+    Grad-CAM, ReLU(Σ_c α_c A_c) with every α_c < 0, is zero everywhere; class 1's is not."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+        self.act = _Exp()
+
+    def forward(self, x):
+        pooled = self.act(self.conv(x)).mean(dim=(1, 2, 3))
+        return torch.stack([-pooled, pooled], dim=1)
+
+
+@pytest.mark.parametrize("method", ["gradcam", "guided_gradcam"])
+def test_a_map_that_grad_cams_relu_clips_to_zero_says_so(method):
+    torch.manual_seed(0)
+    model = _EvidenceAgainstClassZero().eval()
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    result = Engine(model).attribute(x, [method_spec(method, layer="act")],
+                                     TopKTarget(2))
+    for image in result.images:
+        for output in image.maps:
+            zero = output.target["class"] == 0
+            assert (np.abs(output.values).max() == 0) == zero
+            assert [w for w in output.warnings if "zero everywhere" in w] == (
+                [f"{method}: the map is zero everywhere: at layer 'act' the gradient-weighted "
+                 "sum of the activations is negative or zero at every position, which "
+                 "Grad-CAM's ReLU clips (the layer holds evidence against the target there); "
+                 "try another layer"] if zero else [])
