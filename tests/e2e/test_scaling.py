@@ -3,6 +3,7 @@ jobs sharing one worker fairly."""
 
 from __future__ import annotations
 
+import pytest
 import requests
 from stacks import register
 from waiting import job_final, model_ready, wait_until
@@ -13,6 +14,7 @@ from e2e.helpers import all_items, counts, image_bytes, submit
 LOGS = ROOT / "test-output" / "logs"
 
 
+@pytest.mark.chaos  # scale: a second worker process beside the shared stack's
 def test_two_workers_share_one_job(file_backend, api_url, tiny_model):
     second = start_worker(file_backend.env, LOGS, name="worker-file-second")
     try:

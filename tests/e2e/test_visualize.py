@@ -214,6 +214,7 @@ def test_the_outputs_are_listed_and_load(class_run):
     assert json.loads(load(out["curve"])) == class_run.report["items"][0]["curve"]
 
 
+@pytest.mark.chaos  # make test: tests/worker/test_visualize_resume.py, without the stack
 def test_a_job_continues_from_its_checkpoint_across_tasks_to_the_same_image(
         continued, class_run):
     run = continued.run

@@ -32,7 +32,7 @@ def _leased_chunk(client: redis.Redis):
 
 
 def test_a_kept_lease_outlives_its_length_and_a_revoked_one_is_lost(redis_server):
-    client = redis.Redis.from_url(f"{redis_server}/11", decode_responses=True)
+    client = redis.Redis.from_url(f"{redis_server}/4", decode_responses=True)
     client.flushdb()
     chunks, lease = _leased_chunk(client)
     beats = []

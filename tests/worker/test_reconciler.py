@@ -27,7 +27,7 @@ LEASE_S, STALL_S, MAX_ATTEMPTS = 30, 60, 2
 
 @pytest.fixture
 def ctx(redis_server, tmp_path):
-    settings = Settings(redis_url=f"{redis_server}/12", storage_url=(tmp_path / "s").as_uri(),
+    settings = Settings(redis_url=f"{redis_server}/5", storage_url=(tmp_path / "s").as_uri(),
                         data_dir=str(tmp_path / "d"), builtin_models=False, lease_s=LEASE_S,
                         stall_s=STALL_S, max_attempts=MAX_ATTEMPTS)
     ctx = ControlContext.create(settings)
