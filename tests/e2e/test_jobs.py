@@ -164,9 +164,10 @@ def test_cancel_stops_the_items_not_yet_run(stack, stack_model, alice):
     assert response.status_code == 200 and response.json()["progress"]["finalizing"]
     assert response.json()["status"] in ("queued", "running", "cancelled")
     first = job_final(alice, stack.url, job_id)
-    r = stack.backend.redis()  # every run of its chunks over: none can record any more
-    wait_until(f"no lease of job {job_id} held", lambda: list(
-        r.scan_iter(f"saliency:lease:{job_id}:*")), until=lambda held: not held, timeout=60)
+    r = stack.backend.redis()  # every task of the job over: queued, or delivered and running
+    wait_until(f"no task of job {job_id} left", lambda: [
+        m for m in [*r.lrange("saliency", 0, -1), *r.hvals("unacked")] if job_id in m],
+        until=lambda left: not left, timeout=60)
     job = alice.get(f"{stack.url}/v1/jobs/{job_id}", timeout=10).json()
     assert job["status"] == "cancelled" and job["finished_at"] is not None
     assert job["error"] == "cancelled by the client"
