@@ -1,7 +1,8 @@
 """`visualize` through the real stack: a class model visualization of the seeded tiny
 resnet18 at 32 px, checked with plain PyTorch; the same job continued across tasks on a stack
-of its own with a short task time limit, equal to the uninterrupted run; a job cancelled
-mid-way, whose snapshots showed while it ran.
+of its own with a short task time limit, equal to the uninterrupted run (`make chaos`; `make
+test` proves the continuation without a stack, `tests/worker/test_visualize_resume.py`); a job
+cancelled mid-way, whose snapshots showed while it ran.
 """
 
 from __future__ import annotations
