@@ -25,10 +25,12 @@ test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
-# The whole fault suite, the slow cases included (`make test` runs only the fast ones), and
-# the READMEs' blocks marked slow (tests/docs).
+# The whole fault suite, the slow cases included (`make test` runs only the fast ones), the
+# READMEs' blocks marked slow (tests/docs), and the stack cases elsewhere that prove only
+# scale or resumption (marked `chaos`; `make test` keeps a fast case of each).
 chaos: $(STAMP)
 	$(PY) -m pytest -m "" tests/faults tests/docs
+	$(PY) -m pytest -m chaos tests --ignore=tests/faults --ignore=tests/docs
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

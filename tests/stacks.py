@@ -11,10 +11,10 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import requests
+from waiting import wait_until
 
 from devstack import ROOT
 
@@ -75,16 +75,17 @@ class Devstack:
         with open(self.out, "ab") as out:
             self.proc = subprocess.Popen([sys.executable, "-m", "devstack"], cwd=ROOT, env=env,
                                          stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            match = READY.search(self.out.read_bytes()[start:].decode(errors="replace"))
-            if match:
-                self.url, self.redis = match.group(1), match.group(2)
-                return
+
+        def ready() -> re.Match | None:
             assert self.proc.poll() is None, self.out.read_text(errors="replace")[-3000:]
-            time.sleep(0.2)
-        self.stop()
-        raise AssertionError(f"devstack not ready in 180 s: {self.out}")
+            return READY.search(self.out.read_bytes()[start:].decode(errors="replace"))
+
+        try:
+            match = wait_until(f"devstack ready ({self.out})", ready, timeout=180, every=0.2)
+        except AssertionError:
+            self.stop()
+            raise
+        self.url, self.redis = match.group(1), match.group(2)
 
     @property
     def redis_port(self) -> int:

@@ -193,7 +193,10 @@ def plan_job(ctx: WorkerContext, job_id: str) -> None:
     cannot be read (its manifest gone, its annotations unusable), fails the job, its planned
     items then listed as cancelled: planning stops as soon as it is known."""
     job = ctx.jobs.get(job_id)
-    if job is None or not job.planning or job.finalizing or job.is_final:
+    if job is None or not job.planning or job.is_final:
+        return
+    if job.finalizing:  # cancelled before its planner ran
+        stop_planning(ctx, job)
         return
     spec = job.spec.dataset
     keys = JobKeys(job.tenant, job.id)
@@ -220,6 +223,7 @@ def plan_job(ctx: WorkerContext, job_id: str) -> None:
         with _annotated(ctx, job, spec, sources) as joined:
             for source in joined:
                 if ctx.jobs.stopping(job_id):
+                    stop_planning(ctx, job)
                     return
                 if total >= limit:
                     raise InputError(f"{spec.field}: the data set has more than {limit} "
@@ -249,6 +253,17 @@ def plan_job(ctx: WorkerContext, job_id: str) -> None:
         return
     log.info("job %s planned: %d items in chunks of %d, %d keys skipped", job_id, total, size,
              skipped[0])
+
+
+def stop_planning(ctx: WorkerContext, job: Job, error: str | None = None) -> None:
+    """End a job's planning with nothing planned (the chunks a planner got to are dropped;
+    their plan files go with the job) and send for its finalizer: a job left `planning` is
+    never finalized. With `error` the job fails with it, unless it was cancelled first."""
+    ctx.chunks.reset(job.id)
+    if ctx.jobs.end_planning(job, 0, 0, ctx.settings.max_queued_items, error or "",
+                             fail=error is not None):
+        log.warning("job %s failed: %s", job.id, error)
+    send_control(ctx.sender, NEXT_PHASE, job.id)
 
 
 def _over_quota(items: str, quota: int) -> str:

@@ -120,18 +120,21 @@ def _with_control(ctx: WorkerContext, job_id: str, work: Callable[[int], None]) 
 
 def plan(ctx: WorkerContext, job_id: str) -> None:
     """Plan a data-set job (see `worker.plans`), then start it. A planning that keeps dying
-    (`SALIENCY_MAX_ATTEMPTS` times) fails the job."""
-    from worker.plans import plan_job
+    (`SALIENCY_MAX_ATTEMPTS` times) ends, failing the job."""
+    from worker.plans import plan_job, stop_planning
 
     def work(_token: int) -> None:
+        job = ctx.jobs.get(job_id)
+        if job is None or not job.planning or job.is_final:
+            return
         attempts = ctx.jobs.count_plan_attempt(job_id)
         if attempts > ctx.settings.max_attempts:
-            fail_job(ctx, job_id, f"planning the data set failed {attempts - 1} times")
+            stop_planning(ctx, job, f"planning the data set failed {attempts - 1} times")
             return
         try:
             plan_job(ctx, job_id)
         except InputError as e:
-            fail_job(ctx, job_id, e.message)
+            stop_planning(ctx, job, e.message)
 
     if _with_control(ctx, job_id, work):
         job = ctx.jobs.get(job_id)

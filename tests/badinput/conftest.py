@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from waiting import model_ready
 
 from badinput.helpers import (
     TALLY,
     BadStack,
     Reference,
     register_model,
-    wait_model,
     worker_processes,
 )
 from devstack import ROOT, start_api
@@ -64,7 +64,7 @@ def bad_model(bad, tiny_spec, tiny_weights) -> str:
     session = bad.session("mallory")
     response = register_model(session, bad.url, tiny_spec, tiny_weights.read_bytes())
     assert response.status_code in (201, 409), response.text
-    record = wait_model(session, bad.url, tiny_spec["name"])
+    record = model_ready(session, bad.url, tiny_spec["name"])
     assert record["status"] == "ready", record
     return tiny_spec["name"]
 

@@ -8,7 +8,6 @@ import io
 import json
 import os
 import struct
-import time
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
@@ -16,8 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import psutil
 import requests
-from e2e.helpers import side_effects, submit, wait
+from e2e.helpers import side_effects, submit
 from PIL import Image
+from waiting import job_final
 
 # Cases run, by family; printed at the end of the session (see conftest.py).
 TALLY: Counter[str] = Counter()
@@ -139,7 +139,7 @@ def run_job(session: requests.Session, url: str, spec: dict, files, timeout: flo
     """Submit a multipart job, wait for it, and return it with its items."""
     response = submit(session, url, spec, files)
     assert response.status_code == 202, response.text
-    job = wait(session, url, response.json()["id"], timeout=timeout)
+    job = job_final(session, url, response.json()["id"], timeout=timeout)
     return job, items_of(session, url, job["id"])
 
 
@@ -153,17 +153,6 @@ def download(session: requests.Session, url: str, artifact: str) -> bytes:
     response = (session if artifact.startswith(url) else requests).get(artifact, timeout=30)
     assert response.status_code == 200, (artifact, response.text[:300])
     return response.content
-
-
-def wait_model(session: requests.Session, url: str, name: str, timeout: float = 120) -> dict:
-    """Poll a model until it is no longer `validating`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        record = session.get(f"{url}/v1/models/{name}", timeout=10).json()
-        if record.get("status") != "validating":
-            return record
-        time.sleep(0.2)
-    raise AssertionError(f"model {name} still validating after {timeout}s")
 
 
 def register_model(session: requests.Session, url: str, spec, weights: bytes,

@@ -15,8 +15,9 @@ import tarfile
 import pytest
 from e2e.helpers import side_effects
 from hf_bundles import save, tarred, tiny_model, zipped
+from waiting import model_ready
 
-from badinput.helpers import assert_error, check_real_job, tally, wait_model
+from badinput.helpers import assert_error, check_real_job, tally
 
 FAMILY = "bundle registrations"
 SPEC = {"name": "hf-bad", "architecture": "transformers"}
@@ -136,7 +137,7 @@ def test_weights_that_do_not_fit_the_config_make_the_model_invalid(bad, mallory,
     (other / "config.json").write_bytes((folder / "config.json").read_bytes())
     response = post(mallory, bad.url, {**SPEC, "name": "hf-misfit"}, zipped(other))
     assert response.status_code == 201, response.text
-    record = wait_model(mallory, bad.url, "hf-misfit")
+    record = model_ready(mallory, bad.url, "hf-misfit")
     assert record["status"] == "invalid" and "model.safetensors holds" in record["error"]
     assert mallory.delete(f"{bad.url}/v1/models/hf-misfit", timeout=10).status_code == 204
     tally(FAMILY)

@@ -15,6 +15,7 @@ import zipfile
 
 import pytest
 from e2e.helpers import side_effects, submit
+from waiting import model_ready
 
 from badinput.cases import clean_png
 from badinput.helpers import (
@@ -23,7 +24,6 @@ from badinput.helpers import (
     peak_rss_mb,
     register_model,
     tally,
-    wait_model,
 )
 
 FAMILY = "model registrations"
@@ -137,7 +137,7 @@ def _validated(bad, session, spec, weights, part: str = "weights") -> dict:
     response = register_model(session, bad.url, spec, weights, part)
     assert response.status_code == 201, response.text
     assert response.json()["status"] == "validating"
-    return wait_model(session, bad.url, spec["name"])
+    return model_ready(session, bad.url, spec["name"])
 
 
 @pytest.mark.parametrize("case", [

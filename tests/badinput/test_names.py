@@ -10,7 +10,8 @@ import json
 from urllib.parse import quote, urlparse
 
 import pytest
-from e2e.helpers import side_effects, wait
+from e2e.helpers import side_effects
+from waiting import job_final
 
 from badinput.cases import PIXELS, clean_png
 from badinput.helpers import (
@@ -73,7 +74,7 @@ def test_uploads_with_odd_names_keep_them_and_their_uris_find_them(bad, mallory,
         "model": bad_model, "outputs": ["npy"], "inputs": [{"uri": u} for u in uris]},
         timeout=30)
     assert job.status_code == 202, job.text
-    job = wait(mallory, bad.url, job.json()["id"], timeout=180)
+    job = job_final(mallory, bad.url, job.json()["id"], timeout=180)
     assert job["status"] == "succeeded" and job["progress"]["done"] == len(ODD_NAMES), job
     (want,) = reference.maps([PIXELS])
     for item, uri in zip(items_of(mallory, bad.url, job["id"]), uris, strict=True):
@@ -96,7 +97,7 @@ def test_a_jobs_image_names_are_only_labels(bad, mallory, bad_model, reference, 
         ("spec", None, json.dumps({"model": bad_model, "outputs": ["npy"]}).encode())] + [
         ("images", name, clean_png()) for name in JOB_NAMES])
     assert response.status_code == 202, response.text
-    job = wait(mallory, bad.url, response.json()["id"], timeout=180)
+    job = job_final(mallory, bad.url, response.json()["id"], timeout=180)
     items = items_of(mallory, bad.url, job["id"])
     assert job["status"] == "succeeded", job
     assert [item["input"] for item in items] == [name[:255] for name in JOB_NAMES]

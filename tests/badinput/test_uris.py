@@ -10,8 +10,9 @@ import json
 from pathlib import Path
 
 import pytest
-from e2e.helpers import side_effects, wait
+from e2e.helpers import side_effects
 from PIL import Image
+from waiting import job_final
 
 from badinput.cases import (
     ARRAY,
@@ -211,7 +212,7 @@ def test_a_bad_object_fails_its_item_alone_while_the_others_succeed(
         "model": bad_model, "outputs": ["npy"], "inputs": [{"uri": u} for u in uris]},
         timeout=30)
     assert response.status_code == 202, response.text
-    job = wait(mallory, bad.url, response.json()["id"], timeout=180)
+    job = job_final(mallory, bad.url, response.json()["id"], timeout=180)
     assert job["status"] == "succeeded", job
     assert job["progress"]["done"] == 2 and job["progress"]["failed"] == len(bad_objects), job
     items = items_of(mallory, bad.url, job["id"])
@@ -250,7 +251,7 @@ def test_a_bad_manifest_line_fails_its_item_alone(bad, mallory, bad_model, refer
         "model": bad_model, "outputs": ["npy"],
         "dataset": {"manifest": storage.uri("t/mallory/manifests/m.jsonl")}})
     assert response.status_code == 202, response.text
-    job = wait(mallory, bad.url, response.json()["id"], timeout=180)
+    job = job_final(mallory, bad.url, response.json()["id"], timeout=180)
     assert job["status"] == "succeeded", job
     assert job["progress"]["done"] == 2 and job["progress"]["failed"] == len(lines) - 2, job
     items = items_of(mallory, bad.url, job["id"])

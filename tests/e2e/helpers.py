@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import io
 import json
-import time
 
 import numpy as np
 import requests
 from PIL import Image
-
-FINAL = {"succeeded", "failed", "cancelled"}
+from waiting import FINAL, wait_until
 
 
 def image_bytes(seed: int, fmt: str = "PNG", size: int = 40) -> bytes:
@@ -32,16 +30,6 @@ def submit(session, url, spec, files, headers=None):
     parts = [("spec", (None, json.dumps(spec), "application/json"))]
     parts += [("images", (name, io.BytesIO(data))) for name, data in files]
     return session.post(f"{url}/v1/jobs", files=parts, headers=headers or {}, timeout=60)
-
-
-def wait(session, url, job_id, timeout=90):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = session.get(f"{url}/v1/jobs/{job_id}", timeout=10).json()
-        if job["status"] in FINAL:
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} not finished after {timeout}s: {job}")
 
 
 def counts(job: dict) -> dict:
@@ -74,14 +62,14 @@ def download(session, stack, artifact_url: str) -> bytes:
 def _settle(r, timeout: float = 60.0) -> None:
     """Wait until no job of the shared stack is queued or running, so that only the request
     under test can change what `side_effects` sees."""
-    final = {"succeeded", "failed", "cancelled"}
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def in_flight() -> list[str]:
         jobs = [k for k in r.scan_iter("saliency:job:*") if k.count(":") == 2]
-        if r.llen("saliency") == 0 and all(r.hget(k, "status") in final for k in jobs):
-            return
-        time.sleep(0.2)
-    raise AssertionError("the shared stack still has jobs in flight after 60 s")
+        return [k for k in jobs if r.hget(k, "status") not in FINAL] + (
+            ["a queued task"] if r.llen("saliency") else [])
+
+    wait_until("no job of the shared stack in flight", in_flight, until=lambda left: not left,
+               timeout=timeout, every=0.2)
 
 
 # Keys that change without any request: counters, rate-limit buckets, liveness heartbeats.

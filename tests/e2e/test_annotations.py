@@ -12,8 +12,9 @@ import time
 import numpy as np
 import pytest
 from annotation_files import BILLION_LAUGHS, checked_coco, coco_json, voc_xml
+from waiting import job_final
 
-from e2e.helpers import all_items, counts, dataset_uri, download, image_bytes, side_effects, wait
+from e2e.helpers import all_items, counts, dataset_uri, download, image_bytes, side_effects
 from e2e.helpers import put_in_dataset_root as put
 
 CATEGORIES = [{"id": 3, "name": "kitty"}, {"id": 5, "name": "puppy"}]
@@ -26,7 +27,7 @@ def _job(alice, stack, model, dataset: dict) -> tuple[dict, list[dict]]:
         "model": model.name, "methods": ["gradient"], "target": "label", "map_dtype": "float32",
         "dataset": dataset}, timeout=30)
     assert response.status_code == 202, response.text
-    job = wait(alice, stack.url, response.json()["id"], timeout=180)
+    job = job_final(alice, stack.url, response.json()["id"], timeout=180)
     assert job["status"] == "succeeded", job
     return job, all_items(alice, stack.url, job["id"], limit=10)
 
@@ -172,6 +173,6 @@ def test_annotations_the_api_or_the_planner_cannot_use_are_refused(stack, stack_
         "model": stack_model.name, "dataset": {"prefix": prefix, "annotations": {
             "coco": broken}}}, timeout=30)
     assert response.status_code == 202, response.text
-    job = wait(alice, stack.url, response.json()["id"], timeout=120)
+    job = job_final(alice, stack.url, response.json()["id"], timeout=120)
     assert job["status"] == "failed"
     assert job["error"].startswith(f"dataset.annotations.coco: {broken}: is not valid JSON")

@@ -21,10 +21,11 @@ import redis
 import requests
 from PIL import Image
 from stacks import register
+from waiting import job_final
 
 from api.auth import DEFAULT_TENANT
 from devstack import ROOT, stack_env, start_api, start_worker
-from e2e.helpers import all_items, submit, wait
+from e2e.helpers import all_items, submit
 from shared.examples import get_example
 from shared.modelspec import parse_model_spec
 from shared.modelstore import ModelRecord, ModelStatus, ModelStore
@@ -68,7 +69,7 @@ def test_a_job_on_the_cat_returns_maps_and_a_named_prediction(builtin_api):
     spec = {"model": "efficientnet_lite0", "methods": METHODS}
     response = submit(session, builtin_api, spec, [(example.filename, example.read_bytes())])
     assert response.status_code == 202, response.text
-    job = wait(session, builtin_api, response.json()["id"], timeout=180)
+    job = job_final(session, builtin_api, response.json()["id"], timeout=180)
     assert job["status"] == "succeeded", job
     echoed = [{"name": "gradient", "render": "heatmap"},  # with their defaults filled in
               {"name": "guided_backprop", "rule": "relu", "render": "signed"},
@@ -153,7 +154,7 @@ def test_a_tenants_model_named_like_the_builtin_is_listed_deletable_and_never_us
     response = submit(session, builtin_api, {"model": "efficientnet_lite0"},
                       [(example.filename, example.read_bytes())])
     assert response.status_code == 202, response.text
-    job = wait(session, builtin_api, response.json()["id"], timeout=180)
+    job = job_final(session, builtin_api, response.json()["id"], timeout=180)
     assert job["status"] == "succeeded", job
     (item,) = all_items(session, builtin_api, job["id"])
     assert item["prediction"]["label"] in CATS  # the built-in model's classes, not the other's

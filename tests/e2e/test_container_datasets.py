@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
+from waiting import job_final
 
 from e2e.helpers import (
     all_items,
@@ -24,7 +25,6 @@ from e2e.helpers import (
     image_bytes,
     norm_error,
     put_in_dataset_root,
-    wait,
 )
 
 N = 6  # good images; image i has label i % 10 (classes of the tiny model)
@@ -49,7 +49,7 @@ def _run(session, stack, model: str, dataset: dict) -> tuple[dict, list[dict]]:
         "model": model, "dataset": dataset, "target": "label", "methods": ["gradient"]},
         timeout=30)
     assert response.status_code == 202, response.text
-    job = wait(session, stack.url, response.json()["id"], timeout=180)
+    job = job_final(session, stack.url, response.json()["id"], timeout=180)
     assert job["status"] == "succeeded", job
     return job, all_items(session, stack.url, job["id"], limit=50)
 

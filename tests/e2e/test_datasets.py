@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 import requests
 from PIL import Image
+from waiting import job_final, wait_until
 
 from e2e.helpers import (
     all_items,
@@ -24,7 +25,6 @@ from e2e.helpers import (
     own_class_gradients,
     side_effects,
     url_path,
-    wait,
 )
 from e2e.helpers import dataset_uri as _uri
 from e2e.helpers import put_in_dataset_root as _put
@@ -64,7 +64,7 @@ def test_a_manifest_job_with_labels_boxes_and_a_bad_line(stack, stack_model, ali
             "map_dtype": dtype}
     response = alice.post(f"{stack.url}/v1/jobs", json=body, timeout=30)
     assert response.status_code == 202, response.text
-    job = wait(alice, stack.url, response.json()["id"], timeout=120)
+    job = job_final(alice, stack.url, response.json()["id"], timeout=120)
     assert job["status"] == "succeeded", job
     assert counts(job) == {"total": 4, "done": 3, "failed": 1}
     assert job["dataset"] == {"manifest": manifest}
@@ -121,7 +121,7 @@ def test_a_prefix_job_with_folder_labels(stack, stack_model, alice):
                 "dataset": {"prefix": prefix, "labels": labels, **extra}}
         response = alice.post(f"{stack.url}/v1/jobs", json=body, timeout=30)
         assert response.status_code == 202, response.text
-        job = wait(alice, stack.url, response.json()["id"], timeout=120)
+        job = job_final(alice, stack.url, response.json()["id"], timeout=120)
         assert job["status"] == "succeeded", job
         assert counts(job) == {"total": 6, "done": 6, "failed": 0}
         assert job["progress"]["skipped"] == 1
@@ -139,7 +139,7 @@ def test_items_keep_the_v1_shape(stack, stack_model, alice):
     manifest = _put(stack, f"{run}/m.jsonl", json.dumps({"uri": uri}).encode())
     response = alice.post(f"{stack.url}/v1/jobs", json={
         "model": stack_model.name, "dataset": {"manifest": manifest}}, timeout=30)
-    job = wait(alice, stack.url, response.json()["id"], timeout=120)
+    job = job_final(alice, stack.url, response.json()["id"], timeout=120)
     document = alice.get(f"{stack.url}/openapi.json", timeout=10).json()
     page = alice.get(f"{stack.url}/v1/jobs/{job['id']}/items", timeout=10).json()
     for name, body in (("ItemPage", page), ("Job", job)):
@@ -164,7 +164,7 @@ def test_every_rank_of_a_topk_data_set_job_is_the_gradient_of_its_own_class(stac
         "model": stack_model.name, "dataset": {"manifest": manifest}, "methods": ["gradient"],
         "target": {"topk": 3}, "outputs": ["npy", "png"]}, timeout=30)
     assert response.status_code == 202, response.text
-    job = wait(alice, stack.url, response.json()["id"], timeout=120)
+    job = job_final(alice, stack.url, response.json()["id"], timeout=120)
     assert job["status"] == "succeeded", job
 
     def close(got: np.ndarray, want: np.ndarray) -> bool:  # float16 shards: 1e-3 of the max
@@ -225,16 +225,15 @@ def test_an_expired_job_answers_410_on_every_route(stack, stack_model, alice):
         "model": stack_model.name, "dataset": {"manifest": manifest}, "retention_s": 5,
         "outputs": ["npy", "png"]}, timeout=30)
     job_id = response.json()["id"]
-    assert wait(alice, stack.url, job_id, timeout=120)["status"] == "succeeded"
+    assert job_final(alice, stack.url, job_id, timeout=120)["status"] == "succeeded"
     (item,) = all_items(alice, stack.url, job_id)
     signed = [output[kind] for output in item["outputs"] for kind in ("npy", "png")]
     assert all(url.startswith(f"{stack.url}/v1/jobs/{job_id}/maps/") and "&sig=" in url
                for url in signed), signed
     assert [requests.get(url, timeout=10).status_code for url in signed] == [200, 200]
-    deadline = time.monotonic() + 60
-    while alice.get(f"{stack.url}/v1/jobs/{job_id}", timeout=10).status_code != 410:
-        assert time.monotonic() < deadline, "the job did not expire within 60 s"
-        time.sleep(0.5)
+    wait_until(f"job {job_id} expired", lambda: alice.get(
+        f"{stack.url}/v1/jobs/{job_id}", timeout=10).status_code, until=lambda code: code == 410,
+        timeout=60, every=0.5)
     for path in ("", "/items", "/report", "/results", "/export", "/files/0/x.npy",
                  "/maps/0/0.npy"):
         response = alice.get(f"{stack.url}/v1/jobs/{job_id}{path}", timeout=10)

@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 from saliency_client import cli
 from stacks import ADMIN_KEY
+from waiting import job_final
 
-from e2e.helpers import all_items, download, image_bytes, submit, wait
+from e2e.helpers import all_items, download, image_bytes, submit
 
 METRICS = ("energy_in_box", "pointing_hit", "border_energy", "concentration")
 METHODS = ["gradient", "guided_backprop"]
@@ -200,7 +201,7 @@ def test_an_upload_job_with_a_topk_target(stack, stack_model, alice, bob, fo, tm
             "target": {"topk": 2}}
     job_id = submit(alice, stack.url, spec,
                     [(f"in{i}.png", data) for i, data in enumerate(images)]).json()["id"]
-    assert wait(alice, stack.url, job_id)["status"] == "succeeded"
+    assert job_final(alice, stack.url, job_id)["status"] == "succeeded"
     code, out = _export(stack, job_id, tmp_path / "upload")
     assert code == 0
     samples, _ = _check_samples(stack, alice, job_id, Path(out), fo, dict(enumerate(images)),
@@ -268,7 +269,7 @@ def test_a_dataset_audit_with_clusters_and_suspects(stack, stack_model, alice, f
     job_id = response.json()["id"]
     early = alice.get(f"{stack.url}/v1/jobs/{job_id}/export", timeout=30)
     assert early.status_code == 409 and early.json()["error"]["code"] == "not_ready"
-    assert wait(alice, stack.url, job_id, timeout=180)["status"] == "succeeded"
+    assert job_final(alice, stack.url, job_id, timeout=180)["status"] == "succeeded"
 
     code, out = _export(stack, job_id, tmp_path / "audit")
     assert code == 0

@@ -11,8 +11,9 @@ import pytest
 import requests
 from PIL import Image
 from stacks import register
+from waiting import job_final
 
-from e2e.helpers import all_items, download, image_bytes, submit, wait
+from e2e.helpers import all_items, download, image_bytes, submit
 
 SPEC = {"name": "tiny-convnext", "architecture": "timm:test_convnext", "num_classes": 4,
         "input_size": 32, "resize": 32}
@@ -57,7 +58,7 @@ def test_gated_outputs_are_echoed_warned_and_equal_the_engine(api_url, convnext)
     spec = {"model": SPEC["name"], "methods": [*GATED, "gradient"], "outputs": ["npy"]}
     response = submit(session, api_url, spec, inputs)
     assert response.status_code == 202, response.text
-    job = wait(session, api_url, response.json()["id"])
+    job = job_final(session, api_url, response.json()["id"])
     assert job["status"] == "succeeded", job
     assert job["methods"] == [{**GATED[0], "render": "signed"}, {**GATED[1], "render": "signed"},
                               {**GATED[2], "layer": None, "render": "signed"},
@@ -88,7 +89,7 @@ def test_the_default_rule_fails_the_item_and_names_the_option(api_url, convnext)
     spec = {"model": SPEC["name"], "methods": ["guided_backprop"], "outputs": ["npy"]}
     response = submit(session, api_url, spec, [("a.png", image_bytes(13))])
     assert response.status_code == 202, response.text
-    job = wait(session, api_url, response.json()["id"])
+    job = job_final(session, api_url, response.json()["id"])
     assert job["methods"] == [{"name": "guided_backprop", "rule": "relu", "render": "signed"}]
     (item,) = all_items(session, api_url, job["id"])
     assert item["status"] == "failed"

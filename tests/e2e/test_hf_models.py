@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import requests
 import torch
-from badinput.helpers import download, wait_model
+from badinput.helpers import download
 from hf_bundles import CLASSES, save, tarred, tiny_model, zipped
+from waiting import job_final, model_ready
 
-from e2e.helpers import npy_bytes, submit, wait
+from e2e.helpers import npy_bytes, submit
 
 CLASS = 2
 STEPS = 8
@@ -68,7 +69,7 @@ def test_a_zipped_vit_registers_and_its_maps_match_autograd_and_captum(api_url, 
     spec = {"name": "hf-vit", "architecture": "transformers"}
     response = register_bundle(session, api_url, spec, zipped(folder))
     assert response.status_code in (201, 409), response.text
-    record = wait_model(session, api_url, spec["name"])
+    record = model_ready(session, api_url, spec["name"])
     assert record["status"] == "ready", record
     assert (record["format"], record["architecture"]) == ("transformers", "transformers")
     assert record["num_classes"] == 3 and record["class_names"] == list(CLASSES)
@@ -82,7 +83,7 @@ def test_a_zipped_vit_registers_and_its_maps_match_autograd_and_captum(api_url, 
     response = submit(session, api_url, job_spec,
                       [(f"x{i}.npy", npy_bytes(x[i])) for i in range(len(x))])
     assert response.status_code == 202, response.text
-    job = wait(session, api_url, response.json()["id"], timeout=120)
+    job = job_final(session, api_url, response.json()["id"], timeout=120)
     assert job["status"] == "succeeded", job
 
     items = session.get(f"{api_url}/v1/jobs/{job['id']}/items", timeout=10).json()["items"]
@@ -105,7 +106,7 @@ def test_a_tarred_bundle_registers_and_the_specs_own_fields_win(api_url, folder)
             "class_names": ["a", "b", "c"], "mean": [0.1, 0.2, 0.3], "std": [1, 1, 1]}
     response = register_bundle(session, api_url, spec, tarred(folder), "vit.tar.gz")
     assert response.status_code in (201, 409), response.text
-    record = wait_model(session, api_url, spec["name"])
+    record = model_ready(session, api_url, spec["name"])
     assert record["status"] == "ready", record
     assert record["class_names"] == ["a", "b", "c"] and record["num_classes"] == 3
     assert (record["mean"], record["std"]) == ([0.1, 0.2, 0.3], [1, 1, 1])

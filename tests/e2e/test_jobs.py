@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import io
 import json
-import time
 
 import numpy as np
 import pytest
 from PIL import Image
+from waiting import job_final, wait_until
 
 from e2e.helpers import (
     all_items,
@@ -19,7 +19,6 @@ from e2e.helpers import (
     own_class_gradients,
     submit,
     url_path,
-    wait,
 )
 
 METHODS = ["gradient", "guided_backprop"]
@@ -77,7 +76,7 @@ def test_uploads_of_each_format_match_the_engine(stack, stack_model, alice):
     body = response.json()
     assert body["status"] == "queued" and response.headers["Location"] == f"/v1/jobs/{body['id']}"
 
-    job = wait(alice, stack.url, body["id"])
+    job = job_final(alice, stack.url, body["id"])
     assert job["status"] == "succeeded", job
     assert counts(job) == {"total": 4, "done": 4, "failed": 0}
     assert not job["progress"]["planning"] and not job["progress"]["finalizing"]
@@ -103,7 +102,7 @@ def test_every_grad_cam_output_names_its_layer_the_default_included(stack, stack
     response = submit(alice, stack.url, {"model": stack_model.name, "methods": methods,
                                          "outputs": ["npy"]}, [("a.npy", npy_bytes(x))])
     assert response.status_code == 202, response.text
-    job = wait(alice, stack.url, response.json()["id"])
+    job = job_final(alice, stack.url, response.json()["id"])
     assert job["status"] == "succeeded", job
     assert job["methods"] == [
         {"name": "gradcam", "layer": None, "render": "cam"},
@@ -132,7 +131,7 @@ def test_json_job_with_storage_uris_matches_the_engine(stack, stack_model, alice
             "inputs": [{"uri": storage.uri(f"incoming/{i}.png")} for i in range(3)]}
     response = alice.post(f"{stack.url}/v1/jobs", json=body, timeout=30)
     assert response.status_code == 202, response.text
-    job = wait(alice, stack.url, response.json()["id"])
+    job = job_final(alice, stack.url, response.json()["id"])
     assert job["status"] == "succeeded" and job["progress"]["done"] == 3
     items = all_items(alice, stack.url, job["id"])
     check_items(stack, alice, items, stack_model, inputs)
@@ -148,7 +147,7 @@ def test_a_bad_item_fails_alone(stack, stack_model, alice):
         {"uri": storage.uri("incoming/missing.png")},
     ]}
     job_id = alice.post(f"{stack.url}/v1/jobs", json=body, timeout=30).json()["id"]
-    job = wait(alice, stack.url, job_id)
+    job = job_final(alice, stack.url, job_id)
     assert job["status"] == "succeeded" and counts(job) == {"total": 3, "done": 1, "failed": 2}
     good, broken, missing = all_items(alice, stack.url, job_id)
     assert good["status"] == "succeeded" and good["outputs"][0]["png"] is None
@@ -165,8 +164,11 @@ def test_cancel_stops_the_items_not_yet_run(stack, stack_model, alice):
     # Final only once its finalizer has written the results file and the report.
     assert response.status_code == 200 and response.json()["progress"]["finalizing"]
     assert response.json()["status"] in ("queued", "running", "cancelled")
-    first = wait(alice, stack.url, job_id)
-    time.sleep(1.0)
+    first = job_final(alice, stack.url, job_id)
+    r = stack.backend.redis()  # every task of the job over: queued, or delivered and running
+    wait_until(f"no task of job {job_id} left", lambda: [
+        m for m in [*r.lrange("saliency", 0, -1), *r.hvals("unacked")] if job_id in m],
+        until=lambda left: not left, timeout=60)
     job = alice.get(f"{stack.url}/v1/jobs/{job_id}", timeout=10).json()
     assert job["status"] == "cancelled" and job["finished_at"] is not None
     assert job["error"] == "cancelled by the client"
@@ -186,7 +188,7 @@ def test_an_item_a_cancelled_job_never_ran_has_one_error_in_items_and_results(st
             "inputs": [{"uri": storage.uri("incoming/unrun.png")}] * 400}
     job_id = alice.post(f"{stack.url}/v1/jobs", json=body, timeout=30).json()["id"]
     assert alice.delete(f"{stack.url}/v1/jobs/{job_id}", timeout=10).status_code == 200
-    assert wait(alice, stack.url, job_id)["status"] == "cancelled"
+    assert job_final(alice, stack.url, job_id)["status"] == "cancelled"
     (item,) = alice.get(f"{stack.url}/v1/jobs/{job_id}/items",
                         params={"cursor": "399", "limit": 1}, timeout=10).json()["items"]
     lines = alice.get(f"{stack.url}/v1/jobs/{job_id}/results", params={"format": "jsonl"},
@@ -211,13 +213,13 @@ def test_idempotency_key_returns_the_same_job_and_enqueues_nothing(stack, stack_
     assert again.status_code == 202 and again.json()["id"] == first.json()["id"]
     assert again.headers["Location"] == first.headers["Location"]
     assert jobs() == before
-    assert wait(alice, stack.url, first.json()["id"])["progress"]["total"] == 1
+    assert job_final(alice, stack.url, first.json()["id"])["progress"]["total"] == 1
 
 
 def test_tenants_see_only_their_own_jobs_and_models(stack, stack_model, alice, bob):
     job_id = submit(alice, stack.url, {"model": stack_model.name},
                     [("a.png", image_bytes(50))]).json()["id"]
-    wait(alice, stack.url, job_id)
+    job_final(alice, stack.url, job_id)
     name = alice.get(f"{stack.url}/v1/jobs/{job_id}/items", timeout=10).json()[
         "items"][0]["outputs"][0]["png"].split("?")[0].rsplit("/", 1)[-1]
     for path in (f"/v1/jobs/{job_id}", f"/v1/jobs/{job_id}/items",
@@ -272,7 +274,7 @@ def test_responses_match_the_openapi_schemas(stack, stack_model, alice):
 
     response = submit(alice, stack.url, {"model": stack_model.name}, [("a.png", image_bytes(60))])
     check("Accepted", response.json())
-    check("Job", wait(alice, stack.url, response.json()["id"]))
+    check("Job", job_final(alice, stack.url, response.json()["id"]))
     check("ItemPage", alice.get(f"{stack.url}/v1/jobs/{response.json()['id']}/items").json())
     check("Model", alice.get(f"{stack.url}/v1/models/{stack_model.name}").json())
     check("Error", alice.get(f"{stack.url}/v1/models/nope").json())
@@ -284,7 +286,7 @@ def test_signed_output_is_the_map_around_grey(stack, stack_model, alice):
             "outputs": ["npy", "signed"]}
     response = submit(alice, stack.url, spec, [("a.png", image_bytes(5, "PNG"))])
     assert response.status_code == 202, response.text
-    assert wait(alice, stack.url, response.json()["id"])["status"] == "succeeded"
+    assert job_final(alice, stack.url, response.json()["id"])["status"] == "succeeded"
     (item,) = all_items(alice, stack.url, response.json()["id"])
     (out,) = item["outputs"]
     assert out["png"] is None and out["overlay"] is None
@@ -305,7 +307,7 @@ def test_every_rank_of_a_topk_job_is_the_gradient_of_its_own_class(stack, stack_
     response = submit(alice, stack.url, spec,
                       [(f"{i}.npy", npy_bytes(a)) for i, a in enumerate(arrays)])
     assert response.status_code == 202, response.text
-    assert wait(alice, stack.url, response.json()["id"])["status"] == "succeeded"
+    assert job_final(alice, stack.url, response.json()["id"])["status"] == "succeeded"
     items = all_items(alice, stack.url, response.json()["id"])
     paths = []
     for item, x in zip(items, arrays, strict=True):

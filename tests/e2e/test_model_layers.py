@@ -24,9 +24,10 @@ import requests
 import torch
 import torchvision
 from stacks import ADMIN_KEY, API_KEYS, LOGS, MODEL_SPEC, OTHER_KEY, WORKER_ENV, register
+from waiting import job_final
 
 from devstack import Service, stack_env, start_api, start_worker
-from e2e.helpers import image_bytes, wait
+from e2e.helpers import image_bytes
 from shared.modelspec import parse_model_spec
 from shared.modelstore import ModelRecord, ModelStatus, ModelStore, models_key
 from shared.top_activations_spec import NOT_RECORDED
@@ -207,7 +208,7 @@ def test_the_default_projection_follows_the_layers_max_pooling(validated, layer,
                                           "k": 2})
     assert job["methods"] == [{"name": method, "rule": "relu"}]
     assert job["methods_reason"].startswith(reason)
-    done = wait(session, validated.url, job["id"], timeout=120)
+    done = job_final(session, validated.url, job["id"], timeout=120)
     assert done["status"] == "succeeded", done
     report = session.get(f"{validated.url}/v1/jobs/{job['id']}/report", timeout=10).json()
     assert (report["methods"], report["methods_reason"]) == ([method], job["methods_reason"])

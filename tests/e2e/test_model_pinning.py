@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 import requests
 from stacks import LOGS, MODEL_SPEC, WORKER_ENV, register
+from waiting import job_final
 
 from devstack import Service, stack_env, start_api, start_beat, start_reconciler, start_worker
-from e2e.helpers import image_bytes, submit, wait
+from e2e.helpers import image_bytes, submit
 
 
 @dataclass
@@ -103,16 +104,16 @@ def test_a_job_never_runs_on_a_model_deleted_or_registered_again_after_it_was_ac
     held.start()
 
     for kind, job_id in replaced.items():
-        job = wait(session, held.url, job_id, timeout=120)
+        job = job_final(session, held.url, job_id, timeout=120)
         assert job["status"] == "failed", (kind, job)
         assert job["error"].startswith("model 'pin-replaced' was registered again after this "
                                        "job was submitted"), (kind, job["error"])
         assert job["progress"]["done"] == 0, (kind, job)
-    job = wait(session, held.url, deleted, timeout=120)
+    job = job_final(session, held.url, deleted, timeout=120)
     assert job["status"] == "failed", job
     assert job["error"] == "model 'pin-deleted' was deleted after this job was submitted"
-    assert wait(session, held.url, kept, timeout=120)["status"] == "succeeded"
+    assert job_final(session, held.url, kept, timeout=120)["status"] == "succeeded"
     # The model registered again serves the jobs submitted since.
     again = submit(session, held.url, {"model": "pin-replaced", "methods": ["gradient"]},
                    [("a.png", image_bytes(4, size=32))]).json()["id"]
-    assert wait(session, held.url, again, timeout=120)["status"] == "succeeded"
+    assert job_final(session, held.url, again, timeout=120)["status"] == "succeeded"

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import requests
 import torch
-from badinput.helpers import download, register_model, wait_model
+from badinput.helpers import download, register_model
 from torch import nn
+from waiting import job_final, model_ready
 
-from e2e.helpers import npy_bytes, submit, wait
+from e2e.helpers import npy_bytes, submit
 
 METHODS = ["gradient", "guided_backprop", "deconvnet", "guided_gradcam"]
 CLASS = 3
@@ -80,7 +81,7 @@ def test_an_exported_program_registers_and_runs_every_rectifier_method(api_url, 
     session = requests.Session()  # the keyless default tenant, an admin on loopback
     response = register_model(session, api_url, SPEC, program, part="program")
     assert response.status_code in (201, 409), response.text
-    record = wait_model(session, api_url, SPEC["name"])
+    record = model_ready(session, api_url, SPEC["name"])
     assert record["status"] == "ready", record
     assert record["format"] == "pt2"
 
@@ -90,7 +91,7 @@ def test_an_exported_program_registers_and_runs_every_rectifier_method(api_url, 
             "outputs": ["npy"]}
     response = submit(session, api_url, spec, [(f"x{i}.npy", npy_bytes(x[i])) for i in range(2)])
     assert response.status_code == 202, response.text
-    job = wait(session, api_url, response.json()["id"], timeout=120)
+    job = job_final(session, api_url, response.json()["id"], timeout=120)
     assert job["status"] == "succeeded", job
 
     items = session.get(f"{api_url}/v1/jobs/{job['id']}/items", timeout=10).json()["items"]

@@ -11,8 +11,9 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
+from waiting import job_final
 
-from e2e.helpers import all_items, download, image_bytes, submit, wait
+from e2e.helpers import all_items, download, image_bytes, submit
 from shared.colormap import INFERNO
 from shared.render import encode_png
 
@@ -78,7 +79,7 @@ def test_each_methods_default_rendering_is_echoed_and_drawn(stack, stack_model, 
     renders = [*PAPERS.items(), ("guided_backprop", "heatmap"), ("gradcam", "heatmap")]
     assert [(m["name"], m["render"]) for m in submitted["methods"]] == renders
     assert submitted["overlay_opacity"] == 1.0
-    job = wait(alice, stack.url, response.json()["id"], timeout=180)
+    job = job_final(alice, stack.url, response.json()["id"], timeout=180)
     assert job["status"] == "succeeded", job
     assert [(m["name"], m["render"]) for m in job["methods"]] == renders
     (item,) = all_items(alice, stack.url, job["id"])
@@ -99,7 +100,7 @@ def test_maps_cut_from_shards_are_drawn_by_the_same_rules(stack, stack_model, al
     response = alice.post(f"{stack.url}/v1/jobs", data=json.dumps(spec), timeout=60,
                           headers={"Content-Type": "application/json"})
     assert response.status_code == 202, response.text
-    job = wait(alice, stack.url, response.json()["id"], timeout=180)
+    job = job_final(alice, stack.url, response.json()["id"], timeout=180)
     assert job["status"] == "succeeded" and job["overlay_opacity"] == 0.6, job
     items = all_items(alice, stack.url, job["id"])
     assert len(items) == 2

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,9 +24,10 @@ import torchvision
 from PIL import Image
 from safetensors.torch import load_file
 from stacks import MODEL_SPEC
+from waiting import FINAL, job_final, model_ready, wait_until
 
 from devstack import ROOT, start_worker
-from e2e.helpers import FINAL, all_items, submit, wait
+from e2e.helpers import all_items, submit
 from shared.images import decode_image
 from shared.jobschema import WORKERS
 from shared.modelspec import parse_model_spec
@@ -84,11 +84,12 @@ def second_worker(file_backend):
     worker = start_worker(file_backend.env, LOGS, name="worker-file-top")
     try:
         r = file_backend.redis()
-        deadline = time.monotonic() + 120
-        while not any(name.startswith("worker-file-top") for name in r.zrange(WORKERS, 0, -1)):
+
+        def beating() -> bool:
             worker.check_alive()
-            assert time.monotonic() < deadline, "the second worker did not warm up in 120 s"
-            time.sleep(0.2)
+            return any(name.startswith("worker-file-top") for name in r.zrange(WORKERS, 0, -1))
+
+        wait_until("the second worker beating the fair queue", beating, every=0.2)
         yield worker
     finally:
         worker.stop()
@@ -119,7 +120,7 @@ def done(api_url, tiny_model, second_worker, pictures) -> dict[str, Done]:
         ids[name] = response.json()["id"]
     out = {}
     for name, job_id in ids.items():
-        job = wait(session, api_url, job_id, timeout=240)
+        job = job_final(session, api_url, job_id, timeout=240)
         assert job["status"] == "succeeded", job
         report = session.get(f"{api_url}/v1/jobs/{job_id}/report", timeout=30)
         assert report.status_code == 200, report.text
@@ -270,17 +271,10 @@ def test_the_projections_progress_ends_all_done(done, name):
     assert done[name].job["progress"]["projections"] == {"done": due, "due": due}
 
 
-def _ready(session: requests.Session, url: str, name: str) -> None:
-    deadline = time.monotonic() + 60
-    while session.get(f"{url}/v1/models/{name}", timeout=10).json()["status"] != "ready":
-        assert time.monotonic() < deadline, "the model was not validated within 60 s"
-        time.sleep(0.2)
-
-
 def test_a_layer_the_model_lacks_is_refused_at_submission_naming_the_nearest(
         api_url, tiny_model, pictures):
     session = requests.Session()
-    _ready(session, api_url, tiny_model)
+    assert model_ready(session, api_url, tiny_model)["status"] == "ready"
     response = submit(session, api_url, {"kind": "top_activations", "model": tiny_model,
                                          "layer": "layer2.1.conv", "channels": [0]},
                       [("a.png", png(pictures[0]))])
@@ -304,14 +298,13 @@ def test_a_job_cancelled_mid_scan_ends_cancelled_with_its_report_and_results(
     response = session.post(f"{api_url}/v1/jobs", json=body, timeout=30)
     assert response.status_code == 202, response.text
     job_id = response.json()["id"]
-    deadline = time.monotonic() + 120
-    while (job := session.get(f"{api_url}/v1/jobs/{job_id}", timeout=10).json())[
-            "progress"]["done"] == 0:
-        assert job["status"] not in FINAL and time.monotonic() < deadline, job
-        time.sleep(0.05)
+    job = wait_until(f"job {job_id}'s first item done", lambda: session.get(
+        f"{api_url}/v1/jobs/{job_id}", timeout=10).json(),
+        until=lambda job: job["progress"]["done"] > 0 or job["status"] in FINAL, every=0.05)
+    assert job["progress"]["done"] > 0, job  # not final with nothing done
     cancelled = session.delete(f"{api_url}/v1/jobs/{job_id}", timeout=10)
     assert cancelled.status_code == 200, cancelled.text
-    job = wait(session, api_url, job_id, timeout=120)
+    job = job_final(session, api_url, job_id, timeout=120)
     assert job["status"] == "cancelled", job
     assert job["error"] == "cancelled by the client"
     assert 0 < job["progress"]["done"] < 120, job["progress"]

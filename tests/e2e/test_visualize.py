@@ -1,14 +1,14 @@
 """`visualize` through the real stack: a class model visualization of the seeded tiny
 resnet18 at 32 px, checked with plain PyTorch; the same job continued across tasks on a stack
-of its own with a short task time limit, equal to the uninterrupted run; a job cancelled
-mid-way, whose snapshots showed while it ran.
+of its own with a short task time limit, equal to the uninterrupted run (`make chaos`; `make
+test` proves the continuation without a stack, `tests/worker/test_visualize_resume.py`); a job
+cancelled mid-way, whose snapshots showed while it ran.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +22,10 @@ import torchvision
 from PIL import Image
 from safetensors.torch import load_file
 from stacks import LOGS, MODEL_SPEC, WORKER_ENV, register
+from waiting import FINAL, model_ready, wait_until
 
 from devstack import stack_env, start_api, start_beat, start_reconciler, start_worker
-from e2e.helpers import FINAL, all_items
+from e2e.helpers import all_items
 from shared.chunks import Chunks
 from shared.keys import JobKeys
 from shared.settings import Settings
@@ -68,14 +69,17 @@ def follow(session: requests.Session, url: str, job_id: str, watch=None,
            timeout: float = 240) -> Run:
     """Poll the job until it is final (calling `watch(job)` each time); the finished run."""
     seen = []
-    deadline = time.monotonic() + timeout
-    while (job := session.get(f"{url}/v1/jobs/{job_id}", timeout=10).json())[
-            "status"] not in FINAL:
-        assert time.monotonic() < deadline, f"job {job_id} not final after {timeout} s: {job}"
-        seen.append(job)
-        if watch is not None:
-            watch(job)
-        time.sleep(0.05)
+
+    def poll() -> dict:
+        job = session.get(f"{url}/v1/jobs/{job_id}", timeout=10).json()
+        if job["status"] not in FINAL:
+            seen.append(job)
+            if watch is not None:
+                watch(job)
+        return job
+
+    job = wait_until(f"job {job_id} final", poll, until=lambda job: job["status"] in FINAL,
+                     timeout=timeout, every=0.05)
     report = session.get(f"{url}/v1/jobs/{job_id}/report", timeout=30)
     assert report.status_code == 200, report.text
     return Run(job, report.json(), all_items(session, url, job_id, limit=100), seen)
@@ -85,13 +89,6 @@ def load(url: str) -> bytes:
     response = requests.get(url, timeout=30)  # signed URLs: no key
     assert response.status_code == 200, (url, response.text[:200])
     return response.content
-
-
-def ready(session: requests.Session, url: str, name: str) -> None:
-    deadline = time.monotonic() + 120
-    while session.get(f"{url}/v1/models/{name}", timeout=10).json()["status"] != "ready":
-        assert time.monotonic() < deadline, "the model was not validated within 120 s"
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +139,7 @@ def continued(own_stack, tiny_weights) -> Continued:
     url, env = own_stack
     session = requests.Session()
     assert register(url, MODEL_SPEC, tiny_weights, session).status_code == 201
-    ready(session, url, MODEL_SPEC["name"])
+    assert model_ready(session, url, MODEL_SPEC["name"])["status"] == "ready"
     settings = Settings.from_env(env)
     storage = make_storage(settings)
     chunks = Chunks(redis.Redis.from_url(settings.redis_url, decode_responses=True))
@@ -218,6 +215,7 @@ def test_the_outputs_are_listed_and_load(class_run):
     assert json.loads(load(out["curve"])) == class_run.report["items"][0]["curve"]
 
 
+@pytest.mark.chaos  # make test: tests/worker/test_visualize_resume.py, without the stack
 def test_a_job_continues_from_its_checkpoint_across_tasks_to_the_same_image(
         continued, class_run):
     run = continued.run
@@ -250,15 +248,10 @@ def cancelled(api_url, tiny_model) -> Cancelled:
             "batch": 1, "steps": 800, "snapshot_every": SNAPSHOT_EVERY, "size": 32,
             "regularizers": REGULARIZERS}
     job_id = post(session, api_url, body)
-    deadline = time.monotonic() + 120
-    while True:
-        items = session.get(f"{api_url}/v1/jobs/{job_id}/items", timeout=10).json()["items"]
-        shown = [i for i in items if i["status"] == "pending" and i["outputs"]
-                 and i["outputs"][0]["snapshots"]]
-        if shown:
-            break
-        assert time.monotonic() < deadline, items
-        time.sleep(0.05)
+    shown = wait_until("an item showing a snapshot", lambda: [
+        i for i in session.get(f"{api_url}/v1/jobs/{job_id}/items", timeout=10).json()["items"]
+        if i["status"] == "pending" and i["outputs"] and i["outputs"][0]["snapshots"]],
+        every=0.05)
     assert session.delete(f"{api_url}/v1/jobs/{job_id}", timeout=10).status_code == 200
     return Cancelled(follow(session, api_url, job_id), shown[0])
 

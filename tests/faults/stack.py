@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
+from waiting import job_final, wait_until
 
 from devstack import (
     ROOT,
@@ -39,7 +40,6 @@ from devstack.proxy import TcpProxy
 from faults.tls import Tls
 
 LOGS = ROOT / "test-output" / "logs" / "faults"
-FINAL = {"succeeded", "failed", "cancelled"}
 LEASE_S = 6
 RECONCILE_EVERY_S = 1
 # Short leases; chunks of two batches; one torch thread per worker (two share two cores).
@@ -120,28 +120,8 @@ class FaultStack:
 
     def wait_final(self, job_id: str, timeout: float = 300,
                    session: requests.Session | None = None) -> dict:
-        deadline = time.monotonic() + timeout
-        job: dict = {}
-        while time.monotonic() < deadline:
-            try:
-                job = self.job(job_id, session)
-            except (requests.ConnectionError, ValueError):
-                time.sleep(0.5)  # the API restarting
-                continue
-            if job.get("status") in FINAL:
-                return job
-            time.sleep(0.2)
-        raise AssertionError(f"job {job_id} not final after {timeout} s: {job}")
-
-    def wait_for(self, what: str, predicate, timeout: float = 120, every: float = 0.02):
-        """Poll `predicate()` until it returns something truthy; returns that."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(every)
-        raise AssertionError(f"{what}: not within {timeout} s")
+        """The job once final, polled through API restarts."""
+        return job_final(session or requests, self.url, job_id, timeout=timeout, every=0.2)
 
     # --- submitting ---------------------------------------------------------------------------
 
@@ -153,7 +133,7 @@ class FaultStack:
                    "weights": ("w.safetensors", io.BytesIO(weights.read_bytes()))},
             timeout=60)
         assert response.status_code == 201, response.text
-        self.wait_for("the model validated", lambda: self.get(
+        wait_until("the model validated", lambda: self.get(
             f"/v1/models/{MODEL_SPEC['name']}").json()["status"] == "ready", every=0.2)
         return MODEL_SPEC["name"]
 
@@ -189,8 +169,8 @@ class FaultStack:
                         return w, a, b
             return None
 
-        return self.wait_for(f"a worker in the middle of a chunk of job {job_id}", mid_chunk,
-                             every=0.01)
+        return wait_until(f"a worker in the middle of a chunk of job {job_id}", mid_chunk,
+                          every=0.01)
 
     @staticmethod
     def worker_name(worker: Service) -> str:

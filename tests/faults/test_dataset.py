@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable
 
 import pytest
+from waiting import wait_until
 
 from faults.ledger import check
 from faults.stack import LEASE_S
@@ -34,6 +36,24 @@ def _control(r, job_id: str) -> bool:
     return bool(r.exists(f"saliency:lease:{job_id}:ctl"))
 
 
+def _ledger_resets(r, job_id: str) -> Callable[[], bool]:
+    """Whether the job's chunk ledger was deleted since this call (a planner starting from
+    scratch resets it), told by Redis's keyspace notifications: counting chunks cannot tell
+    the old planner's from the new one's."""
+    r.config_set("notify-keyspace-events", "Kg")
+    db = r.connection_pool.connection_kwargs.get("db", 0)
+    events = r.pubsub(ignore_subscribe_messages=True)
+    events.subscribe(f"__keyspace@{db}__:saliency:job:{job_id}:cstate")
+    seen = []
+
+    def reset() -> bool:
+        while message := events.get_message():
+            seen.append(message["data"])
+        return "del" in seen
+
+    return reset
+
+
 @pytest.mark.chaos
 def test_a_dataset_job_survives_faults_in_planning_and_finalizing(make_stack, pngs, tmp_path,
                                                                   tiny_weights, figures):
@@ -51,32 +71,33 @@ def test_a_dataset_job_survives_faults_in_planning_and_finalizing(make_stack, pn
     measured = {}
 
     # 1. A worker killed mid-plan: some chunks planned, planning not over.
-    stack.wait_for("two chunks planned", lambda: _planned(r, job_id) >= 2 and _job(
+    wait_until("two chunks planned", lambda: _planned(r, job_id) >= 2 and _job(
         r, job_id).get("planning") == "1", timeout=120, every=0.005)
     planner_fence = int(_job(r, job_id)["fence"])
     for worker in list(stack.workers):
         stack.signal(worker, signal.SIGKILL)  # the planner is one of them
     killed = time.monotonic()
     measured["planned_at_kill"] = _planned(r, job_id)
+    reset = _ledger_resets(r, job_id)  # subscribed before any planner can start again
 
     # 2. The next planner takes over; Redis killed and restarted while it plans.
-    stack.wait_for("a new planner", lambda: int(_job(r, job_id).get("fence", 0)) > planner_fence
-                   and _control(r, job_id), timeout=180, every=0.01)
+    wait_until("a new planner", lambda: int(_job(r, job_id).get("fence", 0)) > planner_fence
+               and _control(r, job_id), timeout=180, every=0.01)
     measured["planner_restarted_s"] = round(time.monotonic() - killed, 1)
-    time.sleep(0.05)  # past the new planner's reset of the ledger
-    stack.wait_for("two chunks planned again", lambda: _planned(r, job_id) >= 2,
-                   timeout=120, every=0.005)
+    wait_until("the new planner's reset of the ledger", reset, timeout=60, every=0.005)
+    wait_until("two chunks planned again", lambda: _planned(r, job_id) >= 2,
+               timeout=120, every=0.005)
     measured["planned_at_redis_kill"] = _planned(r, job_id)
     redis_killed = time.monotonic()
     stack.restart_redis(down_s=1)
     r = stack.redis_client()
-    stack.wait_for("planning over", lambda: _job(r, job_id).get("planning") == "0",
-                   timeout=300, every=0.1)
+    wait_until("planning over", lambda: _job(r, job_id).get("planning") == "0",
+               timeout=300, every=0.1)
     measured["planned_after_redis_s"] = round(time.monotonic() - redis_killed, 1)
 
     # 3. Every worker killed while the finalizer writes the results file.
-    stack.wait_for("the finalizer running", lambda: _job(r, job_id).get("finalizing") == "1"
-                   and _control(r, job_id), timeout=600, every=0.005)
+    wait_until("the finalizer running", lambda: _job(r, job_id).get("finalizing") == "1"
+               and _control(r, job_id), timeout=600, every=0.005)
     for worker in list(stack.workers):
         stack.signal(worker, signal.SIGKILL)
     finalizer_killed = time.monotonic()

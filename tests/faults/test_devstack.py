@@ -6,6 +6,7 @@ temporary data directory on a free API port.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -17,6 +18,7 @@ import pytest
 import requests
 from e2e.helpers import image_bytes
 from stacks import Devstack
+from waiting import job_final, wait_until
 
 from devstack import free_port, port_is_free
 from faults.stack import MODEL_SPEC
@@ -76,16 +78,6 @@ def _job_on_tiny_model(url: str, weights: Path) -> str:
     return response.json()["id"]
 
 
-def _final(url: str, job_id: str, timeout: float = 300) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = requests.get(f"{url}/v1/jobs/{job_id}", timeout=10).json()
-        if job["status"] in ("succeeded", "failed", "cancelled"):
-            return job
-        time.sleep(0.3)
-    raise AssertionError(f"job {job_id} not final in {timeout} s")
-
-
 @pytest.mark.chaos
 def test_make_run_restarts_a_dead_worker_while_the_api_answers(tmp_path, tiny_weights, figures):
     stack = _start(tmp_path / "var", free_port())
@@ -97,14 +89,16 @@ def test_make_run_restarts_a_dead_worker_while_the_api_answers(tmp_path, tiny_we
         readies = log.read_text(errors="replace").count(" ready.")
         os.killpg(worker, signal.SIGKILL)
         killed = time.monotonic()
-        answers, deadline = [], time.monotonic() + 240
-        while time.monotonic() < deadline:  # the API answers until the new worker is ready
+        answers = []
+
+        def worker_ready() -> bool:  # the API answers until the new worker is ready
             answers.append(requests.get(f"{stack.url}/healthz", timeout=10).status_code)
-            if log.read_text(errors="replace").count(" ready.") > readies:
-                break
-            time.sleep(0.2)
+            return log.read_text(errors="replace").count(" ready.") > readies
+
+        wait_until("a new worker ready", worker_ready, timeout=240, every=0.2)
         restarted_s = time.monotonic() - killed
-        job = _final(stack.url, _job_on_tiny_model(stack.url, tiny_weights))
+        job = job_final(requests, stack.url, _job_on_tiny_model(stack.url, tiny_weights),
+                        timeout=300)
         figures(case="make run: worker kill -9", restarted_s=round(restarted_s, 1),
                 healthz_answers=len(answers), non_200=len([a for a in answers if a != 200]))
         assert stack.proc.poll() is None  # the supervisor itself carried on
@@ -126,9 +120,9 @@ def test_make_run_killed_outright_leaves_no_child_holding_a_port(tmp_path, when,
         time.sleep(0.5)
     stack.proc.send_signal(signal.SIGKILL)
     stack.proc.wait()
-    killed, deadline = time.monotonic(), time.monotonic() + 90
-    while _alive(children) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    killed = time.monotonic()
+    with contextlib.suppress(AssertionError):  # those left are named below
+        wait_until("every child gone", lambda: not _alive(children), timeout=90)
     left = {p: children[p] for p in _alive(children)}
     figures(case=f"make run kill -9 ({when})", children=len(children), left=len(left),
             all_gone_s=round(time.monotonic() - killed, 1))
@@ -144,7 +138,7 @@ def test_make_run_keeps_jobs_and_models_across_a_restart(tmp_path, tiny_weights,
     stack = _start(data_dir, port)
     try:
         job_id = _job_on_tiny_model(stack.url, tiny_weights)
-        first = _final(stack.url, job_id)
+        first = job_final(requests, stack.url, job_id, timeout=300)
     finally:
         stack.stop()
     stack = _start(data_dir, port)

@@ -12,6 +12,7 @@ import time
 
 import pytest
 import requests
+from waiting import wait_until
 
 from faults.stack import MODEL_SPEC
 
@@ -37,7 +38,7 @@ def test_a_small_job_waits_about_two_batches_of_another_tenants_big_job(make_sta
             "spec": (None, json.dumps(MODEL_SPEC), "application/json"),
             "weights": ("w.safetensors", io.BytesIO(tiny_weights.read_bytes()))})
         assert response.status_code == 201, response.text
-        stack.wait_for("the model validated", lambda s=s: s.get(
+        wait_until("the model validated", lambda s=s: s.get(
             f"{stack.url}/v1/models/{MODEL_SPEC['name']}").json()["status"] == "ready",
             every=0.2)
     spec = json.dumps({"model": MODEL_SPEC["name"], "outputs": ["npy"]})
@@ -55,13 +56,13 @@ def test_a_small_job_waits_about_two_batches_of_another_tenants_big_job(make_sta
     # Bob's model loaded on the worker: not what is counted.
     stack.wait_final(submit(bob, pngs(1, "warm")), session=bob)
     big = submit(alice, pngs(4 * CHUNK, "big"))
-    stack.wait_for("the big job's third batch", lambda: done(alice, big) >= 2 * BATCH)
+    wait_until("the big job's third batch", lambda: done(alice, big) >= 2 * BATCH, every=0.02)
     waits = []
     for i in range(3):
         before = done(alice, big)
         small = submit(bob, pngs(1, f"small{i}"))
-        stack.wait_for("the small job's item", lambda small=small: done(bob, small) == 1,
-                       timeout=300)
+        wait_until("the small job's item", lambda small=small: done(bob, small) == 1,
+                   timeout=300, every=0.02)
         waits.append(done(alice, big) - before)
         time.sleep(0.5)
     still = done(alice, big)

@@ -17,6 +17,7 @@ import time
 from collections import Counter
 
 import pytest
+from waiting import wait_until
 
 from faults.ledger import check
 from faults.stack import LEASE_S
@@ -54,11 +55,11 @@ def test_a_finalizer_killed_twice_resumes_where_the_last_one_stopped(make_stack,
     r = stack.redis_client()
     job_id = stack.submit({"model": model, "methods": ["gradient"],
                            "dataset": {"prefix": root.as_uri() + "/"}})
-    stack.wait_for("the finalizer", lambda: _finalizing(r, job_id), timeout=600, every=0.05)
+    wait_until("the finalizer", lambda: _finalizing(r, job_id), timeout=600, every=0.05)
     stack.proxy.latency_s = LATENCY_S  # slow storage: the finalizer's steps take a while
 
     # 1. Killed once two parts of the results file are recorded, before the last.
-    stack.wait_for("two parts recorded", lambda: len(
+    wait_until("two parts recorded", lambda: len(
         [f for f in _checkpoint(r, job_id) if f.startswith("part:")]) >= 2, timeout=300,
         every=0.005)
     first = _checkpoint(r, job_id)
@@ -66,7 +67,7 @@ def test_a_finalizer_killed_twice_resumes_where_the_last_one_stopped(make_stack,
     assert "report" not in first and int(first["rows"]) < ITEMS
 
     # 2. Killed again once the next finalizer has recorded steps of its own.
-    stack.wait_for("the next finalizer's steps", lambda: len(_checkpoint(r, job_id)) > len(
+    wait_until("the next finalizer's steps", lambda: len(_checkpoint(r, job_id)) > len(
         first) + 1, timeout=300, every=0.005)
     measured = {"resumed_after_kill_s": round(time.monotonic() - first_kill, 1)}
     second = _checkpoint(r, job_id)

@@ -17,6 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
+from waiting import wait_until
 
 PROBES = 12  # three times the API's threads
 ANSWER_S = 8  # the client gives up after this: four times the 2 s bound
@@ -45,10 +46,10 @@ def test_readyz_answers_at_once_and_holds_no_route_while_storage_stalls(make_sta
 
     stack.proxy.pause()
     try:
-        stack.wait_for("every probe seeing the stall", a_round, timeout=60, every=0.2)
+        wait_until("every probe seeing the stall", a_round, timeout=60, every=0.2)
     finally:
         stack.proxy.resume()
-    ready = stack.wait_for("ready again", lambda: requests.get(
+    ready = wait_until("ready again", lambda: requests.get(
         f"{stack.url}/readyz", timeout=ANSWER_S).status_code == 200, timeout=60, every=0.5)
     answers = [answer for _, round_answers in rounds for answer in round_answers]
     figures(case="storage stalled: concurrent /readyz", probes=PROBES, rounds=len(rounds),

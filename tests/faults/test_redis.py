@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from waiting import wait_until
 
 from faults.ledger import check
 
@@ -23,17 +24,17 @@ def _done(stack, job_id: str) -> int:
 @pytest.mark.chaos
 def test_a_redis_restart_mid_job_strands_nothing(make_stack, pngs, figures):
     stack = make_stack(workers=2, extra={"SALIENCY_BUILTIN_MODELS": "1"})
-    stack.wait_for(f"{BUILTIN} validated", lambda: stack.get(f"/v1/models/{BUILTIN}").json()[
+    wait_until(f"{BUILTIN} validated", lambda: stack.get(f"/v1/models/{BUILTIN}").json()[
         "status"] == "ready", timeout=300, every=0.5)
     job_id = stack.submit({"model": BUILTIN, "outputs": ["npy"]}, pngs(96, "redis", size=64))
-    stack.wait_for("16 items done", lambda: _done(stack, job_id) >= 16, timeout=300, every=0.01)
+    wait_until("16 items done", lambda: _done(stack, job_id) >= 16, timeout=300, every=0.01)
     done_at_kill = _done(stack, job_id)
     killed = time.monotonic()
     stack.restart_redis(down_s=2)
     back = time.monotonic()
     after_restart = _done(stack, job_id)
-    stack.wait_for("progress after the restart", lambda: _done(stack, job_id) > after_restart,
-                   timeout=300, every=0.05)
+    wait_until("progress after the restart", lambda: _done(stack, job_id) > after_restart,
+               timeout=300, every=0.05)
     resumed_s = time.monotonic() - back
     job = stack.wait_final(job_id, timeout=600)
     verdict = check(stack, job_id)

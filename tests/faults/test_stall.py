@@ -8,9 +8,9 @@ more than half a second: a chunk of 32 runs well past a 10 s stall time.
 from __future__ import annotations
 
 import pytest
+from waiting import FINAL, wait_until
 
 from faults.ledger import check
-from faults.stack import FINAL
 
 STALL_S = 10
 ITEMS = 32
@@ -34,9 +34,9 @@ def test_a_long_dataset_chunk_is_not_taken_for_a_stalled_one(make_stack, pngs, t
     job_id = stack.submit({"model": model, "methods": ["gradient"],
                            "dataset": {"prefix": "s3://datasets/slow/"}})
     # Slow storage is for the chunk; the audit and the finalizer after it run at full speed.
-    stack.wait_for("the chunk done", lambda: (job := stack.job(job_id))["progress"]["done"]
-                   == ITEMS or job["status"] in FINAL,
-                   timeout=600, every=0.2)
+    wait_until("the chunk done", lambda: (job := stack.job(job_id))["progress"]["done"]
+               == ITEMS or job["status"] in FINAL,
+               timeout=600, every=0.2)
     stack.proxy.latency_s = 0
     job = stack.wait_final(job_id, timeout=300)
     log = "".join(w.log.read_text(errors="replace") for w in stack.workers)

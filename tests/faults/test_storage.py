@@ -11,6 +11,7 @@ import time
 
 import pytest
 import requests
+from waiting import wait_until
 
 from faults.ledger import check
 
@@ -26,7 +27,7 @@ def test_storage_unreachable_for_30_s_loses_nothing(make_stack, pngs, tiny_weigh
     stack = make_stack(workers=2, s3=True, extra={"SALIENCY_RETRY_BUDGET_S": "300"})
     model = stack.register_model(tiny_weights)
     job_id = stack.submit({"model": model, "outputs": ["npy", "png"]}, pngs(96, "s3"))
-    stack.wait_for("8 items done", lambda: _done(stack, job_id) >= 8, timeout=300)
+    wait_until("8 items done", lambda: _done(stack, job_id) >= 8, timeout=300, every=0.02)
     stack.proxy.pause()
     cut = time.monotonic()
     done_at_cut = _done(stack, job_id)
@@ -41,8 +42,8 @@ def test_storage_unreachable_for_30_s_loses_nothing(make_stack, pngs, tiny_weigh
     stack.proxy.resume()
     back = time.monotonic()
     after = _done(stack, job_id)
-    stack.wait_for("progress after the outage", lambda: _done(stack, job_id) > after,
-                   timeout=300, every=0.05)
+    wait_until("progress after the outage", lambda: _done(stack, job_id) > after,
+               timeout=300, every=0.05)
     resumed_s = time.monotonic() - back
     job = stack.wait_final(job_id, timeout=600)
     verdict = check(stack, job_id, methods=1)

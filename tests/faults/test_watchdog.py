@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from waiting import wait_until
 
 from faults.stack import LEASE_S
 from shared.settings import Settings
@@ -34,8 +35,8 @@ def test_the_watchdog_spares_a_slow_start_and_restarts_a_worker_that_stopped_con
     for queue in (*QUEUES, own_queue(name)):
         sender.control.cancel_consumer(queue, destination=[name], reply=True, timeout=10)
     stopped = time.monotonic()
-    stack.wait_for("the worker restarted", lambda: stack.restarts > slow_start_restarts,
-                   timeout=6 * LEASE_S + SLOW_START_S + 180, every=0.2)
+    wait_until("the worker restarted", lambda: stack.restarts > slow_start_restarts,
+               timeout=6 * LEASE_S + SLOW_START_S + 180, every=0.2)
     restarted_s = time.monotonic() - stopped
     job_id = stack.submit({"model": "tiny-resnet18", "outputs": ["npy"]}, pngs(2, "dog"))
     job = stack.wait_final(job_id)

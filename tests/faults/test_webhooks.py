@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from standardwebhooks import Webhook
+from waiting import wait_until
 
 from devstack import free_port
 from faults.stack import webhook_env
@@ -46,22 +47,22 @@ def test_a_delivery_cut_by_the_receiver_is_retried_with_the_same_id(fast_stack, 
     first = _receiver(port, record, hang=True)
     second = None
     try:
-        stack.wait_for("the receiver listening", lambda: _listening(port), timeout=30)
+        wait_until("the receiver listening", lambda: _listening(port), timeout=30, every=0.02)
         url = f"http://127.0.0.1:{port}/hooks/saliency"
         job_id = stack.submit({"model": "tiny-resnet18", "outputs": ["npy"],
                                "notify": {"url": url, "events": ["succeeded"]}},
                               pngs(4, "hook"))
-        stack.wait_for("the first delivery", lambda: len(_deliveries(record)) == 1,
-                       timeout=120)
+        wait_until("the first delivery", lambda: len(_deliveries(record)) == 1,
+                   timeout=120, every=0.02)
         first.send_signal(signal.SIGKILL)  # mid-delivery: it never answers
         first.wait()
         killed = time.monotonic()
         second = _receiver(port, record, hang=False)
-        stack.wait_for("the retried delivery", lambda: len(_deliveries(record)) >= 2,
-                       timeout=120)
+        wait_until("the retried delivery", lambda: len(_deliveries(record)) >= 2,
+                   timeout=120, every=0.02)
         redelivered_s = time.monotonic() - killed
-        job = stack.wait_for("both attempts on the job", lambda: _attempts(stack, job_id, 2),
-                             timeout=60, every=0.2)
+        job = wait_until("both attempts on the job", lambda: _attempts(stack, job_id, 2),
+                         timeout=60, every=0.2)
     finally:
         for proc in (first, second):
             if proc is not None and proc.poll() is None:
@@ -97,13 +98,14 @@ def test_an_https_delivery_verifies_the_certificate_against_the_host_name(
     record = tmp_path / "deliveries.jsonl"
     receiver = _receiver(hooks.tls_port, record, hang=False, tls=hooks.tls)
     try:
-        stack.wait_for("the receiver listening", lambda: _listening(hooks.tls_port), timeout=30)
+        wait_until("the receiver listening", lambda: _listening(hooks.tls_port), timeout=30,
+                   every=0.02)
         url = f"https://localhost:{hooks.tls_port}/hooks/tls"
         job_id = stack.submit({"model": "tiny-resnet18", "outputs": ["npy"],
                                "notify": {"url": url, "events": ["succeeded"]}},
                               pngs(1, "tls"))
-        job = stack.wait_for("the delivery on the job", lambda: _attempts(stack, job_id, 1),
-                             timeout=120, every=0.2)
+        job = wait_until("the delivery on the job", lambda: _attempts(stack, job_id, 1),
+                         timeout=120, every=0.2)
     finally:
         receiver.kill()
         receiver.wait()
@@ -138,16 +140,16 @@ def test_a_delivery_cut_by_its_workers_death_is_made_again(make_stack, pngs, tin
     model = stack.register_model(tiny_weights)
     receiver = _receiver(port, record, hang=True)
     try:
-        stack.wait_for("the receiver listening", lambda: _listening(port), timeout=30)
+        wait_until("the receiver listening", lambda: _listening(port), timeout=30, every=0.02)
         job_id = stack.submit({"model": model, "outputs": ["npy"],
                                "notify": {"url": f"http://127.0.0.1:{port}/h"}}, pngs(2, "oom"))
-        stack.wait_for("the first delivery", lambda: len(_deliveries(record)) == 1,
-                       timeout=120)
+        wait_until("the first delivery", lambda: len(_deliveries(record)) == 1,
+                   timeout=120, every=0.02)
         main = stack.workers[0].proc.pid
         for pid in _children(main):
             os.kill(pid, signal.SIGKILL)
-        stack.wait_for("the delivery made again", lambda: len(_deliveries(record)) >= 2,
-                       timeout=180, every=0.2)
+        wait_until("the delivery made again", lambda: len(_deliveries(record)) >= 2,
+                   timeout=180, every=0.2)
     finally:
         receiver.kill()
         receiver.wait()
@@ -181,11 +183,11 @@ def test_a_finalizer_killed_before_it_sent_the_delivery_loses_none(make_stack, p
     model = stack.register_model(tiny_weights)
     receiver = _receiver(port, record, hang=False)
     try:
-        stack.wait_for("the receiver listening", lambda: _listening(port), timeout=30)
+        wait_until("the receiver listening", lambda: _listening(port), timeout=30, every=0.02)
         job_id = stack.submit({"model": model, "outputs": ["npy"],
                                "notify": {"url": f"http://127.0.0.1:{port}/h"}}, pngs(2, "fin"))
         job = stack.wait_final(job_id)
-        stack.wait_for("the delivery", lambda: _deliveries(record), timeout=240, every=0.2)
+        wait_until("the delivery", lambda: _deliveries(record), timeout=240, every=0.2)
     finally:
         receiver.kill()
         receiver.wait()

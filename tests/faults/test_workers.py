@@ -14,6 +14,7 @@ import signal
 import time
 
 import pytest
+from waiting import wait_until
 
 from devstack import start_worker
 from faults.ledger import check
@@ -31,8 +32,8 @@ def _attempts(r, job_id: str, start: int) -> int:
 def _taken_over(stack, job_id: str, start: int, before: int, t0: float) -> float:
     """Seconds from `t0` until chunk `start` is acquired again (its attempts grow)."""
     r = stack.redis_client()
-    stack.wait_for(f"chunk {start} taken over", lambda: _attempts(r, job_id, start) > before,
-                   timeout=TAKEOVER_BOUND_S)
+    wait_until(f"chunk {start} taken over", lambda: _attempts(r, job_id, start) > before,
+               timeout=TAKEOVER_BOUND_S, every=0.02)
     return time.monotonic() - t0
 
 
@@ -70,10 +71,11 @@ def test_a_worker_stopped_past_its_lease_publishes_nothing_when_it_wakes(fast_st
     before = _attempts(r, job_id, start)
     stopped = time.monotonic()
     stack.signal(worker, signal.SIGSTOP)
-    time.sleep(0.5)  # what it sent before the signal has reached Redis
+    resumed_s = _taken_over(stack, job_id, start, before, stopped)
+    # Read once its chunk is taken over: by then what it sent before the signal has reached
+    # Redis, and stopped, it can send nothing more.
     name = stack.worker_name(worker)
     published = _recorded_by(r, job_id, name, start, stop)
-    resumed_s = _taken_over(stack, job_id, start, before, stopped)
     stack.signal(worker, signal.SIGCONT)
     job = stack.wait_final(job_id)
     log = worker.log.read_text(errors="replace")
@@ -102,8 +104,8 @@ def test_a_chunk_reserved_by_a_worker_killed_before_it_started_is_taken_over(
     try:
         job_id = stack.submit({"model": model, "outputs": ["npy"]}, pngs(24, "reserved"))
         r = stack.redis_client()
-        start = stack.wait_for("a chunk reserved, not started",
-                               lambda: _reserved_not_started(r, job_id), timeout=120)
+        start = wait_until("a chunk reserved, not started",
+                           lambda: _reserved_not_started(r, job_id), timeout=120, every=0.02)
         stack.signal(slow, signal.SIGKILL)
         killed = time.monotonic()
         resumed_s = _taken_over(stack, job_id, start, 0, killed)
@@ -164,14 +166,14 @@ def test_a_killed_workers_chunk_is_requeued_within_the_bound_while_every_worker_
         running = {names[s]: s for s, state in states.items() if state == "running"}
         return running if len(running) == 2 else None
 
-    running = stack.wait_for("both workers running a chunk", both_running, timeout=300,
-                             every=0.01)
+    running = wait_until("both workers running a chunk", both_running, timeout=300,
+                         every=0.01)
     victim, busy = stack.workers
     lost, kept = running[stack.worker_name(victim)], running[stack.worker_name(busy)]
     stack.signal(victim, signal.SIGKILL)
     killed = time.monotonic()
-    stack.wait_for("the lost chunk requeued", lambda: r.hget(f"{key}:cstate", lost) != "running",
-                   timeout=300, every=0.01)
+    wait_until("the lost chunk requeued", lambda: r.hget(f"{key}:cstate", lost) != "running",
+               timeout=300, every=0.01)
     requeued_s = time.monotonic() - killed
     still_busy = r.hget(f"{key}:cstate", kept) == "running"
     job = stack.wait_final(job_id, timeout=600)

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import requests
 from PIL import Image
+from waiting import job_final
 
-FINAL = {"succeeded", "failed", "cancelled"}
 AUDIT_ITEMS = 24  # SpRAy clusters a predicted class of at least 20 items
 AUDIT_METHODS = ["gradient", "guided_backprop"]
 
@@ -99,20 +99,11 @@ def put_dataset_file(backend, rel: str, data: bytes) -> str:
     return path.as_uri()
 
 
-def wait(session: requests.Session, url: str, job_id: str, timeout: float = 240) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = session.get(f"{url}/v1/jobs/{job_id}", timeout=10).json()
-        if job["status"] in FINAL or time.monotonic() > deadline:
-            return job
-        time.sleep(0.2)
-
-
 def run_job(session: requests.Session, url: str, **post) -> tuple[dict, dict]:
     """POST a job, wait until it is final; the job and its report."""
     response = session.post(f"{url}/v1/jobs", timeout=60, **post)
     assert response.status_code == 202, response.text
-    job = wait(session, url, response.json()["id"])
+    job = job_final(session, url, response.json()["id"])
     assert job["status"] == "succeeded", job
     report = session.get(f"{url}/v1/jobs/{job['id']}/report", timeout=30)
     assert report.status_code == 200, report.text

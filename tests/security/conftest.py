@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+from waiting import model_ready
 
 from devstack import (
     ROOT,
@@ -125,21 +126,14 @@ def register_ready(sec: SecStack, tiny_weights) -> str:
     """Register the tiny model as alice and wait until a worker has made it ready."""
     import io
     import json
-    import time
 
     alice = sec.session("alice")
     response = alice.post(f"{sec.url}/v1/models", files={
         "spec": (None, json.dumps(MODEL), "application/json"),
         "weights": ("w.safetensors", io.BytesIO(tiny_weights.read_bytes()))}, timeout=60)
     assert response.status_code in (201, 409), response.text
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        status = alice.get(f"{sec.url}/v1/models/{MODEL['name']}", timeout=10).json()["status"]
-        if status != "validating":
-            assert status == "ready"
-            return MODEL["name"]
-        time.sleep(0.2)
-    raise AssertionError("the model was not validated in time")
+    assert model_ready(alice, sec.url, MODEL["name"])["status"] == "ready"
+    return MODEL["name"]
 
 
 class Listener:

@@ -16,7 +16,7 @@ import pytest
 import requests
 from badinput.cases import clean_png
 from badinput.helpers import assert_error
-from e2e.helpers import wait
+from waiting import job_final
 
 from devstack import ROOT, start_api
 from security.conftest import LOGS, register_ready
@@ -41,7 +41,7 @@ def alices(sec, sec_model) -> dict:
         ("spec", (None, json.dumps({"model": sec_model}))),
         ("images", ("a.png", clean_png())), ("images", ("b.png", clean_png()))])
     assert response.status_code == 202, response.text
-    upload_job = wait(alice, sec.url, response.json()["id"])
+    upload_job = job_final(alice, sec.url, response.json()["id"])
     uploaded = alice.post(f"{sec.url}/v1/uploads", data={"prefix": "iso"}, timeout=30, files=[
         ("files", ("one.png", io.BytesIO(clean_png()))),
         ("files", ("two.png", io.BytesIO(clean_png())))])
@@ -49,7 +49,7 @@ def alices(sec, sec_model) -> dict:
     response = alice.post(f"{sec.url}/v1/jobs", timeout=30, json={
         "model": sec_model, "dataset": {"prefix": uploaded.json()["prefix"]}})
     assert response.status_code == 202, response.text
-    dataset_job = wait(alice, sec.url, response.json()["id"])
+    dataset_job = job_final(alice, sec.url, response.json()["id"])
     assert upload_job["status"] == dataset_job["status"] == "succeeded"
     return {"upload": upload_job["id"], "dataset": dataset_job["id"],
             "uploads": uploaded.json(), "model": sec_model}
@@ -220,7 +220,7 @@ def test_presigned_s3_urls_are_signed_for_one_object_and_expire(sec_s3, tiny_wei
     alice = sec_s3.session("alice")
     response = alice.post(f"{sec_s3.url}/v1/jobs", timeout=30, files=[
         ("spec", (None, json.dumps({"model": model}))), ("images", ("a.png", clean_png()))])
-    job = wait(alice, sec_s3.url, response.json()["id"])
+    job = job_final(alice, sec_s3.url, response.json()["id"])
     (item,) = _items(alice, sec_s3.url, job["id"])
     secret = sec_s3.env["AWS_SECRET_ACCESS_KEY"]
     expires = Settings.from_env(sec_s3.env).presign_expires_s

@@ -5,11 +5,10 @@ of that stack holds any of those values, nor a tenant's derived webhook secret."
 from __future__ import annotations
 
 import json
-import time
 
 import requests
 from badinput.cases import clean_png
-from e2e.helpers import wait
+from waiting import job_final, wait_until
 
 from security.conftest import LOGS, SECRETS, Receiver
 
@@ -30,16 +29,15 @@ def test_no_log_holds_a_secret(sec, sec_model, receiver):
         ("spec", (None, json.dumps(spec))), ("images", ("a.png", clean_png()))])
     assert response.status_code == 202, response.text
     job_id = response.json()["id"]
-    wait(alice, sec.url, job_id)
+    job_final(alice, sec.url, job_id)
     (item,) = alice.get(f"{sec.url}/v1/jobs/{job_id}/items", timeout=10).json()["items"]
     assert requests.get(item["outputs"][0]["png"], timeout=30).status_code == 200
-    deadline = time.monotonic() + 60
-    while not any(job_id.encode() in body for _, body in Receiver.deliveries):
-        assert time.monotonic() < deadline, "no webhook delivery"
-        time.sleep(0.2)
+    wait_until(f"job {job_id}'s webhook delivered", lambda: any(
+        job_id.encode() in body for _, body in Receiver.deliveries), timeout=60, every=0.2)
     headers, body = next((h, b) for h, b in Receiver.deliveries if job_id.encode() in b)
     Webhook(secret).verify(body, {k.lower(): v for k, v in headers.items()})
-    time.sleep(1)  # let the worker's and scheduler's last lines reach their files
+    wait_until(f"job {job_id} in the worker's log", lambda: job_id in (
+        LOGS / "worker.log").read_text(errors="replace"), timeout=30)
 
     values = {**SECRETS, "alice webhook secret": secret,
               "bob webhook secret": tenant_secret(SECRETS["webhook_master_key"], "bob")}

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 from badinput.cases import PIXELS, clean_png
 from badinput.helpers import assert_error
-from e2e.helpers import wait
+from waiting import job_final
 
 LISTENER = "http://127.0.0.1:{port}/a.png"
 
@@ -111,7 +111,7 @@ def test_a_manifests_lines_elsewhere_fail_their_items_and_are_never_fetched(
         "model": sec_model, "outputs": ["npy"],
         "dataset": {"manifest": storage.uri("t/alice/ssrf/manifest.jsonl")}})
     assert response.status_code == 202, response.text
-    job = wait(alice, sec.url, response.json()["id"])
+    job = job_final(alice, sec.url, response.json()["id"])
     assert job["status"] == "succeeded" and job["progress"]["done"] == 1, job
     items = alice.get(f"{sec.url}/v1/jobs/{job['id']}/items", timeout=10).json()["items"]
     assert items[0]["status"] == "succeeded"

@@ -14,7 +14,6 @@ import webdataset as wds
 from e2e.helpers import image_bytes
 
 from shared.file_storage import FileStorage
-from shared.itemrecords import all_records
 from shared.keys import JobKeys
 
 READS = ("get", "get_range", "get_tail", "reader", "list", "exists")
@@ -39,7 +38,7 @@ def reads(runtime, monkeypatch) -> Counter:
 
 def _records(rt, job_id):
     job = rt.ctx.jobs.get(job_id)
-    return job, list(all_records(rt.ctx.jobs, rt.ctx.chunks, rt.ctx.storage, job))
+    return job, list(rt.ctx.layout(job).records())
 
 
 def _chunks(rt, job_id) -> list[tuple[int, int]]:
@@ -139,8 +138,6 @@ def test_a_data_set_without_shards_or_files_fails_its_job_with_the_reason(runtim
 
 def test_a_chunk_of_large_inputs_is_read_in_slices(runtime, reads, monkeypatch):
     """A run holds about `READ_BYTES` of its parts at a time, not its whole chunk."""
-    from shared.itemrecords import planned_inputs
-
     rt = runtime
     buf = io.BytesIO()
     with wds.TarWriter(buf) as sink:
@@ -149,7 +146,7 @@ def test_a_chunk_of_large_inputs_is_read_in_slices(runtime, reads, monkeypatch):
     (rt.root / "big.tar").write_bytes(buf.getvalue())
     job_id = rt.dataset_job({"webdataset": (rt.root / "big.tar").as_uri()}, target="label")
     rt.plan(job_id)
-    spans = [s.part.span for s in planned_inputs(rt.ctx.storage, rt.ctx.jobs.get(job_id), 0, 4)]
+    spans = [s.part.span for s in rt.ctx.layout(rt.ctx.jobs.get(job_id)).inputs(0, 4)]
     monkeypatch.setattr("worker.inputs.READ_BYTES", max(b - a for a, b in spans) * 2)
     reads.clear()
     rt.run_chunks(job_id)
@@ -176,8 +173,6 @@ def test_a_chunk_of_large_inputs_is_read_in_slices(runtime, reads, monkeypatch):
 
 def test_an_input_read_alone_is_one_range_read(runtime, reads):
     """As a reference (`{"item": i}`) or a report's picture reads it."""
-    from shared.itemrecords import planned_inputs
-
     rt = runtime
     buf = io.BytesIO()
     with wds.TarWriter(buf) as sink:
@@ -186,7 +181,7 @@ def test_an_input_read_alone_is_one_range_read(runtime, reads):
     (rt.root / "one.tar").write_bytes(buf.getvalue())
     job_id = rt.dataset_job({"webdataset": (rt.root / "one.tar").as_uri()})
     rt.plan(job_id)
-    sources = planned_inputs(rt.ctx.storage, rt.ctx.jobs.get(job_id), 0, 4)
+    sources = rt.ctx.layout(rt.ctx.jobs.get(job_id)).inputs(0, 4)
     (sample,) = rt.ctx.locator.read_parts("t", sources[2:3])
     assert sample.image == image_bytes(2, size=32)
     assert reads["get_range"] == 1

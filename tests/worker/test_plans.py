@@ -122,3 +122,42 @@ def test_a_data_set_gone_before_planning_fails_the_job_and_ends_its_planning(run
     assert job.error.startswith("dataset.manifest: no such object")
     advance(rt.ctx, job_id)
     assert rt.ctx.jobs.get(job_id).status is JobStatus.FAILED and _queued(rt) == 0
+
+
+def test_a_planning_that_kept_dying_fails_the_job_and_ends_its_planning(runtime):
+    """Planners that died `SALIENCY_MAX_ATTEMPTS` times left chunks half planned; the next
+    one gives up: the job ends `failed` with the reason, nothing of the dead planners kept."""
+    from worker.runner import advance
+
+    rt = runtime
+    rt.configure(max_attempts=2)
+    job_id = rt.dataset_job(_images(rt, 8))
+    pipe = rt.ctx.redis.pipeline(transaction=True)  # what a planner killed mid-plan leaves
+    rt.ctx.chunks.add(pipe, job_id, [(0, 4)], "planned")
+    pipe.execute()
+    for _ in range(2):
+        rt.ctx.jobs.count_plan_attempt(job_id)
+    rt.plan(job_id)
+    job = rt.ctx.jobs.get(job_id)
+    assert not job.planning and job.finalizing and job.final_status is JobStatus.FAILED
+    assert job.error == "planning the data set failed 2 times"
+    assert rt.ctx.chunks.states(job_id) == [] and job.total == 0
+    advance(rt.ctx, job_id)
+    job = rt.ctx.jobs.get(job_id)
+    assert job.status is JobStatus.FAILED and job.error == "planning the data set failed 2 times"
+    assert _queued(rt) == 0 and _results(rt, job_id) == []
+
+
+def test_a_job_cancelled_while_it_is_planned_ends_its_planning_and_is_finalized(runtime):
+    """The planner stops at the cancellation and ends planning, so its finalizer can run."""
+    from worker.runner import advance
+
+    rt = runtime
+    job_id = rt.dataset_job(_images(rt, 8))
+    assert rt.ctx.jobs.request_final(job_id, JobStatus.CANCELLED, "cancelled by the client")
+    rt.plan(job_id)
+    assert not rt.ctx.jobs.get(job_id).planning
+    advance(rt.ctx, job_id)
+    job = rt.ctx.jobs.get(job_id)
+    assert job.status is JobStatus.CANCELLED and job.error == "cancelled by the client"
+    assert _queued(rt) == 0

@@ -7,8 +7,9 @@ from __future__ import annotations
 import uuid
 
 import pytest
-
+import redis
 from e2e.helpers import image_bytes
+
 from shared.jobschema import RecordKeys
 from shared.keys import JobKeys
 from shared.layers import NCHW, Layout
@@ -21,13 +22,16 @@ from shared.status import ItemStatus, JobStatus
 from shared.taskqueue import chunk_ranges
 
 
-@pytest.fixture
-def ctx(redis_server, tmp_path, tiny_weights, tiny_spec):
+@pytest.fixture(scope="module")
+def validated(redis_server, tmp_path_factory, tiny_weights, tiny_spec):
+    """The tiny model registered and validated once for the module: the settings, and the
+    Redis keys that holds, dumped (each test starts from them)."""
     from worker.context import WorkerContext
     from worker.engines import validate_model
 
-    settings = Settings(redis_url=f"{redis_server}/6", storage_url=(tmp_path / "s").as_uri(),
-                        data_dir=str(tmp_path), batch_size=2, device="cpu", max_attempts=2,
+    tmp = tmp_path_factory.mktemp("runs")
+    settings = Settings(redis_url=f"{redis_server}/6", storage_url=(tmp / "s").as_uri(),
+                        data_dir=str(tmp), batch_size=2, device="cpu", max_attempts=2,
                         lease_s=5, builtin_models=False)
     ctx = WorkerContext.create(settings)
     ctx.redis.flushdb()
@@ -35,8 +39,22 @@ def ctx(redis_server, tmp_path, tiny_weights, tiny_spec):
         register_model(ctx.models, ctx.storage, "t", parse_model_spec(tiny_spec),
                        "safetensors", f)
     assert validate_model(ctx, "t", tiny_spec["name"]) is ModelStatus.READY
-    yield ctx
-    ctx.redis.flushdb()
+    raw = redis.Redis.from_url(settings.redis_url)
+    yield settings, {key: raw.dump(key) for key in raw.keys("*")}
+    raw.flushdb()
+
+
+@pytest.fixture
+def ctx(validated):
+    """A worker's context on a database holding only the validated model."""
+    from worker.context import WorkerContext
+
+    settings, keys = validated
+    raw = redis.Redis.from_url(settings.redis_url)
+    raw.flushdb()
+    for key, value in keys.items():
+        raw.restore(key, 0, value)
+    return WorkerContext.create(settings)
 
 
 def test_validation_records_every_module_its_layout_and_the_default_layer(ctx, tiny_spec):
