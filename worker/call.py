@@ -9,19 +9,41 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
+from torch import nn
 
+from shared.layers import ModelLayers
 from worker.baselines import Normalization
 from worker.input_dependence import deconvnet_depends_on_input
 from worker.membudget import in_micro_batches
 from worker.methods.base import BackwardRule, Computed, Maps
 from worker.passes import Pass
-from worker.targets import Selection
+from worker.targets import LayerTaps, Selection
 
-if TYPE_CHECKING:
-    from worker.engine import Engine
+
+class Passes(Protocol):
+    """What a call and its methods ask of an engine (`worker.engine.Engine` is one): the model,
+    where it runs, its forward passes and its layers, so that methods never import the engine."""
+
+    model: nn.Module
+    device: torch.device
+    norm: Normalization
+    taps: LayerTaps
+
+    def forward(self, x: torch.Tensor, layers: Sequence[str], *, grad: bool,
+                override: bool, attention: bool = False) -> Pass:
+        """One forward pass of rows `x`, recording the outputs of `layers`."""
+        ...
+
+    def layers(self, x1: torch.Tensor) -> ModelLayers:
+        """The model's layers and their layouts, for inputs shaped like `x1`."""
+        ...
+
+    def default_layer(self, x1: torch.Tensor, field: str = "layer") -> str:
+        """The default Grad-CAM layer; an error naming `field` if the model has none."""
+        ...
 
 
 @dataclass
@@ -50,7 +72,7 @@ class CoverageCount:
 class Call:
     """A chunk of images (`x`, on the engine's device) and everything about them."""
 
-    engine: Engine
+    engine: Passes
     x: torch.Tensor
     selections: list[list[Selection]]
     seeds: list[int]

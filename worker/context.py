@@ -35,7 +35,7 @@ class ControlContext(Stores):
 class WorkerContext(ControlContext):
     """Connections, the engine cache and the thread pools of one worker process."""
 
-    cache: Any  # worker.models.ModelCache (imported lazily: torch stays out of the parent)
+    cache: Any  # worker.model_cache.ModelCache (imported lazily: torch stays out of the parent)
     artifact_dir: Path
     renderers: ThreadPoolExecutor
     loader: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "load"))
@@ -44,7 +44,7 @@ class WorkerContext(ControlContext):
     def create(cls, settings: Settings, sender: Celery | None = None) -> WorkerContext:
         import torch
 
-        from worker.models import ModelCache
+        from worker.model_cache import ModelCache
 
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)

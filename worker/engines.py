@@ -1,4 +1,4 @@
-"""Models on a worker: fetching artifacts, validating registrations, and the engine cache.
+"""Models on a worker: fetching artifacts, validating registrations, and their cached engines.
 
 `validate_model` is what makes a registration `ready` or `invalid`: the weights' shapes are
 compared with the architecture without building it, the model is built and run once on a

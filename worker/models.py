@@ -1,4 +1,4 @@
-"""Building registered models from local files, their preprocessing, and the engine cache.
+"""Building registered models from local files, and their preprocessing.
 
 Weights are data: safetensors, or a state dict read with `torch.load(weights_only=True)`;
 never an arbitrary pickle. A Hugging Face bundle is configs and safetensors
@@ -9,9 +9,6 @@ loaded with `torch.export.load` only after the archive is checked to need no unp
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +20,6 @@ from torchvision.transforms.v2 import functional as TF
 from shared.errors import InputError
 from shared.modelspec import TIMM_PREFIX, TRANSFORMERS, ModelSpec, Preprocessing
 from shared.settings import Settings
-from worker.engine import Engine
 from worker.programs import load_program
 
 # torchvision builders that would otherwise warn about their default initialisation; the
@@ -153,36 +149,3 @@ def display_image(x: torch.Tensor | np.ndarray, prep: Preprocessing) -> np.ndarr
     if rgb.shape[0] == 1:
         rgb = np.repeat(rgb, 3, axis=0)
     return (rgb[:3].transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8)
-
-
-class ModelCache:
-    """A least-recently-used cache of engines, shared by the threads of one worker process."""
-
-    def __init__(self, capacity: int, device: str = "cpu", precision: str = "float32",
-                 memory_budget_mb: int | None = None) -> None:
-        self.capacity = capacity
-        self.device = device
-        self.precision = precision
-        self.memory_budget_mb = memory_budget_mb
-        self._engines: OrderedDict[str, Engine] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: str, load: Callable[[], nn.Module],
-            preprocessing: Preprocessing | None = None) -> Engine:
-        """The engine for `key`, building it with `load()` on a miss; `preprocessing` gives
-        it the normalization of its inputs (for pixel-space baselines and fills)."""
-        with self._lock:
-            engine = self._engines.get(key)
-            if engine is not None:
-                self._engines.move_to_end(key)
-                return engine
-            norm = {"mean": preprocessing.mean, "std": preprocessing.std} if preprocessing else {}
-            engine = Engine(load(), device=self.device, precision=self.precision,
-                            memory_budget_mb=self.memory_budget_mb, **norm)
-            self._engines[key] = engine
-            while len(self._engines) > self.capacity:
-                self._engines.popitem(last=False)
-            return engine
-
-    def __len__(self) -> int:
-        return len(self._engines)

@@ -18,7 +18,8 @@ from shared.errors import InputError
 from shared.modelspec import ModelSpec, Preprocessing
 from shared.targets import ClassTarget
 from worker.engine import Engine
-from worker.models import ModelCache, build_model, display_image, preprocess_image, read_state_dict
+from worker.model_cache import ModelCache
+from worker.models import build_model, display_image, preprocess_image, read_state_dict
 
 SPEC = ModelSpec(name="r18", num_classes=4, architecture="resnet18")
 
