@@ -20,9 +20,9 @@ def _builtins_recorded(app: Flask):
     has prepared it), so a first job on it is accepted and waits instead of meeting a 404."""
     from kombu.exceptions import OperationalError
 
-    from shared.modelstore import BUILTIN_TENANT
-    from shared.redisio import TRANSIENT
-    from shared.registry import ensure_builtin_records
+    from shared.models.registry import ensure_builtin_records
+    from shared.state.modelstore import BUILTIN_TENANT
+    from shared.state.redisio import TRANSIENT
     from shared.taskqueue import VALIDATE_MODEL, send_control
 
     svc = app.extensions["saliency"]

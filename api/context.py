@@ -9,7 +9,7 @@ from flask import current_app, g
 
 from api.signing import Signer, signing_key
 from shared.settings import Settings
-from shared.stores import Stores
+from shared.state.stores import Stores
 from shared.taskqueue import make_sender
 
 

@@ -8,8 +8,8 @@ from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
 from shared.errors import InputError, RateLimitedError
-from shared.redisio import TRANSIENT
-from shared.storage import StorageError
+from shared.state.redisio import TRANSIENT
+from shared.storage.interface import StorageError
 
 log = logging.getLogger(__name__)
 

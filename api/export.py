@@ -1,5 +1,5 @@
 """`GET /v1/jobs/{id}/export?format=fiftyone`: a final attribution job as a FiftyOne dataset
-(`shared.fiftyone_format`), one zip streamed as it is built.
+(`shared.results.fiftyone`), one zip streamed as it is built.
 
 Each item is read once, in order: its input (copied into `data/`, or with `images=false` a
 local one referenced by its path), then each output's raw map (the `.npy` of an upload job,
@@ -22,7 +22,9 @@ from flask import Blueprint, Flask, Response, request, stream_with_context
 from api.context import services
 from api.jobs import own_job, require_final
 from shared.errors import InputError, SpecError
-from shared.fiftyone_format import (
+from shared.media.images import sniff_format
+from shared.media.render import reduce_channels
+from shared.results.fiftyone import (
     Heatmap,
     Ids,
     ReportIndex,
@@ -31,14 +33,12 @@ from shared.fiftyone_format import (
     heatmap_png,
     output_field,
 )
-from shared.images import sniff_format
-from shared.itemlayout import ItemLayout
-from shared.jobs import Job
-from shared.keys import INPUT_EXTENSIONS, JobKeys
-from shared.records import InputSource, ItemRecord, OutputRecord
-from shared.render import reduce_channels
-from shared.shards import ShardHeader, read_header, read_map
-from shared.zipstream import Deflated, ZipStream
+from shared.results.records import InputSource, ItemRecord, OutputRecord
+from shared.state.itemlayout import ItemLayout
+from shared.state.jobs import Job
+from shared.storage.keys import INPUT_EXTENSIONS, JobKeys
+from shared.storage.shards import ShardHeader, read_header, read_map
+from shared.storage.zipstream import Deflated, ZipStream
 
 bp = Blueprint("export", __name__, url_prefix="/v1/jobs")
 FORMATS = ("fiftyone",)

@@ -13,11 +13,11 @@ from api.context import services
 from api.items import find_record
 from api.jobs import own_job
 from shared.errors import InputError, NotFoundError
-from shared.images import display_picture, sniff_format
-from shared.jobs import Job
-from shared.keys import JobKeys, MapName
-from shared.renderings import Rendering
-from shared.shards import read_header, read_map
+from shared.media.images import display_picture, sniff_format
+from shared.media.renderings import Rendering
+from shared.state.jobs import Job
+from shared.storage.keys import JobKeys, MapName
+from shared.storage.shards import read_header, read_map
 
 bp = Blueprint("files", __name__, url_prefix="/v1/jobs")
 CONTENT_TYPES = {".npy": "application/octet-stream", ".png": "image/png",

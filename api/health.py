@@ -17,8 +17,8 @@ from collections.abc import Callable
 from flask import Blueprint, Flask, current_app, jsonify
 
 from api.errors import error_response
-from shared.redisio import TRANSIENT
-from shared.storage import StorageError
+from shared.state.redisio import TRANSIENT
+from shared.storage.interface import StorageError
 
 bp = Blueprint("health", __name__)
 READY_DEADLINE_S = 2.0

@@ -1,4 +1,4 @@
-"""The items of a job in their v1 shape, from either layout (`shared.itemlayout`).
+"""The items of a job in their v1 shape, from either layout (`shared.state.itemlayout`).
 
 Upload and inline jobs keep their item records in Redis and their outputs as files. A
 data-set job's records live in one rows file per committed segment and its maps in shards;
@@ -13,12 +13,18 @@ import functools
 from typing import Any
 
 from api.context import base_url, services
-from shared.itemlayout import read_rows, unrun
-from shared.jobs import Job
-from shared.keys import JobKeys, MapName
-from shared.records import OUTPUT_FILES, VISUALIZE_FILES, InputSource, ItemRecord, OutputRecord
-from shared.specs import AttributionSpec
+from shared.results.records import (
+    OUTPUT_FILES,
+    VISUALIZE_FILES,
+    InputSource,
+    ItemRecord,
+    OutputRecord,
+)
+from shared.spec.job import AttributionSpec
+from shared.state.itemlayout import read_rows, unrun
+from shared.state.jobs import Job
 from shared.status import ItemStatus, JobStatus
+from shared.storage.keys import JobKeys, MapName
 
 # Rows files never change (their key has the writer's token): cache the last few read.
 _rows = functools.lru_cache(maxsize=64)(read_rows)

@@ -16,11 +16,11 @@ from api.items import artifact_url, page
 from api.requests import read_job_request
 from api.submission import submit as accept
 from shared.errors import ExpiredError, NotFoundError, NotReadyError, SpecError
-from shared.jobs import Job
-from shared.keys import RESULT_FORMATS, JobKeys
-from shared.reports import resolve_artifacts
-from shared.results import MEDIA_TYPES, convert
+from shared.results.reports import resolve_artifacts
+from shared.results.table import MEDIA_TYPES, convert
+from shared.state.jobs import Job
 from shared.status import JobStatus
+from shared.storage.keys import RESULT_FORMATS, JobKeys
 from shared.taskqueue import NEXT_PHASE, send_control
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, jsonify
 
-from shared.methods import DEFAULT_METHODS, METHODS
-from shared.specs import OUTPUTS, REDUCTIONS
-from shared.targets import MAX_TOPK
+from shared.spec.job import OUTPUTS, REDUCTIONS
+from shared.spec.methods import DEFAULT_METHODS, METHODS
+from shared.spec.targets import MAX_TOPK
 
 bp = Blueprint("methods", __name__, url_prefix="/v1/methods")
 

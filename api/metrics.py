@@ -11,8 +11,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from api.context import Services, services
-from shared.jobschema import ITEMS_DONE, ITEMS_FAILED, LATENCY, STATS, jobs_stat
-from shared.jobstore import LATENCY_BUCKETS_S
+from shared.state.jobschema import ITEMS_DONE, ITEMS_FAILED, LATENCY, STATS, jobs_stat
+from shared.state.jobstore import LATENCY_BUCKETS_S
 from shared.status import JobStatus
 from shared.taskqueue import queue_depth
 

@@ -3,8 +3,8 @@
 
 A registration is answered `201` with `"status": "validating"` once its container checks
 out; a worker then builds the model and makes it `ready` or `invalid` (see
-`worker.engines.validate_model`). Weights are streamed to storage, never held in memory; a
-bundle's spec gets what the spec leaves out from the bundle's configs (`shared.hfconfig`).
+`worker.jobs.models.validate_model`). Weights are streamed to storage, never held in memory; a
+bundle's spec gets what the spec leaves out from the bundle's configs (`shared.models.hfconfig`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from flask import Blueprint, Flask, jsonify, request
 from api.auth import require_admin
 from api.context import services, tenant
 from api.requests import check_artifact, read_model_request
-from shared.bundles import read_bundle
 from shared.errors import (
     ConflictError,
     InvalidModelError,
@@ -22,10 +21,11 @@ from shared.errors import (
     NotReadyError,
     SpecError,
 )
-from shared.hfconfig import MODEL_TYPES, spec_from_bundle
-from shared.modelspec import MODEL_NAME_RE, TRANSFORMERS, known_architectures, parse_model_spec
-from shared.modelstore import ModelRecord, ModelStatus
-from shared.registry import register_model
+from shared.models.bundles import read_bundle
+from shared.models.hfconfig import MODEL_TYPES, spec_from_bundle
+from shared.models.registry import register_model
+from shared.spec.model import MODEL_NAME_RE, TRANSFORMERS, known_architectures, parse_model_spec
+from shared.state.modelstore import ModelRecord, ModelStatus
 from shared.taskqueue import VALIDATE_MODEL, send_control
 
 bp = Blueprint("models", __name__, url_prefix="/v1/models")

@@ -14,11 +14,11 @@ from functools import lru_cache
 
 from flask import Blueprint, Flask, Response, abort, render_template, request
 
-from shared.methods import DEFAULT_METHODS, METHODS
-from shared.render import COLORMAPS, colorbar_png
-from shared.specs import DEFAULT_OUTPUTS, OUTPUTS, REDUCTIONS
-from shared.top_activations_spec import DEFAULT_K, MAX_K, PROJECTION_METHODS
-from shared.visualize_spec import PARAMETRIZATIONS
+from shared.media.render import COLORMAPS, colorbar_png
+from shared.spec.job import DEFAULT_OUTPUTS, OUTPUTS, REDUCTIONS
+from shared.spec.methods import DEFAULT_METHODS, METHODS
+from shared.spec.top_activations import DEFAULT_K, MAX_K, PROJECTION_METHODS
+from shared.spec.visualize import PARAMETRIZATIONS
 
 bp = Blueprint("pages", __name__, template_folder="templates", static_folder="static",
                static_url_path="/assets")

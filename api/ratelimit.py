@@ -14,8 +14,8 @@ from flask import Flask, g, request
 
 from api.context import services
 from shared.errors import RateLimitedError, TooLargeError
-from shared.jobschema import rate_key
-from shared.redisio import TRANSIENT, now_ms
+from shared.state.jobschema import rate_key
+from shared.state.redisio import TRANSIENT, now_ms
 
 # KEYS: bucket; ARGV: rate per s, burst, now ms, cost. Returns {allowed, wait ms}.
 _TAKE = """

@@ -1,6 +1,6 @@
 """Reading job and model requests: parts, sizes, formats — all checked before anything is stored.
 
-No torch here: images are checked with Pillow and numpy (`shared.images`), pixel counts from
+No torch here: images are checked with Pillow and numpy (`shared.media.images`), pixel counts from
 the header before decoding; model artifacts by their container format only, streamed from
 the request's spooled file, never read into memory whole. JSON is parsed strictly
 (`shared.jsonio`: no NaN, bounded nesting).
@@ -14,16 +14,16 @@ from typing import IO, Any
 
 from flask import request
 
-from shared import images
-from shared.artifacts import MAX_SAFETENSORS_HEADER, check_pt2, safetensors_header
-from shared.datasets import DatasetSpec, parse_dataset, parse_inline_inputs
 from shared.errors import SpecError, TooLargeError, UnsupportedMediaError
-from shared.inputs import named_uploads
 from shared.jsonio import loads
-from shared.modelspec import TRANSFORMERS
-from shared.records import InputSource
+from shared.media import images
+from shared.models.artifacts import MAX_SAFETENSORS_HEADER, check_pt2, safetensors_header
+from shared.results.records import InputSource
 from shared.settings import Settings
-from shared.specs import KIND_SPECS
+from shared.spec.datasets import DatasetSpec, parse_dataset, parse_inline_inputs
+from shared.spec.inputs import named_uploads
+from shared.spec.job import KIND_SPECS
+from shared.spec.model import TRANSFORMERS
 
 
 @dataclass(frozen=True)
@@ -150,14 +150,14 @@ def read_job_request(settings: Settings) -> JobRequest:
                       fingerprint=fingerprint, named=named)
 
 
-# The artifact's file part -> the model's format (`shared.keys.MODEL_EXTENSIONS`).
+# The artifact's file part -> the model's format (`shared.storage.keys.MODEL_EXTENSIONS`).
 ARTIFACT_PARTS = {"weights": "safetensors", "program": "pt2", "bundle": TRANSFORMERS}
 
 
 def read_model_request() -> tuple[Any, str, IO[bytes]]:
     """The `spec` JSON and exactly one artifact part: `weights` (safetensors), `program`
     (`.pt2`) or `bundle` (a Hugging Face folder as zip or tar.gz), as a stream and its
-    format; `check_artifact` or `shared.bundles.read_bundle` checks its container."""
+    format; `check_artifact` or `shared.models.bundles.read_bundle` checks its container."""
     if request.mimetype != "multipart/form-data":
         raise UnsupportedMediaError(
             "POST /v1/models takes multipart/form-data: spec + weights (or program, or bundle)"

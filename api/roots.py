@@ -7,7 +7,7 @@ from __future__ import annotations
 from flask import Blueprint, Flask, jsonify
 
 from api.context import services, tenant
-from shared.keys import tenant_prefix
+from shared.storage.keys import tenant_prefix
 
 bp = Blueprint("roots", __name__, url_prefix="/v1/roots")
 

@@ -19,8 +19,6 @@ from kombu.exceptions import OperationalError
 from api.context import Services, services, tenant
 from api.ratelimit import check_queue_quota
 from api.requests import JobRequest
-from shared import webdataset
-from shared.annotations import AnnotationsSpec
 from shared.errors import (
     IdempotencyMismatchError,
     InvalidModelError,
@@ -28,17 +26,19 @@ from shared.errors import (
     SpecError,
     UndecodableError,
 )
-from shared.idempotency import IdempotencyKeys
-from shared.images import npy_shape
-from shared.jobs import NewJob
-from shared.jobschema import ChunkStatus
-from shared.keys import JobKeys
-from shared.modelstore import ModelPin, ModelRecord, ModelStatus
-from shared.records import InputSource
-from shared.redisio import TRANSIENT
-from shared.specs import KIND_SPECS, JobSpec, parse_job_spec
+from shared.media.images import npy_shape
+from shared.results.records import InputSource
+from shared.spec.annotations import AnnotationsSpec
+from shared.spec.job import KIND_SPECS, JobSpec, parse_job_spec
+from shared.spec.targets import LabelTarget
+from shared.state.idempotency import IdempotencyKeys
+from shared.state.jobs import NewJob
+from shared.state.jobschema import ChunkStatus
+from shared.state.modelstore import ModelPin, ModelRecord, ModelStatus
+from shared.state.redisio import TRANSIENT
 from shared.status import JobStatus
-from shared.targets import LabelTarget
+from shared.storage import webdataset
+from shared.storage.keys import JobKeys
 from shared.taskqueue import PLAN, chunk_ranges, pump, send_control
 from shared.webhooks import parse_notify
 

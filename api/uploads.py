@@ -15,10 +15,10 @@ from flask import Blueprint, Flask, jsonify, request
 
 from api.context import services, tenant
 from api.requests import check_parts
-from shared import images
 from shared.errors import SpecError, TooLargeError, UnsupportedMediaError
-from shared.keys import upload_prefix
-from shared.storage import check_key
+from shared.media import images
+from shared.storage.interface import check_key
+from shared.storage.keys import upload_prefix
 
 bp = Blueprint("uploads", __name__, url_prefix="/v1/uploads")
 PART_RE = re.compile(r"^[^\x00-\x1f\x7f\\]{1,255}$")

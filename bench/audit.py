@@ -43,8 +43,9 @@ import torch
 from PIL import Image
 
 from shared.examples import EXAMPLES
-from shared.modelspec import ModelSpec, Preprocessing, parse_model_spec
-from worker.audit import (
+from shared.spec.model import ModelSpec, Preprocessing, parse_model_spec
+from worker.engine.core import Engine
+from worker.kinds.attribution.audit import (
     ReportBuilder,
     baseline_metrics,
     box_to_input,
@@ -55,8 +56,7 @@ from worker.audit import (
     spray_clusters,
     thumbnail,
 )
-from worker.engine import Engine
-from worker.models import build_architecture, build_model, preprocess_image
+from worker.models.build import build_architecture, build_model, preprocess_image
 
 # The report first: its memory growth is measured against a fresh process.
 SECTIONS = ("report", "clustering", "per_item", "sanity", "dependence")
@@ -133,7 +133,7 @@ def bench_clustering(args: argparse.Namespace) -> list[dict]:
 
 def efficientnet() -> tuple[torch.nn.Module, ModelSpec]:
     """The built-in model, converted once into the service's cache ($SALIENCY_DATA_DIR)."""
-    from worker.builtin import EFFICIENTNET_LITE0_SPEC, efficientnet_lite0_artifact
+    from worker.models.builtin import EFFICIENTNET_LITE0_SPEC, efficientnet_lite0_artifact
 
     spec = parse_model_spec(EFFICIENTNET_LITE0_SPEC)
     return build_model(spec, efficientnet_lite0_artifact()).eval(), spec

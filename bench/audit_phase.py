@@ -34,7 +34,7 @@ import json, sys
 import torch  # noqa: F401  (a worker's pool process holds torch; the finalizer draws with it)
 from shared.settings import Settings
 from worker import runner
-from worker.context import WorkerContext
+from worker.jobs.context import WorkerContext
 import worker.kinds  # noqa: F401
 
 def status_mb(field):
@@ -85,7 +85,7 @@ def planted_thumbnails(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _record(index: int, rng: np.random.Generator):
-    from shared.records import ItemRecord, OutputRecord, Prediction
+    from shared.results.records import ItemRecord, OutputRecord, Prediction
     from shared.status import ItemStatus
 
     metrics = {"energy_in_box": float(rng.uniform()), "pointing_hit": bool(rng.uniform() < 0.6),
@@ -105,9 +105,9 @@ def _commit_chunks(ctx, job_id: str) -> np.ndarray:
     thumbnails; each item's planted strategy."""
     import tempfile
 
-    from shared.chunks import Segment
-    from shared.keys import JobKeys
-    from shared.shards import ShardWriter
+    from shared.state.chunks import Segment
+    from shared.storage.keys import JobKeys
+    from shared.storage.shards import ShardWriter
 
     job = ctx.jobs.get(job_id)
     keys = JobKeys(job.tenant, job_id)
@@ -141,14 +141,14 @@ def build_job(n: int, tmp: Path, redis_url: str, weights: Path, spec: dict) -> t
     arguments of the measured process, the job's id and each item's planted strategy."""
     import uuid
 
-    from shared.jobs import NewJob
-    from shared.modelspec import parse_model_spec
-    from shared.registry import register_model
+    from shared.models.registry import register_model
     from shared.settings import Settings
-    from shared.specs import job_spec_from_json
-    from worker import runner
-    from worker.context import WorkerContext
-    from worker.engines import validate_model
+    from shared.spec.job import job_spec_from_json
+    from shared.spec.model import parse_model_spec
+    from shared.state.jobs import NewJob
+    from worker.jobs import runner
+    from worker.jobs.context import WorkerContext
+    from worker.jobs.models import validate_model
 
     root = tmp / f"audit-data-{n}"
     root.mkdir(parents=True)
@@ -181,9 +181,9 @@ def _report_figures(args: dict, job_id: str, truth: np.ndarray) -> dict:
     """The class's clustering as the report gives it, against the planted strategies."""
     from sklearn.metrics import adjusted_rand_score
 
-    from shared.keys import JobKeys
     from shared.settings import Settings
-    from shared.storage import make_storage
+    from shared.storage.interface import make_storage
+    from shared.storage.keys import JobKeys
 
     storage = make_storage(Settings(storage_url=args["storage_url"]))
     report = json.loads(storage.get(JobKeys("default", job_id).report))

@@ -12,7 +12,7 @@ architecture with the fewest parameters among those that run at 224 px or less (
 none does), counted on the meta device by `--find`, which takes minutes and so is recorded
 rather than repeated; and per transformers model type, a small configuration, saved with
 `save_pretrained`, zipped and built as the service builds a registered bundle
-(`worker.hf_models.build_transformers`). `--all` takes every timm architecture instead.
+(`worker.models.hugging_face.build_transformers`). `--all` takes every timm architecture instead.
 Random weights (seeded), layer scales at 1 and zero weights drawn again (`live_weights`),
 BatchNorm statistics from a seeded batch (`calibrate`), 10 classes, a batch of 2 seeded
 N(0, 1) images at the architecture's default input size, capped at 224 px where the model
@@ -141,13 +141,13 @@ def build(subject: Subject) -> nn.Module:
     """The subject's classifier, built as the service builds a registered model."""
     torch.manual_seed(0)
     if subject.family == "timm":
-        from worker.models import build_architecture
+        from worker.models.build import build_architecture
 
         return build_architecture(f"timm:{subject.architecture}", NUM_CLASSES)
     from transformers import CONFIG_MAPPING, AutoModelForImageClassification
 
     from shared.settings import Settings
-    from worker.hf_models import build_transformers
+    from worker.models.hugging_face import build_transformers
 
     config = CONFIG_MAPPING[subject.module](num_labels=NUM_CLASSES, **subject.config)
     model = AutoModelForImageClassification.from_config(config)
@@ -210,7 +210,7 @@ def live_weights(model: nn.Module) -> None:
 def run_subject(subject: Subject, timeout: float) -> dict:
     """The subject's row: how it was built, and each cell."""
     from bench.coverage_cells import Cell, classify
-    from worker.engine import Engine
+    from worker.engine.core import Engine
 
     row = {"family": subject.family, "module": subject.module,
            "architecture": subject.architecture, "size": subject.size,

@@ -15,13 +15,13 @@ import numpy as np
 import torch
 
 from shared.errors import InputError
-from shared.methods import method_spec
-from shared.modelspec import Preprocessing
-from shared.visualize_spec import parse_visualize_spec
-from worker.engine import Engine
-from worker.feature_maps import scan_batch
-from worker.methods.gradcam import ZERO_CAM
-from worker.visualize import VisualizationRun
+from shared.spec.methods import method_spec
+from shared.spec.model import Preprocessing
+from shared.spec.visualize import parse_visualize_spec
+from worker.engine.core import Engine
+from worker.engine.methods.gradcam import ZERO_CAM
+from worker.kinds.top_activations.feature_maps import scan_batch
+from worker.kinds.visualize import VisualizationRun
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICE_CODE = (ROOT / "worker", ROOT / "shared")

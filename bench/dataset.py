@@ -87,9 +87,9 @@ def engine_rate(paths: list[Path], weights: Path, threads: int) -> float:
     """Images per second of the in-process engine, decoding and preprocessing included."""
     import torch
 
-    from shared.modelspec import parse_model_spec
-    from worker.engine import Engine
-    from worker.models import build_model, preprocess_image
+    from shared.spec.model import parse_model_spec
+    from worker.engine.core import Engine
+    from worker.models.build import build_model, preprocess_image
 
     torch.set_num_threads(threads)
     spec = parse_model_spec(SPEC)

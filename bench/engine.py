@@ -79,10 +79,10 @@ import torchvision
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script, too
 
 from bench.harness import run_grid, sync, time_interleaved  # noqa: E402
-from shared.layers import NHWC, TOKENS, Layout  # noqa: E402
-from shared.methods import MethodSpec, method_spec  # noqa: E402
+from shared.spec.layers import NHWC, TOKENS, Layout  # noqa: E402
+from shared.spec.methods import MethodSpec, method_spec  # noqa: E402
 from worker.allocator import keep_freed_memory  # noqa: E402
-from worker.engine import Engine  # noqa: E402
+from worker.engine.core import Engine  # noqa: E402
 
 METHODS = ("gradient", "guided_backprop", "deconvnet")
 NEW_METHODS = ("smoothgrad", "integrated_gradients", "gradcam", "guided_gradcam", "occlusion")

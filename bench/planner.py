@@ -16,11 +16,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from shared.jobs import NewJob  # noqa: E402
 from shared.settings import Settings  # noqa: E402
-from shared.specs import job_spec_from_json  # noqa: E402
-from worker.context import ControlContext  # noqa: E402
-from worker.plans import plan_job  # noqa: E402
+from shared.spec.job import job_spec_from_json  # noqa: E402
+from shared.state.jobs import NewJob  # noqa: E402
+from worker.jobs.context import ControlContext  # noqa: E402
+from worker.jobs.plans import plan_job  # noqa: E402
 
 
 def main(redis_url: str, storage: str, root: str, data_dir: str, dataset: str) -> None:

@@ -72,10 +72,10 @@ def engine_run(spec_json: dict, weights: Path, images: list[bytes], n_single: in
     import torch
 
     torch.set_num_threads(threads)
-    from shared.modelspec import parse_model_spec
+    from shared.spec.model import parse_model_spec
     from worker.allocator import keep_freed_memory
-    from worker.engine import Engine
-    from worker.models import build_model, preprocess_image
+    from worker.engine.core import Engine
+    from worker.models.build import build_model, preprocess_image
 
     keep_freed_memory()  # as the worker process does, so both engines allocate alike
 

@@ -34,11 +34,11 @@ import torch
 
 from bench.engine import AUTOCAST, Setup
 from bench.harness import run_grid, time_interleaved
-from shared.modelspec import Preprocessing
-from shared.targets import LayerTarget
-from worker.engine import Engine
-from worker.feature_maps import layer_shapes, project, scan_batch
-from worker.models import build_architecture
+from shared.spec.model import Preprocessing
+from shared.spec.targets import LayerTarget
+from worker.engine.core import Engine
+from worker.kinds.top_activations.feature_maps import layer_shapes, project, scan_batch
+from worker.models.build import build_architecture
 
 # The layer each model is scanned at by default: a middle stage, as in the paper's figures.
 DEFAULT_LAYERS = {"resnet18": "layer3", "resnet50": "layer3", "vgg16": "features.23",

@@ -31,10 +31,10 @@ from collections.abc import Callable
 import torch
 
 from bench.harness import run_grid, time_interleaved
-from shared.modelspec import Preprocessing, parse_model_spec
-from shared.visualize_spec import parse_visualize_spec
-from worker.engine import Engine, model_logits
-from worker.visualize import VisualizationRun
+from shared.spec.model import Preprocessing, parse_model_spec
+from shared.spec.visualize import parse_visualize_spec
+from worker.engine.core import Engine, model_logits
+from worker.kinds.visualize import VisualizationRun
 
 TARGET = {"default": 0.85, "pixel": None, "all": None}
 REGULARIZERS = {
@@ -48,12 +48,12 @@ REGULARIZERS = {
 def load_model(name: str) -> tuple[torch.nn.Module, Preprocessing]:
     """The built-in EfficientNet-Lite0, or a torchvision classifier with seeded weights."""
     if name == "efficientnet_lite0":
-        from worker.builtin import EFFICIENTNET_LITE0_SPEC, efficientnet_lite0_artifact
-        from worker.models import build_model
+        from worker.models.build import build_model
+        from worker.models.builtin import EFFICIENTNET_LITE0_SPEC, efficientnet_lite0_artifact
 
         spec = parse_model_spec(EFFICIENTNET_LITE0_SPEC)
         return build_model(spec, efficientnet_lite0_artifact()), spec.preprocessing
-    from worker.models import build_architecture
+    from worker.models.build import build_architecture
 
     torch.manual_seed(0)
     return build_architecture(name, 1000), Preprocessing()

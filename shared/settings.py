@@ -229,7 +229,8 @@ class Settings:
             max_annotation_bytes=_int(env, "SALIENCY_MAX_ANNOTATION_BYTES",
                                       d.max_annotation_bytes, 1),
             results_part_rows=_int(env, "SALIENCY_RESULTS_PART_ROWS", d.results_part_rows, 1),
-            # At least the smallest class that is clustered (worker.audit.MIN_CLASS_ITEMS).
+            # At least the smallest class that is clustered
+            # (worker.kinds.attribution.audit.MIN_CLASS_ITEMS).
             spray_sample=_int(env, "SALIENCY_SPRAY_SAMPLE", d.spray_sample, 20),
             max_aspect_ratio=_float(env, "SALIENCY_MAX_ASPECT_RATIO", d.max_aspect_ratio, 1.0),
             webhook_allowed_hosts=_host_ports(env, "SALIENCY_WEBHOOK_ALLOWED_HOSTS"),

@@ -2,7 +2,7 @@
 
 The API sends tasks by name (`send_task`) with a Celery app that registers no tasks, so it
 never imports the worker (nor torch). Task arguments are small JSON: ids and indices. Chunks
-go to the `saliency` queue a window at a time (`shared.fairqueue`); the job's control tasks
+go to the `saliency` queue a window at a time (`shared.state.fairqueue`); the job's control tasks
 (planning, finalizing, validating a model, webhooks) and the retention sweep go to
 `saliency.control`, which every worker also consumes. The reconciler goes to a queue of its
 own, `saliency.reconcile`, which only the reconciler process consumes, one task at a time:
@@ -16,8 +16,8 @@ from typing import Any
 import redis
 from celery import Celery
 
-from shared.fairqueue import FairQueue
 from shared.settings import Settings
+from shared.state.fairqueue import FairQueue
 
 QUEUE = "saliency"
 CONTROL_QUEUE = "saliency.control"
@@ -43,7 +43,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_connection_retry_on_startup": True,
         # Celery's Redis transport redelivers a task unacknowledged for this long; the task's
         # hard time limit is below it (checked by Settings), so the first copy is dead by then.
-        # Lost chunks are found far sooner by their leases (`worker.reconciler`).
+        # Lost chunks are found far sooner by their leases (`worker.jobs.reconciler`).
         "broker_transport_options": {"visibility_timeout": settings.visibility_timeout_s},
         "task_serializer": "json",
         "result_serializer": "json",

@@ -24,8 +24,8 @@ from typing import Any
 from urllib.parse import urlparse, urlsplit
 
 from shared.errors import SpecError
-from shared.inputs import parse_uri
 from shared.settings import Settings
+from shared.spec.inputs import parse_uri
 
 EVENTS = ("succeeded", "failed", "cancelled")
 DEFAULT_PORTS = {"http": 80, "https": 443}

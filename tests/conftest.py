@@ -34,7 +34,7 @@ from devstack import (
     start_worker,
 )
 from shared.settings import Settings
-from shared.storage import Storage, make_storage
+from shared.storage.interface import Storage, make_storage
 
 
 @dataclass

@@ -13,7 +13,7 @@ from pathlib import Path
 from shared.logs import configure_logging
 from shared.settings import Settings
 from worker.celery_app import ROLES, make_celery, own_queue
-from worker.offline import hf_offline
+from worker.models.offline import hf_offline
 
 
 def _hostname(argv: list[str]) -> str:

@@ -21,10 +21,10 @@ from pathlib import Path
 import redis
 from celery import Celery, signals
 
-from shared.jobschema import RECONCILERS, WORKERS
 from shared.logs import configure_logging
-from shared.redisio import connect, now_ms
 from shared.settings import Settings
+from shared.state.jobschema import RECONCILERS, WORKERS
+from shared.state.redisio import connect, now_ms
 from shared.taskqueue import PING, QUEUES, RECONCILE, RECONCILE_QUEUE, SWEEP, celery_config
 from worker.tasks import PONG_KEY, register_tasks
 
@@ -106,12 +106,12 @@ def warm_process(settings: Settings, app: Celery) -> None:
     """
     start = time.perf_counter()
     if settings.faults:
-        from worker import faults
+        from worker.jobs import faults
 
         faults.at_start(settings)
     from worker.allocator import keep_freed_memory
-    from worker.context import context
-    from worker.metrics import export
+    from worker.jobs.context import context
+    from worker.jobs.metrics import export
 
     keep_freed_memory()
     ctx = context(settings, app)
@@ -129,8 +129,8 @@ def warm_process(settings: Settings, app: Celery) -> None:
 def warm_reconciler(settings: Settings, app: Celery) -> None:
     """The reconciler's pool child: its connections, its metrics (the reconciler's actions)
     and its liveness heartbeat; no torch."""
-    from worker.context import control_context
-    from worker.metrics import export
+    from worker.jobs.context import control_context
+    from worker.jobs.metrics import export
 
     ctx = control_context(settings, app)
     export(settings.metrics_port)

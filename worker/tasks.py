@@ -1,8 +1,8 @@
-"""The Celery tasks: thin, like views; `worker.runner` and friends do the work.
+"""The Celery tasks: thin, like views; `worker.jobs.runner` and friends do the work.
 
 Reliability is declared here and in `worker.celery_app`: chunk tasks are acknowledged late
 and rejected on a lost worker (the broker redelivers them), and every task body is guarded
-by a lease of its own (`shared.chunks`), so a redelivered or duplicated task does nothing
+by a lease of its own (`shared.state.chunks`), so a redelivered or duplicated task does nothing
 while another copy holds the work, and the reconciler restarts what a lost worker held long
 before the broker's visibility timeout.
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 from celery import Celery, Task
 
-from shared.redisio import now_ms
+from shared.state.redisio import now_ms
 from shared.taskqueue import (
     DELIVER_WEBHOOK,
     NEXT_PHASE,
@@ -25,7 +25,7 @@ from shared.taskqueue import (
     SWEEP,
     VALIDATE_MODEL,
 )
-from worker.context import WorkerContext, context, control_context
+from worker.jobs.context import WorkerContext, context, control_context
 
 log = logging.getLogger(__name__)
 PONG_KEY = "saliency:pong:"
@@ -36,43 +36,43 @@ def _ctx(task: Task) -> WorkerContext:
 
 
 def run_chunk(self: Task, job_id: str, start: int) -> None:
-    from worker import runner
+    from worker.jobs import runner
 
     runner.run_chunk(_ctx(self), job_id, int(start), self.request.hostname or "worker")
 
 
 def plan(self: Task, job_id: str) -> None:
-    from worker import runner
+    from worker.jobs import runner
 
     runner.plan(_ctx(self), job_id)
 
 
 def next_phase(self: Task, job_id: str) -> None:
-    from worker import runner
+    from worker.jobs import runner
 
     runner.advance(_ctx(self), job_id)
 
 
 def validate_model(self: Task, tenant: str, name: str) -> None:
-    from worker import runner
+    from worker.jobs import runner
 
     runner.validate(_ctx(self), tenant, name)
 
 
 def reconcile(self: Task) -> None:
-    from worker.reconciler import reconcile as run
+    from worker.jobs.reconciler import reconcile as run
 
     run(control_context(self.app.conf["saliency_settings"], self.app))
 
 
 def sweep(self: Task) -> None:
-    from worker.retention import sweep as run
+    from worker.jobs.retention import sweep as run
 
     run(_ctx(self))
 
 
 def deliver_webhook(self: Task, job_id: str, event: str, attempt: int = 0) -> None:
-    from worker.webhooks import deliver
+    from worker.jobs.webhooks import deliver
 
     deliver(_ctx(self), job_id, event, int(attempt))
 

@@ -39,8 +39,8 @@ def make(directory: Path, seed: int, size: int, per_class: int, epochs: int | No
 def audit(directory: Path, methods: list[str], seed: int) -> None:
     """Audit `directory/test.jsonl` in-process; write `report.json` and its pictures."""
     from demo.confounder.audit import audit as run_audit
-    from shared.modelspec import parse_model_spec
-    from worker.models import build_model
+    from shared.spec.model import parse_model_spec
+    from worker.models.build import build_model
 
     spec = parse_model_spec(json.loads((directory / "model.json").read_text(encoding="utf-8")))
     artifact = "model.zip" if spec.architecture == vit.ARCHITECTURE else "model.safetensors"

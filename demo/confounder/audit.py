@@ -19,11 +19,12 @@ from torch import nn
 
 from demo.confounder.data import read_split
 from demo.confounder.figures import Figures, figures
-from shared.methods import method_spec
-from shared.modelspec import ModelSpec
-from shared.renderings import Rendering
+from shared.media.renderings import Rendering
 from shared.settings import Settings
-from worker.audit import (
+from shared.spec.methods import method_spec
+from shared.spec.model import ModelSpec
+from worker.engine.core import Engine
+from worker.kinds.attribution.audit import (
     MIN_CLASS_ITEMS,
     Report,
     ReportBuilder,
@@ -35,9 +36,8 @@ from worker.audit import (
     suspect_overlay_png,
     thumbnail,
 )
-from worker.audit.spray import Clustering, group_seed, sample_order
-from worker.engine import Engine
-from worker.models import display_image, preprocess_image
+from worker.kinds.attribution.audit.spray import Clustering, group_seed, sample_order
+from worker.models.build import display_image, preprocess_image
 
 METHODS = ("gradient", "guided_backprop")
 BATCH = 64

@@ -20,8 +20,8 @@ from PIL import Image
 from torch import nn
 
 from demo.confounder.data import CLASSES, SIZE, Sample
-from shared.modelspec import ModelSpec, parse_model_spec
-from worker.models import build_architecture, preprocess_image
+from shared.spec.model import ModelSpec, parse_model_spec
+from worker.models.build import build_architecture, preprocess_image
 
 MODEL_NAME = "confounder-resnet18"
 ARCHITECTURE = "resnet18"

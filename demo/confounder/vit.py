@@ -15,7 +15,7 @@ import zipfile
 from pathlib import Path
 
 from demo.confounder.data import CLASSES
-from worker.hf_models import HFClassifier
+from worker.models.hugging_face import HFClassifier
 
 ARCHITECTURE = "transformers"
 MODEL_NAME = "confounder-vit"

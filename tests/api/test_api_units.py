@@ -76,7 +76,7 @@ def test_the_api_reads_no_annotation_file():
     import sys
 
     code = ("import sys, api.wsgi, api.submission\n"
-            "for reader in ('ijson', 'defusedxml', 'pycocotools', 'shared.coco'):\n"
+            "for reader in ('ijson', 'defusedxml', 'pycocotools', 'shared.spec.coco'):\n"
             "    assert reader not in sys.modules, reader + ' imported'")
     subprocess.run([sys.executable, "-c", code], check=True, env={"STORAGE_URL": "file:///tmp"})
 
@@ -114,7 +114,7 @@ def test_a_readiness_check_that_hangs_holds_no_request():
     import threading
 
     from api.health import Probe
-    from shared.storage import StorageError
+    from shared.storage.interface import StorageError
 
     release, calls = threading.Event(), []
 
@@ -140,7 +140,7 @@ def test_while_a_round_runs_other_requests_answer_the_last_result():
     import threading
 
     from api.health import Probe
-    from shared.storage import StorageError
+    from shared.storage.interface import StorageError
 
     entered, release = threading.Event(), threading.Event()
     outcomes = [None, "stalled"]

@@ -42,7 +42,7 @@ def test_the_document_describes_each_form_of_data_set_the_service_takes():
     taken by a manifest and a prefix only, and are COCO or VOC."""
     from jsonschema import Draft202012Validator
 
-    from shared.datasets import parse_dataset
+    from shared.spec.datasets import parse_dataset
 
     with open("api/openapi.json") as f:
         components = json.load(f)["components"]

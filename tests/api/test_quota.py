@@ -9,12 +9,12 @@ import pytest
 import redis
 
 from api import create_app
-from shared.jobschema import queued_key
-from shared.modelspec import parse_model_spec
-from shared.modelstore import ModelStore
-from shared.registry import register_model
+from shared.models.registry import register_model
 from shared.settings import Settings
-from shared.storage import make_storage
+from shared.spec.model import parse_model_spec
+from shared.state.jobschema import queued_key
+from shared.state.modelstore import ModelStore
+from shared.storage.interface import make_storage
 
 MODEL = {"name": "m", "architecture": "resnet18", "num_classes": 10, "input_size": 32}
 

@@ -172,9 +172,9 @@ class Reference:
     """The in-process engine on the suite's model: maps of inputs decoded by the test itself."""
 
     def __init__(self, model_spec: dict, weights) -> None:
-        from shared.modelspec import parse_model_spec
-        from worker.engine import Engine
-        from worker.models import build_model
+        from shared.spec.model import parse_model_spec
+        from worker.engine.core import Engine
+        from worker.models.build import build_model
 
         self.spec = parse_model_spec(model_spec)
         self.engine = Engine(build_model(self.spec, weights))
@@ -184,7 +184,7 @@ class Reference:
         a C×H×W float32 array as it is."""
         import torch
 
-        from worker.models import preprocess_image
+        from worker.models.build import preprocess_image
 
         if x.dtype == np.float32:
             return torch.from_numpy(np.ascontiguousarray(x))

@@ -383,7 +383,7 @@ def test_a_program_that_would_unpickle_is_refused_and_its_payload_never_runs(
 def test_the_worker_refuses_such_programs_itself(tmp_path):
     """Defence in depth: `load_program` on the worker checks the archive again."""
     from shared.errors import InputError
-    from worker.programs import load_program
+    from worker.models.programs import load_program
 
     target = tmp_path / "pwned"
     for n, make in enumerate(WORKER_REFUSES):

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from saliency_client import Client, cli
 
-from shared.redisio import PREFIX
+from shared.state.redisio import PREFIX
 
 AUDIT_ITEMS = {"cats": 12, "dogs": 12}  # SpRAy clusters a predicted class of 20 items or more
 METHODS = ("gradient", "guided_backprop")

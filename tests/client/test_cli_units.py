@@ -37,7 +37,7 @@ def test_options_go_before_or_after_the_subcommand():
 def test_submit_help_names_the_services_default_outputs(capsys):
     """`--output` left out sends no `outputs`, so the service's default applies: the help
     names it, and `signed`, which the service makes only when asked, is not in it."""
-    from shared.specs import DEFAULT_OUTPUTS, OUTPUTS
+    from shared.spec.job import DEFAULT_OUTPUTS, OUTPUTS
 
     with pytest.raises(SystemExit):
         cli.main(["submit", "--help"])

@@ -52,8 +52,8 @@ def _union_metrics(alice, stack, item: dict, boxes: list[tuple[int, int, int, in
                    size: tuple[int, int]) -> dict:
     """The metrics of the item's map (downloaded) for the union of `boxes`, each placed as a
     manifest's box is."""
-    from shared.modelspec import Preprocessing
-    from worker.audit import box_to_input, item_metrics
+    from shared.spec.model import Preprocessing
+    from worker.kinds.attribution.audit import box_to_input, item_metrics
 
     values = np.load(io.BytesIO(download(alice, stack, item["outputs"][0]["npy"])))
     prep = Preprocessing(input_size=32, resize=32)

@@ -27,8 +27,8 @@ from api.auth import DEFAULT_TENANT
 from devstack import ROOT, stack_env, start_api, start_worker
 from e2e.helpers import all_items, submit
 from shared.examples import get_example
-from shared.modelspec import parse_model_spec
-from shared.modelstore import ModelRecord, ModelStatus, ModelStore
+from shared.spec.model import parse_model_spec
+from shared.state.modelstore import ModelRecord, ModelStatus, ModelStore
 
 LOGS = ROOT / "test-output" / "logs"
 WORKER_LOG = LOGS / "worker-builtin.log"

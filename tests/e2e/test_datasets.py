@@ -35,10 +35,10 @@ CLASSES = ("cat", "dog")
 def _reference(model, images: list[bytes], targets: list[int | None]):
     import torch
 
-    from shared.modelspec import parse_model_spec
-    from shared.targets import PREDICTED, ClassTarget
-    from worker.engine import Engine
-    from worker.models import build_model, preprocess_image
+    from shared.spec.model import parse_model_spec
+    from shared.spec.targets import PREDICTED, ClassTarget
+    from worker.engine.core import Engine
+    from worker.models.build import build_model, preprocess_image
 
     spec = parse_model_spec(model.spec)
     xs = [preprocess_image(Image.open(io.BytesIO(d)).convert("RGB"), spec.preprocessing)

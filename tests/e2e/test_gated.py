@@ -41,10 +41,10 @@ def _engine_maps(model, inputs: list[bytes], methods: list):
     """The in-process engine's result on the same inputs (what the worker must reproduce)."""
     import torch
 
-    from shared.methods import parse_methods
-    from shared.modelspec import parse_model_spec
-    from worker.engine import Engine
-    from worker.models import preprocess_image
+    from shared.spec.methods import parse_methods
+    from shared.spec.model import parse_model_spec
+    from worker.engine.core import Engine
+    from worker.models.build import preprocess_image
 
     prep = parse_model_spec(SPEC).preprocessing
     x = torch.stack([preprocess_image(Image.open(io.BytesIO(data)).convert("RGB"), prep)

@@ -28,9 +28,9 @@ def reference(model, inputs: list[bytes]):
     """The in-process engine's result on the same inputs (what the worker must reproduce)."""
     import torch
 
-    from shared.modelspec import parse_model_spec
-    from worker.engine import Engine
-    from worker.models import build_model, preprocess_image
+    from shared.spec.model import parse_model_spec
+    from worker.engine.core import Engine
+    from worker.models.build import build_model, preprocess_image
 
     spec = parse_model_spec(model.spec)
     xs = [
@@ -92,10 +92,10 @@ def test_every_grad_cam_output_names_its_layer_the_default_included(stack, stack
     so (the job echoes the methods as given)."""
     import torch
 
-    from shared.methods import method_spec
-    from shared.modelspec import parse_model_spec
-    from worker.engine import Engine
-    from worker.models import build_model
+    from shared.spec.methods import method_spec
+    from shared.spec.model import parse_model_spec
+    from worker.engine.core import Engine
+    from worker.models.build import build_model
 
     x = np.random.default_rng(60).standard_normal((3, 32, 32)).astype(np.float32)
     methods = ["gradcam", {"name": "guided_gradcam", "layer": "layer2"}]

@@ -28,9 +28,9 @@ from waiting import job_final
 
 from devstack import Service, stack_env, start_api, start_worker
 from e2e.helpers import image_bytes
-from shared.modelspec import parse_model_spec
-from shared.modelstore import ModelRecord, ModelStatus, ModelStore, models_key
-from shared.top_activations_spec import NOT_RECORDED
+from shared.spec.model import parse_model_spec
+from shared.spec.top_activations import NOT_RECORDED
+from shared.state.modelstore import ModelRecord, ModelStatus, ModelStore, models_key
 
 MODEL = "layers-tiny"
 PICTURES = [("a.png", image_bytes(1, size=32)), ("b.png", image_bytes(2, size=32))]
@@ -86,7 +86,7 @@ def submit(session: requests.Session, url: str, spec: dict) -> dict:
 def old_record(held: HeldStack, name: str, keep_layers: bool) -> None:
     """Store a `ready` record as an older validation wrote it: without layers, or with
     layers but no max-pooling."""
-    from worker.feature_maps import model_layers
+    from worker.kinds.top_activations.feature_maps import model_layers
 
     torch.manual_seed(0)
     layers = model_layers(torchvision.models.resnet18(num_classes=10).eval(), 32)

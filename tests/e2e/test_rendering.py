@@ -14,8 +14,8 @@ from PIL import Image
 from waiting import job_final
 
 from e2e.helpers import all_items, download, image_bytes, submit
-from shared.colormap import INFERNO
-from shared.render import encode_png
+from shared.media.colormap import INFERNO
+from shared.media.render import encode_png
 
 PAPERS = {"gradient": "heatmap", "guided_backprop": "signed", "deconvnet": "signed",
           "smoothgrad": "heatmap", "integrated_gradients": "heatmap", "gradcam": "cam",

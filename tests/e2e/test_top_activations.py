@@ -28,9 +28,9 @@ from waiting import FINAL, job_final, model_ready, wait_until
 
 from devstack import ROOT, start_worker
 from e2e.helpers import all_items, submit
-from shared.images import decode_image
-from shared.jobschema import WORKERS
-from shared.modelspec import parse_model_spec
+from shared.media.images import decode_image
+from shared.spec.model import parse_model_spec
+from shared.state.jobschema import WORKERS
 
 LOGS = ROOT / "test-output" / "logs"
 PREP = parse_model_spec(MODEL_SPEC).preprocessing
@@ -65,7 +65,7 @@ def model_input(pixels: np.ndarray) -> torch.Tensor:
     Bit for bit the worker's input: the same values computed in another order differ by an
     ulp in a third of the pixels, which can move a maximum or a max-pool switch.
     """
-    from worker.models import preprocess_image
+    from worker.models.build import preprocess_image
 
     return preprocess_image(decode_image(png(pixels), 10**8), PREP)
 
@@ -188,8 +188,8 @@ def norm_error(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.mark.parametrize("name", list(JOBS))
 def test_the_projections_equal_the_engines_layer_position_maps(done, model, pictures, name):
-    from shared.targets import LayerTarget
-    from worker.engine import Engine
+    from shared.spec.targets import LayerTarget
+    from worker.engine.core import Engine
 
     engine = Engine(model, mean=PREP.mean, std=PREP.std)
     fields = JOBS[name]
@@ -233,7 +233,7 @@ def test_every_grid_and_file_of_the_report_loads(done, name):
 def test_each_projection_picture_is_its_map_cropped_to_the_patch(done, name):
     """The `png` of a projection is its `npy` inside `patch_box`, drawn on its own (the
     window of the whole map, not the whole map shrunk), the size of the patch."""
-    from shared.render import signed_rgb
+    from shared.media.render import signed_rgb
 
     for channel in done[name].report["channels"]:
         for unit in channel["top"]:

@@ -26,10 +26,10 @@ from waiting import FINAL, model_ready, wait_until
 
 from devstack import stack_env, start_api, start_beat, start_reconciler, start_worker
 from e2e.helpers import all_items
-from shared.chunks import Chunks
-from shared.keys import JobKeys
 from shared.settings import Settings
-from shared.storage import make_storage
+from shared.state.chunks import Chunks
+from shared.storage.interface import make_storage
+from shared.storage.keys import JobKeys
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "examples"
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)  # the tiny model's normalization

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import pyarrow.parquet as pq
 import requests
 
-from shared.chunks import Segment
+from shared.state.chunks import Segment
 
 FINAL_ITEM = {"succeeded", "failed"}
 

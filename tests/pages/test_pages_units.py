@@ -14,9 +14,9 @@ from flask import Flask
 from PIL import Image
 
 from api import pages
-from shared.methods import METHODS
-from shared.top_activations_spec import PROJECTION_METHODS
-from shared.visualize_spec import PARAMETRIZATIONS
+from shared.spec.methods import METHODS
+from shared.spec.top_activations import PROJECTION_METHODS
+from shared.spec.visualize import PARAMETRIZATIONS
 
 STATIC = Path(pages.__file__).parent / "static"
 

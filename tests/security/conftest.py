@@ -79,7 +79,7 @@ class SecStack:
 
     def storage(self):
         from shared.settings import Settings
-        from shared.storage import make_storage
+        from shared.storage.interface import make_storage
 
         return make_storage(Settings.from_env(self.env))
 

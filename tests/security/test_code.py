@@ -96,8 +96,8 @@ def test_no_code_of_the_service_unpickles():
 
 # Libraries that decode a data set by running what is in it: webdataset's decoders unpickle
 # `.pyd`/`.pickle`/`.pth` members; `datasets` can run a data set's loading script. The
-# service reads tar headers and Arrow/Parquet files itself (shared/webdataset.py,
-# shared/hfdatasets.py); the tests write data sets with these libraries.
+# service reads tar headers and Arrow/Parquet files itself (shared/storage/webdataset.py,
+# shared/storage/hfdatasets.py); the tests write data sets with these libraries.
 RUNNING_DECODERS = {"webdataset", "wids", "datasets"}
 
 

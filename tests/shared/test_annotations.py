@@ -19,7 +19,8 @@ from annotation_files import (
     voc_xml,
 )
 
-from shared.annotations import (
+from shared.errors import InputError, SpecError
+from shared.spec.annotations import (
     AnnotationError,
     AnnotationsSpec,
     CategoryClasses,
@@ -28,12 +29,11 @@ from shared.annotations import (
     parse_annotations,
     voc_box,
 )
-from shared.coco import categories, images, objects, rle_mask, rle_string_counts
-from shared.coco import segmentation_error as problem
-from shared.datasets import parse_dataset
-from shared.errors import InputError, SpecError
-from shared.modelspec import ModelSpec
-from shared.voc import parse_voc
+from shared.spec.coco import categories, images, objects, rle_mask, rle_string_counts
+from shared.spec.coco import segmentation_error as problem
+from shared.spec.datasets import parse_dataset
+from shared.spec.model import ModelSpec
+from shared.spec.voc import parse_voc
 
 MODEL = ModelSpec("m", 4, class_names=("plane", "cat", "dog", "ship"))
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.bundles import read_bundle
 from shared.errors import TooLargeError, UndecodableError
+from shared.models.bundles import read_bundle
 
 CONFIG = {"model_type": "vit", "image_size": 32, "id2label": {"0": "cat", "1": "dog"}}
 PREPROCESSOR = {"size": {"height": 32, "width": 32}, "image_mean": [0.5] * 3,

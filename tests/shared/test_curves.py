@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from shared.curves import CurveSummary, summarize, tail_steps
+from shared.results.curves import CurveSummary, summarize, tail_steps
 
 NAN = float("nan")
 

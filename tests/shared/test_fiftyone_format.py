@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from shared.fiftyone_format import Ids, Schema, heatmap_png, output_field
-from shared.records import OutputRecord
+from shared.results.fiftyone import Ids, Schema, heatmap_png, output_field
+from shared.results.records import OutputRecord
 
 
 def _pixels(png: bytes) -> np.ndarray:

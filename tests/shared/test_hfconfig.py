@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import pytest
 
-from shared.bundles import Bundle
 from shared.errors import SpecError, UndecodableError, UnsupportedModelError
-from shared.hfconfig import MODEL_TYPES, check_config, labels, spec_from_bundle
-from shared.hfpreprocessing import normalization, sizes
-from shared.modelspec import parse_model_spec
+from shared.models.bundles import Bundle
+from shared.models.hfconfig import MODEL_TYPES, check_config, labels, spec_from_bundle
+from shared.models.hfpreprocessing import normalization, sizes
+from shared.spec.model import parse_model_spec
 
 VIT = {"model_type": "vit", "image_size": 32, "patch_size": 8,
        "id2label": {"0": "cat", "1": "dog", "2": "eel"}}

@@ -15,14 +15,14 @@ import pytest
 from PIL import Image
 
 from shared.errors import InputError
-from shared.file_storage import FileStorage
-from shared.hfdatasets import (
+from shared.storage.file import FileStorage
+from shared.storage.hfdatasets import (
     data_files,
     index_arrow,
     index_parquet,
     read_head,
 )
-from shared.partreader import Heads, read_parts
+from shared.storage.partreader import Heads, read_parts
 
 NAMES = ["cat", "dog", "fox"]
 FEATURES = datasets.Features({"image": datasets.Image(),

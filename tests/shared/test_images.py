@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from shared import images
 from shared.errors import TooLargeError, UndecodableError, UnsupportedMediaError
+from shared.media import images
 
 ALL = ("png", "jpeg", "webp", "npy")
 

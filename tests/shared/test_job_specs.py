@@ -7,12 +7,12 @@ from dataclasses import replace
 
 import pytest
 
-from shared.datasets import parse_dataset, parse_inline_inputs, parse_manifest_line
 from shared.errors import SpecError, TooLargeError
-from shared.methods import MethodSpec
-from shared.modelspec import ModelSpec, parse_model_spec
-from shared.specs import AttributionSpec, job_spec_from_json, parse_job_spec
-from shared.targets import LABEL, PREDICTED, ClassTarget
+from shared.spec.datasets import parse_dataset, parse_inline_inputs, parse_manifest_line
+from shared.spec.job import AttributionSpec, job_spec_from_json, parse_job_spec
+from shared.spec.methods import MethodSpec
+from shared.spec.model import ModelSpec, parse_model_spec
+from shared.spec.targets import LABEL, PREDICTED, ClassTarget
 
 
 def test_defaults_and_round_trip():
@@ -191,7 +191,7 @@ def test_the_architecture_list_matches_the_installed_libraries():
     import timm
     import torchvision
 
-    from shared.modelspec import known_architectures
+    from shared.spec.model import known_architectures
 
     expected = set(torchvision.models.list_models(module=torchvision.models))
     expected |= {f"timm:{name}" for name in timm.list_models()}

@@ -10,12 +10,12 @@ from dataclasses import replace
 import pytest
 import redis
 
-from shared.datasets import DatasetSpec, parse_dataset
-from shared.jobs import NewJob
-from shared.jobschema import JobField, RecordKeys, queued_key
-from shared.jobstore import MAX_DELIVERIES_KEPT, JobStore
-from shared.records import InputSource
-from shared.specs import AttributionSpec, parse_job_spec
+from shared.results.records import InputSource
+from shared.spec.datasets import DatasetSpec, parse_dataset
+from shared.spec.job import AttributionSpec, parse_job_spec
+from shared.state.jobs import NewJob
+from shared.state.jobschema import JobField, RecordKeys, queued_key
+from shared.state.jobstore import MAX_DELIVERIES_KEPT, JobStore
 from shared.status import JobStatus
 
 
@@ -67,7 +67,7 @@ def test_windows_of_other_chunks_are_their_own(jobs):
 
 # --- the record -----------------------------------------------------------------------------
 
-# A data-set job with a webhook, field for field as the version before `shared.jobstore`
+# A data-set job with a webhook, field for field as the version before `shared.state.jobstore`
 # wrote it (its spec as raw JSON, and a `retention_s` field no longer written).
 EARLIER_SPEC = {
     "kind": "attribution", "model": "m", "seed": 3,
@@ -204,7 +204,7 @@ def test_a_control_lease_taken_over_fences_its_first_holder(jobs):
 def test_a_top_activations_job_keeps_why_the_service_chose_its_methods(jobs):
     """The reason is part of the typed spec the store writes, read back and echoed; methods
     given have none."""
-    from shared.top_activations_spec import NOT_RECORDED
+    from shared.spec.top_activations import NOT_RECORDED
 
     fields = {"kind": "top_activations", "layer": "layer1", "channels": [0]}
     _job(jobs, "chosen", **fields)

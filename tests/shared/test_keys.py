@@ -7,8 +7,8 @@ import itertools
 
 import pytest
 
-from shared.keys import MAP_SUFFIXES, OUTPUT_SUFFIXES, JobKeys, MapName
-from shared.targets import MAX_TOPK
+from shared.spec.targets import MAX_TOPK
+from shared.storage.keys import MAP_SUFFIXES, OUTPUT_SUFFIXES, JobKeys, MapName
 
 KEYS = JobKeys("alice", "j1")
 

@@ -10,15 +10,15 @@ import uuid
 import pytest
 import redis
 
-from shared.chunks import Chunks, Lease, Segment
-from shared.fairqueue import FairQueue
-from shared.jobs import NewJob
-from shared.jobschema import READY_TENANTS, WORKERS, RecordKeys, queued_key, ready_key
-from shared.jobstore import JobStore
-from shared.records import InputSource, ItemRecord
-from shared.redisio import now_ms
+from shared.results.records import InputSource, ItemRecord
 from shared.settings import Settings
-from shared.specs import parse_job_spec
+from shared.spec.job import parse_job_spec
+from shared.state.chunks import Chunks, Lease, Segment
+from shared.state.fairqueue import FairQueue
+from shared.state.jobs import NewJob
+from shared.state.jobschema import READY_TENANTS, WORKERS, RecordKeys, queued_key, ready_key
+from shared.state.jobstore import JobStore
+from shared.state.redisio import now_ms
 from shared.status import ItemStatus, JobStatus
 from shared.taskqueue import QUEUE, RUN_CHUNK, chunk_ranges, make_sender, pump
 

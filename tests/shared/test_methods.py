@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from shared.errors import SpecError
-from shared.inputs import InputRef
-from shared.methods import METHODS, method_spec, parse_method, parse_methods
+from shared.spec.inputs import InputRef
+from shared.spec.methods import METHODS, method_spec, parse_method, parse_methods
 
 # Each method's `render` default is its paper's picture (docs/engine.md, "Rendering").
 DEFAULTS = {

@@ -10,11 +10,12 @@ import pytest
 import redis
 
 from shared.errors import InputError
-from shared.jobs import NewJob
-from shared.jobstore import JobStore
-from shared.layers import NCHW, NHWC, TOKENS, Layer, Layout, ModelLayers
-from shared.modelspec import parse_model_spec
-from shared.modelstore import (
+from shared.spec.job import parse_job_spec
+from shared.spec.layers import NCHW, NHWC, TOKENS, Layer, Layout, ModelLayers
+from shared.spec.model import parse_model_spec
+from shared.state.jobs import NewJob
+from shared.state.jobstore import JobStore
+from shared.state.modelstore import (
     BUILTIN_TENANT,
     ModelPin,
     ModelRecord,
@@ -22,7 +23,6 @@ from shared.modelstore import (
     ModelStore,
     models_key,
 )
-from shared.specs import parse_job_spec
 
 
 @pytest.fixture

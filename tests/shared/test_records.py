@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.records import ItemRecord, MapRef, OutputRecord
+from shared.results.records import ItemRecord, MapRef, OutputRecord
 from shared.status import ItemStatus
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from shared.colormap import INFERNO
-from shared.render import (
+from shared.media.colormap import INFERNO
+from shared.media.render import (
     colorbar_png,
     encode_png,
     heatmap_png,

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from shared.colormap import INFERNO
-from shared.methods import METHODS, method_spec
-from shared.render import encode_png, smooth_cam
-from shared.renderings import CAM_PHOTO_WEIGHT, Colorbar, Rendering
-from shared.specs import V1_OVERLAY_OPACITY, job_spec_from_json, parse_job_spec
+from shared.media.colormap import INFERNO
+from shared.media.render import encode_png, smooth_cam
+from shared.media.renderings import CAM_PHOTO_WEIGHT, Colorbar, Rendering
+from shared.spec.job import V1_OVERLAY_OPACITY, job_spec_from_json, parse_job_spec
+from shared.spec.methods import METHODS, method_spec
 
 RNG = np.random.default_rng(0)
 VALUES = RNG.normal(size=(3, 12, 12)).astype(np.float32)

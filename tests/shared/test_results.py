@@ -6,8 +6,8 @@ import io
 
 import pyarrow.parquet as pq
 
-from shared.records import ItemRecord, OutputRecord, Prediction
-from shared.results import SCHEMA, convert, rows_of, write_parquet
+from shared.results.records import ItemRecord, OutputRecord, Prediction
+from shared.results.table import SCHEMA, convert, rows_of, write_parquet
 from shared.status import ItemStatus
 
 

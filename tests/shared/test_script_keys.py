@@ -14,14 +14,14 @@ import redis
 from redis.commands.core import Script
 
 from api import ratelimit
-from shared.chunks import Chunks, Lease, Segment
-from shared.fairqueue import FairQueue
-from shared.jobs import NewJob
-from shared.jobschema import READY_TENANTS, WORKERS, ChunkStatus, rate_key
-from shared.jobstore import JobStore
-from shared.records import InputSource, ItemRecord
-from shared.redisio import now_ms
-from shared.specs import job_spec_from_json, parse_job_spec
+from shared.results.records import InputSource, ItemRecord
+from shared.spec.job import job_spec_from_json, parse_job_spec
+from shared.state.chunks import Chunks, Lease, Segment
+from shared.state.fairqueue import FairQueue
+from shared.state.jobs import NewJob
+from shared.state.jobschema import READY_TENANTS, WORKERS, ChunkStatus, rate_key
+from shared.state.jobstore import JobStore
+from shared.state.redisio import now_ms
 from shared.status import ItemStatus, JobStatus
 from shared.taskqueue import chunk_ranges
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load
 
-from shared.shards import ShardWriter
+from shared.storage.shards import ShardWriter
 
 
 def _written(writer: ShardWriter) -> dict[str, np.ndarray]:

@@ -8,9 +8,9 @@ import pytest
 import requests
 
 from devstack import S3_TEST_CREDENTIALS, create_bucket
-from shared.s3_storage import S3Storage
 from shared.settings import Settings
-from shared.storage import StorageError, make_storage
+from shared.storage.interface import StorageError, make_storage
+from shared.storage.s3 import S3Storage
 
 
 @pytest.fixture(params=["file", "s3"])
@@ -117,7 +117,7 @@ def test_presigned_urls_are_signed_for_the_public_endpoint(s3_server, monkeypatc
 
 
 def test_lines_come_out_whole_across_blocks_and_a_long_line_only_as_its_length(tmp_path):
-    from shared.storage import LongLine, iter_lines
+    from shared.storage.interface import LongLine, iter_lines
 
     storage = make_storage(Settings(storage_url=tmp_path.as_uri()))
     lines = [b"a", b"", b"x" * 30, b"bb", b"y" * 11, b"c" * 10, b"z" * 25]
@@ -132,7 +132,7 @@ def test_a_huge_manifest_line_is_never_held_in_memory(tmp_path):
     blocks, not the line (it grew by several times the line before the cap)."""
     import tracemalloc
 
-    from shared.storage import LongLine, iter_lines
+    from shared.storage.interface import LongLine, iter_lines
 
     storage = make_storage(Settings(storage_url=tmp_path.as_uri()))
     huge = 32 << 20
@@ -154,7 +154,7 @@ def test_a_huge_manifest_line_is_never_held_in_memory(tmp_path):
 def test_a_listing_never_follows_a_link_out_of_the_root(tmp_path):
     """A folder that is a link out of the root (`etc -> /etc`), or under such a link, is
     refused as a prefix; a link to a file outside is not listed; links inside still are."""
-    from shared.file_storage import FileStorage
+    from shared.storage.file import FileStorage
 
     outside = tmp_path / "outside"
     (outside / "deep").mkdir(parents=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.tararchive import MAX_HEADER_DATA, NotPlainTar, read_members
+from shared.storage.tararchive import MAX_HEADER_DATA, NotPlainTar, read_members
 
 LONG = "folder/" + "n" * 150 + ".json"  # longer than a ustar name field
 

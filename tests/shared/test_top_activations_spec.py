@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from shared.errors import SpecError
-from shared.layers import Layer, ModelLayers
-from shared.methods import method_spec
 from shared.settings import Settings
-from shared.top_activations_spec import (
+from shared.spec.layers import Layer, ModelLayers
+from shared.spec.methods import method_spec
+from shared.spec.top_activations import (
     NOT_RECORDED,
     TOP_ACTIVATIONS_FIELDS,
     TopActivationsSpec,
@@ -93,7 +93,7 @@ def test_errors_name_the_field(raw, field):
 
 def test_only_the_three_projection_methods_are_allowed(monkeypatch):
     """A method the service knows but that cannot project one activation is refused."""
-    from shared import methods
+    from shared.spec import methods
 
     monkeypatch.setitem(methods.METHODS, "occlusion", methods.MethodInfo("occlusion", "test"))
     with pytest.raises(SpecError, match="cannot project") as info:
@@ -194,7 +194,7 @@ def test_methods_given_are_kept_whatever_the_layer(methods):
 
 
 def test_a_submission_cannot_set_the_reason_a_stored_spec_keeps():
-    from shared.specs import job_spec_from_json, parse_job_spec
+    from shared.spec.job import job_spec_from_json, parse_job_spec
 
     raw = {"kind": "top_activations", "model": "m", "layer": "a", "channels": [0],
            "methods": ["deconvnet"], "methods_reason": "because"}

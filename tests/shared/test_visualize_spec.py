@@ -13,9 +13,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.errors import SpecError
-from shared.inputs import InputRef
-from shared.modelspec import ModelSpec, Preprocessing
-from shared.visualize_spec import (
+from shared.spec.inputs import InputRef
+from shared.spec.model import ModelSpec, Preprocessing
+from shared.spec.visualize import (
     DREAM_DEFAULTS,
     FEATURE_DEFAULTS,
     INVERT_DEFAULTS,
@@ -283,6 +283,6 @@ def test_any_valid_spec_round_trips(lr, l2, sigma, every, jitter, low, spread, r
 
 def test_the_spec_module_imports_without_torch():
     # The API validates visualize jobs with it, and the API never imports torch.
-    code = ("import sys, shared.visualize_spec; "
+    code = ("import sys, shared.spec.visualize; "
             "sys.exit(sorted({'torch', 'numpy', 'flask'} & set(sys.modules)) or 0)")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -15,8 +15,8 @@ from braceexpand import braceexpand
 from webdataset.tariterators import base_plus_ext, group_by_keys, tar_file_expander
 
 from shared.errors import InputError
-from shared.parts import IMAGE, JSON, LABEL, MASK
-from shared.webdataset import decode_sample, expand, index_shard, shard_count, split_name
+from shared.storage.parts import IMAGE, JSON, LABEL, MASK
+from shared.storage.webdataset import decode_sample, expand, index_shard, shard_count, split_name
 
 SHARD = "s3://b/pets/shard-000000.tar"
 

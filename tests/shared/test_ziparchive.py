@@ -13,7 +13,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from shared.ziparchive import NotPlainZip, entry_chunks, read_entries, read_entry
+from shared.storage.ziparchive import NotPlainZip, entry_chunks, read_entries, read_entry
 
 
 def archive(entries: list[tuple[str, bytes]], compression: int = zipfile.ZIP_STORED,

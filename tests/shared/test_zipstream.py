@@ -10,9 +10,9 @@ import zipfile
 
 import pytest
 
-from shared import zipstream
-from shared.ziparchive import entry_chunks, read_entries
-from shared.zipstream import Deflated, ZipStream
+from shared.storage import zipstream
+from shared.storage.ziparchive import entry_chunks, read_entries
+from shared.storage.zipstream import Deflated, ZipStream
 
 BIG = bytes(range(256)) * 5000  # 1.28 MB: the spool is sent in more than one chunk
 

@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from shared.targets import ClassTarget
-from worker.engine import Engine
-from worker.models import build_architecture
+from shared.spec.targets import ClassTarget
+from worker.engine.core import Engine
+from worker.models.build import build_architecture
 
 METHODS = ("gradient", "guided_backprop", "deconvnet")
 ZOO_CLASSES = 4

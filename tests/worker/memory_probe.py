@@ -20,8 +20,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from shared.methods import method_spec  # noqa: E402
-from worker.engine import Engine  # noqa: E402
+from shared.spec.methods import method_spec  # noqa: E402
+from worker.engine.core import Engine  # noqa: E402
 
 MB = 2**20
 

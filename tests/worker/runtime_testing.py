@@ -9,14 +9,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from shared.jobs import NewJob
-from shared.jobschema import ChunkStatus
-from shared.modelspec import parse_model_spec
-from shared.modelstore import ModelStatus
-from shared.registry import register_model
+from shared.models.registry import register_model
 from shared.settings import Settings
-from shared.specs import job_spec_from_json
-from worker.context import WorkerContext
+from shared.spec.job import job_spec_from_json
+from shared.spec.model import parse_model_spec
+from shared.state.jobs import NewJob
+from shared.state.jobschema import ChunkStatus
+from shared.state.modelstore import ModelStatus
+from worker.jobs.context import WorkerContext
 
 TENANT = "t"
 
@@ -29,7 +29,7 @@ class Runtime:
 
     @classmethod
     def start(cls, redis_url: str, tmp: Path, weights: Path, spec: dict) -> Runtime:
-        from worker.engines import validate_model
+        from worker.jobs.models import validate_model
 
         root = tmp / "datasets"
         root.mkdir()
@@ -69,7 +69,7 @@ class Runtime:
     def visualize_job(self, **spec: Any) -> str:
         """Store a `visualize` job as the API does, its chunks (one per batch) ready: the
         model is validated. Its id."""
-        from shared.specs import parse_job_spec
+        from shared.spec.job import parse_job_spec
 
         parsed = parse_job_spec({"kind": "visualize", "model": self.model, **spec})
         work = parsed.work.for_model(self.ctx.models.get(TENANT, self.model).spec)
@@ -83,13 +83,13 @@ class Runtime:
         return job_id
 
     def plan(self, job_id: str) -> None:
-        from worker import runner
+        from worker.jobs import runner
 
         runner.plan(self.ctx, job_id)
 
     def run_chunks(self, job_id: str) -> None:
         """Run every chunk not done yet, in order, until none is left."""
-        from worker import runner
+        from worker.jobs import runner
 
         while todo := [c.start for c in self.ctx.chunks.states(job_id)
                        if c.state in ("ready", "sent")]:
@@ -113,7 +113,7 @@ class Runtime:
 
     def run(self, job_id: str) -> None:
         """Plan, run every chunk and every phase, and finalize."""
-        from worker import runner
+        from worker.jobs import runner
 
         self.plan(job_id)
         for _phase in range(3):  # the items, the audit, the finalizer

@@ -18,7 +18,7 @@ from annotation_files import (
     voc_xml,
 )
 
-from shared.annotations import ImageObjects, coco_box
+from shared.spec.annotations import ImageObjects, coco_box
 from shared.status import JobStatus
 
 CLASSES = ["plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -72,7 +72,7 @@ def _planned(rt, dataset: dict, **spec) -> tuple[str, list]:
 def _failed(rt, dataset: dict) -> str:
     """Plan a data set whose annotations fail the job: planning ends (or the job would never
     be finalized), and the finalizer makes it failed. Its error."""
-    from worker.runner import advance
+    from worker.jobs.runner import advance
 
     job_id = rt.dataset_job(dataset)
     rt.plan(job_id)

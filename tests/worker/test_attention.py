@@ -13,8 +13,8 @@ from torch import nn
 from transformers import ViTConfig, ViTForImageClassification
 
 from shared.errors import UnsupportedModelError
-from worker.engine import Engine
-from worker.programs import load_program
+from worker.engine.core import Engine
+from worker.models.programs import load_program
 
 METHODS = ("attention_rollout", "attention_gradcam")
 

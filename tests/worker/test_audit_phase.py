@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 from runtime_testing import TENANT
 
-from shared.keys import JobKeys
 from shared.status import JobStatus
+from shared.storage.keys import JobKeys
 
 ITEMS = 30
 SAMPLE = 20

@@ -11,7 +11,7 @@ from engine_testing import IMAGENET_STD as STD
 from engine_testing import scipy_blur
 
 from shared.errors import InputError
-from worker.baselines import (
+from worker.engine.baselines import (
     BLUR_SIGMA_FRACTION,
     Normalization,
     blurred,

@@ -16,13 +16,13 @@ from PIL import Image
 from torch import nn
 
 from shared.examples import EXAMPLES, get_example
-from shared.methods import method_spec
-from shared.modelspec import parse_model_spec
-from worker.builtin import BUILTIN_MODELS, EFFICIENTNET_LITE0_SPEC, imagenet_class_names
-from worker.builtin import efficientnet_lite0 as lite0
-from worker.engine import Engine
-from worker.input_dependence import NO_INPUT_DEPENDENCE
-from worker.models import build_model, preprocess_image
+from shared.spec.methods import method_spec
+from shared.spec.model import parse_model_spec
+from worker.engine.core import Engine
+from worker.engine.input_dependence import NO_INPUT_DEPENDENCE
+from worker.models.build import build_model, preprocess_image
+from worker.models.builtin import BUILTIN_MODELS, EFFICIENTNET_LITE0_SPEC, imagenet_class_names
+from worker.models.builtin import efficientnet_lite0 as lite0
 
 METHODS = ("gradient", "guided_backprop", "deconvnet")
 CATS = range(281, 286)  # tabby, tiger cat, Persian cat, Siamese cat, Egyptian cat
@@ -126,7 +126,7 @@ def relative_difference(a: np.ndarray, b: np.ndarray) -> float:
 def test_the_declaration_and_the_examples_import_without_torch():
     # The Celery parent imports BUILTIN_MODELS and the API serves the examples: neither may
     # pull in torch (nor scikit-image or PIL, for the examples).
-    code = ("import sys, worker.builtin, shared.examples; "
+    code = ("import sys, worker.models.builtin, shared.examples; "
             "bad = {'torch', 'timm', 'skimage', 'scipy'} & set(sys.modules); "
             "sys.exit(sorted(bad) or 0)")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -13,8 +13,8 @@ import pytest
 import webdataset as wds
 from e2e.helpers import image_bytes
 
-from shared.file_storage import FileStorage
-from shared.keys import JobKeys
+from shared.storage.file import FileStorage
+from shared.storage.keys import JobKeys
 
 READS = ("get", "get_range", "get_tail", "reader", "list", "exists")
 
@@ -147,7 +147,7 @@ def test_a_chunk_of_large_inputs_is_read_in_slices(runtime, reads, monkeypatch):
     job_id = rt.dataset_job({"webdataset": (rt.root / "big.tar").as_uri()}, target="label")
     rt.plan(job_id)
     spans = [s.part.span for s in rt.ctx.layout(rt.ctx.jobs.get(job_id)).inputs(0, 4)]
-    monkeypatch.setattr("worker.inputs.READ_BYTES", max(b - a for a, b in spans) * 2)
+    monkeypatch.setattr("worker.jobs.inputs.READ_BYTES", max(b - a for a, b in spans) * 2)
     reads.clear()
     rt.run_chunks(job_id)
     assert reads == {"get_range": 2}  # the chunk (0, 4) in two slices of two samples
@@ -193,9 +193,9 @@ def test_class_label_names_are_matched_to_the_models_class_names(runtime, tiny_s
     numbering, which differs from the model's here."""
     from runtime_testing import TENANT
 
-    from shared.modelspec import parse_model_spec
-    from shared.registry import register_model
-    from worker.engines import validate_model
+    from shared.models.registry import register_model
+    from shared.spec.model import parse_model_spec
+    from worker.jobs.models import validate_model
 
     rt = runtime
     names = ["cat", "dog", "cow", "pig", "hen", "fox", "eel", "ant", "bee", "yak"]

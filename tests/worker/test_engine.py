@@ -12,9 +12,9 @@ from torch import nn
 from toy_patterns import TinyCNN
 
 from shared.errors import SpecError, UnsupportedModelError
-from shared.methods import MethodSpec, method_spec
-from shared.targets import ClassTarget, LayerTarget, TopKTarget
-from worker.engine import Engine
+from shared.spec.methods import MethodSpec, method_spec
+from shared.spec.targets import ClassTarget, LayerTarget, TopKTarget
+from worker.engine.core import Engine
 
 # --- Captum 0.9 where Captum is right -----------------------------------------------------------
 

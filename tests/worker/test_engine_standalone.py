@@ -19,27 +19,27 @@ ROOT = Path(__file__).resolve().parents[2]
 
 #: The project modules (and everything under them) the engine may import.
 ENGINE_MAY_IMPORT = (
-    "worker.attention",
-    "worker.baselines",
-    "worker.call",
-    "worker.engine",
-    "worker.gated_units",
-    "worker.input_dependence",
-    "worker.layers",
-    "worker.layouts",
-    "worker.membudget",
-    "worker.methods",
-    "worker.passes",
-    "worker.relu_override",
-    "worker.targets",
-    "worker.tokens",
+    "worker.engine.attention",
+    "worker.engine.baselines",
+    "worker.engine.call",
+    "worker.engine.core",
+    "worker.engine.gated_units",
+    "worker.engine.input_dependence",
+    "worker.engine.layers",
+    "worker.engine.layouts",
+    "worker.engine.memory",
+    "worker.engine.methods",
+    "worker.engine.passes",
+    "worker.engine.overrides",
+    "worker.engine.targets",
+    "worker.engine.tokens",
     "shared.errors",
-    "shared.inputs",
+    "shared.spec.inputs",
     "shared.jsonio",
-    "shared.layers",
-    "shared.methods",
+    "shared.spec.layers",
+    "shared.spec.methods",
     "shared.seeds",
-    "shared.targets",
+    "shared.spec.targets",
 )
 #: Libraries of the service around the engine, never needed to compute a map.
 SERVICE_LIBRARIES = ("celery", "redis", "boto3", "botocore", "flask", "api")
@@ -70,7 +70,7 @@ PROGRAM = textwrap.dedent('''
 
     sys.meta_path.insert(0, Refuse())
     try:
-        import worker.runner  # noqa: F401
+        import worker.jobs.runner  # noqa: F401
     except ImportError:
         pass
     else:
@@ -80,8 +80,8 @@ PROGRAM = textwrap.dedent('''
     import torch
     from torch import nn
 
-    from shared.targets import ClassTarget
-    from worker.engine import Engine
+    from shared.spec.targets import ClassTarget
+    from worker.engine.core import Engine
 
     class Rule(torch.autograd.Function):
         """ReLU whose backward is one of the three rules, written out from the papers."""

@@ -12,13 +12,13 @@ import pytest
 from e2e.helpers import image_bytes
 from runtime_testing import TENANT
 
-from shared.chunks import Fenced
-from shared.jobschema import RecordKeys
-from shared.keys import JobKeys
+from shared.state.chunks import Fenced
+from shared.state.jobschema import RecordKeys
 from shared.status import JobStatus
-from worker.finalizing import Finalizing, finalizer_steps
+from shared.storage.keys import JobKeys
+from worker.jobs.finalizing import Finalizing, finalizer_steps
+from worker.jobs.runner import finalize
 from worker.kinds import KINDS
-from worker.runner import finalize
 
 ITEMS = 7  # the last one missing: it fails, with one row of its own
 
@@ -99,7 +99,7 @@ def test_a_finalizer_out_of_time_hands_over_to_a_fresh_task_that_resumes(runtime
     finalizer task and stops; called again and again (as those tasks would be), the job ends
     as one uninterrupted finalizer would have ended it."""
     from shared.taskqueue import CONTROL_QUEUE
-    from worker.runner import advance
+    from worker.jobs.runner import advance
 
     rt = runtime
     rt.configure(results_part_rows=2)

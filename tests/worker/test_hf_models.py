@@ -17,14 +17,14 @@ import torch
 from hf_bundles import CLASSES, save, tiny_model, zipped
 from PIL import Image
 
-from shared.bundles import read_bundle
 from shared.errors import InputError, UnsupportedModelError
-from shared.hfconfig import MODEL_TYPES, spec_from_bundle
-from shared.modelspec import parse_model_spec
-from shared.targets import ClassTarget
-from worker.engine import Engine
-from worker.hf_models import HFClassifier
-from worker.models import build_model, preprocess_image
+from shared.models.bundles import read_bundle
+from shared.models.hfconfig import MODEL_TYPES, spec_from_bundle
+from shared.spec.model import parse_model_spec
+from shared.spec.targets import ClassTarget
+from worker.engine.core import Engine
+from worker.models.build import build_model, preprocess_image
+from worker.models.hugging_face import HFClassifier
 
 LIMIT = 1 << 30
 

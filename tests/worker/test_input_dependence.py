@@ -6,9 +6,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from shared.targets import ClassTarget
-from worker.engine import Engine
-from worker.input_dependence import NO_INPUT_DEPENDENCE, deconvnet_depends_on_input
+from shared.spec.targets import ClassTarget
+from worker.engine.core import Engine
+from worker.engine.input_dependence import NO_INPUT_DEPENDENCE, deconvnet_depends_on_input
 
 
 def conv_relu_avgpool() -> nn.Module:

@@ -1,4 +1,4 @@
-"""The two layouts of a job's items (`shared.itemlayout`) on a real Redis and local storage:
+"""The two layouts of a job's items (`shared.state.itemlayout`) on a real Redis and local storage:
 both read inputs, one record, a page and every record in order alike, the items a cancelled
 job never ran made in one place, which `/items` and the results file then agree on."""
 
@@ -12,14 +12,14 @@ import pytest
 from e2e.helpers import image_bytes
 from runtime_testing import TENANT
 
-from shared.itemlayout import PlannedItems, RedisItems
-from shared.jobs import NewJob
-from shared.jobschema import ChunkStatus
-from shared.keys import JobKeys
-from shared.records import InputSource
-from shared.specs import job_spec_from_json
+from shared.results.records import InputSource
+from shared.spec.job import job_spec_from_json
+from shared.state.itemlayout import PlannedItems, RedisItems
+from shared.state.jobs import NewJob
+from shared.state.jobschema import ChunkStatus
 from shared.status import ItemStatus, JobStatus
-from worker import runner
+from shared.storage.keys import JobKeys
+from worker.jobs import runner
 
 ITEMS = 6  # the runtime's chunks hold 4: one chunk runs, the rest never does
 UNRUN = "not run: the job ended first"

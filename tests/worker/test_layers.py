@@ -9,11 +9,11 @@ from small_transformers import SIDE, hf_vit, images, timm_model
 from torch import nn
 
 from shared.errors import SpecError, UnsupportedModelError
-from shared.layers import NCHW, NHWC, TOKENS, Layout
-from shared.methods import MethodSpec, method_spec
-from shared.targets import PREDICTED
-from worker.engine import Engine
-from worker.feature_maps import layer_shapes
+from shared.spec.layers import NCHW, NHWC, TOKENS, Layout
+from shared.spec.methods import MethodSpec, method_spec
+from shared.spec.targets import PREDICTED
+from worker.engine.core import Engine
+from worker.kinds.top_activations.feature_maps import layer_shapes
 
 
 def image(side: int) -> torch.Tensor:
@@ -238,7 +238,7 @@ HF_DEFAULTS = {
 def test_transformers_bundle_models_get_their_default_layer_never_the_embeddings(model_type):
     from hf_bundles import tiny_model
 
-    from worker.hf_models import HFClassifier
+    from worker.models.hugging_face import HFClassifier
 
     layer, layout = HF_DEFAULTS[model_type]
     layers = Engine(HFClassifier(tiny_model(model_type))).layers(image(32))

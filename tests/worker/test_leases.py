@@ -8,13 +8,13 @@ import uuid
 import redis
 from waiting import wait_until
 
-from shared.chunks import Chunks
-from shared.jobs import NewJob
-from shared.jobstore import JobStore
-from shared.records import InputSource
-from shared.specs import parse_job_spec
+from shared.results.records import InputSource
+from shared.spec.job import parse_job_spec
+from shared.state.chunks import Chunks
+from shared.state.jobs import NewJob
+from shared.state.jobstore import JobStore
 from shared.taskqueue import chunk_ranges
-from worker.leases import LeaseKeeper
+from worker.jobs.leases import LeaseKeeper
 
 LEASE_S = 1  # renewed every half second (the keeper's shortest period)
 

@@ -10,12 +10,12 @@ import torch.nn.functional as F
 from engine_testing import seeded_architecture
 from torch import nn
 
-from shared.builtin_models import EFFICIENTNET_LITE0_SPEC
-from shared.layers import ModelLayers
-from shared.modelstore import ModelRecord
-from shared.top_activations_spec import default_projection
-from worker.feature_maps import model_layers
-from worker.max_pooling import max_pool_before
+from shared.models.builtin import EFFICIENTNET_LITE0_SPEC
+from shared.spec.layers import ModelLayers
+from shared.spec.top_activations import default_projection
+from shared.state.modelstore import ModelRecord
+from worker.engine.max_pooling import max_pool_before
+from worker.kinds.top_activations.feature_maps import model_layers
 
 
 def vgg_style() -> nn.Module:
@@ -81,7 +81,7 @@ def test_functional_calls_and_ops_count_as_modules_do():
     lambda x: F.max_pool3d(x[None], (1, 2, 2)),
 ])
 def test_every_kind_of_max_pooling_is_found(pool):
-    from worker.max_pooling import is_max_pool, pooled_nodes
+    from worker.engine.max_pooling import is_max_pool, pooled_nodes
 
     x = torch.randn(1, 2, 8, 8, requires_grad=True)
     out = pool(x) * 2
@@ -160,7 +160,7 @@ def test_the_record_keeps_it_per_layer_and_an_old_record_reads_as_not_known():
 
 
 def test_a_record_of_before_layouts_has_no_layers(tmp_path):
-    from shared.modelspec import parse_model_spec
+    from shared.spec.model import parse_model_spec
 
     spec = parse_model_spec({"name": "m", "architecture": "resnet18", "num_classes": 10})
     record = ModelRecord(spec, "safetensors", "k", "0" * 64, 1, "t", False)

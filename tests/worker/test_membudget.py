@@ -17,10 +17,10 @@ import torch
 from torch import nn
 
 from shared.errors import TooLargeError
-from shared.methods import method_spec
-from shared.targets import ClassTarget
-from worker.engine import Engine
-from worker.membudget import SAFETY, budget_bytes, in_micro_batches, measure_footprint
+from shared.spec.methods import method_spec
+from shared.spec.targets import ClassTarget
+from worker.engine.core import Engine
+from worker.engine.memory import SAFETY, budget_bytes, in_micro_batches, measure_footprint
 
 
 def test_the_footprint_counts_what_autograd_saves_once_per_storage():

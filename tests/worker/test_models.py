@@ -15,11 +15,11 @@ from safetensors.torch import save_file
 from toy_patterns import TinyCNN
 
 from shared.errors import InputError
-from shared.modelspec import ModelSpec, Preprocessing
-from shared.targets import ClassTarget
-from worker.engine import Engine
-from worker.model_cache import ModelCache
-from worker.models import build_model, display_image, preprocess_image, read_state_dict
+from shared.spec.model import ModelSpec, Preprocessing
+from shared.spec.targets import ClassTarget
+from worker.engine.core import Engine
+from worker.jobs.model_cache import ModelCache
+from worker.models.build import build_model, display_image, preprocess_image, read_state_dict
 
 SPEC = ModelSpec(name="r18", num_classes=4, architecture="resnet18")
 

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import pytest
 
-from shared.chunks import Segment
-from shared.jobs import NewJob
-from shared.jobschema import ChunkStatus, ready_key
-from shared.records import InputSource
+from shared.results.records import InputSource
 from shared.settings import Settings
-from shared.specs import parse_job_spec
+from shared.spec.job import parse_job_spec
+from shared.state.chunks import Segment
+from shared.state.jobs import NewJob
+from shared.state.jobschema import ChunkStatus, ready_key
 from shared.taskqueue import chunk_ranges
-from worker.context import ControlContext
-from worker.phases import start_phase
+from worker.jobs.context import ControlContext
+from worker.jobs.phases import start_phase
 
 
 @pytest.fixture

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from runtime_testing import TENANT
 
-from shared.jobschema import queued_key
-from shared.keys import JobKeys
+from shared.state.jobschema import queued_key
 from shared.status import JobStatus
+from shared.storage.keys import JobKeys
 
 
 def test_a_manifest_line_past_the_cap_fails_its_item_alone(runtime):
@@ -52,7 +52,7 @@ def _results(rt, job_id: str) -> list[dict]:
 
 
 def test_a_data_set_larger_than_the_quota_fails_as_soon_as_planning_sees_it(runtime):
-    from worker.runner import advance
+    from worker.jobs.runner import advance
 
     rt = runtime
     rt.configure(max_queued_items=5)
@@ -78,7 +78,7 @@ def test_a_data_set_that_does_not_fit_beside_the_tenants_queued_items_fails(
         runtime, items, seen):
     """Another job's 6 items are queued, the quota is 10: planning stops at the first chunk
     past it, or the last one is caught when planning ends."""
-    from worker.runner import advance
+    from worker.jobs.runner import advance
 
     rt = runtime
     rt.configure(max_queued_items=10)
@@ -110,7 +110,7 @@ def test_a_data_set_that_fits_the_quota_is_counted_and_released(runtime):
 
 def test_a_data_set_gone_before_planning_fails_the_job_and_ends_its_planning(runtime):
     """Its planner's error must end planning too: a job left `planning` is never finalized."""
-    from worker.runner import advance
+    from worker.jobs.runner import advance
 
     rt = runtime
     manifest = rt.manifest("gone.jsonl", [{"uri": "a.png"}])
@@ -127,7 +127,7 @@ def test_a_data_set_gone_before_planning_fails_the_job_and_ends_its_planning(run
 def test_a_planning_that_kept_dying_fails_the_job_and_ends_its_planning(runtime):
     """Planners that died `SALIENCY_MAX_ATTEMPTS` times left chunks half planned; the next
     one gives up: the job ends `failed` with the reason, nothing of the dead planners kept."""
-    from worker.runner import advance
+    from worker.jobs.runner import advance
 
     rt = runtime
     rt.configure(max_attempts=2)
@@ -150,7 +150,7 @@ def test_a_planning_that_kept_dying_fails_the_job_and_ends_its_planning(runtime)
 
 def test_a_job_cancelled_while_it_is_planned_ends_its_planning_and_is_finalized(runtime):
     """The planner stops at the cancellation and ends planning, so its finalizer can run."""
-    from worker.runner import advance
+    from worker.jobs.runner import advance
 
     rt = runtime
     job_id = rt.dataset_job(_images(rt, 8))

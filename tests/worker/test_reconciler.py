@@ -10,17 +10,17 @@ import uuid
 
 import pytest
 
-from shared.jobs import NewJob
-from shared.jobschema import ChunkStatus, RecordKeys
-from shared.jobschema import JobField as F
-from shared.records import InputSource
-from shared.redisio import now_ms
+from shared.results.records import InputSource
 from shared.settings import Settings
-from shared.specs import job_spec_from_json, parse_job_spec
+from shared.spec.job import job_spec_from_json, parse_job_spec
+from shared.state.jobs import NewJob
+from shared.state.jobschema import ChunkStatus, RecordKeys
+from shared.state.jobschema import JobField as F
+from shared.state.redisio import now_ms
 from shared.status import JobStatus
 from shared.taskqueue import CONTROL_QUEUE, NEXT_PHASE, PLAN, chunk_ranges
-from worker.context import ControlContext
-from worker.reconciler import reconcile
+from worker.jobs.context import ControlContext
+from worker.jobs.reconciler import reconcile
 
 LEASE_S, STALL_S, MAX_ATTEMPTS = 30, 60, 2
 

@@ -34,8 +34,8 @@ def test_a_reconciler_pass_never_imports_torch(redis_server, tmp_path):
     code = f"""
 import sys
 from shared.settings import Settings
-from worker.context import ControlContext
-from worker.reconciler import reconcile
+from worker.jobs.context import ControlContext
+from worker.jobs.reconciler import reconcile
 from worker.celery_app import make_celery
 settings = Settings(redis_url="{redis_server}/14", storage_url="{tmp_path.as_uri()}",
                     builtin_models=False)

@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from timm.layers.activations import GELUTanh
 from torch import nn
 
-from worker.gated_units import QuickGELU, catch_written_out_units
-from worker.methods import get_rule
-from worker.relu_override import (
+from worker.engine.gated_units import QuickGELU, catch_written_out_units
+from worker.engine.methods import get_rule
+from worker.engine.overrides import (
     GateUse,
     RuleSwitch,
     count_rectifiers,

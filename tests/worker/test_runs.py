@@ -10,15 +10,15 @@ import pytest
 import redis
 from e2e.helpers import image_bytes
 
-from shared.jobschema import RecordKeys
-from shared.keys import JobKeys
-from shared.layers import NCHW, Layout
-from shared.modelspec import parse_model_spec
-from shared.modelstore import ModelStatus
-from shared.records import InputSource
-from shared.registry import register_model
+from shared.models.registry import register_model
+from shared.results.records import InputSource
 from shared.settings import Settings
+from shared.spec.layers import NCHW, Layout
+from shared.spec.model import parse_model_spec
+from shared.state.jobschema import RecordKeys
+from shared.state.modelstore import ModelStatus
 from shared.status import ItemStatus, JobStatus
+from shared.storage.keys import JobKeys
 from shared.taskqueue import chunk_ranges
 
 
@@ -26,8 +26,8 @@ from shared.taskqueue import chunk_ranges
 def validated(redis_server, tmp_path_factory, tiny_weights, tiny_spec):
     """The tiny model registered and validated once for the module: the settings, and the
     Redis keys that holds, dumped (each test starts from them)."""
-    from worker.context import WorkerContext
-    from worker.engines import validate_model
+    from worker.jobs.context import WorkerContext
+    from worker.jobs.models import validate_model
 
     tmp = tmp_path_factory.mktemp("runs")
     settings = Settings(redis_url=f"{redis_server}/6", storage_url=(tmp / "s").as_uri(),
@@ -47,7 +47,7 @@ def validated(redis_server, tmp_path_factory, tiny_weights, tiny_spec):
 @pytest.fixture
 def ctx(validated):
     """A worker's context on a database holding only the validated model."""
-    from worker.context import WorkerContext
+    from worker.jobs.context import WorkerContext
 
     settings, keys = validated
     raw = redis.Redis.from_url(settings.redis_url)
@@ -71,8 +71,8 @@ def test_validation_records_every_module_its_layout_and_the_default_layer(ctx, t
 
 
 def _job(ctx, n: int = 5, size: int = 8) -> str:
-    from shared.jobs import NewJob
-    from shared.specs import parse_job_spec
+    from shared.spec.job import parse_job_spec
+    from shared.state.jobs import NewJob
 
     job_id = uuid.uuid4().hex
     keys = JobKeys("t", job_id)
@@ -91,7 +91,7 @@ def _job(ctx, n: int = 5, size: int = 8) -> str:
 
 
 def _finish(ctx, job_id: str) -> None:
-    from worker.runner import advance
+    from worker.jobs.runner import advance
 
     advance(ctx, job_id)
 
@@ -99,7 +99,7 @@ def _finish(ctx, job_id: str) -> None:
 def test_a_run_out_of_time_continues_in_a_split_chunk_and_nothing_is_redone(ctx):
     from dataclasses import replace
 
-    from worker import runner
+    from worker.jobs import runner
 
     job_id = _job(ctx, 5)
     settings = ctx.settings
@@ -120,9 +120,9 @@ def test_a_run_out_of_time_continues_in_a_split_chunk_and_nothing_is_redone(ctx)
 
 
 def test_a_run_whose_lease_was_taken_over_publishes_nothing(ctx):
-    from shared.chunks import Fenced
-    from worker.attribution.chunk import run_attribution
-    from worker.leases import LeaseKeeper
+    from shared.state.chunks import Fenced
+    from worker.jobs.leases import LeaseKeeper
+    from worker.kinds.attribution.chunk import run_attribution
 
     job_id = _job(ctx, 2)
     lease = ctx.chunks.acquire(job_id, 0, "w1", 5)
@@ -137,7 +137,7 @@ def test_a_run_whose_lease_was_taken_over_publishes_nothing(ctx):
 
 
 def test_an_item_tried_too_often_fails_alone(ctx):
-    from worker import runner
+    from worker.jobs import runner
 
     job_id = _job(ctx, 3)
     limit = ctx.settings.max_attempts
@@ -151,7 +151,7 @@ def test_an_item_tried_too_often_fails_alone(ctx):
 
 
 def test_a_job_cancelled_before_its_run_runs_nothing_and_lists_its_items_cancelled(ctx):
-    from worker import runner
+    from worker.jobs import runner
 
     job_id = _job(ctx, 2)
     assert ctx.jobs.request_final(job_id, JobStatus.CANCELLED, "cancelled by the client")
@@ -169,7 +169,7 @@ def test_a_job_cancelled_before_its_run_runs_nothing_and_lists_its_items_cancell
 
 
 def test_chunks_run_apart_and_the_last_one_starts_the_finalizer(ctx):
-    from worker import runner
+    from worker.jobs import runner
 
     job_id = _job(ctx, 5, size=2)
     for start in (4, 0):
@@ -189,8 +189,8 @@ def test_chunks_run_apart_and_the_last_one_starts_the_finalizer(ctx):
 
 
 def test_the_reconciler_requeues_a_chunk_whose_worker_was_lost(ctx):
-    from worker import runner
-    from worker.reconciler import reconcile
+    from worker.jobs import runner
+    from worker.jobs.reconciler import reconcile
 
     job_id = _job(ctx, 2)
     lease = ctx.chunks.acquire(job_id, 0, "lost-worker", 5)

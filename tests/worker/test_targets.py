@@ -11,8 +11,8 @@ from small_transformers import images, timm_model
 from torch import nn
 
 from shared.errors import TargetError
-from shared.targets import PREDICTED, ClassTarget, LayerTarget, TopKTarget
-from worker.engine import Engine
+from shared.spec.targets import PREDICTED, ClassTarget, LayerTarget, TopKTarget
+from worker.engine.core import Engine
 
 TOL = {"rtol": 1e-4, "atol": 1e-6}
 

@@ -11,9 +11,9 @@ from engine_testing import METHODS, hook_count
 from toy_patterns import TinyCNN
 
 from shared.errors import TargetError, UnsupportedModelError
-from shared.methods import method_spec
-from shared.targets import PREDICTED, LayerTarget, TopKTarget
-from worker.engine import Engine
+from shared.spec.methods import method_spec
+from shared.spec.targets import PREDICTED, LayerTarget, TopKTarget
+from worker.engine.core import Engine
 
 
 def _values(result):

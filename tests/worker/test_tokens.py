@@ -8,7 +8,7 @@ from small_transformers import SIDE, hf_vit, timm_model
 from torch import nn
 
 from shared.errors import UnsupportedModelError
-from worker.tokens import (
+from worker.engine.tokens import (
     TokenGrid,
     declared_grid,
     declared_patch,

@@ -7,8 +7,8 @@ import pytest
 from engine_testing import METHODS
 from toy_patterns import BOX, TEST_SEED, accuracy, box_fraction, make_dataset
 
-from shared.render import reduce_channels
-from worker.engine import Engine
+from shared.media.render import reduce_channels
+from worker.engine.core import Engine
 
 
 def test_the_data_set_is_deterministic():

@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 from runtime_testing import TENANT
 
-from shared.keys import JobKeys
 from shared.status import JobStatus
-from worker import runner
+from shared.storage.keys import JobKeys
+from worker.jobs import runner
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 STEPS = 24  # the tail of final_mean: ceil(5 % of 24) = 2 steps

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from runtime_testing import TENANT
 
-from shared.keys import JobKeys
-from worker import runner
+from shared.storage.keys import JobKeys
+from worker.jobs import runner
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 STEPS, EVERY = 24, 4
@@ -26,8 +26,8 @@ STEP_S, LIMIT_S = 0.3, 1  # half the limit is used: two calls of EVERY steps, th
 @pytest.fixture
 def stepping_clock(monkeypatch):
     """The visualization tasks' clock, moved `STEP_S` by each call of the optimization."""
-    import worker.visualize_job as visualize_job
-    from worker.visualize import VisualizationRun
+    import worker.kinds.visualize.job as visualize_job
+    from worker.kinds.visualize import VisualizationRun
 
     now = [0.0]
     step = VisualizationRun.step

@@ -1,4 +1,4 @@
-"""A webhook delivery's connection (`worker.webhooks.post`) against real local servers: it
+"""A webhook delivery's connection (`worker.jobs.webhooks.post`) against real local servers: it
 goes to the address the SSRF rules checked, and over HTTPS the certificate is verified
 against the URL's host name with the CAs of `SALIENCY_WEBHOOK_CA_FILE` (the system's when
 unset). The certificates come from a CA the test makes (`faults.tls`)."""
@@ -14,7 +14,7 @@ import pytest
 from faults.tls import Tls, make_tls
 
 from shared.settings import Settings
-from worker.webhooks import post
+from worker.jobs.webhooks import post
 
 HEADERS = {"content-type": "application/json", "webhook-id": "msg_test"}
 

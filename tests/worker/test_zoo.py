@@ -20,8 +20,8 @@ import torch
 from attribution_refs import cosine, reference_maps
 from engine_testing import METHODS, ZOO_CLASSES, seeded_architecture
 
-from shared.targets import ClassTarget
-from worker.engine import Engine
+from shared.spec.targets import ClassTarget
+from worker.engine.core import Engine
 
 ZOO = {  # architecture: input side (Inception-v3 needs at least 75 pixels)
     "resnet18": 64,

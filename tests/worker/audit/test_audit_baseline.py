@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from worker.audit.baseline import baseline_metrics, centre_gaussian
-from worker.audit.metrics import item_metrics
+from worker.kinds.attribution.audit.baseline import baseline_metrics, centre_gaussian
+from worker.kinds.attribution.audit.metrics import item_metrics
 
 
 @pytest.mark.parametrize("side", [32, 63, 224])

@@ -15,7 +15,7 @@ from sklearn.metrics import adjusted_rand_score
 from demo.confounder import data
 from demo.confounder import model as demo_model
 from demo.confounder.audit import audit
-from worker.models import build_model
+from worker.models.build import build_model
 
 SIZE = 32
 SEED = 0
@@ -132,7 +132,7 @@ def test_the_vit_is_saved_as_a_bundle_the_service_builds_with_equal_logits(tmp_p
     import torch
 
     from demo.confounder import vit
-    from shared.modelspec import parse_model_spec
+    from shared.spec.model import parse_model_spec
 
     torch.manual_seed(SEED)
     model = vit.new_model(SIZE).eval()

@@ -7,9 +7,13 @@ import pytest
 import torch
 from torch import nn
 
-from shared.targets import ClassTarget
-from worker.audit.dependence import MIN_SAME_CLASS_PAIRS, input_dependence, probe_structure
-from worker.engine import Engine
+from shared.spec.targets import ClassTarget
+from worker.engine.core import Engine
+from worker.kinds.attribution.audit.dependence import (
+    MIN_SAME_CLASS_PAIRS,
+    input_dependence,
+    probe_structure,
+)
 
 
 def test_identical_maps_earn_the_measured_warning():

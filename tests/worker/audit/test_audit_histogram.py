@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from worker.audit.report import HISTOGRAM_BINS, SUMMARISED, ReportBuilder, summary
+from worker.kinds.attribution.audit.report import HISTOGRAM_BINS, SUMMARISED, ReportBuilder, summary
 
 EDGES = [i / 20 for i in range(21)]
 

@@ -5,8 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from worker.audit.metrics import METRICS, border_width, gini, item_metrics, pointing_tolerance
-from worker.audit.regions import Region
+from worker.kinds.attribution.audit.metrics import (
+    METRICS,
+    border_width,
+    gini,
+    item_metrics,
+    pointing_tolerance,
+)
+from worker.kinds.attribution.audit.regions import Region
 
 
 def box_mask(side: int, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:

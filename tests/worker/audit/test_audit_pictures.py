@@ -8,10 +8,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from shared.renderings import Rendering
-from worker.audit.pictures import MEAN_MAP_SCALE, OUTLINE_RGB, mean_map_png, outline
-from worker.audit.pictures import suspect_overlay_png as overlay
-from worker.audit.regions import Region
+from shared.media.renderings import Rendering
+from worker.kinds.attribution.audit.pictures import (
+    MEAN_MAP_SCALE,
+    OUTLINE_RGB,
+    mean_map_png,
+    outline,
+)
+from worker.kinds.attribution.audit.pictures import suspect_overlay_png as overlay
+from worker.kinds.attribution.audit.regions import Region
 
 
 def decode(png: bytes) -> np.ndarray:

@@ -11,9 +11,9 @@ from PIL import Image, ImageDraw
 from torchvision.transforms.v2 import functional as TF
 
 from shared.errors import InputError
-from shared.modelspec import Preprocessing
-from worker.audit.regions import Region, box_to_input, mask_to_input, resized_size
-from worker.models import preprocess_image
+from shared.spec.model import Preprocessing
+from worker.kinds.attribution.audit.regions import Region, box_to_input, mask_to_input, resized_size
+from worker.models.build import preprocess_image
 
 # Plain [0, 1] pixels out of preprocess_image: the normalization is the identity.
 PLAIN = {"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)}
@@ -148,8 +148,8 @@ def test_a_mask_of_the_wrong_rank_is_an_input_error():
 def test_an_annotations_boxes_of_a_class_cover_what_preprocess_image_puts_them_in():
     """The union of the class's boxes, each placed as `box_to_input` places one; the other
     class's box is not the object."""
-    from shared.annotations import ImageObjects
-    from worker.audit.regions import objects_to_input
+    from shared.spec.annotations import ImageObjects
+    from worker.kinds.attribution.audit.regions import objects_to_input
 
     width, height, prep = 160, 120, Preprocessing(input_size=48, resize=56, **PLAIN)
     boxes = ((20, 10, 60, 50), (90, 60, 150, 110))
@@ -168,8 +168,8 @@ def test_an_annotations_boxes_of_a_class_cover_what_preprocess_image_puts_them_i
 def test_an_annotations_mask_of_a_class_is_placed_as_a_mask_is():
     from pycocotools import mask as coco_mask
 
-    from shared.annotations import ImageObjects
-    from worker.audit.regions import objects_to_input
+    from shared.spec.annotations import ImageObjects
+    from worker.kinds.attribution.audit.regions import objects_to_input
 
     width, height, prep = 90, 160, Preprocessing(input_size=32, resize=40, **PLAIN)
     mask = disc(width, height, 40, 90, 25)
@@ -180,8 +180,8 @@ def test_an_annotations_mask_of_a_class_is_placed_as_a_mask_is():
 
 
 def test_an_annotation_without_the_items_object_says_why():
-    from shared.annotations import ImageObjects
-    from worker.audit.regions import objects_to_input
+    from shared.spec.annotations import ImageObjects
+    from worker.kinds.attribution.audit.regions import objects_to_input
 
     prep, size = Preprocessing(32, 32), (100, 100)
     annotated = ImageObjects("s3://b/a.xml", size, boxes={3: ((200, 0, 250, 10),)})

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from worker.audit.baseline import baseline_metrics
-from worker.audit.dependence import InputDependence
-from worker.audit.report import SUSPECTS, ReportBuilder
-from worker.audit.sanity import SanityResult, Verdict
-from worker.audit.spray import Cluster, Clustering
-from worker.audit.suspects import SUSPECT_AT
+from worker.kinds.attribution.audit.baseline import baseline_metrics
+from worker.kinds.attribution.audit.dependence import InputDependence
+from worker.kinds.attribution.audit.report import SUSPECTS, ReportBuilder
+from worker.kinds.attribution.audit.sanity import SanityResult, Verdict
+from worker.kinds.attribution.audit.spray import Cluster, Clustering
+from worker.kinds.attribution.audit.suspects import SUSPECT_AT
 
 SIDE = 32
 NAMES = ("cat", "dog", "cow")

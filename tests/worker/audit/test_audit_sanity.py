@@ -10,8 +10,8 @@ from PIL import Image
 from torch import nn
 
 from shared.examples import EXAMPLES
-from shared.modelspec import Preprocessing
-from worker.audit.sanity import (
+from shared.spec.model import Preprocessing
+from worker.kinds.attribution.audit.sanity import (
     FAILS_AT,
     WEAK_AT,
     forward_order,
@@ -20,7 +20,7 @@ from worker.audit.sanity import (
     sanity_check,
     verdict,
 )
-from worker.models import preprocess_image
+from worker.models.build import preprocess_image
 
 METHODS = ("gradient", "guided_backprop", "deconvnet")
 RESNET_CASCADE = ["fc", "layer4.1", "layer4.0", "layer3.1", "layer3.0", "layer2.1", "layer2.0",
@@ -163,7 +163,7 @@ def test_methods_keep_their_parameters_so_a_gated_rule_is_checked_on_a_gelu_mode
     import timm
 
     from shared.errors import UnsupportedModelError
-    from shared.methods import method_spec
+    from shared.spec.methods import method_spec
 
     torch.manual_seed(0)
     model = timm.create_model("test_convnext", num_classes=4, ls_init_value=1.0).eval()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from worker.audit.similarity import cosine, spearman, ssim
+from worker.kinds.attribution.audit.similarity import cosine, spearman, ssim
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -7,8 +7,8 @@ import pytest
 from scipy import sparse
 from sklearn.metrics import adjusted_rand_score
 
-from worker.audit import neighbours, spray
-from worker.audit.spray import (
+from worker.kinds.attribution.audit import neighbours, spray
+from worker.kinds.attribution.audit.spray import (
     affinity,
     eigengap,
     sample_order,

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.audit.suspects import (
+from worker.kinds.attribution.audit.suspects import (
     SUSPECT_AT,
     WRONG_WEIGHT,
     border_excess,

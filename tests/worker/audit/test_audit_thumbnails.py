@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from worker.audit.thumbnails import area_resize, thumbnail
+from worker.kinds.attribution.audit.thumbnails import area_resize, thumbnail
 
 
 def relevance(values: np.ndarray) -> np.ndarray:

@@ -6,11 +6,11 @@ import pytest
 import torch
 from engine_testing import seeded_architecture
 
-from shared.modelspec import parse_model_spec
-from worker.builtin import EFFICIENTNET_LITE0_SPEC
-from worker.builtin import efficientnet_lite0 as lite0
-from worker.engine import Engine
-from worker.models import build_model
+from shared.spec.model import parse_model_spec
+from worker.engine.core import Engine
+from worker.models.build import build_model
+from worker.models.builtin import EFFICIENTNET_LITE0_SPEC
+from worker.models.builtin import efficientnet_lite0 as lite0
 
 
 @pytest.fixture(scope="session")

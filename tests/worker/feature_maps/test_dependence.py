@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from engine_testing import seeded_architecture
 
-from shared.modelspec import Preprocessing
-from worker.engine import Engine
-from worker.feature_maps import project, scan_batch
-from worker.feature_maps.dependence import PROBES, alike_warning, probe_units
-from worker.feature_maps.topk import TopActivation
+from shared.spec.model import Preprocessing
+from worker.engine.core import Engine
+from worker.kinds.top_activations.feature_maps import project, scan_batch
+from worker.kinds.top_activations.feature_maps.dependence import PROBES, alike_warning, probe_units
+from worker.kinds.top_activations.feature_maps.topk import TopActivation
 
 PREP = Preprocessing(input_size=32, resize=32)
 METHODS = ["deconvnet", "guided_backprop", "gradient"]
@@ -59,7 +59,7 @@ def test_deconvnet_after_a_max_pooling_is_not_warned_about(resnet18_engine, imag
 
 
 def test_the_same_projection_on_every_image_is_warned_about_and_zero_maps_are_left_out():
-    from worker.feature_maps.projections import Projection
+    from worker.kinds.top_activations.feature_maps.projections import Projection
 
     rng = np.random.default_rng(0)
     picture = rng.normal(size=(3, 8, 8)).astype(np.float32)

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from shared.render import signed_rgb
-from worker.feature_maps import TopActivation, channel_grid, grid_png
-from worker.feature_maps.grid import BACKGROUND, BLOCK_GAP, CELL_GAP, LINE
-from worker.feature_maps.projections import Projection
+from shared.media.render import signed_rgb
+from worker.kinds.top_activations.feature_maps import TopActivation, channel_grid, grid_png
+from worker.kinds.top_activations.feature_maps.grid import BACKGROUND, BLOCK_GAP, CELL_GAP, LINE
+from worker.kinds.top_activations.feature_maps.projections import Projection
 
 
 def projection(index, box, scale, channel=0, size=12):

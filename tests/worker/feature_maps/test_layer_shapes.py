@@ -10,8 +10,8 @@ import torch
 from toy_patterns import TinyCNN
 
 from shared.errors import SpecError
-from shared.top_activations_spec import parse_top_activations
-from worker.feature_maps import layer_shapes
+from shared.spec.top_activations import parse_top_activations
+from worker.kinds.top_activations.feature_maps import layer_shapes
 
 
 def hooked_shapes(model, size):

@@ -10,10 +10,10 @@ from attribution_refs import layer_gradient
 from engine_testing import METHODS
 
 from shared.errors import InputError
-from shared.modelspec import Preprocessing
-from shared.targets import LayerTarget
-from worker.feature_maps import project, receptive_field, scan_batch
-from worker.models import display_image
+from shared.spec.model import Preprocessing
+from shared.spec.targets import LayerTarget
+from worker.kinds.top_activations.feature_maps import project, receptive_field, scan_batch
+from worker.models.build import display_image
 
 LAYER = "layer1.0.conv1"  # 8×8 at 32×32: units see 19×19 patches, smaller at the border
 PREP = Preprocessing(input_size=32, resize=32)

@@ -12,7 +12,11 @@ from torch import nn
 from toy_patterns import TinyCNN
 
 from shared.errors import TargetError, UnsupportedModelError
-from worker.feature_maps import layer_receptive_fields, layer_shapes, receptive_field
+from worker.kinds.top_activations.feature_maps import (
+    layer_receptive_fields,
+    layer_shapes,
+    receptive_field,
+)
 
 from .references import positive_copy, support_boxes
 

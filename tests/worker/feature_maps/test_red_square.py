@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from shared.modelspec import Preprocessing
-from worker.engine import Engine
-from worker.feature_maps import TopK, channel_grid, project, scan
-from worker.feature_maps.grid import BACKGROUND, BLOCK_GAP, CELL_GAP
+from shared.spec.model import Preprocessing
+from worker.engine.core import Engine
+from worker.kinds.top_activations.feature_maps import TopK, channel_grid, project, scan
+from worker.kinds.top_activations.feature_maps.grid import BACKGROUND, BLOCK_GAP, CELL_GAP
 
 SIZE, SIDE, IMAGES, CARRIERS = 32, 5, 40, 9
 PREP = Preprocessing(input_size=SIZE, resize=SIZE, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))

@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from shared.errors import TargetError
-from worker.engine import Engine
-from worker.feature_maps import TopK, scan, scan_batch
+from worker.engine.core import Engine
+from worker.kinds.top_activations.feature_maps import TopK, scan, scan_batch
 
 from .references import brute_force_top, layer_outputs
 

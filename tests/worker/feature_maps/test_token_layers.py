@@ -9,9 +9,9 @@ import pytest
 import torch
 from small_transformers import SIDE, images, timm_model
 
-from shared.modelspec import Preprocessing
-from worker.engine import Engine
-from worker.feature_maps import TopK, project, scan
+from shared.spec.model import Preprocessing
+from worker.engine.core import Engine
+from worker.kinds.top_activations.feature_maps import TopK, project, scan
 
 from .references import brute_force_top, layer_outputs
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker.feature_maps.topk import TopActivation, TopK
+from worker.kinds.top_activations.feature_maps.topk import TopActivation, TopK
 
 CHANNELS = (5, 0, 2)
 

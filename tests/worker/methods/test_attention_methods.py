@@ -20,9 +20,9 @@ from torch import nn
 from transformers import ViTConfig, ViTForImageClassification
 
 from shared.errors import TargetError
-from shared.targets import LayerTarget, TopKTarget
-from worker.engine import Engine
-from worker.methods.token_relevance import NO_CLASS_TOKEN
+from shared.spec.targets import LayerTarget, TopKTarget
+from worker.engine.core import Engine
+from worker.engine.methods.token_relevance import NO_CLASS_TOKEN
 
 SIDE, GRID, CLASSES, K = 64, (4, 4), 5, 3
 METHODS = ("attention_rollout", "attention_gradcam")

@@ -24,11 +24,11 @@ from timm.layers.activations import QuickGELU as TimmQuickGELU
 from torch import nn
 
 from shared.errors import UnsupportedModelError
-from shared.methods import method_spec
-from shared.targets import ClassTarget, TopKTarget
-from worker.engine import Engine
-from worker.gated_units import QuickGELU
-from worker.input_dependence import NO_INPUT_DEPENDENCE
+from shared.spec.methods import method_spec
+from shared.spec.targets import ClassTarget, TopKTarget
+from worker.engine.core import Engine
+from worker.engine.gated_units import QuickGELU
+from worker.engine.input_dependence import NO_INPUT_DEPENDENCE
 
 CLASSES = [1, 3]
 RULE_METHODS = ("guided_backprop", "deconvnet", "guided_gradcam")
@@ -219,8 +219,8 @@ class ExportableUnits(nn.Module):
 
 
 def test_an_exported_programs_aten_units_take_the_gated_rule(tmp_path, no_mode_left):
-    from shared.modelspec import ModelSpec
-    from worker.models import build_model
+    from shared.spec.model import ModelSpec
+    from worker.models.build import build_model
 
     torch.manual_seed(0)
     model, x = ExportableUnits().eval(), _x()

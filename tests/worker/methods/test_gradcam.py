@@ -8,9 +8,9 @@ import torch
 from captum_refs import captum_gradcam, captum_guided_gradcam, relative_error
 
 from shared.errors import SpecError, TargetError
-from shared.methods import method_spec
-from shared.targets import ClassTarget, TopKTarget
-from worker.engine import Engine
+from shared.spec.methods import method_spec
+from shared.spec.targets import ClassTarget, TopKTarget
+from worker.engine.core import Engine
 
 CLASSES = [1, 3]
 

@@ -11,8 +11,8 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from small_transformers import SIDE, hf_vit, images, timm_model
 
-from shared.targets import ClassTarget
-from worker.engine import Engine
+from shared.spec.targets import ClassTarget
+from worker.engine.core import Engine
 
 CLASSES = [1, 3]
 

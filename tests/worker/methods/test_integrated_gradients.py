@@ -10,13 +10,13 @@ from engine_testing import IMAGENET_MEAN as MEAN
 from engine_testing import IMAGENET_STD as STD
 
 from shared.errors import InputError, SpecError
-from shared.inputs import InputRef
-from shared.methods import method_spec
 from shared.seeds import item_seed, method_seed
-from shared.targets import ClassTarget, TopKTarget
-from worker.baselines import blurred
-from worker.engine import Engine
-from worker.methods.integrated_gradients import quadrature
+from shared.spec.inputs import InputRef
+from shared.spec.methods import method_spec
+from shared.spec.targets import ClassTarget, TopKTarget
+from worker.engine.baselines import blurred
+from worker.engine.core import Engine
+from worker.engine.methods.integrated_gradients import quadrature
 
 CLASSES = [1, 3]
 

@@ -12,11 +12,11 @@ from engine_testing import IMAGENET_STD as STD
 from torch import nn
 
 from shared.errors import SpecError
-from shared.methods import method_spec
-from shared.targets import ClassTarget
-from worker.baselines import blurred
-from worker.engine import Engine
-from worker.methods.occlusion import windows
+from shared.spec.methods import method_spec
+from shared.spec.targets import ClassTarget
+from worker.engine.baselines import blurred
+from worker.engine.core import Engine
+from worker.engine.methods.occlusion import windows
 
 CLASSES = [1, 3]
 

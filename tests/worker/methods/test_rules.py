@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from shared.errors import SpecError
-from shared.methods import METHODS
-from worker.methods import REGISTRY, RULES, get_method, get_rule
+from shared.spec.methods import METHODS
+from worker.engine.methods import REGISTRY, RULES, get_method, get_rule
 
 
 def _numpy_rule(name: str, x: np.ndarray, g: np.ndarray, upper: float | None) -> np.ndarray:

@@ -7,10 +7,10 @@ import pytest
 import torch
 from captum_refs import captum_smoothgrad, relative_error
 
-from shared.methods import method_spec
 from shared.seeds import item_seed
-from shared.targets import ClassTarget
-from worker.engine import Engine
+from shared.spec.methods import method_spec
+from shared.spec.targets import ClassTarget
+from worker.engine.core import Engine
 
 CLASSES = [1, 3]
 

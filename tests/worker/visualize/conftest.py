@@ -10,8 +10,8 @@ from PIL import Image
 from visualize_setup import PREP
 
 from shared.examples import EXAMPLES
-from worker.engine import Engine
-from worker.models import preprocess_image
+from worker.engine.core import Engine
+from worker.models.build import preprocess_image
 
 
 @pytest.fixture(scope="session")

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from shared.errors import TargetError
-from shared.inputs import InputRef
-from shared.layers import NCHW, Layout
-from shared.visualize_spec import DreamObjective, InvertObjective
-from worker.visualize.objectives import (
+from shared.spec.inputs import InputRef
+from shared.spec.layers import NCHW, Layout
+from shared.spec.visualize import DreamObjective, InvertObjective
+from worker.kinds.visualize.objectives import (
     ChannelActivation,
     ClassLogit,
     LayerEnergy,

@@ -10,8 +10,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.modelspec import Preprocessing
-from worker.visualize.parametrizations import (
+from shared.spec.model import Preprocessing
+from worker.kinds.visualize.parametrizations import (
     COLOR_SQRT,
     FourierImage,
     Normalization,

@@ -9,17 +9,17 @@ import pytest
 import torch
 from scipy import ndimage
 
-from shared.modelspec import Preprocessing
-from shared.visualize_spec import (
+from shared.spec.model import Preprocessing
+from shared.spec.visualize import (
     AlphaNorm,
     Blur,
     Regularizers,
     TotalVariation,
     parse_visualize_spec,
 )
-from worker.engine import Engine
-from worker.visualize import VisualizationRun
-from worker.visualize.regularizers import (
+from worker.engine.core import Engine
+from worker.kinds.visualize import VisualizationRun
+from worker.kinds.visualize.regularizers import (
     alpha_norm,
     apply_operations,
     gaussian_blur,

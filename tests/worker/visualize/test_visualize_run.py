@@ -15,11 +15,11 @@ from PIL import Image
 from visualize_setup import PREP, SIZE
 
 from shared.errors import TargetError
-from shared.visualize_spec import parse_visualize_spec
-from worker.engine import Engine
-from worker.models import display_image
-from worker.visualize import VisualizationRun
-from worker.visualize.transforms import resize
+from shared.spec.visualize import parse_visualize_spec
+from worker.engine.core import Engine
+from worker.kinds.visualize import VisualizationRun
+from worker.kinds.visualize.transforms import resize
+from worker.models.build import display_image
 
 STILL = {"jitter": None, "scale": None, "rotate": None}
 # The default transformations are meant for 224 px; at 64 px, a milder set (Lucid's).

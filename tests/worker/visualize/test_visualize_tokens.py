@@ -13,9 +13,9 @@ from small_transformers import timm_model
 from visualize_setup import PREP, SIZE
 
 from shared.errors import TargetError
-from shared.visualize_spec import parse_visualize_spec
-from worker.engine import Engine
-from worker.visualize import VisualizationRun
+from shared.spec.visualize import parse_visualize_spec
+from worker.engine.core import Engine
+from worker.kinds.visualize import VisualizationRun
 
 STEPS = 16
 

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.visualize_spec import Regularizers
-from worker.visualize.transforms import Affine, draw, resize, warp
+from shared.spec.visualize import Regularizers
+from worker.kinds.visualize.transforms import Affine, draw, resize, warp
 
 
 @pytest.fixture

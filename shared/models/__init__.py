@@ -1,0 +1,1 @@
+"""Registering a model: built-in models, artifacts and bundles checked without torch."""

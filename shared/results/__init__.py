@@ -1,0 +1,1 @@
+"""What a job leaves behind: item records, the results file, reports, exports."""

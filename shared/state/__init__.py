@@ -1,0 +1,1 @@
+"""What lives in Redis: the job record and its writer, the chunk ledger, the queue."""

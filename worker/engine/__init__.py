@@ -1,0 +1,1 @@
+"""The attribution engine as a library; it imports nothing of the job runtime."""

@@ -1,0 +1,1 @@
+"""The job runtime: runner, leases, plans, phases, reconciler, webhooks, the model cache."""

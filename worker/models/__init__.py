@@ -1,0 +1,1 @@
+"""Building a registered model from its files: torchvision, timm, programs, bundles."""
