@@ -120,8 +120,10 @@ def test_every_block_is_marked():
 
 def test_make_run_is_the_stack_the_blocks_run_against():
     """The blocks run against `python -m devstack`: what `make run` runs once installed."""
-    recipe = subprocess.run(["make", "-n", "-o", STAMP, "run"], cwd=ROOT, capture_output=True,
-                            text=True, check=True).stdout.split()
+    outer = ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")  # set when the suite runs under `make test`
+    env = {k: v for k, v in os.environ.items() if k not in outer}
+    recipe = subprocess.run(["make", "--no-print-directory", "-n", "-o", STAMP, "run"], cwd=ROOT,
+                            capture_output=True, text=True, check=True, env=env).stdout.split()
     assert recipe == [".venv/bin/python", "-m", "devstack"]
 
 
