@@ -8,13 +8,14 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
+import requests
 from PIL import Image
 from saliency_client import AsyncClient, Client, cli
+from waiting import model_ready
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -27,6 +28,7 @@ def _unit_files(out: Path, channel: int, rank: int, method: str) -> list[Path]:
 
 def test_a_folder_is_uploaded_and_each_channel_downloaded(run, api_url, tiny_model,
                                                           image_folder, tmp_path):
+    validated(api_url, tiny_model)
     folder = image_folder(tmp_path / "pictures", {"a": 2, "b": 2})
     out = tmp_path / "out"
     argv = ("top-activations", str(folder), "--model", tiny_model, "--layer", "layer1",
@@ -143,11 +145,7 @@ def test_an_unknown_layer_fails_the_job_or_the_request_with_its_name(run, tiny_m
 def validated(url: str, model: str) -> None:
     """Wait for the model's first load to end: until then its record does not say where
     max-pooling is, and the default projection stays DeconvNet."""
-    deadline = time.monotonic() + 120
-    with Client(url) as client:
-        while client.model(model).raw["status"] == "validating":
-            assert time.monotonic() < deadline, f"{model} was not validated within 120 s"
-            time.sleep(0.3)
+    model_ready(requests, url, model)
 
 
 def test_on_a_model_without_max_pooling_the_default_is_guided_backprop_and_says_why(

@@ -14,7 +14,6 @@ reason echoed in the job and its report; methods given are kept as given. Redis 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -24,7 +23,7 @@ import requests
 import torch
 import torchvision
 from stacks import ADMIN_KEY, API_KEYS, LOGS, MODEL_SPEC, OTHER_KEY, WORKER_ENV, register
-from waiting import job_final
+from waiting import job_final, model_ready
 
 from devstack import Service, stack_env, start_api, start_worker
 from e2e.helpers import image_bytes
@@ -156,12 +155,7 @@ def test_records_of_older_validations(held):
 
 
 def wait_validated(held: HeldStack, name: str) -> str:
-    deadline = time.monotonic() + 120
-    while (status := held.session().get(f"{held.url}/v1/models/{name}",
-                                        timeout=10).json()["status"]) == "validating":
-        assert time.monotonic() < deadline, "the model was not validated within 120 s"
-        time.sleep(0.2)
-    return status
+    return model_ready(held.session(), held.url, name)["status"]
 
 
 @pytest.fixture(scope="module")
