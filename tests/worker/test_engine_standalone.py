@@ -24,6 +24,7 @@ ENGINE_MAY_IMPORT = (
     "worker.engine.call",
     "worker.engine.core",
     "worker.engine.gated_units",
+    "worker.engine.graph",
     "worker.engine.input_dependence",
     "worker.engine.layers",
     "worker.engine.layouts",

@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 
+from worker.engine.graph import nodes_behind
+
 NO_INPUT_DEPENDENCE = (
     "deconvnet: this model's backward path has no input-dependent operation (no max-pooling "
     "switches, no multiplicative gating), so DeconvNet's map depends only on the target, not "
@@ -61,14 +63,4 @@ def _is_fixed_linear(node: Any) -> bool:
 
 def deconvnet_depends_on_input(outputs: list[torch.Tensor]) -> bool:
     """False when every node of the graph behind `outputs` is linear with fixed coefficients."""
-    seen: set[Any] = set()
-    stack = [t.grad_fn for t in outputs if t.grad_fn is not None]
-    while stack:
-        node = stack.pop()
-        if node in seen:
-            continue
-        seen.add(node)
-        if not _is_fixed_linear(node):
-            return True
-        stack.extend(fn for fn, _ in node.next_functions if fn is not None and fn not in seen)
-    return False
+    return not all(_is_fixed_linear(node) for node in nodes_behind(outputs))

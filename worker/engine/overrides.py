@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from worker.engine.gated_units import AUTOGRAD_NODES, GatedUnit, gated_call
+from worker.engine.graph import nodes_behind
 from worker.engine.methods.base import BackwardRule
 
 aten = torch.ops.aten
@@ -243,18 +244,11 @@ def rectifier_nodes(outputs: list[torch.Tensor]) -> tuple[int, list[Any]]:
     Only rectifiers the outputs depend on are counted: exactly those that shape the maps.
     """
     overridden, plain = 0, []
-    seen: set[Any] = set()
-    stack = [t.grad_fn for t in outputs if t.grad_fn is not None]
-    while stack:
-        node = stack.pop()
-        if node in seen:
-            continue
-        seen.add(node)
+    for node in nodes_behind(outputs):
         if type(node).__name__ in _OVERRIDDEN:
             overridden += 1
         elif _is_plain_rectifier(node):
             plain.append(node)
-        stack.extend(fn for fn, _ in node.next_functions if fn is not None and fn not in seen)
     return overridden, plain
 
 
