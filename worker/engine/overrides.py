@@ -297,13 +297,7 @@ def gate_use(outputs: list[torch.Tensor]) -> GateUse:
     written = 0
     gates: set[Any] = set()
     multiplying: set[Any] = set()
-    seen: set[Any] = set()
-    stack = [t.grad_fn for t in outputs if t.grad_fn is not None]
-    while stack:
-        node = stack.pop()
-        if node in seen:
-            continue
-        seen.add(node)
+    for node in nodes_behind(outputs):
         if type(node).__name__.startswith(_GATE_NODES):
             gates.add(node)
         edges = [(fn, i) for fn, i in node.next_functions if fn is not None]
@@ -316,7 +310,6 @@ def gate_use(outputs: list[torch.Tensor]) -> GateUse:
                 found = found or any(_sources(gate.next_functions[0]) & _sources(other)
                                      for gate in side)
             written += found
-        stack.extend(fn for fn, _ in edges if fn not in seen)
     return GateUse(written, Counter(_gate_name(g) for g in gates - multiplying))
 
 
